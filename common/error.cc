@@ -1,0 +1,9 @@
+#include "common/error.h"
+
+namespace shardrec {
+
+std::string Where(const std::string& file, long long line) {
+  return file + ":" + std::to_string(line) + ": ";
+}
+
+}  // namespace shardrec

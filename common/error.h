@@ -1,0 +1,31 @@
+// Error policy (docs/errors.md): a user's mistake (bad file, bad flag, bad id, unreachable peer)
+// is reported by throwing UserError with one complete message that names the file/line/field; the
+// CLI prints it once and exits non-zero. Broken invariants (programming errors) use glog's CHECK.
+#pragma once
+
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+namespace shardrec {
+
+// Thrown for mistakes the user can fix. what() is the whole message, e.g.
+//   "data/u.data:17: expected 4 tab-separated fields (user item rating timestamp), got 3"
+class UserError : public std::runtime_error {
+ public:
+  explicit UserError(const std::string& message) : std::runtime_error(message) {}
+};
+
+// Concatenates its arguments with operator<< and throws UserError.
+template <typename... Args>
+[[noreturn]] void Fail(Args&&... args) {
+  std::ostringstream os;
+  (os << ... << std::forward<Args>(args));
+  throw UserError(os.str());
+}
+
+// Location prefix "file:line: " used by every parser.
+std::string Where(const std::string& file, long long line);
+
+}  // namespace shardrec

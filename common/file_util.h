@@ -1,0 +1,45 @@
+// Files: atomic publication (leveldb's CURRENT pattern) and small helpers.
+#pragma once
+
+#include <string>
+
+namespace shardrec {
+
+// Writes go to a temporary sibling of `final_path`; Commit() fsyncs it, renames it over
+// `final_path` and fsyncs the directory, so readers see either the old file or the whole new one.
+// If the object dies uncommitted (an error was thrown), the temporary is removed: no partial output.
+// Works for a regular file or a directory (a directory's files are fsynced one level deep).
+// Not thread-safe; one object per output.
+class AtomicOutput {
+ public:
+  explicit AtomicOutput(std::string final_path);
+  ~AtomicOutput();
+  AtomicOutput(const AtomicOutput&) = delete;
+  AtomicOutput& operator=(const AtomicOutput&) = delete;
+
+  // Where to write. Same directory as final_path, name "<final>.tmp-<pid>-<n>".
+  const std::string& temp_path() const { return temp_path_; }
+  const std::string& final_path() const { return final_path_; }
+
+  // Publishes. Throws UserError if the rename fails (e.g. the directory vanished).
+  void Commit();
+  bool committed() const { return committed_; }
+
+ private:
+  std::string final_path_;
+  std::string temp_path_;
+  bool committed_ = false;
+};
+
+bool PathExists(const std::string& path);
+bool IsDirectory(const std::string& path);
+// Reads a whole file. Throws UserError naming the path if it cannot be read.
+std::string ReadFileToString(const std::string& path);
+// Creates the directory and its parents; throws UserError on failure.
+void MakeDirs(const std::string& path);
+// Removes a file or a directory tree if present.
+void RemoveAll(const std::string& path);
+// fsync of a file or directory by path; throws UserError on failure.
+void SyncPath(const std::string& path);
+
+}  // namespace shardrec

@@ -1,0 +1,611 @@
+#include "io/convert.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <numeric>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/strings.h"
+
+namespace shardrec {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// Interns raw ids (strings) into consecutive indices in order of first appearance.
+class Interner {
+ public:
+  int32_t Get(std::string_view s) {
+    auto it = index_.find(s);
+    if (it != index_.end()) return it->second;
+    CHECK_LT(names_.size(), static_cast<size_t>(INT32_MAX)) << "too many distinct ids";
+    int32_t id = static_cast<int32_t>(names_.size());
+    names_.emplace_back(s);
+    index_.emplace(names_.back(), id);
+    return id;
+  }
+  const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+  std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> index_;
+};
+
+struct Event {
+  int32_t user;
+  int32_t item;
+  int64_t ts;
+  int64_t order;  // input position: ties in time keep file order
+  float rating;
+};
+
+struct ItemMeta {
+  std::string title;
+  std::vector<int32_t> categories;  // indices into RawData::category_names
+};
+
+struct RawData {
+  Interner users, items;
+  std::vector<Event> events;
+  bool has_timestamps = false;
+  bool has_ratings = false;
+  bool has_titles = false;
+  bool has_categories = false;
+  std::unordered_map<std::string, ItemMeta> meta;  // by raw item id
+  std::vector<std::string> category_names;
+  std::string detected;
+};
+
+int64_t NeedInt(std::string_view field, const std::string& file, long long line,
+                const char* what) {
+  auto v = ParseInt64(Trim(field));
+  if (!v) Fail(Where(file, line), "expected an integer ", what, ", got ", Quote(field));
+  return *v;
+}
+
+double NeedNumber(std::string_view field, const std::string& file, long long line,
+                  const char* what) {
+  auto v = ParseDouble(Trim(field));
+  if (!v || !std::isfinite(*v)) Fail(Where(file, line), "expected a number ", what, ", got ", Quote(field));
+  return *v;
+}
+
+// Integer ids are kept in their canonical text form ("007" and "7" are the same user).
+std::string IdText(std::string_view field, const std::string& file, long long line,
+                   const char* what) {
+  return std::to_string(NeedInt(field, file, line, what));
+}
+
+// ---- MovieLens ---------------------------------------------------------------------------------
+
+void ParseMovieLens100K(const std::string& dir, RawData* raw) {
+  const std::string data_path = dir + "/u.data";
+  const std::string text = ReadFileToString(data_path);
+  raw->has_timestamps = raw->has_ratings = true;
+  LineIterator lines(text);
+  std::string_view line;
+  while (lines.Next(&line)) {
+    if (Trim(line).empty()) continue;
+    auto f = Split(line, "\t");
+    if (f.size() != 4) {
+      Fail(Where(data_path, lines.line_number()),
+           "expected 4 tab-separated fields (user item rating timestamp), got ", f.size(), ": ",
+           Quote(line));
+    }
+    Event e;
+    e.user = raw->users.Get(IdText(f[0], data_path, lines.line_number(), "user id"));
+    e.item = raw->items.Get(IdText(f[1], data_path, lines.line_number(), "item id"));
+    e.rating = static_cast<float>(NeedNumber(f[2], data_path, lines.line_number(), "rating"));
+    e.ts = NeedInt(f[3], data_path, lines.line_number(), "timestamp");
+    e.order = static_cast<int64_t>(raw->events.size());
+    raw->events.push_back(e);
+  }
+  raw->detected = "movielens (ml-100k layout: u.data";
+  // Genres: u.genre "name|index" lines; u.item has one 0/1 flag per genre.
+  const std::string genre_path = dir + "/u.genre";
+  if (PathExists(genre_path)) {
+    std::vector<std::pair<int64_t, std::string>> genres;
+    std::string gtext = ReadFileToString(genre_path);
+    LineIterator g2(gtext);
+    while (g2.Next(&line)) {
+      if (Trim(line).empty()) continue;
+      auto f = Split(line, "|");
+      if (f.size() != 2) Fail(Where(genre_path, g2.line_number()), "expected 'name|index', got ", Quote(line));
+      genres.emplace_back(NeedInt(f[1], genre_path, g2.line_number(), "genre index"), ToUtf8(f[0]));
+    }
+    std::sort(genres.begin(), genres.end());
+    for (size_t i = 0; i < genres.size(); ++i) {
+      if (genres[i].first != static_cast<int64_t>(i)) Fail(genre_path, ": genre indices must be 0..", genres.size() - 1);
+      raw->category_names.push_back(genres[i].second);
+    }
+    raw->detected += ", u.genre";
+  }
+  const std::string item_path = dir + "/u.item";
+  if (PathExists(item_path)) {
+    const std::string itext = ReadFileToString(item_path);
+    LineIterator il(itext);
+    raw->has_titles = true;
+    raw->has_categories = true;
+    while (il.Next(&line)) {
+      if (Trim(line).empty()) continue;
+      auto f = Split(line, "|");
+      if (f.size() < 6) {
+        Fail(Where(item_path, il.line_number()),
+             "expected 'id|title|release|video release|url|genre flags...', got ", f.size(), " fields");
+      }
+      const size_t flags = f.size() - 5;
+      if (raw->category_names.empty()) {
+        for (size_t g = 0; g < flags; ++g) raw->category_names.push_back("genre" + std::to_string(g));
+      }
+      if (flags != raw->category_names.size()) {
+        Fail(Where(item_path, il.line_number()), "expected ", raw->category_names.size(),
+             " genre flags (from u.genre), got ", flags);
+      }
+      ItemMeta m;
+      m.title = ToUtf8(f[1]);
+      for (size_t g = 0; g < flags; ++g) {
+        int64_t flag = NeedInt(f[5 + g], item_path, il.line_number(), "genre flag (0 or 1)");
+        if (flag != 0 && flag != 1) Fail(Where(item_path, il.line_number()), "genre flag must be 0 or 1, got ", flag);
+        if (flag) m.categories.push_back(static_cast<int32_t>(g));
+      }
+      raw->meta[IdText(f[0], item_path, il.line_number(), "item id")] = std::move(m);
+    }
+    raw->detected += ", u.item";
+  }
+  raw->detected += ")";
+}
+
+void ParseMovieLensDat(const std::string& dir, RawData* raw) {
+  const std::string data_path = dir + "/ratings.dat";
+  const std::string text = ReadFileToString(data_path);
+  raw->has_timestamps = raw->has_ratings = true;
+  LineIterator lines(text);
+  std::string_view line;
+  while (lines.Next(&line)) {
+    if (Trim(line).empty()) continue;
+    auto f = Split(line, "::");
+    if (f.size() != 4) {
+      Fail(Where(data_path, lines.line_number()),
+           "expected 4 '::'-separated fields (UserID::MovieID::Rating::Timestamp), got ", f.size(),
+           ": ", Quote(line));
+    }
+    Event e;
+    e.user = raw->users.Get(IdText(f[0], data_path, lines.line_number(), "user id"));
+    e.item = raw->items.Get(IdText(f[1], data_path, lines.line_number(), "movie id"));
+    e.rating = static_cast<float>(NeedNumber(f[2], data_path, lines.line_number(), "rating"));
+    e.ts = NeedInt(f[3], data_path, lines.line_number(), "timestamp");
+    e.order = static_cast<int64_t>(raw->events.size());
+    raw->events.push_back(e);
+  }
+  raw->detected = "movielens (ml-1m/10m layout: ratings.dat";
+  const std::string movie_path = dir + "/movies.dat";
+  if (PathExists(movie_path)) {
+    raw->has_titles = raw->has_categories = true;
+    Interner genres;
+    const std::string mtext = ReadFileToString(movie_path);
+    LineIterator ml(mtext);
+    while (ml.Next(&line)) {
+      if (Trim(line).empty()) continue;
+      auto f = Split(line, "::");
+      if (f.size() != 3) {
+        Fail(Where(movie_path, ml.line_number()),
+             "expected 3 '::'-separated fields (MovieID::Title::Genres), got ", f.size());
+      }
+      ItemMeta m;
+      m.title = ToUtf8(f[1]);
+      for (auto g : Split(f[2], "|")) {
+        if (!Trim(g).empty() && Trim(g) != "(no genres listed)") {
+          m.categories.push_back(genres.Get(ToUtf8(Trim(g))));
+        }
+      }
+      raw->meta[IdText(f[0], movie_path, ml.line_number(), "movie id")] = std::move(m);
+    }
+    raw->category_names = genres.names();
+    raw->detected += ", movies.dat";
+  }
+  raw->detected += ")";
+}
+
+void ParseMovieLens(const std::string& input, RawData* raw) {
+  std::string dir = input;
+  if (!IsDirectory(dir)) {
+    if (!PathExists(dir)) Fail(input, ": no such file or directory");
+    dir = fs::path(input).parent_path().string();
+    if (dir.empty()) dir = ".";
+  }
+  if (PathExists(dir + "/u.data")) {
+    ParseMovieLens100K(dir, raw);
+  } else if (PathExists(dir + "/ratings.dat")) {
+    ParseMovieLensDat(dir, raw);
+  } else {
+    Fail(dir, ": no MovieLens ratings found (expected u.data for ML-100K or ratings.dat for "
+              "ML-1M/10M; ML-20M's ratings.csv converts with --format csv)");
+  }
+}
+
+// ---- seq ---------------------------------------------------------------------------------------
+
+void ParseSeq(const std::string& path, const std::string& layout_flag, RawData* raw) {
+  if (IsDirectory(path)) Fail(path, ": is a directory; --format seq reads one file");
+  const std::string text = ReadFileToString(path);
+  std::string layout = layout_flag;
+  if (layout != "auto" && layout != "lines" && layout != "pairs") {
+    Fail("--seq-layout: expected auto, lines or pairs, got ", Quote(layout));
+  }
+  std::string_view line;
+  if (layout == "auto") {
+    // Pairs when every line has exactly two fields and some user has several lines; if no user
+    // repeats, both readings give the same events.
+    bool all_two = true;
+    std::unordered_map<std::string_view, int> seen;
+    bool repeats = false;
+    LineIterator it(text);
+    while (it.Next(&line)) {
+      auto f = SplitWhitespace(line);
+      if (f.empty()) continue;
+      if (f.size() != 2) {
+        all_two = false;
+        break;
+      }
+      if (++seen[f[0]] > 1) repeats = true;
+    }
+    layout = all_two && repeats ? "pairs" : "lines";
+  }
+  raw->detected = "seq (" + layout + ": " +
+                  (layout == "pairs" ? "'user item' per line" : "'user item1 item2 ...' per line") + ")";
+  std::unordered_map<int32_t, long long> user_line;
+  LineIterator it(text);
+  while (it.Next(&line)) {
+    auto f = SplitWhitespace(line);
+    if (f.empty()) continue;
+    if (layout == "pairs" && f.size() != 2) {
+      Fail(Where(path, it.line_number()), "expected 'user item' (2 fields), got ", f.size(), ": ",
+           Quote(line));
+    }
+    if (f.size() < 2) {
+      Fail(Where(path, it.line_number()), "expected a user id followed by item ids, got ",
+           Quote(line));
+    }
+    int32_t user = raw->users.Get(IdText(f[0], path, it.line_number(), "user id"));
+    if (layout == "lines") {
+      auto [pos, inserted] = user_line.emplace(user, it.line_number());
+      if (!inserted) {
+        Fail(Where(path, it.line_number()), "user ", f[0], " already has a line (line ",
+             pos->second, "); the 'lines' layout has one line per user (use --seq-layout pairs?)");
+      }
+    }
+    for (size_t k = 1; k < f.size(); ++k) {
+      Event e;
+      e.user = user;
+      e.item = raw->items.Get(IdText(f[k], path, it.line_number(), "item id"));
+      e.ts = 0;
+      e.rating = 0;
+      e.order = static_cast<int64_t>(raw->events.size());
+      raw->events.push_back(e);
+    }
+  }
+}
+
+// ---- csv ---------------------------------------------------------------------------------------
+
+// RFC 4180 fields of one line ("a","b ""quoted""",c). Fails on an unterminated quote.
+std::vector<std::string> SplitCsv(std::string_view line, char delim, const std::string& file,
+                                  long long line_no) {
+  std::vector<std::string> out;
+  std::string cur;
+  size_t i = 0;
+  bool field_start = true;
+  while (true) {
+    if (field_start && i < line.size() && line[i] == '"') {
+      ++i;
+      while (true) {
+        if (i >= line.size()) Fail(Where(file, line_no), "unterminated quoted field");
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') {
+            cur.push_back('"');
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        cur.push_back(line[i++]);
+      }
+      if (i < line.size() && line[i] != delim) {
+        Fail(Where(file, line_no), "unexpected character after a closing quote");
+      }
+    }
+    field_start = false;
+    if (i >= line.size()) {
+      out.push_back(std::move(cur));
+      return out;
+    }
+    if (line[i] == delim) {
+      out.push_back(std::move(cur));
+      cur.clear();
+      field_start = true;
+      ++i;
+      continue;
+    }
+    cur.push_back(line[i++]);
+  }
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) {
+  if (IsDirectory(path)) Fail(path, ": is a directory; --format csv reads one file");
+  const std::string text = ReadFileToString(path);
+  LineIterator it(text);
+  std::string_view header_line;
+  while (it.Next(&header_line) && Trim(header_line).empty()) {
+  }
+  if (Trim(header_line).empty()) Fail(path, ": empty input (expected a header line and events)");
+  char delim = opt.delimiter;
+  if (delim == 0) {
+    size_t best = 0;
+    for (char c : {',', '\t', ';'}) {
+      size_t n = std::count(header_line.begin(), header_line.end(), c);
+      if (n > best) {
+        best = n;
+        delim = c;
+      }
+    }
+    if (delim == 0) {
+      Fail(Where(path, it.line_number()), "cannot find a delimiter (',', ';' or tab) in the header ",
+           Quote(header_line));
+    }
+  }
+  const long long header_no = it.line_number();
+  std::vector<std::string> header = SplitCsv(header_line, delim, path, header_no);
+  for (auto& h : header) h = std::string(Trim(h));
+
+  // Column roles: explicit --columns first, then well-known names.
+  std::map<std::string, std::string> mapping;
+  if (!opt.columns.empty()) {
+    for (auto kv : Split(opt.columns, ",")) {
+      auto p = Split(kv, "=");
+      std::string role = p.size() == 2 ? Lower(Trim(p[0])) : "";
+      if (role != "user" && role != "item" && role != "timestamp" && role != "rating") {
+        Fail("--columns: expected role=NAME with role user, item, timestamp or rating, got ",
+             Quote(kv));
+      }
+      mapping[role] = std::string(Trim(p[1]));
+    }
+  }
+  const std::map<std::string, std::vector<std::string>> known = {
+      {"user", {"user", "user_id", "userid", "uid", "reviewerid", "customer_id"}},
+      {"item", {"item", "item_id", "itemid", "iid", "movieid", "asin", "product_id", "productid"}},
+      {"timestamp", {"timestamp", "time", "ts", "unixreviewtime", "datetime_unix"}},
+      {"rating", {"rating", "score", "overall", "stars"}}};
+  std::string header_list;
+  for (const auto& h : header) header_list += (header_list.empty() ? "" : ", ") + h;
+  auto column_of = [&](const std::string& role, bool required) -> int {
+    auto m = mapping.find(role);
+    if (m != mapping.end()) {
+      for (size_t i = 0; i < header.size(); ++i) {
+        if (header[i] == m->second) return static_cast<int>(i);
+      }
+      Fail(Where(path, header_no), "no column named ", Quote(m->second), " (given for ", role,
+           " by --columns); the header has: ", header_list);
+    }
+    for (const auto& name : known.at(role)) {
+      for (size_t i = 0; i < header.size(); ++i) {
+        if (Lower(header[i]) == name) return static_cast<int>(i);
+      }
+    }
+    if (required) {
+      Fail(Where(path, header_no), "no ", role, " column; the header has: ", header_list,
+           " (name it with --columns ", role, "=NAME)");
+    }
+    return -1;
+  };
+  const int cu = column_of("user", true);
+  const int ci = column_of("item", true);
+  const int ct = column_of("timestamp", false);
+  const int cr = column_of("rating", false);
+  raw->has_timestamps = ct >= 0;
+  raw->has_ratings = cr >= 0;
+  raw->detected = std::string("csv (delimiter ") + (delim == '\t' ? "tab" : std::string(1, delim)) +
+                  "; user=" + header[cu] + ", item=" + header[ci] +
+                  (ct >= 0 ? ", timestamp=" + header[ct] : "") +
+                  (cr >= 0 ? ", rating=" + header[cr] : "") + ")";
+  std::string_view line;
+  while (it.Next(&line)) {
+    if (Trim(line).empty()) continue;
+    auto f = SplitCsv(line, delim, path, it.line_number());
+    if (f.size() != header.size()) {
+      Fail(Where(path, it.line_number()), "expected ", header.size(), " fields (as in the header), got ",
+           f.size(), ": ", Quote(line));
+    }
+    auto id = [&](int col, const char* what) {
+      std::string_view v = Trim(f[col]);
+      if (v.empty()) Fail(Where(path, it.line_number()), "empty ", what, " in column ", header[col]);
+      auto n = ParseInt64(v);
+      return n ? std::to_string(*n) : std::string(v);  // raw ids may be strings (e.g. ASINs)
+    };
+    Event e;
+    e.user = raw->users.Get(id(cu, "user id"));
+    e.item = raw->items.Get(id(ci, "item id"));
+    e.ts = 0;
+    if (ct >= 0) {
+      double t = NeedNumber(f[ct], path, it.line_number(), ("timestamp in column " + header[ct]).c_str());
+      e.ts = static_cast<int64_t>(std::floor(t));
+    }
+    e.rating = cr >= 0 ? static_cast<float>(NeedNumber(f[cr], path, it.line_number(),
+                                                       ("rating in column " + header[cr]).c_str()))
+                       : 0.f;
+    e.order = static_cast<int64_t>(raw->events.size());
+    raw->events.push_back(e);
+  }
+}
+
+// ---- building ----------------------------------------------------------------------------------
+
+// Order of raw ids: numeric when all are integers, else bytewise.
+std::vector<int32_t> RawIdOrder(const std::vector<std::string>& names,
+                                const std::vector<bool>& keep) {
+  std::vector<int32_t> idx;
+  bool numeric = true;
+  std::vector<int64_t> num(names.size(), 0);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (!keep[i]) continue;
+    idx.push_back(static_cast<int32_t>(i));
+    auto v = ParseInt64(names[i]);
+    if (v) {
+      num[i] = *v;
+    } else {
+      numeric = false;
+    }
+  }
+  if (numeric) {
+    std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return num[a] < num[b]; });
+  } else {
+    std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return names[a] < names[b]; });
+  }
+  return idx;
+}
+
+}  // namespace
+
+ConvertReport ConvertToDataset(const std::string& input, const std::string& output,
+                               const ConvertOptions& opt) {
+  RawData raw;
+  if (opt.format == "movielens") {
+    ParseMovieLens(input, &raw);
+  } else if (opt.format == "seq") {
+    ParseSeq(input, opt.seq_layout, &raw);
+  } else if (opt.format == "csv") {
+    ParseCsv(input, opt, &raw);
+  } else {
+    Fail("--format: unknown format ", Quote(opt.format), "; expected movielens, seq or csv");
+  }
+  ConvertReport report;
+  report.detected = raw.detected;
+  report.input_events = static_cast<int64_t>(raw.events.size());
+  if (raw.events.empty()) Fail(input, ": empty input: no events found");
+  if (opt.min_user_events < 0 || opt.min_item_events < 0) Fail("--min-user-events/--min-item-events must be >= 0");
+
+  std::vector<Event>& ev = raw.events;
+  if (opt.min_rating) {
+    if (!raw.has_ratings) Fail("--min-rating: ", input, " has no ratings");
+    auto end = std::remove_if(ev.begin(), ev.end(),
+                              [&](const Event& e) { return e.rating < *opt.min_rating; });
+    report.dropped_by_rating = ev.end() - end;
+    ev.erase(end, ev.end());
+  }
+  std::sort(ev.begin(), ev.end(), [](const Event& a, const Event& b) {
+    if (a.user != b.user) return a.user < b.user;
+    if (a.ts != b.ts) return a.ts < b.ts;
+    return a.order < b.order;
+  });
+  if (opt.dedup) {
+    std::vector<Event> kept;
+    kept.reserve(ev.size());
+    size_t i = 0;
+    while (i < ev.size()) {
+      size_t j = i;
+      while (j < ev.size() && ev[j].user == ev[i].user) ++j;
+      std::vector<int32_t> seen;
+      for (size_t k = i; k < j; ++k) seen.push_back(ev[k].item);
+      std::sort(seen.begin(), seen.end());
+      seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+      std::vector<bool> used(seen.size(), false);
+      for (size_t k = i; k < j; ++k) {
+        size_t pos = std::lower_bound(seen.begin(), seen.end(), ev[k].item) - seen.begin();
+        if (!used[pos]) {
+          used[pos] = true;
+          kept.push_back(ev[k]);
+        }
+      }
+      i = j;
+    }
+    report.dropped_duplicates = static_cast<int64_t>(ev.size() - kept.size());
+    ev.swap(kept);
+  }
+  // k-core: drop users/items below the thresholds until nothing changes.
+  const size_t nu = raw.users.names().size(), ni = raw.items.names().size();
+  if (opt.min_user_events > 0 || opt.min_item_events > 0) {
+    const size_t before = ev.size();
+    while (true) {
+      std::vector<int64_t> uc(nu, 0), ic(ni, 0);
+      for (const auto& e : ev) {
+        ++uc[e.user];
+        ++ic[e.item];
+      }
+      auto end = std::remove_if(ev.begin(), ev.end(), [&](const Event& e) {
+        return uc[e.user] < opt.min_user_events || ic[e.item] < opt.min_item_events;
+      });
+      ++report.kcore_rounds;
+      if (end == ev.end()) break;
+      ev.erase(end, ev.end());
+    }
+    report.dropped_by_kcore = static_cast<int64_t>(before - ev.size());
+  }
+  if (ev.empty()) {
+    Fail(input, ": no events left after filtering (", report.dropped_by_rating, " by --min-rating, ",
+         report.dropped_by_kcore, " by --min-user-events/--min-item-events)");
+  }
+
+  std::vector<bool> user_kept(nu, false), item_kept(ni, false);
+  for (const auto& e : ev) {
+    user_kept[e.user] = true;
+    item_kept[e.item] = true;
+  }
+  std::vector<int32_t> user_order = RawIdOrder(raw.users.names(), user_kept);
+  std::vector<int32_t> item_order = RawIdOrder(raw.items.names(), item_kept);
+  std::vector<int32_t> item_dense(ni, -1);
+  for (size_t d = 0; d < item_order.size(); ++d) item_dense[item_order[d]] = static_cast<int32_t>(d);
+  // Events grouped per user (already sorted by time within a user).
+  std::vector<int64_t> user_begin(nu + 1, 0);
+  for (const auto& e : ev) ++user_begin[e.user + 1];
+  std::partial_sum(user_begin.begin(), user_begin.end(), user_begin.begin());
+
+  DatasetWriterOptions wo;
+  wo.timestamps = raw.has_timestamps;
+  wo.titles = raw.has_titles;
+  wo.categories = raw.has_categories;
+  wo.source = "shardrec data convert --format " + opt.format + " " + fs::path(input).filename().string() +
+              " [" + raw.detected + "]";
+  auto writer = DatasetWriter::Create(output, wo);
+  std::vector<int32_t> items;
+  std::vector<int64_t> ts;
+  for (int32_t u : user_order) {
+    items.clear();
+    ts.clear();
+    for (int64_t k = user_begin[u]; k < user_begin[u + 1]; ++k) {
+      items.push_back(item_dense[ev[k].item]);
+      if (raw.has_timestamps) ts.push_back(ev[k].ts);
+    }
+    writer->AddUser(raw.users.names()[u], items, ts);
+  }
+  if (raw.has_categories) writer->SetCategoryNames(raw.category_names);
+  static const ItemMeta kNoMeta;
+  for (int32_t i : item_order) {
+    const std::string& name = raw.items.names()[i];
+    auto m = raw.meta.find(name);
+    const ItemMeta& meta = m == raw.meta.end() ? kNoMeta : m->second;
+    writer->AddItem(name, raw.has_titles ? std::string_view(meta.title) : std::string_view(),
+                    raw.has_categories ? std::span<const int32_t>(meta.categories)
+                                       : std::span<const int32_t>());
+  }
+  report.info = writer->Finish();
+  return report;
+}
+
+}  // namespace shardrec

@@ -1,0 +1,47 @@
+// Converters from public recommendation formats to the ShardRec dataset (io/dataset.h).
+// Ratings become implicit events; events are sorted by (user, time, input order); dense ids follow
+// the raw ids' order (numeric when every raw id is an integer, else byte order).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "io/dataset.h"
+
+namespace shardrec {
+
+struct ConvertOptions {
+  // "movielens": a directory (or a file inside it) with u.data + u.item + u.genre (ML-100K) or
+  //              ratings.dat + movies.dat (ML-1M/10M, "::"-separated).
+  // "seq":       "user item1 item2 ..." per line (S3-Rec/ICLRec) or "user item" pairs per line in
+  //              time order (SASRec); see seq_layout.
+  // "csv":       header line naming the columns; delimiter ',', ';' or tab (detected).
+  std::string format;
+  std::string seq_layout = "auto";  // auto | lines | pairs
+  // csv: "user=NAME,item=NAME,timestamp=NAME,rating=NAME" (any subset) to map other column names.
+  std::string columns;
+  char delimiter = 0;  // csv: 0 = detect from the header
+  std::optional<double> min_rating;  // keep events with rating >= this (needs ratings)
+  int64_t min_user_events = 0;       // k-core: iterate both filters to a fixed point
+  int64_t min_item_events = 0;
+  bool dedup = false;  // keep only the first event of each (user, item) pair
+};
+
+struct ConvertReport {
+  std::string detected;  // e.g. "movielens (ml-100k: u.data, u.item, u.genre)"
+  int64_t input_events = 0;
+  int64_t dropped_by_rating = 0;
+  int64_t dropped_duplicates = 0;
+  int64_t dropped_by_kcore = 0;
+  int kcore_rounds = 0;
+  DatasetInfo info;
+};
+
+// Reads `input`, writes the dataset to `output` atomically. Any problem with the input (missing
+// file or column, malformed line, non-numeric id, empty input, unknown format, filters that leave
+// nothing) throws UserError naming the file and line; no output file is left behind then.
+ConvertReport ConvertToDataset(const std::string& input, const std::string& output,
+                               const ConvertOptions& options);
+
+}  // namespace shardrec

@@ -1,0 +1,130 @@
+#include "io/reader.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "common/rng.h"
+
+namespace shardrec {
+
+const char* SplitName(Split s) {
+  switch (s) {
+    case Split::kTrain: return "train";
+    case Split::kValid: return "valid";
+    case Split::kTest: return "test";
+  }
+  return "?";
+}
+
+namespace {
+constexpr uint64_t kShuffleStream = 0x5348554646ULL;  // "SHUFF"
+
+// [begin, end) of the events that form the input of `split`, plus the target position (or -1).
+struct Span {
+  int64_t begin, end, target;
+};
+
+std::optional<Span> SplitSpan(int64_t b, int64_t e, Split split) {
+  const int64_t n = e - b;
+  switch (split) {
+    case Split::kTrain:
+      if (n < 3) return n >= 2 ? std::optional<Span>({b, e, -1}) : std::nullopt;
+      if (n - 2 < 2) return std::nullopt;  // needs one (input, next) pair
+      return Span{b, e - 2, -1};
+    case Split::kValid:
+      if (n < 3) return std::nullopt;
+      return Span{b, e - 2, e - 2};
+    case Split::kTest:
+      if (n < 3) return std::nullopt;
+      return Span{b, e - 1, e - 1};
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+SequenceReader::SequenceReader(const std::string& path, const ReaderOptions& options)
+    : options_(options), dataset_(Dataset::Open(path)) {
+  if (options_.world_size < 1 || options_.rank < 0 || options_.rank >= options_.world_size) {
+    Fail("reader: rank ", options_.rank, " is outside world size ", options_.world_size);
+  }
+  if (options_.global_batch_size < 1) Fail("--batch-size: must be >= 1, got ", options_.global_batch_size);
+  if (options_.max_len < 1) Fail("--max-len: must be >= 1, got ", options_.max_len);
+  const auto& off = dataset_->user_offsets();
+  for (int64_t u = 0; u + 1 < static_cast<int64_t>(off.size()); ++u) {
+    if (SplitSpan(off[u], off[u + 1], options_.split)) eligible_.push_back(u);
+  }
+  StartEpoch(0);
+}
+
+int64_t SequenceReader::num_batches() const {
+  const int64_t n = num_users(), b = options_.global_batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+void SequenceReader::StartEpoch(int64_t epoch) {
+  epoch_ = epoch;
+  next_batch_ = 0;
+  order_ = eligible_;
+  if (options_.shuffle) {
+    Rng rng(HashKeys({options_.seed, kShuffleStream, static_cast<uint64_t>(epoch)}));
+    for (int64_t i = static_cast<int64_t>(order_.size()) - 1; i > 0; --i) {
+      std::swap(order_[i], order_[rng.Below(static_cast<uint64_t>(i + 1))]);
+    }
+  }
+}
+
+std::vector<int64_t> SequenceReader::GlobalBatchUsers(int64_t index) const {
+  const int64_t b = options_.global_batch_size;
+  const int64_t begin = index * b;
+  const int64_t end = std::min<int64_t>(begin + b, static_cast<int64_t>(order_.size()));
+  CHECK_LE(begin, end);
+  return {order_.begin() + begin, order_.begin() + end};
+}
+
+std::optional<Batch> SequenceReader::Next() {
+  if (next_batch_ >= num_batches()) return std::nullopt;
+  const std::vector<int64_t> global = GlobalBatchUsers(next_batch_);
+  Batch batch;
+  batch.epoch = epoch_;
+  batch.index = next_batch_++;
+  batch.global_rows = static_cast<int64_t>(global.size());
+  // Contiguous piece per rank, sizes differing by at most one.
+  const int64_t g = batch.global_rows, w = options_.world_size, r = options_.rank;
+  batch.row_offset = g * r / w;
+  batch.rows = g * (r + 1) / w - batch.row_offset;
+  const bool train = options_.split == Split::kTrain;
+  const int64_t keep = train ? options_.max_len + 1 : options_.max_len;
+  const auto& off = dataset_->user_offsets();
+  std::vector<Span> spans;
+  for (int64_t i = 0; i < batch.rows; ++i) {
+    const int64_t u = global[batch.row_offset + i];
+    Span s = *SplitSpan(off[u], off[u + 1], options_.split);
+    s.begin = std::max(s.begin, s.end - keep);
+    spans.push_back(s);
+    batch.users.push_back(u);
+    batch.lengths.push_back(static_cast<int32_t>(s.end - s.begin));
+  }
+  int64_t width = options_.pad_to_max_len ? keep : 0;
+  for (int32_t len : batch.lengths) width = std::max<int64_t>(width, len);
+  batch.width = width;
+  const bool ts = dataset_->info().has_timestamps;
+  batch.items.assign(static_cast<size_t>(batch.rows * width), options_.pad_id);
+  if (ts) batch.timestamps.assign(static_cast<size_t>(batch.rows * width), 0);
+  for (int64_t i = 0; i < batch.rows; ++i) {
+    const Span& s = spans[i];
+    // One read covers the input and the target (they are adjacent).
+    const int64_t read_end = s.target >= 0 ? s.target + 1 : s.end;
+    std::vector<int32_t> items = dataset_->ReadItems(s.begin, read_end);
+    std::copy(items.begin(), items.begin() + (s.end - s.begin), batch.items.begin() + i * width);
+    if (s.target >= 0) batch.targets.push_back(items.back());
+    if (ts) {
+      std::vector<int64_t> t = dataset_->ReadTimestamps(s.begin, s.end);
+      std::copy(t.begin(), t.end(), batch.timestamps.begin() + i * width);
+    }
+  }
+  return batch;
+}
+
+}  // namespace shardrec

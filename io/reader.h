@@ -1,0 +1,84 @@
+// Sharded, streaming reader of user sequences with the leave-one-out split (docs/formats.md,
+// "Splits"). Global batches are fixed by (seed, epoch) alone, and rank r of N receives a
+// contiguous piece of every global batch, so the N pieces of batch b concatenated in rank order
+// are exactly batch b of a single-process reader: training with N ranks sees the same global
+// batches as with 1. Every rank yields the same number of batches per epoch (possibly empty ones),
+// so collective calls stay matched. A rank reads only its own users' events.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/dataset.h"
+
+namespace shardrec {
+
+// Leave-one-out: for a user with n >= 3 events, test = event n-1, valid = event n-2,
+// train = events [0, n-2). Users with n < 3 are train-only (all their events).
+enum class Split { kTrain, kValid, kTest };
+const char* SplitName(Split s);
+
+struct ReaderOptions {
+  Split split = Split::kTrain;
+  int64_t global_batch_size = 256;  // users per global batch, over all ranks
+  int64_t max_len = 50;             // history length kept (most recent events)
+  uint64_t seed = 0;
+  bool shuffle = true;              // false: users in dense-id order
+  bool drop_last = false;           // drop a short final global batch
+  int rank = 0;
+  int world_size = 1;
+  int64_t pad_id = -1;              // value of padding positions in `items`
+  bool pad_to_max_len = false;      // width = max_len (+1 for train) instead of the batch maximum
+};
+
+// One rank's piece of a global batch. Row-major [rows x width] arrays, left-aligned: row i holds
+// lengths[i] real positions followed by padding.
+//   Train: the last min(train_len, max_len + 1) training events; a model predicts position t+1
+//          from positions <= t, so width is at most max_len + 1.
+//   Valid/Test: `items` is the input history (last min(len, max_len) events before the target)
+//          and `targets[i]` the held-out item.
+struct Batch {
+  int64_t epoch = 0;
+  int64_t index = 0;         // global batch number within the epoch
+  int64_t global_rows = 0;   // rows of the whole global batch
+  int64_t row_offset = 0;    // where this piece starts inside the global batch
+  int64_t rows = 0;          // rows in this piece (may be 0)
+  int64_t width = 0;
+  std::vector<int64_t> users;       // [rows] dense user ids
+  std::vector<int64_t> items;       // [rows x width]
+  std::vector<int64_t> timestamps;  // [rows x width]; empty if the dataset has none (0 = padding)
+  std::vector<int32_t> lengths;     // [rows]
+  std::vector<int64_t> targets;     // [rows]; valid/test only
+};
+
+// Not thread-safe; one reader per rank (or thread).
+class SequenceReader {
+ public:
+  // Opens its own Dataset handle. Throws UserError on a bad file or bad options.
+  SequenceReader(const std::string& path, const ReaderOptions& options);
+
+  const DatasetInfo& info() const { return dataset_->info(); }
+  // Users that take part in this split (same on every rank).
+  int64_t num_users() const { return static_cast<int64_t>(eligible_.size()); }
+  // Global batches per epoch (same on every rank).
+  int64_t num_batches() const;
+  // Starts (or restarts) an epoch: the global user order is a function of (seed, epoch).
+  void StartEpoch(int64_t epoch);
+  // This rank's piece of the next global batch, or nullopt at the end of the epoch.
+  std::optional<Batch> Next();
+  // Dense user ids of global batch `index` in the current epoch (all ranks' rows).
+  std::vector<int64_t> GlobalBatchUsers(int64_t index) const;
+
+ private:
+  ReaderOptions options_;
+  std::unique_ptr<Dataset> dataset_;
+  std::vector<int64_t> eligible_;  // users of this split, dense-id order
+  std::vector<int64_t> order_;     // current epoch's order (indices into eligible_ values)
+  int64_t epoch_ = -1;
+  int64_t next_batch_ = 0;
+};
+
+}  // namespace shardrec

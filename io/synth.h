@@ -1,0 +1,56 @@
+// The built-in synthetic dataset: planted structure that a sequential model can learn and a
+// popularity ranker cannot. The generative process is documented in docs/formats.md
+// ("Synthetic data"); in short:
+//   - items have a latent topic, a Zipf popularity, a title whose words come mostly from their
+//     topic's vocabulary, categories mapped from the topic, and a content vector near the topic's
+//     centroid (so content carries signal for items never seen in training);
+//   - users have a sparse topic preference that drifts from a start mix to an end mix along their
+//     sequence; each next event either follows a short-range transition from the previous item
+//     (one of its few "successors") or draws a topic (stay with the previous item's topic, else from
+//     the current preference) and then an item by popularity within that topic; no repeats;
+//   - timestamps grow by exponential gaps, longer after a topic switch.
+// Deterministic per seed (every user and item has its own counter-based random stream), streamed to
+// disk: memory is O(items + users) small arrays, independent of the number of events.
+// The generator also scores its own predictive distribution on each user's last event (the
+// leave-one-out test event, earlier items excluded) and stores that oracle HR@10/NDCG@10, with a
+// true-popularity baseline, under /oracle.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "io/dataset.h"
+
+namespace shardrec {
+
+struct SynthOptions {
+  int64_t users = 10000;
+  int64_t items = 5000;
+  int64_t events = 0;  // total events; 0 = 20 per user. Every user gets at least 3.
+  uint64_t seed = 7;
+  int topics = 32;
+  int categories = 16;
+  double zipf = 1.0;         // item popularity exponent
+  double stay = 0.8;         // P(next topic = previous item's topic) when not transitioning
+  double transition = 0.3;   // P(next item is a successor of the previous item)
+  int successors = 4;        // successors per item (same topic)
+  int topics_per_user = 3;   // size of a user's preference mix
+  double drift = 0.5;        // P(a user's end mix differs from its start mix)
+  int content_dim = 16;      // 0 = no content vectors
+  bool titles = true;
+  // Called every few thousand users with (users done, events done); may be empty.
+  std::function<void(int64_t, int64_t)> progress;
+};
+
+struct SynthReport {
+  DatasetInfo info;
+  double oracle_hr10 = 0, oracle_ndcg10 = 0;          // generator's own predictive distribution
+  double popularity_hr10 = 0, popularity_ndcg10 = 0;  // true global popularity
+  int64_t test_users = 0;
+};
+
+// Writes the dataset to `output` atomically. Throws UserError on impossible options.
+SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& options);
+
+}  // namespace shardrec

@@ -1,0 +1,158 @@
+#include "launch/cli.h"
+
+#include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include "common/error.h"
+
+DECLARE_bool(help);
+DECLARE_bool(helpshort);
+DECLARE_bool(helpfull);
+
+namespace shardrec::cli {
+
+std::vector<Command>& Registry() {
+  static std::vector<Command> commands;
+  return commands;
+}
+
+namespace {
+
+std::string Dashed(std::string name) {
+  std::replace(name.begin(), name.end(), '_', '-');
+  return name;
+}
+
+void PrintOverview() {
+  std::cout << "shardrec: train and serve sharded recommendation recall models\n\n"
+               "usage: shardrec <command> [flags]     shardrec <command> --help\n\ncommands:\n";
+  auto cmds = Registry();
+  std::sort(cmds.begin(), cmds.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  for (const auto& c : cmds) {
+    std::printf("  %-16s %s\n", c.name.c_str(), c.summary.c_str());
+  }
+}
+
+void PrintHelp(const Command& c) {
+  std::cout << c.summary << "\n\nusage: " << c.usage << "\n";
+  if (c.flags.empty()) return;
+  std::cout << "\nflags:\n";
+  for (const auto& f : c.flags) {
+    gflags::CommandLineFlagInfo info;
+    CHECK(gflags::GetCommandLineFlagInfo(f.c_str(), &info)) << "unknown flag " << f;
+    std::string head = "  --" + Dashed(info.name) + " (" + info.type + ", default '" +
+                       info.default_value + "')";
+    std::cout << head << "\n      " << info.description << "\n";
+  }
+}
+
+// Flags given on the command line that the command does not read are a mistake, not a no-op.
+void RejectForeignFlags(const Command& c) {
+  std::set<std::string> mine(c.flags.begin(), c.flags.end());
+  std::vector<gflags::CommandLineFlagInfo> all;
+  gflags::GetAllFlags(&all);
+  for (const auto& info : all) {
+    if (info.is_default || mine.count(info.name)) continue;
+    if (info.filename.find("launch/flags.cc") == std::string::npos) continue;  // glog's etc.
+    Fail("--", Dashed(info.name), " is not a flag of 'shardrec ", c.name, "' (see shardrec ", c.name,
+         " --help)");
+  }
+}
+
+}  // namespace
+
+void Progress(const std::string& line) {
+  static const bool tty = isatty(STDERR_FILENO);
+  if (tty) {
+    std::fprintf(stderr, "\r\033[K%s", line.c_str());
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  std::fflush(stderr);
+}
+
+void ProgressDone() {
+  if (isatty(STDERR_FILENO)) std::fprintf(stderr, "\n");
+}
+
+int Main(int argc, char** argv) {
+  // gflags wants underscores; users type dashes (--min-rating). Rewrite flag names only.
+  std::vector<std::string> storage(argv, argv + argc);
+  for (size_t i = 1; i < storage.size(); ++i) {
+    std::string& a = storage[i];
+    if (a == "--") break;
+    if (a.rfind("--", 0) == 0 || (a.size() > 1 && a[0] == '-' && !std::isdigit(a[1]))) {
+      size_t start = a.find_first_not_of('-');
+      size_t eq = a.find('=');
+      for (size_t k = start; k < std::min(eq, a.size()); ++k) {
+        if (a[k] == '-') a[k] = '_';
+      }
+    }
+  }
+  std::vector<char*> args;
+  for (auto& s : storage) args.push_back(s.data());
+  args.push_back(nullptr);
+  int n = argc;
+  char** v = args.data();
+  gflags::SetUsageMessage("shardrec <command> [flags]; shardrec help");
+  gflags::SetVersionString("0.1.0");
+  gflags::ParseCommandLineNonHelpFlags(&n, &v, /*remove_flags=*/true);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(v[0]);
+
+  std::vector<std::string> pos(v + 1, v + n);
+  const bool help = FLAGS_help || FLAGS_helpshort || FLAGS_helpfull;
+  if (pos.empty() || pos[0] == "help") {
+    PrintOverview();
+    return pos.empty() && !help ? 2 : 0;
+  }
+  // Longest command name that prefixes the positional words.
+  const Command* cmd = nullptr;
+  size_t words = 0;
+  for (const auto& c : Registry()) {
+    std::vector<std::string> parts;
+    size_t s = 0, e;
+    while ((e = c.name.find(' ', s)) != std::string::npos) {
+      parts.push_back(c.name.substr(s, e - s));
+      s = e + 1;
+    }
+    parts.push_back(c.name.substr(s));
+    if (parts.size() <= pos.size() && std::equal(parts.begin(), parts.end(), pos.begin()) &&
+        parts.size() > words) {
+      cmd = &c;
+      words = parts.size();
+    }
+  }
+  if (cmd == nullptr) {
+    std::cerr << "shardrec: error: unknown command '" << pos[0] << (pos.size() > 1 ? " " + pos[1] : "")
+              << "'; see shardrec help\n";
+    return 2;
+  }
+  if (help) {
+    PrintHelp(*cmd);
+    return 0;
+  }
+  std::vector<std::string> rest(pos.begin() + static_cast<long>(words), pos.end());
+  try {
+    if (static_cast<int>(rest.size()) != cmd->positional) {
+      Fail("'shardrec ", cmd->name, "' takes ", cmd->positional, " positional argument(s), got ",
+           rest.size(), "; usage: ", cmd->usage);
+    }
+    RejectForeignFlags(*cmd);
+    return cmd->run(rest);
+  } catch (const UserError& e) {
+    std::cerr << "shardrec: error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "shardrec: internal error: " << e.what() << "\n";
+    return 3;
+  }
+}
+
+}  // namespace shardrec::cli

@@ -1,0 +1,37 @@
+// Every command-line flag of `shardrec`, defined once in flags.cc. Commands list the flags they
+// read (cli::Command::flags); a flag given to a command that does not read it is an error.
+#pragma once
+
+#include <gflags/gflags.h>
+
+// data convert
+DECLARE_string(format);
+DECLARE_string(input);
+DECLARE_string(output);
+DECLARE_string(seq_layout);
+DECLARE_string(columns);
+DECLARE_string(delimiter);
+DECLARE_string(min_rating);
+DECLARE_int64(min_user_events);
+DECLARE_int64(min_item_events);
+DECLARE_bool(dedup);
+// data stats
+DECLARE_bool(json);
+// data synth (and demo)
+DECLARE_int64(users);
+DECLARE_int64(items);
+DECLARE_int64(events);
+DECLARE_uint64(seed);
+DECLARE_int32(topics);
+DECLARE_int32(categories);
+DECLARE_int32(content_dim);
+DECLARE_double(zipf);
+DECLARE_double(stay);
+DECLARE_double(transition);
+DECLARE_int32(successors);
+DECLARE_bool(titles);
+// reader (demo)
+DECLARE_string(workdir);
+DECLARE_int64(batch_size);
+DECLARE_int64(max_len);
+DECLARE_int32(world_size);

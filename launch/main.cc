@@ -1,0 +1,3 @@
+#include "launch/cli.h"
+
+int main(int argc, char** argv) { return shardrec::cli::Main(argc, argv); }
