@@ -1,0 +1,211 @@
+#include "io/reader.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "io/synth.h"
+#include "tests/test_util.h"
+
+namespace shardrec {
+namespace {
+
+using testing::TempDir;
+
+// Users with lengths 1..8 and items = 100*user + position, timestamps = position + 1.
+std::string WriteLadder(const TempDir& dir) {
+  const std::string path = dir.File("ladder.h5");
+  DatasetWriterOptions o;
+  o.timestamps = true;
+  auto w = DatasetWriter::Create(path, o);
+  for (int u = 0; u < 8; ++u) {
+    std::vector<int32_t> items;
+    std::vector<int64_t> ts;
+    for (int k = 0; k <= u; ++k) {
+      items.push_back(100 * u + k);
+      ts.push_back(k + 1);
+    }
+    w->AddUser(std::to_string(u), items, ts);
+  }
+  for (int i = 0; i < 800; ++i) w->AddItem(std::to_string(i));
+  w->Finish();
+  return path;
+}
+
+std::vector<Batch> ReadAll(const std::string& path, ReaderOptions o) {
+  SequenceReader r(path, o);
+  std::vector<Batch> out;
+  while (auto b = r.Next()) out.push_back(std::move(*b));
+  return out;
+}
+
+TEST(Reader, LeaveOneOutSplits) {
+  TempDir dir;
+  const std::string path = WriteLadder(dir);
+  ReaderOptions o;
+  o.shuffle = false;
+  o.global_batch_size = 100;
+  o.max_len = 100;
+  // Train: users with n >= 4 (train part >= 2) and the train-only user with n == 2.
+  o.split = Split::kTrain;
+  auto train = ReadAll(path, o);
+  ASSERT_EQ(train.size(), 1u);
+  EXPECT_EQ(train[0].users, (std::vector<int64_t>{1, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(train[0].lengths, (std::vector<int32_t>{2, 2, 3, 4, 5, 6}));
+  const Batch& b = train[0];
+  EXPECT_EQ(b.width, 6);
+  // user 1 (n=2, train-only): both events; user 7: events 0..5 (6 and 7 are valid/test).
+  EXPECT_EQ(std::vector<int64_t>(b.items.begin(), b.items.begin() + 6),
+            (std::vector<int64_t>{100, 101, -1, -1, -1, -1}));
+  EXPECT_EQ(std::vector<int64_t>(b.items.begin() + 30, b.items.end()),
+            (std::vector<int64_t>{700, 701, 702, 703, 704, 705}));
+  EXPECT_EQ(std::vector<int64_t>(b.timestamps.begin(), b.timestamps.begin() + 3),
+            (std::vector<int64_t>{1, 2, 0}));
+  EXPECT_TRUE(b.targets.empty());
+
+  o.split = Split::kValid;
+  auto valid = ReadAll(path, o);
+  EXPECT_EQ(valid[0].users, (std::vector<int64_t>{2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(valid[0].targets, (std::vector<int64_t>{201, 302, 403, 504, 605, 706}));
+  EXPECT_EQ(valid[0].lengths, (std::vector<int32_t>{1, 2, 3, 4, 5, 6}));
+
+  o.split = Split::kTest;
+  auto test = ReadAll(path, o);
+  EXPECT_EQ(test[0].targets, (std::vector<int64_t>{202, 303, 404, 505, 606, 707}));
+  EXPECT_EQ(test[0].lengths, (std::vector<int32_t>{2, 3, 4, 5, 6, 7}));
+  EXPECT_EQ(test[0].items[0], 200);
+}
+
+TEST(Reader, TruncatesToMostRecentEvents) {
+  TempDir dir;
+  const std::string path = WriteLadder(dir);
+  ReaderOptions o;
+  o.shuffle = false;
+  o.max_len = 2;
+  o.split = Split::kTest;
+  auto test = ReadAll(path, o);
+  // user 7: input events 0..6, keep the last 2: 705, 706; target 707.
+  const Batch& b = test[0];
+  EXPECT_EQ(b.width, 2);
+  EXPECT_EQ(std::vector<int64_t>(b.items.end() - 2, b.items.end()), (std::vector<int64_t>{705, 706}));
+  o.split = Split::kTrain;  // train keeps max_len + 1 (inputs and shifted targets)
+  o.pad_to_max_len = true;
+  auto train = ReadAll(path, o);
+  EXPECT_EQ(train[0].width, 3);
+  EXPECT_EQ(std::vector<int64_t>(train[0].items.end() - 3, train[0].items.end()),
+            (std::vector<int64_t>{703, 704, 705}));
+}
+
+TEST(Reader, ShardsConcatenateToTheSingleProcessBatchForAnyWorldSize) {
+  TempDir dir;
+  SynthOptions so;
+  so.users = 301;
+  so.items = 400;
+  so.events = 4000;
+  GenerateSynthetic(dir.File("s.h5"), so);
+  for (Split split : {Split::kTrain, Split::kTest}) {
+    ReaderOptions o;
+    o.split = split;
+    o.global_batch_size = 64;
+    o.max_len = 8;
+    o.seed = 3;
+    auto whole = ReadAll(dir.File("s.h5"), o);
+    for (int world : {2, 3, 4, 7}) {
+      std::vector<std::vector<Batch>> pieces;
+      for (int r = 0; r < world; ++r) {
+        ReaderOptions ro = o;
+        ro.rank = r;
+        ro.world_size = world;
+        pieces.push_back(ReadAll(dir.File("s.h5"), ro));
+        ASSERT_EQ(pieces.back().size(), whole.size()) << "every rank sees every global batch";
+      }
+      for (size_t b = 0; b < whole.size(); ++b) {
+        std::vector<int64_t> users, targets;
+        std::vector<int32_t> lengths;
+        for (int r = 0; r < world; ++r) {
+          const Batch& p = pieces[r][b];
+          EXPECT_EQ(p.index, static_cast<int64_t>(b));
+          EXPECT_EQ(p.global_rows, whole[b].rows);
+          EXPECT_EQ(p.row_offset, static_cast<int64_t>(users.size()));
+          users.insert(users.end(), p.users.begin(), p.users.end());
+          targets.insert(targets.end(), p.targets.begin(), p.targets.end());
+          lengths.insert(lengths.end(), p.lengths.begin(), p.lengths.end());
+          // Row contents equal the single-process row of the same user.
+          for (int64_t i = 0; i < p.rows; ++i) {
+            const int64_t g = p.row_offset + i;
+            for (int32_t k = 0; k < p.lengths[i]; ++k) {
+              ASSERT_EQ(p.items[i * p.width + k], whole[b].items[g * whole[b].width + k]);
+            }
+          }
+        }
+        EXPECT_EQ(users, whole[b].users);
+        EXPECT_EQ(targets, whole[b].targets);
+        EXPECT_EQ(lengths, whole[b].lengths);
+      }
+    }
+  }
+}
+
+TEST(Reader, EmptyPiecesWhenTheLastBatchIsShort) {
+  TempDir dir;
+  const std::string path = WriteLadder(dir);
+  ReaderOptions o;
+  o.split = Split::kTest;  // 6 users
+  o.global_batch_size = 4;
+  o.world_size = 4;
+  o.rank = 0;
+  auto b0 = ReadAll(path, o);
+  o.rank = 3;
+  auto b3 = ReadAll(path, o);
+  ASSERT_EQ(b0.size(), 2u);
+  ASSERT_EQ(b3.size(), 2u);
+  // Last global batch has 2 rows over 4 ranks: rank 0 gets 0 rows, rank 3 gets 1.
+  EXPECT_EQ(b0[1].rows, 0);
+  EXPECT_TRUE(b0[1].users.empty());
+  EXPECT_EQ(b3[1].rows, 1);
+  o.drop_last = true;
+  EXPECT_EQ(ReadAll(path, o).size(), 1u);
+}
+
+TEST(Reader, ShuffleIsDeterministicPerSeedAndEpoch) {
+  TempDir dir;
+  SynthOptions so;
+  so.users = 500;
+  so.items = 300;
+  so.events = 3000;
+  GenerateSynthetic(dir.File("s.h5"), so);
+  ReaderOptions o;
+  o.global_batch_size = 500;
+  o.seed = 5;
+  SequenceReader a(dir.File("s.h5"), o), b(dir.File("s.h5"), o);
+  auto order = [](SequenceReader& r, int64_t epoch) {
+    r.StartEpoch(epoch);
+    return r.Next()->users;
+  };
+  auto e0 = order(a, 0);
+  EXPECT_EQ(e0, order(b, 0));
+  auto e1 = order(a, 1);
+  EXPECT_NE(e0, e1);
+  EXPECT_EQ(std::set<int64_t>(e0.begin(), e0.end()), std::set<int64_t>(e1.begin(), e1.end()));
+  EXPECT_EQ(e1, order(b, 1));
+  o.seed = 6;
+  SequenceReader c(dir.File("s.h5"), o);
+  EXPECT_NE(e0, order(c, 0));
+}
+
+TEST(Reader, BadOptions) {
+  TempDir dir;
+  const std::string path = WriteLadder(dir);
+  ReaderOptions o;
+  o.rank = 2;
+  o.world_size = 2;
+  testing::ExpectUserError([&] { SequenceReader r(path, o); }, {"rank 2", "world size 2"});
+  o = ReaderOptions();
+  o.global_batch_size = 0;
+  testing::ExpectUserError([&] { SequenceReader r(path, o); }, {"--batch-size"});
+}
+
+}  // namespace
+}  // namespace shardrec

@@ -1,0 +1,138 @@
+#include "io/synth.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include <algorithm>
+#include <set>
+
+#include "common/file_util.h"
+#include "tests/test_util.h"
+
+namespace shardrec {
+namespace {
+
+using testing::TempDir;
+
+SynthOptions Small() {
+  SynthOptions o;
+  o.users = 2000;
+  o.items = 1000;
+  o.events = 30000;
+  o.seed = 11;
+  return o;
+}
+
+TEST(Synth, SameSeedGivesIdenticalFile) {
+  TempDir dir;
+  GenerateSynthetic(dir.File("a.h5"), Small());
+  GenerateSynthetic(dir.File("b.h5"), Small());
+  EXPECT_EQ(ReadFileToString(dir.File("a.h5")), ReadFileToString(dir.File("b.h5")));
+  SynthOptions other = Small();
+  other.seed = 12;
+  GenerateSynthetic(dir.File("c.h5"), other);
+  EXPECT_NE(ReadFileToString(dir.File("a.h5")), ReadFileToString(dir.File("c.h5")));
+}
+
+TEST(Synth, CountsShapeAndNoRepeats) {
+  TempDir dir;
+  SynthReport r = GenerateSynthetic(dir.File("s.h5"), Small());
+  auto ds = Dataset::Open(dir.File("s.h5"));
+  const DatasetInfo& info = ds->info();
+  EXPECT_EQ(info.num_users, 2000);
+  EXPECT_EQ(info.num_items, 1000);
+  EXPECT_EQ(info.num_events, 30000);  // exactly --events
+  EXPECT_TRUE(info.has_timestamps);
+  EXPECT_TRUE(info.has_titles);
+  EXPECT_EQ(info.num_categories, 16);
+  EXPECT_EQ(info.content_dim, 16);
+  const auto& off = ds->user_offsets();
+  auto items = ds->ReadItems(0, info.num_events);
+  auto ts = ds->ReadTimestamps(0, info.num_events);
+  for (int64_t u = 0; u < info.num_users; ++u) {
+    ASSERT_GE(off[u + 1] - off[u], 3) << "user " << u;
+    std::set<int32_t> seen(items.begin() + off[u], items.begin() + off[u + 1]);
+    EXPECT_EQ(static_cast<int64_t>(seen.size()), off[u + 1] - off[u]) << "repeat in user " << u;
+    for (int64_t k = off[u] + 1; k < off[u + 1]; ++k) ASSERT_GT(ts[k], ts[k - 1]);
+  }
+  // Zipf popularity (capped by "no repeats within a user"): a long tail, the top 10% of items
+  // hold well over 10% of the events and the top item is far above the median one.
+  std::vector<int64_t> counts(1000, 0);
+  for (int32_t it : items) ++counts[it];
+  std::sort(counts.rbegin(), counts.rend());
+  EXPECT_GT(counts[0], 4 * std::max<int64_t>(1, counts[500]));
+  int64_t top = 0;
+  for (int k = 0; k < 100; ++k) top += counts[k];
+  EXPECT_GT(static_cast<double>(top) / info.num_events, 0.2);  // uniform would be 0.1
+  EXPECT_EQ(r.test_users, 2000);
+}
+
+TEST(Synth, OracleFarAbovePopularityAndStored) {
+  TempDir dir;
+  SynthReport r = GenerateSynthetic(dir.File("s.h5"), Small());
+  EXPECT_GT(r.oracle_hr10, 0.3);
+  EXPECT_GT(r.oracle_hr10, 5 * r.popularity_hr10);
+  EXPECT_GT(r.oracle_ndcg10, 5 * r.popularity_ndcg10);
+  EXPECT_LE(r.oracle_ndcg10, r.oracle_hr10);
+  auto attrs = Dataset::Open(dir.File("s.h5"))->NumericAttributes("/oracle");
+  EXPECT_DOUBLE_EQ(attrs.at("hr@10"), r.oracle_hr10);
+  EXPECT_DOUBLE_EQ(attrs.at("popularity_ndcg@10"), r.popularity_ndcg10);
+}
+
+TEST(Synth, WithoutStructureOracleFallsToPopularityLevel) {
+  // One topic, no transitions: nothing but popularity is left to learn, so the oracle's edge
+  // over popularity must vanish. Guards against an oracle that peeks at the target.
+  TempDir dir;
+  SynthOptions o = Small();
+  o.topics = 1;
+  o.transition = 0.0;
+  SynthReport r = GenerateSynthetic(dir.File("s.h5"), o);
+  EXPECT_NEAR(r.oracle_hr10, r.popularity_hr10, 0.02);
+}
+
+TEST(Synth, ContentCarriesTopicSignal) {
+  // Items sharing the most frequent successor relation are close in content space: check that
+  // the average cosine of consecutive events (mostly same topic) beats random pairs.
+  TempDir dir;
+  GenerateSynthetic(dir.File("s.h5"), Small());
+  auto ds = Dataset::Open(dir.File("s.h5"));
+  const int64_t d = ds->info().content_dim;
+  auto content = ds->ReadItemContent(0, ds->info().num_items);
+  auto items = ds->ReadItems(0, ds->info().num_events);
+  auto cosine = [&](int32_t a, int32_t b) {
+    double dot = 0, na = 0, nb = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      dot += content[a * d + k] * content[b * d + k];
+      na += content[a * d + k] * content[a * d + k];
+      nb += content[b * d + k] * content[b * d + k];
+    }
+    return dot / std::sqrt(na * nb);
+  };
+  const auto& off = ds->user_offsets();
+  double consecutive = 0, random = 0;
+  int64_t n = 0;
+  for (int64_t u = 0; u < ds->info().num_users; ++u) {
+    for (int64_t k = off[u] + 1; k < off[u + 1]; ++k) {
+      consecutive += cosine(items[k - 1], items[k]);
+      random += cosine(items[k], items[(k * 7919) % items.size()]);
+      ++n;
+    }
+  }
+  EXPECT_GT(consecutive / n, random / n + 0.3);
+}
+
+TEST(Synth, BadOptionsAreUserErrors) {
+  TempDir dir;
+  SynthOptions o = Small();
+  o.events = 100;  // < 3 per user
+  testing::ExpectUserError([&] { GenerateSynthetic(dir.File("s.h5"), o); }, {"--events", "at least 3"});
+  o = Small();
+  o.stay = 1.5;
+  testing::ExpectUserError([&] { GenerateSynthetic(dir.File("s.h5"), o); }, {"--stay"});
+  EXPECT_FALSE(PathExists(dir.File("s.h5")));
+}
+
+}  // namespace
+}  // namespace shardrec
