@@ -23,22 +23,45 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
-// Interns raw ids (strings) into consecutive indices in order of first appearance.
+// Interns raw ids into consecutive indices in order of first appearance. Integer ids (all of
+// MovieLens and the sequence formats) take a direct-indexed table when small, a hash map otherwise;
+// their canonical text ("007" == "7") is made once, on first sight.
 class Interner {
  public:
   int32_t Get(std::string_view s) {
     auto it = index_.find(s);
     if (it != index_.end()) return it->second;
-    CHECK_LT(names_.size(), static_cast<size_t>(INT32_MAX)) << "too many distinct ids";
-    int32_t id = static_cast<int32_t>(names_.size());
-    names_.emplace_back(s);
+    int32_t id = Add(std::string(s));
     index_.emplace(names_.back(), id);
+    return id;
+  }
+  int32_t GetInt(int64_t v) {
+    if (v >= 0 && v < kDirectLimit) {
+      if (static_cast<size_t>(v) >= direct_.size()) {
+        direct_.resize(std::max<size_t>(static_cast<size_t>(v) + 1, direct_.size() * 2), -1);
+      }
+      int32_t& slot = direct_[static_cast<size_t>(v)];
+      if (slot < 0) slot = Add(std::to_string(v));
+      return slot;
+    }
+    auto it = int_index_.find(v);
+    if (it != int_index_.end()) return it->second;
+    int32_t id = Add(std::to_string(v));
+    int_index_.emplace(v, id);
     return id;
   }
   const std::vector<std::string>& names() const { return names_; }
 
  private:
+  static constexpr int64_t kDirectLimit = int64_t{1} << 26;
+  int32_t Add(std::string name) {
+    CHECK_LT(names_.size(), static_cast<size_t>(INT32_MAX)) << "too many distinct ids";
+    names_.push_back(std::move(name));
+    return static_cast<int32_t>(names_.size() - 1);
+  }
   std::vector<std::string> names_;
+  std::vector<int32_t> direct_;
+  std::unordered_map<int64_t, int32_t> int_index_;
   std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>> index_;
 };
 
@@ -104,8 +127,8 @@ void ParseMovieLens100K(const std::string& dir, RawData* raw) {
            Quote(line));
     }
     Event e;
-    e.user = raw->users.Get(IdText(f[0], data_path, lines.line_number(), "user id"));
-    e.item = raw->items.Get(IdText(f[1], data_path, lines.line_number(), "item id"));
+    e.user = raw->users.GetInt(NeedInt(f[0], data_path, lines.line_number(), "user id"));
+    e.item = raw->items.GetInt(NeedInt(f[1], data_path, lines.line_number(), "item id"));
     e.rating = static_cast<float>(NeedNumber(f[2], data_path, lines.line_number(), "rating"));
     e.ts = NeedInt(f[3], data_path, lines.line_number(), "timestamp");
     e.order = static_cast<int64_t>(raw->events.size());
@@ -181,8 +204,8 @@ void ParseMovieLensDat(const std::string& dir, RawData* raw) {
            ": ", Quote(line));
     }
     Event e;
-    e.user = raw->users.Get(IdText(f[0], data_path, lines.line_number(), "user id"));
-    e.item = raw->items.Get(IdText(f[1], data_path, lines.line_number(), "movie id"));
+    e.user = raw->users.GetInt(NeedInt(f[0], data_path, lines.line_number(), "user id"));
+    e.item = raw->items.GetInt(NeedInt(f[1], data_path, lines.line_number(), "movie id"));
     e.rating = static_cast<float>(NeedNumber(f[2], data_path, lines.line_number(), "rating"));
     e.ts = NeedInt(f[3], data_path, lines.line_number(), "timestamp");
     e.order = static_cast<int64_t>(raw->events.size());
@@ -277,7 +300,7 @@ void ParseSeq(const std::string& path, const std::string& layout_flag, RawData* 
       Fail(Where(path, it.line_number()), "expected a user id followed by item ids, got ",
            Quote(line));
     }
-    int32_t user = raw->users.Get(IdText(f[0], path, it.line_number(), "user id"));
+    int32_t user = raw->users.GetInt(NeedInt(f[0], path, it.line_number(), "user id"));
     if (layout == "lines") {
       auto [pos, inserted] = user_line.emplace(user, it.line_number());
       if (!inserted) {
@@ -288,7 +311,7 @@ void ParseSeq(const std::string& path, const std::string& layout_flag, RawData* 
     for (size_t k = 1; k < f.size(); ++k) {
       Event e;
       e.user = user;
-      e.item = raw->items.Get(IdText(f[k], path, it.line_number(), "item id"));
+      e.item = raw->items.GetInt(NeedInt(f[k], path, it.line_number(), "item id"));
       e.ts = 0;
       e.rating = 0;
       e.order = static_cast<int64_t>(raw->events.size());
@@ -426,9 +449,18 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
                   (ct >= 0 ? ", timestamp=" + header[ct] : "") +
                   (cr >= 0 ? ", rating=" + header[cr] : "") + ")";
   std::string_view line;
+  const std::string delim_str(1, delim);
+  std::vector<std::string> quoted;
+  std::vector<std::string_view> f;
   while (it.Next(&line)) {
     if (Trim(line).empty()) continue;
-    auto f = SplitCsv(line, delim, path, it.line_number());
+    // Fast path without allocations for the common unquoted line.
+    if (line.find('"') == std::string_view::npos) {
+      f = Split(line, delim_str);
+    } else {
+      quoted = SplitCsv(line, delim, path, it.line_number());
+      f.assign(quoted.begin(), quoted.end());
+    }
     if (f.size() != header.size()) {
       Fail(Where(path, it.line_number()), "expected ", header.size(), " fields (as in the header), got ",
            f.size(), ": ", Quote(line));
@@ -436,12 +468,16 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
     auto id = [&](int col, const char* what) {
       std::string_view v = Trim(f[col]);
       if (v.empty()) Fail(Where(path, it.line_number()), "empty ", what, " in column ", header[col]);
+      return v;
+    };
+    // Raw ids may be strings (e.g. ASINs); integers are canonicalised.
+    auto intern = [](Interner& in, std::string_view v) {
       auto n = ParseInt64(v);
-      return n ? std::to_string(*n) : std::string(v);  // raw ids may be strings (e.g. ASINs)
+      return n ? in.GetInt(*n) : in.Get(v);
     };
     Event e;
-    e.user = raw->users.Get(id(cu, "user id"));
-    e.item = raw->items.Get(id(ci, "item id"));
+    e.user = intern(raw->users, id(cu, "user id"));
+    e.item = intern(raw->items, id(ci, "item id"));
     e.ts = 0;
     if (ct >= 0) {
       double t = NeedNumber(f[ct], path, it.line_number(), ("timestamp in column " + header[ct]).c_str());
