@@ -112,28 +112,35 @@ std::string IdText(std::string_view field, const std::string& file, long long li
 
 // ---- MovieLens ---------------------------------------------------------------------------------
 
-void ParseMovieLens100K(const std::string& dir, RawData* raw) {
-  const std::string data_path = dir + "/u.data";
-  const std::string text = ReadFileToString(data_path);
+// "user SEP item SEP rating SEP timestamp" lines (u.data, ratings.dat).
+void ParseRatings(const std::string& path, std::string_view sep, const char* expected,
+                  RawData* raw) {
+  const std::string text = ReadFileToString(path);
   raw->has_timestamps = raw->has_ratings = true;
   LineIterator lines(text);
   std::string_view line;
   while (lines.Next(&line)) {
     if (Trim(line).empty()) continue;
-    auto f = Split(line, "\t");
+    auto f = Split(line, sep);
     if (f.size() != 4) {
-      Fail(Where(data_path, lines.line_number()),
-           "expected 4 tab-separated fields (user item rating timestamp), got ", f.size(), ": ",
+      Fail(Where(path, lines.line_number()), "expected ", expected, ", got ", f.size(), ": ",
            Quote(line));
     }
+    const long long n = lines.line_number();
     Event e;
-    e.user = raw->users.GetInt(NeedInt(f[0], data_path, lines.line_number(), "user id"));
-    e.item = raw->items.GetInt(NeedInt(f[1], data_path, lines.line_number(), "item id"));
-    e.rating = static_cast<float>(NeedNumber(f[2], data_path, lines.line_number(), "rating"));
-    e.ts = NeedInt(f[3], data_path, lines.line_number(), "timestamp");
+    e.user = raw->users.GetInt(NeedInt(f[0], path, n, "user id"));
+    e.item = raw->items.GetInt(NeedInt(f[1], path, n, "item id"));
+    e.rating = static_cast<float>(NeedNumber(f[2], path, n, "rating"));
+    e.ts = NeedInt(f[3], path, n, "timestamp");
     e.order = static_cast<int64_t>(raw->events.size());
     raw->events.push_back(e);
   }
+}
+
+void ParseMovieLens100K(const std::string& dir, RawData* raw) {
+  ParseRatings(dir + "/u.data", "\t",
+               "4 tab-separated fields (user item rating timestamp)", raw);
+  std::string_view line;
   raw->detected = "movielens (ml-100k layout: u.data";
   // Genres: u.genre "name|index" lines; u.item has one 0/1 flag per genre.
   const std::string genre_path = dir + "/u.genre";
@@ -190,27 +197,9 @@ void ParseMovieLens100K(const std::string& dir, RawData* raw) {
 }
 
 void ParseMovieLensDat(const std::string& dir, RawData* raw) {
-  const std::string data_path = dir + "/ratings.dat";
-  const std::string text = ReadFileToString(data_path);
-  raw->has_timestamps = raw->has_ratings = true;
-  LineIterator lines(text);
+  ParseRatings(dir + "/ratings.dat", "::",
+               "4 '::'-separated fields (UserID::MovieID::Rating::Timestamp)", raw);
   std::string_view line;
-  while (lines.Next(&line)) {
-    if (Trim(line).empty()) continue;
-    auto f = Split(line, "::");
-    if (f.size() != 4) {
-      Fail(Where(data_path, lines.line_number()),
-           "expected 4 '::'-separated fields (UserID::MovieID::Rating::Timestamp), got ", f.size(),
-           ": ", Quote(line));
-    }
-    Event e;
-    e.user = raw->users.GetInt(NeedInt(f[0], data_path, lines.line_number(), "user id"));
-    e.item = raw->items.GetInt(NeedInt(f[1], data_path, lines.line_number(), "movie id"));
-    e.rating = static_cast<float>(NeedNumber(f[2], data_path, lines.line_number(), "rating"));
-    e.ts = NeedInt(f[3], data_path, lines.line_number(), "timestamp");
-    e.order = static_cast<int64_t>(raw->events.size());
-    raw->events.push_back(e);
-  }
   raw->detected = "movielens (ml-1m/10m layout: ratings.dat";
   const std::string movie_path = dir + "/movies.dat";
   if (PathExists(movie_path)) {

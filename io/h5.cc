@@ -174,49 +174,50 @@ std::vector<T> File::ReadAll(const std::string& name) const {
   return Read<T>(name, 0, Shape(name)[0]);
 }
 
-void File::SetAttr(const std::string& object, const std::string& name, int64_t value) {
+void File::WriteScalarAttr(const std::string& object, const std::string& name, hid_t file_type,
+                           hid_t mem_type, const void* value) {
   Handle obj = OpenObject(object);
   if (H5Aexists(obj.get(), name.c_str()) > 0) H5Adelete(obj.get(), name.c_str());
   Handle space(H5Screate(H5S_SCALAR));
-  Handle a(H5Acreate2(obj.get(), name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT,
-                      H5P_DEFAULT));
-  if (!a.valid() || H5Awrite(a.get(), H5T_NATIVE_INT64, &value) < 0) {
+  Handle a(H5Acreate2(obj.get(), name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
+  if (!a.valid() || H5Awrite(a.get(), mem_type, value) < 0) {
     Fail(path_, ": cannot write attribute ", object, "@", name);
   }
+}
+
+void File::SetAttr(const std::string& object, const std::string& name, int64_t value) {
+  WriteScalarAttr(object, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &value);
 }
 
 void File::SetAttr(const std::string& object, const std::string& name, double value) {
-  Handle obj = OpenObject(object);
-  if (H5Aexists(obj.get(), name.c_str()) > 0) H5Adelete(obj.get(), name.c_str());
-  Handle space(H5Screate(H5S_SCALAR));
-  Handle a(H5Acreate2(obj.get(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT,
-                      H5P_DEFAULT));
-  if (!a.valid() || H5Awrite(a.get(), H5T_NATIVE_DOUBLE, &value) < 0) {
-    Fail(path_, ": cannot write attribute ", object, "@", name);
-  }
+  WriteScalarAttr(object, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }
 
 void File::SetAttr(const std::string& object, const std::string& name, const std::string& value) {
-  Handle obj = OpenObject(object);
-  if (H5Aexists(obj.get(), name.c_str()) > 0) H5Adelete(obj.get(), name.c_str());
-  Handle space(H5Screate(H5S_SCALAR));
   Handle type = StringType();
-  Handle a(H5Acreate2(obj.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT,
-                      H5P_DEFAULT));
   const char* p = value.c_str();
-  if (!a.valid() || H5Awrite(a.get(), type.get(), &p) < 0) {
-    Fail(path_, ": cannot write attribute ", object, "@", name);
-  }
+  WriteScalarAttr(object, name, type.get(), type.get(), &p);
 }
+
+Handle File::OpenAttr(const std::string& object, const std::string& name) const {
+  if (object != "/" && !Exists(object)) return Handle();
+  Handle obj = OpenObject(object);
+  if (H5Aexists(obj.get(), name.c_str()) <= 0) return Handle();
+  return Handle(H5Aopen(obj.get(), name.c_str(), H5P_DEFAULT));
+}
+
+namespace {
+H5T_class_t AttrClass(const Handle& attr) {
+  Handle t(H5Aget_type(attr.get()));
+  return H5Tget_class(t.get());
+}
+}  // namespace
 
 std::optional<int64_t> File::GetIntAttr(const std::string& object,
                                         const std::string& name) const {
-  if (object != "/" && !Exists(object)) return std::nullopt;
-  Handle obj = OpenObject(object);
-  if (H5Aexists(obj.get(), name.c_str()) <= 0) return std::nullopt;
-  Handle a(H5Aopen(obj.get(), name.c_str(), H5P_DEFAULT));
-  Handle t(H5Aget_type(a.get()));
-  if (H5Tget_class(t.get()) != H5T_INTEGER) Fail(path_, ": attribute ", object, "@", name, " is not an integer");
+  Handle a = OpenAttr(object, name);
+  if (!a.valid()) return std::nullopt;
+  if (AttrClass(a) != H5T_INTEGER) Fail(path_, ": attribute ", object, "@", name, " is not an integer");
   int64_t v = 0;
   if (H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) Fail(path_, ": cannot read attribute ", name);
   return v;
@@ -224,13 +225,9 @@ std::optional<int64_t> File::GetIntAttr(const std::string& object,
 
 std::optional<double> File::GetDoubleAttr(const std::string& object,
                                           const std::string& name) const {
-  if (object != "/" && !Exists(object)) return std::nullopt;
-  Handle obj = OpenObject(object);
-  if (H5Aexists(obj.get(), name.c_str()) <= 0) return std::nullopt;
-  Handle a(H5Aopen(obj.get(), name.c_str(), H5P_DEFAULT));
-  Handle t(H5Aget_type(a.get()));
-  H5T_class_t c = H5Tget_class(t.get());
-  if (c != H5T_FLOAT && c != H5T_INTEGER) Fail(path_, ": attribute ", object, "@", name, " is not a number");
+  Handle a = OpenAttr(object, name);
+  if (!a.valid()) return std::nullopt;
+  if (!IsNumericAttr(object, name)) Fail(path_, ": attribute ", object, "@", name, " is not a number");
   double v = 0;
   if (H5Aread(a.get(), H5T_NATIVE_DOUBLE, &v) < 0) Fail(path_, ": cannot read attribute ", name);
   return v;
@@ -238,12 +235,10 @@ std::optional<double> File::GetDoubleAttr(const std::string& object,
 
 std::optional<std::string> File::GetStringAttr(const std::string& object,
                                                const std::string& name) const {
-  if (object != "/" && !Exists(object)) return std::nullopt;
-  Handle obj = OpenObject(object);
-  if (H5Aexists(obj.get(), name.c_str()) <= 0) return std::nullopt;
-  Handle a(H5Aopen(obj.get(), name.c_str(), H5P_DEFAULT));
+  Handle a = OpenAttr(object, name);
+  if (!a.valid()) return std::nullopt;
+  if (AttrClass(a) != H5T_STRING) Fail(path_, ": attribute ", object, "@", name, " is not a string");
   Handle t(H5Aget_type(a.get()));
-  if (H5Tget_class(t.get()) != H5T_STRING) Fail(path_, ": attribute ", object, "@", name, " is not a string");
   if (H5Tis_variable_str(t.get()) > 0) {
     Handle mt = StringType();
     char* p = nullptr;
@@ -261,11 +256,9 @@ std::optional<std::string> File::GetStringAttr(const std::string& object,
 }
 
 bool File::IsNumericAttr(const std::string& object, const std::string& name) const {
-  Handle obj = OpenObject(object);
-  if (H5Aexists(obj.get(), name.c_str()) <= 0) return false;
-  Handle a(H5Aopen(obj.get(), name.c_str(), H5P_DEFAULT));
-  Handle t(H5Aget_type(a.get()));
-  H5T_class_t c = H5Tget_class(t.get());
+  Handle a = OpenAttr(object, name);
+  if (!a.valid()) return false;
+  H5T_class_t c = AttrClass(a);
   return c == H5T_FLOAT || c == H5T_INTEGER;
 }
 

@@ -96,6 +96,9 @@ class File {
   File(std::string path, Handle h) : path_(std::move(path)), file_(std::move(h)) {}
   static bool IsFileMissing(const std::string& path);
   Handle OpenObject(const std::string& object) const;
+  Handle OpenAttr(const std::string& object, const std::string& name) const;  // invalid if absent
+  void WriteScalarAttr(const std::string& object, const std::string& name, hid_t file_type,
+                       hid_t mem_type, const void* value);
   std::string path_;
   Handle file_;
   mutable std::map<std::string, Handle> datasets_;  // closed before file_ (declared after)
