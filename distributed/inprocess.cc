@@ -243,7 +243,7 @@ class InProcessCommunicator : public Communicator {
         if (shape && c.tensors[0].sizes() != mine.tensors[0].sizes()) {
           throw CommError(what + ": rank " + std::to_string(r) + " passes shape " +
                           c10::str(c.tensors[0].sizes()) + ", rank " + std::to_string(rank_) +
-                          " passes " + c10::str(mine.tensors[0].sizes()));
+                          " passes shape " + c10::str(mine.tensors[0].sizes()));
         }
       }
     }

@@ -94,7 +94,12 @@ std::unique_ptr<Communicator> CreateCommunicator(const std::string& backend, con
   }
   if (b == "mpi") {
     if (device != "cpu") Fail("--backend mpi works on CPU tensors; use --backend nccl with --device cuda");
-    return CreateMpiCommunicator(options);
+    auto comm = CreateMpiCommunicator(options);
+    if (comm->world_size() != env.world_size) {
+      Fail("MPI sees ", comm->world_size(), " rank(s) but the ", env.launcher, " environment says ",
+           env.world_size, ": start the job with mpirun (launch/mpirun.sh) or srun --mpi=pmix");
+    }
+    return comm;
   }
   if (b == "nccl") {
     if (!HaveNccl()) Fail("--backend nccl: this build has no NCCL (built without CUDA)");

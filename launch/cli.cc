@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "distributed/mpi.h"
 
 DECLARE_bool(help);
 DECLARE_bool(helpshort);
@@ -148,9 +149,14 @@ int Main(int argc, char** argv) {
     return cmd->run(rest);
   } catch (const UserError& e) {
     std::cerr << "shardrec: error: " << e.what() << "\n";
+    std::cerr.flush();
+    // In a multi-rank job the others may be waiting for this rank: end them all.
+    if (MpiActive()) AbortJob(2);
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "shardrec: internal error: " << e.what() << "\n";
+    std::cerr.flush();
+    if (MpiActive()) AbortJob(3);
     return 3;
   }
 }

@@ -29,3 +29,9 @@ DEFINE_string(workdir, "runs/demo", "directory for the demo's files");
 DEFINE_int64(batch_size, 256, "global batch size (users per batch over all ranks)");
 DEFINE_int64(max_len, 50, "history length kept per user");
 DEFINE_int32(world_size, 2, "demo: reader ranks simulated in one process");
+DEFINE_string(backend, "auto",
+              "collectives: auto (one process: inprocess; several: mpi on cpu, nccl on cuda), "
+              "inprocess, mpi, nccl");
+DEFINE_string(device, "cpu", "cpu or cuda (the GPU is picked by the local rank)");
+DEFINE_double(comm_timeout, 600, "seconds a collective may take before the job is ended");
+DEFINE_int64(bytes, 1 << 20, "comm check: message size for the bandwidth line");

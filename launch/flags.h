@@ -35,3 +35,8 @@ DECLARE_string(workdir);
 DECLARE_int64(batch_size);
 DECLARE_int64(max_len);
 DECLARE_int32(world_size);
+// distributed jobs
+DECLARE_string(backend);
+DECLARE_string(device);
+DECLARE_double(comm_timeout);
+DECLARE_int64(bytes);

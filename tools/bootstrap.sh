@@ -95,6 +95,8 @@ case "$cmd" in
     cd "$BUILD" && exec ctest --output-on-failure -j "$JOBS" "$@" ;;
   bench)
     setup_debian; setup_python; configure_and_build
-    exec "$PYENV/bin/python" "$ROOT/bench/data_bench.py" --shardrec "$BUILD/shardrec" "$@" ;;
+    "$PYENV/bin/python" "$ROOT/bench/data_bench.py" --shardrec "$BUILD/shardrec" "$@"
+    "$BUILD/comm_bench" --backend inprocess --world 2
+    "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/comm_bench" --backend mpi | tail -n +3 ;;
   *) echo "usage: tools/bootstrap.sh setup|build|demo|test|bench" >&2; exit 2 ;;
 esac

@@ -103,7 +103,7 @@ TEST(InProcessFailures, ShapeAndDtypeMismatchesAreReported) {
     if (!e.empty()) throw CommError(e);
   }, Timeout(2000)));
   // Whichever rank notices first, the message names both shapes.
-  EXPECT_NE(error.find("[3]"), std::string::npos) << error;
+  EXPECT_NE(error.find("shape [3]"), std::string::npos) << error;
   EXPECT_NE(error.find("shape [2]"), std::string::npos) << error;
 }
 
