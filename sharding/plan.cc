@@ -1,0 +1,293 @@
+#include "sharding/plan.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/strings.h"
+
+namespace shardrec {
+
+const TablePlan& ShardingPlan::Find(const std::string& table) const {
+  for (const auto& t : tables) {
+    if (t.table == table) return t;
+  }
+  LOG(FATAL) << "table " << table << " is not in the plan";
+}
+
+std::vector<Shard> MakeShards(const TableSpec& spec, ShardingType type, int world, int rank) {
+  std::vector<Shard> out;
+  switch (type) {
+    case ShardingType::kTableWise:
+      out.push_back({rank, 0, spec.rows, 0, spec.dim});
+      break;
+    case ShardingType::kRowWise: {
+      const int64_t block = (spec.rows + world - 1) / world;
+      for (int r = 0; r < world; ++r) {
+        const int64_t b = std::min(spec.rows, r * block), e = std::min(spec.rows, (r + 1) * block);
+        out.push_back({r, b, e, 0, spec.dim});  // trailing ranks may hold 0 rows
+      }
+      break;
+    }
+    case ShardingType::kColumnWise: {
+      // One block per rank (fewer when dim < world); row-wise Adagrad needs one per rank.
+      const int k = static_cast<int>(std::min<int64_t>(world, spec.dim));
+      for (int r = 0; r < k; ++r) {
+        out.push_back({r, 0, spec.rows, spec.dim * r / k, spec.dim * (r + 1) / k});
+      }
+      break;
+    }
+    case ShardingType::kDataParallel:
+      for (int r = 0; r < world; ++r) out.push_back({r, 0, spec.rows, 0, spec.dim});
+      break;
+  }
+  return out;
+}
+
+namespace {
+
+// Per-rank cost of one table placement.
+std::vector<RankLoad> Estimate(const TableSpec& s, const TablePlan& p, const PlannerOptions& o) {
+  const int w = o.world_size;
+  std::vector<RankLoad> load(w);
+  const double b = static_cast<double>(o.bytes_per_element);
+  const double lookups = s.lookups_per_sample * o.global_batch_size;  // ids per global batch
+  const double state = 1.0 + s.optimizer.StateFactor(s.dim);
+  for (const Shard& sh : p.shards) {
+    const double rows = static_cast<double>(sh.row_end - sh.row_begin);
+    const double cols = static_cast<double>(sh.col_end - sh.col_begin);
+    RankLoad& l = load[sh.rank];
+    l.memory_bytes += rows * cols * b * state;
+    // Share of the lookups this shard serves: rows it owns (uniform ids) for RW, all for TW/CW,
+    // the rank's own batch for DP.
+    double share = p.type == ShardingType::kRowWise ? rows / static_cast<double>(s.rows)
+                   : p.type == ShardingType::kDataParallel ? 1.0 / w
+                                                          : 1.0;
+    const double served = lookups * share;
+    // Gather forward + gradient update backward (read + write with state) through memory.
+    l.seconds += served * cols * b * (1.0 + 2.0 * state) / o.memory_bandwidth;
+    if (p.type == ShardingType::kDataParallel) {
+      l.seconds += 2.0 * (w - 1) / w * static_cast<double>(s.rows) * s.dim * b / o.link_bandwidth;
+    } else {
+      // ids in, rows out (forward), gradient rows in (backward); remote share (w-1)/w.
+      l.seconds += served * (w - 1.0) / w * (8.0 + 2.0 * cols * b) / o.link_bandwidth;
+    }
+  }
+  return load;
+}
+
+double Busiest(const std::vector<RankLoad>& l) {
+  double m = 0;
+  for (const auto& x : l) m = std::max(m, x.seconds);
+  return m;
+}
+
+}  // namespace
+
+ShardingPlan PlanSharding(const std::vector<TableSpec>& specs, const PlannerOptions& o) {
+  ValidateTables(specs);
+  if (o.world_size < 1) Fail("planner: world size must be >= 1");
+  ShardingPlan plan;
+  plan.world_size = o.world_size;
+  plan.loads.assign(o.world_size, RankLoad());
+  // Largest tables first (by bytes), so the big decisions are made while ranks are empty.
+  std::vector<size_t> order(specs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  auto bytes = [&](const TableSpec& s) { return double(s.rows) * s.dim * (1 + s.optimizer.StateFactor(s.dim)); };
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return bytes(specs[a]) > bytes(specs[b]); });
+  std::vector<TablePlan> placed(specs.size());
+  for (size_t i : order) {
+    const TableSpec& s = specs[i];
+    std::vector<TablePlan> candidates;
+    std::vector<ShardingType> types;
+    if (s.pinned) {
+      types = {*s.pinned};
+    } else {
+      types = {ShardingType::kTableWise, ShardingType::kRowWise};
+      if (s.dim >= o.world_size && o.world_size > 1) types.push_back(ShardingType::kColumnWise);
+      if (s.rows <= o.data_parallel_max_rows) types.push_back(ShardingType::kDataParallel);
+    }
+    for (ShardingType t : types) {
+      if (t == ShardingType::kTableWise) {
+        for (int r = 0; r < o.world_size; ++r) candidates.push_back({s.name, t, MakeShards(s, t, o.world_size, r)});
+      } else {
+        candidates.push_back({s.name, t, MakeShards(s, t, o.world_size)});
+      }
+    }
+    double best_score = std::numeric_limits<double>::infinity();
+    const TablePlan* best = nullptr;
+    std::vector<RankLoad> best_loads;
+    double min_peak_memory = std::numeric_limits<double>::infinity();
+    for (const TablePlan& c : candidates) {
+      std::vector<RankLoad> add = Estimate(s, c, o);
+      std::vector<RankLoad> after = plan.loads;
+      double peak = 0;
+      bool fits = true;
+      for (int r = 0; r < o.world_size; ++r) {
+        after[r].memory_bytes += add[r].memory_bytes;
+        after[r].seconds += add[r].seconds;
+        peak = std::max(peak, after[r].memory_bytes);
+        if (after[r].memory_bytes > o.memory_budget_bytes) fits = false;
+      }
+      double max_add = 0;
+      for (const auto& a : add) max_add = std::max(max_add, a.memory_bytes);
+      min_peak_memory = std::min(min_peak_memory, max_add);
+      if (!fits) continue;
+      // Busiest rank first; ties broken by the peak memory (spread the bytes).
+      const double score = Busiest(after) + 1e-15 * peak;
+      if (score < best_score) {
+        best_score = score;
+        best = &c;
+        best_loads = after;
+      }
+    }
+    if (best == nullptr) {
+      std::ostringstream os;
+      os << "planner: no sharding of table '" << s.name << "' (" << s.rows << " x " << s.dim
+         << (s.pinned ? std::string(", pinned ") + ShardingTypeName(*s.pinned) : std::string()) << ") fits the per-rank memory budget of "
+         << o.memory_budget_bytes / (1 << 20) << " MiB with " << o.world_size
+         << " ranks: it alone needs at least " << min_peak_memory / (1 << 20)
+         << " MiB on one rank, on top of the tables placed before it; add ranks or memory";
+      Fail(os.str());
+    }
+    placed[i] = *best;
+    plan.loads = best_loads;
+  }
+  plan.tables = placed;  // in the specs' order
+  return plan;
+}
+
+std::string ShardingPlan::ToTable(const std::vector<TableSpec>& specs) const {
+  std::map<std::string, const TableSpec*> by_name;
+  for (const auto& s : specs) by_name[s.name] = &s;
+  std::ostringstream os;
+  char buf[256];
+  std::snprintf(buf, sizeof(buf), "%-5s %-14s %-34s %12s %12s %12s\n", "rank", "table", "sharding (rows x cols)",
+                "rows", "memory MiB", "est. ms");
+  os << buf;
+  for (int r = 0; r < world_size; ++r) {
+    bool first = true;
+    for (const auto& t : tables) {
+      for (const auto& sh : t.shards) {
+        if (sh.rank != r) continue;
+        std::string shape = std::string(ShardingTypeName(t.type)) + " [" + std::to_string(sh.row_begin) + "," +
+                            std::to_string(sh.row_end) + ")x[" + std::to_string(sh.col_begin) + "," +
+                            std::to_string(sh.col_end) + ")";
+        std::snprintf(buf, sizeof(buf), "%-5s %-14s %-34s %12lld %12s %12s\n", first ? std::to_string(r).c_str() : "",
+                      t.table.c_str(), shape.c_str(), static_cast<long long>(sh.row_end - sh.row_begin), "", "");
+        os << buf;
+        first = false;
+      }
+    }
+    const RankLoad l = r < static_cast<int>(loads.size()) ? loads[r] : RankLoad();
+    std::snprintf(buf, sizeof(buf), "%-5s %-14s %-34s %12s %12.1f %12.3f\n", first ? std::to_string(r).c_str() : "",
+                  "(total)", "", "", l.memory_bytes / (1 << 20), l.seconds * 1e3);
+    os << buf;
+  }
+  (void)by_name;
+  return os.str();
+}
+
+std::string ShardingPlan::Serialize() const {
+  std::ostringstream os;
+  os << "shardrec.plan 1\nworld_size " << world_size << "\n";
+  for (const auto& t : tables) {
+    os << "table " << t.table << " " << ShardingTypeName(t.type) << " " << t.shards.size() << "\n";
+    for (const auto& s : t.shards) {
+      os << "shard " << s.rank << " " << s.row_begin << " " << s.row_end << " " << s.col_begin << " " << s.col_end << "\n";
+    }
+  }
+  return os.str();
+}
+
+ShardingPlan ShardingPlan::Parse(const std::string& text) {
+  ShardingPlan p;
+  LineIterator it(text);
+  std::string_view line;
+  auto bad = [&](const std::string& what) { Fail("sharding plan line ", it.line_number(), ": ", what, ": ", Quote(line)); };
+  auto num = [&](std::string_view f) {
+    auto v = ParseInt64(f);
+    if (!v) bad("expected an integer");
+    return *v;
+  };
+  if (!it.Next(&line) || line != "shardrec.plan 1") bad("expected 'shardrec.plan 1'");
+  if (!it.Next(&line)) bad("missing world_size");
+  auto f = SplitWhitespace(line);
+  if (f.size() != 2 || f[0] != "world_size") bad("expected 'world_size N'");
+  p.world_size = static_cast<int>(num(f[1]));
+  size_t pending = 0;
+  while (it.Next(&line)) {
+    f = SplitWhitespace(line);
+    if (f.empty()) continue;
+    if (f[0] == "table" && f.size() == 4 && pending == 0) {
+      p.tables.push_back({std::string(f[1]), ParseShardingType(std::string(f[2])), {}});
+      pending = static_cast<size_t>(num(f[3]));
+    } else if (f[0] == "shard" && f.size() == 6 && pending > 0) {
+      p.tables.back().shards.push_back({static_cast<int>(num(f[1])), num(f[2]), num(f[3]), num(f[4]), num(f[5])});
+      --pending;
+    } else {
+      bad("expected 'table NAME TYPE N' or 'shard RANK ROW_BEGIN ROW_END COL_BEGIN COL_END'");
+    }
+  }
+  if (pending != 0) bad("missing shard lines");
+  return p;
+}
+
+void ShardingPlan::Validate(const std::vector<TableSpec>& specs) const {
+  for (const auto& s : specs) {
+    const TablePlan* tp = nullptr;
+    for (const auto& t : tables) {
+      if (t.table == s.name) tp = &t;
+    }
+    if (!tp) Fail("sharding plan: no entry for table '", s.name, "'");
+    if (tp->shards.empty()) Fail("sharding plan: table '", s.name, "' has no shards");
+    for (const auto& sh : tp->shards) {
+      if (sh.rank < 0 || sh.rank >= world_size) Fail("sharding plan: table '", s.name, "': rank ", sh.rank, " out of range");
+      if (sh.row_begin < 0 || sh.row_end > s.rows || sh.row_begin > sh.row_end || sh.col_begin < 0 ||
+          sh.col_end > s.dim || sh.col_begin >= sh.col_end) {
+        Fail("sharding plan: table '", s.name, "': shard outside ", s.rows, " x ", s.dim);
+      }
+    }
+    // Coverage: every (row, col) exactly once, or exactly once per rank for DP.
+    const int copies = tp->type == ShardingType::kDataParallel ? world_size : 1;
+    int64_t area = 0;
+    for (const auto& sh : tp->shards) area += (sh.row_end - sh.row_begin) * (sh.col_end - sh.col_begin);
+    if (area != s.rows * s.dim * copies) {
+      Fail("sharding plan: table '", s.name, "': shards cover ", area, " cells, expected ", s.rows * s.dim * copies);
+    }
+    std::vector<int> per_rank(world_size, 0);
+    for (const auto& sh : tp->shards) {
+      if (++per_rank[sh.rank] > 1) Fail("sharding plan: table '", s.name, "': two shards on rank ", sh.rank);
+    }
+  }
+  if (tables.size() != specs.size()) Fail("sharding plan: ", tables.size(), " tables, the model has ", specs.size());
+}
+
+ShardingPlan BroadcastPlan(Communicator& comm, const ShardingPlan& plan_on_root) {
+  const auto dev = at::TensorOptions().dtype(at::kLong).device(comm.device());
+  std::string text = comm.rank() == 0 ? plan_on_root.Serialize() : "";
+  at::Tensor len = at::zeros({1}, dev);
+  len.fill_(static_cast<int64_t>(text.size()));
+  comm.Broadcast(len, 0);
+  const int64_t n = len.cpu().item<int64_t>();
+  const int64_t words = (n + 3) / 4;
+  at::Tensor buf = at::zeros({std::max<int64_t>(words, 1)}, at::TensorOptions().dtype(at::kInt));
+  if (comm.rank() == 0) std::memcpy(buf.data_ptr(), text.data(), text.size());
+  at::Tensor dbuf = buf.to(comm.device());
+  comm.Broadcast(dbuf, 0);
+  buf = dbuf.cpu();
+  text.assign(static_cast<const char*>(buf.data_ptr()), static_cast<size_t>(n));
+  ShardingPlan p = ShardingPlan::Parse(text);
+  if (comm.rank() == 0) p.loads = plan_on_root.loads;
+  return p;
+}
+
+}  // namespace shardrec

@@ -1,0 +1,73 @@
+// Sharding plans and the planner (TorchRec's enumerate -> estimate -> partition). A plan is plain
+// data: printable as a per-rank table, serialisable, computed on rank 0 and broadcast.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+#include "sharding/types.h"
+
+namespace shardrec {
+
+// A block of a table held by one rank: rows [row_begin, row_end) x columns [col_begin, col_end).
+// Data-parallel tables have one full shard per rank.
+struct Shard {
+  int rank = 0;
+  int64_t row_begin = 0, row_end = 0;
+  int64_t col_begin = 0, col_end = 0;
+  bool operator==(const Shard&) const = default;
+};
+
+struct TablePlan {
+  std::string table;
+  ShardingType type = ShardingType::kTableWise;
+  std::vector<Shard> shards;  // TW: 1, RW: N (contiguous rows), CW: up to N (columns), DP: N
+  bool operator==(const TablePlan&) const = default;
+};
+
+struct RankLoad {
+  double memory_bytes = 0;  // weights + optimizer state
+  double seconds = 0;       // estimated lookup + communication time per global batch
+};
+
+struct ShardingPlan {
+  int world_size = 1;
+  std::vector<TablePlan> tables;
+  std::vector<RankLoad> loads;  // estimates, per rank (not part of equality)
+
+  const TablePlan& Find(const std::string& table) const;  // CHECKs presence
+  // Per-rank table: tables and shards held, rows, memory, estimated time.
+  std::string ToTable(const std::vector<TableSpec>& specs) const;
+  // Line-oriented text; Parse(Serialize(p)) == p. Parse throws UserError on malformed text.
+  std::string Serialize() const;
+  static ShardingPlan Parse(const std::string& text);
+  // Checks that the plan covers every table exactly (rows x columns, ranks in range).
+  void Validate(const std::vector<TableSpec>& specs) const;
+  bool operator==(const ShardingPlan& o) const { return world_size == o.world_size && tables == o.tables; }
+};
+
+// Shards of one table for a given type (RW: ceil(rows/N) blocks; CW: dim split into
+// min(N, dim) blocks; TW: on `rank`).
+std::vector<Shard> MakeShards(const TableSpec& spec, ShardingType type, int world_size, int rank = 0);
+
+struct PlannerOptions {
+  int world_size = 1;
+  double memory_budget_bytes = 16e9;  // per rank
+  double memory_bandwidth = 50e9;     // bytes/s, for lookups and updates
+  double link_bandwidth = 10e9;       // bytes/s per rank, for all-to-all / all-reduce
+  int64_t global_batch_size = 1024;   // samples per step, for the time estimate
+  int64_t bytes_per_element = 4;
+  int64_t data_parallel_max_rows = 100000;  // larger tables are never replicated
+};
+
+// Enumerates shardings per table (or takes the pinned one), estimates per-rank memory and time,
+// and places tables largest first where they least increase the busiest rank, within the memory
+// budget. Throws UserError naming the table when nothing fits.
+ShardingPlan PlanSharding(const std::vector<TableSpec>& specs, const PlannerOptions& options);
+
+// Collective: rank 0's plan, serialised, broadcast to every rank.
+ShardingPlan BroadcastPlan(Communicator& comm, const ShardingPlan& plan_on_root);
+
+}  // namespace shardrec
