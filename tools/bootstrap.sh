@@ -97,6 +97,9 @@ case "$cmd" in
     setup_debian; setup_python; configure_and_build
     "$PYENV/bin/python" "$ROOT/bench/data_bench.py" --shardrec "$BUILD/shardrec" "$@"
     "$BUILD/comm_bench" --backend inprocess --world 2
-    "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/comm_bench" --backend mpi | tail -n +3 ;;
+    "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/comm_bench" --backend mpi | tail -n +3
+    "$BUILD/embedding_bench" --world 1
+    "$BUILD/embedding_bench" --world 2 | tail -n +5
+    "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/embedding_bench" --backend mpi | tail -n +5 ;;
   *) echo "usage: tools/bootstrap.sh setup|build|demo|test|bench" >&2; exit 2 ;;
 esac
