@@ -1,27 +1,28 @@
 #include "common/file_util.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "common/error.h"
 
 namespace shardrec {
-namespace fs = std::filesystem;
+// POSIX calls only: LibTorch's shared libraries export their own std::filesystem symbols, which
+// interpose on ours at run time (remove_all crashed that way).
 
 namespace {
 std::atomic<int> g_temp_counter{0};
 
-std::string ParentDir(const std::string& path) {
-  fs::path p = fs::absolute(fs::path(path)).parent_path();
-  return p.empty() ? "." : p.string();
-}
+std::string ParentDir(const std::string& path) { return Dirname(path); }
 }  // namespace
 
 AtomicOutput::AtomicOutput(std::string final_path) : final_path_(std::move(final_path)) {
@@ -36,8 +37,9 @@ AtomicOutput::~AtomicOutput() {
 void AtomicOutput::Commit() {
   if (!PathExists(temp_path_)) Fail("nothing was written to ", temp_path_, " for ", final_path_);
   if (IsDirectory(temp_path_)) {
-    for (const auto& entry : fs::directory_iterator(temp_path_)) {
-      if (entry.is_regular_file()) SyncPath(entry.path().string());
+    for (const auto& name : ListDirectory(temp_path_)) {
+      const std::string f = temp_path_ + "/" + name;
+      if (!IsDirectory(f)) SyncPath(f);
     }
   }
   SyncPath(temp_path_);
@@ -50,13 +52,47 @@ void AtomicOutput::Commit() {
 }
 
 bool PathExists(const std::string& path) {
-  std::error_code ec;
-  return fs::exists(path, ec);
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
 }
 
 bool IsDirectory(const std::string& path) {
-  std::error_code ec;
-  return fs::is_directory(path, ec);
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::vector<std::string> ListDirectory(const std::string& path) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(path.c_str());
+  if (d == nullptr) Fail(path, ": cannot list directory: ", std::strerror(errno));
+  while (dirent* e = ::readdir(d)) {
+    const std::string name = e->d_name;
+    if (name != "." && name != "..") out.push_back(name);
+  }
+  ::closedir(d);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Dirname(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : p.substr(0, slash);
+}
+
+std::string Basename(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  return slash == std::string::npos ? p : p.substr(slash + 1);
+}
+
+std::string RealPath(const std::string& path) {
+  char buf[PATH_MAX];
+  if (::realpath(path.c_str(), buf) == nullptr) Fail(path, ": ", std::strerror(errno));
+  return buf;
 }
 
 std::string ReadFileToString(const std::string& path) {
@@ -70,14 +106,23 @@ std::string ReadFileToString(const std::string& path) {
 }
 
 void MakeDirs(const std::string& path) {
-  std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec) Fail(path, ": cannot create directory: ", ec.message());
+  if (path.empty() || IsDirectory(path)) return;
+  const std::string parent = Dirname(path);
+  if (parent != path) MakeDirs(parent);
+  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
+    Fail(path, ": cannot create directory: ", std::strerror(errno));
+  }
 }
 
 void RemoveAll(const std::string& path) {
-  std::error_code ec;
-  fs::remove_all(path, ec);
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISDIR(st.st_mode)) {
+    for (const auto& name : ListDirectory(path)) RemoveAll(path + "/" + name);
+    ::rmdir(path.c_str());
+  } else {
+    ::unlink(path.c_str());
+  }
 }
 
 void SyncPath(const std::string& path) {

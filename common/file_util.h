@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace shardrec {
 
@@ -33,6 +34,13 @@ class AtomicOutput {
 
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);
+// Names in a directory (sorted, without . and ..); throws UserError if it cannot be read.
+std::vector<std::string> ListDirectory(const std::string& path);
+// "a/b/c.h5" -> "a/b" ("." without a slash); "a/b/c.h5" -> "c.h5".
+std::string Dirname(const std::string& path);
+std::string Basename(const std::string& path);
+// Absolute path with symlinks resolved; throws UserError if it does not exist.
+std::string RealPath(const std::string& path);
 // Reads a whole file. Throws UserError naming the path if it cannot be read.
 std::string ReadFileToString(const std::string& path);
 // Creates the directory and its parents; throws UserError on failure.

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <map>
 #include <numeric>
 #include <unordered_map>
@@ -16,7 +15,6 @@
 namespace shardrec {
 namespace {
 
-namespace fs = std::filesystem;
 
 struct StringHash {
   using is_transparent = void;
@@ -233,8 +231,7 @@ void ParseMovieLens(const std::string& input, RawData* raw) {
   std::string dir = input;
   if (!IsDirectory(dir)) {
     if (!PathExists(dir)) Fail(input, ": no such file or directory");
-    dir = fs::path(input).parent_path().string();
-    if (dir.empty()) dir = ".";
+    dir = Dirname(input);
   }
   if (PathExists(dir + "/u.data")) {
     ParseMovieLens100K(dir, raw);
@@ -605,7 +602,7 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
   wo.timestamps = raw.has_timestamps;
   wo.titles = raw.has_titles;
   wo.categories = raw.has_categories;
-  wo.source = "shardrec data convert --format " + opt.format + " " + fs::path(input).filename().string() +
+  wo.source = "shardrec data convert --format " + opt.format + " " + Basename(input) +
               " [" + raw.detected + "]";
   auto writer = DatasetWriter::Create(output, wo);
   std::vector<int32_t> items;

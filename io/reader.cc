@@ -98,9 +98,15 @@ std::optional<Batch> SequenceReader::Next() {
   const int64_t keep = train ? options_.max_len + 1 : options_.max_len;
   const auto& off = dataset_->user_offsets();
   std::vector<Span> spans;
+  if (options_.full_history) batch.history_offsets.push_back(0);
   for (int64_t i = 0; i < batch.rows; ++i) {
     const int64_t u = global[batch.row_offset + i];
     Span s = *SplitSpan(off[u], off[u + 1], options_.split);
+    if (options_.full_history) {
+      std::vector<int32_t> all = dataset_->ReadItems(s.begin, s.end);
+      batch.history_items.insert(batch.history_items.end(), all.begin(), all.end());
+      batch.history_offsets.push_back(static_cast<int64_t>(batch.history_items.size()));
+    }
     s.begin = std::max(s.begin, s.end - keep);
     spans.push_back(s);
     batch.users.push_back(u);

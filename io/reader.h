@@ -32,6 +32,7 @@ struct ReaderOptions {
   int world_size = 1;
   int64_t pad_id = -1;              // value of padding positions in `items`
   bool pad_to_max_len = false;      // width = max_len (+1 for train) instead of the batch maximum
+  bool full_history = false;        // also return each row's untruncated input (for exclusion)
 };
 
 // One rank's piece of a global batch. Row-major [rows x width] arrays, left-aligned: row i holds
@@ -52,6 +53,10 @@ struct Batch {
   std::vector<int64_t> timestamps;  // [rows x width]; empty if the dataset has none (0 = padding)
   std::vector<int32_t> lengths;     // [rows]
   std::vector<int64_t> targets;     // [rows]; valid/test only
+  // With ReaderOptions::full_history: row i's whole input (not cut to max_len) is
+  // history_items[history_offsets[i] .. history_offsets[i+1]).
+  std::vector<int64_t> history_offsets;
+  std::vector<int64_t> history_items;
 };
 
 // Not thread-safe; one reader per rank (or thread).

@@ -5,24 +5,23 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 
 #include "common/error.h"
+#include "common/file_util.h"
 
 namespace shardrec::testing {
-namespace fs = std::filesystem;
 
 TempDir::TempDir() {
-  std::string tmpl = (fs::temp_directory_path() / "shardrec-test-XXXXXX").string();
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/shardrec-test-XXXXXX";
   char* p = ::mkdtemp(tmpl.data());
   if (p == nullptr) throw std::runtime_error("mkdtemp failed");
   path_ = p;
 }
 
 TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
+  RemoveAll(path_);
 }
 
 void WriteText(const std::string& path, const std::string& text) {
@@ -45,15 +44,12 @@ void ExpectUserError(const std::function<void()>& fn, const std::vector<std::str
 
 std::string SharedDataDir() {
   if (const char* env = std::getenv("SHARDREC_DATA")) return env;
-  fs::path p = fs::path(SHARDREC_SOURCE_DIR) / ".." / "shared" / "data";
-  std::error_code ec;
-  return fs::is_directory(p, ec) ? fs::canonical(p).string() : "";
+  const std::string p = std::string(SHARDREC_SOURCE_DIR) + "/../shared/data";
+  return IsDirectory(p) ? RealPath(p) : "";
 }
 
 std::vector<std::string> ListDir(const std::string& dir) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) out.push_back(e.path().filename().string());
-  return out;
+  return ListDirectory(dir);
 }
 
 CommandResult RunCommand(const std::string& command) {

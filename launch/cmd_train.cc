@@ -1,0 +1,179 @@
+// shardrec train | eval
+#include <cstdio>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/json.h"
+#include "launch/cli.h"
+#include "launch/commands.h"
+#include "launch/config.h"
+#include "launch/flags.h"
+#include "launch/job.h"
+#include "train/trainer.h"
+
+namespace shardrec::cli {
+
+const std::vector<std::string>& ModelFlags() {
+  static const std::vector<std::string> f = {"dim", "blocks", "heads", "max_len", "dropout", "time_buckets",
+                                             "use_categories", "use_content", "embedding_optimizer",
+                                             "embedding_lr", "sharding"};
+  return f;
+}
+
+ModelConfig ModelConfigFromFlags() {
+  ModelConfig m;
+  m.dim = FLAGS_dim;
+  m.blocks = FLAGS_blocks;
+  m.heads = FLAGS_heads;
+  m.max_len = FLAGS_max_len;
+  m.dropout = FLAGS_dropout;
+  m.time_buckets = FLAGS_time_buckets;
+  m.use_categories = FLAGS_use_categories;
+  m.use_content = FLAGS_use_content;
+  m.embedding_optimizer.type = ParseOptimizer(FLAGS_embedding_optimizer);
+  m.embedding_optimizer.lr = FLAGS_embedding_lr;
+  m.sharding = FLAGS_sharding;
+  if (m.dim < 1 || m.blocks < 0 || m.heads < 1 || m.max_len < 1) Fail("--dim, --heads, --max-len must be >= 1");
+  if (!(m.dropout >= 0 && m.dropout < 1)) Fail("--dropout: must be in [0, 1)");
+  return m;
+}
+
+namespace {
+
+std::vector<std::string> TrainKeys() {
+  std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
+                                "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives",
+                                "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every"};
+  k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
+  k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
+  return k;
+}
+
+std::vector<std::string> WithConfig(std::vector<std::string> k) {
+  k.push_back("config");
+  return k;
+}
+
+int RunTrain(const std::vector<std::string>&) {
+  if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
+  if (FLAGS_data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
+  if (FLAGS_run_dir.empty()) Fail("--run-dir is required");
+  Job job = StartJob();
+  TrainOptions o;
+  o.data = FLAGS_data;
+  o.run_dir = FLAGS_run_dir;
+  o.epochs = FLAGS_epochs;
+  o.max_steps = FLAGS_max_steps;
+  o.batch_size = FLAGS_batch_size;
+  o.seed = FLAGS_seed;
+  o.lr = FLAGS_lr;
+  o.weight_decay = FLAGS_weight_decay;
+  o.warmup_steps = FLAGS_warmup_steps;
+  o.clip_norm = FLAGS_clip_norm;
+  o.loss = FLAGS_loss;
+  o.negatives = FLAGS_negatives;
+  o.temperature = FLAGS_temperature;
+  o.logq = FLAGS_logq;
+  o.eval_every = FLAGS_eval_every;
+  o.patience = FLAGS_patience;
+  o.eval_batch_size = FLAGS_eval_batch_size;
+  o.log_every_seconds = FLAGS_log_every;
+  o.model = ModelConfigFromFlags();
+  if (job.is_root()) {
+    MakeDirs(o.run_dir);
+    AtomicOutput out(o.run_dir + "/config.yaml");
+    {
+      std::ofstream f(out.temp_path());
+      f << EffectiveConfig(TrainKeys());
+    }
+    out.Commit();
+  }
+  TrainResult r = Train(o, *job.comm);
+  if (job.is_root()) {
+    std::printf("trained %lld steps (%lld epochs) in %.1f s, %.0f sequences/s; best valid NDCG@10 %.4f (epoch %lld); "
+                "model in %s/model\n",
+                static_cast<long long>(r.steps), static_cast<long long>(r.epochs), r.seconds, r.examples_per_second,
+                r.best_valid_ndcg10, static_cast<long long>(r.best_epoch), o.run_dir.c_str());
+  }
+  return 0;
+}
+
+int RunEval(const std::vector<std::string>&) {
+  const bool baseline = !FLAGS_baseline.empty();
+  if (!baseline && FLAGS_run_dir.empty()) Fail("--run-dir is required (or --baseline pop|cooc with --data)");
+  // A run's own configuration rebuilds its model; flags given here still win.
+  if (!FLAGS_run_dir.empty() && PathExists(FLAGS_run_dir + "/config.yaml")) {
+    std::vector<std::string> keys = TrainKeys();
+    ApplyConfigFile(FLAGS_run_dir + "/config.yaml", keys);
+  } else if (!baseline) {
+    Fail(FLAGS_run_dir, ": no config.yaml; is this a run directory of `shardrec train`?");
+  }
+  if (FLAGS_data.empty()) Fail("--data is required");
+  Job job = StartJob();
+  EvalOptions o;
+  o.data = FLAGS_data;
+  o.run_dir = FLAGS_run_dir;
+  o.split = FLAGS_split;
+  o.baseline = FLAGS_baseline;
+  o.batch_size = FLAGS_eval_batch_size;
+  o.model = ModelConfigFromFlags();
+  o.seed = FLAGS_seed;
+  auto m = Evaluate(o, *job.comm);
+  if (job.is_root()) {
+    JsonObject j;
+    for (const auto& [k, v] : m) {
+      if (k == "users" || k == "items") {
+        j.Add(k, static_cast<int64_t>(v));
+      } else {
+        j.Add(k, v);
+      }
+    }
+    j.Add("split", o.split).Add("model", baseline ? "baseline:" + o.baseline : "two_tower").Add("data", o.data);
+    j.Add("protocol", "leave-one-out (" + o.split + " target = the user's " + (o.split == "test" ? "last" : "second-to-last") +
+                          " event); ranked against all items; the user's earlier items are excluded; ties broken by item id; "
+                          "HR@K = Recall@K (one target per user); coverage@10 = distinct items in top-10 lists / items; "
+                          "novelty@10 = mean -log2 training popularity share of top-10 items");
+    std::string out = FLAGS_out;
+    if (out.empty() && !FLAGS_run_dir.empty()) {
+      out = FLAGS_run_dir + (baseline ? "/eval-" + o.baseline + ".json" : "/eval.json");
+    }
+    std::printf("%s\n", j.str().c_str());
+    if (!out.empty()) {
+      AtomicOutput f(out);
+      {
+        std::ofstream s(f.temp_path());
+        s << j.str() << "\n";
+      }
+      f.Commit();
+    }
+  }
+  return 0;
+}
+
+Registrar train_cmd({
+    .name = "train",
+    .summary = "train the two-tower recall model (any number of ranks: mpirun/srun)",
+    .usage = "[launch/mpirun.sh -np N] shardrec train --data D.h5 --run-dir RUN [--config configs/x.yaml] [flags]",
+    .flags = WithConfig(TrainKeys()),
+    .positional = 0,
+    .run = RunTrain,
+});
+
+std::vector<std::string> EvalKeys() {
+  std::vector<std::string> k = WithConfig(TrainKeys());
+  for (const char* f : {"split", "baseline", "out"}) k.push_back(f);
+  return k;
+}
+
+Registrar eval_cmd({
+    .name = "eval",
+    .summary = "full-ranking metrics of a trained run (or a baseline) -> RUN/eval.json",
+    .usage = "shardrec eval --run-dir RUN [--split test|valid]   |   shardrec eval --baseline pop|cooc --data D.h5 [--run-dir RUN]",
+    .flags = EvalKeys(),
+    .positional = 0,
+    .run = RunEval,
+});
+
+}  // namespace
+}  // namespace shardrec::cli

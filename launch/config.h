@@ -1,0 +1,15 @@
+// Run configuration: flat YAML files whose keys are flag names ("epochs: 30", "max-len: 200"),
+// applied to every flag the command line did not set. Unknown keys are rejected by name.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace shardrec::cli {
+
+// Applies `path` to the flags in `allowed` that are still at their defaults.
+void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed);
+// "key: value" lines of the current values of `keys`, for RUN/config.yaml.
+std::string EffectiveConfig(const std::vector<std::string>& keys);
+
+}  // namespace shardrec::cli

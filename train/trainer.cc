@@ -1,0 +1,543 @@
+#include "train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/json.h"
+#include "common/rng.h"
+#include "io/dataset.h"
+#include "io/h5.h"
+#include "io/reader.h"
+#include "model/losses.h"
+#include "train/metrics.h"
+#include "train/tensorboard.h"
+
+namespace shardrec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+ItemCatalog LoadCatalog(const Dataset& ds) {
+  ItemCatalog c;
+  c.num_items = ds.info().num_items;
+  if (ds.info().has_categories && ds.info().num_categories > 0) {
+    auto cats = ds.ReadItemCategories(0, c.num_items);
+    c.num_categories = ds.info().num_categories;
+    c.category_offsets = cats.offsets;
+    c.category_values.assign(cats.values.begin(), cats.values.end());
+  }
+  if (ds.info().content_dim > 0) {
+    std::vector<float> v = ds.ReadItemContent(0, c.num_items);
+    c.content = torch::from_blob(v.data(), {c.num_items, ds.info().content_dim}, torch::kFloat).clone();
+  }
+  return c;
+}
+
+// Training-split event count of every item, summed over ranks (each rank counts users r, r+N, ...).
+std::vector<int64_t> TrainItemCounts(const Dataset& ds, Communicator& comm) {
+  const auto& off = ds.user_offsets();
+  at::Tensor counts = torch::zeros({ds.info().num_items}, torch::kLong);
+  int64_t* c = counts.data_ptr<int64_t>();
+  for (int64_t u = comm.rank(); u < ds.info().num_users; u += comm.world_size()) {
+    const int64_t n = off[u + 1] - off[u];
+    const int64_t end = n >= 3 ? off[u + 1] - 2 : off[u + 1];
+    for (int32_t it : ds.ReadItems(off[u], end)) ++c[it];
+  }
+  at::Tensor d = counts.to(comm.device());
+  comm.AllReduce(d, ReduceOp::kSum);
+  counts = d.cpu();
+  return std::vector<int64_t>(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + counts.numel());
+}
+
+struct SequenceTensors {
+  at::Tensor items;    // [B x W] (pad -1)
+  at::Tensor lengths;  // [B]
+  at::Tensor gaps;     // [B x W] or undefined
+};
+
+SequenceTensors ToTensors(const Batch& b, bool gaps, int64_t buckets, const torch::Device& dev) {
+  SequenceTensors t;
+  t.items = torch::from_blob(const_cast<int64_t*>(b.items.data()), {b.rows, b.width}, torch::kLong).clone();
+  t.lengths = torch::tensor(std::vector<int64_t>(b.lengths.begin(), b.lengths.end()), torch::kLong);
+  if (gaps && !b.timestamps.empty() && buckets > 0) {
+    t.gaps = torch::zeros({b.rows, b.width}, torch::kLong);
+    for (int64_t i = 0; i < b.rows; ++i) {
+      for (int64_t k = 1; k < b.lengths[i]; ++k) {
+        t.gaps[i][k] = TwoTowerModel::GapBucket(b.timestamps[i * b.width + k] - b.timestamps[i * b.width + k - 1], buckets);
+      }
+    }
+    t.gaps = t.gaps.to(dev);
+  }
+  t.items = t.items.to(dev);
+  t.lengths = t.lengths.to(dev);
+  return t;
+}
+
+// Item-tower vectors of the whole catalogue, in chunks (collective), without gradients.
+at::Tensor EncodeCatalogue(TwoTowerModel& model, int64_t num_items, const torch::Device& dev) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> parts;
+  const int64_t chunk = 65536;
+  for (int64_t b = 0; b < num_items; b += chunk) {
+    parts.push_back(model.EncodeItems(torch::arange(b, std::min(num_items, b + chunk), torch::TensorOptions().dtype(torch::kLong).device(dev))));
+    model.DiscardEmbeddingGradients();
+  }
+  return torch::cat(parts);
+}
+
+// Rank `scores` [B x I] for one eval batch and collect per-user results.
+void RankBatch(const Batch& b, const at::Tensor& scores, std::vector<UserResult>* out) {
+  std::vector<std::vector<int64_t>> excluded(b.rows);
+  for (int64_t i = 0; i < b.rows; ++i) {
+    excluded[i].assign(b.history_items.begin() + b.history_offsets[i], b.history_items.begin() + b.history_offsets[i + 1]);
+  }
+  auto r = RankTargets(scores, b.users, b.targets, excluded);
+  out->insert(out->end(), r.begin(), r.end());
+}
+
+std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
+                                            int64_t batch_size, Communicator& comm, bool has_timestamps,
+                                            const std::vector<int64_t>& counts) {
+  const torch::Device dev(comm.device());
+  model.train(false);
+  torch::NoGradGuard no_grad;
+  ReaderOptions ro;
+  ro.split = split;
+  ro.global_batch_size = batch_size;
+  ro.max_len = model.config().max_len;
+  ro.shuffle = false;
+  ro.rank = comm.rank();
+  ro.world_size = comm.world_size();
+  ro.full_history = true;
+  SequenceReader reader(data, ro);
+  const int64_t num_items = reader.info().num_items;
+  at::Tensor items = EncodeCatalogue(model, num_items, dev);
+  std::vector<UserResult> results;
+  while (auto b = reader.Next()) {
+    if (b->rows == 0) continue;
+    SequenceTensors t = ToTensors(*b, has_timestamps, model.config().time_buckets, dev);
+    at::Tensor hist = items.index_select(0, t.items.clamp_min(0).view({-1})).view({b->rows, b->width, -1});
+    at::Tensor users = model.EncodeUsers(hist, t.lengths, t.gaps);
+    at::Tensor last = users.index({torch::arange(b->rows, torch::TensorOptions().device(dev)), t.lengths - 1});
+    RankBatch(*b, torch::matmul(last, items.t()), &results);
+  }
+  model.train(true);
+  return ReduceMetrics(comm, results, num_items, counts);
+}
+
+// ---- baselines ---------------------------------------------------------------------------------
+
+std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicator& comm) {
+  auto ds = Dataset::Open(o.data);
+  const int64_t n_items = ds->info().num_items;
+  std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
+  at::Tensor pop = torch::tensor(counts, torch::kLong).to(torch::kFloat);
+  // Item-to-item transitions (previous -> next) of every training sequence. A baseline-only
+  // shortcut: every rank reads all training events to build the table.
+  std::unordered_map<int64_t, std::unordered_map<int64_t, float>> next;
+  if (o.baseline == "cooc") {
+    const auto& off = ds->user_offsets();
+    for (int64_t u = 0; u < ds->info().num_users; ++u) {
+      const int64_t n = off[u + 1] - off[u];
+      const int64_t end = n >= 3 ? off[u + 1] - 2 : off[u + 1];
+      auto seq = ds->ReadItems(off[u], end);
+      for (size_t k = 1; k < seq.size(); ++k) next[seq[k - 1]][seq[k]] += 1;
+    }
+  } else if (o.baseline != "pop") {
+    Fail("--baseline: expected pop or cooc, got '", o.baseline, "'");
+  }
+  ReaderOptions ro;
+  ro.split = o.split == "valid" ? Split::kValid : Split::kTest;
+  ro.global_batch_size = o.batch_size;
+  ro.max_len = 1;
+  ro.shuffle = false;
+  ro.rank = comm.rank();
+  ro.world_size = comm.world_size();
+  ro.full_history = true;
+  SequenceReader reader(o.data, ro);
+  // Popularity breaks ties (and ranks everything the transitions do not reach), scaled below 1.
+  const at::Tensor tie = pop / (pop.max().item<float>() + 1.0f);
+  std::vector<UserResult> results;
+  while (auto b = reader.Next()) {
+    if (b->rows == 0) continue;
+    at::Tensor scores = tie.unsqueeze(0).repeat({b->rows, 1});
+    if (o.baseline == "cooc") {
+      for (int64_t i = 0; i < b->rows; ++i) {
+        const int64_t last = b->history_items[b->history_offsets[i + 1] - 1];
+        auto it = next.find(last);
+        if (it == next.end()) continue;
+        float* s = scores[i].data_ptr<float>();
+        for (const auto& [j, c] : it->second) s[j] += c;
+      }
+    }
+    RankBatch(*b, scores, &results);
+  }
+  return ReduceMetrics(comm, results, n_items, counts);
+}
+
+// ---- dense gradient all-reduce -----------------------------------------------------------------
+
+// Sums dense gradients over ranks in flat buckets (missing gradients count as zeros).
+void AllReduceDenseGrads(std::vector<at::Tensor>& params, Communicator& comm) {
+  const int64_t bucket_elems = 4 << 20;
+  size_t i = 0;
+  while (i < params.size()) {
+    std::vector<at::Tensor> grads;
+    int64_t n = 0;
+    size_t j = i;
+    for (; j < params.size() && (n == 0 || n + params[j].numel() <= bucket_elems); ++j) {
+      at::Tensor& p = params[j];
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      grads.push_back(p.grad().view({-1}));
+      n += p.numel();
+    }
+    at::Tensor flat = torch::cat(grads);
+    comm.AllReduce(flat, ReduceOp::kSum);
+    int64_t offset = 0;
+    for (size_t k = i; k < j; ++k) {
+      params[k].grad().view({-1}).copy_(flat.narrow(0, offset, params[k].numel()));
+      offset += params[k].numel();
+    }
+    i = j;
+  }
+}
+
+void WriteDenseParams(TwoTowerModel& model, const std::string& path) {
+  h5::File f = h5::File::Create(path);
+  for (auto& [name, p] : model.named_dense_parameters()) {
+    at::Tensor t = p.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    std::vector<float> v(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
+    f.Write<float>("/dense/" + name, v);
+  }
+  f.SetAttr("/", "format", std::string("shardrec.dense"));
+  f.SetAttr("/", "format_version", int64_t{1});
+}
+
+}  // namespace
+
+// ---- model files -------------------------------------------------------------------------------
+
+void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
+  const std::string tmp = dir + ".tmp";
+  if (comm.rank() == 0) {
+    RemoveAll(tmp);
+    MakeDirs(tmp);
+  }
+  comm.Barrier();
+  ShardedEmbeddingCollection& emb = model.embeddings();
+  {
+    h5::File f = h5::File::Create(tmp + "/embeddings-rank" + std::to_string(comm.rank()) + ".h5");
+    for (const auto& spec : emb.specs()) {
+      const Shard* s = emb.LocalShard(spec.name);
+      if (!s) continue;
+      if (emb.plan().Find(spec.name).type == ShardingType::kDataParallel && comm.rank() != 0) continue;
+      const std::string g = "/tables/" + spec.name;
+      std::vector<int64_t> rows;
+      for (int64_t r = s->row_begin; r < s->row_end; ++r) rows.push_back(r);
+      at::Tensor w = emb.LocalWeights(spec.name).to(torch::kCPU).contiguous();
+      f.Write<int64_t>(g + "/rows", rows);
+      f.Write<float>(g + "/vectors", std::vector<float>(w.data_ptr<float>(), w.data_ptr<float>() + w.numel()),
+                     std::max<int64_t>(1, w.size(1)));
+      f.SetAttr(g, "col_begin", s->col_begin);
+      f.SetAttr(g, "col_end", s->col_end);
+      SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
+      if (opt && opt->state1().defined()) {
+        at::Tensor st = opt->state1().to(torch::kCPU).contiguous();
+        f.Write<float>(g + "/state1", std::vector<float>(st.data_ptr<float>(), st.data_ptr<float>() + st.numel()),
+                       st.dim() == 2 ? st.size(1) : 1);
+      }
+    }
+    f.SetAttr("/", "format", std::string("shardrec.embeddings"));
+    f.SetAttr("/", "format_version", int64_t{1});
+  }
+  if (comm.rank() == 0) WriteDenseParams(model, tmp + "/dense.h5");
+  comm.Barrier();
+  if (comm.rank() == 0) {
+    JsonObject m;
+    m.Add("format", "shardrec.model").Add("format_version", int64_t{1}).Add("world_size", comm.world_size());
+    {
+      std::ofstream out(tmp + "/manifest.json");
+      out << m.str() << "\n";
+    }
+    // Publish: the old model stays visible until the new one is complete.
+    const std::string old = dir + ".old";
+    RemoveAll(old);
+    if (PathExists(dir) && std::rename(dir.c_str(), old.c_str()) != 0) Fail(dir, ": cannot replace the model");
+    if (std::rename(tmp.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish the model");
+    SyncPath(dir);
+    RemoveAll(old);
+  }
+  comm.Barrier();
+}
+
+void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
+  if (!PathExists(dir + "/manifest.json")) {
+    Fail(dir, ": no trained model (manifest.json missing); run `shardrec train` first");
+  }
+  const int64_t saved_world = [&] {
+    std::string m = ReadFileToString(dir + "/manifest.json");
+    auto p = m.find("\"world_size\": ");
+    if (p == std::string::npos) Fail(dir, "/manifest.json: no world_size");
+    return std::stoll(m.substr(p + 14));
+  }();
+  torch::NoGradGuard no_grad;
+  {
+    h5::File f = h5::File::Open(dir + "/dense.h5");
+    for (auto& [name, p] : model.named_dense_parameters()) {
+      const std::string key = "/dense/" + name;
+      if (!f.Exists(key)) Fail(dir, "/dense.h5: no parameter ", name, " (a model of another configuration?)");
+      std::vector<float> v = f.ReadAll<float>(key);
+      if (static_cast<int64_t>(v.size()) != p.numel()) {
+        Fail(dir, "/dense.h5: parameter ", name, " has ", v.size(), " values, the model expects ", p.numel());
+      }
+      p.copy_(torch::from_blob(v.data(), p.sizes(), torch::kFloat).to(p.device()));
+    }
+  }
+  ShardedEmbeddingCollection& emb = model.embeddings();
+  for (int64_t r = 0; r < saved_world; ++r) {
+    h5::File f = h5::File::Open(dir + "/embeddings-rank" + std::to_string(r) + ".h5");
+    for (const auto& spec : emb.specs()) {
+      const Shard* s = emb.LocalShard(spec.name);
+      const std::string g = "/tables/" + spec.name;
+      if (!s || !f.Exists(g + "/rows")) continue;
+      const int64_t cb = *f.GetIntAttr(g, "col_begin"), ce = *f.GetIntAttr(g, "col_end");
+      const int64_t lo = std::max(cb, s->col_begin), hi = std::min(ce, s->col_end);
+      if (lo >= hi) continue;
+      std::vector<int64_t> rows = f.ReadAll<int64_t>(g + "/rows");
+      if (rows.empty()) continue;
+      std::vector<float> vec = f.ReadAll<float>(g + "/vectors");
+      at::Tensor v = torch::from_blob(vec.data(), {static_cast<int64_t>(rows.size()), ce - cb}, torch::kFloat);
+      at::Tensor ids = torch::tensor(rows, torch::kLong);
+      at::Tensor keep = torch::nonzero((ids >= s->row_begin).logical_and(ids < s->row_end)).view({-1});
+      if (keep.numel() == 0) continue;
+      at::Tensor local_rows = ids.index_select(0, keep) - s->row_begin;
+      at::Tensor w = emb.LocalWeights(spec.name);
+      at::Tensor block = v.index_select(0, keep).narrow(1, lo - cb, hi - lo).to(w.device());
+      w.narrow(1, lo - s->col_begin, hi - lo).index_copy_(0, local_rows.to(w.device()), block);
+      SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
+      if (opt && opt->state1().defined() && opt->state1().dim() == 1 && f.Exists(g + "/state1")) {
+        std::vector<float> st = f.ReadAll<float>(g + "/state1");
+        at::Tensor stt = torch::from_blob(st.data(), {static_cast<int64_t>(st.size())}, torch::kFloat);
+        opt->state1().index_copy_(0, local_rows.to(w.device()), stt.index_select(0, keep).to(w.device()));
+      }
+    }
+  }
+}
+
+// ---- training ----------------------------------------------------------------------------------
+
+TrainResult Train(const TrainOptions& o, Communicator& comm) {
+  const torch::Device dev(comm.device());
+  const bool root = comm.rank() == 0;
+  auto ds = Dataset::Open(o.data);
+  const DatasetInfo info = ds->info();
+  if (o.batch_size < comm.world_size()) Fail("--batch-size ", o.batch_size, " is smaller than the world size ", comm.world_size());
+  if (!(o.temperature > 0)) Fail("--temperature must be > 0");
+  const bool full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
+  if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
+  ItemCatalog catalog = LoadCatalog(*ds);
+  const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
+  TwoTowerModel model(o.model, catalog, &comm, o.seed);
+  model.train(true);
+  std::vector<at::Tensor> params = model.dense_parameters();
+  torch::optim::AdamW adam(params, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+
+  ReaderOptions ro;
+  ro.split = Split::kTrain;
+  ro.global_batch_size = o.batch_size;
+  ro.max_len = o.model.max_len;
+  ro.seed = o.seed;
+  ro.rank = comm.rank();
+  ro.world_size = comm.world_size();
+  SequenceReader reader(o.data, ro);
+  const int64_t per_epoch = reader.num_batches();
+  const int64_t total = o.max_steps > 0 ? std::min(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
+  // Popularity share of each item among training events (logQ of in-batch negatives).
+  at::Tensor pop_share;
+  {
+    at::Tensor c = torch::tensor(counts, torch::kLong).to(torch::kFloat);
+    pop_share = (c / c.sum().clamp_min(1)).to(dev);
+  }
+
+  std::unique_ptr<std::ofstream> jsonl;
+  std::unique_ptr<TensorBoardWriter> tb;
+  if (root) {
+    MakeDirs(o.run_dir);
+    jsonl = std::make_unique<std::ofstream>(o.run_dir + "/metrics.jsonl", std::ios::app);
+    tb = std::make_unique<TensorBoardWriter>(o.run_dir);
+  }
+  TrainResult res;
+  const auto start = Clock::now();
+  auto last_log = Clock::now();
+  int64_t step = 0, sequences = 0, bad_validations = 0;
+  bool stop = false;
+  double window_loss = 0;
+  int64_t window_steps = 0, window_sequences = 0;
+  auto window_start = Clock::now();
+  for (int64_t epoch = 0; epoch < o.epochs && !stop; ++epoch) {
+    reader.StartEpoch(epoch);
+    while (auto batch = reader.Next()) {
+      if (o.max_steps > 0 && step >= o.max_steps) {
+        stop = true;
+        break;
+      }
+      ++step;
+      comm.SetStep(step);
+      const double lr = o.lr * std::min(1.0, static_cast<double>(step) / std::max<int64_t>(1, o.warmup_steps));
+      for (auto& g : adam.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+      SequenceTensors t = ToTensors(*batch, info.has_timestamps, o.model.time_buckets, dev);
+      const int64_t b = batch->rows;
+      const int64_t l = std::max<int64_t>(0, batch->width - 1);
+      at::Tensor inputs = b && l ? t.items.narrow(1, 0, l) : torch::zeros({b, 0}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+      at::Tensor targets = b && l ? t.items.narrow(1, 1, l) : inputs;
+      at::Tensor mask = b && l ? torch::arange(l, torch::TensorOptions().dtype(torch::kLong).device(dev)).unsqueeze(0) < (t.lengths - 1).unsqueeze(1)
+                               : torch::zeros({b, 0}, torch::TensorOptions().dtype(torch::kBool).device(dev));
+      at::Tensor tg = targets.masked_select(mask);
+      at::Tensor positions = torch::full({1}, tg.numel(), torch::TensorOptions().dtype(torch::kLong).device(dev));
+      comm.AllReduce(positions, ReduceOp::kSum);
+      const int64_t global_positions = positions.cpu().item<int64_t>();
+      at::Tensor hist_ids = inputs.clamp_min(0);
+      at::Tensor loss_sum;
+      at::Tensor item_vecs, cand_ids, cand_index;
+      if (full) {
+        item_vecs = model.EncodeItems(torch::arange(info.num_items, torch::TensorOptions().dtype(torch::kLong).device(dev)));
+        cand_index = tg;
+      } else {
+        // Candidates shared by the global batch: every rank's targets + uniform negatives.
+        at::Tensor n_local = torch::full({1}, tg.numel(), torch::TensorOptions().dtype(torch::kLong).device(dev));
+        at::Tensor n_all = comm.AllGather(n_local).cpu();
+        const int64_t max_n = std::max<int64_t>(1, n_all.max().item<int64_t>());
+        at::Tensor padded = torch::full({max_n}, -1, torch::TensorOptions().dtype(torch::kLong).device(dev));
+        if (tg.numel()) padded.narrow(0, 0, tg.numel()).copy_(tg);
+        at::Tensor all_targets = comm.AllGather(padded);
+        all_targets = all_targets.masked_select(all_targets >= 0);
+        Rng rng(HashKeys({o.seed, 0x4E4547ULL, static_cast<uint64_t>(step)}));
+        std::vector<int64_t> neg(static_cast<size_t>(o.negatives));
+        for (auto& x : neg) x = static_cast<int64_t>(rng.Below(static_cast<uint64_t>(info.num_items)));
+        cand_ids = std::get<0>(at::_unique2(torch::cat({all_targets, torch::tensor(neg, torch::kLong).to(dev)}), true, false, false));
+        at::Tensor ids = std::get<0>(at::_unique2(torch::cat({cand_ids, hist_ids.reshape({-1})}), true, false, false));
+        at::Tensor vecs = model.EncodeItems(ids);
+        item_vecs = vecs.index_select(0, torch::searchsorted(ids, cand_ids));
+        hist_ids = torch::searchsorted(ids, hist_ids.reshape({-1})).view_as(hist_ids);
+        cand_index = torch::searchsorted(cand_ids, tg);
+        // Full-softmax-consistent history vectors come from `vecs`, not `item_vecs`.
+        item_vecs = torch::cat({item_vecs, vecs});  // rows [0, C) candidates, then all encoded ids
+        hist_ids = hist_ids + cand_ids.numel();
+      }
+      if (tg.numel() > 0) {
+        at::Tensor hist = item_vecs.index_select(0, hist_ids.reshape({-1})).view({b, l, -1});
+        at::Tensor users = model.EncodeUsers(hist, t.lengths, t.gaps.defined() ? t.gaps.narrow(1, 0, l) : at::Tensor());
+        at::Tensor u = users.index({mask});
+        if (full) {
+          loss_sum = FullSoftmaxLoss(u, item_vecs, cand_index, o.temperature);
+        } else {
+          const int64_t c = cand_ids.numel();
+          at::Tensor log_q;
+          if (o.logq) {
+            log_q = (pop_share.index_select(0, cand_ids) * static_cast<double>(global_positions) +
+                     static_cast<double>(o.negatives) / info.num_items).log();
+          }
+          loss_sum = SampledSoftmaxLoss(u, item_vecs.narrow(0, 0, c), cand_index, log_q, o.temperature);
+        }
+        (loss_sum / static_cast<double>(std::max<int64_t>(1, global_positions))).backward();
+      }
+      AllReduceDenseGrads(params, comm);
+      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params, o.clip_norm);
+      adam.step();
+      adam.zero_grad();
+      model.BackwardEmbeddings();
+      at::Tensor l_all = torch::full({1}, loss_sum.defined() ? loss_sum.item<double>() : 0.0,
+                                     torch::TensorOptions().dtype(torch::kFloat).device(dev));
+      comm.AllReduce(l_all, ReduceOp::kSum);
+      const double loss = l_all.cpu().item<double>() / std::max<int64_t>(1, global_positions);
+      if (!std::isfinite(loss)) {
+        Fail("training diverged: the loss is ", loss, " at step ", step, " (epoch ", epoch,
+             "); lower --lr, raise --warmup-steps or --temperature");
+      }
+      res.losses.push_back(loss);
+      sequences += batch->global_rows;
+      window_loss += loss;
+      ++window_steps;
+      window_sequences += batch->global_rows;
+      if (root && (Since(last_log) >= o.log_every_seconds || step == total)) {
+        const double secs = Since(window_start);
+        const double rate = window_sequences / std::max(1e-9, secs);
+        const double eta = (total - step) * Since(start) / step;
+        if (!o.quiet) {
+          std::printf("epoch %lld step %lld/%lld | loss %.4f | %.0f sequences/s | lr %.2e | ETA %.0f s\n",
+                      static_cast<long long>(epoch), static_cast<long long>(step), static_cast<long long>(total),
+                      window_loss / window_steps, rate, lr, eta);
+          std::fflush(stdout);
+        }
+        JsonObject j;
+        j.Add("step", step).Add("epoch", epoch).Add("split", "train").Add("loss", window_loss / window_steps)
+            .Add("lr", lr).Add("sequences_per_second", rate).Add("seconds", Since(start));
+        *jsonl << j.str() << "\n";
+        jsonl->flush();
+        tb->AddScalar("train/loss", window_loss / window_steps, step);
+        tb->AddScalar("train/sequences_per_second", rate, step);
+        tb->Flush();
+        last_log = Clock::now();
+        window_start = last_log;
+        window_loss = 0;
+        window_steps = window_sequences = 0;
+      }
+    }
+    res.epochs = epoch + 1;
+    if (o.eval_every > 0 && (epoch + 1) % o.eval_every == 0) {
+      auto m = EvaluateModel(model, o.data, Split::kValid, o.eval_batch_size, comm, info.has_timestamps, counts);
+      const double ndcg = m["ndcg@10"];
+      if (root) {
+        if (!o.quiet) {
+          std::printf("epoch %lld valid | HR@10 %.4f NDCG@10 %.4f HR@50 %.4f MRR %.4f\n", static_cast<long long>(epoch),
+                      m["hr@10"], ndcg, m["hr@50"], m["mrr"]);
+          std::fflush(stdout);
+        }
+        JsonObject j;
+        j.Add("step", step).Add("epoch", epoch).Add("split", "valid");
+        for (const auto& [k, v] : m) j.Add(k, v);
+        *jsonl << j.str() << "\n";
+        jsonl->flush();
+        for (const auto& [k, v] : m) tb->AddScalar("valid/" + k, v, step);
+        tb->Flush();
+      }
+      if (ndcg > res.best_valid_ndcg10) {
+        res.best_valid_ndcg10 = ndcg;
+        res.best_epoch = epoch;
+        bad_validations = 0;
+        if (o.save_model) SaveModel(model, o.run_dir + "/model", comm);
+      } else if (++bad_validations >= o.patience) {
+        if (root && !o.quiet) std::printf("early stop: no better NDCG@10 for %lld validations\n", static_cast<long long>(o.patience));
+        stop = true;
+      }
+    }
+  }
+  if (o.save_model && (o.eval_every == 0 || res.best_epoch < 0)) SaveModel(model, o.run_dir + "/model", comm);
+  res.steps = step;
+  res.seconds = Since(start);
+  res.examples_per_second = sequences / std::max(1e-9, res.seconds);
+  return res;
+}
+
+std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm) {
+  if (o.split != "valid" && o.split != "test") Fail("--split: expected valid or test, got '", o.split, "'");
+  if (!o.baseline.empty()) return EvaluateBaseline(o, comm);
+  auto ds = Dataset::Open(o.data);
+  ItemCatalog catalog = LoadCatalog(*ds);
+  const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
+  TwoTowerModel model(o.model, catalog, &comm, o.seed);
+  LoadModel(model, o.run_dir + "/model", comm);
+  return EvaluateModel(model, o.data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm,
+                       ds->info().has_timestamps, counts);
+}
+
+}  // namespace shardrec

@@ -1,0 +1,73 @@
+// Training and evaluation of the two-tower model (DESIGN sections 3 and 8). Options structs only;
+// the CLI maps flags/config keys onto them.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+#include "model/two_tower.h"
+
+namespace shardrec {
+
+struct TrainOptions {
+  std::string data;      // dataset file
+  std::string run_dir;   // outputs: config.yaml, metrics.jsonl, events.out.tfevents.*, model/
+  int64_t epochs = 20;
+  int64_t max_steps = 0;  // 0 = no limit
+  int64_t batch_size = 256;  // global, whatever the world size
+  uint64_t seed = 1;
+  double lr = 1e-3;
+  double weight_decay = 0.0;
+  int64_t warmup_steps = 100;
+  double clip_norm = 1.0;  // on the dense gradient; 0 = off
+  std::string loss = "auto";  // full | sampled | auto (full when items <= full_softmax_max_items)
+  int64_t full_softmax_max_items = 5000;
+  int64_t negatives = 256;    // sampled: uniform negatives shared by the global batch
+  double temperature = 0.05;
+  bool logq = true;
+  int64_t eval_every = 1;     // epochs between validations (0 = never)
+  int64_t patience = 5;       // validations without a better NDCG@10 before stopping
+  int64_t eval_batch_size = 256;
+  double log_every_seconds = 10;
+  bool save_model = true;
+  bool quiet = false;         // no progress lines (tests)
+  ModelConfig model;
+};
+
+struct TrainResult {
+  int64_t steps = 0;
+  int64_t epochs = 0;
+  std::vector<double> losses;  // global loss per step (identical on every rank)
+  double best_valid_ndcg10 = -1;
+  int64_t best_epoch = -1;
+  double seconds = 0;
+  double examples_per_second = 0;  // sequences per second over all ranks
+};
+
+// COLLECTIVE. Trains, validates each `eval_every` epochs with early stopping on NDCG@10, and saves
+// the best model to run_dir/model (when save_model). Throws UserError on bad data or options,
+// including a NaN/Inf loss (naming the step).
+TrainResult Train(const TrainOptions& options, Communicator& comm);
+
+// COLLECTIVE. Full-ranking metrics on `split` ("valid" or "test") of a model saved by Train, or of a
+// baseline ("pop": most popular; "cooc": item-to-item transitions from the previous item).
+struct EvalOptions {
+  std::string data;
+  std::string run_dir;   // model source (ignored by baselines)
+  std::string split = "test";
+  std::string baseline;  // "", "pop" or "cooc"
+  int64_t batch_size = 256;
+  ModelConfig model;
+  uint64_t seed = 1;
+};
+std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm);
+
+// Writes / reads a model: dense parameters (rank 0) and every rank's embedding shards as
+// (global row id, vector) so any world size can load them; manifest written last.
+void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
+void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
+
+}  // namespace shardrec
