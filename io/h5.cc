@@ -4,12 +4,21 @@
 
 #include <algorithm>
 #include <mutex>
+#include <thread>
 
 #include "common/error.h"
 #include "common/strings.h"
 
 namespace shardrec::h5 {
 namespace {
+
+// Debian's HDF5 is built without thread safety: every call into the library from this file holds
+// one process-wide (recursive) lock, so ranks running as threads can read and write files.
+std::recursive_mutex& Lock() {
+  static std::recursive_mutex mu;
+  return mu;
+}
+#define H5_LOCKED std::lock_guard<std::recursive_mutex> h5_lock_guard(Lock())
 
 // HDF5 prints its own error stack by default; we report through UserError instead.
 void SilenceHdf5() {
@@ -34,6 +43,7 @@ Handle StringType() {
 }  // namespace
 
 void Handle::Reset() {
+  H5_LOCKED;
   if (id_ < 0) return;
   switch (H5Iget_type(id_)) {
     case H5I_FILE: H5Fclose(id_); break;
@@ -55,6 +65,7 @@ template <> hid_t NativeType<float>() { return H5T_NATIVE_FLOAT; }
 template <> hid_t NativeType<double>() { return H5T_NATIVE_DOUBLE; }
 
 File File::Create(const std::string& path) {
+  H5_LOCKED;
   SilenceHdf5();
   Handle fcpl(H5Pcreate(H5P_FILE_CREATE));
   H5Pset_obj_track_times(fcpl.get(), false);
@@ -64,6 +75,7 @@ File File::Create(const std::string& path) {
 }
 
 File File::Open(const std::string& path) {
+  H5_LOCKED;
   SilenceHdf5();
   if (IsFileMissing(path)) Fail(path, ": no such file");
   htri_t is_h5 = H5Fis_hdf5(path.c_str());
@@ -81,6 +93,7 @@ bool File::IsFileMissing(const std::string& path) {
 }
 
 bool File::Exists(const std::string& object) const {
+  H5_LOCKED;
   // Check each prefix: H5Lexists fails if an intermediate group is missing.
   size_t pos = 0;
   while ((pos = object.find('/', pos + 1)) != std::string::npos) {
@@ -90,6 +103,7 @@ bool File::Exists(const std::string& object) const {
 }
 
 void File::EnsureParents(const std::string& object) {
+  H5_LOCKED;
   size_t pos = 0;
   Handle gcpl = GroupCreateProps();
   while ((pos = object.find('/', pos + 1)) != std::string::npos) {
@@ -101,6 +115,7 @@ void File::EnsureParents(const std::string& object) {
 }
 
 Handle File::OpenObject(const std::string& object) const {
+  H5_LOCKED;
   if (object != "/" && !Exists(object)) Fail(path_, ": missing ", object);
   Handle h(H5Oopen(file_.get(), object.c_str(), H5P_DEFAULT));
   if (!h.valid()) Fail(path_, ": cannot open ", object);
@@ -108,6 +123,7 @@ Handle File::OpenObject(const std::string& object) const {
 }
 
 hid_t File::OpenDataset(const std::string& name) const {
+  H5_LOCKED;
   auto cached = datasets_.find(name);
   if (cached != datasets_.end()) return cached->second.get();
   if (!Exists(name)) Fail(path_, ": missing dataset ", name);
@@ -122,6 +138,7 @@ hid_t File::OpenDataset(const std::string& name) const {
 }
 
 std::vector<int64_t> File::Shape(const std::string& name) const {
+  H5_LOCKED;
   hid_t d = OpenDataset(name);
   Handle space(H5Dget_space(d));
   int rank = H5Sget_simple_extent_ndims(space.get());
@@ -145,6 +162,7 @@ void File::Write(const std::string& name, const std::vector<T>& data, int64_t wi
 
 template <typename T>
 std::vector<T> File::Read(const std::string& name, int64_t begin, int64_t end) const {
+  H5_LOCKED;
   hid_t d = OpenDataset(name);
   Handle space(H5Dget_space(d));
   int rank = H5Sget_simple_extent_ndims(space.get());
@@ -176,6 +194,7 @@ std::vector<T> File::ReadAll(const std::string& name) const {
 
 void File::WriteScalarAttr(const std::string& object, const std::string& name, hid_t file_type,
                            hid_t mem_type, const void* value) {
+  H5_LOCKED;
   Handle obj = OpenObject(object);
   if (H5Aexists(obj.get(), name.c_str()) > 0) H5Adelete(obj.get(), name.c_str());
   Handle space(H5Screate(H5S_SCALAR));
@@ -200,6 +219,7 @@ void File::SetAttr(const std::string& object, const std::string& name, const std
 }
 
 Handle File::OpenAttr(const std::string& object, const std::string& name) const {
+  H5_LOCKED;
   if (object != "/" && !Exists(object)) return Handle();
   Handle obj = OpenObject(object);
   if (H5Aexists(obj.get(), name.c_str()) <= 0) return Handle();
@@ -215,6 +235,7 @@ H5T_class_t AttrClass(const Handle& attr) {
 
 std::optional<int64_t> File::GetIntAttr(const std::string& object,
                                         const std::string& name) const {
+  H5_LOCKED;
   Handle a = OpenAttr(object, name);
   if (!a.valid()) return std::nullopt;
   if (AttrClass(a) != H5T_INTEGER) Fail(path_, ": attribute ", object, "@", name, " is not an integer");
@@ -225,6 +246,7 @@ std::optional<int64_t> File::GetIntAttr(const std::string& object,
 
 std::optional<double> File::GetDoubleAttr(const std::string& object,
                                           const std::string& name) const {
+  H5_LOCKED;
   Handle a = OpenAttr(object, name);
   if (!a.valid()) return std::nullopt;
   if (!IsNumericAttr(object, name)) Fail(path_, ": attribute ", object, "@", name, " is not a number");
@@ -235,6 +257,7 @@ std::optional<double> File::GetDoubleAttr(const std::string& object,
 
 std::optional<std::string> File::GetStringAttr(const std::string& object,
                                                const std::string& name) const {
+  H5_LOCKED;
   Handle a = OpenAttr(object, name);
   if (!a.valid()) return std::nullopt;
   if (AttrClass(a) != H5T_STRING) Fail(path_, ": attribute ", object, "@", name, " is not a string");
@@ -256,6 +279,7 @@ std::optional<std::string> File::GetStringAttr(const std::string& object,
 }
 
 bool File::IsNumericAttr(const std::string& object, const std::string& name) const {
+  H5_LOCKED;
   Handle a = OpenAttr(object, name);
   if (!a.valid()) return false;
   H5T_class_t c = AttrClass(a);
@@ -263,6 +287,7 @@ bool File::IsNumericAttr(const std::string& object, const std::string& name) con
 }
 
 std::vector<std::string> File::AttrNames(const std::string& object) const {
+  H5_LOCKED;
   Handle obj = OpenObject(object);
   H5O_info_t info;
   H5Oget_info2(obj.get(), &info, H5O_INFO_NUM_ATTRS);
@@ -282,6 +307,7 @@ template <typename T>
 Appender<T>::Appender(File* file, const std::string& name, int64_t width,
                       const CreateOptions& opt)
     : file_(file), name_(name), width_(width) {
+  H5_LOCKED;
   CHECK_GT(width, 0);
   chunk_rows_ = std::max<int64_t>(1, opt.chunk_elems / width);
   file_->EnsureParents(name);
@@ -318,6 +344,7 @@ void Appender<T>::Append(const T* values, int64_t rows) {
 
 template <typename T>
 void Appender<T>::Flush() {
+  H5_LOCKED;
   if (buffer_.empty()) return;
   const int rank = width_ == 1 ? 1 : 2;
   const hsize_t add = buffer_.size() / static_cast<size_t>(width_);

@@ -1,5 +1,6 @@
 #include "model/two_tower.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -60,6 +61,31 @@ TORCH_MODULE(Dense);
 
 at::Tensor Normalize(const at::Tensor& x) { return x / x.norm(2, -1, true).clamp_min(1e-12); }
 
+// Deterministic initialisation from a private generator: torch's default generator is shared by
+// every thread of the process (ranks of the in-process backend), so module constructors would draw
+// interleaved values. Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)); embeddings: N(0, 0.02);
+// LayerNorm: weight 1, bias 0.
+void InitDense(torch::nn::Module& module, uint64_t seed) {
+  torch::NoGradGuard no_grad;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& p : module.named_parameters()) {
+    const std::string& name = p.key();
+    at::Tensor t = p.value();
+    at::Tensor cpu = at::empty(t.sizes(), at::kFloat);
+    const bool norm = name.find("ln") != std::string::npos;
+    if (norm) {
+      cpu.fill_(name.find("weight") != std::string::npos ? 1.0 : 0.0);
+    } else if (name.rfind("positions", 0) == 0 || name.rfind("gaps", 0) == 0) {
+      cpu.normal_(0.0, 0.02, gen);
+    } else {
+      const int64_t fan_in = t.dim() == 2 ? t.size(1) : std::max<int64_t>(1, t.size(0));
+      const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+      cpu.uniform_(-bound, bound, gen);
+    }
+    t.copy_(cpu);
+  }
+}
+
 }  // namespace
 
 struct TwoTowerModel::Impl {
@@ -112,9 +138,9 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catal
   plan = BroadcastPlan(*comm, plan);
   m.embeddings = std::make_unique<ShardedEmbeddingCollection>(tables, plan, comm,
                                                               CollectionOptions{.seed = seed, .dedup = true});
-  torch::manual_seed(seed);
   const int64_t content_dim = m.catalog.content.defined() ? m.catalog.content.size(1) : 0;
   m.dense = Dense(config, content_dim);
+  InitDense(*m.dense, seed);
   m.dense->to(m.device);
   if (m.catalog.content.defined()) m.content = m.catalog.content.to(m.device, at::kFloat);
   // Identical dense parameters everywhere, whatever each rank's generator did.

@@ -1,0 +1,61 @@
+#include "model/losses.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+namespace shardrec {
+namespace {
+
+// Direct reference: -log softmax(target) with logits = u.c / t - log_q, summed over positions.
+double Reference(const at::Tensor& u, const at::Tensor& c, const at::Tensor& target, const at::Tensor& log_q, double t) {
+  double total = 0;
+  for (int64_t p = 0; p < u.size(0); ++p) {
+    std::vector<double> logits;
+    for (int64_t j = 0; j < c.size(0); ++j) {
+      double dot = 0;
+      for (int64_t k = 0; k < u.size(1); ++k) dot += u[p][k].item<double>() * c[j][k].item<double>();
+      logits.push_back(dot / t - (log_q.defined() ? log_q[j].item<double>() : 0.0));
+    }
+    double mx = *std::max_element(logits.begin(), logits.end());
+    double z = 0;
+    for (double l : logits) z += std::exp(l - mx);
+    total += -(logits[target[p].item<int64_t>()] - mx - std::log(z));
+  }
+  return total;
+}
+
+at::Tensor Unit(at::Tensor x) { return x / x.norm(2, -1, true); }
+
+TEST(Losses, FullSoftmaxMatchesDirectComputation) {
+  at::manual_seed(3);
+  at::Tensor u = Unit(at::randn({5, 4})), items = Unit(at::randn({7, 4}));
+  at::Tensor targets = at::tensor({0, 3, 6, 3, 1}, at::kLong);
+  EXPECT_NEAR(FullSoftmaxLoss(u, items, targets, 0.1).item<double>(), Reference(u, items, targets, {}, 0.1), 1e-3);
+}
+
+TEST(Losses, SampledSoftmaxWithLogQMatchesDirectComputation) {
+  at::manual_seed(4);
+  at::Tensor u = Unit(at::randn({6, 8})), cand = Unit(at::randn({9, 8}));
+  at::Tensor idx = at::tensor({8, 0, 2, 2, 5, 7}, at::kLong);
+  at::Tensor log_q = at::log(at::rand({9}) + 0.1);
+  EXPECT_NEAR(SampledSoftmaxLoss(u, cand, idx, log_q, 0.05).item<double>(), Reference(u, cand, idx, log_q, 0.05), 1e-2);
+  // The correction matters: without it the value differs.
+  EXPECT_GT(std::abs(SampledSoftmaxLoss(u, cand, idx, {}, 0.05).item<double>() - Reference(u, cand, idx, log_q, 0.05)), 0.1);
+  EXPECT_NEAR(SampledSoftmaxLoss(u, cand, idx, {}, 0.05).item<double>(), Reference(u, cand, idx, {}, 0.05), 1e-2);
+}
+
+TEST(Losses, HandComputedTwoItems) {
+  // u = e1; items e1, e2; t = 1: loss = -log(e / (e + 1)).
+  at::Tensor u = at::tensor({1.0f, 0.0f}).view({1, 2});
+  at::Tensor items = at::tensor({1.0f, 0.0f, 0.0f, 1.0f}).view({2, 2});
+  EXPECT_NEAR(FullSoftmaxLoss(u, items, at::tensor({int64_t{0}}), 1.0).item<double>(), -std::log(std::exp(1.0) / (std::exp(1.0) + 1)), 1e-6);
+  // logQ: subtracting log 2 from item 0's logit gives -log(e/2 / (e/2 + 1)).
+  at::Tensor log_q = at::tensor({std::log(2.0f), 0.0f});
+  EXPECT_NEAR(SampledSoftmaxLoss(u, items, at::tensor({int64_t{0}}), log_q, 1.0).item<double>(),
+              -std::log((std::exp(1.0) / 2) / (std::exp(1.0) / 2 + 1)), 1e-6);
+}
+
+}  // namespace
+}  // namespace shardrec

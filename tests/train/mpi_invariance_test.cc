@@ -1,0 +1,67 @@
+// Two ranks under mpiexec train the same model as one in-process rank on the same global batches.
+#include <gtest/gtest.h>
+
+#include "distributed/inprocess.h"
+#include "distributed/mpi.h"
+#include "io/synth.h"
+#include "tests/test_util.h"
+#include "tests/train/invariance.h"
+
+namespace shardrec {
+namespace {
+
+Communicator* g_comm = nullptr;
+
+TEST(MpiInvariance, TwoProcessesEqualOneRank) {
+  // Rank 0 makes the data and the scratch directory; everyone uses them.
+  static testing::TempDir* dir = nullptr;
+  std::string base;
+  if (g_comm->rank() == 0) {
+    dir = new testing::TempDir();
+    SynthOptions so;
+    so.users = 400;
+    so.items = 150;
+    so.events = 6000;
+    GenerateSynthetic(dir->File("s.h5"), so);
+    base = dir->path();
+  }
+  at::Tensor len = at::full({1}, static_cast<int64_t>(base.size()), at::kLong);
+  g_comm->Broadcast(len, 0);
+  at::Tensor buf = at::zeros({len.item<int64_t>()}, at::kInt);
+  for (size_t i = 0; i < base.size(); ++i) buf[i] = base[i];
+  g_comm->Broadcast(buf, 0);
+  base.clear();
+  for (int64_t i = 0; i < buf.numel(); ++i) base.push_back(static_cast<char>(buf[i].item<int>()));
+  for (const std::string loss : {"full", "sampled"}) {
+    SCOPED_TRACE(loss);
+    TrainResult two = Train(testing::InvarianceOptions(base + "/s.h5", base + "/mpi-" + loss, loss), *g_comm);
+    if (g_comm->rank() == 0) {
+      TrainResult one;
+      RunRanks(1, [&](Communicator& c) {
+        one = Train(testing::InvarianceOptions(base + "/s.h5", base + "/one-" + loss, loss), c);
+      });
+      testing::ExpectSameTraining(one, two, base + "/one-" + loss + "/model", base + "/mpi-" + loss + "/model");
+    }
+    g_comm->Barrier();
+  }
+  if (g_comm->rank() == 0) delete dir;
+}
+
+}  // namespace
+}  // namespace shardrec
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  shardrec::CommOptions options;
+  options.timeout = std::chrono::seconds(300);
+  auto comm = shardrec::CreateMpiCommunicator(options);
+  shardrec::g_comm = comm.get();
+  if (comm->rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  int rc = RUN_ALL_TESTS();
+  at::Tensor any = at::full({1}, rc, at::kInt);
+  comm->AllReduce(any, shardrec::ReduceOp::kMax);
+  return any.item<int>();
+}
