@@ -19,11 +19,12 @@ const std::string kBin = SHARDREC_BINARY;
 TEST(Cli, HelpForEveryCommand) {
   auto r = RunCommand(kBin + " help");
   EXPECT_EQ(r.exit_code, 0);
-  for (const char* c : {"data convert", "data stats", "data synth", "demo", "version"}) {
+  for (const char* c : {"data convert", "data stats", "data synth", "demo", "version", "train", "eval", "comm check"}) {
     EXPECT_NE(r.output.find(c), std::string::npos) << c;
     auto h = RunCommand(kBin + " " + c + " --help");
     EXPECT_EQ(h.exit_code, 0) << c;
-    EXPECT_NE(h.output.find("usage: shardrec " + std::string(c)), std::string::npos) << h.output;
+    EXPECT_NE(h.output.find("usage:"), std::string::npos) << h.output;
+    EXPECT_NE(h.output.find("shardrec " + std::string(c)), std::string::npos) << h.output;
   }
   auto h = RunCommand(kBin + " data convert --help");
   EXPECT_NE(h.output.find("--min-user-events"), std::string::npos);  // dashed names
@@ -79,14 +80,53 @@ TEST(Cli, UserMistakesExitNonZero) {
   EXPECT_FALSE(PathExists(dir.File("s.h5")));
 }
 
-TEST(Cli, DemoRunsEndToEnd) {
+TEST(Cli, DemoTrainsWellAbovePopularity) {
   TempDir dir;
   auto r = RunCommand(kBin + " demo --workdir " + dir.File("demo") +
-                      " --users 400 --items 300 --events 6000 --world-size 3 --batch-size 32");
+                      " --users 1500 --items 400 --events 30000 --world-size 3 --batch-size 128 --epochs 4");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("identical users, items and event order"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank pieces == single-process batches: yes"), std::string::npos);
-  EXPECT_NE(r.output.find("users                  400"), std::string::npos);
+  EXPECT_NE(r.output.find("users                  1500"), std::string::npos);
+  // A relative check, not a time: the model must be well above the popularity ranker.
+  EXPECT_NE(r.output.find("ok: well above popularity"), std::string::npos) << r.output;
+}
+
+TEST(Cli, ConfigFilesAndOverrides) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 200 --items 100 --events 2000").exit_code, 0);
+  testing::WriteText(dir.File("bad.yaml"), "epochs: 1\n# comment\nlearning-rate: 3\n");
+  auto r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") + " --config " + dir.File("bad.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("bad.yaml:3: unknown key 'learning-rate'"), std::string::npos) << r.output;
+  EXPECT_FALSE(PathExists(dir.File("run")));
+  testing::WriteText(dir.File("ok.yaml"), "epochs: 7\ndim: 8\nblocks: 1\nmax-len: 5\nmax-steps: 2\neval-every: 0\n");
+  r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") + " --config " +
+                 dir.File("ok.yaml") + " --epochs 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string cfg = ReadFileToString(dir.File("run/config.yaml"));
+  EXPECT_NE(cfg.find("epochs: 1\n"), std::string::npos) << cfg;  // the command line wins
+  EXPECT_NE(cfg.find("dim: 8\n"), std::string::npos) << cfg;     // the file fills the rest
+  EXPECT_NE(cfg.find("max-steps: 2\n"), std::string::npos) << cfg;
+}
+
+TEST(Cli, DivergedTrainingNamesTheStep) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 200 --items 100 --events 2000").exit_code, 0);
+  auto r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                      " --temperature 1e-40 --dim 8 --blocks 1 --max-len 5 --eval-every 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("training diverged: the loss is"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("at step 1 (epoch 0)"), std::string::npos) << r.output;
+}
+
+TEST(Cli, EvalMistakes) {
+  TempDir dir;
+  auto r = RunCommand(kBin + " eval --run-dir " + dir.File("nothing"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("no config.yaml"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " eval --baseline best --data " + dir.File("x.h5"));
+  EXPECT_NE(r.exit_code, 0);
 }
 
 }  // namespace
