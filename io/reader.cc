@@ -75,6 +75,14 @@ void SequenceReader::StartEpoch(int64_t epoch) {
   }
 }
 
+void SequenceReader::Seek(int64_t index) {
+  if (index < 0 || index > num_batches()) {
+    Fail("reader: batch ", index, " is outside epoch ", epoch_, " (", num_batches(), " batches); the checkpoint "
+         "belongs to another dataset or batch size");
+  }
+  next_batch_ = index;
+}
+
 std::vector<int64_t> SequenceReader::GlobalBatchUsers(int64_t index) const {
   const int64_t b = options_.global_batch_size;
   const int64_t begin = index * b;

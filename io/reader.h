@@ -72,6 +72,8 @@ class SequenceReader {
   int64_t num_batches() const;
   // Starts (or restarts) an epoch: the global user order is a function of (seed, epoch).
   void StartEpoch(int64_t epoch);
+  // Continue the current epoch at global batch `index` (resuming from a checkpoint).
+  void Seek(int64_t index);
   // This rank's piece of the next global batch, or nullopt at the end of the epoch.
   std::optional<Batch> Next();
   // Dense user ids of global batch `index` in the current epoch (all ranks' rows).

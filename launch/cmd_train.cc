@@ -1,4 +1,6 @@
 // shardrec train | eval
+#include <gflags/gflags.h>
+
 #include <cstdio>
 #include <fstream>
 
@@ -44,7 +46,8 @@ namespace {
 std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
                                 "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives",
-                                "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every"};
+                                "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
+                                "checkpoint_every", "keep_checkpoints"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
   return k;
@@ -55,7 +58,21 @@ std::vector<std::string> WithConfig(std::vector<std::string> k) {
   return k;
 }
 
+std::vector<std::string> TrainCommandFlags() {
+  std::vector<std::string> k = WithConfig(TrainKeys());
+  k.push_back("resume");
+  k.push_back("resume_from");
+  return k;
+}
+
 int RunTrain(const std::vector<std::string>&) {
+  if (!FLAGS_resume.empty()) {
+    // The run's own configuration; flags given now still win (e.g. a larger --max-steps).
+    if (!PathExists(FLAGS_resume + "/config.yaml")) Fail(FLAGS_resume, ": no config.yaml; not a run directory");
+    if (FLAGS_run_dir.empty()) gflags::SetCommandLineOption("run_dir", FLAGS_resume.c_str());
+    if (FLAGS_run_dir != FLAGS_resume) Fail("--resume ", FLAGS_resume, " and --run-dir ", FLAGS_run_dir, " differ");
+    ApplyConfigFile(FLAGS_resume + "/config.yaml", TrainKeys());
+  }
   if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
   if (FLAGS_data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
   if (FLAGS_run_dir.empty()) Fail("--run-dir is required");
@@ -79,6 +96,10 @@ int RunTrain(const std::vector<std::string>&) {
   o.patience = FLAGS_patience;
   o.eval_batch_size = FLAGS_eval_batch_size;
   o.log_every_seconds = FLAGS_log_every;
+  o.checkpoint_every = FLAGS_checkpoint_every;
+  o.keep_checkpoints = FLAGS_keep_checkpoints;
+  o.resume = !FLAGS_resume.empty();
+  o.resume_from = FLAGS_resume_from;
   o.model = ModelConfigFromFlags();
   if (job.is_root()) {
     MakeDirs(o.run_dir);
@@ -155,7 +176,7 @@ Registrar train_cmd({
     .name = "train",
     .summary = "train the two-tower recall model (any number of ranks: mpirun/srun)",
     .usage = "[launch/mpirun.sh -np N] shardrec train --data D.h5 --run-dir RUN [--config configs/x.yaml] [flags]",
-    .flags = WithConfig(TrainKeys()),
+    .flags = TrainCommandFlags(),
     .positional = 0,
     .run = RunTrain,
 });

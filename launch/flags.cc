@@ -65,3 +65,7 @@ DEFINE_string(sharding, "auto", "auto (planner) or table_wise, row_wise, column_
 DEFINE_string(split, "test", "eval: valid or test");
 DEFINE_string(baseline, "", "eval: pop (most popular) or cooc (item-to-item transitions) instead of a model");
 DEFINE_string(out, "", "eval: write the metrics JSON here (default RUN/eval.json or RUN/eval-<baseline>.json)");
+DEFINE_int64(checkpoint_every, 0, "steps between checkpoints in RUN/checkpoints (0: only at the end, -1: never)");
+DEFINE_int64(keep_checkpoints, 3, "newest checkpoints kept");
+DEFINE_string(resume, "", "continue the run in this directory from its checkpoint (any world size)");
+DEFINE_string(resume_from, "latest", "latest (must verify) or latest-valid (skip damaged newer checkpoints)");

@@ -71,3 +71,7 @@ DECLARE_string(sharding);
 DECLARE_string(split);
 DECLARE_string(baseline);
 DECLARE_string(out);
+DECLARE_int64(checkpoint_every);
+DECLARE_int64(keep_checkpoints);
+DECLARE_string(resume);
+DECLARE_string(resume_from);

@@ -27,6 +27,7 @@ class SparseOptimizer {
 
   const OptimizerConfig& config() const { return config_; }
   int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }  // restoring a checkpoint
   // State tensors (checkpoints): adagrad: [rows] accumulator; adam: [rows x cols] m and v.
   at::Tensor& state1() { return state1_; }
   at::Tensor& state2() { return state2_; }

@@ -16,6 +16,7 @@
 #include "io/h5.h"
 #include "io/reader.h"
 #include "model/losses.h"
+#include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/tensorboard.h"
 
@@ -211,126 +212,17 @@ void AllReduceDenseGrads(std::vector<at::Tensor>& params, Communicator& comm) {
   }
 }
 
-void WriteDenseParams(TwoTowerModel& model, const std::string& path) {
-  h5::File f = h5::File::Create(path);
-  for (auto& [name, p] : model.named_dense_parameters()) {
-    at::Tensor t = p.detach().to(torch::kCPU, torch::kFloat).contiguous();
-    std::vector<float> v(t.data_ptr<float>(), t.data_ptr<float>() + t.numel());
-    f.Write<float>("/dense/" + name, v);
-  }
-  f.SetAttr("/", "format", std::string("shardrec.dense"));
-  f.SetAttr("/", "format_version", int64_t{1});
-}
-
 }  // namespace
 
 // ---- model files -------------------------------------------------------------------------------
 
 void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
-  const std::string tmp = dir + ".tmp";
-  if (comm.rank() == 0) {
-    RemoveAll(tmp);
-    MakeDirs(tmp);
-  }
-  comm.Barrier();
-  ShardedEmbeddingCollection& emb = model.embeddings();
-  {
-    h5::File f = h5::File::Create(tmp + "/embeddings-rank" + std::to_string(comm.rank()) + ".h5");
-    for (const auto& spec : emb.specs()) {
-      const Shard* s = emb.LocalShard(spec.name);
-      if (!s) continue;
-      if (emb.plan().Find(spec.name).type == ShardingType::kDataParallel && comm.rank() != 0) continue;
-      const std::string g = "/tables/" + spec.name;
-      std::vector<int64_t> rows;
-      for (int64_t r = s->row_begin; r < s->row_end; ++r) rows.push_back(r);
-      at::Tensor w = emb.LocalWeights(spec.name).to(torch::kCPU).contiguous();
-      f.Write<int64_t>(g + "/rows", rows);
-      f.Write<float>(g + "/vectors", std::vector<float>(w.data_ptr<float>(), w.data_ptr<float>() + w.numel()),
-                     std::max<int64_t>(1, w.size(1)));
-      f.SetAttr(g, "col_begin", s->col_begin);
-      f.SetAttr(g, "col_end", s->col_end);
-      SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
-      if (opt && opt->state1().defined()) {
-        at::Tensor st = opt->state1().to(torch::kCPU).contiguous();
-        f.Write<float>(g + "/state1", std::vector<float>(st.data_ptr<float>(), st.data_ptr<float>() + st.numel()),
-                       st.dim() == 2 ? st.size(1) : 1);
-      }
-    }
-    f.SetAttr("/", "format", std::string("shardrec.embeddings"));
-    f.SetAttr("/", "format_version", int64_t{1});
-  }
-  if (comm.rank() == 0) WriteDenseParams(model, tmp + "/dense.h5");
-  comm.Barrier();
-  if (comm.rank() == 0) {
-    JsonObject m;
-    m.Add("format", "shardrec.model").Add("format_version", int64_t{1}).Add("world_size", comm.world_size());
-    {
-      std::ofstream out(tmp + "/manifest.json");
-      out << m.str() << "\n";
-    }
-    // Publish: the old model stays visible until the new one is complete.
-    const std::string old = dir + ".old";
-    RemoveAll(old);
-    if (PathExists(dir) && std::rename(dir.c_str(), old.c_str()) != 0) Fail(dir, ": cannot replace the model");
-    if (std::rename(tmp.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish the model");
-    SyncPath(dir);
-    RemoveAll(old);
-  }
-  comm.Barrier();
+  SaveCheckpoint(dir, model, nullptr, nullptr, comm);
 }
 
 void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
-  if (!PathExists(dir + "/manifest.json")) {
-    Fail(dir, ": no trained model (manifest.json missing); run `shardrec train` first");
-  }
-  const int64_t saved_world = [&] {
-    std::string m = ReadFileToString(dir + "/manifest.json");
-    auto p = m.find("\"world_size\": ");
-    if (p == std::string::npos) Fail(dir, "/manifest.json: no world_size");
-    return std::stoll(m.substr(p + 14));
-  }();
-  torch::NoGradGuard no_grad;
-  {
-    h5::File f = h5::File::Open(dir + "/dense.h5");
-    for (auto& [name, p] : model.named_dense_parameters()) {
-      const std::string key = "/dense/" + name;
-      if (!f.Exists(key)) Fail(dir, "/dense.h5: no parameter ", name, " (a model of another configuration?)");
-      std::vector<float> v = f.ReadAll<float>(key);
-      if (static_cast<int64_t>(v.size()) != p.numel()) {
-        Fail(dir, "/dense.h5: parameter ", name, " has ", v.size(), " values, the model expects ", p.numel());
-      }
-      p.copy_(torch::from_blob(v.data(), p.sizes(), torch::kFloat).to(p.device()));
-    }
-  }
-  ShardedEmbeddingCollection& emb = model.embeddings();
-  for (int64_t r = 0; r < saved_world; ++r) {
-    h5::File f = h5::File::Open(dir + "/embeddings-rank" + std::to_string(r) + ".h5");
-    for (const auto& spec : emb.specs()) {
-      const Shard* s = emb.LocalShard(spec.name);
-      const std::string g = "/tables/" + spec.name;
-      if (!s || !f.Exists(g + "/rows")) continue;
-      const int64_t cb = *f.GetIntAttr(g, "col_begin"), ce = *f.GetIntAttr(g, "col_end");
-      const int64_t lo = std::max(cb, s->col_begin), hi = std::min(ce, s->col_end);
-      if (lo >= hi) continue;
-      std::vector<int64_t> rows = f.ReadAll<int64_t>(g + "/rows");
-      if (rows.empty()) continue;
-      std::vector<float> vec = f.ReadAll<float>(g + "/vectors");
-      at::Tensor v = torch::from_blob(vec.data(), {static_cast<int64_t>(rows.size()), ce - cb}, torch::kFloat);
-      at::Tensor ids = torch::tensor(rows, torch::kLong);
-      at::Tensor keep = torch::nonzero((ids >= s->row_begin).logical_and(ids < s->row_end)).view({-1});
-      if (keep.numel() == 0) continue;
-      at::Tensor local_rows = ids.index_select(0, keep) - s->row_begin;
-      at::Tensor w = emb.LocalWeights(spec.name);
-      at::Tensor block = v.index_select(0, keep).narrow(1, lo - cb, hi - lo).to(w.device());
-      w.narrow(1, lo - s->col_begin, hi - lo).index_copy_(0, local_rows.to(w.device()), block);
-      SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
-      if (opt && opt->state1().defined() && opt->state1().dim() == 1 && f.Exists(g + "/state1")) {
-        std::vector<float> st = f.ReadAll<float>(g + "/state1");
-        at::Tensor stt = torch::from_blob(st.data(), {static_cast<int64_t>(st.size())}, torch::kFloat);
-        opt->state1().index_copy_(0, local_rows.to(w.device()), stt.index_select(0, keep).to(w.device()));
-      }
-    }
-  }
+  if (!PathExists(dir)) Fail(dir, ": no trained model; run `shardrec train` first");
+  LoadCheckpoint(dir, model, nullptr, nullptr, comm);
 }
 
 // ---- training ----------------------------------------------------------------------------------
@@ -376,20 +268,53 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
     tb = std::make_unique<TensorBoardWriter>(o.run_dir);
   }
   TrainResult res;
+  TrainerState state;
+  if (o.resume) {
+    const std::string from = PickCheckpoint(o.run_dir, o.resume_from);
+    LoadCheckpoint(from, model, &adam, &state, comm);
+    res.best_valid_ndcg10 = state.best_valid_ndcg10;
+    res.best_epoch = state.best_epoch;
+    if (root && !o.quiet) {
+      std::printf("resumed from %s: step %lld, epoch %lld, batch %lld\n", from.c_str(),
+                  static_cast<long long>(state.step), static_cast<long long>(state.epoch),
+                  static_cast<long long>(state.next_batch));
+    }
+  }
+  auto checkpoint = [&](int64_t epoch, int64_t next_batch) {
+    state.step = res.steps;
+    state.epoch = epoch;
+    state.next_batch = next_batch;
+    state.best_valid_ndcg10 = res.best_valid_ndcg10;
+    state.best_epoch = res.best_epoch;
+    char name[32];
+    std::snprintf(name, sizeof(name), "step-%09lld", static_cast<long long>(res.steps));
+    SaveCheckpoint(o.run_dir + "/checkpoints/" + name, model, &adam, &state, comm);
+    if (root) PruneCheckpoints(o.run_dir, std::max<int64_t>(1, o.keep_checkpoints));
+  };
   const auto start = Clock::now();
   auto last_log = Clock::now();
-  int64_t step = 0, sequences = 0, bad_validations = 0;
+  int64_t step = state.step, sequences = 0, bad_validations = state.bad_validations;
   bool stop = false;
+  bool stopped_mid_epoch = false;
+  int64_t last_checkpoint_step = -1;
   double window_loss = 0;
   int64_t window_steps = 0, window_sequences = 0;
   auto window_start = Clock::now();
-  for (int64_t epoch = 0; epoch < o.epochs && !stop; ++epoch) {
+  int64_t epoch = state.epoch;
+  int64_t next_batch = state.next_batch;
+  for (; epoch < o.epochs && !stop; ++epoch) {
     reader.StartEpoch(epoch);
-    while (auto batch = reader.Next()) {
+    if (epoch != state.epoch) next_batch = 0;
+    reader.Seek(next_batch);
+    while (true) {
       if (o.max_steps > 0 && step >= o.max_steps) {
         stop = true;
+        stopped_mid_epoch = next_batch < per_epoch;
         break;
       }
+      auto batch = reader.Next();
+      if (!batch) break;
+      next_batch = batch->index + 1;
       ++step;
       comm.SetStep(step);
       const double lr = o.lr * std::min(1.0, static_cast<double>(step) / std::max<int64_t>(1, o.warmup_steps));
@@ -464,6 +389,11 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
              "); lower --lr, raise --warmup-steps or --temperature");
       }
       res.losses.push_back(loss);
+      res.steps = step;
+      if (o.checkpoint_every > 0 && step % o.checkpoint_every == 0) {
+        checkpoint(epoch, next_batch);
+        last_checkpoint_step = step;
+      }
       sequences += batch->global_rows;
       window_loss += loss;
       ++window_steps;
@@ -493,6 +423,7 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
       }
     }
     res.epochs = epoch + 1;
+    if (stopped_mid_epoch) break;  // --max-steps inside an epoch: no validation of a partial epoch
     if (o.eval_every > 0 && (epoch + 1) % o.eval_every == 0) {
       auto m = EvaluateModel(model, o.data, Split::kValid, o.eval_batch_size, comm, info.has_timestamps, counts);
       const double ndcg = m["ndcg@10"];
@@ -523,6 +454,10 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
   }
   if (o.save_model && (o.eval_every == 0 || res.best_epoch < 0)) SaveModel(model, o.run_dir + "/model", comm);
   res.steps = step;
+  // Final checkpoint: where a stopped run resumes (the position after the last step taken).
+  if (o.checkpoint_every >= 0 && last_checkpoint_step != step && step > 0) {
+    checkpoint(epoch, stopped_mid_epoch ? next_batch : 0);
+  }
   res.seconds = Since(start);
   res.examples_per_second = sequences / std::max(1e-9, res.seconds);
   return res;

@@ -34,6 +34,10 @@ struct TrainOptions {
   double log_every_seconds = 10;
   bool save_model = true;
   bool quiet = false;         // no progress lines (tests)
+  int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end; -1: never)
+  int64_t keep_checkpoints = 3;  // newest checkpoints kept
+  bool resume = false;           // continue from a checkpoint of run_dir
+  std::string resume_from = "latest";  // latest | latest-valid
   ModelConfig model;
 };
 
@@ -65,8 +69,7 @@ struct EvalOptions {
 };
 std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm);
 
-// Writes / reads a model: dense parameters (rank 0) and every rank's embedding shards as
-// (global row id, vector) so any world size can load them; manifest written last.
+// Writes / reads a model (train/checkpoint.h layout without training state).
 void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
 void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
 

@@ -1,0 +1,141 @@
+#include "train/checkpoint.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "common/file_util.h"
+#include "distributed/inprocess.h"
+#include "io/synth.h"
+#include "tests/test_util.h"
+#include "tests/train/invariance.h"
+
+namespace shardrec {
+namespace {
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SynthOptions so;
+    so.users = 300;
+    so.items = 120;
+    so.events = 4500;
+    so.content_dim = 4;
+    GenerateSynthetic(dir_.File("s.h5"), so);
+  }
+  TrainOptions Options(const std::string& run, int64_t max_steps, const std::string& loss = "sampled") {
+    TrainOptions o = testing::InvarianceOptions(dir_.File("s.h5"), dir_.File(run), loss);
+    o.max_steps = max_steps;
+    o.model.embedding_optimizer.type = OptimizerType::kAdam;  // the richest sparse state
+    return o;
+  }
+  TrainResult Run(int world, const TrainOptions& o) {
+    TrainResult out;
+    RunRanks(world, [&](Communicator& c) {
+      TrainResult r = Train(o, c);
+      if (c.rank() == 0) out = r;
+    });
+    return out;
+  }
+  std::map<std::string, double> Eval(int world, const std::string& run) {
+    std::map<std::string, double> out;
+    RunRanks(world, [&](Communicator& c) {
+      EvalOptions e;
+      e.data = dir_.File("s.h5");
+      e.run_dir = dir_.File(run);
+      e.model = Options(run, 0).model;
+      auto m = Evaluate(e, c);
+      if (c.rank() == 0) out = m;
+    });
+    return out;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(CheckpointTest, ResumeEqualsOneGo) {
+  // 14 steps in one go == 7 steps, stop, resume, 7 steps (epochs have 5 batches: crosses epochs).
+  for (int world : {1, 2}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    const std::string a = "a" + std::to_string(world), b = "b" + std::to_string(world);
+    TrainResult whole = Run(world, Options(a, 14));
+    TrainResult first = Run(world, Options(b, 7));
+    TrainOptions more = Options(b, 14);
+    more.resume = true;
+    TrainResult second = Run(world, more);
+    std::vector<double> joined = first.losses;
+    joined.insert(joined.end(), second.losses.begin(), second.losses.end());
+    ASSERT_EQ(joined.size(), whole.losses.size());
+    for (size_t i = 0; i < joined.size(); ++i) EXPECT_DOUBLE_EQ(joined[i], whole.losses[i]) << "step " << i + 1;
+    EXPECT_EQ(Eval(world, a), Eval(world, b));
+  }
+}
+
+TEST_F(CheckpointTest, ReshardFourRanksToTwoAndOne) {
+  Run(4, Options("r4", 6));
+  const auto saved = Eval(4, "r4");
+  for (int world : {2, 1}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    // Resume with no further steps: the very same model, whatever the world size.
+    RunRanks(world, [&](Communicator& c) {
+      TrainOptions o = Options("r4", 6);
+      o.resume = true;
+      o.save_model = true;
+      Train(o, c);
+    });
+    EXPECT_EQ(Eval(world, "r4"), saved);
+  }
+  // And training on from the 4-rank checkpoint with 2 ranks matches 4 ranks going on.
+  const std::string copy = dir_.File("r4b");
+  ASSERT_EQ(testing::RunCommand("cp -r " + dir_.File("r4") + " " + copy).exit_code, 0);
+  TrainOptions o4 = Options("r4", 10);
+  o4.resume = true;
+  TrainResult on4 = Run(4, o4);
+  TrainOptions o2 = Options("r4b", 10);
+  o2.resume = true;
+  TrainResult on2 = Run(2, o2);
+  ASSERT_EQ(on4.losses.size(), 4u);
+  for (size_t i = 0; i < on4.losses.size(); ++i) EXPECT_NEAR(on4.losses[i], on2.losses[i], 1e-4 * on4.losses[i]);
+}
+
+TEST_F(CheckpointTest, DamagedCheckpointsAreReportedAndSkippedOnlyWhenAsked) {
+  TrainOptions o = Options("c", 6);
+  o.checkpoint_every = 2;
+  o.keep_checkpoints = 5;
+  Run(1, o);
+  auto all = ListCheckpoints(dir_.File("c"));
+  ASSERT_EQ(all.size(), 3u);  // steps 2, 4, 6
+  EXPECT_NE(all.back().find("step-000000006"), std::string::npos);
+  // Flip one byte of the newest dense.h5.
+  const std::string dense = all.back() + "/dense.h5";
+  std::string bytes = ReadFileToString(dense);
+  bytes[bytes.size() / 2] ^= 0x5A;
+  testing::WriteText(dense, bytes);
+  testing::ExpectUserError([&] { VerifyCheckpoint(all.back()); }, {"dense.h5", "checksum mismatch"});
+  testing::ExpectUserError([&] { PickCheckpoint(dir_.File("c"), "latest"); },
+                           {"checksum mismatch", "--resume-from latest-valid"});
+  EXPECT_EQ(PickCheckpoint(dir_.File("c"), "latest-valid"), all[1]);
+  // Truncate the next one: named by size.
+  const std::string emb = all[1] + "/embeddings-rank0.h5";
+  std::string e = ReadFileToString(emb);
+  testing::WriteText(emb, e.substr(0, e.size() - 100));
+  testing::ExpectUserError([&] { VerifyCheckpoint(all[1]); }, {"embeddings-rank0.h5", "truncated"});
+  EXPECT_EQ(PickCheckpoint(dir_.File("c"), "latest-valid"), all[0]);
+  // A directory without a manifest (a crash mid-write) is not a checkpoint at all.
+  RemoveAll(all[0] + "/manifest.json");
+  EXPECT_EQ(ListCheckpoints(dir_.File("c")).size(), 2u);
+  testing::ExpectUserError([&] { PickCheckpoint(dir_.File("c"), "latest-valid"); }, {"every checkpoint is damaged"});
+}
+
+TEST_F(CheckpointTest, KeepsTheNewestK) {
+  TrainOptions o = Options("k", 8);
+  o.checkpoint_every = 1;
+  o.keep_checkpoints = 2;
+  Run(1, o);
+  auto all = ListCheckpoints(dir_.File("k"));
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_NE(all[0].find("step-000000007"), std::string::npos);
+  EXPECT_NE(all[1].find("step-000000008"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace shardrec

@@ -1,0 +1,312 @@
+#include "train/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "io/h5.h"
+#include "train/tensorboard.h"
+
+namespace shardrec {
+namespace {
+
+constexpr const char* kManifest = "manifest.json";
+
+std::vector<float> ToFloats(const at::Tensor& t) {
+  at::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+at::Tensor FromFloats(std::vector<float>& v, at::IntArrayRef shape) {
+  return torch::from_blob(v.data(), shape, torch::kFloat).clone();
+}
+
+uint32_t FileCrc(const std::string& path, int64_t* bytes) {
+  const std::string data = ReadFileToString(path);
+  *bytes = static_cast<int64_t>(data.size());
+  return Crc32c(data.data(), data.size());
+}
+
+struct ManifestEntry {
+  int64_t bytes = 0;
+  uint32_t crc = 0;
+};
+
+// manifest.json: one file entry per line, so it reads back without a JSON library.
+std::map<std::string, ManifestEntry> ReadManifest(const std::string& dir, int64_t* world_size, int64_t* step) {
+  const std::string path = dir + "/" + kManifest;
+  if (!PathExists(path)) Fail(dir, ": no ", kManifest, " (an incomplete checkpoint; it is never loaded)");
+  std::map<std::string, ManifestEntry> files;
+  std::ifstream in(path);
+  std::string line;
+  bool format_ok = false;
+  while (std::getline(in, line)) {
+    char name[256];
+    long long bytes = 0;
+    unsigned long crc = 0;
+    long long v = 0;
+    if (std::sscanf(line.c_str(), " \"%255[^\"]\": {\"bytes\": %lld, \"crc32c\": %lu}", name, &bytes, &crc) == 3) {
+      files[name] = {bytes, static_cast<uint32_t>(crc)};
+    } else if (std::sscanf(line.c_str(), " \"world_size\": %lld", &v) == 1) {
+      *world_size = v;
+    } else if (std::sscanf(line.c_str(), " \"step\": %lld", &v) == 1) {
+      *step = v;
+    } else if (line.find("\"format\": \"shardrec.checkpoint\"") != std::string::npos) {
+      format_ok = true;
+    }
+  }
+  if (!format_ok || files.empty()) Fail(path, ": not a ShardRec checkpoint manifest (damaged?)");
+  return files;
+}
+
+void WriteManifest(const std::string& dir, int world_size, int64_t step) {
+  std::string text = "{\n  \"format\": \"shardrec.checkpoint\",\n  \"format_version\": 1,\n";
+  text += "  \"step\": " + std::to_string(step) + ",\n  \"world_size\": " + std::to_string(world_size) + ",\n";
+  text += "  \"files\": {\n";
+  std::vector<std::string> names;
+  for (const auto& n : ListDirectory(dir)) {
+    if (n.size() > 3 && n.substr(n.size() - 3) == ".h5") names.push_back(n);
+  }
+  for (size_t i = 0; i < names.size(); ++i) {
+    int64_t bytes = 0;
+    const uint32_t crc = FileCrc(dir + "/" + names[i], &bytes);
+    text += "    \"" + names[i] + "\": {\"bytes\": " + std::to_string(bytes) + ", \"crc32c\": " + std::to_string(crc) +
+            "}" + (i + 1 < names.size() ? "," : "") + "\n";
+  }
+  text += "  }\n}\n";
+  AtomicOutput out(dir + "/" + kManifest);
+  {
+    std::ofstream f(out.temp_path());
+    f << text;
+    if (!f.flush()) Fail(out.temp_path(), ": write failed");
+  }
+  out.Commit();  // fsync + rename + fsync of the directory
+}
+
+}  // namespace
+
+void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
+                    const TrainerState* state, Communicator& comm) {
+  const std::string tmp = dir + ".partial";
+  if (comm.rank() == 0) {
+    RemoveAll(tmp);
+    MakeDirs(tmp);
+  }
+  comm.Barrier();
+  ShardedEmbeddingCollection& emb = model.embeddings();
+  {
+    h5::File f = h5::File::Create(tmp + "/embeddings-rank" + std::to_string(comm.rank()) + ".h5");
+    f.SetAttr("/", "format", std::string("shardrec.embeddings"));
+    f.SetAttr("/", "format_version", int64_t{1});
+    for (const auto& spec : emb.specs()) {
+      const Shard* s = emb.LocalShard(spec.name);
+      if (!s) continue;
+      // Replicas of data-parallel tables are identical: rank 0 writes one.
+      if (emb.plan().Find(spec.name).type == ShardingType::kDataParallel && comm.rank() != 0) continue;
+      const std::string g = "/tables/" + spec.name;
+      std::vector<int64_t> rows;
+      for (int64_t r = s->row_begin; r < s->row_end; ++r) rows.push_back(r);
+      at::Tensor w = emb.LocalWeights(spec.name);
+      const int64_t cols = s->col_end - s->col_begin;
+      f.Write<int64_t>(g + "/rows", rows);
+      f.Write<float>(g + "/vectors", ToFloats(w), cols);
+      f.SetAttr(g, "col_begin", s->col_begin);
+      f.SetAttr(g, "col_end", s->col_end);
+      SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
+      f.SetAttr(g, "optimizer", std::string(OptimizerName(opt->config().type)));
+      f.SetAttr(g, "optimizer_steps", opt->steps());
+      if (opt->state1().defined()) f.Write<float>(g + "/state1", ToFloats(opt->state1()), opt->state1().dim() == 2 ? cols : 1);
+      if (opt->state2().defined()) f.Write<float>(g + "/state2", ToFloats(opt->state2()), cols);
+    }
+  }
+  if (comm.rank() == 0) {
+    h5::File f = h5::File::Create(tmp + "/dense.h5");
+    f.SetAttr("/", "format", std::string("shardrec.dense"));
+    f.SetAttr("/", "format_version", int64_t{1});
+    for (auto& [name, p] : model.named_dense_parameters()) {
+      f.Write<float>("/dense/" + name, ToFloats(p));
+      if (!adam) continue;
+      auto it = adam->state().find(p.unsafeGetTensorImpl());
+      if (it == adam->state().end()) continue;
+      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+      f.Write<float>("/adamw/" + name + "/exp_avg", ToFloats(st.exp_avg()));
+      f.Write<float>("/adamw/" + name + "/exp_avg_sq", ToFloats(st.exp_avg_sq()));
+      f.SetAttr("/adamw/" + name, "step", st.step());
+    }
+    if (state) {
+      f.EnsureParents("/trainer/x");
+      f.Write<int64_t>("/trainer/counters", {state->step, state->epoch, state->next_batch, state->best_epoch,
+                                             state->bad_validations});
+      f.SetAttr("/trainer", "best_valid_ndcg10", state->best_valid_ndcg10);
+      // Dropout draws from the default generator: its state makes a resumed run continue exactly.
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      at::Tensor rng;
+      {
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        rng = gen.get_state();
+      }
+      std::vector<uint8_t> bytes(rng.data_ptr<uint8_t>(), rng.data_ptr<uint8_t>() + rng.numel());
+      f.Write<uint8_t>("/trainer/cpu_rng", bytes);
+    }
+  }
+  comm.Barrier();
+  if (comm.rank() == 0) {
+    WriteManifest(tmp, comm.world_size(), state ? state->step : 0);
+    // Publish: an older directory of the same name disappears only now.
+    const std::string old = dir + ".old";
+    RemoveAll(old);
+    if (PathExists(dir) && std::rename(dir.c_str(), old.c_str()) != 0) Fail(dir, ": cannot replace");
+    if (std::rename(tmp.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish the checkpoint");
+    SyncPath(Dirname(dir));
+    RemoveAll(old);
+  }
+  comm.Barrier();
+}
+
+void VerifyCheckpoint(const std::string& dir) {
+  int64_t world = 0, step = 0;
+  auto files = ReadManifest(dir, &world, &step);
+  if (!files.count("dense.h5")) Fail(dir, "/", kManifest, ": lists no dense.h5");
+  for (int64_t r = 0; r < world; ++r) {
+    if (!files.count("embeddings-rank" + std::to_string(r) + ".h5")) {
+      Fail(dir, "/", kManifest, ": lists no embeddings-rank", r, ".h5 for world size ", world);
+    }
+  }
+  for (const auto& [name, e] : files) {
+    const std::string path = dir + "/" + name;
+    if (!PathExists(path)) Fail(path, ": missing (listed in the manifest)");
+    int64_t bytes = 0;
+    const uint32_t crc = FileCrc(path, &bytes);
+    if (bytes != e.bytes) Fail(path, ": ", bytes, " bytes, the manifest says ", e.bytes, " (truncated?)");
+    if (crc != e.crc) Fail(path, ": checksum mismatch (the file is damaged)");
+  }
+}
+
+void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
+                    Communicator& comm) {
+  VerifyCheckpoint(dir);
+  int64_t saved_world = 0, step = 0;
+  ReadManifest(dir, &saved_world, &step);
+  torch::NoGradGuard no_grad;
+  {
+    h5::File f = h5::File::Open(dir + "/dense.h5");
+    for (auto& [name, p] : model.named_dense_parameters()) {
+      const std::string key = "/dense/" + name;
+      if (!f.Exists(key)) Fail(dir, "/dense.h5: no parameter ", name, " (a model of another configuration?)");
+      std::vector<float> v = f.ReadAll<float>(key);
+      if (static_cast<int64_t>(v.size()) != p.numel()) {
+        Fail(dir, "/dense.h5: parameter ", name, " has ", v.size(), " values, the model expects ", p.numel(),
+             " (a model of another configuration?)");
+      }
+      p.copy_(FromFloats(v, p.sizes()).to(p.device()));
+      if (!adam || !f.Exists("/adamw/" + name + "/exp_avg")) continue;
+      auto s = std::make_unique<torch::optim::AdamWParamState>();
+      std::vector<float> m = f.ReadAll<float>("/adamw/" + name + "/exp_avg");
+      std::vector<float> v2 = f.ReadAll<float>("/adamw/" + name + "/exp_avg_sq");
+      s->exp_avg(FromFloats(m, p.sizes()).to(p.device()));
+      s->exp_avg_sq(FromFloats(v2, p.sizes()).to(p.device()));
+      s->step(*f.GetIntAttr("/adamw/" + name, "step"));
+      adam->state()[p.unsafeGetTensorImpl()] = std::move(s);
+    }
+    if (state) {
+      if (!f.Exists("/trainer/counters")) Fail(dir, "/dense.h5: no trainer state (a model, not a checkpoint)");
+      auto c = f.ReadAll<int64_t>("/trainer/counters");
+      if (c.size() != 5) Fail(dir, "/dense.h5: /trainer/counters has ", c.size(), " values, expected 5");
+      state->step = c[0];
+      state->epoch = c[1];
+      state->next_batch = c[2];
+      state->best_epoch = c[3];
+      state->bad_validations = c[4];
+      state->best_valid_ndcg10 = *f.GetDoubleAttr("/trainer", "best_valid_ndcg10");
+      std::vector<uint8_t> rng = f.ReadAll<uint8_t>("/trainer/cpu_rng");
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(torch::from_blob(rng.data(), {static_cast<int64_t>(rng.size())}, torch::kUInt8).clone());
+    }
+  }
+  ShardedEmbeddingCollection& emb = model.embeddings();
+  for (int64_t r = 0; r < saved_world; ++r) {
+    h5::File f = h5::File::Open(dir + "/embeddings-rank" + std::to_string(r) + ".h5");
+    for (const auto& spec : emb.specs()) {
+      const Shard* s = emb.LocalShard(spec.name);
+      const std::string g = "/tables/" + spec.name;
+      if (!s || !f.Exists(g + "/rows")) continue;
+      const int64_t cb = *f.GetIntAttr(g, "col_begin"), ce = *f.GetIntAttr(g, "col_end");
+      const int64_t lo = std::max(cb, s->col_begin), hi = std::min(ce, s->col_end);
+      if (lo >= hi) continue;
+      std::vector<int64_t> rows = f.ReadAll<int64_t>(g + "/rows");
+      if (rows.empty()) continue;
+      at::Tensor ids = torch::tensor(rows, torch::kLong);
+      at::Tensor keep = torch::nonzero((ids >= s->row_begin).logical_and(ids < s->row_end)).view({-1});
+      if (keep.numel() == 0) continue;
+      if (ids.max().item<int64_t>() >= spec.rows) {
+        Fail(dir, "/embeddings-rank", r, ".h5: table ", spec.name, " has row ", ids.max().item<int64_t>(),
+             " but the model has ", spec.rows, " rows (another dataset?)");
+      }
+      const int64_t n = static_cast<int64_t>(rows.size());
+      at::Tensor w = emb.LocalWeights(spec.name);
+      const auto dev = w.device();
+      at::Tensor local_rows = (ids.index_select(0, keep) - s->row_begin).to(dev);
+      auto place = [&](at::Tensor dst, const std::string& key, int64_t width, bool per_col) {
+        std::vector<float> v = f.ReadAll<float>(key);
+        at::Tensor src = FromFloats(v, {n, width}).index_select(0, keep);
+        if (per_col) src = src.narrow(1, lo - cb, hi - lo);
+        at::Tensor target = per_col ? dst.narrow(1, lo - s->col_begin, hi - lo) : dst;
+        if (!per_col) target = target.view({-1, 1});
+        target.index_copy_(0, local_rows, src.to(dev));
+      };
+      place(w, g + "/vectors", ce - cb, true);
+      SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
+      if (opt->state1().defined() && f.Exists(g + "/state1")) {
+        place(opt->state1(), g + "/state1", opt->state1().dim() == 2 ? ce - cb : 1, opt->state1().dim() == 2);
+      }
+      if (opt->state2().defined() && f.Exists(g + "/state2")) place(opt->state2(), g + "/state2", ce - cb, true);
+      if (auto steps = f.GetIntAttr(g, "optimizer_steps")) opt->set_steps(*steps);
+    }
+  }
+  comm.Barrier();
+}
+
+std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
+  std::vector<std::string> out;
+  const std::string root = run_dir + "/checkpoints";
+  if (!IsDirectory(root)) return out;
+  for (const auto& n : ListDirectory(root)) {
+    if (n.rfind("step-", 0) == 0 && n.find('.') == std::string::npos && PathExists(root + "/" + n + "/" + kManifest)) {
+      out.push_back(root + "/" + n);
+    }
+  }
+  return out;  // names are zero-padded: lexical order is step order
+}
+
+std::string PickCheckpoint(const std::string& run_dir, const std::string& policy) {
+  if (policy != "latest" && policy != "latest-valid") Fail("--resume-from: expected latest or latest-valid, got '", policy, "'");
+  auto all = ListCheckpoints(run_dir);
+  if (all.empty()) Fail(run_dir, ": no checkpoint to resume from (", run_dir, "/checkpoints/step-*/manifest.json)");
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      VerifyCheckpoint(*it);
+      return *it;
+    } catch (const UserError& e) {
+      if (policy == "latest") {
+        Fail(e.what(), "; use --resume-from latest-valid to fall back to the previous checkpoint");
+      }
+      std::fprintf(stderr, "shardrec: warning: skipping damaged checkpoint: %s\n", e.what());
+    }
+  }
+  Fail(run_dir, ": every checkpoint is damaged");
+}
+
+void PruneCheckpoints(const std::string& run_dir, int64_t keep) {
+  auto all = ListCheckpoints(run_dir);
+  for (int64_t i = 0; i + keep < static_cast<int64_t>(all.size()); ++i) RemoveAll(all[i]);
+}
+
+}  // namespace shardrec

@@ -1,0 +1,52 @@
+// Checkpoints (DESIGN section 6): RUN/checkpoints/step-<S>/ holds one HDF5 file per rank with its
+// embedding shards as (global row id, vector, optimizer state) -- so any world size can load them --
+// and dense.h5 with the dense parameters, AdamW state, trainer state (step, epoch, reader position,
+// early-stopping state) and the random generator state. manifest.json, with every file's size and
+// CRC-32C, is written last (temp file + fsync + rename): a directory without it is never loaded.
+// The same layout, without optimizer and trainer state, holds a trained model (RUN/model).
+// Layouts are documented in docs/formats.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+#include "model/two_tower.h"
+
+namespace torch::optim {
+class AdamW;
+}
+
+namespace shardrec {
+
+struct TrainerState {
+  int64_t step = 0;        // optimizer steps done
+  int64_t epoch = 0;       // epoch in progress
+  int64_t next_batch = 0;  // next global batch of that epoch
+  double best_valid_ndcg10 = -1;
+  int64_t best_epoch = -1;
+  int64_t bad_validations = 0;
+};
+
+// COLLECTIVE. Writes `dir` (replacing an older one of that name only once the new one is complete).
+// `adam` and `state` may be null (a model without training state).
+void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
+                    const TrainerState* state, Communicator& comm);
+// COLLECTIVE. Loads what `dir` holds into this rank's shards (re-bucketing rows saved by any world
+// size), the dense parameters and, when given, the AdamW and trainer state. Verifies checksums
+// first; a missing manifest or a damaged file is a UserError naming the file and what failed.
+void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
+                    TrainerState* state, Communicator& comm);
+// Throws UserError naming the checkpoint and file if the manifest is missing or a file's size or
+// checksum does not match it.
+void VerifyCheckpoint(const std::string& dir);
+// Checkpoint directories of a run, oldest first (only those with a manifest).
+std::vector<std::string> ListCheckpoints(const std::string& run_dir);
+// "latest": the newest checkpoint, which must verify; "latest-valid": the newest one that verifies
+// (damaged newer ones are reported on stderr and skipped). Throws UserError if there is none.
+std::string PickCheckpoint(const std::string& run_dir, const std::string& policy);
+// Removes all but the newest `keep` checkpoints (and half-written ones older than the newest).
+void PruneCheckpoints(const std::string& run_dir, int64_t keep);
+
+}  // namespace shardrec
