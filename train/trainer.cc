@@ -294,6 +294,7 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
   const auto start = Clock::now();
   auto last_log = Clock::now();
   int64_t step = state.step, sequences = 0, bad_validations = state.bad_validations;
+  const int64_t steps_before = state.step;
   bool stop = false;
   bool stopped_mid_epoch = false;
   int64_t last_checkpoint_step = -1;
@@ -455,7 +456,7 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
   if (o.save_model && (o.eval_every == 0 || res.best_epoch < 0)) SaveModel(model, o.run_dir + "/model", comm);
   res.steps = step;
   // Final checkpoint: where a stopped run resumes (the position after the last step taken).
-  if (o.checkpoint_every >= 0 && last_checkpoint_step != step && step > 0) {
+  if (o.checkpoint_every >= 0 && last_checkpoint_step != step && step > steps_before) {
     checkpoint(epoch, stopped_mid_epoch ? next_batch : 0);
   }
   res.seconds = Since(start);

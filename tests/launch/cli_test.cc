@@ -6,6 +6,7 @@
 
 #include "common/file_util.h"
 #include "io/dataset.h"
+#include "train/checkpoint.h"
 #include "tests/test_util.h"
 
 namespace shardrec {
@@ -118,6 +119,26 @@ TEST(Cli, DivergedTrainingNamesTheStep) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("training diverged: the loss is"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("at step 1 (epoch 0)"), std::string::npos) << r.output;
+}
+
+TEST(Cli, KillDuringCheckpointsLeavesAValidOneAndResumeWorks) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 300 --items 150 --events 4000").exit_code, 0);
+  const std::string train = kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                            " --dim 16 --blocks 1 --max-len 10 --batch-size 32 --epochs 1000 --eval-every 0"
+                            " --checkpoint-every 1 --keep-checkpoints 2";
+  for (const char* delay : {"2.5", "1.3", "1.9"}) {
+    const std::string cmd = "(" + train + (PathExists(dir.File("run/checkpoints")) ? " --resume " + dir.File("run") : "") +
+                            " >/dev/null 2>&1 & pid=$!; sleep " + delay + "; kill -9 $pid; wait $pid)";
+    RunCommand(cmd);
+    auto all = ListCheckpoints(dir.File("run"));
+    ASSERT_FALSE(all.empty()) << "no checkpoint after " << delay << " s";
+    for (const auto& c : all) EXPECT_NO_THROW(VerifyCheckpoint(c)) << c;  // complete or invisible
+  }
+  auto r = RunCommand(kBin + " train --resume " + dir.File("run") + " --epochs 1000 --dim 16"
+                      " --checkpoint-every 0 --log-every 0 --max-steps 3");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
 }
 
 TEST(Cli, EvalMistakes) {

@@ -71,26 +71,31 @@ TEST_F(CheckpointTest, ResumeEqualsOneGo) {
 }
 
 TEST_F(CheckpointTest, ReshardFourRanksToTwoAndOne) {
-  Run(4, Options("r4", 6));
-  const auto saved = Eval(4, "r4");
-  for (int world : {2, 1}) {
-    SCOPED_TRACE("world " + std::to_string(world));
-    // Resume with no further steps: the very same model, whatever the world size.
-    RunRanks(world, [&](Communicator& c) {
-      TrainOptions o = Options("r4", 6);
+  for (const std::string sharding : {"row_wise", "column_wise"}) {
+    SCOPED_TRACE(sharding);
+    const std::string run = "r4-" + sharding;
+    TrainOptions base = Options(run, 6);
+    base.model.sharding = sharding;  // shards really split: every rank's file matters
+    Run(4, base);
+    const auto saved = Eval(4, run);
+    for (int world : {2, 1}) {
+      SCOPED_TRACE("world " + std::to_string(world));
+      // Resume with no further steps: the very same model, whatever the world size.
+      TrainOptions o = base;
       o.resume = true;
-      o.save_model = true;
-      Train(o, c);
-    });
-    EXPECT_EQ(Eval(world, "r4"), saved);
+      Run(world, o);
+      EXPECT_EQ(Eval(world, run), saved);
+    }
   }
   // And training on from the 4-rank checkpoint with 2 ranks matches 4 ranks going on.
   const std::string copy = dir_.File("r4b");
-  ASSERT_EQ(testing::RunCommand("cp -r " + dir_.File("r4") + " " + copy).exit_code, 0);
-  TrainOptions o4 = Options("r4", 10);
+  ASSERT_EQ(testing::RunCommand("cp -r " + dir_.File("r4-row_wise") + " " + copy).exit_code, 0);
+  TrainOptions o4 = Options("r4-row_wise", 10);
+  o4.model.sharding = "row_wise";
   o4.resume = true;
   TrainResult on4 = Run(4, o4);
   TrainOptions o2 = Options("r4b", 10);
+  o2.model.sharding = "row_wise";
   o2.resume = true;
   TrainResult on2 = Run(2, o2);
   ASSERT_EQ(on4.losses.size(), 4u);
