@@ -20,11 +20,36 @@ class JsonObject {
   JsonObject& Add(std::string_view key, std::string_view v);
   JsonObject& Add(std::string_view key, const char* v) { return Add(key, std::string_view(v)); }
   JsonObject& Add(std::string_view key, const JsonObject& v);
+  // `json` must already be valid JSON (an array, say).
+  JsonObject& AddRaw(std::string_view key, const std::string& json) { return Raw(key, json); }
   std::string str() const { return "{" + body_ + "}"; }
 
  private:
   JsonObject& Raw(std::string_view key, const std::string& value);
   std::string body_;
+};
+
+}  // namespace shardrec
+
+namespace shardrec {
+
+// A parsed JSON value (objects keep keys sorted). Parse throws UserError naming `source` and the
+// byte offset of the first problem.
+struct JsonValue {
+  enum Type { kNull, kBool, kNumber, kString, kArray, kObject } type = kNull;
+  bool boolean = false;
+  double number = 0;
+  std::string string;
+  std::vector<JsonValue> array;
+  std::vector<std::pair<std::string, JsonValue>> object;
+
+  static JsonValue Parse(std::string_view text, const std::string& source);
+  // Member access; throws UserError naming `source`-less context if missing or of another type.
+  const JsonValue& at(const std::string& key) const;
+  bool has(const std::string& key) const;
+  double num() const;
+  int64_t integer() const { return static_cast<int64_t>(num()); }
+  const std::string& str() const;
 };
 
 }  // namespace shardrec

@@ -94,6 +94,8 @@ int Main(int argc, char** argv) {
       for (size_t k = start; k < std::min(eq, a.size()); ++k) {
         if (a[k] == '-') a[k] = '_';
       }
+      // `export` is a C++ keyword, so the flag behind --export is export_dir.
+      if (a.compare(start, std::min(eq, a.size()) - start, "export") == 0) a.insert(start + 6, "_dir");
     }
   }
   std::vector<char*> args;

@@ -75,3 +75,13 @@ DECLARE_int64(checkpoint_every);
 DECLARE_int64(keep_checkpoints);
 DECLARE_string(resume);
 DECLARE_string(resume_from);
+// export / index / query
+DECLARE_string(export_version);
+DECLARE_string(export_dir);
+DECLARE_string(factory);
+DECLARE_int64(queries);
+DECLARE_int64(ef_search);
+DECLARE_string(user);
+DECLARE_string(history);
+DECLARE_int64(k);
+DECLARE_bool(exact);

@@ -1,0 +1,184 @@
+#include "io/export.h"
+
+#include <cstdio>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/json.h"
+#include "io/h5.h"
+
+namespace shardrec {
+namespace {
+
+uint32_t Crc32c(const std::string& data) {
+  static uint32_t table[256];
+  static bool init = [] {
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    return true;
+  }();
+  (void)init;
+  uint32_t crc = 0xFFFFFFFFu;
+  for (unsigned char ch : data) crc = table[(crc ^ ch) & 0xFF] ^ (crc >> 8);
+  return crc ^ 0xFFFFFFFFu;
+}
+
+std::string ShardsJson(const std::vector<ExportShard>& shards) {
+  std::string out = "[";
+  for (size_t i = 0; i < shards.size(); ++i) {
+    JsonObject o;
+    o.Add("file", shards[i].file).Add("begin", shards[i].begin).Add("end", shards[i].end);
+    out += (i ? ", " : "") + o.str();
+  }
+  return out + "]";
+}
+
+}  // namespace
+
+void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& s) {
+  h5::File f = h5::File::Create(path);
+  f.SetAttr("/", "format", std::string("shardrec.export.") + kind);
+  f.SetAttr("/", "format_version", kExportFormatVersion);
+  f.SetAttr("/", "dim", s.dim);
+  f.Write<int64_t>("/ids", s.ids);
+  f.Write<float>("/vectors", s.vectors, std::max<int64_t>(1, s.dim));
+  h5::StringAppender raw(&f, "/raw_ids");
+  for (const auto& r : s.raw_ids) raw.Append(r);
+  raw.Flush();
+  if (!s.titles.empty()) {
+    h5::StringAppender t(&f, "/titles");
+    for (const auto& x : s.titles) t.Append(x);
+    t.Flush();
+  }
+}
+
+VectorShard ReadVectorShard(const std::string& path) {
+  h5::File f = h5::File::Open(path);
+  VectorShard s;
+  auto dim = f.GetIntAttr("/", "dim");
+  if (!dim) Fail(path, ": not an export shard (no dim attribute)");
+  s.dim = *dim;
+  s.ids = f.ReadAll<int64_t>("/ids");
+  const int64_t n = static_cast<int64_t>(s.ids.size());
+  s.vectors = f.ReadAll<float>("/vectors");
+  if (static_cast<int64_t>(s.vectors.size()) != n * s.dim) Fail(path, ": /vectors does not hold ", n, " x ", s.dim);
+  s.raw_ids = h5::ReadStrings(f, "/raw_ids", 0, n);
+  if (f.Exists("/titles/offsets")) s.titles = h5::ReadStrings(f, "/titles", 0, n);
+  return s;
+}
+
+void WriteExportManifest(const std::string& dir, ExportManifest m) {
+  m.files.clear();
+  for (const auto& name : ListDirectory(dir)) {
+    if (name == "manifest.json" || name.find(".tmp-") != std::string::npos) continue;
+    const std::string data = ReadFileToString(dir + "/" + name);
+    m.files[name] = {static_cast<int64_t>(data.size()), Crc32c(data)};
+  }
+  JsonObject eval, files;
+  for (const auto& [k, v] : m.eval) eval.Add(k, v);
+  for (const auto& [k, v] : m.files) {
+    JsonObject e;
+    e.Add("bytes", v.first).Add("crc32c", static_cast<int64_t>(v.second));
+    files.Add(k, e);
+  }
+  JsonObject o;
+  o.Add("format", "shardrec.export").Add("format_version", m.format_version).Add("version", m.version)
+      .Add("source", m.source).Add("data", m.data).Add("dim", m.dim).Add("metric", m.metric)
+      .Add("normalization", m.normalization).Add("num_items", m.num_items).Add("num_users", m.num_users)
+      .AddRaw("item_shards", ShardsJson(m.item_shards)).AddRaw("user_shards", ShardsJson(m.user_shards))
+      .Add("eval", eval).Add("files", files);
+  if (!m.index_factory.empty()) {
+    JsonObject idx;
+    idx.Add("factory", m.index_factory).Add("ef_search", m.index_ef_search).Add("nprobe", m.index_nprobe)
+        .Add("queries", m.index_queries).Add("recall@10", m.index_recall10).Add("recall@100", m.index_recall100)
+        .Add("recall_protocol", "top-K of the index vs exact inner-product search over all items, for the "
+                                "user-tower vectors of up to `queries` users (never item vectors as queries)");
+    o.Add("index", idx);
+  }
+  AtomicOutput out(dir + "/manifest.json");
+  {
+    std::ofstream f(out.temp_path());
+    f << o.str() << "\n";
+    if (!f.flush()) Fail(out.temp_path(), ": write failed");
+  }
+  out.Commit();
+}
+
+ExportManifest ReadExportManifest(const std::string& dir) {
+  const std::string path = dir + "/manifest.json";
+  if (!PathExists(path)) Fail(dir, ": no manifest.json (not an export version, or an unfinished one)");
+  JsonValue j = JsonValue::Parse(ReadFileToString(path), path);
+  ExportManifest m;
+  try {
+    if (j.at("format").str() != "shardrec.export") Fail(path, ": format is not shardrec.export");
+    m.format_version = j.at("format_version").integer();
+    if (m.format_version != kExportFormatVersion) {
+      Fail(path, ": format_version ", m.format_version, " is not supported (this build reads ", kExportFormatVersion, ")");
+    }
+    m.version = j.at("version").str();
+    m.source = j.at("source").str();
+    m.data = j.at("data").str();
+    m.dim = j.at("dim").integer();
+    m.metric = j.at("metric").str();
+    m.normalization = j.at("normalization").str();
+    m.num_items = j.at("num_items").integer();
+    m.num_users = j.at("num_users").integer();
+    for (const char* key : {"item_shards", "user_shards"}) {
+      auto& out = std::string(key) == "item_shards" ? m.item_shards : m.user_shards;
+      for (const auto& s : j.at(key).array) out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
+    }
+    for (const auto& [k, v] : j.at("eval").object) m.eval[k] = v.num();
+    if (j.has("index")) {
+      const JsonValue& idx = j.at("index");
+      m.index_factory = idx.at("factory").str();
+      m.index_ef_search = idx.at("ef_search").integer();
+      m.index_nprobe = idx.at("nprobe").integer();
+      m.index_queries = idx.at("queries").integer();
+      m.index_recall10 = idx.at("recall@10").num();
+      m.index_recall100 = idx.at("recall@100").num();
+    }
+    for (const auto& [k, v] : j.at("files").object) {
+      m.files[k] = {v.at("bytes").integer(), static_cast<uint32_t>(v.at("crc32c").integer())};
+    }
+  } catch (const UserError& e) {
+    if (std::string(e.what()).rfind(path, 0) == 0) throw;
+    Fail(path, ": ", e.what());
+  }
+  for (const auto& [name, e] : m.files) {
+    const std::string f = dir + "/" + name;
+    if (!PathExists(f)) Fail(f, ": missing (listed in the manifest)");
+    const std::string data = ReadFileToString(f);
+    if (static_cast<int64_t>(data.size()) != e.first) Fail(f, ": ", data.size(), " bytes, the manifest says ", e.first, " (truncated?)");
+    if (Crc32c(data) != e.second) Fail(f, ": checksum mismatch (the file is damaged)");
+  }
+  return m;
+}
+
+std::string ResolveExport(const std::string& root) {
+  if (PathExists(root + "/manifest.json")) return root;
+  const std::string latest = root + "/LATEST";
+  if (!PathExists(latest)) Fail(root, ": neither an export version (manifest.json) nor an export root (LATEST)");
+  std::string v = ReadFileToString(latest);
+  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
+  if (v.empty() || v.find('/') != std::string::npos) Fail(latest, ": does not name a version");
+  return root + "/" + v;
+}
+
+void PublishExport(const std::string& root, const std::string& partial, const std::string& version) {
+  const std::string dir = root + "/" + version;
+  if (PathExists(dir)) Fail(dir, ": this version exists already; pick another --export-version");
+  if (std::rename(partial.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish");
+  SyncPath(root);
+  AtomicOutput latest(root + "/LATEST");
+  {
+    std::ofstream f(latest.temp_path());
+    f << version << "\n";
+  }
+  latest.Commit();
+}
+
+}  // namespace shardrec

@@ -1,0 +1,62 @@
+// Exported embeddings (DESIGN section 6): ROOT/<version>/ holds item vectors sharded by dense-id
+// range and user vectors sharded likewise (HDF5: ids, raw ids, titles, L2-normalised vectors) and a
+// manifest.json written last. A version is published by renaming its directory into place, then
+// ROOT/LATEST (a one-line file naming the version) is replaced atomically: the serving tier never
+// sees a partial version. Layout in docs/formats.md; Python reads it with h5py and json.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace shardrec {
+
+inline constexpr int64_t kExportFormatVersion = 1;
+
+struct VectorShard {
+  std::vector<int64_t> ids;           // dense ids
+  std::vector<std::string> raw_ids;   // the data's own ids
+  std::vector<std::string> titles;    // items, when known (else empty)
+  std::vector<float> vectors;         // [n x dim], L2-normalised
+  int64_t dim = 0;
+};
+
+// Writes one shard file (kind "items" or "users").
+void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& shard);
+// Reads a shard; a damaged file is a UserError naming it.
+VectorShard ReadVectorShard(const std::string& path);
+
+struct ExportShard {
+  std::string file;
+  int64_t begin = 0, end = 0;  // dense id range
+};
+
+struct ExportManifest {
+  int64_t format_version = kExportFormatVersion;
+  std::string version;
+  std::string source;        // the model directory it came from
+  std::string data;          // the dataset it describes
+  int64_t dim = 0;
+  std::string metric = "inner_product";
+  std::string normalization = "l2";
+  int64_t num_items = 0, num_users = 0;
+  std::vector<ExportShard> item_shards, user_shards;
+  std::map<std::string, double> eval;  // the run's eval.json metrics, when present
+  std::map<std::string, std::pair<int64_t, uint32_t>> files;  // name -> (bytes, crc32c)
+  // ANN index (shardrec index): one file per item shard, "index-<shard>.faiss".
+  std::string index_factory;  // "" = no index
+  int64_t index_ef_search = 0, index_nprobe = 0, index_queries = 0;
+  double index_recall10 = -1, index_recall100 = -1;
+};
+
+// Computes every listed file's size and CRC-32C, writes manifest.json atomically.
+void WriteExportManifest(const std::string& dir, ExportManifest manifest);
+// Reads and verifies (sizes and checksums of every file): UserError naming the file otherwise.
+ExportManifest ReadExportManifest(const std::string& dir);
+// ROOT/<version> for ROOT (through ROOT/LATEST) or a version directory itself.
+std::string ResolveExport(const std::string& root_or_version);
+// Renames `partial` to ROOT/<version> and points ROOT/LATEST at it (atomically).
+void PublishExport(const std::string& root, const std::string& partial, const std::string& version);
+
+}  // namespace shardrec

@@ -1,0 +1,213 @@
+// shardrec export | index | query
+#include <gflags/gflags.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <unordered_set>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/json.h"
+#include "common/strings.h"
+#include "distributed/inprocess.h"
+#include "io/dataset.h"
+#include "io/export.h"
+#include "launch/cli.h"
+#include "launch/config.h"
+#include "launch/flags.h"
+#include "launch/job.h"
+#include "retrieval/index.h"
+#include "train/export.h"
+#include "train/trainer.h"
+
+#include <torch/torch.h>
+
+namespace shardrec::cli {
+
+const std::vector<std::string>& ModelFlags();
+ModelConfig ModelConfigFromFlags();
+
+namespace {
+
+// The model flags (and data, seed) of a run, from RUN/config.yaml; flags given now still win.
+void ApplyRunConfig(const std::string& run_dir) {
+  const std::string cfg = run_dir + "/config.yaml";
+  if (!PathExists(cfg)) Fail(run_dir, ": no config.yaml; not a run directory of `shardrec train`");
+  std::unordered_set<std::string> wanted(ModelFlags().begin(), ModelFlags().end());
+  wanted.insert("data");
+  wanted.insert("seed");
+  const std::string text = ReadFileToString(cfg);
+  LineIterator it(text);
+  std::string_view line;
+  while (it.Next(&line)) {
+    std::string_view l = line.substr(0, line.find('#'));
+    const size_t colon = l.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string key(Trim(l.substr(0, colon)));
+    std::replace(key.begin(), key.end(), '-', '_');
+    std::string value(Trim(l.substr(colon + 1)));
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    gflags::CommandLineFlagInfo info;
+    if (wanted.count(key) && gflags::GetCommandLineFlagInfo(key.c_str(), &info) && info.is_default &&
+        gflags::SetCommandLineOption(key.c_str(), value.c_str()).empty()) {
+      Fail(Where(cfg, it.line_number()), "bad value ", Quote(value), " for '", key, "'");
+    }
+  }
+}
+
+int RunExport(const std::vector<std::string>&) {
+  if (FLAGS_run_dir.empty()) Fail("--run-dir is required");
+  if (FLAGS_out.empty()) Fail("--out is required (the export root; versions go to ROOT/<version>)");
+  ApplyRunConfig(FLAGS_run_dir);
+  if (FLAGS_data.empty()) Fail("--data is required");
+  Job job = StartJob();
+  ExportOptions o;
+  o.run_dir = FLAGS_run_dir;
+  o.data = FLAGS_data;
+  o.root = FLAGS_out;
+  o.version = FLAGS_export_version;
+  o.model = ModelConfigFromFlags();
+  o.seed = FLAGS_seed;
+  const std::string dir = ExportEmbeddings(o, *job.comm);
+  if (job.is_root()) std::printf("published %s (LATEST -> %s)\n", dir.c_str(), Basename(dir).c_str());
+  return 0;
+}
+
+int RunIndex(const std::vector<std::string>&) {
+  if (FLAGS_export_dir.empty()) Fail("--export is required");
+  const std::string dir = ResolveExport(FLAGS_export_dir);
+  IndexOptions o;
+  o.factory = FLAGS_factory;
+  o.queries = FLAGS_queries;
+  o.ef_search = FLAGS_ef_search;
+  IndexReport r = BuildExportIndex(dir, o);
+  std::printf("indexed %s with %s in %.2f s: recall@10 %.4f, recall@100 %.4f against exact search (%lld user "
+              "queries); %.0f queries/s vs %.0f exact\n",
+              dir.c_str(), r.factory.c_str(), r.build_seconds, r.recall10, r.recall100,
+              static_cast<long long>(r.queries), r.index_qps, r.exact_qps);
+  return 0;
+}
+
+int RunQuery(const std::vector<std::string>&) {
+  if (FLAGS_export_dir.empty()) Fail("--export is required");
+  if (FLAGS_user.empty() == FLAGS_history.empty()) Fail("give exactly one of --user RAW_ID and --history RAW_ID,...");
+  if (FLAGS_k < 1) Fail("--k must be >= 1");
+  const std::string dir = ResolveExport(FLAGS_export_dir);
+  auto index = ShardedIndex::Open(dir, FLAGS_exact);
+  const ExportManifest& m = index->manifest();
+  std::vector<float> query;
+  std::unordered_set<int64_t> exclude;
+  std::string who;
+  int64_t events = 0;
+  if (!FLAGS_user.empty()) {
+    for (const auto& sh : m.user_shards) {
+      VectorShard u = ReadVectorShard(dir + "/" + sh.file);
+      for (size_t i = 0; i < u.raw_ids.size(); ++i) {
+        if (u.raw_ids[i] != FLAGS_user) continue;
+        query.assign(u.vectors.begin() + i * m.dim, u.vectors.begin() + (i + 1) * m.dim);
+        auto ds = Dataset::Open(m.data);
+        const int64_t user = u.ids[i];
+        for (int32_t it : ds->ReadItems(ds->user_offsets()[user], ds->user_offsets()[user + 1])) exclude.insert(it);
+        events = ds->user_length(user);
+      }
+    }
+    if (query.empty()) Fail("--user: unknown user id '", FLAGS_user, "' (not in export ", m.version, ")");
+    who = "user " + FLAGS_user;
+  } else {
+    std::vector<int64_t> items;
+    for (auto raw : Split(FLAGS_history, ",")) {
+      const std::string r(Trim(raw));
+      const int64_t id = index->FindItem(r);
+      if (id < 0) Fail("--history: unknown item id '", r, "' (not in export ", m.version, ")");
+      items.push_back(id);
+      exclude.insert(id);
+    }
+    // The user tower of the exported model encodes the history.
+    const std::string run = Dirname(m.source);
+    ApplyRunConfig(run);
+    ModelConfig mc = ModelConfigFromFlags();
+    const int64_t keep = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));
+    std::vector<int64_t> tail(items.end() - keep, items.end());
+    RunRanks(1, [&](Communicator& c) {
+      auto ds = Dataset::Open(m.data);
+      ItemCatalog cat;
+      cat.num_items = ds->info().num_items;
+      if (ds->info().has_categories && ds->info().num_categories > 0) {
+        auto cats = ds->ReadItemCategories(0, cat.num_items);
+        cat.num_categories = ds->info().num_categories;
+        cat.category_offsets = cats.offsets;
+        cat.category_values.assign(cats.values.begin(), cats.values.end());
+      }
+      if (ds->info().content_dim > 0) {
+        std::vector<float> v = ds->ReadItemContent(0, cat.num_items);
+        cat.content = torch::from_blob(v.data(), {cat.num_items, ds->info().content_dim}, torch::kFloat).clone();
+      }
+      TwoTowerModel model(mc, cat, &c, FLAGS_seed);
+      LoadModel(model, m.source, c);
+      model.train(false);
+      torch::NoGradGuard no_grad;
+      at::Tensor h = model.EncodeItems(torch::tensor(tail, torch::kLong)).unsqueeze(0);
+      at::Tensor out = model.EncodeUsers(h, torch::tensor({keep}, torch::kLong), at::Tensor());
+      at::Tensor last = out[0][keep - 1].contiguous();
+      query.assign(last.data_ptr<float>(), last.data_ptr<float>() + m.dim);
+    });
+    who = "history of " + std::to_string(items.size()) + " items";
+    events = static_cast<int64_t>(items.size());
+  }
+  auto hits = index->Search(query.data(), FLAGS_k, exclude);
+  if (FLAGS_json) {
+    std::string arr = "[";
+    for (size_t i = 0; i < hits.size(); ++i) {
+      JsonObject h;
+      h.Add("rank", static_cast<int64_t>(i + 1)).Add("item", index->raw_id(hits[i].id)).Add("score", static_cast<double>(hits[i].score));
+      if (!index->title(hits[i].id).empty()) h.Add("title", index->title(hits[i].id));
+      arr += (i ? ", " : "") + h.str();
+    }
+    JsonObject o;
+    o.Add("version", m.version).Add("query", who).Add("search", index->approximate() ? m.index_factory : "exact").AddRaw("items", arr + "]");
+    std::printf("%s\n", o.str().c_str());
+    return 0;
+  }
+  std::printf("%s (%lld events) -> top %lld [%s, export %s]\n", who.c_str(), static_cast<long long>(events),
+              static_cast<long long>(FLAGS_k), index->approximate() ? m.index_factory.c_str() : "exact", m.version.c_str());
+  for (size_t i = 0; i < hits.size(); ++i) {
+    std::printf("  %2zu. %-8s %-45s %.3f\n", i + 1, index->raw_id(hits[i].id).c_str(), index->title(hits[i].id).c_str(),
+                hits[i].score);
+  }
+  return 0;
+}
+
+std::vector<std::string> ExportFlags() {
+  std::vector<std::string> k = {"run_dir", "data", "out", "export_version", "seed"};
+  k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
+  k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
+  return k;
+}
+
+Registrar export_cmd({
+    .name = "export",
+    .summary = "item and user embeddings of a trained run -> ROOT/<version>/ (published atomically, then ROOT/LATEST)",
+    .usage = "[launch/mpirun.sh -np N] shardrec export --run-dir RUN --out ROOT [--export-version V]",
+    .flags = ExportFlags(),
+    .positional = 0,
+    .run = RunExport,
+});
+Registrar index_cmd({
+    .name = "index",
+    .summary = "FAISS index per item shard of an export + recall against exact search (stored in its manifest)",
+    .usage = "shardrec index --export ROOT[/VERSION] [--factory Flat|HNSW32|IVF1024,Flat|IVF1024,PQ16 --queries N]",
+    .flags = {"export_dir", "factory", "queries", "ef_search"},
+    .positional = 0,
+    .run = RunIndex,
+});
+Registrar query_cmd({
+    .name = "query",
+    .summary = "top-K items for a known user or a history of items, with raw ids, titles and scores",
+    .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID,RAW_ID,...) [--k 10 --json]",
+    .flags = {"export_dir", "user", "history", "k", "json", "exact", "seed"},
+    .positional = 0,
+    .run = RunQuery,
+});
+
+}  // namespace
+}  // namespace shardrec::cli

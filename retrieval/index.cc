@@ -1,0 +1,193 @@
+#include "retrieval/index.h"
+
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <chrono>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "common/file_util.h"
+
+namespace shardrec {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string IndexFile(size_t shard) { return "index-" + std::to_string(shard) + ".faiss"; }
+
+void SetSearchParams(faiss::Index* index, int64_t ef_search, int64_t nprobe) {
+  if (auto* h = dynamic_cast<faiss::IndexHNSW*>(index)) h->hnsw.efSearch = static_cast<int>(ef_search);
+  if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index)) ivf->nprobe = static_cast<size_t>(nprobe);
+}
+
+// Top-k of several shards merged by score (ties: lower id first).
+std::vector<Hit> Merge(std::vector<Hit> all, int64_t k) {
+  std::sort(all.begin(), all.end(), [](const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.id < b.id); });
+  if (static_cast<int64_t>(all.size()) > k) all.resize(static_cast<size_t>(k));
+  return all;
+}
+
+std::vector<Hit> SearchShards(const std::vector<std::unique_ptr<faiss::Index>>& shards, const std::vector<int64_t>& begin,
+                              const float* q, int64_t k, const std::unordered_set<int64_t>& exclude) {
+  std::vector<Hit> all;
+  const int64_t want = k + static_cast<int64_t>(exclude.size());
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const int64_t n = std::min<int64_t>(want, shards[s]->ntotal);
+    if (n <= 0) continue;
+    std::vector<float> d(static_cast<size_t>(n));
+    std::vector<faiss::Index::idx_t> l(static_cast<size_t>(n));
+    shards[s]->search(1, q, n, d.data(), l.data());
+    for (int64_t i = 0; i < n; ++i) {
+      if (l[i] < 0) continue;
+      const int64_t id = begin[s] + l[i];
+      if (!exclude.count(id)) all.push_back({id, d[i]});
+    }
+  }
+  return Merge(std::move(all), k);
+}
+
+}  // namespace
+
+ShardedIndex::~ShardedIndex() = default;
+
+std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool exact) {
+  std::unique_ptr<ShardedIndex> idx(new ShardedIndex());
+  idx->manifest_ = ReadExportManifest(dir);
+  const ExportManifest& m = idx->manifest_;
+  idx->raw_ids_.resize(static_cast<size_t>(m.num_items));
+  idx->vectors_.resize(static_cast<size_t>(m.num_items * m.dim));
+  bool any_title = false;
+  for (size_t s = 0; s < m.item_shards.size(); ++s) {
+    const ExportShard& sh = m.item_shards[s];
+    VectorShard v = ReadVectorShard(dir + "/" + sh.file);
+    if (v.dim != m.dim || static_cast<int64_t>(v.ids.size()) != sh.end - sh.begin) {
+      Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
+    }
+    for (size_t i = 0; i < v.ids.size(); ++i) {
+      const int64_t id = sh.begin + static_cast<int64_t>(i);
+      idx->raw_ids_[id] = v.raw_ids[i];
+      if (!v.titles.empty()) {
+        if (idx->titles_.empty()) idx->titles_.resize(static_cast<size_t>(m.num_items));
+        idx->titles_[id] = v.titles[i];
+        any_title = true;
+      }
+    }
+    std::copy(v.vectors.begin(), v.vectors.end(), idx->vectors_.begin() + sh.begin * m.dim);
+    auto flat = std::make_unique<faiss::IndexFlatIP>(m.dim);
+    flat->add(sh.end - sh.begin, v.vectors.data());
+    idx->flat_.push_back(std::move(flat));
+    idx->shard_begin_.push_back(sh.begin);
+    if (!exact && !m.index_factory.empty()) {
+      const std::string f = dir + "/" + IndexFile(s);
+      faiss::Index* raw = nullptr;
+      try {
+        raw = faiss::read_index(f.c_str());
+      } catch (const std::exception& e) {
+        Fail(f, ": cannot read the FAISS index (damaged?): ", e.what());
+      }
+      std::unique_ptr<faiss::Index> ix(raw);
+      if (ix->d != m.dim || ix->ntotal != sh.end - sh.begin) Fail(f, ": index does not match its shard");
+      SetSearchParams(ix.get(), m.index_ef_search, m.index_nprobe);
+      idx->indexes_.push_back(std::move(ix));
+    }
+  }
+  if (!any_title) idx->titles_.clear();
+  return idx;
+}
+
+std::vector<Hit> ShardedIndex::Search(const float* q, int64_t k, const std::unordered_set<int64_t>& exclude) const {
+  return SearchShards(indexes_.empty() ? flat_ : indexes_, shard_begin_, q, k, exclude);
+}
+
+const std::string& ShardedIndex::title(int64_t item) const {
+  static const std::string empty;
+  return titles_.empty() ? empty : titles_[item];
+}
+
+int64_t ShardedIndex::FindItem(const std::string& raw) const {
+  for (size_t i = 0; i < raw_ids_.size(); ++i) {
+    if (raw_ids_[i] == raw) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
+  ExportManifest m = ReadExportManifest(dir);
+  IndexReport rep;
+  int64_t largest = 0;
+  for (const auto& s : m.item_shards) largest = std::max(largest, s.end - s.begin);
+  rep.factory = o.factory == "auto" ? (largest < 100000 ? "Flat" : "HNSW32") : o.factory;
+  const auto start = Clock::now();
+  std::vector<std::unique_ptr<faiss::Index>> built;
+  std::vector<int64_t> begin;
+  for (size_t s = 0; s < m.item_shards.size(); ++s) {
+    const ExportShard& sh = m.item_shards[s];
+    VectorShard v = ReadVectorShard(dir + "/" + sh.file);
+    std::unique_ptr<faiss::Index> ix;
+    try {
+      ix.reset(faiss::index_factory(static_cast<int>(m.dim), rep.factory.c_str(), faiss::METRIC_INNER_PRODUCT));
+    } catch (const std::exception& e) {
+      Fail("--factory: FAISS cannot build '", rep.factory, "': ", e.what());
+    }
+    const int64_t n = sh.end - sh.begin;
+    if (!ix->is_trained) {
+      if (n < 1) Fail("--factory ", rep.factory, " needs training vectors but shard ", s, " is empty");
+      ix->train(n, v.vectors.data());
+    }
+    ix->add(n, v.vectors.data());
+    SetSearchParams(ix.get(), o.ef_search, o.nprobe);
+    faiss::write_index(ix.get(), (dir + "/" + IndexFile(s)).c_str());
+    built.push_back(std::move(ix));
+    begin.push_back(sh.begin);
+  }
+  rep.build_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  // Recall against exact search, with user-tower vectors as queries.
+  std::vector<float> queries;
+  for (const auto& sh : m.user_shards) {
+    if (static_cast<int64_t>(queries.size()) >= o.queries * m.dim) break;
+    VectorShard u = ReadVectorShard(dir + "/" + sh.file);
+    queries.insert(queries.end(), u.vectors.begin(), u.vectors.end());
+  }
+  const int64_t nq = std::min<int64_t>(o.queries, static_cast<int64_t>(queries.size()) / std::max<int64_t>(1, m.dim));
+  std::unique_ptr<ShardedIndex> exact = ShardedIndex::Open(dir, /*exact=*/true);
+  double hit10 = 0, hit100 = 0;
+  double t_exact = 0, t_index = 0;
+  for (int64_t q = 0; q < nq; ++q) {
+    const float* qv = queries.data() + q * m.dim;
+    auto t0 = Clock::now();
+    auto want = exact->Search(qv, 100);
+    auto t1 = Clock::now();
+    auto got = SearchShards(built, begin, qv, 100, {});
+    auto t2 = Clock::now();
+    t_exact += std::chrono::duration<double>(t1 - t0).count();
+    t_index += std::chrono::duration<double>(t2 - t1).count();
+    for (int k : {10, 100}) {
+      std::unordered_set<int64_t> truth;
+      for (int i = 0; i < k && i < static_cast<int>(want.size()); ++i) truth.insert(want[i].id);
+      int found = 0;
+      for (int i = 0; i < k && i < static_cast<int>(got.size()); ++i) found += truth.count(got[i].id);
+      (k == 10 ? hit10 : hit100) += truth.empty() ? 1.0 : static_cast<double>(found) / truth.size();
+    }
+  }
+  rep.queries = nq;
+  rep.recall10 = nq ? hit10 / nq : 0;
+  rep.recall100 = nq ? hit100 / nq : 0;
+  rep.exact_qps = t_exact > 0 ? nq / t_exact : 0;
+  rep.index_qps = t_index > 0 ? nq / t_index : 0;
+  m.index_factory = rep.factory;
+  m.index_ef_search = o.ef_search;
+  m.index_nprobe = o.nprobe;
+  m.index_queries = nq;
+  m.index_recall10 = rep.recall10;
+  m.index_recall100 = rep.recall100;
+  WriteExportManifest(dir, m);
+  return rep;
+}
+
+}  // namespace shardrec

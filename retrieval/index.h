@@ -1,0 +1,73 @@
+// Sharded approximate nearest-neighbour search over an export (DESIGN section 7): one FAISS index
+// per item shard, inner product on L2-normalised vectors; a query fans out to every shard and the
+// per-shard top-K lists are merged by score. Exact search (FAISS IndexFlatIP) is the oracle.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+#include "io/export.h"
+
+namespace faiss {
+struct Index;
+}
+
+namespace shardrec {
+
+struct IndexOptions {
+  std::string factory = "auto";  // FAISS factory string; auto: Flat below 100k items per shard, else HNSW32
+  int64_t queries = 1000;        // user vectors used to measure recall against exact search
+  int64_t ef_search = 128;       // HNSW search breadth
+  int64_t nprobe = 32;           // IVF lists probed
+};
+
+struct IndexReport {
+  std::string factory;
+  double recall10 = 0, recall100 = 0;
+  int64_t queries = 0;
+  double build_seconds = 0;
+  double exact_qps = 0, index_qps = 0;  // single queries, one thread
+};
+
+// Builds index-<shard>.faiss for every item shard of `version_dir`, measures recall@10/@100 of the
+// merged search against exact search, and rewrites the manifest with the index section.
+IndexReport BuildExportIndex(const std::string& version_dir, const IndexOptions& options);
+
+struct Hit {
+  int64_t id = 0;  // dense item id
+  float score = 0;
+};
+
+// Read-only after Open; Search is safe to call from several threads.
+class ShardedIndex {
+ public:
+  // Loads the item shards and, unless `exact` or absent, the index files. Verifies the manifest.
+  static std::unique_ptr<ShardedIndex> Open(const std::string& version_dir, bool exact = false);
+  ~ShardedIndex();
+
+  // Top-k items by inner product with `query` [dim], best first, skipping ids in `exclude`.
+  std::vector<Hit> Search(const float* query, int64_t k, const std::unordered_set<int64_t>& exclude = {}) const;
+
+  const ExportManifest& manifest() const { return manifest_; }
+  int64_t dim() const { return manifest_.dim; }
+  const std::string& raw_id(int64_t item) const { return raw_ids_[item]; }
+  const std::string& title(int64_t item) const;  // "" when unknown
+  // Dense id of a raw item id, or -1.
+  int64_t FindItem(const std::string& raw) const;
+  const std::vector<float>& vectors() const { return vectors_; }  // [items x dim], dense-id order
+  bool approximate() const { return !indexes_.empty(); }
+
+ private:
+  ShardedIndex() = default;
+  ExportManifest manifest_;
+  std::vector<std::string> raw_ids_, titles_;
+  std::vector<float> vectors_;
+  std::vector<int64_t> shard_begin_;
+  std::vector<std::unique_ptr<faiss::Index>> indexes_;  // per shard; empty = exact
+  std::vector<std::unique_ptr<faiss::Index>> flat_;     // per shard exact indexes
+};
+
+}  // namespace shardrec

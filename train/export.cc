@@ -1,0 +1,165 @@
+#include "train/export.h"
+
+#include <torch/torch.h>
+
+#include <ctime>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/json.h"
+#include "io/dataset.h"
+#include "io/export.h"
+#include "train/trainer.h"
+
+namespace shardrec {
+namespace {
+
+std::vector<float> Floats(const at::Tensor& t) {
+  at::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+std::string DefaultVersion() {
+  std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "v%Y%m%d-%H%M%S", std::gmtime(&now));
+  return buf;
+}
+
+}  // namespace
+
+std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
+  const torch::Device dev(comm.device());
+  const int w = comm.world_size(), me = comm.rank();
+  auto ds = Dataset::Open(o.data);
+  const DatasetInfo info = ds->info();
+  ItemCatalog catalog;
+  catalog.num_items = info.num_items;
+  if (info.has_categories && info.num_categories > 0) {
+    auto cats = ds->ReadItemCategories(0, info.num_items);
+    catalog.num_categories = info.num_categories;
+    catalog.category_offsets = cats.offsets;
+    catalog.category_values.assign(cats.values.begin(), cats.values.end());
+  }
+  if (info.content_dim > 0) {
+    std::vector<float> v = ds->ReadItemContent(0, info.num_items);
+    catalog.content = torch::from_blob(v.data(), {info.num_items, info.content_dim}, torch::kFloat).clone();
+  }
+  TwoTowerModel model(o.model, catalog, &comm, o.seed);
+  LoadModel(model, o.run_dir + "/model", comm);
+  model.train(false);
+  torch::NoGradGuard no_grad;
+
+  // Every rank must make the same sequence of collective calls: agree on the version name.
+  std::string version = o.version.empty() ? DefaultVersion() : o.version;
+  {
+    at::Tensor buf = torch::zeros({64}, torch::kInt);
+    for (size_t i = 0; i < version.size() && i < 64; ++i) buf[i] = version[i];
+    at::Tensor d = buf.to(dev);
+    comm.Broadcast(d, 0);
+    buf = d.cpu();
+    version.clear();
+    for (int64_t i = 0; i < 64 && buf[i].item<int>(); ++i) version.push_back(static_cast<char>(buf[i].item<int>()));
+  }
+  if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
+    Fail("--export-version: ", version, " is not a valid version name");
+  }
+  const std::string partial = o.root + "/." + version + ".partial";
+  if (me == 0) {
+    if (PathExists(o.root + "/" + version)) Fail(o.root, "/", version, ": this version exists already");
+    MakeDirs(o.root);
+    RemoveAll(partial);
+    MakeDirs(partial);
+  }
+  comm.Barrier();
+
+  // Items: this rank's dense-id range, encoded in chunks (the same number of calls on every rank).
+  const int64_t ib = info.num_items * me / w, ie = info.num_items * (me + 1) / w;
+  const int64_t max_range = (info.num_items + w - 1) / w;
+  const int64_t chunks = (max_range + o.chunk - 1) / o.chunk;
+  VectorShard items;
+  items.dim = o.model.dim;
+  for (int64_t c = 0; c < std::max<int64_t>(1, chunks); ++c) {
+    const int64_t b = std::min(ie, ib + c * o.chunk), e = std::min(ie, b + o.chunk);
+    at::Tensor ids = torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev));
+    at::Tensor v = model.EncodeItems(ids);
+    model.DiscardEmbeddingGradients();
+    auto f = Floats(v);
+    items.vectors.insert(items.vectors.end(), f.begin(), f.end());
+  }
+  for (int64_t i = ib; i < ie; ++i) items.ids.push_back(i);
+  items.raw_ids = ds->ReadItemRawIds(ib, ie);
+  if (info.has_titles) items.titles = ds->ReadItemTitles(ib, ie);
+  WriteVectorShard(partial + "/items-" + std::to_string(me) + ".h5", "items", items);
+
+  // Users: the user tower over each user's whole known history (its last max_len events).
+  const int64_t ub = info.num_users * me / w, ue = info.num_users * (me + 1) / w;
+  const int64_t per_call = 256;
+  const int64_t user_chunks = ((info.num_users + w - 1) / w + per_call - 1) / per_call;
+  const auto& off = ds->user_offsets();
+  VectorShard users;
+  users.dim = o.model.dim;
+  const int64_t max_len = o.model.max_len;
+  for (int64_t c = 0; c < std::max<int64_t>(1, user_chunks); ++c) {
+    const int64_t b = std::min(ue, ub + c * per_call), e = std::min(ue, b + per_call);
+    const int64_t n = e - b;
+    std::vector<int64_t> flat, lengths, gaps;
+    int64_t width = 1;
+    for (int64_t u = b; u < e; ++u) width = std::max<int64_t>(width, std::min<int64_t>(max_len, off[u + 1] - off[u]));
+    flat.assign(static_cast<size_t>(n * width), 0);
+    gaps.assign(static_cast<size_t>(n * width), 0);
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t s = std::max(off[u], off[u + 1] - max_len);
+      auto it = ds->ReadItems(s, off[u + 1]);
+      auto ts = ds->ReadTimestamps(s, off[u + 1]);
+      lengths.push_back(std::max<int64_t>(1, static_cast<int64_t>(it.size())));
+      for (size_t k = 0; k < it.size(); ++k) {
+        flat[(u - b) * width + k] = it[k];
+        if (k > 0 && !ts.empty()) gaps[(u - b) * width + k] = TwoTowerModel::GapBucket(ts[k] - ts[k - 1], o.model.time_buckets);
+      }
+    }
+    at::Tensor hist_ids = torch::tensor(flat, torch::kLong).to(dev);
+    at::Tensor vecs = model.EncodeItems(hist_ids);  // collective, even when n == 0
+    model.DiscardEmbeddingGradients();
+    if (n == 0) continue;
+    at::Tensor hist = vecs.view({n, width, -1});
+    at::Tensor g = info.has_timestamps && o.model.time_buckets > 0 ? torch::tensor(gaps, torch::kLong).view({n, width}).to(dev) : at::Tensor();
+    at::Tensor len = torch::tensor(lengths, torch::kLong).to(dev);
+    at::Tensor out = model.EncodeUsers(hist, len, g);
+    at::Tensor last = out.index({torch::arange(n, torch::TensorOptions().device(dev)), len - 1});
+    auto f = Floats(last);
+    users.vectors.insert(users.vectors.end(), f.begin(), f.end());
+  }
+  for (int64_t u = ub; u < ue; ++u) users.ids.push_back(u);
+  users.raw_ids = ds->ReadUserRawIds(ub, ue);
+  WriteVectorShard(partial + "/users-" + std::to_string(me) + ".h5", "users", users);
+  comm.Barrier();
+
+  const std::string dir = o.root + "/" + version;
+  if (me == 0) {
+    ExportManifest m;
+    m.version = version;
+    m.source = o.run_dir + "/model";
+    m.data = o.data;
+    m.dim = o.model.dim;
+    m.num_items = info.num_items;
+    m.num_users = info.num_users;
+    for (int r = 0; r < w; ++r) {
+      m.item_shards.push_back({"items-" + std::to_string(r) + ".h5", info.num_items * r / w, info.num_items * (r + 1) / w});
+      m.user_shards.push_back({"users-" + std::to_string(r) + ".h5", info.num_users * r / w, info.num_users * (r + 1) / w});
+    }
+    const std::string eval = o.run_dir + "/eval.json";
+    if (PathExists(eval)) {
+      JsonValue j = JsonValue::Parse(ReadFileToString(eval), eval);
+      for (const auto& [k, v] : j.object) {
+        if (v.type == JsonValue::kNumber) m.eval[k] = v.number;
+      }
+    }
+    WriteExportManifest(partial, m);
+    PublishExport(o.root, partial, version);
+  }
+  comm.Barrier();
+  return dir;
+}
+
+}  // namespace shardrec

@@ -1,0 +1,26 @@
+// `shardrec export`: runs the item tower over the whole catalogue and the user tower over every
+// known user, each rank its own id range (no gather to rank 0), and publishes ROOT/<version>
+// (io/export.h) atomically.
+#pragma once
+
+#include <string>
+
+#include "distributed/communicator.h"
+#include "model/two_tower.h"
+
+namespace shardrec {
+
+struct ExportOptions {
+  std::string run_dir;   // the trained model: run_dir/model
+  std::string data;      // the dataset it was trained on
+  std::string root;      // ROOT: versions live in ROOT/<version>
+  std::string version;   // "" = v<UTC time>
+  ModelConfig model;
+  uint64_t seed = 1;
+  int64_t chunk = 8192;  // ids per collective encode call
+};
+
+// COLLECTIVE. Returns ROOT/<version>.
+std::string ExportEmbeddings(const ExportOptions& options, Communicator& comm);
+
+}  // namespace shardrec
