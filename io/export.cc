@@ -74,7 +74,10 @@ VectorShard ReadVectorShard(const std::string& path) {
 void WriteExportManifest(const std::string& dir, ExportManifest m) {
   m.files.clear();
   for (const auto& name : ListDirectory(dir)) {
-    if (name == "manifest.json" || name.find(".tmp-") != std::string::npos) continue;
+    if (name == "manifest.json" || name.find(".tmp-") != std::string::npos ||
+        (name.size() > 4 && name.substr(name.size() - 4) == ".new")) {
+      continue;
+    }
     const std::string data = ReadFileToString(dir + "/" + name);
     m.files[name] = {static_cast<int64_t>(data.size()), Crc32c(data)};
   }

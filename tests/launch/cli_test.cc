@@ -141,6 +141,31 @@ TEST(Cli, KillDuringCheckpointsLeavesAValidOneAndResumeWorks) {
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
 }
 
+TEST(Cli, ExportIndexQueryEndToEnd) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 200 --items 300 --events 3000").exit_code, 0);
+  ASSERT_EQ(RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                       " --max-steps 4 --dim 8 --blocks 1 --max-len 5 --eval-every 0").exit_code, 0);
+  auto r = RunCommand(kBin + " export --run-dir " + dir.File("run") + " --out " + dir.File("exp"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = RunCommand(kBin + " index --export " + dir.File("exp"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("recall@10 1.0000"), std::string::npos) << r.output;  // Flat at this size
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 17 --k 3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("user 17 ("), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("  3. "), std::string::npos) << r.output;
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,9,12 --k 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"rank\": 2"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user nobody");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--user: unknown user id 'nobody'"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,99999");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--history: unknown item id '99999'"), std::string::npos) << r.output;
+}
+
 TEST(Cli, EvalMistakes) {
   TempDir dir;
   auto r = RunCommand(kBin + " eval --run-dir " + dir.File("nothing"));

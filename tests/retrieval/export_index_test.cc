@@ -1,0 +1,141 @@
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "common/file_util.h"
+#include "distributed/inprocess.h"
+#include "io/export.h"
+#include "io/synth.h"
+#include "retrieval/index.h"
+#include "tests/test_util.h"
+#include "train/export.h"
+#include "train/trainer.h"
+
+namespace shardrec {
+namespace {
+
+class ExportTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    SynthOptions so;
+    so.users = 300;
+    so.items = 500;
+    so.events = 4500;
+    GenerateSynthetic(dir_->File("s.h5"), so);
+    TrainOptions o;
+    o.data = dir_->File("s.h5");
+    o.run_dir = dir_->File("run");
+    o.max_steps = 10;
+    o.batch_size = 64;
+    o.eval_every = 0;
+    o.quiet = true;
+    o.model = Model();
+    RunRanks(1, [&](Communicator& c) { Train(o, c); });
+  }
+  static void TearDownTestSuite() { delete dir_; }
+  static ModelConfig Model() {
+    ModelConfig m;
+    m.dim = 16;
+    m.blocks = 1;
+    m.max_len = 10;
+    m.dropout = 0;
+    return m;
+  }
+  static std::string Export(int world, const std::string& root, const std::string& version) {
+    std::string out;
+    RunRanks(world, [&](Communicator& c) {
+      ExportOptions e;
+      e.run_dir = dir_->File("run");
+      e.data = dir_->File("s.h5");
+      e.root = root;
+      e.version = version;
+      e.model = Model();
+      e.chunk = 64;  // several collective calls per rank
+      out = ExportEmbeddings(e, c);
+    });
+    return out;
+  }
+  static testing::TempDir* dir_;
+};
+testing::TempDir* ExportTest::dir_ = nullptr;
+
+TEST_F(ExportTest, ShardsCoverEverythingAndAnyWorldSizeExportsTheSameVectors) {
+  const std::string v1 = Export(1, dir_->File("exp"), "one");
+  const std::string v3 = Export(3, dir_->File("exp"), "three");
+  EXPECT_EQ(ResolveExport(dir_->File("exp")), v3);  // LATEST follows the newest publish
+  ExportManifest m1 = ReadExportManifest(v1), m3 = ReadExportManifest(v3);
+  EXPECT_EQ(m3.item_shards.size(), 3u);
+  EXPECT_EQ(m3.num_items, 500);
+  EXPECT_EQ(m3.num_users, 300);
+  auto one = ShardedIndex::Open(v1, true), three = ShardedIndex::Open(v3, true);
+  ASSERT_EQ(one->vectors().size(), 500u * 16);
+  for (size_t i = 0; i < one->vectors().size(); ++i) ASSERT_NEAR(one->vectors()[i], three->vectors()[i], 1e-6);
+  for (int64_t i = 0; i < 500; ++i) {
+    float norm = 0;
+    for (int k = 0; k < 16; ++k) norm += one->vectors()[i * 16 + k] * one->vectors()[i * 16 + k];
+    ASSERT_NEAR(norm, 1.0f, 1e-4) << "item " << i << " is not L2-normalised";
+    ASSERT_EQ(one->raw_id(i), std::to_string(i + 1));
+  }
+  // Users: the same vectors from 1 and 3 ranks.
+  VectorShard u1 = ReadVectorShard(v1 + "/users-0.h5");
+  std::vector<float> u3;
+  for (int r = 0; r < 3; ++r) {
+    VectorShard s = ReadVectorShard(v3 + "/users-" + std::to_string(r) + ".h5");
+    u3.insert(u3.end(), s.vectors.begin(), s.vectors.end());
+  }
+  ASSERT_EQ(u1.vectors.size(), u3.size());
+  for (size_t i = 0; i < u3.size(); ++i) ASSERT_NEAR(u1.vectors[i], u3[i], 1e-5);
+  testing::ExpectUserError([&] { Export(1, dir_->File("exp"), "one"); }, {"exists already"});
+}
+
+TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
+  const std::string v = Export(2, dir_->File("exp2"), "v");
+  IndexOptions o;
+  o.factory = "Flat";
+  IndexReport flat = BuildExportIndex(v, o);
+  EXPECT_DOUBLE_EQ(flat.recall10, 1.0);
+  o.factory = "HNSW16";
+  IndexReport hnsw = BuildExportIndex(v, o);
+  EXPECT_GT(hnsw.recall10, 0.9);
+  ExportManifest m = ReadExportManifest(v);
+  EXPECT_EQ(m.index_factory, "HNSW16");
+  EXPECT_DOUBLE_EQ(m.index_recall10, hnsw.recall10);
+  EXPECT_EQ(m.index_queries, 300);
+  // Brute force oracle for a few queries (user vectors).
+  auto idx = ShardedIndex::Open(v, /*exact=*/true);
+  VectorShard users = ReadVectorShard(v + "/users-0.h5");
+  for (int q = 0; q < 20; ++q) {
+    const float* qv = users.vectors.data() + q * 16;
+    std::vector<std::pair<float, int64_t>> all;
+    for (int64_t i = 0; i < 500; ++i) {
+      float s = 0;
+      for (int k = 0; k < 16; ++k) s += qv[k] * idx->vectors()[i * 16 + k];
+      if (i != 7) all.push_back({-s, i});
+    }
+    std::sort(all.begin(), all.end());
+    auto hits = idx->Search(qv, 10, {7});
+    ASSERT_EQ(hits.size(), 10u);
+    for (int r = 0; r < 10; ++r) {
+      EXPECT_EQ(hits[r].id, all[r].second) << "query " << q << " rank " << r;
+      EXPECT_NEAR(hits[r].score, -all[r].first, 1e-5);
+    }
+  }
+}
+
+TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
+  const std::string v = Export(1, dir_->File("exp3"), "good");
+  // An export that died before publishing leaves only a hidden partial directory: LATEST still
+  // names the good version.
+  MakeDirs(dir_->File("exp3/.next.partial"));
+  EXPECT_EQ(ResolveExport(dir_->File("exp3")), v);
+  std::string bytes = ReadFileToString(v + "/items-0.h5");
+  bytes[bytes.size() / 3] ^= 0x11;
+  testing::WriteText(v + "/items-0.h5", bytes);
+  testing::ExpectUserError([&] { ShardedIndex::Open(v); }, {"items-0.h5", "checksum mismatch"});
+  testing::ExpectUserError([&] { ResolveExport(dir_->File("nothing")); }, {"neither an export version"});
+}
+
+}  // namespace
+}  // namespace shardrec
