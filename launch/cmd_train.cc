@@ -140,6 +140,10 @@ int RunEval(const std::vector<std::string>&) {
   o.batch_size = FLAGS_eval_batch_size;
   o.model = ModelConfigFromFlags();
   o.seed = FLAGS_seed;
+  if (FLAGS_ann) {
+    if (FLAGS_export_dir.empty()) Fail("--ann needs --export ROOT (an export of this run with `shardrec index`)");
+    o.ann_export = FLAGS_export_dir;
+  }
   auto m = Evaluate(o, *job.comm);
   if (job.is_root()) {
     JsonObject j;
@@ -183,7 +187,7 @@ Registrar train_cmd({
 
 std::vector<std::string> EvalKeys() {
   std::vector<std::string> k = WithConfig(TrainKeys());
-  for (const char* f : {"split", "baseline", "out"}) k.push_back(f);
+  for (const char* f : {"split", "baseline", "out", "ann", "export_dir"}) k.push_back(f);
   return k;
 }
 

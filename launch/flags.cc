@@ -78,3 +78,4 @@ DEFINE_string(user, "", "query: a raw user id of the export");
 DEFINE_string(history, "", "query: raw item ids, oldest first, comma-separated (runs the user tower)");
 DEFINE_int64(k, 10, "query: how many items");
 DEFINE_bool(exact, false, "query: exact search instead of the ANN index");
+DEFINE_bool(ann, false, "eval: also rank through the ANN index of --export (ann_* metrics beside exact)");

@@ -85,3 +85,4 @@ DECLARE_string(user);
 DECLARE_string(history);
 DECLARE_int64(k);
 DECLARE_bool(exact);
+DECLARE_bool(ann);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -16,6 +17,7 @@
 #include "io/h5.h"
 #include "io/reader.h"
 #include "model/losses.h"
+#include "retrieval/index.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
 #include "train/tensorboard.h"
@@ -105,9 +107,11 @@ void RankBatch(const Batch& b, const at::Tensor& scores, std::vector<UserResult>
   out->insert(out->end(), r.begin(), r.end());
 }
 
+// `ann`: also rank through this index (top-200 by the index, history excluded; a target outside them
+// counts as a miss), returned under "ann_" keys.
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm, bool has_timestamps,
-                                            const std::vector<int64_t>& counts) {
+                                            const std::vector<int64_t>& counts, const ShardedIndex* ann = nullptr) {
   const torch::Device dev(comm.device());
   model.train(false);
   torch::NoGradGuard no_grad;
@@ -122,7 +126,7 @@ std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::str
   SequenceReader reader(data, ro);
   const int64_t num_items = reader.info().num_items;
   at::Tensor items = EncodeCatalogue(model, num_items, dev);
-  std::vector<UserResult> results;
+  std::vector<UserResult> results, ann_results;
   while (auto b = reader.Next()) {
     if (b->rows == 0) continue;
     SequenceTensors t = ToTensors(*b, has_timestamps, model.config().time_buckets, dev);
@@ -130,9 +134,30 @@ std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::str
     at::Tensor users = model.EncodeUsers(hist, t.lengths, t.gaps);
     at::Tensor last = users.index({torch::arange(b->rows, torch::TensorOptions().device(dev)), t.lengths - 1});
     RankBatch(*b, torch::matmul(last, items.t()), &results);
+    if (ann) {
+      at::Tensor q = last.to(torch::kCPU).contiguous();
+      for (int64_t i = 0; i < b->rows; ++i) {
+        std::unordered_set<int64_t> exclude(b->history_items.begin() + b->history_offsets[i],
+                                            b->history_items.begin() + b->history_offsets[i + 1]);
+        exclude.erase(b->targets[i]);
+        auto hits = ann->Search(q[i].data_ptr<float>(), 200, exclude);
+        UserResult r;
+        r.user = b->users[i];
+        r.rank = 1000000000;
+        for (size_t k = 0; k < hits.size(); ++k) {
+          if (hits[k].id == b->targets[i]) r.rank = static_cast<int64_t>(k);
+          if (k < 10) r.top10.push_back(hits[k].id);
+        }
+        ann_results.push_back(r);
+      }
+    }
   }
   model.train(true);
-  return ReduceMetrics(comm, results, num_items, counts);
+  auto m = ReduceMetrics(comm, results, num_items, counts);
+  if (ann) {
+    for (const auto& [k, v] : ReduceMetrics(comm, ann_results, num_items, counts)) m["ann_" + k] = v;
+  }
+  return m;
 }
 
 // ---- baselines ---------------------------------------------------------------------------------
@@ -472,8 +497,10 @@ std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm)
   const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
   TwoTowerModel model(o.model, catalog, &comm, o.seed);
   LoadModel(model, o.run_dir + "/model", comm);
+  std::unique_ptr<ShardedIndex> ann;
+  if (!o.ann_export.empty()) ann = ShardedIndex::Open(ResolveExport(o.ann_export));
   return EvaluateModel(model, o.data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm,
-                       ds->info().has_timestamps, counts);
+                       ds->info().has_timestamps, counts, ann.get());
 }
 
 }  // namespace shardrec

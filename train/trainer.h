@@ -66,6 +66,9 @@ struct EvalOptions {
   int64_t batch_size = 256;
   ModelConfig model;
   uint64_t seed = 1;
+  // Also rank through the ANN index of this export (ROOT or ROOT/<version>): "ann_" metrics,
+  // computed from the index's top 200 (MRR is then MRR@200).
+  std::string ann_export;
 };
 std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm);
 

@@ -6,6 +6,7 @@
 
 #include "common/file_util.h"
 #include "io/dataset.h"
+#include "io/export.h"
 #include "train/checkpoint.h"
 #include "tests/test_util.h"
 
@@ -151,6 +152,14 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   r = RunCommand(kBin + " index --export " + dir.File("exp"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("recall@10 1.0000"), std::string::npos) << r.output;  // Flat at this size
+  r = RunCommand(kBin + " eval --run-dir " + dir.File("run") + " --ann --export " + dir.File("exp"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  {
+    // Flat index: the same HR@10 through the index as exact.
+    const auto a = r.output.find("\"ann_hr@10\": "), e = r.output.find("\"hr@10\": ");
+    ASSERT_NE(a, std::string::npos) << r.output;
+    EXPECT_EQ(std::stod(r.output.substr(a + 13)), std::stod(r.output.substr(e + 9))) << r.output;
+  }
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 17 --k 3");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("user 17 ("), std::string::npos) << r.output;
@@ -164,6 +173,27 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,99999");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("--history: unknown item id '99999'"), std::string::npos) << r.output;
+}
+
+TEST(Cli, KillDuringExportLeavesThePreviousVersionServed) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 3000 --items 60000 --events 30000").exit_code, 0);
+  ASSERT_EQ(RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                       " --max-steps 1 --dim 8 --blocks 1 --max-len 5 --eval-every 0 --loss sampled").exit_code, 0);
+  const std::string exp = kBin + " export --run-dir " + dir.File("run") + " --out " + dir.File("exp");
+  ASSERT_EQ(RunCommand(exp + " --export-version first").exit_code, 0);
+  int n = 0, killed = 0;
+  for (const char* delay : {"0.3", "0.4", "0.5", "0.6", "0.7", "0.8"}) {
+    const std::string version = "next" + std::to_string(n++);
+    RunCommand("(" + exp + " --export-version " + version + " >/dev/null 2>&1 & pid=$!; sleep " + delay +
+               "; kill -9 $pid; wait $pid)");
+    killed += !PathExists(dir.File("exp/" + version));
+    const std::string served = ResolveExport(dir.File("exp"));
+    EXPECT_NO_THROW(ReadExportManifest(served)) << served;  // whatever LATEST names is complete
+  }
+  EXPECT_GT(killed, 0) << "no export was interrupted; the delays are too long for this machine";
+  auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 5 --k 2");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST(Cli, EvalMistakes) {
