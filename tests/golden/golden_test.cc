@@ -1,0 +1,165 @@
+// Golden files: small files of every format version, committed under tests/golden/. Readers of
+// this build must keep reading them (a format change bumps format_version and adds new goldens);
+// the dataset writer must keep producing the same bytes. Regenerate with
+// SHARDREC_UPDATE_GOLDEN=1 build/tests/golden_test (and say why in the commit).
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "common/file_util.h"
+#include "distributed/inprocess.h"
+#include "io/convert.h"
+#include "io/dataset.h"
+#include "io/export.h"
+#include "io/h5.h"
+#include "retrieval/index.h"
+#include "tests/test_util.h"
+#include "train/checkpoint.h"
+#include "train/export.h"
+#include "train/trainer.h"
+
+namespace shardrec {
+namespace {
+
+const std::string kGolden = std::string(SHARDREC_SOURCE_DIR) + "/tests/golden";
+bool Update() { return std::getenv("SHARDREC_UPDATE_GOLDEN") != nullptr; }
+
+// The inputs every golden file is made from.
+std::string MakeDataset(const testing::TempDir& tmp) {
+  // A fixed directory name: it is recorded in the file's `source` attribute.
+  const std::string in = tmp.File("ml-golden");
+  MakeDirs(in);
+  struct Dir {
+    std::string p;
+    std::string File(const std::string& n) const { return p + "/" + n; }
+    const std::string& path() const { return p; }
+  } dir{in};
+  testing::WriteText(dir.File("u.data"),
+                     "1\t10\t5\t100\n1\t20\t4\t200\n1\t30\t3\t300\n1\t40\t5\t400\n"
+                     "2\t20\t4\t150\n2\t30\t5\t250\n2\t50\t2\t350\n"
+                     "3\t10\t1\t120\n3\t40\t4\t220\n3\t50\t4\t320\n3\t20\t5\t420\n");
+  testing::WriteText(dir.File("u.genre"), "Action|0\nDrama|1\n");
+  testing::WriteText(dir.File("u.item"),
+                     "10|Ten (1990)|x||u|1|0\n20|Twenty (1991)|x||u|0|1\n30|Thirty (1992)|x||u|1|1\n"
+                     "40|Forty (1993)|x||u|0|0\n50|Fifty (1994)|x||u|1|0\n");
+  ConvertOptions o;
+  o.format = "movielens";
+  ConvertToDataset(dir.path(), dir.File("dataset_v1.h5"), o);
+  return dir.File("dataset_v1.h5");
+}
+
+ModelConfig TinyModel() {
+  ModelConfig m;
+  m.dim = 4;
+  m.blocks = 1;
+  m.heads = 1;
+  m.max_len = 4;
+  m.dropout = 0;
+  m.time_buckets = 4;
+  return m;
+}
+
+TEST(Golden, DatasetV1ReadsAndTheWriterIsStable) {
+  testing::TempDir dir;
+  const std::string fresh = MakeDataset(dir);
+  const std::string golden = kGolden + "/dataset_v1.h5";
+  if (Update()) testing::WriteText(golden, ReadFileToString(fresh));
+  auto ds = Dataset::Open(golden);
+  EXPECT_EQ(ds->info().format_version, 1);
+  EXPECT_EQ(ds->info().num_users, 3);
+  EXPECT_EQ(ds->info().num_items, 5);
+  EXPECT_EQ(ds->info().num_events, 11);
+  EXPECT_EQ(ds->user_offsets(), (std::vector<int64_t>{0, 4, 7, 11}));
+  EXPECT_EQ(ds->ReadItems(7, 11), (std::vector<int32_t>{0, 3, 4, 1}));
+  EXPECT_EQ(ds->ReadItemTitles(2, 3)[0], "Thirty (1992)");
+  EXPECT_EQ(ds->ReadCategoryNames(), (std::vector<std::string>{"Action", "Drama"}));
+  EXPECT_TRUE(ReadFileToString(fresh) == ReadFileToString(golden)) << "the dataset writer changed its bytes";
+}
+
+TEST(Golden, CheckpointV1Loads) {
+  const std::string golden = kGolden + "/checkpoint_v1";
+  testing::TempDir dir;
+  const std::string data = MakeDataset(dir);
+  if (Update()) {
+    TrainOptions o;
+    o.data = data;
+    o.run_dir = dir.File("run");
+    o.max_steps = 2;
+    o.batch_size = 2;
+    o.eval_every = 0;
+    o.quiet = true;
+    o.model = TinyModel();
+    RunRanks(2, [&](Communicator& c) { Train(o, c); });
+    RemoveAll(golden);
+    ASSERT_EQ(testing::RunCommand("cp -r " + ListCheckpoints(dir.File("run")).back() + " " + golden).exit_code, 0);
+  }
+  VerifyCheckpoint(golden);
+  RunRanks(1, [&](Communicator& c) {
+    auto ds = Dataset::Open(data);
+    ItemCatalog cat;
+    cat.num_items = 5;
+    auto cats = ds->ReadItemCategories(0, 5);
+    cat.num_categories = 2;
+    cat.category_offsets = cats.offsets;
+    cat.category_values.assign(cats.values.begin(), cats.values.end());
+    TwoTowerModel model(TinyModel(), cat, &c, 1);
+    TrainerState state;
+    LoadCheckpoint(golden, model, nullptr, &state, c);
+    EXPECT_EQ(state.step, 2);
+    // Rows came from two ranks' files into one shard: compare with the files themselves.
+    at::Tensor w = model.embeddings().LocalWeights("item_id");
+    h5::File f0 = h5::File::Open(golden + "/embeddings-rank0.h5");
+    if (f0.Exists("/tables/item_id/rows")) {
+      auto rows = f0.ReadAll<int64_t>("/tables/item_id/rows");
+      auto vec = f0.ReadAll<float>("/tables/item_id/vectors");
+      const int64_t cb = *f0.GetIntAttr("/tables/item_id", "col_begin"), ce = *f0.GetIntAttr("/tables/item_id", "col_end");
+      for (size_t i = 0; i < rows.size(); ++i) {
+        for (int64_t c2 = cb; c2 < ce; ++c2) EXPECT_EQ(w[rows[i]][c2].item<float>(), vec[i * (ce - cb) + (c2 - cb)]);
+      }
+    }
+  });
+}
+
+TEST(Golden, ExportV1OpensAndSearches) {
+  const std::string golden = kGolden + "/export_v1";
+  if (Update()) {
+    testing::TempDir dir;
+    const std::string data = MakeDataset(dir);
+    TrainOptions o;
+    o.data = data;
+    o.run_dir = dir.File("run");
+    o.max_steps = 2;
+    o.batch_size = 2;
+    o.eval_every = 0;
+    o.quiet = true;
+    o.model = TinyModel();
+    RunRanks(1, [&](Communicator& c) {
+      Train(o, c);
+      ExportOptions e;
+      e.run_dir = o.run_dir;
+      e.data = data;
+      e.root = dir.File("exp");
+      e.version = "golden";
+      e.model = TinyModel();
+      ExportEmbeddings(e, c);
+    });
+    IndexOptions io;
+    io.factory = "Flat";
+    BuildExportIndex(dir.File("exp/golden"), io);
+    RemoveAll(golden);
+    ASSERT_EQ(testing::RunCommand("cp -r " + dir.File("exp/golden") + " " + golden).exit_code, 0);
+  }
+  auto idx = ShardedIndex::Open(golden);
+  EXPECT_EQ(idx->manifest().format_version, 1);
+  EXPECT_EQ(idx->manifest().num_items, 5);
+  EXPECT_EQ(idx->manifest().index_factory, "Flat");
+  EXPECT_TRUE(idx->approximate());
+  EXPECT_EQ(idx->raw_id(2), "30");
+  EXPECT_EQ(idx->title(4), "Fifty (1994)");
+  // Each item's own vector finds itself first (normalised vectors, inner product).
+  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(idx->Search(idx->vectors().data() + i * 4, 1)[0].id, i);
+}
+
+}  // namespace
+}  // namespace shardrec
