@@ -71,7 +71,7 @@ DEFINE_string(resume, "", "continue the run in this directory from its checkpoin
 DEFINE_string(resume_from, "latest", "latest (must verify) or latest-valid (skip damaged newer checkpoints)");
 DEFINE_string(export_version, "", "export: version name (default v<UTC date-time>)");
 DEFINE_string(export_dir, "", "an export root (uses ROOT/LATEST) or one version directory");
-DEFINE_string(factory, "auto", "index: FAISS factory string (auto: Flat below 100k items per shard, else HNSW32)");
+DEFINE_string(factory, "auto", "index: FAISS factory string (auto: Flat below 100k items per shard, else IVF<4 sqrt(n)>,Flat)");
 DEFINE_int64(queries, 1000, "index: user vectors used to measure recall against exact search");
 DEFINE_int64(ef_search, 128, "index/query: HNSW search breadth");
 DEFINE_string(user, "", "query: a raw user id of the export");

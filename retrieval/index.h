@@ -18,7 +18,7 @@ struct Index;
 namespace shardrec {
 
 struct IndexOptions {
-  std::string factory = "auto";  // FAISS factory string; auto: Flat below 100k items per shard, else HNSW32
+  std::string factory = "auto";  // FAISS factory string; auto: Flat below 100k items per shard, else IVF<4 sqrt(n)>,Flat
   int64_t queries = 1000;        // user vectors used to measure recall against exact search
   int64_t ef_search = 128;       // HNSW search breadth
   int64_t nprobe = 32;           // IVF lists probed
