@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "common/crc32c.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
@@ -11,21 +12,7 @@
 namespace shardrec {
 namespace {
 
-uint32_t Crc32c(const std::string& data) {
-  static uint32_t table[256];
-  static bool init = [] {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-    return true;
-  }();
-  (void)init;
-  uint32_t crc = 0xFFFFFFFFu;
-  for (unsigned char ch : data) crc = table[(crc ^ ch) & 0xFF] ^ (crc >> 8);
-  return crc ^ 0xFFFFFFFFu;
-}
+uint32_t Crc32c(const std::string& data) { return shardrec::Crc32c(data.data(), data.size()); }
 
 std::string ShardsJson(const std::vector<ExportShard>& shards) {
   std::string out = "[";

@@ -130,18 +130,7 @@ int RunQuery(const std::vector<std::string>&) {
     std::vector<int64_t> tail(items.end() - keep, items.end());
     RunRanks(1, [&](Communicator& c) {
       auto ds = Dataset::Open(m.data);
-      ItemCatalog cat;
-      cat.num_items = ds->info().num_items;
-      if (ds->info().has_categories && ds->info().num_categories > 0) {
-        auto cats = ds->ReadItemCategories(0, cat.num_items);
-        cat.num_categories = ds->info().num_categories;
-        cat.category_offsets = cats.offsets;
-        cat.category_values.assign(cats.values.begin(), cats.values.end());
-      }
-      if (ds->info().content_dim > 0) {
-        std::vector<float> v = ds->ReadItemContent(0, cat.num_items);
-        cat.content = torch::from_blob(v.data(), {cat.num_items, ds->info().content_dim}, torch::kFloat).clone();
-      }
+      ItemCatalog cat = LoadItemCatalog(*ds);
       TwoTowerModel model(mc, cat, &c, FLAGS_seed);
       LoadModel(model, m.source, c);
       model.train(false);

@@ -12,7 +12,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "io/h5.h"
-#include "train/tensorboard.h"
+#include "common/crc32c.h"
 
 namespace shardrec {
 namespace {

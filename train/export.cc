@@ -33,18 +33,7 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
   const int w = comm.world_size(), me = comm.rank();
   auto ds = Dataset::Open(o.data);
   const DatasetInfo info = ds->info();
-  ItemCatalog catalog;
-  catalog.num_items = info.num_items;
-  if (info.has_categories && info.num_categories > 0) {
-    auto cats = ds->ReadItemCategories(0, info.num_items);
-    catalog.num_categories = info.num_categories;
-    catalog.category_offsets = cats.offsets;
-    catalog.category_values.assign(cats.values.begin(), cats.values.end());
-  }
-  if (info.content_dim > 0) {
-    std::vector<float> v = ds->ReadItemContent(0, info.num_items);
-    catalog.content = torch::from_blob(v.data(), {info.num_items, info.content_dim}, torch::kFloat).clone();
-  }
+  ItemCatalog catalog = LoadItemCatalog(*ds);
   TwoTowerModel model(o.model, catalog, &comm, o.seed);
   LoadModel(model, o.run_dir + "/model", comm);
   model.train(false);

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/crc32c.h"
 #include "common/error.h"
 
 namespace shardrec {
@@ -47,23 +48,6 @@ std::string EventHeader(int64_t step) {
 }
 
 }  // namespace
-
-uint32_t Crc32c(const void* data, size_t n) {
-  static uint32_t table[256];
-  static bool init = [] {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-    return true;
-  }();
-  (void)init;
-  uint32_t crc = 0xFFFFFFFFu;
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
-  return crc ^ 0xFFFFFFFFu;
-}
 
 uint32_t MaskedCrc32c(const void* data, size_t n) {
   const uint32_t crc = Crc32c(data, n);

@@ -23,8 +23,7 @@ class TensorBoardWriter {
   FILE* file_ = nullptr;
 };
 
-// CRC-32C (Castagnoli), and TFRecord's masked form.
-uint32_t Crc32c(const void* data, size_t n);
+// TFRecord's masked CRC-32C.
 uint32_t MaskedCrc32c(const void* data, size_t n);
 
 }  // namespace shardrec

@@ -29,7 +29,9 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-ItemCatalog LoadCatalog(const Dataset& ds) {
+}  // namespace
+
+ItemCatalog LoadItemCatalog(const Dataset& ds) {
   ItemCatalog c;
   c.num_items = ds.info().num_items;
   if (ds.info().has_categories && ds.info().num_categories > 0) {
@@ -44,6 +46,8 @@ ItemCatalog LoadCatalog(const Dataset& ds) {
   }
   return c;
 }
+
+namespace {
 
 // Training-split event count of every item, summed over ranks (each rank counts users r, r+N, ...).
 std::vector<int64_t> TrainItemCounts(const Dataset& ds, Communicator& comm) {
@@ -261,7 +265,7 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
   if (!(o.temperature > 0)) Fail("--temperature must be > 0");
   const bool full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
   if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
-  ItemCatalog catalog = LoadCatalog(*ds);
+  ItemCatalog catalog = LoadItemCatalog(*ds);
   const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
   TwoTowerModel model(o.model, catalog, &comm, o.seed);
   model.train(true);
@@ -493,7 +497,7 @@ std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm)
   if (o.split != "valid" && o.split != "test") Fail("--split: expected valid or test, got '", o.split, "'");
   if (!o.baseline.empty()) return EvaluateBaseline(o, comm);
   auto ds = Dataset::Open(o.data);
-  ItemCatalog catalog = LoadCatalog(*ds);
+  ItemCatalog catalog = LoadItemCatalog(*ds);
   const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
   TwoTowerModel model(o.model, catalog, &comm, o.seed);
   LoadModel(model, o.run_dir + "/model", comm);

@@ -51,6 +51,10 @@ struct TrainResult {
   double examples_per_second = 0;  // sequences per second over all ranks
 };
 
+class Dataset;
+// What the item tower needs from a dataset: categories (CSR) and content vectors of every item.
+ItemCatalog LoadItemCatalog(const Dataset& ds);
+
 // COLLECTIVE. Trains, validates each `eval_every` epochs with early stopping on NDCG@10, and saves
 // the best model to run_dir/model (when save_model). Throws UserError on bad data or options,
 // including a NaN/Inf loss (naming the step).

@@ -2,6 +2,8 @@
 // ranks); every rank runs every test, and the process fails if any rank failed.
 #include <gtest/gtest.h>
 
+#include "tests/mpi_test_main.h"
+
 #include "distributed/mpi.h"
 #include "tests/distributed/collective_bodies.h"
 
@@ -43,22 +45,4 @@ TEST(Mpi, RanksAgreeWithTheLauncher) {
 }  // namespace
 }  // namespace shardrec
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  shardrec::CommOptions options;
-  options.timeout = std::chrono::seconds(120);
-  auto comm = shardrec::CreateMpiCommunicator(options);
-  shardrec::g_comm = comm.get();
-  if (comm->rank() != 0) {
-    // Only rank 0 reports; the others still fail the run through the exit code below.
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
-  at::Tensor any = at::full({1}, rc, at::kInt);
-  comm->AllReduce(any, shardrec::ReduceOp::kMax);
-  if (comm->rank() == 0 && any.item<int>() != 0 && rc == 0) {
-    std::fprintf(stderr, "a test failed on another rank\n");
-  }
-  return any.item<int>();
-}
+int main(int argc, char** argv) { return shardrec::testing::MpiTestMain(argc, argv, &shardrec::g_comm, 120); }

@@ -1,6 +1,8 @@
 // The sharded-vs-unsharded oracle over MPI (ctest runs it with 2 ranks).
 #include <gtest/gtest.h>
 
+#include "tests/mpi_test_main.h"
+
 #include "distributed/mpi.h"
 #include "tests/sharding/oracle.h"
 
@@ -22,18 +24,4 @@ INSTANTIATE_TEST_SUITE_P(Plans, MpiOracle,
 }  // namespace
 }  // namespace shardrec
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  shardrec::CommOptions options;
-  options.timeout = std::chrono::seconds(120);
-  auto comm = shardrec::CreateMpiCommunicator(options);
-  shardrec::g_comm = comm.get();
-  if (comm->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
-  at::Tensor any = at::full({1}, rc, at::kInt);
-  comm->AllReduce(any, shardrec::ReduceOp::kMax);
-  return any.item<int>();
-}
+int main(int argc, char** argv) { return shardrec::testing::MpiTestMain(argc, argv, &shardrec::g_comm, 120); }

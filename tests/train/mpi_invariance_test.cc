@@ -1,6 +1,8 @@
 // Two ranks under mpiexec train the same model as one in-process rank on the same global batches.
 #include <gtest/gtest.h>
 
+#include "tests/mpi_test_main.h"
+
 #include "distributed/inprocess.h"
 #include "distributed/mpi.h"
 #include "io/synth.h"
@@ -50,18 +52,4 @@ TEST(MpiInvariance, TwoProcessesEqualOneRank) {
 }  // namespace
 }  // namespace shardrec
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  shardrec::CommOptions options;
-  options.timeout = std::chrono::seconds(300);
-  auto comm = shardrec::CreateMpiCommunicator(options);
-  shardrec::g_comm = comm.get();
-  if (comm->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  int rc = RUN_ALL_TESTS();
-  at::Tensor any = at::full({1}, rc, at::kInt);
-  comm->AllReduce(any, shardrec::ReduceOp::kMax);
-  return any.item<int>();
-}
+int main(int argc, char** argv) { return shardrec::testing::MpiTestMain(argc, argv, &shardrec::g_comm, 300); }
