@@ -58,13 +58,19 @@ VectorShard ReadVectorShard(const std::string& path) {
   return s;
 }
 
+std::string IndexFileName(size_t shard, int64_t generation) {
+  return "index-" + std::to_string(shard) + (generation > 0 ? ".g" + std::to_string(generation) : "") + ".faiss";
+}
+
 void WriteExportManifest(const std::string& dir, ExportManifest m) {
   m.files.clear();
-  for (const auto& name : ListDirectory(dir)) {
-    if (name == "manifest.json" || name.find(".tmp-") != std::string::npos ||
-        (name.size() > 4 && name.substr(name.size() - 4) == ".new")) {
-      continue;
-    }
+  std::vector<std::string> names;
+  for (const auto& s : m.item_shards) names.push_back(s.file);
+  for (const auto& s : m.user_shards) names.push_back(s.file);
+  if (!m.index_factory.empty()) {
+    for (size_t s = 0; s < m.item_shards.size(); ++s) names.push_back(IndexFileName(s, m.index_generation));
+  }
+  for (const auto& name : names) {
     const std::string data = ReadFileToString(dir + "/" + name);
     m.files[name] = {static_cast<int64_t>(data.size()), Crc32c(data)};
   }
@@ -83,7 +89,7 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
       .Add("eval", eval).Add("files", files);
   if (!m.index_factory.empty()) {
     JsonObject idx;
-    idx.Add("factory", m.index_factory).Add("ef_search", m.index_ef_search).Add("nprobe", m.index_nprobe)
+    idx.Add("factory", m.index_factory).Add("generation", m.index_generation).Add("ef_search", m.index_ef_search).Add("nprobe", m.index_nprobe)
         .Add("queries", m.index_queries).Add("recall@10", m.index_recall10).Add("recall@100", m.index_recall100)
         .Add("recall_protocol", "top-K of the index vs exact inner-product search over all items, for the "
                                 "user-tower vectors of up to `queries` users (never item vectors as queries)");
@@ -125,6 +131,7 @@ ExportManifest ReadExportManifest(const std::string& dir) {
     if (j.has("index")) {
       const JsonValue& idx = j.at("index");
       m.index_factory = idx.at("factory").str();
+      m.index_generation = idx.has("generation") ? idx.at("generation").integer() : 0;
       m.index_ef_search = idx.at("ef_search").integer();
       m.index_nprobe = idx.at("nprobe").integer();
       m.index_queries = idx.at("queries").integer();

@@ -44,13 +44,20 @@ struct ExportManifest {
   std::vector<ExportShard> item_shards, user_shards;
   std::map<std::string, double> eval;  // the run's eval.json metrics, when present
   std::map<std::string, std::pair<int64_t, uint32_t>> files;  // name -> (bytes, crc32c)
-  // ANN index (shardrec index): one file per item shard, "index-<shard>.faiss".
+  // ANN index (shardrec index): one file per item shard, IndexFileName(shard, index_generation).
+  // Re-indexing writes the next generation beside the current one and switches the manifest, so a
+  // reader always finds the files its manifest names.
   std::string index_factory;  // "" = no index
+  int64_t index_generation = 0;
   int64_t index_ef_search = 0, index_nprobe = 0, index_queries = 0;
   double index_recall10 = -1, index_recall100 = -1;
 };
 
-// Computes every listed file's size and CRC-32C, writes manifest.json atomically.
+// "index-<shard>.faiss" for generation 0, "index-<shard>.g<generation>.faiss" after.
+std::string IndexFileName(size_t shard, int64_t generation);
+
+// Computes the size and CRC-32C of the shard files and the current index generation's files,
+// writes manifest.json atomically.
 void WriteExportManifest(const std::string& dir, ExportManifest manifest);
 // Reads and verifies (sizes and checksums of every file): UserError naming the file otherwise.
 ExportManifest ReadExportManifest(const std::string& dir);

@@ -21,7 +21,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string IndexFile(size_t shard) { return "index-" + std::to_string(shard) + ".faiss"; }
 
 void SetSearchParams(faiss::Index* index, int64_t ef_search, int64_t nprobe) {
   if (auto* h = dynamic_cast<faiss::IndexHNSW*>(index)) h->hnsw.efSearch = static_cast<int>(ef_search);
@@ -89,7 +88,7 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
     idx->flat_.push_back(std::move(flat));
     idx->shard_begin_.push_back(sh.begin);
     if (!exact && !m.index_factory.empty()) {
-      const std::string f = dir + "/" + IndexFile(s);
+      const std::string f = dir + "/" + IndexFileName(s, m.index_generation);
       faiss::Index* raw = nullptr;
       try {
         raw = faiss::read_index(f.c_str());
@@ -124,6 +123,9 @@ int64_t ShardedIndex::FindItem(const std::string& raw) const {
 
 IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   ExportManifest m = ReadExportManifest(dir);
+  const int64_t old_generation = m.index_generation;
+  const bool had_index = !m.index_factory.empty();
+  const int64_t generation = old_generation + 1;
   IndexReport rep;
   int64_t largest = 0;
   for (const auto& s : m.item_shards) largest = std::max(largest, s.end - s.begin);
@@ -152,8 +154,8 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
     }
     ix->add(n, v.vectors.data());
     SetSearchParams(ix.get(), o.ef_search, o.nprobe);
-    // Written beside the published files; swapped in just before the manifest is rewritten.
-    faiss::write_index(ix.get(), (dir + "/" + IndexFile(s) + ".new").c_str());
+    // The next generation, beside the current one: readers keep using what their manifest names.
+    faiss::write_index(ix.get(), (dir + "/" + IndexFileName(s, generation)).c_str());
     auto exact_shard = std::make_unique<faiss::IndexFlatIP>(m.dim);
     exact_shard->add(n, v.vectors.data());
     flat.push_back(std::move(exact_shard));
@@ -196,10 +198,7 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   rep.recall100 = nq ? hit100 / nq : 0;
   rep.exact_qps = t_exact > 0 ? nq / t_exact : 0;
   rep.index_qps = t_index > 0 ? nq / t_index : 0;
-  for (size_t s = 0; s < built.size(); ++s) {
-    const std::string f = dir + "/" + IndexFile(s);
-    if (std::rename((f + ".new").c_str(), f.c_str()) != 0) Fail(f, ": cannot replace the index");
-  }
+  m.index_generation = generation;
   m.index_factory = rep.factory;
   m.index_ef_search = o.ef_search;
   m.index_nprobe = o.nprobe;
@@ -207,6 +206,10 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   m.index_recall10 = rep.recall10;
   m.index_recall100 = rep.recall100;
   WriteExportManifest(dir, m);
+  // The previous generation is unreferenced now.
+  if (had_index) {
+    for (size_t s = 0; s < built.size(); ++s) RemoveAll(dir + "/" + IndexFileName(s, old_generation));
+  }
   return rep;
 }
 

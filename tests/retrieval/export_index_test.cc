@@ -101,6 +101,10 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   EXPECT_GT(hnsw.recall10, 0.9);
   ExportManifest m = ReadExportManifest(v);
   EXPECT_EQ(m.index_factory, "HNSW16");
+  // Re-indexing writes a new generation and drops the old one only after the manifest switched.
+  EXPECT_EQ(m.index_generation, 2);
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 1)));
+  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(1, 2)));
   EXPECT_DOUBLE_EQ(m.index_recall10, hnsw.recall10);
   EXPECT_EQ(m.index_queries, 300);
   // Brute force oracle for a few queries (user vectors).

@@ -47,7 +47,10 @@ def main():
             v = f["vectors"][...]
             assert v.shape == (s["end"] - s["begin"], m["dim"]) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
             raw += strings(f["raw_ids"])
-        shards.append((s["begin"], faiss.read_index(f"{vdir}/index-{len(shards)}.faiss")))
+        gen = m["index"].get("generation", 0)
+        name = f"index-{len(shards)}" + (f".g{gen}" if gen else "") + ".faiss"
+        assert name in m["files"], name
+        shards.append((s["begin"], faiss.read_index(f"{vdir}/{name}")))
     with h5py.File(f"{vdir}/users-0.h5") as f:
         users, user_raw, uvec = f["ids"][...], strings(f["raw_ids"]), f["vectors"][...]
     with h5py.File(m["data"]) as d:
