@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/crc32c.h"
 #include "common/error.h"
 
 namespace shardrec {
@@ -132,6 +133,18 @@ void SyncPath(const std::string& path) {
   int err = errno;
   ::close(fd);
   if (rc != 0 && err != EINVAL) Fail(path, ": fsync failed: ", std::strerror(err));
+}
+
+FileDigest DigestFile(const std::string& path) {
+  const std::string data = ReadFileToString(path);
+  return {static_cast<int64_t>(data.size()), Crc32c(data.data(), data.size())};
+}
+
+void VerifyFileDigest(const std::string& path, const FileDigest& expected) {
+  if (!PathExists(path)) Fail(path, ": missing (listed in the manifest)");
+  const FileDigest got = DigestFile(path);
+  if (got.bytes != expected.bytes) Fail(path, ": ", got.bytes, " bytes, the manifest says ", expected.bytes, " (truncated?)");
+  if (got.crc32c != expected.crc32c) Fail(path, ": checksum mismatch (the file is damaged)");
 }
 
 }  // namespace shardrec

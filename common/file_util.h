@@ -1,6 +1,7 @@
 // Files: atomic publication (leveldb's CURRENT pattern) and small helpers.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -49,5 +50,15 @@ void MakeDirs(const std::string& path);
 void RemoveAll(const std::string& path);
 // fsync of a file or directory by path; throws UserError on failure.
 void SyncPath(const std::string& path);
+
+// Size and CRC-32C of a file, as manifests record them.
+struct FileDigest {
+  int64_t bytes = 0;
+  uint32_t crc32c = 0;
+};
+FileDigest DigestFile(const std::string& path);
+// Throws UserError naming `path` when it is missing, has another size ("truncated?") or another
+// checksum ("the file is damaged").
+void VerifyFileDigest(const std::string& path, const FileDigest& expected);
 
 }  // namespace shardrec

@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <fstream>
 
-#include "common/crc32c.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
@@ -11,8 +10,6 @@
 
 namespace shardrec {
 namespace {
-
-uint32_t Crc32c(const std::string& data) { return shardrec::Crc32c(data.data(), data.size()); }
 
 std::string ShardsJson(const std::vector<ExportShard>& shards) {
   std::string out = "[";
@@ -70,15 +67,12 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
   if (!m.index_factory.empty()) {
     for (size_t s = 0; s < m.item_shards.size(); ++s) names.push_back(IndexFileName(s, m.index_generation));
   }
-  for (const auto& name : names) {
-    const std::string data = ReadFileToString(dir + "/" + name);
-    m.files[name] = {static_cast<int64_t>(data.size()), Crc32c(data)};
-  }
+  for (const auto& name : names) m.files[name] = DigestFile(dir + "/" + name);
   JsonObject eval, files;
   for (const auto& [k, v] : m.eval) eval.Add(k, v);
   for (const auto& [k, v] : m.files) {
     JsonObject e;
-    e.Add("bytes", v.first).Add("crc32c", static_cast<int64_t>(v.second));
+    e.Add("bytes", v.bytes).Add("crc32c", static_cast<int64_t>(v.crc32c));
     files.Add(k, e);
   }
   JsonObject o;
@@ -145,13 +139,7 @@ ExportManifest ReadExportManifest(const std::string& dir) {
     if (std::string(e.what()).rfind(path, 0) == 0) throw;
     Fail(path, ": ", e.what());
   }
-  for (const auto& [name, e] : m.files) {
-    const std::string f = dir + "/" + name;
-    if (!PathExists(f)) Fail(f, ": missing (listed in the manifest)");
-    const std::string data = ReadFileToString(f);
-    if (static_cast<int64_t>(data.size()) != e.first) Fail(f, ": ", data.size(), " bytes, the manifest says ", e.first, " (truncated?)");
-    if (Crc32c(data) != e.second) Fail(f, ": checksum mismatch (the file is damaged)");
-  }
+  for (const auto& [name, digest] : m.files) VerifyFileDigest(dir + "/" + name, digest);
   return m;
 }
 

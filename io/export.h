@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
+
 namespace shardrec {
 
 inline constexpr int64_t kExportFormatVersion = 1;
@@ -43,7 +45,7 @@ struct ExportManifest {
   int64_t num_items = 0, num_users = 0;
   std::vector<ExportShard> item_shards, user_shards;
   std::map<std::string, double> eval;  // the run's eval.json metrics, when present
-  std::map<std::string, std::pair<int64_t, uint32_t>> files;  // name -> (bytes, crc32c)
+  std::map<std::string, FileDigest> files;  // name -> size and CRC-32C
   // ANN index (shardrec index): one file per item shard, IndexFileName(shard, index_generation).
   // Re-indexing writes the next generation beside the current one and switches the manifest, so a
   // reader always finds the files its manifest names.

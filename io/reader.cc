@@ -29,10 +29,11 @@ struct Span {
 std::optional<Span> SplitSpan(int64_t b, int64_t e, Split split) {
   const int64_t n = e - b;
   switch (split) {
-    case Split::kTrain:
-      if (n < 3) return n >= 2 ? std::optional<Span>({b, e, -1}) : std::nullopt;
-      if (n - 2 < 2) return std::nullopt;  // needs one (input, next) pair
-      return Span{b, e - 2, -1};
+    case Split::kTrain: {
+      const int64_t end = TrainEventsEnd(b, e);
+      if (end - b < 2) return std::nullopt;  // needs one (input, next) pair
+      return Span{b, end, -1};
+    }
     case Split::kValid:
       if (n < 3) return std::nullopt;
       return Span{b, e - 2, e - 2};

@@ -20,6 +20,9 @@ namespace shardrec {
 // train = events [0, n-2). Users with n < 3 are train-only (all their events).
 enum class Split { kTrain, kValid, kTest };
 const char* SplitName(Split s);
+// End of the training events of a user whose events are [begin, end): end - 2 when the user has
+// valid/test events (n >= 3), else end.
+inline int64_t TrainEventsEnd(int64_t begin, int64_t end) { return end - begin >= 3 ? end - 2 : end; }
 
 struct ReaderOptions {
   Split split = Split::kTrain;

@@ -1,7 +1,6 @@
 // shardrec export | index | query
 #include <gflags/gflags.h>
 
-#include <algorithm>
 #include <cstdio>
 #include <unordered_set>
 
@@ -13,6 +12,7 @@
 #include "io/dataset.h"
 #include "io/export.h"
 #include "launch/cli.h"
+#include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/flags.h"
 #include "launch/job.h"
@@ -24,35 +24,16 @@
 
 namespace shardrec::cli {
 
-const std::vector<std::string>& ModelFlags();
-ModelConfig ModelConfigFromFlags();
-
 namespace {
 
 // The model flags (and data, seed) of a run, from RUN/config.yaml; flags given now still win.
 void ApplyRunConfig(const std::string& run_dir) {
   const std::string cfg = run_dir + "/config.yaml";
   if (!PathExists(cfg)) Fail(run_dir, ": no config.yaml; not a run directory of `shardrec train`");
-  std::unordered_set<std::string> wanted(ModelFlags().begin(), ModelFlags().end());
-  wanted.insert("data");
-  wanted.insert("seed");
-  const std::string text = ReadFileToString(cfg);
-  LineIterator it(text);
-  std::string_view line;
-  while (it.Next(&line)) {
-    std::string_view l = line.substr(0, line.find('#'));
-    const size_t colon = l.find(':');
-    if (colon == std::string_view::npos) continue;
-    std::string key(Trim(l.substr(0, colon)));
-    std::replace(key.begin(), key.end(), '-', '_');
-    std::string value(Trim(l.substr(colon + 1)));
-    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
-    gflags::CommandLineFlagInfo info;
-    if (wanted.count(key) && gflags::GetCommandLineFlagInfo(key.c_str(), &info) && info.is_default &&
-        gflags::SetCommandLineOption(key.c_str(), value.c_str()).empty()) {
-      Fail(Where(cfg, it.line_number()), "bad value ", Quote(value), " for '", key, "'");
-    }
-  }
+  std::vector<std::string> only = ModelFlags();
+  only.push_back("data");
+  only.push_back("seed");
+  ApplyConfigFile(cfg, TrainKeys(), only);
 }
 
 int RunExport(const std::vector<std::string>&) {

@@ -41,8 +41,6 @@ ModelConfig ModelConfigFromFlags() {
   return m;
 }
 
-namespace {
-
 std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
                                 "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives",
@@ -52,6 +50,8 @@ std::vector<std::string> TrainKeys() {
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
   return k;
 }
+
+namespace {
 
 std::vector<std::string> WithConfig(std::vector<std::string> k) {
   k.push_back("config");

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "io/synth.h"
+#include "model/two_tower.h"
 
 namespace shardrec::cli {
 
@@ -13,5 +15,10 @@ void PrintStats(const std::string& path, bool json);
 SynthOptions SynthOptionsFromFlags();
 // One-line summary of a synthetic run's oracle.
 std::string OracleLine(const SynthReport& r);
+// Flags that define the model, and the ModelConfig they describe (validated).
+const std::vector<std::string>& ModelFlags();
+ModelConfig ModelConfigFromFlags();
+// Every key of a run's config.yaml (what `shardrec train` reads from flags or config files).
+std::vector<std::string> TrainKeys();
 
 }  // namespace shardrec::cli

@@ -11,9 +11,11 @@
 
 namespace shardrec::cli {
 
-void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed) {
+void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed,
+                     const std::vector<std::string>& only) {
   const std::string text = ReadFileToString(path);
   const std::set<std::string> ok(allowed.begin(), allowed.end());
+  const std::set<std::string> apply(only.begin(), only.end());
   LineIterator it(text);
   std::string_view line;
   std::set<std::string> seen;
@@ -32,6 +34,7 @@ void ApplyConfigFile(const std::string& path, const std::vector<std::string>& al
     std::replace(shown.begin(), shown.end(), '_', '-');
     if (!ok.count(key)) Fail(Where(path, it.line_number()), "unknown key '", shown, "'");
     if (!seen.insert(key).second) Fail(Where(path, it.line_number()), "key '", shown, "' given twice");
+    if (!apply.empty() && !apply.count(key)) continue;
     gflags::CommandLineFlagInfo info;
     gflags::GetCommandLineFlagInfo(key.c_str(), &info);
     if (!info.is_default) continue;  // the command line wins

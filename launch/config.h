@@ -7,8 +7,11 @@
 
 namespace shardrec::cli {
 
-// Applies `path` to the flags in `allowed` that are still at their defaults.
-void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed);
+// Applies `path` to the flags in `allowed` that are still at their defaults. Keys outside `allowed`
+// are a UserError naming file and line. With `only`, keys in `allowed` but not in `only` are
+// accepted and ignored (e.g. reading a run's model keys out of its full config.yaml).
+void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed,
+                     const std::vector<std::string>& only = {});
 // "key: value" lines of the current values of `keys`, for RUN/config.yaml.
 std::string EffectiveConfig(const std::vector<std::string>& keys);
 

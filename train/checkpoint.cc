@@ -12,7 +12,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "io/h5.h"
-#include "common/crc32c.h"
+#include "common/json.h"
 
 namespace shardrec {
 namespace {
@@ -28,66 +28,64 @@ at::Tensor FromFloats(std::vector<float>& v, at::IntArrayRef shape) {
   return torch::from_blob(v.data(), shape, torch::kFloat).clone();
 }
 
-uint32_t FileCrc(const std::string& path, int64_t* bytes) {
-  const std::string data = ReadFileToString(path);
-  *bytes = static_cast<int64_t>(data.size());
-  return Crc32c(data.data(), data.size());
-}
-
-struct ManifestEntry {
-  int64_t bytes = 0;
-  uint32_t crc = 0;
+struct Manifest {
+  int64_t step = 0;
+  int64_t world_size = 0;
+  std::map<std::string, FileDigest> files;
 };
 
-// manifest.json: one file entry per line, so it reads back without a JSON library.
-std::map<std::string, ManifestEntry> ReadManifest(const std::string& dir, int64_t* world_size, int64_t* step) {
+Manifest ReadManifest(const std::string& dir) {
   const std::string path = dir + "/" + kManifest;
   if (!PathExists(path)) Fail(dir, ": no ", kManifest, " (an incomplete checkpoint; it is never loaded)");
-  std::map<std::string, ManifestEntry> files;
-  std::ifstream in(path);
-  std::string line;
-  bool format_ok = false;
-  while (std::getline(in, line)) {
-    char name[256];
-    long long bytes = 0;
-    unsigned long crc = 0;
-    long long v = 0;
-    if (std::sscanf(line.c_str(), " \"%255[^\"]\": {\"bytes\": %lld, \"crc32c\": %lu}", name, &bytes, &crc) == 3) {
-      files[name] = {bytes, static_cast<uint32_t>(crc)};
-    } else if (std::sscanf(line.c_str(), " \"world_size\": %lld", &v) == 1) {
-      *world_size = v;
-    } else if (std::sscanf(line.c_str(), " \"step\": %lld", &v) == 1) {
-      *step = v;
-    } else if (line.find("\"format\": \"shardrec.checkpoint\"") != std::string::npos) {
-      format_ok = true;
+  Manifest m;
+  try {
+    JsonValue j = JsonValue::Parse(ReadFileToString(path), path);
+    if (j.type != JsonValue::kObject || !j.has("format") || j.at("format").str() != "shardrec.checkpoint") {
+      Fail("not a ShardRec checkpoint manifest (damaged?)");
     }
+    if (j.at("format_version").integer() != 1) {
+      Fail("format_version ", j.at("format_version").integer(), " is not supported (this build reads 1)");
+    }
+    m.step = j.at("step").integer();
+    m.world_size = j.at("world_size").integer();
+    for (const auto& [name, e] : j.at("files").object) {
+      m.files[name] = {e.at("bytes").integer(), static_cast<uint32_t>(e.at("crc32c").integer())};
+    }
+  } catch (const UserError& e) {
+    if (std::string(e.what()).rfind(path, 0) == 0) throw;
+    Fail(path, ": ", e.what());
   }
-  if (!format_ok || files.empty()) Fail(path, ": not a ShardRec checkpoint manifest (damaged?)");
-  return files;
+  if (m.files.empty()) Fail(path, ": lists no files (damaged?)");
+  return m;
 }
 
+// Lists every .h5 file of `dir` with its size and CRC-32C; written last, atomically.
 void WriteManifest(const std::string& dir, int world_size, int64_t step) {
-  std::string text = "{\n  \"format\": \"shardrec.checkpoint\",\n  \"format_version\": 1,\n";
-  text += "  \"step\": " + std::to_string(step) + ",\n  \"world_size\": " + std::to_string(world_size) + ",\n";
-  text += "  \"files\": {\n";
-  std::vector<std::string> names;
+  JsonObject files;
   for (const auto& n : ListDirectory(dir)) {
-    if (n.size() > 3 && n.substr(n.size() - 3) == ".h5") names.push_back(n);
+    if (n.size() <= 3 || n.substr(n.size() - 3) != ".h5") continue;
+    const FileDigest d = DigestFile(dir + "/" + n);
+    JsonObject e;
+    e.Add("bytes", d.bytes).Add("crc32c", static_cast<int64_t>(d.crc32c));
+    files.Add(n, e);
   }
-  for (size_t i = 0; i < names.size(); ++i) {
-    int64_t bytes = 0;
-    const uint32_t crc = FileCrc(dir + "/" + names[i], &bytes);
-    text += "    \"" + names[i] + "\": {\"bytes\": " + std::to_string(bytes) + ", \"crc32c\": " + std::to_string(crc) +
-            "}" + (i + 1 < names.size() ? "," : "") + "\n";
-  }
-  text += "  }\n}\n";
+  JsonObject m;
+  m.Add("format", "shardrec.checkpoint").Add("format_version", int64_t{1}).Add("step", step)
+      .Add("world_size", world_size).Add("files", files);
   AtomicOutput out(dir + "/" + kManifest);
   {
     std::ofstream f(out.temp_path());
-    f << text;
+    f << m.str() << "\n";
     if (!f.flush()) Fail(out.temp_path(), ": write failed");
   }
   out.Commit();  // fsync + rename + fsync of the directory
+}
+
+// An attribute the format requires; a missing one names the file, object and attribute.
+int64_t NeedInt(const h5::File& f, const std::string& object, const std::string& name) {
+  auto v = f.GetIntAttr(object, name);
+  if (!v) Fail(f.path(), ": ", object, " has no attribute '", name, "' (damaged or another format)");
+  return *v;
 }
 
 }  // namespace
@@ -171,29 +169,20 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
 }
 
 void VerifyCheckpoint(const std::string& dir) {
-  int64_t world = 0, step = 0;
-  auto files = ReadManifest(dir, &world, &step);
-  if (!files.count("dense.h5")) Fail(dir, "/", kManifest, ": lists no dense.h5");
-  for (int64_t r = 0; r < world; ++r) {
-    if (!files.count("embeddings-rank" + std::to_string(r) + ".h5")) {
-      Fail(dir, "/", kManifest, ": lists no embeddings-rank", r, ".h5 for world size ", world);
+  const Manifest m = ReadManifest(dir);
+  if (!m.files.count("dense.h5")) Fail(dir, "/", kManifest, ": lists no dense.h5");
+  for (int64_t r = 0; r < m.world_size; ++r) {
+    if (!m.files.count("embeddings-rank" + std::to_string(r) + ".h5")) {
+      Fail(dir, "/", kManifest, ": lists no embeddings-rank", r, ".h5 for world size ", m.world_size);
     }
   }
-  for (const auto& [name, e] : files) {
-    const std::string path = dir + "/" + name;
-    if (!PathExists(path)) Fail(path, ": missing (listed in the manifest)");
-    int64_t bytes = 0;
-    const uint32_t crc = FileCrc(path, &bytes);
-    if (bytes != e.bytes) Fail(path, ": ", bytes, " bytes, the manifest says ", e.bytes, " (truncated?)");
-    if (crc != e.crc) Fail(path, ": checksum mismatch (the file is damaged)");
-  }
+  for (const auto& [name, digest] : m.files) VerifyFileDigest(dir + "/" + name, digest);
 }
 
 void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
                     Communicator& comm) {
   VerifyCheckpoint(dir);
-  int64_t saved_world = 0, step = 0;
-  ReadManifest(dir, &saved_world, &step);
+  const int64_t saved_world = ReadManifest(dir).world_size;
   torch::NoGradGuard no_grad;
   {
     h5::File f = h5::File::Open(dir + "/dense.h5");
@@ -212,7 +201,7 @@ void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
       std::vector<float> v2 = f.ReadAll<float>("/adamw/" + name + "/exp_avg_sq");
       s->exp_avg(FromFloats(m, p.sizes()).to(p.device()));
       s->exp_avg_sq(FromFloats(v2, p.sizes()).to(p.device()));
-      s->step(*f.GetIntAttr("/adamw/" + name, "step"));
+      s->step(NeedInt(f, "/adamw/" + name, "step"));
       adam->state()[p.unsafeGetTensorImpl()] = std::move(s);
     }
     if (state) {
@@ -224,7 +213,9 @@ void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
       state->next_batch = c[2];
       state->best_epoch = c[3];
       state->bad_validations = c[4];
-      state->best_valid_ndcg10 = *f.GetDoubleAttr("/trainer", "best_valid_ndcg10");
+      auto best = f.GetDoubleAttr("/trainer", "best_valid_ndcg10");
+      if (!best) Fail(f.path(), ": /trainer has no attribute 'best_valid_ndcg10' (damaged or another format)");
+      state->best_valid_ndcg10 = *best;
       std::vector<uint8_t> rng = f.ReadAll<uint8_t>("/trainer/cpu_rng");
       at::Generator gen = at::detail::getDefaultCPUGenerator();
       std::lock_guard<std::mutex> lock(gen.mutex());
@@ -238,7 +229,7 @@ void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
       const Shard* s = emb.LocalShard(spec.name);
       const std::string g = "/tables/" + spec.name;
       if (!s || !f.Exists(g + "/rows")) continue;
-      const int64_t cb = *f.GetIntAttr(g, "col_begin"), ce = *f.GetIntAttr(g, "col_end");
+      const int64_t cb = NeedInt(f, g, "col_begin"), ce = NeedInt(f, g, "col_end");
       const int64_t lo = std::max(cb, s->col_begin), hi = std::min(ce, s->col_end);
       if (lo >= hi) continue;
       std::vector<int64_t> rows = f.ReadAll<int64_t>(g + "/rows");

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <span>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -49,16 +50,32 @@ ItemCatalog LoadItemCatalog(const Dataset& ds) {
 
 namespace {
 
-// Training-split event count of every item, summed over ranks (each rank counts users r, r+N, ...).
-std::vector<int64_t> TrainItemCounts(const Dataset& ds, Communicator& comm) {
+// Calls fn(training events) for users [begin, end), reading the events in blocks of about a million
+// rather than one small read per user.
+template <typename Fn>
+void ForEachTrainSequence(const Dataset& ds, int64_t begin, int64_t end, Fn&& fn) {
   const auto& off = ds.user_offsets();
+  int64_t u = begin;
+  while (u < end) {
+    int64_t v = u + 1;
+    while (v < end && off[v + 1] - off[u] < (1 << 20)) ++v;
+    const std::vector<int32_t> items = ds.ReadItems(off[u], off[v]);
+    for (int64_t w = u; w < v; ++w) {
+      const int32_t* first = items.data() + (off[w] - off[u]);
+      fn(std::span<const int32_t>(first, static_cast<size_t>(TrainEventsEnd(off[w], off[w + 1]) - off[w])));
+    }
+    u = v;
+  }
+}
+
+// Training-split event count of every item, summed over ranks (each rank counts its user range).
+std::vector<int64_t> TrainItemCounts(const Dataset& ds, Communicator& comm) {
+  const int64_t users = ds.info().num_users, w = comm.world_size(), r = comm.rank();
   at::Tensor counts = torch::zeros({ds.info().num_items}, torch::kLong);
   int64_t* c = counts.data_ptr<int64_t>();
-  for (int64_t u = comm.rank(); u < ds.info().num_users; u += comm.world_size()) {
-    const int64_t n = off[u + 1] - off[u];
-    const int64_t end = n >= 3 ? off[u + 1] - 2 : off[u + 1];
-    for (int32_t it : ds.ReadItems(off[u], end)) ++c[it];
-  }
+  ForEachTrainSequence(ds, users * r / w, users * (r + 1) / w, [&](std::span<const int32_t> seq) {
+    for (int32_t it : seq) ++c[it];
+  });
   at::Tensor d = counts.to(comm.device());
   comm.AllReduce(d, ReduceOp::kSum);
   counts = d.cpu();
@@ -76,13 +93,13 @@ SequenceTensors ToTensors(const Batch& b, bool gaps, int64_t buckets, const torc
   t.items = torch::from_blob(const_cast<int64_t*>(b.items.data()), {b.rows, b.width}, torch::kLong).clone();
   t.lengths = torch::tensor(std::vector<int64_t>(b.lengths.begin(), b.lengths.end()), torch::kLong);
   if (gaps && !b.timestamps.empty() && buckets > 0) {
-    t.gaps = torch::zeros({b.rows, b.width}, torch::kLong);
+    // Filled on the host in one pass (element-wise tensor indexing costs a dispatch per element).
+    std::vector<int64_t> g(static_cast<size_t>(b.rows * b.width), 0);
     for (int64_t i = 0; i < b.rows; ++i) {
-      for (int64_t k = 1; k < b.lengths[i]; ++k) {
-        t.gaps[i][k] = TwoTowerModel::GapBucket(b.timestamps[i * b.width + k] - b.timestamps[i * b.width + k - 1], buckets);
-      }
+      const int64_t* ts = b.timestamps.data() + i * b.width;
+      for (int64_t k = 1; k < b.lengths[i]; ++k) g[i * b.width + k] = TwoTowerModel::GapBucket(ts[k] - ts[k - 1], buckets);
     }
-    t.gaps = t.gaps.to(dev);
+    t.gaps = torch::tensor(g, torch::kLong).view({b.rows, b.width}).to(dev);
   }
   t.items = t.items.to(dev);
   t.lengths = t.lengths.to(dev);
@@ -175,13 +192,9 @@ std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicato
   // shortcut: every rank reads all training events to build the table.
   std::unordered_map<int64_t, std::unordered_map<int64_t, float>> next;
   if (o.baseline == "cooc") {
-    const auto& off = ds->user_offsets();
-    for (int64_t u = 0; u < ds->info().num_users; ++u) {
-      const int64_t n = off[u + 1] - off[u];
-      const int64_t end = n >= 3 ? off[u + 1] - 2 : off[u + 1];
-      auto seq = ds->ReadItems(off[u], end);
+    ForEachTrainSequence(*ds, 0, ds->info().num_users, [&](std::span<const int32_t> seq) {
       for (size_t k = 1; k < seq.size(); ++k) next[seq[k - 1]][seq[k]] += 1;
-    }
+    });
   } else if (o.baseline != "pop") {
     Fail("--baseline: expected pop or cooc, got '", o.baseline, "'");
   }
@@ -263,8 +276,8 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
   const DatasetInfo info = ds->info();
   if (o.batch_size < comm.world_size()) Fail("--batch-size ", o.batch_size, " is smaller than the world size ", comm.world_size());
   if (!(o.temperature > 0)) Fail("--temperature must be > 0");
-  const bool full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
   if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
+  const bool full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
   ItemCatalog catalog = LoadItemCatalog(*ds);
   const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
   TwoTowerModel model(o.model, catalog, &comm, o.seed);
@@ -360,12 +373,11 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
       at::Tensor positions = torch::full({1}, tg.numel(), torch::TensorOptions().dtype(torch::kLong).device(dev));
       comm.AllReduce(positions, ReduceOp::kSum);
       const int64_t global_positions = positions.cpu().item<int64_t>();
-      at::Tensor hist_ids = inputs.clamp_min(0);
-      at::Tensor loss_sum;
-      at::Tensor item_vecs, cand_ids, cand_index;
+      // `vecs`: item-tower vectors of the encoded ids; the history and the candidates index into it.
+      at::Tensor loss_sum, vecs, hist_rows, cand_rows, cand_ids;
       if (full) {
-        item_vecs = model.EncodeItems(torch::arange(info.num_items, torch::TensorOptions().dtype(torch::kLong).device(dev)));
-        cand_index = tg;
+        vecs = model.EncodeItems(torch::arange(info.num_items, torch::TensorOptions().dtype(torch::kLong).device(dev)));
+        hist_rows = inputs.clamp_min(0);
       } else {
         // Candidates shared by the global batch: every rank's targets + uniform negatives.
         at::Tensor n_local = torch::full({1}, tg.numel(), torch::TensorOptions().dtype(torch::kLong).device(dev));
@@ -379,29 +391,25 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
         std::vector<int64_t> neg(static_cast<size_t>(o.negatives));
         for (auto& x : neg) x = static_cast<int64_t>(rng.Below(static_cast<uint64_t>(info.num_items)));
         cand_ids = std::get<0>(at::_unique2(torch::cat({all_targets, torch::tensor(neg, torch::kLong).to(dev)}), true, false, false));
-        at::Tensor ids = std::get<0>(at::_unique2(torch::cat({cand_ids, hist_ids.reshape({-1})}), true, false, false));
-        at::Tensor vecs = model.EncodeItems(ids);
-        item_vecs = vecs.index_select(0, torch::searchsorted(ids, cand_ids));
-        hist_ids = torch::searchsorted(ids, hist_ids.reshape({-1})).view_as(hist_ids);
-        cand_index = torch::searchsorted(cand_ids, tg);
-        // Full-softmax-consistent history vectors come from `vecs`, not `item_vecs`.
-        item_vecs = torch::cat({item_vecs, vecs});  // rows [0, C) candidates, then all encoded ids
-        hist_ids = hist_ids + cand_ids.numel();
+        at::Tensor ids = std::get<0>(at::_unique2(torch::cat({cand_ids, inputs.clamp_min(0).reshape({-1})}), true, false, false));
+        vecs = model.EncodeItems(ids);
+        hist_rows = torch::searchsorted(ids, inputs.clamp_min(0).reshape({-1})).view_as(inputs);
+        cand_rows = torch::searchsorted(ids, cand_ids);
       }
       if (tg.numel() > 0) {
-        at::Tensor hist = item_vecs.index_select(0, hist_ids.reshape({-1})).view({b, l, -1});
+        at::Tensor hist = vecs.index_select(0, hist_rows.reshape({-1})).view({b, l, -1});
         at::Tensor users = model.EncodeUsers(hist, t.lengths, t.gaps.defined() ? t.gaps.narrow(1, 0, l) : at::Tensor());
         at::Tensor u = users.index({mask});
         if (full) {
-          loss_sum = FullSoftmaxLoss(u, item_vecs, cand_index, o.temperature);
+          loss_sum = FullSoftmaxLoss(u, vecs, tg, o.temperature);
         } else {
-          const int64_t c = cand_ids.numel();
           at::Tensor log_q;
           if (o.logq) {
             log_q = (pop_share.index_select(0, cand_ids) * static_cast<double>(global_positions) +
                      static_cast<double>(o.negatives) / info.num_items).log();
           }
-          loss_sum = SampledSoftmaxLoss(u, item_vecs.narrow(0, 0, c), cand_index, log_q, o.temperature);
+          loss_sum = SampledSoftmaxLoss(u, vecs.index_select(0, cand_rows), torch::searchsorted(cand_ids, tg), log_q,
+                                        o.temperature);
         }
         (loss_sum / static_cast<double>(std::max<int64_t>(1, global_positions))).backward();
       }
