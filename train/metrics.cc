@@ -45,18 +45,22 @@ std::map<std::string, double> ReduceMetrics(Communicator& comm, const std::vecto
   at::Tensor count = at::full({1}, static_cast<int64_t>(local.size()), at::kLong).to(comm.device());
   at::Tensor counts = comm.AllGather(count).cpu();
   const int64_t max_rows = counts.max().item<int64_t>();
-  at::Tensor rows = at::full({max_rows, width}, -1, at::kLong);
+  // Packed on the host (one element at a time through tensor indexing costs a dispatch each).
+  std::vector<int64_t> packed(static_cast<size_t>(max_rows * width), -1);
   for (size_t i = 0; i < local.size(); ++i) {
-    rows[i][0] = local[i].user;
-    rows[i][1] = local[i].rank;
-    for (size_t k = 0; k < local[i].top10.size() && k < 10; ++k) rows[i][2 + k] = local[i].top10[k];
+    int64_t* row = packed.data() + i * width;
+    row[0] = local[i].user;
+    row[1] = local[i].rank;
+    for (size_t k = 0; k < local[i].top10.size() && k < 10; ++k) row[2 + k] = local[i].top10[k];
   }
-  at::Tensor all = comm.AllGather(rows.to(comm.device())).cpu();
+  at::Tensor rows = at::tensor(packed, at::kLong).view({max_rows, width});
+  at::Tensor all = comm.AllGather(rows.to(comm.device())).cpu().contiguous();
+  const int64_t* gathered = all.data_ptr<int64_t>();
   std::vector<std::vector<int64_t>> results;
   for (int r = 0; r < comm.world_size(); ++r) {
     for (int64_t i = 0; i < counts[r].item<int64_t>(); ++i) {
-      at::Tensor row = all[r * max_rows + i];
-      results.emplace_back(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + width);
+      const int64_t* row = gathered + (r * max_rows + i) * width;
+      results.emplace_back(row, row + width);
     }
   }
   std::sort(results.begin(), results.end());  // user order: independent of the world size
