@@ -1,4 +1,5 @@
-// ANN index benchmark for exports: build time, index bytes, queries/s and recall@10 against exact
+// ANN index benchmark for exports: build time, memory (serialised index bytes, and the growth of the
+// process's resident set while the index is built and held), queries/s and recall@10 against exact
 // search (measured in the same run) for FAISS (Flat = exact, IVF-Flat, IVF-PQ, HNSW) and hnswlib,
 // at 100k and 1M items, with 1 and 2 threads. Vectors: L2-normalised mixture of 256 Gaussian
 // clusters in `dim` dimensions (embedding-like); queries: held-out points of the same mixture.
@@ -10,7 +11,9 @@
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
 #include <hnswlib/hnswlib.h>
+#include <malloc.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -58,6 +61,18 @@ double Recall(const std::vector<faiss::Index::idx_t>& got, const std::vector<fai
   return r / nq;
 }
 
+// Resident set of this process in MiB (/proc/self/statm), after returning freed heap to the system
+// (with the fixed mmap threshold set in main, an earlier index's freed memory is not reused unseen).
+double RssMiB() {
+  malloc_trim(0);
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return resident * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
+
 int64_t IndexBytes(faiss::Index* ix) {
   faiss::VectorIOWriter w;
   faiss::write_index(ix, &w);
@@ -67,6 +82,7 @@ int64_t IndexBytes(faiss::Index* ix) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);  // large blocks are mapped and unmapped, not kept in the heap
   std::vector<int64_t> sizes = {100000, 1000000};
   int64_t dim = 64, nq = 1000;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -83,21 +99,24 @@ int main(int argc, char** argv) {
     }
   }
   const int k = 10;
-  std::printf("| items | index | build s | MiB | threads | queries/s | x exact | recall@10 |\n|---|---|---|---|---|---|---|---|\n");
+  std::printf("| items | index | build s | index MiB | RSS +MiB | threads | queries/s | x exact | recall@10 |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
   for (int64_t n : sizes) {
     std::vector<float> base = MakeVectors(n, dim, 1), queries = MakeVectors(nq, dim, 2);
     std::vector<faiss::Index::idx_t> truth(static_cast<size_t>(nq * k));
     std::vector<float> dist(static_cast<size_t>(nq * k));
+    double rss = RssMiB();
     faiss::IndexFlatIP exact(dim);
     exact.add(n, base.data());
+    const double exact_rss = RssMiB() - rss;
     double exact_qps[3] = {0, 0, 0};
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
       auto t = Clock::now();
       exact.search(nq, queries.data(), k, dist.data(), truth.data());
       exact_qps[threads] = nq / Since(t);
-      std::printf("| %lld | exact (FAISS Flat) | 0 | %.0f | %d | %.0f | 1.0 | 1.0000 |\n", static_cast<long long>(n),
-                  n * dim * 4.0 / (1 << 20), threads, exact_qps[threads]);
+      std::printf("| %lld | exact (FAISS Flat) | 0 | %.0f | %.0f | %d | %.0f | 1.0 | 1.0000 |\n", static_cast<long long>(n),
+                  n * dim * 4.0 / (1 << 20), exact_rss, threads, exact_qps[threads]);
       std::fflush(stdout);
     }
     const int nlist = static_cast<int>(4 * std::sqrt(static_cast<double>(n)));
@@ -107,9 +126,11 @@ int main(int argc, char** argv) {
     };
     std::vector<Spec> specs = {{"IVF" + std::to_string(nlist) + ",Flat", 32, 0},
                                {"IVF" + std::to_string(nlist) + ",PQ16", 32, 0},
+                               {"IVF" + std::to_string(nlist) + ",PQ32", 32, 0},
                                {"HNSW32", 0, 128}};
     for (const Spec& s : specs) {
       omp_set_num_threads(2);
+      rss = RssMiB();
       auto t = Clock::now();
       std::unique_ptr<faiss::Index> ix(faiss::index_factory(static_cast<int>(dim), s.factory.c_str(), faiss::METRIC_INNER_PRODUCT));
       if (!ix->is_trained) ix->train(std::min<int64_t>(n, 100000), base.data());
@@ -117,21 +138,22 @@ int main(int argc, char** argv) {
       const double build = Since(t);
       if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(ix.get())) ivf->nprobe = s.nprobe;
       if (auto* h = dynamic_cast<faiss::IndexHNSW*>(ix.get())) h->hnsw.efSearch = s.ef;
-      const double mib = IndexBytes(ix.get()) / double(1 << 20);
+      const double mib = IndexBytes(ix.get()) / double(1 << 20), grown = RssMiB() - rss;
       for (int threads : {1, 2}) {
         omp_set_num_threads(threads);
         std::vector<faiss::Index::idx_t> got(static_cast<size_t>(nq * k));
         auto q = Clock::now();
         ix->search(nq, queries.data(), k, dist.data(), got.data());
         const double qps = nq / Since(q);
-        std::printf("| %lld | FAISS %s | %.1f | %.0f | %d | %.0f | %.1f | %.4f |\n", static_cast<long long>(n), s.factory.c_str(),
-                    build, mib, threads, qps, qps / exact_qps[threads], Recall(got, truth, nq, k));
+        std::printf("| %lld | FAISS %s | %.1f | %.0f | %.0f | %d | %.0f | %.1f | %.4f |\n", static_cast<long long>(n),
+                    s.factory.c_str(), build, mib, grown, threads, qps, qps / exact_qps[threads], Recall(got, truth, nq, k));
         std::fflush(stdout);
       }
     }
     // hnswlib (header-only, compiled with this project's flags), M = 16 (~HNSW32 links at layer 0), ef 128.
     {
       hnswlib::InnerProductSpace space(static_cast<size_t>(dim));
+      rss = RssMiB();
       auto t = Clock::now();
       hnswlib::HierarchicalNSW<float> h(&space, static_cast<size_t>(n), 16, 200);
 #pragma omp parallel for num_threads(2) schedule(dynamic, 1024)
@@ -139,6 +161,7 @@ int main(int argc, char** argv) {
       const double build = Since(t);
       h.setEf(128);
       const double mib = (n * (dim * 4.0 + 16 * 2 * 4 + 16)) / (1 << 20);  // vectors + level-0 links (approx.)
+      const double grown = RssMiB() - rss;
       for (int threads : {1, 2}) {
         std::vector<faiss::Index::idx_t> got(static_cast<size_t>(nq * k), -1);
         auto q = Clock::now();
@@ -151,8 +174,8 @@ int main(int argc, char** argv) {
           }
         }
         const double qps = nq / Since(q);
-        std::printf("| %lld | hnswlib M16 ef128 | %.1f | %.0f | %d | %.0f | %.1f | %.4f |\n", static_cast<long long>(n), build,
-                    mib, threads, qps, qps / exact_qps[threads], Recall(got, truth, nq, k));
+        std::printf("| %lld | hnswlib M16 ef128 | %.1f | %.0f | %.0f | %d | %.0f | %.1f | %.4f |\n", static_cast<long long>(n),
+                    build, mib, grown, threads, qps, qps / exact_qps[threads], Recall(got, truth, nq, k));
         std::fflush(stdout);
       }
     }

@@ -2,6 +2,7 @@
 
 #include <ATen/ops/zeros.h>
 
+#include <cstring>
 #include <sstream>
 
 namespace shardrec {
@@ -60,6 +61,31 @@ bool AllRanksHaveData(Communicator& comm, bool local_has_data, const std::string
   os << " ran out of data while the others still have some; every rank must run the same number "
         "of steps (pad short batches instead of skipping them)";
   throw CommError(os.str());
+}
+
+std::string BroadcastString(Communicator& comm, const std::string& text, int root) {
+  const auto on_device = at::TensorOptions().device(comm.device());
+  at::Tensor len = at::zeros({1}, on_device.dtype(at::kLong));
+  if (comm.rank() == root) len.fill_(static_cast<int64_t>(text.size()));
+  comm.Broadcast(len, root);
+  const int64_t n = len.cpu().item<int64_t>();
+  // int32 words: every backend moves them.
+  at::Tensor buf = at::zeros({std::max<int64_t>((n + 3) / 4, 1)}, at::TensorOptions().dtype(at::kInt));
+  if (comm.rank() == root) std::memcpy(buf.data_ptr(), text.data(), text.size());
+  at::Tensor dbuf = buf.to(comm.device());
+  comm.Broadcast(dbuf, root);
+  buf = dbuf.cpu();
+  return std::string(static_cast<const char*>(buf.data_ptr()), static_cast<size_t>(n));
+}
+
+std::string FirstError(Communicator& comm, const std::string& local_error) {
+  at::Tensor flag = at::zeros({1}, at::TensorOptions().dtype(at::kInt).device(comm.device()));
+  flag.fill_(local_error.empty() ? 0 : 1);
+  at::Tensor all = comm.AllGather(flag).cpu();
+  for (int r = 0; r < comm.world_size(); ++r) {
+    if (all[r].item<int>() != 0) return BroadcastString(comm, local_error, r);
+  }
+  return "";
 }
 
 }  // namespace shardrec

@@ -89,4 +89,12 @@ std::vector<int64_t> EvenSplits(int64_t n, int world_size);
 // (uneven work, e.g. one rank out of batches) throws CommError naming the ranks without data.
 bool AllRanksHaveData(Communicator& comm, bool local_has_data, const std::string& what);
 
+// Collective: `text` of rank `root` on every rank.
+std::string BroadcastString(Communicator& comm, const std::string& text, int root);
+
+// Collective: every rank passes its own error message ("" for none); returns the message of the
+// lowest rank that has one ("" when none has), the same on every rank. Work split across ranks
+// (e.g. verifying files) ends in one agreed message instead of each rank deciding alone.
+std::string FirstError(Communicator& comm, const std::string& local_error);
+
 }  // namespace shardrec

@@ -1,5 +1,6 @@
 #include "io/export.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -57,6 +58,24 @@ VectorShard ReadVectorShard(const std::string& path) {
 
 std::string IndexFileName(size_t shard, int64_t generation) {
   return "index-" + std::to_string(shard) + (generation > 0 ? ".g" + std::to_string(generation) : "") + ".faiss";
+}
+
+bool ParseIndexFileName(const std::string& name, size_t* shard, int64_t* generation) {
+  const std::string prefix = "index-", suffix = ".faiss";
+  if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
+    return false;
+  }
+  const std::string mid = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  const size_t dot = mid.find(".g");
+  const std::string s = mid.substr(0, dot), g = dot == std::string::npos ? "0" : mid.substr(dot + 2);
+  auto digits = [](const std::string& t) {
+    return !t.empty() && t.size() < 18 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  if (!digits(s) || !digits(g)) return false;
+  if (shard) *shard = std::stoull(s);
+  if (generation) *generation = std::stoll(g);
+  return IndexFileName(std::stoull(s), std::stoll(g)) == name;  // canonical spelling only
 }
 
 void WriteExportManifest(const std::string& dir, ExportManifest m) {

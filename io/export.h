@@ -47,8 +47,8 @@ struct ExportManifest {
   std::map<std::string, double> eval;  // the run's eval.json metrics, when present
   std::map<std::string, FileDigest> files;  // name -> size and CRC-32C
   // ANN index (shardrec index): one file per item shard, IndexFileName(shard, index_generation).
-  // Re-indexing writes the next generation beside the current one and switches the manifest, so a
-  // reader always finds the files its manifest names.
+  // Re-indexing writes the next generation beside the current one, switches the manifest and keeps
+  // the replaced generation until the re-index after, so a reader finds the files its manifest names.
   std::string index_factory;  // "" = no index
   int64_t index_generation = 0;
   int64_t index_ef_search = 0, index_nprobe = 0, index_queries = 0;
@@ -57,6 +57,8 @@ struct ExportManifest {
 
 // "index-<shard>.faiss" for generation 0, "index-<shard>.g<generation>.faiss" after.
 std::string IndexFileName(size_t shard, int64_t generation);
+// The inverse: true (and shard, generation where non-null) for a name IndexFileName produces.
+bool ParseIndexFileName(const std::string& name, size_t* shard, int64_t* generation);
 
 // Computes the size and CRC-32C of the shard files and the current index generation's files,
 // writes manifest.json atomically.

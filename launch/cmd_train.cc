@@ -61,17 +61,28 @@ std::vector<std::string> WithConfig(std::vector<std::string> k) {
 std::vector<std::string> TrainCommandFlags() {
   std::vector<std::string> k = WithConfig(TrainKeys());
   k.push_back("resume");
-  k.push_back("resume_from");
   return k;
 }
 
 int RunTrain(const std::vector<std::string>&) {
+  // --resume RUN | latest | latest-valid (the last two name the policy for the run of --run-dir).
+  std::string resume_policy = "latest";
   if (!FLAGS_resume.empty()) {
+    std::string run = FLAGS_resume;
+    if (run == "latest" || run == "latest-valid") {
+      resume_policy = run;
+      run = FLAGS_run_dir;
+      if (run.empty() && !FLAGS_config.empty()) {
+        ApplyConfigFile(FLAGS_config, TrainKeys(), {"run_dir"});
+        run = FLAGS_run_dir;
+      }
+      if (run.empty()) Fail("--resume=", FLAGS_resume, " needs --run-dir (the run to continue)");
+    }
     // The run's own configuration; flags given now still win (e.g. a larger --max-steps).
-    if (!PathExists(FLAGS_resume + "/config.yaml")) Fail(FLAGS_resume, ": no config.yaml; not a run directory");
-    if (FLAGS_run_dir.empty()) gflags::SetCommandLineOption("run_dir", FLAGS_resume.c_str());
-    if (FLAGS_run_dir != FLAGS_resume) Fail("--resume ", FLAGS_resume, " and --run-dir ", FLAGS_run_dir, " differ");
-    ApplyConfigFile(FLAGS_resume + "/config.yaml", TrainKeys());
+    if (!PathExists(run + "/config.yaml")) Fail(run, ": no config.yaml; not a run directory");
+    if (FLAGS_run_dir.empty()) gflags::SetCommandLineOption("run_dir", run.c_str());
+    if (FLAGS_run_dir != run) Fail("--resume ", run, " and --run-dir ", FLAGS_run_dir, " differ");
+    ApplyConfigFile(run + "/config.yaml", TrainKeys());
   }
   if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
   if (FLAGS_data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
@@ -99,7 +110,7 @@ int RunTrain(const std::vector<std::string>&) {
   o.checkpoint_every = FLAGS_checkpoint_every;
   o.keep_checkpoints = FLAGS_keep_checkpoints;
   o.resume = !FLAGS_resume.empty();
-  o.resume_from = FLAGS_resume_from;
+  o.resume_from = resume_policy;
   o.model = ModelConfigFromFlags();
   if (job.is_root()) {
     MakeDirs(o.run_dir);

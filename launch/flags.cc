@@ -67,8 +67,10 @@ DEFINE_string(baseline, "", "eval: pop (most popular) or cooc (item-to-item tran
 DEFINE_string(out, "", "eval: write the metrics JSON here (default RUN/eval.json or RUN/eval-<baseline>.json)");
 DEFINE_int64(checkpoint_every, 0, "steps between checkpoints in RUN/checkpoints (0: only at the end, -1: never)");
 DEFINE_int64(keep_checkpoints, 3, "newest checkpoints kept");
-DEFINE_string(resume, "", "continue the run in this directory from its checkpoint (any world size)");
-DEFINE_string(resume_from, "latest", "latest (must verify) or latest-valid (skip damaged newer checkpoints)");
+DEFINE_string(resume, "",
+              "continue a run from its checkpoint (any world size): RUN (its newest checkpoint, which must "
+              "verify), or latest / latest-valid for the run of --run-dir (latest-valid: the newest checkpoint "
+              "that verifies, skipping damaged newer ones); a run directory named like a keyword is ./latest");
 DEFINE_string(export_version, "", "export: version name (default v<UTC date-time>)");
 DEFINE_string(export_dir, "", "an export root (uses ROOT/LATEST) or one version directory");
 DEFINE_string(factory, "auto", "index: FAISS factory string (auto: Flat below 100k items per shard, else IVF<4 sqrt(n)>,Flat)");

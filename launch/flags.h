@@ -74,7 +74,6 @@ DECLARE_string(out);
 DECLARE_int64(checkpoint_every);
 DECLARE_int64(keep_checkpoints);
 DECLARE_string(resume);
-DECLARE_string(resume_from);
 // export / index / query
 DECLARE_string(export_version);
 DECLARE_string(export_dir);

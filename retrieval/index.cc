@@ -206,9 +206,13 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   m.index_recall10 = rep.recall10;
   m.index_recall100 = rep.recall100;
   WriteExportManifest(dir, m);
-  // The previous generation is unreferenced now.
-  if (had_index) {
-    for (size_t s = 0; s < built.size(); ++s) RemoveAll(dir + "/" + IndexFileName(s, old_generation));
+  // Generation G (the one just replaced) stays for readers that read the previous manifest; older
+  // ones, and files of builds that died before switching the manifest, go.
+  for (const auto& name : ListDirectory(dir)) {
+    int64_t g = -1;
+    if (ParseIndexFileName(name, nullptr, &g) && g != generation && (!had_index || g != old_generation)) {
+      RemoveAll(dir + "/" + name);
+    }
   }
   return rep;
 }

@@ -1,12 +1,9 @@
 #include "sharding/plan.h"
 
-#include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <glog/logging.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -272,20 +269,7 @@ void ShardingPlan::Validate(const std::vector<TableSpec>& specs) const {
 }
 
 ShardingPlan BroadcastPlan(Communicator& comm, const ShardingPlan& plan_on_root) {
-  const auto dev = at::TensorOptions().dtype(at::kLong).device(comm.device());
-  std::string text = comm.rank() == 0 ? plan_on_root.Serialize() : "";
-  at::Tensor len = at::zeros({1}, dev);
-  len.fill_(static_cast<int64_t>(text.size()));
-  comm.Broadcast(len, 0);
-  const int64_t n = len.cpu().item<int64_t>();
-  const int64_t words = (n + 3) / 4;
-  at::Tensor buf = at::zeros({std::max<int64_t>(words, 1)}, at::TensorOptions().dtype(at::kInt));
-  if (comm.rank() == 0) std::memcpy(buf.data_ptr(), text.data(), text.size());
-  at::Tensor dbuf = buf.to(comm.device());
-  comm.Broadcast(dbuf, 0);
-  buf = dbuf.cpu();
-  text.assign(static_cast<const char*>(buf.data_ptr()), static_cast<size_t>(n));
-  ShardingPlan p = ShardingPlan::Parse(text);
+  ShardingPlan p = ShardingPlan::Parse(BroadcastString(comm, comm.rank() == 0 ? plan_on_root.Serialize() : "", 0));
   if (comm.rank() == 0) p.loads = plan_on_root.loads;
   return p;
 }

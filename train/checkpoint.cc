@@ -11,8 +11,9 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "io/h5.h"
 #include "common/json.h"
+#include "common/strings.h"
+#include "io/h5.h"
 
 namespace shardrec {
 namespace {
@@ -168,7 +169,7 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
   comm.Barrier();
 }
 
-void VerifyCheckpoint(const std::string& dir) {
+void VerifyCheckpoint(const std::string& dir, int part, int parts) {
   const Manifest m = ReadManifest(dir);
   if (!m.files.count("dense.h5")) Fail(dir, "/", kManifest, ": lists no dense.h5");
   for (int64_t r = 0; r < m.world_size; ++r) {
@@ -176,12 +177,26 @@ void VerifyCheckpoint(const std::string& dir) {
       Fail(dir, "/", kManifest, ": lists no embeddings-rank", r, ".h5 for world size ", m.world_size);
     }
   }
-  for (const auto& [name, digest] : m.files) VerifyFileDigest(dir + "/" + name, digest);
+  int i = 0;
+  for (const auto& [name, digest] : m.files) {  // name order
+    if (i++ % parts == part) VerifyFileDigest(dir + "/" + name, digest);
+  }
+}
+
+void VerifyCheckpoint(const std::string& dir, Communicator& comm) {
+  std::string error;
+  try {
+    VerifyCheckpoint(dir, comm.rank(), comm.world_size());
+  } catch (const UserError& e) {
+    error = e.what();
+  }
+  error = FirstError(comm, error);
+  if (!error.empty()) throw UserError(error);
 }
 
 void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
-                    Communicator& comm) {
-  VerifyCheckpoint(dir);
+                    Communicator& comm, bool verified) {
+  if (!verified) VerifyCheckpoint(dir, comm);
   const int64_t saved_world = ReadManifest(dir).world_size;
   torch::NoGradGuard no_grad;
   {
@@ -277,19 +292,24 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
   return out;  // names are zero-padded: lexical order is step order
 }
 
-std::string PickCheckpoint(const std::string& run_dir, const std::string& policy) {
-  if (policy != "latest" && policy != "latest-valid") Fail("--resume-from: expected latest or latest-valid, got '", policy, "'");
-  auto all = ListCheckpoints(run_dir);
+std::string PickCheckpoint(const std::string& run_dir, const std::string& policy, Communicator& comm) {
+  if (policy != "latest" && policy != "latest-valid") Fail("--resume: expected latest or latest-valid, got '", policy, "'");
+  std::string listing;
+  for (const auto& c : ListCheckpoints(run_dir)) listing += c + "\n";
+  listing = BroadcastString(comm, listing, 0);
+  std::vector<std::string> all;
+  std::string_view line;
+  for (LineIterator it(listing); it.Next(&line);) all.emplace_back(line);
   if (all.empty()) Fail(run_dir, ": no checkpoint to resume from (", run_dir, "/checkpoints/step-*/manifest.json)");
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
-      VerifyCheckpoint(*it);
+      VerifyCheckpoint(*it, comm);
       return *it;
     } catch (const UserError& e) {
       if (policy == "latest") {
-        Fail(e.what(), "; use --resume-from latest-valid to fall back to the previous checkpoint");
+        Fail(e.what(), "; use --resume=latest-valid to fall back to the previous checkpoint");
       }
-      std::fprintf(stderr, "shardrec: warning: skipping damaged checkpoint: %s\n", e.what());
+      if (comm.rank() == 0) std::fprintf(stderr, "shardrec: warning: skipping damaged checkpoint: %s\n", e.what());
     }
   }
   Fail(run_dir, ": every checkpoint is damaged");

@@ -34,18 +34,23 @@ struct TrainerState {
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                     const TrainerState* state, Communicator& comm);
 // COLLECTIVE. Loads what `dir` holds into this rank's shards (re-bucketing rows saved by any world
-// size), the dense parameters and, when given, the AdamW and trainer state. Verifies checksums
-// first; a missing manifest or a damaged file is a UserError naming the file and what failed.
+// size), the dense parameters and, when given, the AdamW and trainer state. Unless `verified` (the
+// directory came from PickCheckpoint), verifies checksums first; a missing manifest or a damaged file
+// is a UserError naming the file and what failed.
 void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                    TrainerState* state, Communicator& comm);
+                    TrainerState* state, Communicator& comm, bool verified = false);
 // Throws UserError naming the checkpoint and file if the manifest is missing or a file's size or
-// checksum does not match it.
-void VerifyCheckpoint(const std::string& dir);
+// checksum does not match it. Checks the files whose position in name order is `part` modulo `parts`.
+void VerifyCheckpoint(const std::string& dir, int part = 0, int parts = 1);
+// COLLECTIVE. The files are split across the ranks; every rank throws the same UserError (that of
+// the lowest rank which found damage).
+void VerifyCheckpoint(const std::string& dir, Communicator& comm);
 // Checkpoint directories of a run, oldest first (only those with a manifest).
 std::vector<std::string> ListCheckpoints(const std::string& run_dir);
-// "latest": the newest checkpoint, which must verify; "latest-valid": the newest one that verifies
-// (damaged newer ones are reported on stderr and skipped). Throws UserError if there is none.
-std::string PickCheckpoint(const std::string& run_dir, const std::string& policy);
+// COLLECTIVE. "latest": the newest checkpoint, which must verify; "latest-valid": the newest one that
+// verifies (damaged newer ones are reported on stderr by rank 0 and skipped). Rank 0's listing
+// decides, so every rank gets the same directory. Throws UserError (on every rank) if there is none.
+std::string PickCheckpoint(const std::string& run_dir, const std::string& policy, Communicator& comm);
 // Removes all but the newest `keep` checkpoints (and half-written ones older than the newest).
 void PruneCheckpoints(const std::string& run_dir, int64_t keep);
 

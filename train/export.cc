@@ -40,16 +40,7 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
   torch::NoGradGuard no_grad;
 
   // Every rank must make the same sequence of collective calls: agree on the version name.
-  std::string version = o.version.empty() ? DefaultVersion() : o.version;
-  {
-    at::Tensor buf = torch::zeros({64}, torch::kInt);
-    for (size_t i = 0; i < version.size() && i < 64; ++i) buf[i] = version[i];
-    at::Tensor d = buf.to(dev);
-    comm.Broadcast(d, 0);
-    buf = d.cpu();
-    version.clear();
-    for (int64_t i = 0; i < 64 && buf[i].item<int>(); ++i) version.push_back(static_cast<char>(buf[i].item<int>()));
-  }
+  const std::string version = BroadcastString(comm, o.version.empty() ? DefaultVersion() : o.version, 0);
   if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
     Fail("--export-version: ", version, " is not a valid version name");
   }
@@ -97,14 +88,19 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
     for (int64_t u = b; u < e; ++u) width = std::max<int64_t>(width, std::min<int64_t>(max_len, off[u + 1] - off[u]));
     flat.assign(static_cast<size_t>(n * width), 0);
     gaps.assign(static_cast<size_t>(n * width), 0);
+    // One read for the chunk's events (its users' events are contiguous).
+    const std::vector<int32_t> items_read = n ? ds->ReadItems(off[b], off[e]) : std::vector<int32_t>();
+    const std::vector<int64_t> ts_read = n ? ds->ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
     for (int64_t u = b; u < e; ++u) {
       const int64_t s = std::max(off[u], off[u + 1] - max_len);
-      auto it = ds->ReadItems(s, off[u + 1]);
-      auto ts = ds->ReadTimestamps(s, off[u + 1]);
-      lengths.push_back(std::max<int64_t>(1, static_cast<int64_t>(it.size())));
-      for (size_t k = 0; k < it.size(); ++k) {
-        flat[(u - b) * width + k] = it[k];
-        if (k > 0 && !ts.empty()) gaps[(u - b) * width + k] = TwoTowerModel::GapBucket(ts[k] - ts[k - 1], o.model.time_buckets);
+      const int64_t len = off[u + 1] - s;
+      lengths.push_back(std::max<int64_t>(1, len));
+      for (int64_t k = 0; k < len; ++k) {
+        const int64_t at = s + k - off[b];
+        flat[(u - b) * width + k] = items_read[at];
+        if (k > 0 && !ts_read.empty()) {
+          gaps[(u - b) * width + k] = TwoTowerModel::GapBucket(ts_read[at] - ts_read[at - 1], o.model.time_buckets);
+        }
       }
     }
     at::Tensor hist_ids = torch::tensor(flat, torch::kLong).to(dev);

@@ -312,8 +312,8 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
   TrainResult res;
   TrainerState state;
   if (o.resume) {
-    const std::string from = PickCheckpoint(o.run_dir, o.resume_from);
-    LoadCheckpoint(from, model, &adam, &state, comm);
+    const std::string from = PickCheckpoint(o.run_dir, o.resume_from, comm);
+    LoadCheckpoint(from, model, &adam, &state, comm, /*verified=*/true);
     res.best_valid_ndcg10 = state.best_valid_ndcg10;
     res.best_epoch = state.best_epoch;
     if (root && !o.quiet) {

@@ -148,6 +148,24 @@ TEST(UnevenWork, AllRanksOutOfDataIsTheNormalEnd) {
   });
 }
 
+TEST(Agreement, BroadcastStringAndFirstError) {
+  for (int world : {1, 2, 4}) {
+    RunRanks(world, [world](Communicator& c) {
+      // From any root, including an empty text and one that is not a multiple of the word size.
+      for (int root = 0; root < world; ++root) {
+        EXPECT_EQ(BroadcastString(c, c.rank() == root ? "from " + std::to_string(root) + " \xff\x01" : "junk", root),
+                  "from " + std::to_string(root) + " \xff\x01");
+        EXPECT_EQ(BroadcastString(c, c.rank() == root ? "" : "junk", root), "");
+      }
+      EXPECT_EQ(FirstError(c, ""), "");
+      // Ranks 1 and 3 fail (where they exist): every rank gets rank 1's message, rank 0's when alone.
+      const bool fails = c.rank() == 1 || c.rank() == 3 || world == 1;
+      EXPECT_EQ(FirstError(c, fails ? "rank " + std::to_string(c.rank()) + " failed" : ""),
+                world == 1 ? "rank 0 failed" : "rank 1 failed");
+    });
+  }
+}
+
 TEST(EvenSplits, SumsAndBalance) {
   EXPECT_EQ(EvenSplits(10, 3), (std::vector<int64_t>{3, 3, 4}));
   EXPECT_EQ(EvenSplits(2, 4), (std::vector<int64_t>{0, 1, 0, 1}));

@@ -140,6 +140,24 @@ TEST(Cli, KillDuringCheckpointsLeavesAValidOneAndResumeWorks) {
                       " --checkpoint-every 0 --log-every 0 --max-steps 3");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resumed from"), std::string::npos) << r.output;
+  // Damage the newest checkpoint: plain --resume refuses it by name, --resume=latest-valid falls back.
+  auto all = ListCheckpoints(dir.File("run"));
+  ASSERT_GE(all.size(), 2u);
+  std::string dense = ReadFileToString(all.back() + "/dense.h5");
+  dense[dense.size() / 2] ^= 0x21;
+  testing::WriteText(all.back() + "/dense.h5", dense);
+  const std::string more = " --checkpoint-every 0 --log-every 0 --max-steps 3";
+  r = RunCommand(kBin + " train --resume " + dir.File("run") + more);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(all.back() + "/dense.h5: checksum mismatch"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--resume=latest-valid"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " train --resume=latest-valid --run-dir " + dir.File("run") + more);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("skipping damaged checkpoint"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + all[all.size() - 2]), std::string::npos) << r.output;
+  r = RunCommand(kBin + " train --resume latest" + more);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--resume=latest needs --run-dir"), std::string::npos) << r.output;
 }
 
 TEST(Cli, ExportIndexQueryEndToEnd) {

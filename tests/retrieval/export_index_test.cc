@@ -101,12 +101,19 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   EXPECT_GT(hnsw.recall10, 0.9);
   ExportManifest m = ReadExportManifest(v);
   EXPECT_EQ(m.index_factory, "HNSW16");
-  // Re-indexing writes a new generation and drops the old one only after the manifest switched.
+  // Re-indexing writes a new generation beside the current one; the one before that goes.
   EXPECT_EQ(m.index_generation, 2);
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 1)));
+  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(0, 1)));
   EXPECT_TRUE(PathExists(v + "/" + IndexFileName(1, 2)));
   EXPECT_DOUBLE_EQ(m.index_recall10, hnsw.recall10);
   EXPECT_EQ(m.index_queries, 300);
+  // A reader that read manifest generation 2 just before a re-index still finds every file it names.
+  o.factory = "Flat";
+  BuildExportIndex(v, o);
+  EXPECT_EQ(ReadExportManifest(v).index_generation, 3);
+  for (const auto& [name, digest] : m.files) EXPECT_NO_THROW(VerifyFileDigest(v + "/" + name, digest)) << name;
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 1)));
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(1, 1)));
   // Brute force oracle for a few queries (user vectors).
   auto idx = ShardedIndex::Open(v, /*exact=*/true);
   VectorShard users = ReadVectorShard(v + "/users-0.h5");
@@ -128,16 +135,48 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   }
 }
 
+TEST(IndexFileName, RoundTripsAndRejectsOtherNames) {
+  size_t shard = 0;
+  int64_t gen = 0;
+  for (auto [s, g] : {std::pair<size_t, int64_t>{0, 0}, {3, 1}, {12, 40}}) {
+    ASSERT_TRUE(ParseIndexFileName(IndexFileName(s, g), &shard, &gen)) << IndexFileName(s, g);
+    EXPECT_EQ(shard, s);
+    EXPECT_EQ(gen, g);
+  }
+  for (const char* other : {"index-.faiss", "index-1.g.faiss", "index-1.g0.faiss", "index-01.faiss", "items-0.h5",
+                            "index-1.faiss.tmp", "index-x.g2.faiss"}) {
+    EXPECT_FALSE(ParseIndexFileName(other, nullptr, nullptr)) << other;
+  }
+}
+
 TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   const std::string v = Export(1, dir_->File("exp3"), "good");
   // An export that died before publishing leaves only a hidden partial directory: LATEST still
   // names the good version.
   MakeDirs(dir_->File("exp3/.next.partial"));
   EXPECT_EQ(ResolveExport(dir_->File("exp3")), v);
-  std::string bytes = ReadFileToString(v + "/items-0.h5");
+  const std::string items = ReadFileToString(v + "/items-0.h5");
+  std::string bytes = items;
   bytes[bytes.size() / 3] ^= 0x11;
   testing::WriteText(v + "/items-0.h5", bytes);
   testing::ExpectUserError([&] { ShardedIndex::Open(v); }, {"items-0.h5", "checksum mismatch"});
+  // Index files are covered by the manifest too: a flipped byte or a truncation names the file.
+  testing::WriteText(v + "/items-0.h5", items);
+  IndexOptions o;
+  o.factory = "HNSW8";
+  BuildExportIndex(v, o);
+  const std::string ix = v + "/" + IndexFileName(0, 1);
+  const std::string good = ReadFileToString(ix);
+  std::string flipped = good;
+  flipped[flipped.size() / 2] ^= 0x40;
+  testing::WriteText(ix, flipped);
+  testing::ExpectUserError([&] { ShardedIndex::Open(v); }, {IndexFileName(0, 1), "checksum mismatch"});
+  testing::WriteText(ix, good.substr(0, good.size() / 2));
+  testing::ExpectUserError([&] { ShardedIndex::Open(v); }, {IndexFileName(0, 1), "truncated"});
+  testing::WriteText(ix, good);
+  auto idx = ShardedIndex::Open(v);
+  EXPECT_TRUE(idx->approximate());
+  EXPECT_EQ(idx->manifest().num_items, 500);
   testing::ExpectUserError([&] { ResolveExport(dir_->File("nothing")); }, {"neither an export version"});
 }
 

@@ -6,7 +6,9 @@
 
 #include "common/file_util.h"
 #include "distributed/inprocess.h"
+#include "io/dataset.h"
 #include "io/synth.h"
+#include "model/two_tower.h"
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
 
@@ -102,33 +104,75 @@ TEST_F(CheckpointTest, ReshardFourRanksToTwoAndOne) {
   for (size_t i = 0; i < on4.losses.size(); ++i) EXPECT_NEAR(on4.losses[i], on2.losses[i], 1e-4 * on4.losses[i]);
 }
 
+// Runs fn on `world` ranks; returns each rank's UserError message ("" if it threw none).
+std::vector<std::string> ErrorsOnRanks(int world, const std::function<void(Communicator&)>& fn) {
+  std::vector<std::string> errors(static_cast<size_t>(world));
+  RunRanks(world, [&](Communicator& c) {
+    try {
+      fn(c);
+    } catch (const UserError& e) {
+      errors[c.rank()] = e.what();
+    }
+  });
+  return errors;
+}
+
+// Every rank threw the same message, and it holds every fragment.
+void ExpectSameErrorOnAllRanks(const std::vector<std::string>& errors, const std::vector<std::string>& fragments) {
+  for (size_t r = 0; r < errors.size(); ++r) {
+    EXPECT_EQ(errors[r], errors[0]) << "rank " << r;
+    for (const auto& f : fragments) EXPECT_NE(errors[r].find(f), std::string::npos) << "rank " << r << ": " << errors[r];
+  }
+}
+
 TEST_F(CheckpointTest, DamagedCheckpointsAreReportedAndSkippedOnlyWhenAsked) {
+  // Three ranks: files dense.h5, embeddings-rank{0,1,2}.h5 are verified by ranks 0, 1, 2, 0.
   TrainOptions o = Options("c", 6);
   o.checkpoint_every = 2;
   o.keep_checkpoints = 5;
-  Run(1, o);
+  Run(3, o);
   auto all = ListCheckpoints(dir_.File("c"));
   ASSERT_EQ(all.size(), 3u);  // steps 2, 4, 6
   EXPECT_NE(all.back().find("step-000000006"), std::string::npos);
-  // Flip one byte of the newest dense.h5.
+  auto pick = [&](const std::string& policy) {
+    std::vector<std::string> picked(3);
+    auto errors = ErrorsOnRanks(3, [&](Communicator& c) { picked[c.rank()] = PickCheckpoint(dir_.File("c"), policy, c); });
+    for (const auto& e : errors) EXPECT_EQ(e, "");
+    for (const auto& p : picked) EXPECT_EQ(p, picked[0]);
+    return picked[0];
+  };
+  EXPECT_EQ(pick("latest"), all.back());
+  // Flip one byte of the newest dense.h5 (rank 0 checks it).
   const std::string dense = all.back() + "/dense.h5";
   std::string bytes = ReadFileToString(dense);
   bytes[bytes.size() / 2] ^= 0x5A;
   testing::WriteText(dense, bytes);
   testing::ExpectUserError([&] { VerifyCheckpoint(all.back()); }, {"dense.h5", "checksum mismatch"});
-  testing::ExpectUserError([&] { PickCheckpoint(dir_.File("c"), "latest"); },
-                           {"checksum mismatch", "--resume-from latest-valid"});
-  EXPECT_EQ(PickCheckpoint(dir_.File("c"), "latest-valid"), all[1]);
-  // Truncate the next one: named by size.
+  ExpectSameErrorOnAllRanks(ErrorsOnRanks(3, [&](Communicator& c) { PickCheckpoint(dir_.File("c"), "latest", c); }),
+                            {"dense.h5", "checksum mismatch", "--resume=latest-valid"});
+  EXPECT_EQ(pick("latest-valid"), all[1]);
+  // Truncate a file of the next one that rank 1 checks: named by size, and ranks 0 and 2 agree.
   const std::string emb = all[1] + "/embeddings-rank0.h5";
   std::string e = ReadFileToString(emb);
   testing::WriteText(emb, e.substr(0, e.size() - 100));
   testing::ExpectUserError([&] { VerifyCheckpoint(all[1]); }, {"embeddings-rank0.h5", "truncated"});
-  EXPECT_EQ(PickCheckpoint(dir_.File("c"), "latest-valid"), all[0]);
+  ExpectSameErrorOnAllRanks(ErrorsOnRanks(3, [&](Communicator& c) { VerifyCheckpoint(all[1], c); }),
+                            {"embeddings-rank0.h5", "truncated"});
+  EXPECT_NO_THROW(VerifyCheckpoint(all[1], 0, 3));  // rank 0's part is intact
+  EXPECT_EQ(pick("latest-valid"), all[0]);
+  // Loading without verification is the caller's promise; loading a damaged one directly fails.
+  ExpectSameErrorOnAllRanks(ErrorsOnRanks(3,
+                                          [&](Communicator& c) {
+                                            auto ds = Dataset::Open(dir_.File("s.h5"));
+                                            TwoTowerModel model(Options("c", 0).model, LoadItemCatalog(*ds), &c, 1);
+                                            LoadCheckpoint(all[1], model, nullptr, nullptr, c);
+                                          }),
+                            {"embeddings-rank0.h5", "truncated"});
   // A directory without a manifest (a crash mid-write) is not a checkpoint at all.
   RemoveAll(all[0] + "/manifest.json");
   EXPECT_EQ(ListCheckpoints(dir_.File("c")).size(), 2u);
-  testing::ExpectUserError([&] { PickCheckpoint(dir_.File("c"), "latest-valid"); }, {"every checkpoint is damaged"});
+  ExpectSameErrorOnAllRanks(ErrorsOnRanks(3, [&](Communicator& c) { PickCheckpoint(dir_.File("c"), "latest-valid", c); }),
+                            {"every checkpoint is damaged"});
 }
 
 TEST_F(CheckpointTest, KeepsTheNewestK) {
