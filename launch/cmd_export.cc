@@ -56,15 +56,21 @@ int RunExport(const std::vector<std::string>&) {
 
 int RunIndex(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
-  const std::string dir = ResolveExport(FLAGS_export_dir);
   IndexOptions o;
   o.factory = FLAGS_factory;
   o.queries = FLAGS_queries;
   o.ef_search = FLAGS_ef_search;
+  o.nprobe = FLAGS_nprobe;
+  o.train_vectors = FLAGS_train_vectors;
+  if (o.ef_search < 1 || o.nprobe < 1 || o.train_vectors < 0) {
+    Fail("--ef-search and --nprobe must be >= 1 and --train-vectors >= 0");
+  }
+  const std::string dir = ResolveExport(FLAGS_export_dir);
   IndexReport r = BuildExportIndex(dir, o);
-  std::printf("indexed %s with %s in %.2f s: recall@10 %.4f, recall@100 %.4f against exact search (%lld user "
+  const std::string trained = r.train_vectors ? " (trained on " + std::to_string(r.train_vectors) + " vectors)" : "";
+  std::printf("indexed %s with %s%s in %.2f s: recall@10 %.4f, recall@100 %.4f against exact search (%lld user "
               "queries); %.0f queries/s vs %.0f exact\n",
-              dir.c_str(), r.factory.c_str(), r.build_seconds, r.recall10, r.recall100,
+              dir.c_str(), r.factory.c_str(), trained.c_str(), r.build_seconds, r.recall10, r.recall100,
               static_cast<long long>(r.queries), r.index_qps, r.exact_qps);
   return 0;
 }
@@ -165,8 +171,8 @@ Registrar export_cmd({
 Registrar index_cmd({
     .name = "index",
     .summary = "FAISS index per item shard of an export + recall against exact search (stored in its manifest)",
-    .usage = "shardrec index --export ROOT[/VERSION] [--factory Flat|HNSW32|IVF1024,Flat|IVF1024,PQ16 --queries N]",
-    .flags = {"export_dir", "factory", "queries", "ef_search"},
+    .usage = "shardrec index --export ROOT[/VERSION] [--factory Flat|HNSW32|IVF1024,Flat|IVF1024,PQ32 --nprobe 32 --queries N]",
+    .flags = {"export_dir", "factory", "queries", "ef_search", "nprobe", "train_vectors"},
     .positional = 0,
     .run = RunIndex,
 });

@@ -75,7 +75,11 @@ DEFINE_string(export_version, "", "export: version name (default v<UTC date-time
 DEFINE_string(export_dir, "", "an export root (uses ROOT/LATEST) or one version directory");
 DEFINE_string(factory, "auto", "index: FAISS factory string (auto: Flat below 100k items per shard, else IVF<4 sqrt(n)>,Flat)");
 DEFINE_int64(queries, 1000, "index: user vectors used to measure recall against exact search");
-DEFINE_int64(ef_search, 128, "index/query: HNSW search breadth");
+DEFINE_int64(ef_search, 128, "index: HNSW search breadth (stored with the index, used by query)");
+DEFINE_int64(nprobe, 32, "index: IVF lists probed (stored with the index, used by query)");
+DEFINE_int64(train_vectors, 0,
+             "index: vectors that train an IVF/PQ index per shard, a uniform sample (0: auto, max(100000, "
+             "64 x lists), at most the shard)");
 DEFINE_string(user, "", "query: a raw user id of the export");
 DEFINE_string(history, "", "query: raw item ids, oldest first, comma-separated (runs the user tower)");
 DEFINE_int64(k, 10, "query: how many items");

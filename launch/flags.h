@@ -80,6 +80,8 @@ DECLARE_string(export_dir);
 DECLARE_string(factory);
 DECLARE_int64(queries);
 DECLARE_int64(ef_search);
+DECLARE_int64(nprobe);
+DECLARE_int64(train_vectors);
 DECLARE_string(user);
 DECLARE_string(history);
 DECLARE_int64(k);

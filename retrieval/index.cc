@@ -15,12 +15,27 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/rng.h"
 
 namespace shardrec {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// Up to `want` of the n rows of `vectors` [n x dim], a uniform sample without replacement (partial
+// Fisher-Yates, fixed seed) kept in row order; all rows when n <= want.
+std::vector<float> SampleRows(const std::vector<float>& vectors, int64_t n, int64_t dim, int64_t want, uint64_t seed) {
+  if (n <= want) return vectors;
+  std::vector<int64_t> rows(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) rows[i] = i;
+  Rng rng(seed);
+  for (int64_t i = 0; i < want; ++i) std::swap(rows[i], rows[i + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(n - i)))]);
+  rows.resize(static_cast<size_t>(want));
+  std::sort(rows.begin(), rows.end());
+  std::vector<float> out(static_cast<size_t>(want * dim));
+  for (int64_t i = 0; i < want; ++i) std::copy_n(vectors.begin() + rows[i] * dim, dim, out.begin() + i * dim);
+  return out;
+}
 
 void SetSearchParams(faiss::Index* index, int64_t ef_search, int64_t nprobe) {
   if (auto* h = dynamic_cast<faiss::IndexHNSW*>(index)) h->hnsw.efSearch = static_cast<int>(ef_search);
@@ -150,7 +165,12 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
     const int64_t n = sh.end - sh.begin;
     if (!ix->is_trained) {
       if (n < 1) Fail("--factory ", rep.factory, " needs training vectors but shard ", s, " is empty");
-      ix->train(n, v.vectors.data());
+      const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(ix.get());
+      const int64_t want = o.train_vectors > 0 ? o.train_vectors
+                                               : std::max<int64_t>(100000, 64 * (ivf ? static_cast<int64_t>(ivf->nlist) : 0));
+      const std::vector<float> sample = SampleRows(v.vectors, n, m.dim, want, /*seed=*/static_cast<uint64_t>(s));
+      ix->train(static_cast<int64_t>(sample.size()) / m.dim, sample.data());
+      rep.train_vectors += static_cast<int64_t>(sample.size()) / m.dim;
     }
     ix->add(n, v.vectors.data());
     SetSearchParams(ix.get(), o.ef_search, o.nprobe);

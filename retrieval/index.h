@@ -22,12 +22,16 @@ struct IndexOptions {
   int64_t queries = 1000;        // user vectors used to measure recall against exact search
   int64_t ef_search = 128;       // HNSW search breadth
   int64_t nprobe = 32;           // IVF lists probed
+  // Vectors that train an index needing training (IVF k-means, PQ codebooks), a uniform sample of
+  // the shard; 0: max(100000, 64 x IVF lists). k-means cost grows with it, recall barely.
+  int64_t train_vectors = 0;
 };
 
 struct IndexReport {
   std::string factory;
   double recall10 = 0, recall100 = 0;
   int64_t queries = 0;
+  int64_t train_vectors = 0;  // over all shards (0: the index needs no training)
   double build_seconds = 0;
   double exact_qps = 0, index_qps = 0;  // single queries, one thread
 };

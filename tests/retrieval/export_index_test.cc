@@ -96,24 +96,34 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   o.factory = "Flat";
   IndexReport flat = BuildExportIndex(v, o);
   EXPECT_DOUBLE_EQ(flat.recall10, 1.0);
+  EXPECT_EQ(flat.train_vectors, 0);
+  // IVF trains on a sample of each shard (250 items); probing all 8 lists makes it exact.
+  o.factory = "IVF8,Flat";
+  o.train_vectors = 100;
+  o.nprobe = 8;
+  IndexReport ivf = BuildExportIndex(v, o);
+  EXPECT_EQ(ivf.train_vectors, 2 * 100);
+  EXPECT_DOUBLE_EQ(ivf.recall10, 1.0);
+  EXPECT_EQ(ReadExportManifest(v).index_nprobe, 8);
   o.factory = "HNSW16";
   IndexReport hnsw = BuildExportIndex(v, o);
   EXPECT_GT(hnsw.recall10, 0.9);
   ExportManifest m = ReadExportManifest(v);
   EXPECT_EQ(m.index_factory, "HNSW16");
   // Re-indexing writes a new generation beside the current one; the one before that goes.
-  EXPECT_EQ(m.index_generation, 2);
-  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(0, 1)));
-  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(1, 2)));
+  EXPECT_EQ(m.index_generation, 3);
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 1)));
+  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(0, 2)));
+  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(1, 3)));
   EXPECT_DOUBLE_EQ(m.index_recall10, hnsw.recall10);
   EXPECT_EQ(m.index_queries, 300);
-  // A reader that read manifest generation 2 just before a re-index still finds every file it names.
+  // A reader that read manifest generation 3 just before a re-index still finds every file it names.
   o.factory = "Flat";
   BuildExportIndex(v, o);
-  EXPECT_EQ(ReadExportManifest(v).index_generation, 3);
+  EXPECT_EQ(ReadExportManifest(v).index_generation, 4);
   for (const auto& [name, digest] : m.files) EXPECT_NO_THROW(VerifyFileDigest(v + "/" + name, digest)) << name;
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 1)));
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(1, 1)));
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 2)));
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(1, 2)));
   // Brute force oracle for a few queries (user vectors).
   auto idx = ShardedIndex::Open(v, /*exact=*/true);
   VectorShard users = ReadVectorShard(v + "/users-0.h5");
