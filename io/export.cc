@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/manifest.h"
 #include "io/h5.h"
 
 namespace shardrec {
@@ -87,19 +88,14 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
     for (size_t s = 0; s < m.item_shards.size(); ++s) names.push_back(IndexFileName(s, m.index_generation));
   }
   for (const auto& name : names) m.files[name] = DigestFile(dir + "/" + name);
-  JsonObject eval, files;
+  JsonObject eval;
   for (const auto& [k, v] : m.eval) eval.Add(k, v);
-  for (const auto& [k, v] : m.files) {
-    JsonObject e;
-    e.Add("bytes", v.bytes).Add("crc32c", static_cast<int64_t>(v.crc32c));
-    files.Add(k, e);
-  }
   JsonObject o;
   o.Add("format", "shardrec.export").Add("format_version", m.format_version).Add("version", m.version)
       .Add("source", m.source).Add("data", m.data).Add("dim", m.dim).Add("metric", m.metric)
       .Add("normalization", m.normalization).Add("num_items", m.num_items).Add("num_users", m.num_users)
       .AddRaw("item_shards", ShardsJson(m.item_shards)).AddRaw("user_shards", ShardsJson(m.user_shards))
-      .Add("eval", eval).Add("files", files);
+      .Add("eval", eval).Add("files", FileDigestsToJson(m.files));
   if (!m.index_factory.empty()) {
     JsonObject idx;
     idx.Add("factory", m.index_factory).Add("generation", m.index_generation).Add("ef_search", m.index_ef_search).Add("nprobe", m.index_nprobe)
@@ -108,26 +104,15 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
                                 "user-tower vectors of up to `queries` users (never item vectors as queries)");
     o.Add("index", idx);
   }
-  AtomicOutput out(dir + "/manifest.json");
-  {
-    std::ofstream f(out.temp_path());
-    f << o.str() << "\n";
-    if (!f.flush()) Fail(out.temp_path(), ": write failed");
-  }
-  out.Commit();
+  WriteManifestFile(dir + "/manifest.json", o);
 }
 
 ExportManifest ReadExportManifest(const std::string& dir) {
   const std::string path = dir + "/manifest.json";
   if (!PathExists(path)) Fail(dir, ": no manifest.json (not an export version, or an unfinished one)");
-  JsonValue j = JsonValue::Parse(ReadFileToString(path), path);
   ExportManifest m;
-  try {
-    if (j.at("format").str() != "shardrec.export") Fail(path, ": format is not shardrec.export");
+  ReadManifestFile(path, "shardrec.export", kExportFormatVersion, [&](const JsonValue& j) {
     m.format_version = j.at("format_version").integer();
-    if (m.format_version != kExportFormatVersion) {
-      Fail(path, ": format_version ", m.format_version, " is not supported (this build reads ", kExportFormatVersion, ")");
-    }
     m.version = j.at("version").str();
     m.source = j.at("source").str();
     m.data = j.at("data").str();
@@ -151,13 +136,8 @@ ExportManifest ReadExportManifest(const std::string& dir) {
       m.index_recall10 = idx.at("recall@10").num();
       m.index_recall100 = idx.at("recall@100").num();
     }
-    for (const auto& [k, v] : j.at("files").object) {
-      m.files[k] = {v.at("bytes").integer(), static_cast<uint32_t>(v.at("crc32c").integer())};
-    }
-  } catch (const UserError& e) {
-    if (std::string(e.what()).rfind(path, 0) == 0) throw;
-    Fail(path, ": ", e.what());
-  }
+    m.files = FileDigestsFromJson(j.at("files"));
+  });
   for (const auto& [name, digest] : m.files) VerifyFileDigest(dir + "/" + name, digest);
   return m;
 }

@@ -5,13 +5,13 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <mutex>
 
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/manifest.h"
 #include "common/strings.h"
 #include "io/h5.h"
 
@@ -39,47 +39,25 @@ Manifest ReadManifest(const std::string& dir) {
   const std::string path = dir + "/" + kManifest;
   if (!PathExists(path)) Fail(dir, ": no ", kManifest, " (an incomplete checkpoint; it is never loaded)");
   Manifest m;
-  try {
-    JsonValue j = JsonValue::Parse(ReadFileToString(path), path);
-    if (j.type != JsonValue::kObject || !j.has("format") || j.at("format").str() != "shardrec.checkpoint") {
-      Fail("not a ShardRec checkpoint manifest (damaged?)");
-    }
-    if (j.at("format_version").integer() != 1) {
-      Fail("format_version ", j.at("format_version").integer(), " is not supported (this build reads 1)");
-    }
+  ReadManifestFile(path, "shardrec.checkpoint", 1, [&](const JsonValue& j) {
     m.step = j.at("step").integer();
     m.world_size = j.at("world_size").integer();
-    for (const auto& [name, e] : j.at("files").object) {
-      m.files[name] = {e.at("bytes").integer(), static_cast<uint32_t>(e.at("crc32c").integer())};
-    }
-  } catch (const UserError& e) {
-    if (std::string(e.what()).rfind(path, 0) == 0) throw;
-    Fail(path, ": ", e.what());
-  }
+    m.files = FileDigestsFromJson(j.at("files"));
+  });
   if (m.files.empty()) Fail(path, ": lists no files (damaged?)");
   return m;
 }
 
 // Lists every .h5 file of `dir` with its size and CRC-32C; written last, atomically.
 void WriteManifest(const std::string& dir, int world_size, int64_t step) {
-  JsonObject files;
+  std::map<std::string, FileDigest> files;
   for (const auto& n : ListDirectory(dir)) {
-    if (n.size() <= 3 || n.substr(n.size() - 3) != ".h5") continue;
-    const FileDigest d = DigestFile(dir + "/" + n);
-    JsonObject e;
-    e.Add("bytes", d.bytes).Add("crc32c", static_cast<int64_t>(d.crc32c));
-    files.Add(n, e);
+    if (n.size() > 3 && n.substr(n.size() - 3) == ".h5") files[n] = DigestFile(dir + "/" + n);
   }
   JsonObject m;
   m.Add("format", "shardrec.checkpoint").Add("format_version", int64_t{1}).Add("step", step)
-      .Add("world_size", world_size).Add("files", files);
-  AtomicOutput out(dir + "/" + kManifest);
-  {
-    std::ofstream f(out.temp_path());
-    f << m.str() << "\n";
-    if (!f.flush()) Fail(out.temp_path(), ": write failed");
-  }
-  out.Commit();  // fsync + rename + fsync of the directory
+      .Add("world_size", world_size).Add("files", FileDigestsToJson(files));
+  WriteManifestFile(dir + "/" + kManifest, m);
 }
 
 // An attribute the format requires; a missing one names the file, object and attribute.

@@ -1,0 +1,53 @@
+#include "common/manifest.h"
+
+#include <fstream>
+
+#include "common/error.h"
+
+namespace shardrec {
+
+JsonObject FileDigestsToJson(const std::map<std::string, FileDigest>& files) {
+  JsonObject out;
+  for (const auto& [name, d] : files) {
+    JsonObject e;
+    e.Add("bytes", d.bytes).Add("crc32c", static_cast<int64_t>(d.crc32c));
+    out.Add(name, e);
+  }
+  return out;
+}
+
+std::map<std::string, FileDigest> FileDigestsFromJson(const JsonValue& files) {
+  std::map<std::string, FileDigest> out;
+  for (const auto& [name, e] : files.object) {
+    out[name] = {e.at("bytes").integer(), static_cast<uint32_t>(e.at("crc32c").integer())};
+  }
+  return out;
+}
+
+void WriteManifestFile(const std::string& path, const JsonObject& manifest) {
+  AtomicOutput out(path);
+  {
+    std::ofstream f(out.temp_path());
+    f << manifest.str() << "\n";
+    if (!f.flush()) Fail(out.temp_path(), ": write failed");
+  }
+  out.Commit();
+}
+
+void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,
+                      const std::function<void(const JsonValue&)>& fields) {
+  try {
+    JsonValue j = JsonValue::Parse(ReadFileToString(path), path);
+    if (j.type != JsonValue::kObject || !j.has("format") || j.at("format").str() != format) {
+      Fail("not a ", format, " manifest (damaged?)");
+    }
+    const int64_t v = j.at("format_version").integer();
+    if (v != format_version) Fail("format_version ", v, " is not supported (this build reads ", format_version, ")");
+    fields(j);
+  } catch (const UserError& e) {
+    if (std::string(e.what()).rfind(path, 0) == 0) throw;  // already names the file
+    Fail(path, ": ", e.what());
+  }
+}
+
+}  // namespace shardrec

@@ -1,0 +1,27 @@
+// JSON manifests that list files by size and CRC-32C, written last and atomically (leveldb's
+// CURRENT): the commit record of checkpoints and exports (docs/formats.md).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "common/file_util.h"
+#include "common/json.h"
+
+namespace shardrec {
+
+// name -> {"bytes": N, "crc32c": C}
+JsonObject FileDigestsToJson(const std::map<std::string, FileDigest>& files);
+std::map<std::string, FileDigest> FileDigestsFromJson(const JsonValue& files);
+
+// Writes `manifest` to `path` (temp file + fsync + rename + fsync of the directory).
+void WriteManifestFile(const std::string& path, const JsonObject& manifest);
+
+// Parses `path`, checks its "format" and "format_version", then calls `fields` on the parsed object.
+// Every UserError (a missing key, a wrong type, one `fields` raises) names `path` once.
+void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,
+                      const std::function<void(const JsonValue&)>& fields);
+
+}  // namespace shardrec
