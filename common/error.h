@@ -17,6 +17,14 @@ class UserError : public std::runtime_error {
   explicit UserError(const std::string& message) : std::runtime_error(message) {}
 };
 
+// A UserError that every rank of a job raised with the same message, agreed through a collective
+// (distributed/communicator.h, FirstError): rank 0 reports it, every rank exits with status 2, and no
+// rank needs to abort the others.
+class AgreedUserError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 // Concatenates its arguments with operator<< and throws UserError.
 template <typename... Args>
 [[noreturn]] void Fail(Args&&... args) {

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/error.h"
+
 namespace shardrec {
 
 const char* ReduceOpName(ReduceOp op) {
@@ -86,6 +88,11 @@ std::string FirstError(Communicator& comm, const std::string& local_error) {
     if (all[r].item<int>() != 0) return BroadcastString(comm, local_error, r);
   }
   return "";
+}
+
+void ThrowIfAnyRankFailed(Communicator& comm, const std::string& local_error) {
+  const std::string error = FirstError(comm, local_error);
+  if (!error.empty()) throw AgreedUserError(error);
 }
 
 }  // namespace shardrec

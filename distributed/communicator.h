@@ -96,5 +96,7 @@ std::string BroadcastString(Communicator& comm, const std::string& text, int roo
 // lowest rank that has one ("" when none has), the same on every rank. Work split across ranks
 // (e.g. verifying files) ends in one agreed message instead of each rank deciding alone.
 std::string FirstError(Communicator& comm, const std::string& local_error);
+// Collective: throws AgreedUserError(FirstError(...)) on every rank when any rank has an error.
+void ThrowIfAnyRankFailed(Communicator& comm, const std::string& local_error);
 
 }  // namespace shardrec

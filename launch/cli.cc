@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "distributed/launch_env.h"
 #include "distributed/mpi.h"
 
 DECLARE_bool(help);
@@ -149,6 +150,13 @@ int Main(int argc, char** argv) {
     }
     RejectForeignFlags(*cmd);
     return cmd->run(rest);
+  } catch (const AgreedUserError& e) {
+    // Every rank has this same error: rank 0 says it once; all exit, none is left waiting.
+    if (DetectLaunchEnv().rank == 0) {
+      std::cerr << "shardrec: error: " << e.what() << "\n";
+      std::cerr.flush();
+    }
+    return 2;
   } catch (const UserError& e) {
     std::cerr << "shardrec: error: " << e.what() << "\n";
     std::cerr.flush();

@@ -168,8 +168,7 @@ void VerifyCheckpoint(const std::string& dir, Communicator& comm) {
   } catch (const UserError& e) {
     error = e.what();
   }
-  error = FirstError(comm, error);
-  if (!error.empty()) throw UserError(error);
+  ThrowIfAnyRankFailed(comm, error);
 }
 
 void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
@@ -278,19 +277,22 @@ std::string PickCheckpoint(const std::string& run_dir, const std::string& policy
   std::vector<std::string> all;
   std::string_view line;
   for (LineIterator it(listing); it.Next(&line);) all.emplace_back(line);
-  if (all.empty()) Fail(run_dir, ": no checkpoint to resume from (", run_dir, "/checkpoints/step-*/manifest.json)");
+  // From here on every rank decides alike (rank 0's listing, agreed verification).
+  if (all.empty()) {
+    throw AgreedUserError(run_dir + ": no checkpoint to resume from (" + run_dir + "/checkpoints/step-*/manifest.json)");
+  }
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
       VerifyCheckpoint(*it, comm);
       return *it;
-    } catch (const UserError& e) {
+    } catch (const AgreedUserError& e) {
       if (policy == "latest") {
-        Fail(e.what(), "; use --resume=latest-valid to fall back to the previous checkpoint");
+        throw AgreedUserError(std::string(e.what()) + "; use --resume=latest-valid to fall back to the previous checkpoint");
       }
       if (comm.rank() == 0) std::fprintf(stderr, "shardrec: warning: skipping damaged checkpoint: %s\n", e.what());
     }
   }
-  Fail(run_dir, ": every checkpoint is damaged");
+  throw AgreedUserError(run_dir + ": every checkpoint is damaged");
 }
 
 void PruneCheckpoints(const std::string& run_dir, int64_t keep) {

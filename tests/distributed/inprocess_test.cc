@@ -162,6 +162,13 @@ TEST(Agreement, BroadcastStringAndFirstError) {
       const bool fails = c.rank() == 1 || c.rank() == 3 || world == 1;
       EXPECT_EQ(FirstError(c, fails ? "rank " + std::to_string(c.rank()) + " failed" : ""),
                 world == 1 ? "rank 0 failed" : "rank 1 failed");
+      EXPECT_NO_THROW(ThrowIfAnyRankFailed(c, ""));
+      try {
+        ThrowIfAnyRankFailed(c, c.rank() == world - 1 ? "the last rank failed" : "");
+        ADD_FAILURE() << "rank " << c.rank() << " did not throw";
+      } catch (const AgreedUserError& e) {
+        EXPECT_STREQ(e.what(), "the last rank failed");
+      }
     });
   }
 }
