@@ -43,7 +43,7 @@ ModelConfig ModelConfigFromFlags() {
 
 std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
-                                "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives",
+                                "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
                                 "checkpoint_every", "keep_checkpoints"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
@@ -100,6 +100,7 @@ int RunTrain(const std::vector<std::string>&) {
   o.warmup_steps = FLAGS_warmup_steps;
   o.clip_norm = FLAGS_clip_norm;
   o.loss = FLAGS_loss;
+  o.precision = FLAGS_precision;
   o.negatives = FLAGS_negatives;
   o.temperature = FLAGS_temperature;
   o.logq = FLAGS_logq;

@@ -51,6 +51,7 @@ DECLARE_double(weight_decay);
 DECLARE_int64(warmup_steps);
 DECLARE_double(clip_norm);
 DECLARE_string(loss);
+DECLARE_string(precision);
 DECLARE_int64(negatives);
 DECLARE_double(temperature);
 DECLARE_bool(logq);

@@ -18,6 +18,7 @@
 #include "io/h5.h"
 #include "io/reader.h"
 #include "model/losses.h"
+#include "model/precision.h"
 #include "retrieval/index.h"
 #include "train/checkpoint.h"
 #include "train/metrics.h"
@@ -277,6 +278,7 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
   if (o.batch_size < comm.world_size()) Fail("--batch-size ", o.batch_size, " is smaller than the world size ", comm.world_size());
   if (!(o.temperature > 0)) Fail("--temperature must be > 0");
   if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
+  const bool bf16 = IsBfloat16(o.precision);
   const bool full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
   ItemCatalog catalog = LoadItemCatalog(*ds);
   const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
@@ -398,8 +400,12 @@ TrainResult Train(const TrainOptions& o, Communicator& comm) {
       }
       if (tg.numel() > 0) {
         at::Tensor hist = vecs.index_select(0, hist_rows.reshape({-1})).view({b, l, -1});
-        at::Tensor users = model.EncodeUsers(hist, t.lengths, t.gaps.defined() ? t.gaps.narrow(1, 0, l) : at::Tensor());
-        at::Tensor u = users.index({mask});
+        at::Tensor users;
+        {
+          AutocastScope autocast(bf16, dev.type());
+          users = model.EncodeUsers(hist, t.lengths, t.gaps.defined() ? t.gaps.narrow(1, 0, l) : at::Tensor());
+        }
+        at::Tensor u = users.index({mask}).to(torch::kFloat);
         if (full) {
           loss_sum = FullSoftmaxLoss(u, vecs, tg, o.temperature);
         } else {

@@ -28,6 +28,9 @@ struct TrainOptions {
   int64_t negatives = 256;    // sampled: uniform negatives shared by the global batch
   double temperature = 0.05;
   bool logq = true;
+  // float32 | bfloat16: the user tower's products in the training step run under bfloat16 autocast
+  // (the loss, the item tower, evaluation and export stay float32).
+  std::string precision = "float32";
   int64_t eval_every = 1;     // epochs between validations (0 = never)
   int64_t patience = 5;       // validations without a better NDCG@10 before stopping
   int64_t eval_batch_size = 256;

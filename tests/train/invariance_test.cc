@@ -10,6 +10,33 @@ namespace {
 
 class Invariance : public ::testing::TestWithParam<std::string> {};
 
+TEST(Precision, Bfloat16TrainingFollowsFloat32) {
+  testing::TempDir dir;
+  SynthOptions so;
+  so.users = 400;
+  so.items = 150;
+  so.events = 6000;
+  GenerateSynthetic(dir.File("s.h5"), so);
+  std::map<std::string, TrainResult> results;
+  for (const char* precision : {"float32", "bfloat16"}) {
+    TrainOptions o = testing::InvarianceOptions(dir.File("s.h5"), dir.File(precision), "full");
+    o.precision = precision;
+    RunRanks(1, [&](Communicator& c) { results[precision] = Train(o, c); });
+  }
+  const auto& f = results["float32"].losses;
+  const auto& b = results["bfloat16"].losses;
+  ASSERT_EQ(f.size(), 20u);
+  ASSERT_EQ(b.size(), 20u);
+  EXPECT_LT(b.back(), b.front()) << "bfloat16 training learns";
+  double max_rel = 0;
+  for (size_t i = 0; i < f.size(); ++i) max_rel = std::max(max_rel, std::abs(b[i] - f[i]) / f[i]);
+  EXPECT_LT(max_rel, 0.02) << "bfloat16 losses stay within 2% of float32";
+  EXPECT_GT(max_rel, 0.0) << "the bfloat16 run must actually run in bfloat16";
+  TrainOptions bad = testing::InvarianceOptions(dir.File("s.h5"), dir.File("bad"), "full");
+  bad.precision = "half";
+  testing::ExpectUserError([&] { RunRanks(1, [&](Communicator& c) { Train(bad, c); }); }, {"--precision", "'half'"});
+}
+
 TEST_P(Invariance, OneTwoAndFourRanksTrainTheSameModel) {
   testing::TempDir dir;
   SynthOptions so;
