@@ -8,15 +8,21 @@
 namespace shardrec {
 namespace {
 
-class Invariance : public ::testing::TestWithParam<std::string> {};
-
-TEST(Precision, Bfloat16TrainingFollowsFloat32) {
-  testing::TempDir dir;
+// 400 users, 150 items, 6000 events.
+void SmallDataset(const std::string& path, int64_t content_dim) {
   SynthOptions so;
   so.users = 400;
   so.items = 150;
   so.events = 6000;
-  GenerateSynthetic(dir.File("s.h5"), so);
+  so.content_dim = content_dim;
+  GenerateSynthetic(path, so);
+}
+
+class Invariance : public ::testing::TestWithParam<std::string> {};
+
+TEST(Precision, Bfloat16TrainingFollowsFloat32) {
+  testing::TempDir dir;
+  SmallDataset(dir.File("s.h5"), /*content_dim=*/0);
   std::map<std::string, TrainResult> results;
   for (const char* precision : {"float32", "bfloat16"}) {
     TrainOptions o = testing::InvarianceOptions(dir.File("s.h5"), dir.File(precision), "full");
@@ -39,12 +45,7 @@ TEST(Precision, Bfloat16TrainingFollowsFloat32) {
 
 TEST_P(Invariance, OneTwoAndFourRanksTrainTheSameModel) {
   testing::TempDir dir;
-  SynthOptions so;
-  so.users = 400;
-  so.items = 150;
-  so.events = 6000;
-  so.content_dim = 4;
-  GenerateSynthetic(dir.File("s.h5"), so);
+  SmallDataset(dir.File("s.h5"), /*content_dim=*/4);
   std::map<int, TrainResult> results;
   for (int world : {1, 2, 4}) {
     const std::string run = dir.File("run" + std::to_string(world));
