@@ -5,12 +5,14 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+#include <faiss/utils/distances.h>
 #include <glog/logging.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -49,16 +51,20 @@ std::vector<Hit> Merge(std::vector<Hit> all, int64_t k) {
   return all;
 }
 
-std::vector<Hit> SearchShards(const std::vector<std::unique_ptr<faiss::Index>>& shards, const std::vector<int64_t>& begin,
-                              const float* q, int64_t k, const std::unordered_set<int64_t>& exclude) {
+// Fills shard s's best n hits for the query: scores and shard-local labels (-1 = none).
+using ShardSearch = std::function<void(size_t s, int64_t n, float* scores, faiss::Index::idx_t* labels)>;
+
+// Top-k over the shards [begin[s], begin[s] + sizes[s]), merged by score, skipping `exclude`.
+std::vector<Hit> SearchShards(const std::vector<int64_t>& begin, const std::vector<int64_t>& sizes,
+                              const ShardSearch& search, int64_t k, const std::unordered_set<int64_t>& exclude) {
   std::vector<Hit> all;
   const int64_t want = k + static_cast<int64_t>(exclude.size());
-  for (size_t s = 0; s < shards.size(); ++s) {
-    const int64_t n = std::min<int64_t>(want, shards[s]->ntotal);
+  for (size_t s = 0; s < begin.size(); ++s) {
+    const int64_t n = std::min<int64_t>(want, sizes[s]);
     if (n <= 0) continue;
     std::vector<float> d(static_cast<size_t>(n));
     std::vector<faiss::Index::idx_t> l(static_cast<size_t>(n));
-    shards[s]->search(1, q, n, d.data(), l.data());
+    search(s, n, d.data(), l.data());
     for (int64_t i = 0; i < n; ++i) {
       if (l[i] < 0) continue;
       const int64_t id = begin[s] + l[i];
@@ -66,6 +72,15 @@ std::vector<Hit> SearchShards(const std::vector<std::unique_ptr<faiss::Index>>& 
     }
   }
   return Merge(std::move(all), k);
+}
+
+// SearchShards over one FAISS index per shard.
+std::vector<Hit> SearchIndexes(const std::vector<std::unique_ptr<faiss::Index>>& shards, const std::vector<int64_t>& begin,
+                               const float* q, int64_t k, const std::unordered_set<int64_t>& exclude) {
+  std::vector<int64_t> sizes;
+  for (const auto& ix : shards) sizes.push_back(ix->ntotal);
+  return SearchShards(begin, sizes, [&](size_t s, int64_t n, float* d, faiss::Index::idx_t* l) { shards[s]->search(1, q, n, d, l); },
+                      k, exclude);
 }
 
 }  // namespace
@@ -80,7 +95,10 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
   idx->manifest_ = ReadExportManifest(dir);
   const ExportManifest& m = idx->manifest_;
   idx->raw_ids_.resize(static_cast<size_t>(m.num_items));
-  idx->vectors_.resize(static_cast<size_t>(m.num_items * m.dim));
+  // The vectors stay in memory only when exact search answers the queries (no second copy beside
+  // an ANN index).
+  const bool use_exact = exact || m.index_factory.empty();
+  if (use_exact) idx->vectors_.resize(static_cast<size_t>(m.num_items * m.dim));
   bool any_title = false;
   for (size_t s = 0; s < m.item_shards.size(); ++s) {
     const ExportShard& sh = m.item_shards[s];
@@ -97,12 +115,11 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
         any_title = true;
       }
     }
-    std::copy(v.vectors.begin(), v.vectors.end(), idx->vectors_.begin() + sh.begin * m.dim);
-    auto flat = std::make_unique<faiss::IndexFlatIP>(m.dim);
-    flat->add(sh.end - sh.begin, v.vectors.data());
-    idx->flat_.push_back(std::move(flat));
     idx->shard_begin_.push_back(sh.begin);
-    if (!exact && !m.index_factory.empty()) {
+    idx->shard_size_.push_back(sh.end - sh.begin);
+    if (use_exact) {
+      std::copy(v.vectors.begin(), v.vectors.end(), idx->vectors_.begin() + sh.begin * m.dim);
+    } else {
       const std::string f = dir + "/" + IndexFileName(s, m.index_generation);
       faiss::Index* raw = nullptr;
       try {
@@ -121,7 +138,14 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
 }
 
 std::vector<Hit> ShardedIndex::Search(const float* q, int64_t k, const std::unordered_set<int64_t>& exclude) const {
-  return SearchShards(indexes_.empty() ? flat_ : indexes_, shard_begin_, q, k, exclude);
+  if (!indexes_.empty()) return SearchIndexes(indexes_, shard_begin_, q, k, exclude);
+  const size_t dim = static_cast<size_t>(manifest_.dim);
+  return SearchShards(shard_begin_, shard_size_,
+                      [&](size_t s, int64_t n, float* d, faiss::Index::idx_t* l) {
+                        faiss::knn_inner_product(q, vectors_.data() + shard_begin_[s] * manifest_.dim, dim, 1,
+                                                 static_cast<size_t>(shard_size_[s]), static_cast<size_t>(n), d, l);
+                      },
+                      k, exclude);
 }
 
 const std::string& ShardedIndex::title(int64_t item) const {
@@ -198,9 +222,9 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   for (int64_t q = 0; q < nq; ++q) {
     const float* qv = queries.data() + q * m.dim;
     auto t0 = Clock::now();
-    auto want = SearchShards(flat, begin, qv, 100, {});
+    auto want = SearchIndexes(flat, begin, qv, 100, {});
     auto t1 = Clock::now();
-    auto got = SearchShards(built, begin, qv, 100, {});
+    auto got = SearchIndexes(built, begin, qv, 100, {});
     auto t2 = Clock::now();
     t_exact += std::chrono::duration<double>(t1 - t0).count();
     t_index += std::chrono::duration<double>(t2 - t1).count();

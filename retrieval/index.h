@@ -61,7 +61,9 @@ class ShardedIndex {
   const std::string& title(int64_t item) const;  // "" when unknown
   // Dense id of a raw item id, or -1.
   int64_t FindItem(const std::string& raw) const;
-  const std::vector<float>& vectors() const { return vectors_; }  // [items x dim], dense-id order
+  // [items x dim], dense-id order, when exact search answers the queries (`exact`, or no index);
+  // empty when an ANN index does (the index holds what it needs).
+  const std::vector<float>& vectors() const { return vectors_; }
   bool approximate() const { return !indexes_.empty(); }
 
  private:
@@ -69,9 +71,8 @@ class ShardedIndex {
   ExportManifest manifest_;
   std::vector<std::string> raw_ids_, titles_;
   std::vector<float> vectors_;
-  std::vector<int64_t> shard_begin_;
-  std::vector<std::unique_ptr<faiss::Index>> indexes_;  // per shard; empty = exact
-  std::vector<std::unique_ptr<faiss::Index>> flat_;     // per shard exact indexes
+  std::vector<int64_t> shard_begin_, shard_size_;
+  std::vector<std::unique_ptr<faiss::Index>> indexes_;  // per shard; empty = exact search on vectors_
 };
 
 }  // namespace shardrec
