@@ -99,9 +99,11 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
   if (!m.index_factory.empty()) {
     JsonObject idx;
     idx.Add("factory", m.index_factory).Add("generation", m.index_generation).Add("ef_search", m.index_ef_search).Add("nprobe", m.index_nprobe)
+        .Add("refine", m.index_refine)
         .Add("queries", m.index_queries).Add("recall@10", m.index_recall10).Add("recall@100", m.index_recall100)
-        .Add("recall_protocol", "top-K of the index vs exact inner-product search over all items, for the "
-                                "user-tower vectors of up to `queries` users (never item vectors as queries)");
+        .Add("recall_protocol", "top-K of a k = K search of the index vs exact inner-product search over all "
+                                "items, for the user-tower vectors of up to `queries` users (never item vectors as "
+                                "queries)");
     o.Add("index", idx);
   }
   WriteManifestFile(dir + "/manifest.json", o);
@@ -132,6 +134,7 @@ ExportManifest ReadExportManifest(const std::string& dir) {
       m.index_generation = idx.has("generation") ? idx.at("generation").integer() : 0;
       m.index_ef_search = idx.at("ef_search").integer();
       m.index_nprobe = idx.at("nprobe").integer();
+      m.index_refine = idx.has("refine") ? idx.at("refine").integer() : 1;
       m.index_queries = idx.at("queries").integer();
       m.index_recall10 = idx.at("recall@10").num();
       m.index_recall100 = idx.at("recall@100").num();

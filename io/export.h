@@ -52,6 +52,7 @@ struct ExportManifest {
   std::string index_factory;  // "" = no index
   int64_t index_generation = 0;
   int64_t index_ef_search = 0, index_nprobe = 0, index_queries = 0;
+  int64_t index_refine = 1;  // k_factor of "...,RFlat" factories (absent before: 1)
   double index_recall10 = -1, index_recall100 = -1;
 };
 

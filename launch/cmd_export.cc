@@ -61,9 +61,10 @@ int RunIndex(const std::vector<std::string>&) {
   o.queries = FLAGS_queries;
   o.ef_search = FLAGS_ef_search;
   o.nprobe = FLAGS_nprobe;
+  o.refine = FLAGS_refine;
   o.train_vectors = FLAGS_train_vectors;
-  if (o.ef_search < 1 || o.nprobe < 1 || o.train_vectors < 0) {
-    Fail("--ef-search and --nprobe must be >= 1 and --train-vectors >= 0");
+  if (o.ef_search < 1 || o.nprobe < 1 || o.refine < 1 || o.train_vectors < 0) {
+    Fail("--ef-search, --nprobe and --refine must be >= 1 and --train-vectors >= 0");
   }
   const std::string dir = ResolveExport(FLAGS_export_dir);
   IndexReport r = BuildExportIndex(dir, o);
@@ -172,7 +173,7 @@ Registrar index_cmd({
     .name = "index",
     .summary = "FAISS index per item shard of an export + recall against exact search (stored in its manifest)",
     .usage = "shardrec index --export ROOT[/VERSION] [--factory Flat|HNSW32|IVF1024,Flat|IVF1024,PQ32 --nprobe 32 --queries N]",
-    .flags = {"export_dir", "factory", "queries", "ef_search", "nprobe", "train_vectors"},
+    .flags = {"export_dir", "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors"},
     .positional = 0,
     .run = RunIndex,
 });

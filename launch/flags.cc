@@ -80,6 +80,8 @@ DEFINE_string(factory, "auto", "index: FAISS factory string (auto: Flat below 10
 DEFINE_int64(queries, 1000, "index: user vectors used to measure recall against exact search");
 DEFINE_int64(ef_search, 128, "index: HNSW search breadth (stored with the index, used by query)");
 DEFINE_int64(nprobe, 32, "index: IVF lists probed (stored with the index, used by query)");
+DEFINE_int64(refine, 4, "index: with a '...,RFlat' factory, the base index proposes refine x k candidates that are "
+                        "re-ranked on the exact vectors");
 DEFINE_int64(train_vectors, 0,
              "index: vectors that train an IVF/PQ index per shard, a uniform sample (0: auto, max(100000, "
              "64 x lists), at most the shard)");

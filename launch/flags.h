@@ -82,6 +82,7 @@ DECLARE_string(factory);
 DECLARE_int64(queries);
 DECLARE_int64(ef_search);
 DECLARE_int64(nprobe);
+DECLARE_int64(refine);
 DECLARE_int64(train_vectors);
 DECLARE_string(user);
 DECLARE_string(history);

@@ -22,6 +22,7 @@ struct IndexOptions {
   int64_t queries = 1000;        // user vectors used to measure recall against exact search
   int64_t ef_search = 128;       // HNSW search breadth
   int64_t nprobe = 32;           // IVF lists probed
+  int64_t refine = 4;            // "...,RFlat" factories: candidates re-ranked exactly = refine x k
   // Vectors that train an index needing training (IVF k-means, PQ codebooks), a uniform sample of
   // the shard; 0: max(100000, 64 x IVF lists). k-means cost grows with it, recall barely.
   int64_t train_vectors = 0;

@@ -105,25 +105,35 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   EXPECT_EQ(ivf.train_vectors, 2 * 100);
   EXPECT_DOUBLE_EQ(ivf.recall10, 1.0);
   EXPECT_EQ(ReadExportManifest(v).index_nprobe, 8);
+  // IVF-PQ with exact re-ranking ("RFlat"): 2 bytes a vector propose refine x k candidates.
+  o.factory = "IVF8,PQ2x4,RFlat";
+  o.refine = 1;
+  const double rough = BuildExportIndex(v, o).recall10;
+  o.refine = 8;
+  IndexReport refined = BuildExportIndex(v, o);
+  EXPECT_GT(refined.recall10, rough + 0.05) << "re-ranking 8x candidates recovers recall";
+  EXPECT_GT(refined.recall10, 0.9);
+  EXPECT_EQ(ReadExportManifest(v).index_refine, 8);
+  EXPECT_DOUBLE_EQ(ShardedIndex::Open(v)->manifest().index_recall10, refined.recall10);
   o.factory = "HNSW16";
   IndexReport hnsw = BuildExportIndex(v, o);
   EXPECT_GT(hnsw.recall10, 0.9);
   ExportManifest m = ReadExportManifest(v);
   EXPECT_EQ(m.index_factory, "HNSW16");
   // Re-indexing writes a new generation beside the current one; the one before that goes.
-  EXPECT_EQ(m.index_generation, 3);
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 1)));
-  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(0, 2)));
-  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(1, 3)));
+  EXPECT_EQ(m.index_generation, 5);
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 3)));
+  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(0, 4)));
+  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(1, 5)));
   EXPECT_DOUBLE_EQ(m.index_recall10, hnsw.recall10);
   EXPECT_EQ(m.index_queries, 300);
-  // A reader that read manifest generation 3 just before a re-index still finds every file it names.
+  // A reader that read manifest generation 5 just before a re-index still finds every file it names.
   o.factory = "Flat";
   BuildExportIndex(v, o);
-  EXPECT_EQ(ReadExportManifest(v).index_generation, 4);
+  EXPECT_EQ(ReadExportManifest(v).index_generation, 6);
   for (const auto& [name, digest] : m.files) EXPECT_NO_THROW(VerifyFileDigest(v + "/" + name, digest)) << name;
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 2)));
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(1, 2)));
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 4)));
+  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(1, 4)));
   // Brute force oracle for a few queries (user vectors).
   auto idx = ShardedIndex::Open(v, /*exact=*/true);
   VectorShard users = ReadVectorShard(v + "/users-0.h5");
