@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <numeric>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -42,7 +44,7 @@ void WriteVectorShard(const std::string& path, const std::string& kind, const Ve
   }
 }
 
-VectorShard ReadVectorShard(const std::string& path) {
+VectorShard ReadVectorShard(const std::string& path, bool with_vectors) {
   h5::File f = h5::File::Open(path);
   VectorShard s;
   auto dim = f.GetIntAttr("/", "dim");
@@ -50,8 +52,10 @@ VectorShard ReadVectorShard(const std::string& path) {
   s.dim = *dim;
   s.ids = f.ReadAll<int64_t>("/ids");
   const int64_t n = static_cast<int64_t>(s.ids.size());
-  s.vectors = f.ReadAll<float>("/vectors");
-  if (static_cast<int64_t>(s.vectors.size()) != n * s.dim) Fail(path, ": /vectors does not hold ", n, " x ", s.dim);
+  const std::vector<int64_t> shape = f.Shape("/vectors");
+  const int64_t values = shape.empty() ? 0 : std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
+  if (values != n * s.dim) Fail(path, ": /vectors does not hold ", n, " x ", s.dim);
+  if (with_vectors) s.vectors = f.ReadAll<float>("/vectors");
   s.raw_ids = h5::ReadStrings(f, "/raw_ids", 0, n);
   if (f.Exists("/titles/offsets")) s.titles = h5::ReadStrings(f, "/titles", 0, n);
   return s;

@@ -26,8 +26,8 @@ struct VectorShard {
 
 // Writes one shard file (kind "items" or "users").
 void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& shard);
-// Reads a shard; a damaged file is a UserError naming it.
-VectorShard ReadVectorShard(const std::string& path);
+// Reads a shard (without `vectors` unless `with_vectors`); a damaged file is a UserError naming it.
+VectorShard ReadVectorShard(const std::string& path, bool with_vectors = true);
 
 struct ExportShard {
   std::string file;

@@ -104,11 +104,11 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
   // The vectors stay in memory only when exact search answers the queries (no second copy beside
   // an ANN index).
   const bool use_exact = exact || m.index_factory.empty();
-  if (use_exact) idx->vectors_.resize(static_cast<size_t>(m.num_items * m.dim));
+  if (use_exact && m.item_shards.size() > 1) idx->vectors_.resize(static_cast<size_t>(m.num_items * m.dim));
   bool any_title = false;
   for (size_t s = 0; s < m.item_shards.size(); ++s) {
     const ExportShard& sh = m.item_shards[s];
-    VectorShard v = ReadVectorShard(dir + "/" + sh.file);
+    VectorShard v = ReadVectorShard(dir + "/" + sh.file, /*with_vectors=*/use_exact);
     if (v.dim != m.dim || static_cast<int64_t>(v.ids.size()) != sh.end - sh.begin) {
       Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
     }
@@ -123,7 +123,9 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
     }
     idx->shard_begin_.push_back(sh.begin);
     idx->shard_size_.push_back(sh.end - sh.begin);
-    if (use_exact) {
+    if (use_exact && m.item_shards.size() == 1) {
+      idx->vectors_ = std::move(v.vectors);  // no second copy while loading
+    } else if (use_exact) {
       std::copy(v.vectors.begin(), v.vectors.end(), idx->vectors_.begin() + sh.begin * m.dim);
     } else {
       const std::string f = dir + "/" + IndexFileName(s, m.index_generation);
