@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include <gflags/gflags.h>
 #include <glog/logging.h>
@@ -12,12 +13,15 @@
 #include "common/file_util.h"
 #include "io/convert.h"
 #include "io/dataset.h"
+#include "io/export.h"
 #include "io/reader.h"
 #include "io/synth.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "launch/job.h"
+#include "retrieval/index.h"
+#include "train/export.h"
 #include "train/trainer.h"
 
 namespace shardrec::cli {
@@ -198,6 +202,27 @@ int RunDemo(const std::vector<std::string>& args) {
     std::printf("   two-tower vs most popular: %.1fx HR@10 (%s)\n", model["hr@10"] / std::max(1e-9, pop["hr@10"]),
                 ok ? "ok: well above popularity" : "WARNING: not clearly above popularity");
     std::printf("   run directory: %s (config.yaml, metrics.jsonl, TensorBoard events, model/)\n", o.run_dir.c_str());
+  }
+  // 7. export (every rank its row range), 8. index + recall against exact search, 9. one query.
+  ExportOptions xo;
+  xo.run_dir = o.run_dir;
+  xo.data = synth_path;
+  xo.root = dir + "/exports";
+  xo.model = o.model;
+  xo.seed = o.seed;
+  const std::string version_dir = ExportEmbeddings(xo, *job.comm);
+  if (job.is_root()) {
+    std::printf("== 7. export -> %s (LATEST -> %s)\n", version_dir.c_str(), Basename(version_dir).c_str());
+    IndexOptions io;
+    IndexReport r = BuildExportIndex(version_dir, io);
+    std::printf("== 8. index: %s, recall@10 %.4f, recall@100 %.4f against exact search (%lld user queries)\n",
+                r.factory.c_str(), r.recall10, r.recall100, static_cast<long long>(r.queries));
+    auto index = ShardedIndex::Open(version_dir);
+    const std::string user = ReadVectorShard(version_dir + "/" + index->manifest().user_shards[0].file).raw_ids.at(0);
+    std::optional<UserQuery> q = FindExportedUser(*index, version_dir, user);
+    if (!q) Fail("demo: user ", user, " is missing from its own export (bug)");
+    std::printf("== 9. shardrec query --export %s --user %s --k 5\n", xo.root.c_str(), user.c_str());
+    PrintHits(*index, "user " + user, q->events, 5, index->Search(q->vector.data(), 5, q->seen));
   }
   return 0;
 }

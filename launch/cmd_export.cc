@@ -2,6 +2,7 @@
 #include <gflags/gflags.h>
 
 #include <cstdio>
+#include <optional>
 #include <unordered_set>
 
 #include "common/error.h"
@@ -76,6 +77,38 @@ int RunIndex(const std::vector<std::string>&) {
   return 0;
 }
 
+}  // namespace
+
+std::optional<UserQuery> FindExportedUser(const ShardedIndex& index, const std::string& dir, const std::string& raw_user) {
+  const ExportManifest& m = index.manifest();
+  for (const auto& sh : m.user_shards) {
+    VectorShard u = ReadVectorShard(dir + "/" + sh.file);
+    for (size_t i = 0; i < u.raw_ids.size(); ++i) {
+      if (u.raw_ids[i] != raw_user) continue;
+      UserQuery q;
+      q.vector.assign(u.vectors.begin() + i * m.dim, u.vectors.begin() + (i + 1) * m.dim);
+      auto ds = Dataset::Open(m.data);
+      const int64_t user = u.ids[i];
+      for (int32_t it : ds->ReadItems(ds->user_offsets()[user], ds->user_offsets()[user + 1])) q.seen.insert(it);
+      q.events = ds->user_length(user);
+      return q;
+    }
+  }
+  return std::nullopt;
+}
+
+void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events, int64_t k, const std::vector<Hit>& hits) {
+  const ExportManifest& m = index.manifest();
+  std::printf("%s (%lld events) -> top %lld [%s, export %s]\n", who.c_str(), static_cast<long long>(events),
+              static_cast<long long>(k), index.approximate() ? m.index_factory.c_str() : "exact", m.version.c_str());
+  for (size_t i = 0; i < hits.size(); ++i) {
+    std::printf("  %2zu. %-8s %-45s %.3f\n", i + 1, index.raw_id(hits[i].id).c_str(), index.title(hits[i].id).c_str(),
+                hits[i].score);
+  }
+}
+
+namespace {
+
 int RunQuery(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
   if (FLAGS_user.empty() == FLAGS_history.empty()) Fail("give exactly one of --user RAW_ID and --history RAW_ID,...");
@@ -88,18 +121,11 @@ int RunQuery(const std::vector<std::string>&) {
   std::string who;
   int64_t events = 0;
   if (!FLAGS_user.empty()) {
-    for (const auto& sh : m.user_shards) {
-      VectorShard u = ReadVectorShard(dir + "/" + sh.file);
-      for (size_t i = 0; i < u.raw_ids.size(); ++i) {
-        if (u.raw_ids[i] != FLAGS_user) continue;
-        query.assign(u.vectors.begin() + i * m.dim, u.vectors.begin() + (i + 1) * m.dim);
-        auto ds = Dataset::Open(m.data);
-        const int64_t user = u.ids[i];
-        for (int32_t it : ds->ReadItems(ds->user_offsets()[user], ds->user_offsets()[user + 1])) exclude.insert(it);
-        events = ds->user_length(user);
-      }
-    }
-    if (query.empty()) Fail("--user: unknown user id '", FLAGS_user, "' (not in export ", m.version, ")");
+    std::optional<UserQuery> u = FindExportedUser(*index, dir, FLAGS_user);
+    if (!u) Fail("--user: unknown user id '", FLAGS_user, "' (not in export ", m.version, ")");
+    query = std::move(u->vector);
+    exclude = std::move(u->seen);
+    events = u->events;
     who = "user " + FLAGS_user;
   } else {
     std::vector<int64_t> items;
@@ -145,12 +171,7 @@ int RunQuery(const std::vector<std::string>&) {
     std::printf("%s\n", o.str().c_str());
     return 0;
   }
-  std::printf("%s (%lld events) -> top %lld [%s, export %s]\n", who.c_str(), static_cast<long long>(events),
-              static_cast<long long>(FLAGS_k), index->approximate() ? m.index_factory.c_str() : "exact", m.version.c_str());
-  for (size_t i = 0; i < hits.size(); ++i) {
-    std::printf("  %2zu. %-8s %-45s %.3f\n", i + 1, index->raw_id(hits[i].id).c_str(), index->title(hits[i].id).c_str(),
-                hits[i].score);
-  }
+  PrintHits(*index, who, events, FLAGS_k, hits);
   return 0;
 }
 

@@ -1,11 +1,14 @@
 // Pieces shared between subcommands.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "io/synth.h"
 #include "model/two_tower.h"
+#include "retrieval/index.h"
 
 namespace shardrec::cli {
 
@@ -20,5 +23,17 @@ const std::vector<std::string>& ModelFlags();
 ModelConfig ModelConfigFromFlags();
 // Every key of a run's config.yaml (what `shardrec train` reads from flags or config files).
 std::vector<std::string> TrainKeys();
+
+// A known user of an export: their exported vector, the items of their events (excluded from
+// recommendations) and how many events they have.
+struct UserQuery {
+  std::vector<float> vector;
+  std::unordered_set<int64_t> seen;
+  int64_t events = 0;
+};
+// `raw_user` in the export opened as `index` from `dir`; nullopt when the export does not know it.
+std::optional<UserQuery> FindExportedUser(const ShardedIndex& index, const std::string& dir, const std::string& raw_user);
+// The ranked list as `shardrec query` prints it.
+void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events, int64_t k, const std::vector<Hit>& hits);
 
 }  // namespace shardrec::cli

@@ -94,6 +94,13 @@ TEST(Cli, DemoTrainsWellAbovePopularity) {
   EXPECT_NE(r.output.find("users                  1500"), std::string::npos);
   // A relative check, not a time: the model must be well above the popularity ranker.
   EXPECT_NE(r.output.find("ok: well above popularity"), std::string::npos) << r.output;
+  // ... and goes on to the serving side: export, index with measured recall, a query.
+  EXPECT_NE(r.output.find("== 8. index: Flat, recall@10 1.0000"), std::string::npos) << r.output;
+  const auto q = r.output.find("== 9. shardrec query --export " + dir.File("demo/exports") + " --user 1 --k 5");
+  ASSERT_NE(q, std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("user 1 (", q), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("   5. ", q), std::string::npos) << r.output;
+  EXPECT_TRUE(PathExists(dir.File("demo/exports/LATEST")));
 }
 
 TEST(Cli, ConfigFilesAndOverrides) {
