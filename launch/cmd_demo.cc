@@ -218,7 +218,7 @@ int RunDemo(const std::vector<std::string>& args) {
     std::printf("== 8. index: %s, recall@10 %.4f, recall@100 %.4f against exact search (%lld user queries)\n",
                 r.factory.c_str(), r.recall10, r.recall100, static_cast<long long>(r.queries));
     auto index = ShardedIndex::Open(version_dir);
-    const std::string user = ReadVectorShard(version_dir + "/" + index->manifest().user_shards[0].file).raw_ids.at(0);
+    const std::string user = Dataset::Open(synth_path)->ReadUserRawIds(0, 1).at(0);
     std::optional<UserQuery> q = FindExportedUser(*index, version_dir, user);
     if (!q) Fail("demo: user ", user, " is missing from its own export (bug)");
     std::printf("== 9. shardrec query --export %s --user %s --k 5\n", xo.root.c_str(), user.c_str());

@@ -64,9 +64,11 @@ int RunIndex(const std::vector<std::string>&) {
   o.nprobe = FLAGS_nprobe;
   o.refine = FLAGS_refine;
   o.train_vectors = FLAGS_train_vectors;
-  if (o.ef_search < 1 || o.nprobe < 1 || o.refine < 1 || o.train_vectors < 0) {
-    Fail("--ef-search, --nprobe and --refine must be >= 1 and --train-vectors >= 0");
+  for (const auto& [flag, value] : {std::pair<const char*, int64_t>{"--ef-search", o.ef_search}, {"--nprobe", o.nprobe},
+                                     {"--refine", o.refine}}) {
+    if (value < 1) Fail(flag, ": must be >= 1, got ", value);
   }
+  if (o.train_vectors < 0) Fail("--train-vectors: must be >= 0 (0: auto), got ", o.train_vectors);
   const std::string dir = ResolveExport(FLAGS_export_dir);
   IndexReport r = BuildExportIndex(dir, o);
   const std::string trained = r.train_vectors ? " (trained on " + std::to_string(r.train_vectors) + " vectors)" : "";

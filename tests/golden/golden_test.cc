@@ -77,33 +77,32 @@ TEST(Golden, DatasetV1ReadsAndTheWriterIsStable) {
   EXPECT_TRUE(ReadFileToString(fresh) == ReadFileToString(golden)) << "the dataset writer changed its bytes";
 }
 
+// The tiny model trained for two steps on the golden dataset (makes the golden checkpoint/export).
+TrainOptions TinyTraining(const std::string& data, const std::string& run_dir) {
+  TrainOptions o;
+  o.data = data;
+  o.run_dir = run_dir;
+  o.max_steps = 2;
+  o.batch_size = 2;
+  o.eval_every = 0;
+  o.quiet = true;
+  o.model = TinyModel();
+  return o;
+}
+
 TEST(Golden, CheckpointV1Loads) {
   const std::string golden = kGolden + "/checkpoint_v1";
   testing::TempDir dir;
   const std::string data = MakeDataset(dir);
   if (Update()) {
-    TrainOptions o;
-    o.data = data;
-    o.run_dir = dir.File("run");
-    o.max_steps = 2;
-    o.batch_size = 2;
-    o.eval_every = 0;
-    o.quiet = true;
-    o.model = TinyModel();
+    const TrainOptions o = TinyTraining(data, dir.File("run"));
     RunRanks(2, [&](Communicator& c) { Train(o, c); });
     RemoveAll(golden);
     ASSERT_EQ(testing::RunCommand("cp -r " + ListCheckpoints(dir.File("run")).back() + " " + golden).exit_code, 0);
   }
   VerifyCheckpoint(golden);
   RunRanks(1, [&](Communicator& c) {
-    auto ds = Dataset::Open(data);
-    ItemCatalog cat;
-    cat.num_items = 5;
-    auto cats = ds->ReadItemCategories(0, 5);
-    cat.num_categories = 2;
-    cat.category_offsets = cats.offsets;
-    cat.category_values.assign(cats.values.begin(), cats.values.end());
-    TwoTowerModel model(TinyModel(), cat, &c, 1);
+    TwoTowerModel model(TinyModel(), LoadItemCatalog(*Dataset::Open(data)), &c, 1);
     TrainerState state;
     LoadCheckpoint(golden, model, nullptr, &state, c);
     EXPECT_EQ(state.step, 2);
@@ -129,14 +128,7 @@ TEST(Golden, ExportV1OpensAndSearches) {
   if (Update()) {
     testing::TempDir dir;
     const std::string data = MakeDataset(dir);
-    TrainOptions o;
-    o.data = data;
-    o.run_dir = dir.File("run");
-    o.max_steps = 2;
-    o.batch_size = 2;
-    o.eval_every = 0;
-    o.quiet = true;
-    o.model = TinyModel();
+    const TrainOptions o = TinyTraining(data, dir.File("run"));
     RunRanks(1, [&](Communicator& c) {
       Train(o, c);
       ExportOptions e;

@@ -73,7 +73,7 @@ TEST(Cli, UserMistakesExitNonZero) {
            {"data stats --users 3 " + dir.File("x.h5"), "--users is not a flag of 'shardrec data stats'"},
            {"data synth --output " + dir.File("s.h5") + " --users 10 --events 5", "--events"},
            {"frobnicate", "unknown command"},
-           {"index --export " + dir.path() + " --nprobe 0", "--ef-search, --nprobe and --refine must be >= 1"},
+           {"index --export " + dir.path() + " --nprobe 0", "--nprobe: must be >= 1, got 0"},
            {"train --resume latest-valid --data x.h5", "--resume=latest-valid needs --run-dir"},
        }) {
     auto r = RunCommand(kBin + " " + c.args);

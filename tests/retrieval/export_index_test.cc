@@ -198,6 +198,13 @@ TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   EXPECT_TRUE(idx->approximate());
   EXPECT_EQ(idx->manifest().num_items, 500);
   testing::ExpectUserError([&] { ResolveExport(dir_->File("nothing")); }, {"neither an export version"});
+  // A manifest whose item shards leave a gap is refused by name.
+  ExportManifest m = ReadExportManifest(v);
+  ASSERT_EQ(m.item_shards.size(), 1u);
+  m.item_shards[0].begin = 1;
+  WriteExportManifest(v, m);
+  testing::ExpectUserError([&] { ShardedIndex::Open(v, /*exact=*/true); },
+                           {"manifest.json: item_shards[0] covers [1, 500); the shards must cover [0, 500) in order"});
 }
 
 }  // namespace

@@ -27,13 +27,7 @@ TEST(MpiInvariance, TwoProcessesEqualOneRank) {
     GenerateSynthetic(dir->File("s.h5"), so);
     base = dir->path();
   }
-  at::Tensor len = at::full({1}, static_cast<int64_t>(base.size()), at::kLong);
-  g_comm->Broadcast(len, 0);
-  at::Tensor buf = at::zeros({len.item<int64_t>()}, at::kInt);
-  for (size_t i = 0; i < base.size(); ++i) buf[i] = base[i];
-  g_comm->Broadcast(buf, 0);
-  base.clear();
-  for (int64_t i = 0; i < buf.numel(); ++i) base.push_back(static_cast<char>(buf[i].item<int>()));
+  base = BroadcastString(*g_comm, base, 0);
   for (const std::string loss : {"full", "sampled"}) {
     SCOPED_TRACE(loss);
     TrainResult two = Train(testing::InvarianceOptions(base + "/s.h5", base + "/mpi-" + loss, loss), *g_comm);
