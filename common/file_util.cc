@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -33,6 +34,16 @@ AtomicOutput::AtomicOutput(std::string final_path) : final_path_(std::move(final
 
 AtomicOutput::~AtomicOutput() {
   if (!committed_) RemoveAll(temp_path_);
+}
+
+void WriteFileAtomically(const std::string& path, const std::string& contents) {
+  AtomicOutput out(path);
+  FILE* f = std::fopen(out.temp_path().c_str(), "wb");
+  if (!f) Fail("cannot write ", path, ": ", std::strerror(errno));
+  const bool ok = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size() && std::fflush(f) == 0;
+  const int err = errno;
+  if (std::fclose(f) != 0 || !ok) Fail("cannot write ", path, ": ", std::strerror(ok ? errno : err));
+  out.Commit();
 }
 
 void AtomicOutput::Commit() {

@@ -44,6 +44,9 @@ std::string Basename(const std::string& path);
 std::string RealPath(const std::string& path);
 // Reads a whole file. Throws UserError naming the path if it cannot be read.
 std::string ReadFileToString(const std::string& path);
+// Writes `contents` to `path` through an AtomicOutput: the file is complete or absent. Every write
+// is checked; a failure (disk full, missing directory) is a UserError naming the path.
+void WriteFileAtomically(const std::string& path, const std::string& contents);
 // Creates the directory and its parents; throws UserError on failure.
 void MakeDirs(const std::string& path);
 // Removes a file or a directory tree if present.

@@ -20,6 +20,7 @@ const char* SplitName(Split s) {
 
 namespace {
 constexpr uint64_t kShuffleStream = 0x5348554646ULL;  // "SHUFF"
+constexpr uint64_t kBucketStream = 0x4255434BULL;     // "BUCK"
 
 // [begin, end) of the events that form the input of `split`, plus the target position (or -1).
 struct Span {
@@ -53,8 +54,13 @@ SequenceReader::SequenceReader(const std::string& path, const ReaderOptions& opt
   if (options_.global_batch_size < 1) Fail("--batch-size: must be >= 1, got ", options_.global_batch_size);
   if (options_.max_len < 1) Fail("--max-len: must be >= 1, got ", options_.max_len);
   const auto& off = dataset_->user_offsets();
+  if (options_.bucket_batches < 0) Fail("reader: bucket_batches must be >= 0, got ", options_.bucket_batches);
+  const int64_t keep = options_.split == Split::kTrain ? options_.max_len + 1 : options_.max_len;
   for (int64_t u = 0; u + 1 < static_cast<int64_t>(off.size()); ++u) {
-    if (SplitSpan(off[u], off[u + 1], options_.split)) eligible_.push_back(u);
+    if (auto s = SplitSpan(off[u], off[u + 1], options_.split)) {
+      eligible_.push_back(u);
+      lengths_.push_back(std::min(keep, s->end - s->begin));
+    }
   }
   StartEpoch(0);
 }
@@ -74,6 +80,33 @@ void SequenceReader::StartEpoch(int64_t epoch) {
       std::swap(order_[i], order_[rng.Below(static_cast<uint64_t>(i + 1))]);
     }
   }
+  if (options_.bucket_batches > 0) BucketByLength();
+}
+
+void SequenceReader::BucketByLength() {
+  const int64_t b = options_.global_batch_size, n = static_cast<int64_t>(order_.size());
+  // Length of each user of the order (order_ holds dense user ids; eligible_ is sorted).
+  auto length_of = [&](int64_t user) {
+    const auto it = std::lower_bound(eligible_.begin(), eligible_.end(), user);
+    return lengths_[it - eligible_.begin()];
+  };
+  const int64_t window = b * options_.bucket_batches;
+  for (int64_t w = 0; w < n; w += window) {
+    const auto first = order_.begin() + w, last = order_.begin() + std::min(n, w + window);
+    std::stable_sort(first, last, [&](int64_t x, int64_t y) { return length_of(x) < length_of(y); });
+  }
+  // Shuffle the full batches (the short last batch stays last, so batch i is always rows
+  // [i * b, i * b + b) of the order).
+  const int64_t full = n / b;
+  std::vector<int64_t> perm(static_cast<size_t>(full));
+  for (int64_t i = 0; i < full; ++i) perm[i] = i;
+  Rng rng(HashKeys({options_.seed, kBucketStream, static_cast<uint64_t>(epoch_)}));
+  for (int64_t i = full - 1; i > 0; --i) std::swap(perm[i], perm[rng.Below(static_cast<uint64_t>(i + 1))]);
+  std::vector<int64_t> out;
+  out.reserve(order_.size());
+  for (int64_t i : perm) out.insert(out.end(), order_.begin() + i * b, order_.begin() + (i + 1) * b);
+  out.insert(out.end(), order_.begin() + full * b, order_.end());
+  order_ = std::move(out);
 }
 
 void SequenceReader::Seek(int64_t index) {
@@ -104,6 +137,12 @@ std::optional<Batch> SequenceReader::Next() {
   batch.row_offset = g * r / w;
   batch.rows = g * (r + 1) / w - batch.row_offset;
   const bool train = options_.split == Split::kTrain;
+  if (train) {
+    for (int64_t u : global) {
+      const auto it = std::lower_bound(eligible_.begin(), eligible_.end(), u);
+      batch.global_positions += lengths_[it - eligible_.begin()] - 1;
+    }
+  }
   const int64_t keep = train ? options_.max_len + 1 : options_.max_len;
   const auto& off = dataset_->user_offsets();
   std::vector<Span> spans;

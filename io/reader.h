@@ -36,6 +36,11 @@ struct ReaderOptions {
   int64_t pad_id = -1;              // value of padding positions in `items`
   bool pad_to_max_len = false;      // width = max_len (+1 for train) instead of the batch maximum
   bool full_history = false;        // also return each row's untruncated input (for exclusion)
+  // Length bucketing (training): after the shuffle, every window of `bucket_batches` global batches
+  // is sorted by sequence length and cut into batches, and the full batches are then shuffled
+  // again, so a batch holds sequences of similar length and padding is hardly computed. The
+  // batches are still a function of (seed, epoch) alone, whatever the world size. 0 = off.
+  int64_t bucket_batches = 0;
 };
 
 // One rank's piece of a global batch. Row-major [rows x width] arrays, left-aligned: row i holds
@@ -50,6 +55,9 @@ struct Batch {
   int64_t global_rows = 0;   // rows of the whole global batch
   int64_t row_offset = 0;    // where this piece starts inside the global batch
   int64_t rows = 0;          // rows in this piece (may be 0)
+  // Train: predicted positions (length - 1 per row) of the whole global batch, known on every
+  // rank without communication (a loss averaged over the global batch divides by it).
+  int64_t global_positions = 0;
   int64_t width = 0;
   std::vector<int64_t> users;       // [rows] dense user ids
   std::vector<int64_t> items;       // [rows x width]
@@ -83,9 +91,12 @@ class SequenceReader {
   std::vector<int64_t> GlobalBatchUsers(int64_t index) const;
 
  private:
+  void BucketByLength();
+
   ReaderOptions options_;
   std::unique_ptr<Dataset> dataset_;
   std::vector<int64_t> eligible_;  // users of this split, dense-id order
+  std::vector<int64_t> lengths_;   // [eligible] positions a batch row of that user holds
   std::vector<int64_t> order_;     // current epoch's order (indices into eligible_ values)
   int64_t epoch_ = -1;
   int64_t next_batch_ = 0;

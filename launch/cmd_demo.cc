@@ -175,7 +175,8 @@ int RunDemo(const std::vector<std::string>& args) {
                 static_cast<long long>(o.batch_size), job.comm->world_size(), o.run_dir.c_str());
     std::fflush(stdout);
   }
-  TrainResult tr = Train(o, *job.comm);
+  std::unique_ptr<TrainingSink> progress = MakeStdoutSink();
+  TrainResult tr = Train(o, *job.comm, progress.get());
   EvalOptions eo;
   eo.data = synth_path;
   eo.run_dir = o.run_dir;

@@ -19,6 +19,7 @@
 #include "launch/job.h"
 #include "retrieval/index.h"
 #include "train/export.h"
+#include "train/item_data.h"
 #include "train/trainer.h"
 
 #include <torch/torch.h>
@@ -130,31 +131,43 @@ int RunQuery(const std::vector<std::string>&) {
     events = u->events;
     who = "user " + FLAGS_user;
   } else {
-    std::vector<int64_t> items;
+    // RAW_ID[@UNIX_SECONDS],...: timestamps give the user tower the same time gaps as training.
+    std::vector<int64_t> items, stamps;
     for (auto raw : Split(FLAGS_history, ",")) {
-      const std::string r(Trim(raw));
+      const std::string entry(Trim(raw));
+      const size_t at = entry.find('@');
+      const std::string r = entry.substr(0, at);
       const int64_t id = index->FindItem(r);
       if (id < 0) Fail("--history: unknown item id '", r, "' (not in export ", m.version, ")");
+      if ((at != std::string::npos) != (items.empty() ? at != std::string::npos : !stamps.empty())) {
+        Fail("--history: give a timestamp for every item (RAW_ID@SECONDS) or for none; '", entry, "' differs");
+      }
+      if (at != std::string::npos) {
+        auto ts = ParseInt64(entry.substr(at + 1));
+        if (!ts) Fail("--history: '", entry, "': expected RAW_ID@UNIX_SECONDS");
+        stamps.push_back(*ts);
+      }
       items.push_back(id);
       exclude.insert(id);
     }
-    // The user tower of the exported model encodes the history.
+    if (items.empty()) Fail("--history: no items given");
+    // The user tower of the exported model encodes the history (the last max_len events).
     const std::string run = Dirname(m.source);
     ApplyRunConfig(run);
     ModelConfig mc = ModelConfigFromFlags();
     const int64_t keep = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));
-    std::vector<int64_t> tail(items.end() - keep, items.end());
+    const std::vector<int64_t> tail(items.end() - keep, items.end());
+    const std::vector<int64_t> tail_ts = stamps.empty() ? stamps : std::vector<int64_t>(stamps.end() - keep, stamps.end());
     RunRanks(1, [&](Communicator& c) {
       auto ds = Dataset::Open(m.data);
       ItemCatalog cat = LoadItemCatalog(*ds);
-      TwoTowerModel model(mc, cat, &c, FLAGS_seed);
+      TwoTowerModel model(mc, cat, PlanItemTables(mc, cat, c), &c, FLAGS_seed);
       LoadModel(model, m.source, c);
       model.train(false);
       torch::NoGradGuard no_grad;
-      at::Tensor h = model.EncodeItems(torch::tensor(tail, torch::kLong)).unsqueeze(0);
-      at::Tensor out = model.EncodeUsers(h, torch::tensor({keep}, torch::kLong), at::Tensor());
-      at::Tensor last = out[0][keep - 1].contiguous();
-      query.assign(last.data_ptr<float>(), last.data_ptr<float>() + m.dim);
+      const std::vector<int64_t> len = {keep};
+      at::Tensor v = model.EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, mc.time_buckets, torch::kCPU))[0].contiguous();
+      query.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
     });
     who = "history of " + std::to_string(items.size()) + " items";
     events = static_cast<int64_t>(items.size());
@@ -170,6 +183,15 @@ int RunQuery(const std::vector<std::string>&) {
     }
     JsonObject o;
     o.Add("version", m.version).Add("query", who).Add("search", index->approximate() ? m.index_factory : "exact").AddRaw("items", arr + "]");
+    if (!FLAGS_history.empty()) {
+      std::string vec = "[";
+      char buf[32];
+      for (size_t i = 0; i < query.size(); ++i) {
+        std::snprintf(buf, sizeof(buf), "%s%.9g", i ? ", " : "", static_cast<double>(query[i]));
+        vec += buf;
+      }
+      o.AddRaw("user_vector", vec + "]");
+    }
     std::printf("%s\n", o.str().c_str());
     return 0;
   }
@@ -203,7 +225,7 @@ Registrar index_cmd({
 Registrar query_cmd({
     .name = "query",
     .summary = "top-K items for a known user or a history of items, with raw ids, titles and scores",
-    .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID,RAW_ID,...) [--k 10 --json]",
+    .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID[@UNIX_SECONDS],...) [--k 10 --json]",
     .flags = {"export_dir", "user", "history", "k", "json", "exact", "seed"},
     .positional = 0,
     .run = RunQuery,

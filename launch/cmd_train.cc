@@ -45,11 +45,59 @@ std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
                                 "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
-                                "checkpoint_every", "keep_checkpoints"};
+                                "checkpoint_every", "keep_checkpoints", "bucket_batches", "memory_per_rank",
+                                "memory_bandwidth", "link_bandwidth"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
   return k;
 }
+
+PlannerOptions PlannerOptionsFromFlags() {
+  if (!(FLAGS_memory_per_rank > 0) || !(FLAGS_memory_bandwidth > 0) || !(FLAGS_link_bandwidth > 0)) {
+    Fail("--memory-per-rank, --memory-bandwidth and --link-bandwidth must be > 0");
+  }
+  PlannerOptions p;
+  p.memory_budget_bytes = FLAGS_memory_per_rank * (1 << 30);
+  p.memory_bandwidth = FLAGS_memory_bandwidth * 1e9;
+  p.link_bandwidth = FLAGS_link_bandwidth * 1e9;
+  return p;
+}
+
+namespace {
+
+// Progress on standard output (rank 0): the plan, one line per report, validations.
+class StdoutSink : public TrainingSink {
+ public:
+  void OnPlan(const std::string& plan) override { Print("%s", plan.c_str()); }
+  void OnResume(const std::string& from, int64_t step, int64_t epoch, int64_t batch) override {
+    Print("resumed from %s: step %lld, epoch %lld, batch %lld\n", from.c_str(), static_cast<long long>(step),
+          static_cast<long long>(epoch), static_cast<long long>(batch));
+  }
+  void OnProgress(const ProgressReport& r) override {
+    Print("epoch %lld step %lld/%lld | loss %.4f | %.0f sequences/s | lr %.2e | ETA %.0f s\n",
+          static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
+          r.sequences_per_second, r.lr, r.eta_seconds);
+  }
+  void OnValidation(int64_t, int64_t epoch, const std::map<std::string, double>& m) override {
+    auto at = [&](const char* k) { auto it = m.find(k); return it == m.end() ? 0.0 : it->second; };
+    Print("epoch %lld valid | HR@10 %.4f NDCG@10 %.4f HR@50 %.4f MRR %.4f\n", static_cast<long long>(epoch), at("hr@10"),
+          at("ndcg@10"), at("hr@50"), at("mrr"));
+  }
+  void OnEarlyStop(int64_t n) override {
+    Print("early stop: no better NDCG@10 for %lld validations\n", static_cast<long long>(n));
+  }
+
+ private:
+  template <typename... A>
+  static void Print(const char* fmt, A... a) {
+    std::printf(fmt, a...);
+    std::fflush(stdout);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TrainingSink> MakeStdoutSink() { return std::make_unique<StdoutSink>(); }
 
 namespace {
 
@@ -112,7 +160,9 @@ int RunTrain(const std::vector<std::string>&) {
   o.keep_checkpoints = FLAGS_keep_checkpoints;
   o.resume = !FLAGS_resume.empty();
   o.resume_from = resume_policy;
+  o.bucket_batches = FLAGS_bucket_batches;
   o.model = ModelConfigFromFlags();
+  o.planner = PlannerOptionsFromFlags();
   if (job.is_root()) {
     MakeDirs(o.run_dir);
     AtomicOutput out(o.run_dir + "/config.yaml");
@@ -122,7 +172,8 @@ int RunTrain(const std::vector<std::string>&) {
     }
     out.Commit();
   }
-  TrainResult r = Train(o, *job.comm);
+  std::unique_ptr<TrainingSink> out = MakeStdoutSink();
+  TrainResult r = Train(o, *job.comm, out.get());
   if (job.is_root()) {
     std::printf("trained %lld steps (%lld epochs) in %.1f s, %.0f sequences/s; best valid NDCG@10 %.4f (epoch %lld); "
                 "model in %s/model\n",

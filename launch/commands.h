@@ -1,6 +1,7 @@
 // Pieces shared between subcommands.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_set>
@@ -9,6 +10,7 @@
 #include "io/synth.h"
 #include "model/two_tower.h"
 #include "retrieval/index.h"
+#include "train/report.h"
 
 namespace shardrec::cli {
 
@@ -23,6 +25,10 @@ const std::vector<std::string>& ModelFlags();
 ModelConfig ModelConfigFromFlags();
 // Every key of a run's config.yaml (what `shardrec train` reads from flags or config files).
 std::vector<std::string> TrainKeys();
+// The sharding planner's budget from --memory-per-rank, --memory-bandwidth, --link-bandwidth.
+PlannerOptions PlannerOptionsFromFlags();
+// Training progress, the plan and validations on standard output (rank 0's sink).
+std::unique_ptr<TrainingSink> MakeStdoutSink();
 
 // A known user of an export: their exported vector, the items of their events (excluded from
 // recommendations) and how many events they have.

@@ -55,6 +55,13 @@ DEFINE_int64(eval_every, 1, "validate every N epochs (0 = never); early stopping
 DEFINE_int64(patience, 5, "validations without improvement before stopping");
 DEFINE_int64(eval_batch_size, 256, "users per evaluation batch (global)");
 DEFINE_double(log_every, 10, "seconds between progress lines");
+DEFINE_int64(bucket_batches, 64,
+             "length bucketing: sort windows of this many training batches by sequence length, so batches "
+             "hold similar lengths and padding is not computed (0 = off)");
+DEFINE_double(memory_per_rank, 16, "sharding planner: memory budget per rank for embedding tables and their "
+              "optimizer state, GiB");
+DEFINE_double(memory_bandwidth, 50, "sharding planner: memory bandwidth per rank, GB/s (lookup cost estimate)");
+DEFINE_double(link_bandwidth, 10, "sharding planner: network bandwidth per rank, GB/s (all-to-all cost estimate)");
 DEFINE_int64(dim, 64, "embedding and Transformer width");
 DEFINE_int64(blocks, 2, "Transformer blocks of the user tower");
 DEFINE_int64(heads, 1, "attention heads");

@@ -75,6 +75,10 @@ DECLARE_string(out);
 DECLARE_int64(checkpoint_every);
 DECLARE_int64(keep_checkpoints);
 DECLARE_string(resume);
+DECLARE_int64(bucket_batches);
+DECLARE_double(memory_per_rank);
+DECLARE_double(memory_bandwidth);
+DECLARE_double(link_bandwidth);
 // export / index / query
 DECLARE_string(export_version);
 DECLARE_string(export_dir);

@@ -5,6 +5,12 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+
 namespace shardrec {
 
 // Full softmax over the catalogue: users [P x d], items [I x d], targets int64 [P] in [0, I).
@@ -17,5 +23,46 @@ at::Tensor FullSoftmaxLoss(const at::Tensor& users, const at::Tensor& items, con
 // subtracted from its logit (logQ correction, so popular in-batch items are not over-penalised).
 at::Tensor SampledSoftmaxLoss(const at::Tensor& users, const at::Tensor& candidates,
                               const at::Tensor& target_index, const at::Tensor& log_q, double temperature);
+
+struct RetrievalLossOptions {
+  bool full = true;             // full softmax over the catalogue; false: sampled softmax
+  int64_t negatives = 256;      // sampled: uniform negatives shared by the global batch
+  double temperature = 0.05;
+  bool logq = true;             // sampled: logQ correction of every candidate
+  uint64_t seed = 1;            // sampled: negatives of step s are a function of (seed, s)
+  int64_t max_positions_per_rank = 0;  // sampled: bound on one rank's positions in a step
+};
+
+// The items a step scores every position against.
+struct Candidates {
+  at::Tensor ids;    // int64 [C], sorted and distinct (full softmax: 0 .. I-1)
+  at::Tensor log_q;  // float [C] (sampled with logQ) or undefined
+};
+
+// Next-item retrieval loss of a training step (DESIGN section 3, step 6): owns the candidate set
+// (the catalogue, or the global batch's targets + shared uniform negatives), its logQ correction
+// and the softmax over it. The loss of N ranks' pieces summed equals the loss of the global batch.
+class RetrievalLoss {
+ public:
+  // item_counts: training events per item (the sampling popularity of in-batch candidates), the
+  // same on every rank. Throws UserError on a bad temperature or negative count.
+  RetrievalLoss(const RetrievalLossOptions& options, const std::vector<int64_t>& item_counts,
+                const c10::Device& device);
+
+  bool full() const { return options_.full; }
+  int64_t num_items() const { return num_items_; }
+  // COLLECTIVE when sampled (every rank's targets join the candidates; no host round trip).
+  // targets: this rank's target ids int64 [P]; global_positions: P summed over ranks.
+  Candidates MakeCandidates(const at::Tensor& targets, int64_t global_positions, int64_t step, Communicator& comm) const;
+  // Sum over positions of -log softmax(target). users [P x d]; candidate_vectors [C x d], row c
+  // the item candidates.ids[c]; targets int64 [P] item ids (every one among the candidates).
+  at::Tensor Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
+                 const Candidates& candidates) const;
+
+ private:
+  RetrievalLossOptions options_;
+  int64_t num_items_;
+  at::Tensor popularity_;  // [I] share of training events
+};
 
 }  // namespace shardrec

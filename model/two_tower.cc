@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "common/error.h"
+#include "sharding/lookup_function.h"
 
 namespace shardrec {
 namespace {
@@ -96,13 +97,56 @@ struct TwoTowerModel::Impl {
   std::unique_ptr<ShardedEmbeddingCollection> embeddings;
   Dense dense{nullptr};
   at::Tensor content;  // on device
-  // Leaves of the last EncodeItems, for BackwardEmbeddings.
-  at::Tensor id_leaf, cat_leaf;
-  bool pending = false;
+  // The catalogue's categories as tensors (CPU): CSR offsets [I+1] and values.
+  at::Tensor category_offsets, category_values;
+
+  FeatureBatch CategoryFeature(const at::Tensor& uniq) const;
 };
 
-TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catalog, Communicator* comm,
-                             uint64_t seed)
+// Categories of the distinct items `uniq` as a jagged feature, gathered without a per-item loop.
+FeatureBatch TwoTowerModel::Impl::CategoryFeature(const at::Tensor& uniq) const {
+  const at::Tensor u = uniq.cpu();
+  const at::Tensor begin = category_offsets.index_select(0, u);
+  const at::Tensor lengths = category_offsets.index_select(0, u + 1) - begin;
+  // Position of every value: its item's begin + its rank inside the item.
+  const at::Tensor starts = at::repeat_interleave(begin, lengths);
+  const at::Tensor first = at::cumsum(lengths, 0) - lengths;
+  const at::Tensor within = at::arange(starts.numel(), at::kLong) - at::repeat_interleave(first, lengths);
+  FeatureBatch b;
+  b["item_category"] = {category_values.index_select(0, starts + within), lengths};
+  return b;
+}
+
+std::vector<TableSpec> ItemTowerTables(const ModelConfig& config, const ItemCatalog& catalog) {
+  std::vector<TableSpec> tables;
+  TableSpec items{.name = "item_id", .rows = catalog.num_items, .dim = config.dim, .features = {"item_id"}};
+  items.optimizer = config.embedding_optimizer;
+  items.lookups_per_sample = static_cast<double>(config.max_len);
+  tables.push_back(items);
+  if (config.use_categories && catalog.num_categories > 0) {
+    TableSpec cats{.name = "item_category", .rows = catalog.num_categories, .dim = config.dim,
+                   .features = {"item_category"}, .pooling = Pooling::kMean};
+    cats.optimizer = config.embedding_optimizer;
+    cats.lookups_per_sample = static_cast<double>(config.max_len) * 2;
+    tables.push_back(cats);
+  }
+  if (config.sharding != "auto") {
+    const ShardingType t = ParseShardingType(config.sharding);
+    for (auto& spec : tables) spec.pinned = t;
+  }
+  return tables;
+}
+
+ShardingPlan PlanItemTables(const ModelConfig& config, const ItemCatalog& catalog, Communicator& comm,
+                            PlannerOptions options) {
+  ShardingPlan plan;
+  options.world_size = comm.world_size();
+  if (comm.rank() == 0) plan = PlanSharding(ItemTowerTables(config, catalog), options);
+  return BroadcastPlan(comm, plan);
+}
+
+TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catalog, const ShardingPlan& plan,
+                             Communicator* comm, uint64_t seed)
     : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.config = config;
@@ -113,30 +157,11 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catal
   if (catalog.num_items < 1) Fail("model: the catalogue is empty");
   if (!config.use_categories) m.catalog.num_categories = 0;
   if (!config.use_content) m.catalog.content = at::Tensor();
-  std::vector<TableSpec> tables;
-  TableSpec items{.name = "item_id", .rows = catalog.num_items, .dim = config.dim, .features = {"item_id"}};
-  items.optimizer = config.embedding_optimizer;
-  items.lookups_per_sample = static_cast<double>(config.max_len);
-  tables.push_back(items);
   if (m.catalog.num_categories > 0) {
-    TableSpec cats{.name = "item_category", .rows = m.catalog.num_categories, .dim = config.dim,
-                   .features = {"item_category"}, .pooling = Pooling::kMean};
-    cats.optimizer = config.embedding_optimizer;
-    cats.lookups_per_sample = static_cast<double>(config.max_len) * 2;
-    tables.push_back(cats);
+    m.category_offsets = torch::tensor(m.catalog.category_offsets, torch::kLong);
+    m.category_values = torch::tensor(m.catalog.category_values, torch::kLong);
   }
-  if (config.sharding != "auto") {
-    const ShardingType t = ParseShardingType(config.sharding);
-    for (auto& spec : tables) spec.pinned = t;
-  }
-  ShardingPlan plan;
-  if (comm->rank() == 0) {
-    PlannerOptions po;
-    po.world_size = comm->world_size();
-    plan = PlanSharding(tables, po);
-  }
-  plan = BroadcastPlan(*comm, plan);
-  m.embeddings = std::make_unique<ShardedEmbeddingCollection>(tables, plan, comm,
+  m.embeddings = std::make_unique<ShardedEmbeddingCollection>(ItemTowerTables(config, catalog), plan, comm,
                                                               CollectionOptions{.seed = seed, .dedup = true});
   const int64_t content_dim = m.catalog.content.defined() ? m.catalog.content.size(1) : 0;
   m.dense = Dense(config, content_dim);
@@ -158,60 +183,41 @@ at::Tensor TwoTowerModel::EncodeItems(const at::Tensor& ids_in) {
   at::Tensor ids = ids_in.to(m.device, at::kLong).view({-1});
   auto [uniq, inv, counts] = at::_unique2(ids, true, true, false);
   FeatureBatch batch;
+  if (m.catalog.num_categories > 0) batch = m.CategoryFeature(uniq);
   batch["item_id"] = {uniq, at::ones({uniq.numel()}, uniq.options())};
-  if (m.catalog.num_categories > 0) {
-    at::Tensor u = uniq.cpu();
-    std::vector<int64_t> values, lengths;
-    for (int64_t i = 0; i < u.numel(); ++i) {
-      const int64_t item = u[i].item<int64_t>();
-      const int64_t b = m.catalog.category_offsets[item], e = m.catalog.category_offsets[item + 1];
-      lengths.push_back(e - b);
-      values.insert(values.end(), m.catalog.category_values.begin() + b, m.catalog.category_values.begin() + e);
-    }
-    batch["item_category"] = {torch::tensor(values, torch::kLong), torch::tensor(lengths, torch::kLong)};
-  }
-  FeatureOutputs out = m.embeddings->Forward(batch);
-  m.id_leaf = out["item_id"].detach().requires_grad_(true);
-  at::Tensor v = m.id_leaf;
-  if (m.catalog.num_categories > 0) {
-    m.cat_leaf = out["item_category"].detach().requires_grad_(true);
-    v = v + m.cat_leaf;
-  }
+  FeatureOutputs out = DifferentiableLookup(*m.embeddings, batch);
+  at::Tensor v = out["item_id"];
+  if (m.catalog.num_categories > 0) v = v + out["item_category"];
   if (m.content.defined()) v = v + m.dense->content(m.content.index_select(0, uniq));
-  m.pending = true;
   return Normalize(v).index_select(0, inv);
 }
 
-at::Tensor TwoTowerModel::EncodeUsers(const at::Tensor& history, const at::Tensor& lengths,
-                                      const at::Tensor& gap_buckets) {
+at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor& item_vectors, bool all_positions) {
   Impl& m = *impl_;
-  const int64_t l = history.size(1);
-  if (l > m.config.max_len + 1) Fail("model: history of ", l, " positions exceeds max_len ", m.config.max_len);
-  at::Tensor x = history + m.dense->positions(torch::arange(l, torch::TensorOptions().device(m.device)).to(torch::kLong)).unsqueeze(0);
-  if (m.dense->gaps && gap_buckets.defined()) x = x + m.dense->gaps(gap_buckets.to(m.device));
+  const int64_t b = h.rows, l = std::max<int64_t>(1, h.width);
+  if (h.width > m.config.max_len + 1) Fail("model: history of ", h.width, " positions exceeds max_len ", m.config.max_len);
+  at::Tensor rows = h.width > 0 ? h.items.clamp_min(0) : at::zeros({b, 1}, h.items.options());
+  at::Tensor x = item_vectors.index_select(0, rows.reshape({-1})).view({b, l, -1});
+  x = x + m.dense->positions(torch::arange(l, torch::TensorOptions().dtype(torch::kLong).device(m.device))).unsqueeze(0);
+  if (m.dense->gaps && h.gaps.defined() && h.width > 0) x = x + m.dense->gaps(h.gaps);
   x = torch::dropout(x, m.config.dropout, m.dense->is_training());
+  // Left-aligned histories under causal attention: positions < length never see padding.
   for (auto& block : m.dense->blocks) x = block->forward(x);
-  (void)lengths;  // left-aligned sequences + causal attention: positions < length never see padding
-  return Normalize(m.dense->ln_final(x));
+  at::Tensor out = Normalize(m.dense->ln_final(x));
+  if (all_positions) return out;
+  at::Tensor last = (h.lengths - 1).clamp_min(0);
+  return out.index({torch::arange(b, torch::TensorOptions().dtype(torch::kLong).device(m.device)), last});
 }
 
-void TwoTowerModel::BackwardEmbeddings() {
-  Impl& m = *impl_;
-  CHECK(m.pending) << "BackwardEmbeddings without EncodeItems";
-  FeatureOutputs grads;
-  auto grad_of = [](const at::Tensor& leaf) {
-    return leaf.grad().defined() ? leaf.grad() : at::zeros_like(leaf);
-  };
-  grads["item_id"] = grad_of(m.id_leaf);
-  if (m.catalog.num_categories > 0) grads["item_category"] = grad_of(m.cat_leaf);
-  m.embeddings->Backward(grads);
-  m.pending = false;
-  m.id_leaf = m.cat_leaf = at::Tensor();
-}
-
-void TwoTowerModel::DiscardEmbeddingGradients() {
-  impl_->pending = false;
-  impl_->id_leaf = impl_->cat_leaf = at::Tensor();
+at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h) {
+  // Each distinct history item is encoded once; the histories then index those rows.
+  at::Tensor ids = h.items.clamp_min(0).reshape({-1});
+  auto [uniq, inv, counts] = at::_unique2(ids, true, true, false);
+  at::Tensor vectors = EncodeItems(uniq);  // collective, also when this rank has no histories
+  if (h.rows == 0) return at::zeros({0, impl_->config.dim}, vectors.options());
+  HistoryBatch rows = h;
+  rows.items = at::where(h.items >= 0, inv.view_as(h.items), h.items);
+  return EncodeHistory(rows, vectors);
 }
 
 std::vector<at::Tensor> TwoTowerModel::dense_parameters() {
@@ -227,13 +233,8 @@ std::vector<std::pair<std::string, at::Tensor>> TwoTowerModel::named_dense_param
 }
 
 void TwoTowerModel::train(bool on) { impl_->dense->train(on); }
+bool TwoTowerModel::is_training() const { return impl_->dense->is_training(); }
 const ModelConfig& TwoTowerModel::config() const { return impl_->config; }
 ShardedEmbeddingCollection& TwoTowerModel::embeddings() { return *impl_->embeddings; }
-
-int64_t TwoTowerModel::GapBucket(int64_t gap_seconds, int64_t buckets) {
-  if (gap_seconds < 0) return 0;
-  const int64_t b = 1 + static_cast<int64_t>(std::floor(std::log2(1.0 + gap_seconds / 60.0)));
-  return std::min(b, buckets - 1);
-}
 
 }  // namespace shardrec

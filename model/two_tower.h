@@ -16,7 +16,9 @@
 #include <vector>
 
 #include "distributed/communicator.h"
+#include "model/history.h"
 #include "sharding/embedding_collection.h"
+#include "sharding/plan.h"
 
 namespace shardrec {
 
@@ -42,32 +44,43 @@ struct ItemCatalog {
   at::Tensor content;                   // float [I x D] or undefined
 };
 
+// The item tower's embedding tables (item ids; categories when the catalogue has them and the
+// config uses them): what the planner places.
+std::vector<TableSpec> ItemTowerTables(const ModelConfig& config, const ItemCatalog& catalog);
+// COLLECTIVE. Rank 0 plans the item tower's tables (config.sharding pins a type for every table;
+// "auto" lets the planner choose within `options`' budget), and every rank gets its plan.
+// options.world_size is taken from the communicator.
+ShardingPlan PlanItemTables(const ModelConfig& config, const ItemCatalog& catalog, Communicator& comm,
+                            PlannerOptions options = {});
+
 class TwoTowerModel {
  public:
-  // Collective (plan broadcast from rank 0). Dense parameters are initialised from `seed` and
-  // broadcast from rank 0 so every rank starts identical.
-  TwoTowerModel(const ModelConfig& config, const ItemCatalog& catalog, Communicator* comm, uint64_t seed);
+  // Collective in that every rank must pass the same plan (from PlanItemTables). Dense parameters
+  // are initialised from `seed` and broadcast from rank 0 so every rank starts identical.
+  TwoTowerModel(const ModelConfig& config, const ItemCatalog& catalog, const ShardingPlan& plan, Communicator* comm,
+                uint64_t seed);
   ~TwoTowerModel();
 
   // COLLECTIVE. Item-tower vectors [n x dim] for item ids (int64 [n], any order, duplicates ok).
-  // The result takes part in autograd; after loss.backward(), call BackwardEmbeddings().
+  // Under grad mode the result takes part in autograd, and the backward pass (collective) updates
+  // the embedding rows through the sparse optimizer (sharding/lookup_function.h).
   at::Tensor EncodeItems(const at::Tensor& ids);
-  // Local. User-tower outputs [B x L x dim] for histories given as item-tower vectors
-  // [B x L x dim] (left-aligned, lengths [B]) and time-gap buckets int64 [B x L] (or undefined).
-  at::Tensor EncodeUsers(const at::Tensor& history, const at::Tensor& lengths, const at::Tensor& gap_buckets);
-  // COLLECTIVE. Sends the gradients of every EncodeItems output since the last call to the
-  // embedding owners and applies the sparse optimizer. Call once per step, after backward.
-  void BackwardEmbeddings();
-  // Drops pending EncodeItems contexts without training (evaluation). Local.
-  void DiscardEmbeddingGradients();
+
+  // Local. The user tower over histories whose items index rows of `item_vectors` (an [I x dim]
+  // tensor: the catalogue, or the rows a step encoded). Returns one L2-normalised vector per
+  // position [B x W x dim] (all_positions) or the vector after each history's last event
+  // [B x dim] (a history of length 0 gives the vector of position 0).
+  at::Tensor EncodeHistory(const HistoryBatch& history, const at::Tensor& item_vectors, bool all_positions = false);
+  // COLLECTIVE. The same, encoding the histories' items first: user vectors [B x dim] for export,
+  // recall and query.
+  at::Tensor EncodeHistory(const HistoryBatch& history);
 
   std::vector<at::Tensor> dense_parameters();
   std::vector<std::pair<std::string, at::Tensor>> named_dense_parameters();
   void train(bool on);
+  bool is_training() const;
   const ModelConfig& config() const;
   ShardedEmbeddingCollection& embeddings();
-  // Bucket of a time gap in seconds: 0 for the first event, then 1 + floor(log2(1 + gap/60)).
-  static int64_t GapBucket(int64_t gap_seconds, int64_t buckets);
 
  private:
   struct Impl;

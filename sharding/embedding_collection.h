@@ -52,11 +52,24 @@ class ShardedEmbeddingCollection {
                              CollectionOptions options = {});
   ~ShardedEmbeddingCollection();
 
-  // COLLECTIVE. Every feature of every table must be present (possibly with B = 0). An id outside
-  // [0, rows) is a UserError naming the table, feature, id and position.
+  // The three stages of a forward pass (TorchRec's split), for callers that overlap them with other
+  // work; Forward runs them in order. Between InputDist and OutputDist no other collective of this
+  // communicator may run.
+  //   InputDist  COLLECTIVE. Every feature of every table must be present (possibly with B = 0);
+  //              an id outside [0, rows) is a UserError naming the table, feature, id and
+  //              position. Ids are deduplicated per table and sent to their owners: one exchange
+  //              of counts and one of ids for all tables together.
+  //   Lookup     Local. Gathers the rows asked of this rank from its shards.
+  //   OutputDist COLLECTIVE. Rows go back to the requesters (one exchange for all tables) and are
+  //              expanded to the batch layout (and pooled).
+  void InputDist(const FeatureBatch& batch);
+  void Lookup();
+  FeatureOutputs OutputDist();
   FeatureOutputs Forward(const FeatureBatch& batch);
-  // COLLECTIVE. Gradients of the loss w.r.t. the outputs of the last Forward (same shapes and
-  // features); merges and applies the optimizer step to every table.
+  // COLLECTIVE. Gradients of the loss w.r.t. the outputs of the last forward (same shapes and
+  // features); merges them per distinct row, sends each owner its rows in one exchange for all
+  // tables, and applies the optimizer step to every table. Training code reaches it through
+  // autograd (sharding/lookup_function.h), not by hand.
   void Backward(const FeatureOutputs& grads);
 
   const std::vector<TableSpec>& specs() const { return specs_; }
@@ -71,11 +84,16 @@ class ShardedEmbeddingCollection {
   struct Table;
 
  private:
+  void GatherIds(Table& t, const FeatureBatch& batch);
+  std::vector<int64_t> RowSplits(bool asked_of_me) const;
+  void ApplyRowGradients(Table& t, const at::Tensor& row_grads);
+
   std::vector<TableSpec> specs_;
   ShardingPlan plan_;
   Communicator* comm_;
   CollectionOptions options_;
   std::vector<std::unique_ptr<Table>> tables_;
+  std::vector<Table*> sharded_;  // the tables that are not data-parallel, in spec order
   int64_t comm_bytes_ = 0;
 };
 

@@ -4,11 +4,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <sstream>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/strings.h"
 
 namespace shardrec {
@@ -266,6 +268,25 @@ void ShardingPlan::Validate(const std::vector<TableSpec>& specs) const {
     }
   }
   if (tables.size() != specs.size()) Fail("sharding plan: ", tables.size(), " tables, the model has ", specs.size());
+}
+
+namespace {
+constexpr const char* kPlanMarker = "--- plan ---\n";
+}
+
+void WritePlanFile(const std::string& path, const ShardingPlan& plan, const std::string& description) {
+  WriteFileAtomically(path, description + kPlanMarker + plan.Serialize());
+}
+
+ShardingPlan ReadPlanFile(const std::string& path) {
+  const std::string text = ReadFileToString(path);
+  const size_t at = text.find(kPlanMarker);
+  if (at == std::string::npos) Fail(path, ": not a plan file (no '--- plan ---' line)");
+  try {
+    return ShardingPlan::Parse(text.substr(at + std::strlen(kPlanMarker)));
+  } catch (const UserError& e) {
+    Fail(path, ": ", e.what());
+  }
 }
 
 ShardingPlan BroadcastPlan(Communicator& comm, const ShardingPlan& plan_on_root) {

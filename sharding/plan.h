@@ -67,6 +67,12 @@ struct PlannerOptions {
 // budget. Throws UserError naming the table when nothing fits.
 ShardingPlan PlanSharding(const std::vector<TableSpec>& specs, const PlannerOptions& options);
 
+// Writes `path` atomically: `description` (the per-rank table people read) and then, after a line
+// "--- plan ---", the plan's Serialize() text. Throws UserError if the write fails.
+void WritePlanFile(const std::string& path, const ShardingPlan& plan, const std::string& description);
+// The plan of a file written by WritePlanFile; throws UserError naming the file if it is not one.
+ShardingPlan ReadPlanFile(const std::string& path);
+
 // Collective: rank 0's plan, serialised, broadcast to every rank.
 ShardingPlan BroadcastPlan(Communicator& comm, const ShardingPlan& plan_on_root);
 

@@ -48,11 +48,11 @@ Manifest ReadManifest(const std::string& dir) {
   return m;
 }
 
-// Lists every .h5 file of `dir` with its size and CRC-32C; written last, atomically.
+// Lists every .h5 file of `dir` (and the plan) with its size and CRC-32C; written last, atomically.
 void WriteManifest(const std::string& dir, int world_size, int64_t step) {
   std::map<std::string, FileDigest> files;
   for (const auto& n : ListDirectory(dir)) {
-    if (n.size() > 3 && n.substr(n.size() - 3) == ".h5") files[n] = DigestFile(dir + "/" + n);
+    if ((n.size() > 3 && n.substr(n.size() - 3) == ".h5") || n == "plan.txt") files[n] = DigestFile(dir + "/" + n);
   }
   JsonObject m;
   m.Add("format", "shardrec.checkpoint").Add("format_version", int64_t{1}).Add("step", step)
@@ -104,6 +104,8 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
     }
   }
   if (comm.rank() == 0) {
+    // The plan the tables were trained under (any plan can load the checkpoint: rows are global).
+    WritePlanFile(tmp + "/plan.txt", emb.plan(), emb.plan().ToTable(emb.specs()));
     h5::File f = h5::File::Create(tmp + "/dense.h5");
     f.SetAttr("/", "format", std::string("shardrec.dense"));
     f.SetAttr("/", "format_version", int64_t{1});

@@ -9,6 +9,8 @@
 #include "common/json.h"
 #include "io/dataset.h"
 #include "io/export.h"
+#include "train/evaluate.h"
+#include "train/item_data.h"
 #include "train/trainer.h"
 
 namespace shardrec {
@@ -34,7 +36,7 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
   auto ds = Dataset::Open(o.data);
   const DatasetInfo info = ds->info();
   ItemCatalog catalog = LoadItemCatalog(*ds);
-  TwoTowerModel model(o.model, catalog, &comm, o.seed);
+  TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
   LoadModel(model, o.run_dir + "/model", comm);
   model.train(false);
   torch::NoGradGuard no_grad;
@@ -63,7 +65,6 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
     const int64_t b = std::min(ie, ib + c * o.chunk), e = std::min(ie, b + o.chunk);
     at::Tensor ids = torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev));
     at::Tensor v = model.EncodeItems(ids);
-    model.DiscardEmbeddingGradients();
     auto f = Floats(v);
     items.vectors.insert(items.vectors.end(), f.begin(), f.end());
   }
@@ -83,35 +84,25 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
   for (int64_t c = 0; c < std::max<int64_t>(1, user_chunks); ++c) {
     const int64_t b = std::min(ue, ub + c * per_call), e = std::min(ue, b + per_call);
     const int64_t n = e - b;
-    std::vector<int64_t> flat, lengths, gaps;
     int64_t width = 1;
     for (int64_t u = b; u < e; ++u) width = std::max<int64_t>(width, std::min<int64_t>(max_len, off[u + 1] - off[u]));
-    flat.assign(static_cast<size_t>(n * width), 0);
-    gaps.assign(static_cast<size_t>(n * width), 0);
+    std::vector<int64_t> flat(static_cast<size_t>(n * width), -1), lengths, stamps;
     // One read for the chunk's events (its users' events are contiguous).
     const std::vector<int32_t> items_read = n ? ds->ReadItems(off[b], off[e]) : std::vector<int32_t>();
-    const std::vector<int64_t> ts_read = n ? ds->ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
+    const std::vector<int64_t> ts_read = n && info.has_timestamps ? ds->ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
+    if (!ts_read.empty()) stamps.assign(flat.size(), 0);
     for (int64_t u = b; u < e; ++u) {
       const int64_t s = std::max(off[u], off[u + 1] - max_len);
       const int64_t len = off[u + 1] - s;
-      lengths.push_back(std::max<int64_t>(1, len));
+      lengths.push_back(len);
       for (int64_t k = 0; k < len; ++k) {
-        const int64_t at = s + k - off[b];
-        flat[(u - b) * width + k] = items_read[at];
-        if (k > 0 && !ts_read.empty()) {
-          gaps[(u - b) * width + k] = TwoTowerModel::GapBucket(ts_read[at] - ts_read[at - 1], o.model.time_buckets);
-        }
+        flat[(u - b) * width + k] = items_read[s + k - off[b]];
+        if (!stamps.empty()) stamps[(u - b) * width + k] = ts_read[s + k - off[b]];
       }
     }
-    at::Tensor hist_ids = torch::tensor(flat, torch::kLong).to(dev);
-    at::Tensor vecs = model.EncodeItems(hist_ids);  // collective, even when n == 0
-    model.DiscardEmbeddingGradients();
+    const HistoryBatch h = MakeHistoryBatch(n, width, flat, stamps, lengths, o.model.time_buckets, dev);
+    at::Tensor last = model.EncodeHistory(h);  // collective, even when n == 0
     if (n == 0) continue;
-    at::Tensor hist = vecs.view({n, width, -1});
-    at::Tensor g = info.has_timestamps && o.model.time_buckets > 0 ? torch::tensor(gaps, torch::kLong).view({n, width}).to(dev) : at::Tensor();
-    at::Tensor len = torch::tensor(lengths, torch::kLong).to(dev);
-    at::Tensor out = model.EncodeUsers(hist, len, g);
-    at::Tensor last = out.index({torch::arange(n, torch::TensorOptions().device(dev)), len - 1});
     auto f = Floats(last);
     users.vectors.insert(users.vectors.end(), f.begin(), f.end());
   }

@@ -9,6 +9,9 @@
 
 #include "distributed/communicator.h"
 #include "model/two_tower.h"
+#include "sharding/plan.h"
+#include "train/item_data.h"
+#include "train/report.h"
 
 namespace shardrec {
 
@@ -35,13 +38,21 @@ struct TrainOptions {
   int64_t patience = 5;       // validations without a better NDCG@10 before stopping
   int64_t eval_batch_size = 256;
   double log_every_seconds = 10;
+  // Steps between reads of the loss (one all-reduce and one host synchronisation per read; also
+  // where a diverged loss is detected). Progress is reported at the first read after
+  // log_every_seconds.
+  int64_t loss_every_steps = 20;
+  // Length bucketing of training batches (io/reader.h): windows of this many global batches are
+  // sorted by length; 0 = off (batches pad to their longest sequence).
+  int64_t bucket_batches = 64;
   bool save_model = true;
-  bool quiet = false;         // no progress lines (tests)
   int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end; -1: never)
   int64_t keep_checkpoints = 3;  // newest checkpoints kept
   bool resume = false;           // continue from a checkpoint of run_dir
   std::string resume_from = "latest";  // latest | latest-valid
   ModelConfig model;
+  // Budget of the sharding plan (world_size and global_batch_size are filled in by Train).
+  PlannerOptions planner;
 };
 
 struct TrainResult {
@@ -54,14 +65,12 @@ struct TrainResult {
   double examples_per_second = 0;  // sequences per second over all ranks
 };
 
-class Dataset;
-// What the item tower needs from a dataset: categories (CSR) and content vectors of every item.
-ItemCatalog LoadItemCatalog(const Dataset& ds);
-
-// COLLECTIVE. Trains, validates each `eval_every` epochs with early stopping on NDCG@10, and saves
-// the best model to run_dir/model (when save_model). Throws UserError on bad data or options,
-// including a NaN/Inf loss (naming the step).
-TrainResult Train(const TrainOptions& options, Communicator& comm);
+// COLLECTIVE. Plans the embedding tables (RUN/plan.txt, and reported to `sink`), trains, validates
+// each `eval_every` epochs with early stopping on NDCG@10, and saves the best model to
+// run_dir/model (when save_model). Rank 0 reports to `sink` (may be null) and writes
+// RUN/metrics.jsonl and TensorBoard events. Throws UserError on bad data or options, including a
+// NaN/Inf loss (naming the step).
+TrainResult Train(const TrainOptions& options, Communicator& comm, TrainingSink* sink = nullptr);
 
 // COLLECTIVE. Full-ranking metrics on `split` ("valid" or "test") of a model saved by Train, or of a
 // baseline ("pop": most popular; "cooc": item-to-item transitions from the previous item).

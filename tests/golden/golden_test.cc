@@ -85,7 +85,6 @@ TrainOptions TinyTraining(const std::string& data, const std::string& run_dir) {
   o.max_steps = 2;
   o.batch_size = 2;
   o.eval_every = 0;
-  o.quiet = true;
   o.model = TinyModel();
   return o;
 }
@@ -102,7 +101,8 @@ TEST(Golden, CheckpointV1Loads) {
   }
   VerifyCheckpoint(golden);
   RunRanks(1, [&](Communicator& c) {
-    TwoTowerModel model(TinyModel(), LoadItemCatalog(*Dataset::Open(data)), &c, 1);
+    const ItemCatalog cat = LoadItemCatalog(*Dataset::Open(data));
+    TwoTowerModel model(TinyModel(), cat, PlanItemTables(TinyModel(), cat, c), &c, 1);
     TrainerState state;
     LoadCheckpoint(golden, model, nullptr, &state, c);
     EXPECT_EQ(state.step, 2);

@@ -30,7 +30,6 @@ class ExportTest : public ::testing::Test {
     o.max_steps = 10;
     o.batch_size = 64;
     o.eval_every = 0;
-    o.quiet = true;
     o.model = Model();
     RunRanks(1, [&](Communicator& c) { Train(o, c); });
   }

@@ -164,7 +164,9 @@ TEST_F(CheckpointTest, DamagedCheckpointsAreReportedAndSkippedOnlyWhenAsked) {
   ExpectSameErrorOnAllRanks(ErrorsOnRanks(3,
                                           [&](Communicator& c) {
                                             auto ds = Dataset::Open(dir_.File("s.h5"));
-                                            TwoTowerModel model(Options("c", 0).model, LoadItemCatalog(*ds), &c, 1);
+                                            const ModelConfig mc = Options("c", 0).model;
+                                            const ItemCatalog cat = LoadItemCatalog(*ds);
+                                            TwoTowerModel model(mc, cat, PlanItemTables(mc, cat, c), &c, 1);
                                             LoadCheckpoint(all[1], model, nullptr, nullptr, c);
                                           }),
                             {"embeddings-rank0.h5", "truncated"});

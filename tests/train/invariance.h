@@ -27,7 +27,6 @@ inline TrainOptions InvarianceOptions(const std::string& data, const std::string
   o.loss = loss;
   o.negatives = 32;
   o.eval_every = 0;
-  o.quiet = true;
   o.model.dim = 16;
   o.model.blocks = 1;
   o.model.heads = 2;

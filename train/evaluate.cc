@@ -1,0 +1,176 @@
+#include "train/evaluate.h"
+
+#include <torch/torch.h>
+
+#include <unordered_map>
+#include <unordered_set>
+
+#include "common/error.h"
+#include "io/dataset.h"
+#include "retrieval/index.h"
+#include "train/checkpoint.h"
+#include "train/item_data.h"
+#include "train/metrics.h"
+#include "train/trainer.h"
+
+namespace shardrec {
+namespace {
+
+SequenceReader EvalReader(const std::string& data, Split split, int64_t batch_size, int64_t max_len,
+                          Communicator& comm) {
+  ReaderOptions ro;
+  ro.split = split;
+  ro.global_batch_size = batch_size;
+  ro.max_len = max_len;
+  ro.shuffle = false;
+  ro.rank = comm.rank();
+  ro.world_size = comm.world_size();
+  ro.full_history = true;
+  return SequenceReader(data, ro);
+}
+
+HistoryBatch BatchHistories(const Batch& b, int64_t time_buckets, const c10::Device& dev) {
+  std::vector<int64_t> lengths(b.lengths.begin(), b.lengths.end());
+  return MakeHistoryBatch(b.rows, b.width, b.items, b.timestamps, lengths, time_buckets, dev);
+}
+
+// Rank `scores` [B x I] for one eval batch and collect per-user results.
+void RankBatch(const Batch& b, const at::Tensor& scores, std::vector<UserResult>* out) {
+  std::vector<std::vector<int64_t>> excluded(b.rows);
+  for (int64_t i = 0; i < b.rows; ++i) {
+    excluded[i].assign(b.history_items.begin() + b.history_offsets[i], b.history_items.begin() + b.history_offsets[i + 1]);
+  }
+  auto r = RankTargets(scores, b.users, b.targets, excluded);
+  out->insert(out->end(), r.begin(), r.end());
+}
+
+// The index's top 200 for each row of `queries` [B x dim], history excluded.
+void RankBatchWithIndex(const Batch& b, const at::Tensor& queries, const ShardedIndex& ann, std::vector<UserResult>* out) {
+  at::Tensor q = queries.to(torch::kCPU).contiguous();
+  for (int64_t i = 0; i < b.rows; ++i) {
+    std::unordered_set<int64_t> exclude(b.history_items.begin() + b.history_offsets[i],
+                                        b.history_items.begin() + b.history_offsets[i + 1]);
+    exclude.erase(b.targets[i]);
+    auto hits = ann.Search(q[i].data_ptr<float>(), 200, exclude);
+    UserResult r;
+    r.user = b.users[i];
+    r.rank = 1000000000;
+    for (size_t k = 0; k < hits.size(); ++k) {
+      if (hits[k].id == b.targets[i]) r.rank = static_cast<int64_t>(k);
+      if (k < 10) r.top10.push_back(hits[k].id);
+    }
+    out->push_back(r);
+  }
+}
+
+// Calls fn(batch, user vectors [rows x dim], catalogue vectors) for every batch of the split.
+template <typename Fn>
+void ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split split, int64_t batch_size,
+                      Communicator& comm, Fn&& fn) {
+  const c10::Device dev(comm.device());
+  const bool was_training = model.is_training();
+  model.train(false);
+  torch::NoGradGuard no_grad;
+  SequenceReader reader = EvalReader(data, split, batch_size, model.config().max_len, comm);
+  const at::Tensor items = EncodeCatalogue(model, reader.info().num_items);
+  while (auto b = reader.Next()) {
+    if (b->rows == 0) continue;
+    fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().time_buckets, dev), items), items);
+  }
+  model.train(was_training);
+}
+
+}  // namespace
+
+at::Tensor EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> parts;
+  const int64_t chunk = 65536;
+  for (int64_t b = 0; b < num_items; b += chunk) {
+    parts.push_back(model.EncodeItems(torch::arange(b, std::min(num_items, b + chunk), torch::kLong)));
+  }
+  return torch::cat(parts);
+}
+
+std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
+                                            int64_t batch_size, Communicator& comm,
+                                            const std::vector<int64_t>& counts, const ShardedIndex* ann) {
+  std::vector<UserResult> results, ann_results;
+  ForEachEvalBatch(model, data, split, batch_size, comm, [&](const Batch& b, const at::Tensor& users, const at::Tensor& items) {
+    RankBatch(b, torch::matmul(users, items.t()), &results);
+    if (ann) RankBatchWithIndex(b, users, *ann, &ann_results);
+  });
+  const int64_t num_items = static_cast<int64_t>(counts.size());
+  auto m = ReduceMetrics(comm, results, num_items, counts);
+  if (ann) {
+    for (const auto& [k, v] : ReduceMetrics(comm, ann_results, num_items, counts)) m["ann_" + k] = v;
+  }
+  return m;
+}
+
+SplitUserVectors EvaluationUserVectors(TwoTowerModel& model, const std::string& data, Split split,
+                                       int64_t batch_size, Communicator& comm) {
+  SplitUserVectors out;
+  std::vector<at::Tensor> parts;
+  ForEachEvalBatch(model, data, split, batch_size, comm, [&](const Batch& b, const at::Tensor& users, const at::Tensor&) {
+    out.users.insert(out.users.end(), b.users.begin(), b.users.end());
+    parts.push_back(users.cpu());
+  });
+  out.vectors = parts.empty() ? torch::zeros({0, model.config().dim}) : torch::cat(parts);
+  return out;
+}
+
+namespace {
+
+// Item-to-item transitions (previous -> next) of every training sequence. A baseline-only
+// shortcut: every rank reads all training events to build the table.
+std::unordered_map<int64_t, std::unordered_map<int64_t, float>> Transitions(const Dataset& ds) {
+  std::unordered_map<int64_t, std::unordered_map<int64_t, float>> next;
+  ForEachTrainSequence(ds, 0, ds.info().num_users, [&](std::span<const int32_t> seq) {
+    for (size_t k = 1; k < seq.size(); ++k) next[seq[k - 1]][seq[k]] += 1;
+  });
+  return next;
+}
+
+std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicator& comm) {
+  auto ds = Dataset::Open(o.data);
+  const int64_t n_items = ds->info().num_items;
+  std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
+  at::Tensor pop = torch::tensor(counts, torch::kLong).to(torch::kFloat);
+  if (o.baseline != "pop" && o.baseline != "cooc") Fail("--baseline: expected pop or cooc, got '", o.baseline, "'");
+  const auto next = o.baseline == "cooc" ? Transitions(*ds) : decltype(Transitions(*ds))();
+  SequenceReader reader = EvalReader(o.data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, 1, comm);
+  // Popularity breaks ties (and ranks everything the transitions do not reach), scaled below 1.
+  const at::Tensor tie = pop / (pop.max().item<float>() + 1.0f);
+  std::vector<UserResult> results;
+  while (auto b = reader.Next()) {
+    if (b->rows == 0) continue;
+    at::Tensor scores = tie.unsqueeze(0).repeat({b->rows, 1});
+    for (int64_t i = 0; i < b->rows && !next.empty(); ++i) {
+      auto it = next.find(b->history_items[b->history_offsets[i + 1] - 1]);
+      if (it == next.end()) continue;
+      float* s = scores[i].data_ptr<float>();
+      for (const auto& [j, c] : it->second) s[j] += c;
+    }
+    RankBatch(*b, scores, &results);
+  }
+  return ReduceMetrics(comm, results, n_items, counts);
+}
+
+}  // namespace
+
+std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm) {
+  if (o.split != "valid" && o.split != "test") Fail("--split: expected valid or test, got '", o.split, "'");
+  if (!o.baseline.empty()) return EvaluateBaseline(o, comm);
+  auto ds = Dataset::Open(o.data);
+  ItemCatalog catalog = LoadItemCatalog(*ds);
+  const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
+  TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
+  LoadModel(model, o.run_dir + "/model", comm);
+  std::unique_ptr<ShardedIndex> ann;
+  if (!o.ann_export.empty()) ann = ShardedIndex::Open(ResolveExport(o.ann_export));
+  return EvaluateModel(model, o.data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm, counts,
+                       ann.get());
+}
+
+}  // namespace shardrec

@@ -1,0 +1,37 @@
+// Full-ranking evaluation of a model (DESIGN section 8) and the user vectors it ranks with.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+#include "io/reader.h"
+#include "model/two_tower.h"
+
+namespace shardrec {
+
+class ShardedIndex;
+
+// COLLECTIVE. Item-tower vectors of the whole catalogue [I x dim], in chunks, without gradients.
+at::Tensor EncodeCatalogue(TwoTowerModel& model, int64_t num_items);
+
+// COLLECTIVE. Metrics of `split` of `data`: every rank ranks its users' targets against the whole
+// catalogue (their earlier items excluded). `ann`: also rank through this index (its top 200,
+// history excluded; a target outside them is a miss), returned under "ann_" keys.
+std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
+                                            int64_t batch_size, Communicator& comm,
+                                            const std::vector<int64_t>& item_counts,
+                                            const ShardedIndex* ann = nullptr);
+
+// COLLECTIVE. The user vectors evaluation ranks with for `split`: this rank's users (dense ids)
+// and their vectors [n x dim], in reader order. Exactly what EvaluateModel scores.
+struct SplitUserVectors {
+  std::vector<int64_t> users;
+  at::Tensor vectors;
+};
+SplitUserVectors EvaluationUserVectors(TwoTowerModel& model, const std::string& data, Split split,
+                                       int64_t batch_size, Communicator& comm);
+
+}  // namespace shardrec

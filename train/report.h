@@ -1,0 +1,55 @@
+// Where a training run reports: progress, validation, the sharding plan. Library code never prints;
+// it calls a TrainingSink. The run's files (RUN/metrics.jsonl for plotting, TensorBoard events) are
+// sinks of this library; the command line adds one that prints (launch/).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace shardrec {
+
+struct ProgressReport {
+  int64_t step = 0, total_steps = 0, epoch = 0;
+  double loss = 0;                   // mean over the steps since the previous report
+  double lr = 0;
+  double sequences_per_second = 0;   // over all ranks, since the previous report
+  double seconds = 0;                // since training started
+  double eta_seconds = 0;
+};
+
+// Called on rank 0 only. Not thread-safe.
+class TrainingSink {
+ public:
+  virtual ~TrainingSink() = default;
+  // The plan of the embedding tables (a per-rank table) before the first step.
+  virtual void OnPlan(const std::string& plan_table) {}
+  virtual void OnResume(const std::string& checkpoint, int64_t step, int64_t epoch, int64_t next_batch) {}
+  virtual void OnProgress(const ProgressReport& report) {}
+  virtual void OnValidation(int64_t step, int64_t epoch, const std::map<std::string, double>& metrics) {}
+  virtual void OnEarlyStop(int64_t validations_without_gain) {}
+};
+
+// Forwards every call to each sink in order (null entries are skipped).
+class SinkList : public TrainingSink {
+ public:
+  void Add(TrainingSink* sink) { if (sink) sinks_.push_back(sink); }
+  void OnPlan(const std::string& p) override;
+  void OnResume(const std::string& c, int64_t s, int64_t e, int64_t b) override;
+  void OnProgress(const ProgressReport& r) override;
+  void OnValidation(int64_t s, int64_t e, const std::map<std::string, double>& m) override;
+  void OnEarlyStop(int64_t n) override;
+
+ private:
+  std::vector<TrainingSink*> sinks_;
+};
+
+// RUN/metrics.jsonl: one JSON object per progress report ("split": "train") and validation
+// ("split": "valid"), flushed after each line. Throws UserError if the file cannot be written.
+std::unique_ptr<TrainingSink> MakeJsonlSink(const std::string& run_dir);
+// TensorBoard scalars train/loss, train/sequences_per_second and valid/<metric> (train/tensorboard.h).
+std::unique_ptr<TrainingSink> MakeTensorBoardSink(const std::string& run_dir);
+
+}  // namespace shardrec

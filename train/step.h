@@ -1,0 +1,70 @@
+// One training step (DESIGN section 3), start to end, in one object:
+//   reader batch -> HistoryBatch (model/history.h)
+//   -> RetrievalLoss::MakeCandidates (model/losses.h)
+//   -> TwoTowerModel::EncodeItems: the sharded lookup (input_dist -> lookup -> output_dist) as an
+//      autograd function (sharding/lookup_function.h), then the item tower
+//   -> TwoTowerModel::EncodeHistory: the user tower at every position
+//   -> RetrievalLoss::Sum -> backward: autograd carries the row gradients to their owners and the
+//      fused sparse optimizer applies them
+//   -> dense gradients all-reduced in buckets -> clipping -> AdamW.
+// No host synchronisation happens inside: no .item(), no device-to-host copies; the step's loss
+// comes back as a device tensor for the caller to read at its logging cadence.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "distributed/communicator.h"
+#include "io/reader.h"
+#include "model/losses.h"
+#include "model/two_tower.h"
+
+namespace torch::optim {
+class AdamW;
+}
+
+namespace shardrec {
+
+struct StepOptions {
+  double lr = 1e-3;            // AdamW's rate after warm-up
+  int64_t warmup_steps = 100;  // linear warm-up of the dense rate
+  double clip_norm = 1.0;      // on the all-reduced dense gradient; 0 = off
+  bool bfloat16 = false;       // the user tower's products under bfloat16 autocast
+  int64_t bucket_elements = 4 << 20;  // dense all-reduce bucket size (floats)
+};
+
+// Not thread-safe; one per rank. Holds references to the model, loss and optimizer it was given.
+class TrainStep {
+ public:
+  TrainStep(TwoTowerModel& model, const RetrievalLoss& loss, torch::optim::AdamW& adam, Communicator& comm,
+            const StepOptions& options);
+  ~TrainStep();
+
+  // COLLECTIVE. One optimisation step on this rank's piece of a global batch (possibly empty).
+  // `step` (1-based) sets the warm-up rate and the sampled negatives. Returns this rank's sum of
+  // per-position losses as a 0-dim float tensor on the device (the global mean is the sum over
+  // ranks / batch.global_positions).
+  at::Tensor Run(const Batch& batch, int64_t step);
+
+ private:
+  struct Inputs;
+  Inputs Prepare(const Batch& batch) const;
+  at::Tensor LossSum(const Inputs& in, int64_t step);
+  void Update(int64_t step);
+
+  TwoTowerModel& model_;
+  const RetrievalLoss& loss_;
+  torch::optim::AdamW& adam_;
+  Communicator& comm_;
+  StepOptions options_;
+  std::vector<at::Tensor> params_;
+};
+
+// COLLECTIVE. Sums the dense gradients of `params` over ranks in flat buckets of at most
+// `bucket_elements` floats (a parameter without a gradient counts as zeros).
+void AllReduceDenseGrads(std::vector<at::Tensor>& params, Communicator& comm, int64_t bucket_elements);
+
+}  // namespace shardrec
