@@ -263,13 +263,13 @@ TrainResult TrainingRun::Run() {
     if (stopped_mid_epoch_) break;  // resumes inside this epoch
   }
   ReadLosses(/*force=*/true);
+  res_.seconds = Since(start_);
+  res_.examples_per_second = sequences_ / std::max(1e-9, res_.seconds);
   if (o_.save_model && (o_.eval_every == 0 || res_.best_epoch < 0)) SaveModel(*model_, o_.run_dir + "/model", comm_);
   // Final checkpoint: where a stopped run resumes (the position after the last step taken).
   if (o_.checkpoint_every >= 0 && last_checkpoint_ != res_.steps && res_.steps > steps_before_) {
     Checkpoint(stopped_mid_epoch_ ? state_.next_batch : 0);
   }
-  res_.seconds = Since(start_);
-  res_.examples_per_second = sequences_ / std::max(1e-9, res_.seconds);
   return res_;
 }
 

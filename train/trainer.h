@@ -61,7 +61,7 @@ struct TrainResult {
   std::vector<double> losses;  // global loss per step (identical on every rank)
   double best_valid_ndcg10 = -1;
   int64_t best_epoch = -1;
-  double seconds = 0;
+  double seconds = 0;              // the training loop (validations included; final saves not)
   double examples_per_second = 0;  // sequences per second over all ranks
 };
 

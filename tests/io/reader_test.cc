@@ -105,12 +105,15 @@ TEST(Reader, ShardsConcatenateToTheSingleProcessBatchForAnyWorldSize) {
   so.items = 400;
   so.events = 4000;
   GenerateSynthetic(dir.File("s.h5"), so);
-  for (Split split : {Split::kTrain, Split::kTest}) {
+  for (auto [split, bucket] : {std::pair{Split::kTrain, int64_t{0}}, std::pair{Split::kTest, int64_t{0}},
+                                std::pair{Split::kTrain, int64_t{3}}}) {
+    SCOPED_TRACE(std::string(SplitName(split)) + " bucket_batches " + std::to_string(bucket));
     ReaderOptions o;
     o.split = split;
     o.global_batch_size = 64;
     o.max_len = 8;
     o.seed = 3;
+    o.bucket_batches = bucket;
     auto whole = ReadAll(dir.File("s.h5"), o);
     for (int world : {2, 3, 4, 7}) {
       std::vector<std::vector<Batch>> pieces;
@@ -124,8 +127,11 @@ TEST(Reader, ShardsConcatenateToTheSingleProcessBatchForAnyWorldSize) {
       for (size_t b = 0; b < whole.size(); ++b) {
         std::vector<int64_t> users, targets;
         std::vector<int32_t> lengths;
+        int64_t positions = 0;
+        for (int32_t len : whole[b].lengths) positions += split == Split::kTrain ? len - 1 : 0;
         for (int r = 0; r < world; ++r) {
           const Batch& p = pieces[r][b];
+          EXPECT_EQ(p.global_positions, positions) << "every rank knows the global batch's positions";
           EXPECT_EQ(p.index, static_cast<int64_t>(b));
           EXPECT_EQ(p.global_rows, whole[b].rows);
           EXPECT_EQ(p.row_offset, static_cast<int64_t>(users.size()));
@@ -146,6 +152,43 @@ TEST(Reader, ShardsConcatenateToTheSingleProcessBatchForAnyWorldSize) {
       }
     }
   }
+}
+
+TEST(Reader, LengthBucketingCoversEveryUserOnceAndCutsPadding) {
+  TempDir dir;
+  SynthOptions so;
+  so.users = 301;
+  so.items = 400;
+  so.events = 9000;
+  GenerateSynthetic(dir.File("s.h5"), so);
+  ReaderOptions o;
+  o.global_batch_size = 16;
+  o.max_len = 50;
+  o.seed = 4;
+  auto cells = [](const std::vector<Batch>& batches) {
+    int64_t n = 0;
+    for (const auto& b : batches) n += b.rows * b.width;
+    return n;
+  };
+  const auto plain = ReadAll(dir.File("s.h5"), o);
+  o.bucket_batches = 8;
+  const auto bucketed = ReadAll(dir.File("s.h5"), o);
+  ASSERT_EQ(bucketed.size(), plain.size());
+  std::multiset<int64_t> a, b;
+  for (const auto& x : plain) a.insert(x.users.begin(), x.users.end());
+  for (size_t i = 0; i < bucketed.size(); ++i) {
+    b.insert(bucketed[i].users.begin(), bucketed[i].users.end());
+    // Full batches everywhere but the last one (batch i is rows [16 i, 16 i + 16) of the order).
+    EXPECT_EQ(bucketed[i].rows, i + 1 < bucketed.size() ? 16 : plain.back().rows);
+  }
+  EXPECT_EQ(a, b) << "every user once per epoch";
+  EXPECT_EQ(std::set<int64_t>(a.begin(), a.end()).size(), a.size());
+  EXPECT_LT(cells(bucketed), 0.7 * cells(plain)) << "sorted windows leave little padding";
+  // Deterministic per (seed, epoch); another epoch gives other batches.
+  EXPECT_EQ(ReadAll(dir.File("s.h5"), o)[3].users, bucketed[3].users);
+  SequenceReader r(dir.File("s.h5"), o);
+  r.StartEpoch(1);
+  EXPECT_NE(r.Next()->users, bucketed[0].users);
 }
 
 TEST(Reader, EmptyPiecesWhenTheLastBatchIsShort) {

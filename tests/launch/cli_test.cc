@@ -3,11 +3,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "common/file_util.h"
 #include "io/dataset.h"
 #include "io/export.h"
+#include "sharding/plan.h"
 #include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/item_data.h"
+#include "train/trainer.h"
+#include "distributed/inprocess.h"
 #include "tests/test_util.h"
 
 namespace shardrec {
@@ -119,6 +125,18 @@ TEST(Cli, ConfigFilesAndOverrides) {
   EXPECT_NE(cfg.find("epochs: 1\n"), std::string::npos) << cfg;  // the command line wins
   EXPECT_NE(cfg.find("dim: 8\n"), std::string::npos) << cfg;     // the file fills the rest
   EXPECT_NE(cfg.find("max-steps: 2\n"), std::string::npos) << cfg;
+  // The plan: printed at start, saved beside the run and in its checkpoints, budget from flags.
+  EXPECT_NE(r.output.find("sharding plan: 1 rank(s); budget 16.0 GiB/rank"), std::string::npos) << r.output;
+  const std::string plan = ReadFileToString(dir.File("run/plan.txt"));
+  EXPECT_NE(r.output.find(plan.substr(0, plan.find("--- plan ---"))), std::string::npos) << plan;
+  EXPECT_EQ(ReadPlanFile(dir.File("run/plan.txt")).tables.size(), 2u);  // item ids and categories
+  const auto checkpoints = ListCheckpoints(dir.File("run"));
+  ASSERT_FALSE(checkpoints.empty());
+  EXPECT_EQ(ReadPlanFile(checkpoints.back() + "/plan.txt"), ReadPlanFile(dir.File("run/plan.txt")));
+  r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run2") + " --config " +
+                 dir.File("ok.yaml") + " --memory-per-rank 0.000001");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("item_id"), std::string::npos) << r.output;
 }
 
 TEST(Cli, DivergedTrainingNamesTheStep) {
@@ -200,6 +218,60 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,99999");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("--history: unknown item id '99999'"), std::string::npos) << r.output;
+}
+
+// The one history -> user vector path: `query --history RAW@SECONDS,...` on a user's test-split
+// history gives the vector that evaluation ranks that user with (same items, same time gaps).
+TEST(Cli, QueryWithTimestampsGivesTheVectorEvaluationUses) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 200 --items 300 --events 4000").exit_code, 0);
+  const std::string model_flags = " --dim 8 --blocks 1 --max-len 6 --dropout 0";
+  ASSERT_EQ(RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                       " --max-steps 4 --eval-every 0" + model_flags).exit_code, 0);
+  ASSERT_EQ(RunCommand(kBin + " export --run-dir " + dir.File("run") + " --out " + dir.File("exp")).exit_code, 0);
+  ModelConfig mc;
+  mc.dim = 8;
+  mc.blocks = 1;
+  mc.max_len = 6;
+  mc.dropout = 0;
+  SplitUserVectors eval;
+  RunRanks(1, [&](Communicator& c) {
+    auto ds = Dataset::Open(dir.File("s.h5"));
+    const ItemCatalog cat = LoadItemCatalog(*ds);
+    TwoTowerModel model(mc, cat, PlanItemTables(mc, cat, c), &c, 1);
+    LoadModel(model, dir.File("run/model"), c);
+    eval = EvaluationUserVectors(model, dir.File("s.h5"), Split::kTest, 64, c);
+  });
+  auto ds = Dataset::Open(dir.File("s.h5"));
+  ASSERT_TRUE(ds->info().has_timestamps);
+  int checked = 0;
+  for (size_t i = 0; i < eval.users.size() && checked < 3; ++i) {
+    const int64_t u = eval.users[i], b = ds->user_offsets()[u], e = ds->user_offsets()[u + 1] - 1;  // test input
+    if (e - b < 3) continue;
+    const auto raw = ds->ReadItemRawIds(0, ds->info().num_items);
+    const auto items = ds->ReadItems(b, e);
+    const auto ts = ds->ReadTimestamps(b, e);
+    std::string history;
+    for (size_t k = 0; k < items.size(); ++k) {
+      history += (k ? "," : "") + raw[items[k]] + "@" + std::to_string(ts[k]);
+    }
+    auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history " + history + " --k 3 --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto at = r.output.find("\"user_vector\": [");
+    ASSERT_NE(at, std::string::npos) << r.output;
+    std::vector<float> got;
+    std::string list = r.output.substr(at + 16, r.output.find(']', at) - at - 16);
+    std::replace(list.begin(), list.end(), ',', ' ');
+    std::istringstream values(list);
+    for (float v; values >> v;) got.push_back(v);
+    ASSERT_EQ(got.size(), 8u);
+    for (int64_t k = 0; k < 8; ++k) EXPECT_NEAR(got[k], eval.vectors[i][k].item<float>(), 1e-5) << "user " << u << " dim " << k;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3);
+  auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5@100,9");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("timestamp for every item"), std::string::npos) << r.output;
 }
 
 TEST(Cli, KillDuringExportLeavesThePreviousVersionServed) {

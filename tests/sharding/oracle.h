@@ -14,6 +14,7 @@
 
 #include "common/rng.h"
 #include "sharding/embedding_collection.h"
+#include "sharding/lookup_function.h"
 
 namespace shardrec::testing {
 
@@ -215,9 +216,14 @@ inline void ExpectClose(const at::Tensor& got, const std::vector<float>& want, c
   }
 }
 
+// How the sharded side runs a step: Forward + a hand-called Backward with the output gradients, or
+// DifferentiableLookup + autograd's backward() of sum(output * gradient) (nobody calls Backward).
+enum class BackwardPath { kExplicit, kAutograd };
+
 // Runs `steps` forward/backward steps on this rank and on the reference; checks outputs every step
 // and the local shards at the end.
-inline void RunOracle(Communicator& comm, PlanKind kind, int steps, bool dedup = true) {
+inline void RunOracle(Communicator& comm, PlanKind kind, int steps, bool dedup = true,
+                      BackwardPath path = BackwardPath::kExplicit) {
   const int w = comm.world_size(), me = comm.rank();
   const auto tables = OracleTables();
   ShardingPlan plan = BroadcastPlan(comm, me == 0 ? MakePlan(tables, kind, w) : ShardingPlan());
@@ -240,7 +246,7 @@ inline void RunOracle(Communicator& comm, PlanKind kind, int steps, bool dedup =
       std::vector<int64_t> ids(f.ids.begin() + first, f.ids.begin() + first + count);
       local[name] = {at::tensor(ids, at::kLong), at::tensor(lengths, at::kLong)};
     }
-    FeatureOutputs out = coll.Forward(local);
+    FeatureOutputs out = path == BackwardPath::kExplicit ? coll.Forward(local) : DifferentiableLookup(coll, local);
     FeatureOutputs grads;
     for (const auto& t : tables) {
       for (const auto& fname : t.features) {
@@ -249,7 +255,7 @@ inline void RunOracle(Communicator& comm, PlanKind kind, int steps, bool dedup =
         const int64_t row0 = pooled ? piece.sample_begin : id_range[fname].first;
         const int64_t rows = pooled ? piece.sample_end - piece.sample_begin : id_range[fname].second;
         std::vector<float> want(want_all.begin() + row0 * t.dim, want_all.begin() + (row0 + rows) * t.dim);
-        ExpectClose(out.at(fname), want, "forward " + fname);
+        ExpectClose(out.at(fname).detach(), want, "forward " + fname);
         at::Tensor g = at::empty({rows, t.dim}, at::kFloat);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < t.dim; ++c) g[r][c] = GradValue(step, fname, row0 + r, c);
@@ -257,7 +263,15 @@ inline void RunOracle(Communicator& comm, PlanKind kind, int steps, bool dedup =
         grads[fname] = g;
       }
     }
-    coll.Backward(grads);
+    if (path == BackwardPath::kExplicit) {
+      coll.Backward(grads);
+    } else {
+      // A loss whose gradient w.r.t. each output is `grads`; backward() alone updates the tables.
+      at::Tensor loss = at::zeros({}, at::kFloat);
+      for (const auto& [fname, g] : grads) loss = loss + (out.at(fname) * g).sum();
+      ASSERT_TRUE(loss.requires_grad());
+      loss.backward();
+    }
     for (auto& [name, r] : ref) RefStep(r, global, step);
   }
   for (const auto& t : tables) {
