@@ -188,7 +188,7 @@ def main():
         opt.step()
         done += len(rows)
         if step == steps - 1:
-            loss_value = float(loss)
+            loss_value = loss.item()
     seconds = time.perf_counter() - start
     print(json.dumps({"sequences": done, "seconds": seconds, "sequences_per_second": done / seconds,
                       "final_loss": loss_value, "threads": torch.get_num_threads()}))

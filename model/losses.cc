@@ -1,25 +1,84 @@
 #include "model/losses.h"
 
 #include <ATen/ATen.h>
+#include <torch/autograd.h>
 
 #include <glog/logging.h>
+
+#include <limits>
 
 #include "common/error.h"
 #include "common/rng.h"
 
 namespace shardrec {
 
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// Softmax cross-entropy over `candidates` for every position, fused with its own gradient: rows of
+// positions are taken a chunk at a time, so the [P x C] logits never exist whole (a chunk stays in
+// cache through logits -> log-sum-exp -> softmax -> gradient), and the gradients w.r.t. the users
+// and the candidates are computed in the forward pass (the loss is a scalar: backward only scales
+// them). Three products per chunk, as autograd's, but no pass over a [P x C] tensor in memory.
+struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEntropy> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& users, const at::Tensor& candidates,
+                            const at::Tensor& targets, const at::Tensor* log_q_or_null, double temperature) {
+    // (log_q comes by pointer: an undefined tensor cannot be an autograd input.)
+    const at::Tensor log_q = log_q_or_null ? *log_q_or_null : at::Tensor();
+    const int64_t p = users.size(0), c = candidates.size(0);
+    const at::Tensor u = users.detach().contiguous(), v = candidates.detach().contiguous();
+    at::Tensor grad_u = at::empty_like(u), grad_v = at::zeros_like(v);
+    at::Tensor total = at::zeros({}, u.options().dtype(at::kDouble));
+    // About 8 MB of logits per chunk.
+    const int64_t chunk = std::max<int64_t>(16, (int64_t{2} << 20) / std::max<int64_t>(1, c));
+    // A temperature so small that 1/t overflows float makes the loss non-finite (the trainer then
+    // names the step) rather than failing inside a product.
+    const double inv_t = 1.0 / temperature > std::numeric_limits<float>::max() ? std::numeric_limits<double>::infinity()
+                                                                              : 1.0 / temperature;
+    const at::Tensor neg_log_q = log_q.defined() ? log_q.neg().unsqueeze(0) : at::Tensor();
+    for (int64_t b = 0; b < p; b += chunk) {
+      const int64_t n = std::min(chunk, p - b);
+      const at::Tensor uc = u.narrow(0, b, n), tc = targets.narrow(0, b, n).unsqueeze(1);
+      const at::Tensor logits = neg_log_q.defined() ? at::addmm(neg_log_q, uc, v.t(), 1.0, inv_t)
+                                                    : at::mm(uc, v.t()).mul_(inv_t);
+      // One fused pass (ATen's softmax) gives the probabilities; the loss needs only the
+      // target's: -log p_t, floored at the smallest normal float (a loss of 87.3, far beyond any
+      // logit range of normalised vectors at a sane temperature).
+      at::Tensor g = at::softmax(logits, 1);
+      total.add_(g.gather(1, tc).clamp_min(std::numeric_limits<float>::min()).log().sum().neg());
+      // d loss / d logits = softmax - onehot(target); the 1/temperature scale goes into the products.
+      g.scatter_add_(1, tc, at::full({n, 1}, -1.0, g.options()));
+      grad_u.narrow(0, b, n).copy_(at::mm(g, v).mul_(inv_t));
+      grad_v.addmm_(g.t(), uc, 1.0, inv_t);
+    }
+    ctx->save_for_backward({grad_u, grad_v});
+    return total.to(users.scalar_type());
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor g = grad_out[0];
+    return {saved[0] * g, saved[1] * g, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
+                                  const at::Tensor& log_q, double temperature) {
+  return FusedSoftmaxCrossEntropy::apply(users, candidates, targets, log_q.defined() ? &log_q : nullptr, temperature);
+}
+
 at::Tensor FullSoftmaxLoss(const at::Tensor& users, const at::Tensor& items, const at::Tensor& targets,
                            double temperature) {
-  at::Tensor logits = at::matmul(users, items.t()).div(temperature);
-  return at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum);
+  return SoftmaxCrossEntropySum(users, items, targets, at::Tensor(), temperature);
 }
 
 at::Tensor SampledSoftmaxLoss(const at::Tensor& users, const at::Tensor& candidates,
                               const at::Tensor& target_index, const at::Tensor& log_q, double temperature) {
-  at::Tensor logits = at::matmul(users, candidates.t()).div(temperature);
-  if (log_q.defined()) logits = logits - log_q.unsqueeze(0);
-  return at::cross_entropy_loss(logits, target_index, {}, at::Reduction::Sum);
+  return SoftmaxCrossEntropySum(users, candidates, target_index, log_q, temperature);
 }
 
 RetrievalLoss::RetrievalLoss(const RetrievalLossOptions& options, const std::vector<int64_t>& item_counts,

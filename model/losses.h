@@ -13,6 +13,13 @@
 
 namespace shardrec {
 
+// Sum over positions of -log softmax(users[i] . candidates / temperature - log_q)[targets[i]], with
+// its gradients (w.r.t. users and candidates) computed in the same pass over position chunks, so
+// the [P x C] logits are never materialised whole. users [P x d] and candidates [C x d] float32;
+// targets int64 [P] rows of candidates; log_q [C] or undefined. Differentiable once.
+at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
+                                  const at::Tensor& log_q, double temperature);
+
 // Full softmax over the catalogue: users [P x d], items [I x d], targets int64 [P] in [0, I).
 at::Tensor FullSoftmaxLoss(const at::Tensor& users, const at::Tensor& items, const at::Tensor& targets,
                            double temperature);

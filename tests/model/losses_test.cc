@@ -57,5 +57,33 @@ TEST(Losses, HandComputedTwoItems) {
               -std::log((std::exp(1.0) / 2) / (std::exp(1.0) / 2 + 1)), 1e-6);
 }
 
+// The fused loss against autograd through the plain formula (logits -> cross_entropy): the value
+// and both gradients, with and without logQ, over several position chunks.
+TEST(Losses, FusedGradientsEqualAutogradOfThePlainFormula) {
+  at::manual_seed(5);
+  for (bool logq : {false, true}) {
+    SCOPED_TRACE(logq ? "logQ" : "no logQ");
+    const int64_t p = 300, c = 40000;  // several chunks of positions
+    at::Tensor u = Unit(at::randn({p, 16})).requires_grad_(true);
+    at::Tensor v = Unit(at::randn({c, 16})).requires_grad_(true);
+    at::Tensor t = at::randint(0, c, {p}, at::kLong);
+    at::Tensor lq = logq ? at::log(at::rand({c}) + 0.1) : at::Tensor();
+    at::Tensor fused = SoftmaxCrossEntropySum(u, v, t, lq, 0.05);
+    (fused * 0.5).backward();
+    const at::Tensor gu = u.grad().clone(), gv = v.grad().clone();
+    u.mutable_grad() = at::Tensor();
+    v.mutable_grad() = at::Tensor();
+    at::Tensor logits = at::matmul(u, v.t()) / 0.05;
+    if (logq) logits = logits - lq.unsqueeze(0);
+    at::Tensor plain = at::cross_entropy_loss(logits, t, {}, at::Reduction::Sum);
+    (plain * 0.5).backward();
+    EXPECT_NEAR(fused.item<double>(), plain.item<double>(), 1e-4 * plain.item<double>());
+    // Float sums in another order: equal to 1e-5 of the largest gradient entry.
+    EXPECT_LT((gu - u.grad()).abs().max().item<float>(), 1e-5 * u.grad().abs().max().item<float>());
+    EXPECT_LT((gv - v.grad()).abs().max().item<float>(), 1e-5 * v.grad().abs().max().item<float>());
+    EXPECT_GT(u.grad().abs().max().item<float>(), 0.1);
+  }
+}
+
 }  // namespace
 }  // namespace shardrec

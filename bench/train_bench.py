@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Training-step benchmark: ShardRec against a straightforward eager PyTorch implementation of the
+same model (bench/eager_twotower.py), one after the other in one run, on the same data, the same
+number of sequences, the same model size and loss, both with every core.
+
+Rows (when the data is there; ML-100K and Video Games come from --shared-data):
+  ml100k   MovieLens 100K, full softmax, max-len 200, batch 128 (configs/ml100k.yaml)
+  video    Amazon Video Games, full softmax, max-len 50, batch 256
+  video    Amazon Video Games, sampled softmax (512 negatives), max-len 50, batch 256
+  synth1m  synthetic, 1,000,000 items, sampled softmax (512 negatives), max-len 50, batch 256
+
+The eager side runs twice: as PyTorch users usually write it (logits at every padded position,
+padding ignored by the loss: "eager") and with the real positions gathered first ("eager, real
+positions only"). ShardRec runs in float32 and in bfloat16. Ratios are ShardRec / eager, each
+measured here. Then 1 -> 2 rank scaling of ShardRec under mpirun on Video Games (sampled).
+Prints a Markdown table; --out also writes it.
+
+  /opt/shardrec/py/bin/python bench/train_bench.py --shardrec build/shardrec
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sh(cmd, env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return p.stdout
+
+
+def shardrec_rate(binary, data, work, row, precision, ranks=1):
+    run_dir = os.path.join(work, f"run-{row['name']}-{row['loss']}-{precision}-{ranks}")
+    cmd = [binary, "train", "--data", data, "--run-dir", run_dir, "--max-steps", str(row["steps"]),
+           "--batch-size", str(row["batch"]), "--max-len", str(row["max_len"]), "--dim", "64", "--blocks", "2",
+           "--heads", "1", "--dropout", str(row["dropout"]), "--loss", row["loss"], "--negatives", "512",
+           "--temperature", "0.05", "--eval-every", "0", "--checkpoint-every", "-1", "--precision", precision,
+           "--log-every", "1000"]
+    if ranks > 1:
+        cmd = [os.path.join(ROOT, "launch", "mpirun.sh"), "-np", str(ranks)] + cmd
+    out = sh(cmd)
+    m = re.search(r"trained (\d+) steps .*?, ([0-9.]+) sequences/s", out)
+    if not m:
+        sys.exit(f"no summary line in:\n{out}")
+    return float(m.group(2))
+
+
+def eager_rate(python, data, row, positions):
+    out = sh([python, os.path.join(ROOT, "bench", "eager_twotower.py"), "--data", data,
+              "--sequences", str(row["steps"] * row["batch"]), "--batch-size", str(row["batch"]),
+              "--max-len", str(row["max_len"]), "--dropout", str(row["dropout"]), "--loss", row["loss"],
+              "--negatives", "512", "--positions", positions])
+    return json.loads(out.strip().splitlines()[-1])["sequences_per_second"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shardrec", required=True)
+    ap.add_argument("--python", default=sys.executable)
+    ap.add_argument("--shared-data", default=os.environ.get("SHARDREC_DATA", os.path.join(ROOT, "..", "shared", "data")))
+    ap.add_argument("--rows", default="ml100k,video-full,video-sampled,synth1m,scaling")
+    ap.add_argument("--out")
+    a = ap.parse_args()
+    wanted = set(a.rows.split(","))
+    work = tempfile.mkdtemp(prefix="train_bench.")
+    data = {}
+    ml = os.path.join(a.shared_data, "ml-100k")
+    if os.path.isdir(ml):
+        data["ml100k"] = os.path.join(work, "ml100k.h5")
+        sh([a.shardrec, "data", "convert", "--format", "movielens", "--input", ml, "--output", data["ml100k"]])
+    video = os.path.join(a.shared_data, "amazon-video-games-sasrec", "Video.txt")
+    if os.path.isfile(video):
+        data["video"] = os.path.join(work, "video.h5")
+        sh([a.shardrec, "data", "convert", "--format", "seq", "--input", video, "--output", data["video"]])
+    if "synth1m" in wanted:
+        data["synth1m"] = os.path.join(work, "synth1m.h5")
+        sh([a.shardrec, "data", "synth", "--output", data["synth1m"], "--users", "100000", "--items", "1000000",
+            "--events", "2000000", "--seed", "7"])
+    rows = [
+        dict(key="ml100k", name="ml100k", loss="full", max_len=200, batch=128, dropout=0.2, steps=16),
+        dict(key="video-full", name="video", loss="full", max_len=50, batch=256, dropout=0.3, steps=24),
+        dict(key="video-sampled", name="video", loss="sampled", max_len=50, batch=256, dropout=0.3, steps=48),
+        dict(key="synth1m", name="synth1m", loss="sampled", max_len=50, batch=256, dropout=0.2, steps=16),
+    ]
+    lines = ["| data | loss | max-len | sequences | eager | eager, real positions only | ShardRec float32 | "
+             "ShardRec bfloat16 | float32 / eager | float32 / eager-real | bfloat16 / eager | bfloat16 / eager-real |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["key"] not in wanted or row["name"] not in data:
+            print(f"skipped {row['key']}: no data", file=sys.stderr)
+            continue
+        d = data[row["name"]]
+        eager = eager_rate(a.python, d, row, "all")
+        real = eager_rate(a.python, d, row, "real")
+        f32 = shardrec_rate(a.shardrec, d, work, row, "float32")
+        bf16 = shardrec_rate(a.shardrec, d, work, row, "bfloat16")
+        lines.append(f"| {row['name']} | {row['loss']} | {row['max_len']} | {row['steps'] * row['batch']} | "
+                     f"{eager:.0f} | {real:.0f} | {f32:.0f} | {bf16:.0f} | {f32 / eager:.2f}x | {f32 / real:.2f}x | "
+                     f"{bf16 / eager:.2f}x | {bf16 / real:.2f}x |")
+        print(lines[-1], file=sys.stderr)
+    if "scaling" in wanted and "video" in data:
+        row = dict(key="scaling", name="video", loss="sampled", max_len=50, batch=256, dropout=0.3, steps=48)
+        one = shardrec_rate(a.shardrec, data["video"], work, row, "float32", ranks=1)
+        two = shardrec_rate(a.shardrec, data["video"], work, row, "float32", ranks=2)
+        lines += ["", "| data | loss | 1 rank (all cores) | 2 ranks (mpirun) | scaling |", "|---|---|---|---|---|",
+                  f"| video | sampled | {one:.0f} | {two:.0f} | {two / one:.2f}x |"]
+    table = "\n".join(lines)
+    print(table)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
