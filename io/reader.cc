@@ -104,7 +104,12 @@ void SequenceReader::BucketByLength() {
   for (int64_t i = full - 1; i > 0; --i) std::swap(perm[i], perm[rng.Below(static_cast<uint64_t>(i + 1))]);
   std::vector<int64_t> out;
   out.reserve(order_.size());
-  for (int64_t i : perm) out.insert(out.end(), order_.begin() + i * b, order_.begin() + (i + 1) * b);
+  for (int64_t i : perm) {
+    out.insert(out.end(), order_.begin() + i * b, order_.begin() + (i + 1) * b);
+    // Rows in random order inside the batch: each rank's contiguous piece then gets a fair share
+    // of the long sequences, instead of the last rank getting the longest.
+    for (int64_t k = b - 1; k > 0; --k) std::swap(out[out.size() - b + k], out[out.size() - b + rng.Below(static_cast<uint64_t>(k + 1))]);
+  }
   out.insert(out.end(), order_.begin() + full * b, order_.end());
   order_ = std::move(out);
 }

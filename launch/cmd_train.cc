@@ -73,6 +73,10 @@ class StdoutSink : public TrainingSink {
     Print("resumed from %s: step %lld, epoch %lld, batch %lld\n", from.c_str(), static_cast<long long>(step),
           static_cast<long long>(epoch), static_cast<long long>(batch));
   }
+  void OnWarning(const std::string& message) override {
+    std::fprintf(stderr, "shardrec: warning: %s\n", message.c_str());
+    std::fflush(stderr);
+  }
   void OnProgress(const ProgressReport& r) override {
     Print("epoch %lld step %lld/%lld | loss %.4f | %.0f sequences/s | lr %.2e | ETA %.0f s\n",
           static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,

@@ -190,6 +190,12 @@ void ShardedEmbeddingCollection::GatherIds(Table& t, const FeatureBatch& batch) 
   }
   t.ids = parts.size() == 1 ? parts[0] : at::cat(parts);
   if (t.ids.numel() == 0) return;
+  if (!t.ids.is_cpu()) {
+    // On an accelerator the check must not wait for the device: it fails at the next synchronisation.
+    const std::string what = "table '" + spec.name + "': an id is outside [0, " + std::to_string(spec.rows) + ")";
+    at::_assert_async(at::logical_and(t.ids >= 0, t.ids < spec.rows).all(), what);
+    return;
+  }
   // Ids out of range: name the table, feature, id and position (never clamp).
   const auto [lo, hi] = at::aminmax(t.ids);
   if (lo.item<int64_t>() >= 0 && hi.item<int64_t>() < spec.rows) return;

@@ -173,49 +173,51 @@ void VerifyCheckpoint(const std::string& dir, Communicator& comm) {
   ThrowIfAnyRankFailed(comm, error);
 }
 
-void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
-                    Communicator& comm, bool verified) {
-  if (!verified) VerifyCheckpoint(dir, comm);
-  const int64_t saved_world = ReadManifest(dir).world_size;
-  torch::NoGradGuard no_grad;
-  {
-    h5::File f = h5::File::Open(dir + "/dense.h5");
-    for (auto& [name, p] : model.named_dense_parameters()) {
-      const std::string key = "/dense/" + name;
-      if (!f.Exists(key)) Fail(dir, "/dense.h5: no parameter ", name, " (a model of another configuration?)");
-      std::vector<float> v = f.ReadAll<float>(key);
-      if (static_cast<int64_t>(v.size()) != p.numel()) {
-        Fail(dir, "/dense.h5: parameter ", name, " has ", v.size(), " values, the model expects ", p.numel(),
-             " (a model of another configuration?)");
-      }
-      p.copy_(FromFloats(v, p.sizes()).to(p.device()));
-      if (!adam || !f.Exists("/adamw/" + name + "/exp_avg")) continue;
-      auto s = std::make_unique<torch::optim::AdamWParamState>();
-      std::vector<float> m = f.ReadAll<float>("/adamw/" + name + "/exp_avg");
-      std::vector<float> v2 = f.ReadAll<float>("/adamw/" + name + "/exp_avg_sq");
-      s->exp_avg(FromFloats(m, p.sizes()).to(p.device()));
-      s->exp_avg_sq(FromFloats(v2, p.sizes()).to(p.device()));
-      s->step(NeedInt(f, "/adamw/" + name, "step"));
-      adam->state()[p.unsafeGetTensorImpl()] = std::move(s);
+namespace {
+
+// Dense parameters (and, when given, their AdamW state) from dense.h5.
+void LoadDense(const std::string& dir, const h5::File& f, TwoTowerModel& model, torch::optim::AdamW* adam) {
+  for (auto& [name, p] : model.named_dense_parameters()) {
+    const std::string key = "/dense/" + name;
+    if (!f.Exists(key)) Fail(dir, "/dense.h5: no parameter ", name, " (a model of another configuration?)");
+    std::vector<float> v = f.ReadAll<float>(key);
+    if (static_cast<int64_t>(v.size()) != p.numel()) {
+      Fail(dir, "/dense.h5: parameter ", name, " has ", v.size(), " values, the model expects ", p.numel(),
+           " (a model of another configuration?)");
     }
-    if (state) {
-      if (!f.Exists("/trainer/counters")) Fail(dir, "/dense.h5: no trainer state (a model, not a checkpoint)");
-      auto c = f.ReadAll<int64_t>("/trainer/counters");
-      if (c.size() != 5) Fail(dir, "/dense.h5: /trainer/counters has ", c.size(), " values, expected 5");
-      state->step = c[0];
-      state->epoch = c[1];
-      state->next_batch = c[2];
-      state->best_epoch = c[3];
-      state->bad_validations = c[4];
-      auto best = f.GetDoubleAttr("/trainer", "best_valid_ndcg10");
-      if (!best) Fail(f.path(), ": /trainer has no attribute 'best_valid_ndcg10' (damaged or another format)");
-      state->best_valid_ndcg10 = *best;
-      std::vector<uint8_t> rng = f.ReadAll<uint8_t>("/trainer/cpu_rng");
-      at::Generator gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(torch::from_blob(rng.data(), {static_cast<int64_t>(rng.size())}, torch::kUInt8).clone());
-    }
+    p.copy_(FromFloats(v, p.sizes()).to(p.device()));
+    if (!adam || !f.Exists("/adamw/" + name + "/exp_avg")) continue;
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    std::vector<float> m = f.ReadAll<float>("/adamw/" + name + "/exp_avg");
+    std::vector<float> v2 = f.ReadAll<float>("/adamw/" + name + "/exp_avg_sq");
+    s->exp_avg(FromFloats(m, p.sizes()).to(p.device()));
+    s->exp_avg_sq(FromFloats(v2, p.sizes()).to(p.device()));
+    s->step(NeedInt(f, "/adamw/" + name, "step"));
+    adam->state()[p.unsafeGetTensorImpl()] = std::move(s);
   }
+}
+
+// Trainer counters and the dropout generator's state from dense.h5.
+void LoadTrainerState(const std::string& dir, const h5::File& f, TrainerState* state) {
+  if (!f.Exists("/trainer/counters")) Fail(dir, "/dense.h5: no trainer state (a model, not a checkpoint)");
+  auto c = f.ReadAll<int64_t>("/trainer/counters");
+  if (c.size() != 5) Fail(dir, "/dense.h5: /trainer/counters has ", c.size(), " values, expected 5");
+  state->step = c[0];
+  state->epoch = c[1];
+  state->next_batch = c[2];
+  state->best_epoch = c[3];
+  state->bad_validations = c[4];
+  auto best = f.GetDoubleAttr("/trainer", "best_valid_ndcg10");
+  if (!best) Fail(f.path(), ": /trainer has no attribute 'best_valid_ndcg10' (damaged or another format)");
+  state->best_valid_ndcg10 = *best;
+  std::vector<uint8_t> rng = f.ReadAll<uint8_t>("/trainer/cpu_rng");
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(torch::from_blob(rng.data(), {static_cast<int64_t>(rng.size())}, torch::kUInt8).clone());
+}
+
+// This rank's rows of every table, from the shard files of however many ranks saved them.
+void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model) {
   ShardedEmbeddingCollection& emb = model.embeddings();
   for (int64_t r = 0; r < saved_world; ++r) {
     h5::File f = h5::File::Open(dir + "/embeddings-rank" + std::to_string(r) + ".h5");
@@ -256,6 +258,21 @@ void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
       if (auto steps = f.GetIntAttr(g, "optimizer_steps")) opt->set_steps(*steps);
     }
   }
+}
+
+}  // namespace
+
+void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
+                    Communicator& comm, bool verified) {
+  if (!verified) VerifyCheckpoint(dir, comm);
+  const int64_t saved_world = ReadManifest(dir).world_size;
+  torch::NoGradGuard no_grad;
+  {
+    h5::File f = h5::File::Open(dir + "/dense.h5");
+    LoadDense(dir, f, model, adam);
+    if (state) LoadTrainerState(dir, f, state);
+  }
+  LoadEmbeddings(dir, saved_world, model);
   comm.Barrier();
 }
 
@@ -271,7 +288,7 @@ std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
   return out;  // names are zero-padded: lexical order is step order
 }
 
-std::string PickCheckpoint(const std::string& run_dir, const std::string& policy, Communicator& comm) {
+PickedCheckpoint PickCheckpoint(const std::string& run_dir, const std::string& policy, Communicator& comm) {
   if (policy != "latest" && policy != "latest-valid") Fail("--resume: expected latest or latest-valid, got '", policy, "'");
   std::string listing;
   for (const auto& c : ListCheckpoints(run_dir)) listing += c + "\n";
@@ -283,15 +300,17 @@ std::string PickCheckpoint(const std::string& run_dir, const std::string& policy
   if (all.empty()) {
     throw AgreedUserError(run_dir + ": no checkpoint to resume from (" + run_dir + "/checkpoints/step-*/manifest.json)");
   }
+  PickedCheckpoint picked;
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     try {
       VerifyCheckpoint(*it, comm);
-      return *it;
+      picked.dir = *it;
+      return picked;
     } catch (const AgreedUserError& e) {
       if (policy == "latest") {
         throw AgreedUserError(std::string(e.what()) + "; use --resume=latest-valid to fall back to the previous checkpoint");
       }
-      if (comm.rank() == 0) std::fprintf(stderr, "shardrec: warning: skipping damaged checkpoint: %s\n", e.what());
+      picked.skipped.push_back(std::string("skipping damaged checkpoint: ") + e.what());
     }
   }
   throw AgreedUserError(run_dir + ": every checkpoint is damaged");

@@ -48,9 +48,14 @@ void VerifyCheckpoint(const std::string& dir, Communicator& comm);
 // Checkpoint directories of a run, oldest first (only those with a manifest).
 std::vector<std::string> ListCheckpoints(const std::string& run_dir);
 // COLLECTIVE. "latest": the newest checkpoint, which must verify; "latest-valid": the newest one that
-// verifies (damaged newer ones are reported on stderr by rank 0 and skipped). Rank 0's listing
-// decides, so every rank gets the same directory. Throws UserError (on every rank) if there is none.
-std::string PickCheckpoint(const std::string& run_dir, const std::string& policy, Communicator& comm);
+// verifies (damaged newer ones are skipped and returned with what was wrong, for the caller to
+// report). Rank 0's listing decides, so every rank gets the same directory. Throws UserError (on
+// every rank) if there is none.
+struct PickedCheckpoint {
+  std::string dir;
+  std::vector<std::string> skipped;  // one message per damaged newer checkpoint
+};
+PickedCheckpoint PickCheckpoint(const std::string& run_dir, const std::string& policy, Communicator& comm);
 // Removes all but the newest `keep` checkpoints (and half-written ones older than the newest).
 void PruneCheckpoints(const std::string& run_dir, int64_t keep);
 

@@ -28,56 +28,54 @@ std::string DefaultVersion() {
   return buf;
 }
 
-}  // namespace
+std::string PartialDir(const ExportOptions& o, const std::string& version) { return o.root + "/." + version + ".partial"; }
 
-std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
-  const torch::Device dev(comm.device());
-  const int w = comm.world_size(), me = comm.rank();
-  auto ds = Dataset::Open(o.data);
-  const DatasetInfo info = ds->info();
-  ItemCatalog catalog = LoadItemCatalog(*ds);
-  TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
-  LoadModel(model, o.run_dir + "/model", comm);
-  model.train(false);
-  torch::NoGradGuard no_grad;
-
-  // Every rank must make the same sequence of collective calls: agree on the version name.
+// Every rank must make the same sequence of collective calls: rank 0 names the version, makes
+// ROOT/.<version>.partial and every rank waits for it.
+std::string StartVersion(const ExportOptions& o, Communicator& comm) {
   const std::string version = BroadcastString(comm, o.version.empty() ? DefaultVersion() : o.version, 0);
   if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
     Fail("--export-version: ", version, " is not a valid version name");
   }
-  const std::string partial = o.root + "/." + version + ".partial";
-  if (me == 0) {
+  if (comm.rank() == 0) {
     if (PathExists(o.root + "/" + version)) Fail(o.root, "/", version, ": this version exists already");
     MakeDirs(o.root);
-    RemoveAll(partial);
-    MakeDirs(partial);
+    RemoveAll(PartialDir(o, version));
+    MakeDirs(PartialDir(o, version));
   }
   comm.Barrier();
+  return version;
+}
 
-  // Items: this rank's dense-id range, encoded in chunks (the same number of calls on every rank).
-  const int64_t ib = info.num_items * me / w, ie = info.num_items * (me + 1) / w;
-  const int64_t max_range = (info.num_items + w - 1) / w;
-  const int64_t chunks = (max_range + o.chunk - 1) / o.chunk;
+// Items: this rank's dense-id range, encoded in chunks (the same number of calls on every rank).
+VectorShard ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm) {
+  const torch::Device dev(comm.device());
+  const int64_t n = ds.info().num_items, w = comm.world_size(), me = comm.rank();
+  const int64_t ib = n * me / w, ie = n * (me + 1) / w;
+  const int64_t chunks = ((n + w - 1) / w + o.chunk - 1) / o.chunk;
   VectorShard items;
   items.dim = o.model.dim;
   for (int64_t c = 0; c < std::max<int64_t>(1, chunks); ++c) {
     const int64_t b = std::min(ie, ib + c * o.chunk), e = std::min(ie, b + o.chunk);
-    at::Tensor ids = torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev));
-    at::Tensor v = model.EncodeItems(ids);
-    auto f = Floats(v);
+    auto f = Floats(model.EncodeItems(torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev))));
     items.vectors.insert(items.vectors.end(), f.begin(), f.end());
   }
   for (int64_t i = ib; i < ie; ++i) items.ids.push_back(i);
-  items.raw_ids = ds->ReadItemRawIds(ib, ie);
-  if (info.has_titles) items.titles = ds->ReadItemTitles(ib, ie);
-  WriteVectorShard(partial + "/items-" + std::to_string(me) + ".h5", "items", items);
+  items.raw_ids = ds.ReadItemRawIds(ib, ie);
+  if (ds.info().has_titles) items.titles = ds.ReadItemTitles(ib, ie);
+  return items;
+}
 
-  // Users: the user tower over each user's whole known history (its last max_len events).
+// Users: the user tower over each user's whole known history (its last max_len events), this
+// rank's dense-id range, 256 users per (collective) call.
+VectorShard ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm) {
+  const torch::Device dev(comm.device());
+  const DatasetInfo& info = ds.info();
+  const int64_t w = comm.world_size(), me = comm.rank();
   const int64_t ub = info.num_users * me / w, ue = info.num_users * (me + 1) / w;
   const int64_t per_call = 256;
   const int64_t user_chunks = ((info.num_users + w - 1) / w + per_call - 1) / per_call;
-  const auto& off = ds->user_offsets();
+  const auto& off = ds.user_offsets();
   VectorShard users;
   users.dim = o.model.dim;
   const int64_t max_len = o.model.max_len;
@@ -88,8 +86,8 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
     for (int64_t u = b; u < e; ++u) width = std::max<int64_t>(width, std::min<int64_t>(max_len, off[u + 1] - off[u]));
     std::vector<int64_t> flat(static_cast<size_t>(n * width), -1), lengths, stamps;
     // One read for the chunk's events (its users' events are contiguous).
-    const std::vector<int32_t> items_read = n ? ds->ReadItems(off[b], off[e]) : std::vector<int32_t>();
-    const std::vector<int64_t> ts_read = n && info.has_timestamps ? ds->ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
+    const std::vector<int32_t> items_read = n ? ds.ReadItems(off[b], off[e]) : std::vector<int32_t>();
+    const std::vector<int64_t> ts_read = n && info.has_timestamps ? ds.ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
     if (!ts_read.empty()) stamps.assign(flat.size(), 0);
     for (int64_t u = b; u < e; ++u) {
       const int64_t s = std::max(off[u], off[u + 1] - max_len);
@@ -107,35 +105,51 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
     users.vectors.insert(users.vectors.end(), f.begin(), f.end());
   }
   for (int64_t u = ub; u < ue; ++u) users.ids.push_back(u);
-  users.raw_ids = ds->ReadUserRawIds(ub, ue);
-  WriteVectorShard(partial + "/users-" + std::to_string(me) + ".h5", "users", users);
-  comm.Barrier();
+  users.raw_ids = ds.ReadUserRawIds(ub, ue);
+  return users;
+}
 
-  const std::string dir = o.root + "/" + version;
-  if (me == 0) {
-    ExportManifest m;
-    m.version = version;
-    m.source = o.run_dir + "/model";
-    m.data = o.data;
-    m.dim = o.model.dim;
-    m.num_items = info.num_items;
-    m.num_users = info.num_users;
-    for (int r = 0; r < w; ++r) {
-      m.item_shards.push_back({"items-" + std::to_string(r) + ".h5", info.num_items * r / w, info.num_items * (r + 1) / w});
-      m.user_shards.push_back({"users-" + std::to_string(r) + ".h5", info.num_users * r / w, info.num_users * (r + 1) / w});
-    }
-    const std::string eval = o.run_dir + "/eval.json";
-    if (PathExists(eval)) {
-      JsonValue j = JsonValue::Parse(ReadFileToString(eval), eval);
-      for (const auto& [k, v] : j.object) {
-        if (v.type == JsonValue::kNumber) m.eval[k] = v.number;
-      }
-    }
-    WriteExportManifest(partial, m);
-    PublishExport(o.root, partial, version);
+// Rank 0 writes the manifest (with the run's eval.json metrics) and publishes the version.
+void PublishVersion(const ExportOptions& o, const DatasetInfo& info, const std::string& version, int w) {
+  ExportManifest m;
+  m.version = version;
+  m.source = o.run_dir + "/model";
+  m.data = o.data;
+  m.dim = o.model.dim;
+  m.num_items = info.num_items;
+  m.num_users = info.num_users;
+  for (int r = 0; r < w; ++r) {
+    m.item_shards.push_back({"items-" + std::to_string(r) + ".h5", info.num_items * r / w, info.num_items * (r + 1) / w});
+    m.user_shards.push_back({"users-" + std::to_string(r) + ".h5", info.num_users * r / w, info.num_users * (r + 1) / w});
   }
+  const std::string eval = o.run_dir + "/eval.json";
+  if (PathExists(eval)) {
+    JsonValue j = JsonValue::Parse(ReadFileToString(eval), eval);
+    for (const auto& [k, v] : j.object) {
+      if (v.type == JsonValue::kNumber) m.eval[k] = v.number;
+    }
+  }
+  WriteExportManifest(PartialDir(o, version), m);
+  PublishExport(o.root, PartialDir(o, version), version);
+}
+
+}  // namespace
+
+std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
+  auto ds = Dataset::Open(o.data);
+  ItemCatalog catalog = LoadItemCatalog(*ds);
+  TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
+  LoadModel(model, o.run_dir + "/model", comm);
+  model.train(false);
+  torch::NoGradGuard no_grad;
+  const std::string version = StartVersion(o, comm);
+  const std::string partial = PartialDir(o, version), me = std::to_string(comm.rank());
+  WriteVectorShard(partial + "/items-" + me + ".h5", "items", ExportItems(model, *ds, o, comm));
+  WriteVectorShard(partial + "/users-" + me + ".h5", "users", ExportUsers(model, *ds, o, comm));
   comm.Barrier();
-  return dir;
+  if (comm.rank() == 0) PublishVersion(o, ds->info(), version, comm.world_size());
+  comm.Barrier();
+  return o.root + "/" + version;
 }
 
 }  // namespace shardrec

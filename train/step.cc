@@ -11,8 +11,8 @@ namespace shardrec {
 
 struct TrainStep::Inputs {
   HistoryBatch history;      // the inputs: positions [0, width - 1) of each row
-  at::Tensor targets;        // int64 [P]: the next item of every real input position, row-major
-  at::Tensor mask;           // bool [B x width - 1]: real input positions
+  at::Tensor positions;      // int64 [P]: the real input positions, flat (row * (width - 1) + k)
+  at::Tensor targets;        // int64 [P]: the next item of each of them
   int64_t global_positions = 0;
 };
 
@@ -25,15 +25,21 @@ TrainStep::~TrainStep() = default;
 TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
   const c10::Device dev(comm_.device());
   std::vector<int64_t> lengths(b.lengths.begin(), b.lengths.end());
-  const int64_t time_buckets = model_.config().time_buckets;
-  HistoryBatch full = MakeHistoryBatch(b.rows, b.width, b.items, b.timestamps, lengths, time_buckets, dev);
+  HistoryBatch full = MakeHistoryBatch(b.rows, b.width, b.items, b.timestamps, lengths, model_.config().time_buckets, dev);
   Inputs in;
   const int64_t l = std::max<int64_t>(0, b.width - 1);
   in.history = full.Prefix(l);
   in.history.lengths = full.lengths - 1;
-  in.mask = at::arange(l, at::TensorOptions().dtype(at::kLong).device(dev)).unsqueeze(0) < in.history.lengths.unsqueeze(1);
-  in.targets = l > 0 ? full.items.narrow(1, 1, l).masked_select(in.mask)
-                     : at::empty({0}, at::TensorOptions().dtype(at::kLong).device(dev));
+  // Positions and targets come from the host batch: no data-dependent indexing on the device.
+  std::vector<int64_t> positions, targets;
+  for (int64_t i = 0; i < b.rows; ++i) {
+    for (int64_t k = 0; k + 1 < b.lengths[i]; ++k) {
+      positions.push_back(i * l + k);
+      targets.push_back(b.items[i * b.width + k + 1]);
+    }
+  }
+  in.positions = at::tensor(positions, at::kLong).to(dev);
+  in.targets = at::tensor(targets, at::kLong).to(dev);
   in.global_positions = std::max<int64_t>(1, b.global_positions);
   return in;
 }
@@ -58,7 +64,7 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
     AutocastScope autocast(options_.bfloat16, vectors.device().type());
     users = model_.EncodeHistory(h, vectors, /*all_positions=*/true);
   }
-  at::Tensor u = users.index({in.mask}).to(at::kFloat);
+  at::Tensor u = users.reshape({-1, users.size(-1)}).index_select(0, in.positions).to(at::kFloat);
   return loss_.Sum(u, candidate_vectors, in.targets, cand);
 }
 

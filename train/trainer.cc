@@ -152,7 +152,11 @@ void TrainingRun::Plan() {
 }
 
 void TrainingRun::Resume() {
-  const std::string from = PickCheckpoint(o_.run_dir, o_.resume_from, comm_);
+  const PickedCheckpoint picked = PickCheckpoint(o_.run_dir, o_.resume_from, comm_);
+  const std::string& from = picked.dir;
+  if (root_) {
+    for (const auto& w : picked.skipped) sinks_.OnWarning(w);
+  }
   LoadCheckpoint(from, *model_, adam_.get(), &state_, comm_, /*verified=*/true);
   res_.best_valid_ndcg10 = state_.best_valid_ndcg10;
   res_.best_epoch = state_.best_epoch;

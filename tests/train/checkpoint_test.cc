@@ -136,7 +136,7 @@ TEST_F(CheckpointTest, DamagedCheckpointsAreReportedAndSkippedOnlyWhenAsked) {
   EXPECT_NE(all.back().find("step-000000006"), std::string::npos);
   auto pick = [&](const std::string& policy) {
     std::vector<std::string> picked(3);
-    auto errors = ErrorsOnRanks(3, [&](Communicator& c) { picked[c.rank()] = PickCheckpoint(dir_.File("c"), policy, c); });
+    auto errors = ErrorsOnRanks(3, [&](Communicator& c) { picked[c.rank()] = PickCheckpoint(dir_.File("c"), policy, c).dir; });
     for (const auto& e : errors) EXPECT_EQ(e, "");
     for (const auto& p : picked) EXPECT_EQ(p, picked[0]);
     return picked[0];
