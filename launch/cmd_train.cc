@@ -45,7 +45,7 @@ std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
                                 "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
-                                "checkpoint_every", "keep_checkpoints", "bucket_batches", "memory_per_rank",
+                                "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank",
                                 "memory_bandwidth", "link_bandwidth"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
@@ -165,6 +165,7 @@ int RunTrain(const std::vector<std::string>&) {
   o.resume = !FLAGS_resume.empty();
   o.resume_from = resume_policy;
   o.bucket_batches = FLAGS_bucket_batches;
+  o.length_groups = FLAGS_length_groups;
   o.model = ModelConfigFromFlags();
   o.planner = PlannerOptionsFromFlags();
   if (job.is_root()) {

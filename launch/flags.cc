@@ -55,9 +55,12 @@ DEFINE_int64(eval_every, 1, "validate every N epochs (0 = never); early stopping
 DEFINE_int64(patience, 5, "validations without improvement before stopping");
 DEFINE_int64(eval_batch_size, 256, "users per evaluation batch (global)");
 DEFINE_double(log_every, 10, "seconds between progress lines");
-DEFINE_int64(bucket_batches, 64,
+DEFINE_int64(length_groups, 8,
+             "run each training batch's rows through the user tower in this many groups of similar length, "
+             "each padded to its own longest row (the batch is unchanged; 1 = the whole batch at once)");
+DEFINE_int64(bucket_batches, 0,
              "length bucketing: sort windows of this many training batches by sequence length, so batches "
-             "hold similar lengths and padding is not computed (0 = off)");
+             "hold similar lengths (faster; changes which users share a batch); 0 = off");
 DEFINE_double(memory_per_rank, 16, "sharding planner: memory budget per rank for embedding tables and their "
               "optimizer state, GiB");
 DEFINE_double(memory_bandwidth, 50, "sharding planner: memory bandwidth per rank, GB/s (lookup cost estimate)");

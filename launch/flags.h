@@ -76,6 +76,7 @@ DECLARE_int64(checkpoint_every);
 DECLARE_int64(keep_checkpoints);
 DECLARE_string(resume);
 DECLARE_int64(bucket_batches);
+DECLARE_int64(length_groups);
 DECLARE_double(memory_per_rank);
 DECLARE_double(memory_bandwidth);
 DECLARE_double(link_bandwidth);

@@ -96,6 +96,7 @@ case "$cmd" in
   bench)
     setup_debian; setup_python; configure_and_build
     "$PYENV/bin/python" "$ROOT/bench/data_bench.py" --shardrec "$BUILD/shardrec" "$@"
+    "$PYENV/bin/python" "$ROOT/bench/train_bench.py" --shardrec "$BUILD/shardrec"
     "$BUILD/comm_bench" --backend inprocess --world 2
     "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/comm_bench" --backend mpi | tail -n +3
     "$BUILD/embedding_bench" --world 1

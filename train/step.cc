@@ -9,10 +9,12 @@
 
 namespace shardrec {
 
+// A batch's rows in groups of similar length (`StepOptions::length_groups`): each group is its own
+// [rows x width] history, padded only to its own longest row.
 struct TrainStep::Inputs {
-  HistoryBatch history;      // the inputs: positions [0, width - 1) of each row
-  at::Tensor positions;      // int64 [P]: the real input positions, flat (row * (width - 1) + k)
-  at::Tensor targets;        // int64 [P]: the next item of each of them
+  std::vector<HistoryBatch> groups;     // inputs: positions [0, width - 1) of each row
+  std::vector<at::Tensor> positions;    // per group, int64: its real input positions, flat
+  at::Tensor targets;                   // int64 [P]: the next item of every position, group by group
   int64_t global_positions = 0;
 };
 
@@ -24,21 +26,34 @@ TrainStep::~TrainStep() = default;
 
 TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
   const c10::Device dev(comm_.device());
-  std::vector<int64_t> lengths(b.lengths.begin(), b.lengths.end());
-  HistoryBatch full = MakeHistoryBatch(b.rows, b.width, b.items, b.timestamps, lengths, model_.config().time_buckets, dev);
+  // Rows by length; groups of equal row counts. Everything is laid out on the host: no
+  // data-dependent indexing on the device.
+  std::vector<int64_t> order(static_cast<size_t>(b.rows));
+  for (int64_t i = 0; i < b.rows; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return b.lengths[x] < b.lengths[y]; });
+  const int64_t groups = std::clamp<int64_t>(options_.length_groups, 1, std::max<int64_t>(1, b.rows));
+  const bool gaps = !b.timestamps.empty();
   Inputs in;
-  const int64_t l = std::max<int64_t>(0, b.width - 1);
-  in.history = full.Prefix(l);
-  in.history.lengths = full.lengths - 1;
-  // Positions and targets come from the host batch: no data-dependent indexing on the device.
-  std::vector<int64_t> positions, targets;
-  for (int64_t i = 0; i < b.rows; ++i) {
-    for (int64_t k = 0; k + 1 < b.lengths[i]; ++k) {
-      positions.push_back(i * l + k);
-      targets.push_back(b.items[i * b.width + k + 1]);
+  std::vector<int64_t> targets;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t first = b.rows * g / groups, last = b.rows * (g + 1) / groups;
+    int64_t width = 0;
+    for (int64_t r = first; r < last; ++r) width = std::max<int64_t>(width, b.lengths[order[r]]);
+    const int64_t n = last - first, l = std::max<int64_t>(0, width - 1);
+    std::vector<int64_t> items(static_cast<size_t>(n * l), -1), stamps(gaps ? items.size() : 0, 0), lengths, pos;
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t row = order[first + r], len = b.lengths[row] - 1;
+      lengths.push_back(len);
+      for (int64_t k = 0; k < len; ++k) {
+        items[r * l + k] = b.items[row * b.width + k];
+        if (gaps) stamps[r * l + k] = b.timestamps[row * b.width + k];
+        pos.push_back(r * l + k);
+        targets.push_back(b.items[row * b.width + k + 1]);
+      }
     }
+    in.groups.push_back(MakeHistoryBatch(n, l, items, stamps, lengths, model_.config().time_buckets, dev));
+    in.positions.push_back(at::tensor(pos, at::kLong).to(dev));
   }
-  in.positions = at::tensor(positions, at::kLong).to(dev);
   in.targets = at::tensor(targets, at::kLong).to(dev);
   in.global_positions = std::max<int64_t>(1, b.global_positions);
   return in;
@@ -47,31 +62,36 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
 at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
   const Candidates cand = loss_.MakeCandidates(in.targets, in.global_positions, step, comm_);
   // Item vectors of everything the step touches: the candidates, and (sampled) the history items.
-  at::Tensor vectors, candidate_vectors;
-  HistoryBatch h = in.history;
+  at::Tensor vectors, candidate_vectors, ids;
   if (loss_.full()) {
     vectors = candidate_vectors = model_.EncodeItems(cand.ids);
   } else {
-    const at::Tensor hist = h.items.clamp_min(0).reshape({-1});
-    const at::Tensor ids = std::get<0>(at::_unique2(at::cat({cand.ids, hist}), true, false, false));
+    std::vector<at::Tensor> all = {cand.ids};
+    for (const auto& h : in.groups) all.push_back(h.items.clamp_min(0).reshape({-1}));
+    ids = std::get<0>(at::_unique2(at::cat(all), true, false, false));
     vectors = model_.EncodeItems(ids);
-    h.items = at::searchsorted(ids, hist).view_as(h.items);
     candidate_vectors = vectors.index_select(0, at::searchsorted(ids, cand.ids));
   }
-  if (h.rows == 0 || h.width == 0) return vectors.sum() * 0.0;  // keeps every rank's backward collective
-  at::Tensor users;
+  if (in.targets.numel() == 0) return vectors.sum() * 0.0;  // keeps every rank's backward collective
+  std::vector<at::Tensor> users;
   {
     AutocastScope autocast(options_.bfloat16, vectors.device().type());
-    users = model_.EncodeHistory(h, vectors, /*all_positions=*/true);
+    for (size_t g = 0; g < in.groups.size(); ++g) {
+      HistoryBatch h = in.groups[g];
+      if (h.width == 0) continue;
+      // Histories index rows of `vectors`: item ids (full softmax) or their rows among `ids`.
+      if (!loss_.full()) h.items = at::searchsorted(ids, h.items.clamp_min(0).reshape({-1})).view_as(h.items);
+      at::Tensor out = model_.EncodeHistory(h, vectors, /*all_positions=*/true);
+      users.push_back(out.reshape({-1, out.size(-1)}).index_select(0, in.positions[g]));
+    }
   }
-  at::Tensor u = users.reshape({-1, users.size(-1)}).index_select(0, in.positions).to(at::kFloat);
-  return loss_.Sum(u, candidate_vectors, in.targets, cand);
+  return loss_.Sum(at::cat(users).to(at::kFloat), candidate_vectors, in.targets, cand);
 }
 
 void TrainStep::Update(int64_t step) {
   AllReduceDenseGrads(params_, comm_, options_.bucket_elements);
   if (options_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params_, options_.clip_norm);
-  const double lr = options_.lr * std::min(1.0, static_cast<double>(step) / std::max<int64_t>(1, options_.warmup_steps));
+  const double lr = WarmupLr(options_.lr, options_.warmup_steps, step);
   for (auto& g : adam_.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
   adam_.step();
   adam_.zero_grad();
@@ -85,6 +105,10 @@ at::Tensor TrainStep::Run(const Batch& batch, int64_t step) {
   (sum / static_cast<double>(in.global_positions)).backward();
   Update(step);
   return sum.detach();
+}
+
+double WarmupLr(double lr, int64_t warmup_steps, int64_t step) {
+  return lr * std::min(1.0, static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps)));
 }
 
 void AllReduceDenseGrads(std::vector<at::Tensor>& params, Communicator& comm, int64_t bucket_elements) {

@@ -33,6 +33,10 @@ struct StepOptions {
   int64_t warmup_steps = 100;  // linear warm-up of the dense rate
   double clip_norm = 1.0;      // on the all-reduced dense gradient; 0 = off
   bool bfloat16 = false;       // the user tower's products under bfloat16 autocast
+  // The batch's rows, sorted by length, run through the user tower in this many groups, each
+  // padded to its own longest row: padding is hardly computed, and the batch (so the gradient) is
+  // the one the reader gave. 1 = the whole batch at once.
+  int64_t length_groups = 8;
   int64_t bucket_elements = 4 << 20;  // dense all-reduce bucket size (floats)
 };
 
@@ -62,6 +66,9 @@ class TrainStep {
   StepOptions options_;
   std::vector<at::Tensor> params_;
 };
+
+// AdamW's rate at `step` (1-based): linear warm-up to `lr` over `warmup_steps`, then constant.
+double WarmupLr(double lr, int64_t warmup_steps, int64_t step);
 
 // COLLECTIVE. Sums the dense gradients of `params` over ranks in flat buckets of at most
 // `bucket_elements` floats (a parameter without a gradient counts as zeros).

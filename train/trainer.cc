@@ -129,7 +129,9 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
   adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(),
                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   loss_ = std::make_unique<RetrievalLoss>(LossOptions(o, ds_->info(), comm.world_size()), counts_, c10::Device(comm.device()));
-  StepOptions so{.lr = o.lr, .warmup_steps = o.warmup_steps, .clip_norm = o.clip_norm, .bfloat16 = IsBfloat16(o.precision)};
+  if (o.length_groups < 1) Fail("--length-groups must be >= 1, got ", o.length_groups);
+  StepOptions so{.lr = o.lr, .warmup_steps = o.warmup_steps, .clip_norm = o.clip_norm, .bfloat16 = IsBfloat16(o.precision),
+                 .length_groups = o.length_groups};
   step_fn_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm, so);
   reader_ = std::make_unique<SequenceReader>(o.data, TrainReaderOptions(o, comm));
   const int64_t per_epoch = reader_->num_batches();
@@ -192,7 +194,7 @@ void TrainingRun::Report() {
   r.total_steps = total_;
   r.epoch = state_.epoch;
   r.loss = window_loss_ / std::max<int64_t>(1, window_steps_);
-  r.lr = o_.lr * std::min(1.0, static_cast<double>(r.step) / std::max<int64_t>(1, o_.warmup_steps));
+  r.lr = WarmupLr(o_.lr, o_.warmup_steps, r.step);
   r.sequences_per_second = window_sequences_ / std::max(1e-9, Since(window_start_));
   r.seconds = Since(start_);
   r.eta_seconds = (total_ - r.step) * r.seconds / std::max<int64_t>(1, r.step - steps_before_);

@@ -42,9 +42,12 @@ struct TrainOptions {
   // where a diverged loss is detected). Progress is reported at the first read after
   // log_every_seconds.
   int64_t loss_every_steps = 20;
+  // Rows of a batch go through the user tower in this many groups of similar length, each padded
+  // to its own longest row (train/step.h); the batches themselves are unchanged.
+  int64_t length_groups = 8;
   // Length bucketing of training batches (io/reader.h): windows of this many global batches are
-  // sorted by length; 0 = off (batches pad to their longest sequence).
-  int64_t bucket_batches = 64;
+  // sorted by length, so a batch holds similar lengths; 0 = off (random batches).
+  int64_t bucket_batches = 0;
   bool save_model = true;
   int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end; -1: never)
   int64_t keep_checkpoints = 3;  // newest checkpoints kept

@@ -34,6 +34,15 @@ std::string WriteLadder(const TempDir& dir) {
   return path;
 }
 
+// A synthetic dataset at dir/s.h5.
+void WriteSynthetic(const TempDir& dir, int64_t users, int64_t items, int64_t events) {
+  SynthOptions so;
+  so.users = users;
+  so.items = items;
+  so.events = events;
+  GenerateSynthetic(dir.File("s.h5"), so);
+}
+
 std::vector<Batch> ReadAll(const std::string& path, ReaderOptions o) {
   SequenceReader r(path, o);
   std::vector<Batch> out;
@@ -100,11 +109,7 @@ TEST(Reader, TruncatesToMostRecentEvents) {
 
 TEST(Reader, ShardsConcatenateToTheSingleProcessBatchForAnyWorldSize) {
   TempDir dir;
-  SynthOptions so;
-  so.users = 301;
-  so.items = 400;
-  so.events = 4000;
-  GenerateSynthetic(dir.File("s.h5"), so);
+  WriteSynthetic(dir, 301, 400, 4000);
   for (auto [split, bucket] : {std::pair{Split::kTrain, int64_t{0}}, std::pair{Split::kTest, int64_t{0}},
                                 std::pair{Split::kTrain, int64_t{3}}}) {
     SCOPED_TRACE(std::string(SplitName(split)) + " bucket_batches " + std::to_string(bucket));
@@ -156,11 +161,7 @@ TEST(Reader, ShardsConcatenateToTheSingleProcessBatchForAnyWorldSize) {
 
 TEST(Reader, LengthBucketingCoversEveryUserOnceAndCutsPadding) {
   TempDir dir;
-  SynthOptions so;
-  so.users = 301;
-  so.items = 400;
-  so.events = 9000;
-  GenerateSynthetic(dir.File("s.h5"), so);
+  WriteSynthetic(dir, 301, 400, 9000);
   ReaderOptions o;
   o.global_batch_size = 16;
   o.max_len = 50;
@@ -214,11 +215,7 @@ TEST(Reader, EmptyPiecesWhenTheLastBatchIsShort) {
 
 TEST(Reader, ShuffleIsDeterministicPerSeedAndEpoch) {
   TempDir dir;
-  SynthOptions so;
-  so.users = 500;
-  so.items = 300;
-  so.events = 3000;
-  GenerateSynthetic(dir.File("s.h5"), so);
+  WriteSynthetic(dir, 500, 300, 3000);
   ReaderOptions o;
   o.global_batch_size = 500;
   o.seed = 5;

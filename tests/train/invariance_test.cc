@@ -65,5 +65,19 @@ TEST_P(Invariance, OneTwoAndFourRanksTrainTheSameModel) {
 
 INSTANTIATE_TEST_SUITE_P(Losses, Invariance, ::testing::Values("full", "sampled"));
 
+// Length groups change how the user tower is batched, not what it computes: one group (the whole
+// batch padded to its longest row) and five groups train the same model.
+TEST_P(Invariance, LengthGroupsTrainTheSameModelAsOneGroup) {
+  testing::TempDir dir;
+  SmallDataset(dir.File("s.h5"), /*content_dim=*/0);
+  std::map<int64_t, TrainResult> results;
+  for (int64_t groups : {1, 5}) {
+    TrainOptions o = testing::InvarianceOptions(dir.File("s.h5"), dir.File("g" + std::to_string(groups)), GetParam());
+    o.length_groups = groups;
+    RunRanks(1, [&](Communicator& c) { results[groups] = Train(o, c); });
+  }
+  testing::ExpectSameTraining(results[1], results[5], dir.File("g1/model"), dir.File("g5/model"));
+}
+
 }  // namespace
 }  // namespace shardrec
