@@ -184,7 +184,7 @@ at::Tensor TwoTowerModel::EncodeItems(const at::Tensor& ids_in) {
   auto [uniq, inv, counts] = at::_unique2(ids, true, true, false);
   FeatureBatch batch;
   if (m.catalog.num_categories > 0) batch = m.CategoryFeature(uniq);
-  batch["item_id"] = {uniq, at::ones({uniq.numel()}, uniq.options())};
+  batch["item_id"] = {uniq, at::ones({uniq.numel()}, at::kLong)};  // lengths on the host
   FeatureOutputs out = DifferentiableLookup(*m.embeddings, batch);
   at::Tensor v = out["item_id"];
   if (m.catalog.num_categories > 0) v = v + out["item_category"];

@@ -170,7 +170,7 @@ void ShardedEmbeddingCollection::GatherIds(Table& t, const FeatureBatch& batch) 
   for (const auto& f : spec.features) {
     auto it = batch.find(f);
     if (it == batch.end()) Fail("feature batch has no feature '", f, "' (table '", spec.name, "')");
-    // Checked on the host before the ids move: no device round trip per feature.
+    // Lengths are checked on the host (callers pass them there: no device round trip).
     at::Tensor ids = it->second.ids.to(at::kLong).contiguous().view({-1});
     at::Tensor lengths = it->second.lengths.to(at::kLong).contiguous().view({-1});
     const at::Tensor host_lengths = lengths.cpu();

@@ -67,7 +67,9 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
     vectors = candidate_vectors = model_.EncodeItems(cand.ids);
   } else {
     std::vector<at::Tensor> all = {cand.ids};
-    for (const auto& h : in.groups) all.push_back(h.items.clamp_min(0).reshape({-1}));
+    // Real history items only: a padding id would put a row into the lookup with a zero gradient,
+    // which an optimizer with momentum (Adam) still moves.
+    for (const auto& h : in.groups) all.push_back(h.items.masked_select(h.items >= 0));
     ids = std::get<0>(at::_unique2(at::cat(all), true, false, false));
     vectors = model_.EncodeItems(ids);
     candidate_vectors = vectors.index_select(0, at::searchsorted(ids, cand.ids));

@@ -7,8 +7,9 @@
 //   -> RetrievalLoss::Sum -> backward: autograd carries the row gradients to their owners and the
 //      fused sparse optimizer applies them
 //   -> dense gradients all-reduced in buckets -> clipping -> AdamW.
-// No host synchronisation happens inside: no .item(), no device-to-host copies; the step's loss
-// comes back as a device tensor for the caller to read at its logging cadence.
+// No .item() and no per-element tensor access inside; the step's loss comes back as a device tensor
+// for the caller to read at its logging cadence. The host round trips that remain are those of
+// data-dependent sizes: the all-to-all split counts and unique/nonzero over ids.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -155,9 +155,15 @@ TEST(Cli, KillDuringCheckpointsLeavesAValidOneAndResumeWorks) {
   const std::string train = kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
                             " --dim 16 --blocks 1 --max-len 10 --batch-size 32 --epochs 1000 --eval-every 0"
                             " --checkpoint-every 1 --keep-checkpoints 2";
-  for (const char* delay : {"2.5", "1.3", "1.9"}) {
-    const std::string cmd = "(" + train + (PathExists(dir.File("run/checkpoints")) ? " --resume " + dir.File("run") : "") +
-                            " >/dev/null 2>&1 & pid=$!; sleep " + delay + "; kill -9 $pid; wait $pid)";
+  // Each run is killed at some point after it has written a checkpoint of its own (waiting for one
+  // rather than a fixed delay: start-up time varies with the machine's load).
+  for (const char* delay : {"0.7", "0.1", "0.4"}) {
+    const std::string newest = "$(ls -d " + dir.File("run/checkpoints") + "/step-*/manifest.json 2>/dev/null | tail -1)";
+    const std::string cmd = "(before=\"" + newest + "\"; " + train +
+                            (PathExists(dir.File("run/checkpoints")) ? " --resume " + dir.File("run") : "") +
+                            " >/dev/null 2>&1 & pid=$!; for i in $(seq 600); do now=\"" + newest +
+                            "\"; [ -n \"$now\" ] && [ \"$now\" != \"$before\" ] && break; sleep 0.05; done; sleep " + delay +
+                            "; kill -9 $pid; wait $pid)";
     RunCommand(cmd);
     auto all = ListCheckpoints(dir.File("run"));
     ASSERT_FALSE(all.empty()) << "no checkpoint after " << delay << " s";
