@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <utility>
 
 namespace shardrec {
 
@@ -50,6 +51,12 @@ class Rng {
   // Uniform in [0, 1) with 53 random bits.
   double Uniform() { return static_cast<double>(NextU64() >> 11) * 0x1.0p-53; }
   // Uniform integer in [0, n); n > 0. Lemire's multiply-shift (bias < 2^-64 * n, negligible).
+  // Fisher-Yates over [first, last): element i (from the back) swaps with one of [0, i].
+  template <typename It>
+  void Shuffle(It first, It last) {
+    for (auto i = last - first - 1; i > 0; --i) std::swap(first[i], first[Below(static_cast<uint64_t>(i + 1))]);
+  }
+
   uint64_t Below(uint64_t n) {
     return static_cast<uint64_t>((static_cast<unsigned __int128>(NextU64()) * n) >> 64);
   }

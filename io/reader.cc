@@ -56,10 +56,11 @@ SequenceReader::SequenceReader(const std::string& path, const ReaderOptions& opt
   const auto& off = dataset_->user_offsets();
   if (options_.bucket_batches < 0) Fail("reader: bucket_batches must be >= 0, got ", options_.bucket_batches);
   const int64_t keep = options_.split == Split::kTrain ? options_.max_len + 1 : options_.max_len;
+  row_length_.assign(off.size() - 1, 0);
   for (int64_t u = 0; u + 1 < static_cast<int64_t>(off.size()); ++u) {
     if (auto s = SplitSpan(off[u], off[u + 1], options_.split)) {
       eligible_.push_back(u);
-      lengths_.push_back(std::min(keep, s->end - s->begin));
+      row_length_[u] = static_cast<int32_t>(std::min(keep, s->end - s->begin));
     }
   }
   StartEpoch(0);
@@ -76,24 +77,17 @@ void SequenceReader::StartEpoch(int64_t epoch) {
   order_ = eligible_;
   if (options_.shuffle) {
     Rng rng(HashKeys({options_.seed, kShuffleStream, static_cast<uint64_t>(epoch)}));
-    for (int64_t i = static_cast<int64_t>(order_.size()) - 1; i > 0; --i) {
-      std::swap(order_[i], order_[rng.Below(static_cast<uint64_t>(i + 1))]);
-    }
+    rng.Shuffle(order_.begin(), order_.end());
   }
   if (options_.bucket_batches > 0) BucketByLength();
 }
 
 void SequenceReader::BucketByLength() {
   const int64_t b = options_.global_batch_size, n = static_cast<int64_t>(order_.size());
-  // Length of each user of the order (order_ holds dense user ids; eligible_ is sorted).
-  auto length_of = [&](int64_t user) {
-    const auto it = std::lower_bound(eligible_.begin(), eligible_.end(), user);
-    return lengths_[it - eligible_.begin()];
-  };
   const int64_t window = b * options_.bucket_batches;
   for (int64_t w = 0; w < n; w += window) {
     const auto first = order_.begin() + w, last = order_.begin() + std::min(n, w + window);
-    std::stable_sort(first, last, [&](int64_t x, int64_t y) { return length_of(x) < length_of(y); });
+    std::stable_sort(first, last, [&](int64_t x, int64_t y) { return row_length_[x] < row_length_[y]; });
   }
   // Shuffle the full batches (the short last batch stays last, so batch i is always rows
   // [i * b, i * b + b) of the order).
@@ -101,14 +95,14 @@ void SequenceReader::BucketByLength() {
   std::vector<int64_t> perm(static_cast<size_t>(full));
   for (int64_t i = 0; i < full; ++i) perm[i] = i;
   Rng rng(HashKeys({options_.seed, kBucketStream, static_cast<uint64_t>(epoch_)}));
-  for (int64_t i = full - 1; i > 0; --i) std::swap(perm[i], perm[rng.Below(static_cast<uint64_t>(i + 1))]);
+  rng.Shuffle(perm.begin(), perm.end());
   std::vector<int64_t> out;
   out.reserve(order_.size());
   for (int64_t i : perm) {
     out.insert(out.end(), order_.begin() + i * b, order_.begin() + (i + 1) * b);
     // Rows in random order inside the batch: each rank's contiguous piece then gets a fair share
     // of the long sequences, instead of the last rank getting the longest.
-    for (int64_t k = b - 1; k > 0; --k) std::swap(out[out.size() - b + k], out[out.size() - b + rng.Below(static_cast<uint64_t>(k + 1))]);
+    rng.Shuffle(out.end() - b, out.end());
   }
   out.insert(out.end(), order_.begin() + full * b, order_.end());
   order_ = std::move(out);
@@ -143,10 +137,7 @@ std::optional<Batch> SequenceReader::Next() {
   batch.rows = g * (r + 1) / w - batch.row_offset;
   const bool train = options_.split == Split::kTrain;
   if (train) {
-    for (int64_t u : global) {
-      const auto it = std::lower_bound(eligible_.begin(), eligible_.end(), u);
-      batch.global_positions += lengths_[it - eligible_.begin()] - 1;
-    }
+    for (int64_t u : global) batch.global_positions += row_length_[u] - 1;
   }
   const int64_t keep = train ? options_.max_len + 1 : options_.max_len;
   const auto& off = dataset_->user_offsets();

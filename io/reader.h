@@ -96,7 +96,7 @@ class SequenceReader {
   ReaderOptions options_;
   std::unique_ptr<Dataset> dataset_;
   std::vector<int64_t> eligible_;  // users of this split, dense-id order
-  std::vector<int64_t> lengths_;   // [eligible] positions a batch row of that user holds
+  std::vector<int32_t> row_length_;  // [users] positions a batch row of that user holds (0: not eligible)
   std::vector<int64_t> order_;     // current epoch's order (indices into eligible_ values)
   int64_t epoch_ = -1;
   int64_t next_batch_ = 0;

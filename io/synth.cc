@@ -60,7 +60,7 @@ class Generator {
     by_rank_.resize(n);
     std::iota(by_rank_.begin(), by_rank_.end(), 0);
     Rng prng(HashKeys({o_.seed, kPopularity}));
-    for (int64_t i = n - 1; i > 0; --i) std::swap(by_rank_[i], by_rank_[prng.Below(i + 1)]);
+    prng.Shuffle(by_rank_.begin(), by_rank_.begin() + n);
     rank_.resize(n);
     for (int64_t r = 0; r < n; ++r) rank_[by_rank_[r]] = static_cast<int32_t>(r);
     // Per-topic lists in popularity order with cumulative weights.

@@ -139,7 +139,7 @@ int RunQuery(const std::vector<std::string>&) {
       const std::string r = entry.substr(0, at);
       const int64_t id = index->FindItem(r);
       if (id < 0) Fail("--history: unknown item id '", r, "' (not in export ", m.version, ")");
-      if ((at != std::string::npos) != (items.empty() ? at != std::string::npos : !stamps.empty())) {
+      if (!items.empty() && (at != std::string::npos) != !stamps.empty()) {
         Fail("--history: give a timestamp for every item (RAW_ID@SECONDS) or for none; '", entry, "' differs");
       }
       if (at != std::string::npos) {

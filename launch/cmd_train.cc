@@ -170,12 +170,7 @@ int RunTrain(const std::vector<std::string>&) {
   o.planner = PlannerOptionsFromFlags();
   if (job.is_root()) {
     MakeDirs(o.run_dir);
-    AtomicOutput out(o.run_dir + "/config.yaml");
-    {
-      std::ofstream f(out.temp_path());
-      f << EffectiveConfig(TrainKeys());
-    }
-    out.Commit();
+    WriteFileAtomically(o.run_dir + "/config.yaml", EffectiveConfig(TrainKeys()));
   }
   std::unique_ptr<TrainingSink> out = MakeStdoutSink();
   TrainResult r = Train(o, *job.comm, out.get());
@@ -232,14 +227,7 @@ int RunEval(const std::vector<std::string>&) {
       out = FLAGS_run_dir + (baseline ? "/eval-" + o.baseline + ".json" : "/eval.json");
     }
     std::printf("%s\n", j.str().c_str());
-    if (!out.empty()) {
-      AtomicOutput f(out);
-      {
-        std::ofstream s(f.temp_path());
-        s << j.str() << "\n";
-      }
-      f.Commit();
-    }
+    if (!out.empty()) WriteFileAtomically(out, j.str() + "\n");
   }
   return 0;
 }

@@ -25,6 +25,12 @@ HistoryBatch HistoryBatch::Prefix(int64_t w) const {
   return h;
 }
 
+HistoryBatch HistoryBatch::IndexedBy(const at::Tensor& sorted_ids) const {
+  HistoryBatch h = *this;
+  h.items = at::where(items >= 0, at::searchsorted(sorted_ids, items.clamp_min(0)), items);
+  return h;
+}
+
 HistoryBatch MakeHistoryBatch(int64_t rows, int64_t width, std::span<const int64_t> items,
                               std::span<const int64_t> timestamps, std::span<const int64_t> lengths,
                               int64_t time_buckets, const c10::Device& device) {

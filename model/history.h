@@ -24,6 +24,9 @@ struct HistoryBatch {
 
   // The first `width` positions (lengths capped at width): a training step's inputs.
   HistoryBatch Prefix(int64_t width) const;
+  // The same histories with each item replaced by its row in `sorted_ids` (sorted, distinct, and
+  // holding every item of the histories); padding stays -1.
+  HistoryBatch IndexedBy(const at::Tensor& sorted_ids) const;
 };
 
 // items: [rows x width] (values at padding positions are ignored); timestamps: [rows x width] or

@@ -71,22 +71,12 @@ at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& can
   return FusedSoftmaxCrossEntropy::apply(users, candidates, targets, log_q.defined() ? &log_q : nullptr, temperature);
 }
 
-at::Tensor FullSoftmaxLoss(const at::Tensor& users, const at::Tensor& items, const at::Tensor& targets,
-                           double temperature) {
-  return SoftmaxCrossEntropySum(users, items, targets, at::Tensor(), temperature);
-}
-
-at::Tensor SampledSoftmaxLoss(const at::Tensor& users, const at::Tensor& candidates,
-                              const at::Tensor& target_index, const at::Tensor& log_q, double temperature) {
-  return SoftmaxCrossEntropySum(users, candidates, target_index, log_q, temperature);
-}
-
 RetrievalLoss::RetrievalLoss(const RetrievalLossOptions& options, const std::vector<int64_t>& item_counts,
                              const c10::Device& device)
     : options_(options), num_items_(static_cast<int64_t>(item_counts.size())) {
   if (!(options_.temperature > 0)) Fail("--temperature must be > 0, got ", options_.temperature);
   if (!options_.full && options_.negatives < 0) Fail("--negatives must be >= 0, got ", options_.negatives);
-  if (num_items_ < 1) Fail("the catalogue is empty");
+  CHECK_GE(num_items_, 1) << "an empty catalogue (the model rejects it first)";
   at::Tensor c = at::tensor(item_counts, at::kLong).to(at::kFloat);
   popularity_ = (c / c.sum().clamp_min(1)).to(device);
 }
@@ -122,9 +112,9 @@ Candidates RetrievalLoss::MakeCandidates(const at::Tensor& targets, int64_t glob
 
 at::Tensor RetrievalLoss::Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
                               const Candidates& candidates) const {
-  if (options_.full) return FullSoftmaxLoss(users, candidate_vectors, targets, options_.temperature);
-  return SampledSoftmaxLoss(users, candidate_vectors, at::searchsorted(candidates.ids, targets), candidates.log_q,
-                            options_.temperature);
+  // Full softmax: candidate c is item c. Sampled: targets become rows of the sorted candidates.
+  const at::Tensor rows = options_.full ? targets : at::searchsorted(candidates.ids, targets);
+  return SoftmaxCrossEntropySum(users, candidate_vectors, rows, candidates.log_q, options_.temperature);
 }
 
 }  // namespace shardrec

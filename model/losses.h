@@ -20,17 +20,6 @@ namespace shardrec {
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature);
 
-// Full softmax over the catalogue: users [P x d], items [I x d], targets int64 [P] in [0, I).
-at::Tensor FullSoftmaxLoss(const at::Tensor& users, const at::Tensor& items, const at::Tensor& targets,
-                           double temperature);
-
-// Sampled softmax over a shared candidate set (in-batch targets + uniform negatives):
-// users [P x d], candidates [C x d], target_index int64 [P] (row of each position's target in the
-// candidates), log_q [C] or undefined: the log of each candidate's expected count in the sample,
-// subtracted from its logit (logQ correction, so popular in-batch items are not over-penalised).
-at::Tensor SampledSoftmaxLoss(const at::Tensor& users, const at::Tensor& candidates,
-                              const at::Tensor& target_index, const at::Tensor& log_q, double temperature);
-
 struct RetrievalLossOptions {
   bool full = true;             // full softmax over the catalogue; false: sampled softmax
   int64_t negatives = 256;      // sampled: uniform negatives shared by the global batch

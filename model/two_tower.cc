@@ -178,10 +178,14 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catal
 
 TwoTowerModel::~TwoTowerModel() = default;
 
-at::Tensor TwoTowerModel::EncodeItems(const at::Tensor& ids_in) {
+at::Tensor TwoTowerModel::EncodeItems(const at::Tensor& ids) {
+  auto [uniq, inv, counts] = at::_unique2(ids.to(impl_->device, at::kLong).view({-1}), true, true, false);
+  return EncodeDistinctItems(uniq).index_select(0, inv);
+}
+
+at::Tensor TwoTowerModel::EncodeDistinctItems(const at::Tensor& sorted_ids) {
   Impl& m = *impl_;
-  at::Tensor ids = ids_in.to(m.device, at::kLong).view({-1});
-  auto [uniq, inv, counts] = at::_unique2(ids, true, true, false);
+  const at::Tensor uniq = sorted_ids.to(m.device, at::kLong).view({-1});
   FeatureBatch batch;
   if (m.catalog.num_categories > 0) batch = m.CategoryFeature(uniq);
   batch["item_id"] = {uniq, at::ones({uniq.numel()}, at::kLong)};  // lengths on the host
@@ -189,7 +193,7 @@ at::Tensor TwoTowerModel::EncodeItems(const at::Tensor& ids_in) {
   at::Tensor v = out["item_id"];
   if (m.catalog.num_categories > 0) v = v + out["item_category"];
   if (m.content.defined()) v = v + m.dense->content(m.content.index_select(0, uniq));
-  return Normalize(v).index_select(0, inv);
+  return Normalize(v);
 }
 
 at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor& item_vectors, bool all_positions) {
@@ -211,13 +215,10 @@ at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor&
 
 at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h) {
   // Each distinct history item is encoded once; the histories then index those rows.
-  at::Tensor ids = h.items.clamp_min(0).reshape({-1});
-  auto [uniq, inv, counts] = at::_unique2(ids, true, true, false);
-  at::Tensor vectors = EncodeItems(uniq);  // collective, also when this rank has no histories
+  const at::Tensor ids = std::get<0>(at::_unique2(h.items.masked_select(h.items >= 0), true, false, false));
+  at::Tensor vectors = EncodeDistinctItems(ids);  // collective, also when this rank has no histories
   if (h.rows == 0) return at::zeros({0, impl_->config.dim}, vectors.options());
-  HistoryBatch rows = h;
-  rows.items = at::where(h.items >= 0, inv.view_as(h.items), h.items);
-  return EncodeHistory(rows, vectors);
+  return EncodeHistory(h.IndexedBy(ids), vectors);
 }
 
 std::vector<at::Tensor> TwoTowerModel::dense_parameters() {

@@ -65,6 +65,9 @@ class TwoTowerModel {
   // Under grad mode the result takes part in autograd, and the backward pass (collective) updates
   // the embedding rows through the sparse optimizer (sharding/lookup_function.h).
   at::Tensor EncodeItems(const at::Tensor& ids);
+  // COLLECTIVE. The same for ids already sorted and distinct (no deduplication pass): what callers
+  // that build their id set themselves (the training step, the catalogue, histories) use.
+  at::Tensor EncodeDistinctItems(const at::Tensor& sorted_ids);
 
   // Local. The user tower over histories whose items index rows of `item_vectors` (an [I x dim]
   // tensor: the catalogue, or the rows a step encoded). Returns one L2-normalised vector per

@@ -150,10 +150,6 @@ at::Tensor Unpool(const at::Tensor& grad, const at::Tensor& lengths, Pooling poo
   return g;
 }
 
-}  // namespace
-
-namespace {
-
 at::Tensor CatOrEmpty(const std::vector<at::Tensor>& parts, const at::TensorOptions& options) {
   if (parts.empty()) return at::empty({0}, options);
   return parts.size() == 1 ? parts[0] : at::cat(parts);
@@ -286,8 +282,9 @@ void ShardedEmbeddingCollection::Lookup() {
   }
 }
 
-// The blocks of one exchange of rows: for each rank r, table by table, `rows_of(table, r)` rows of
-// the table's width on r (the sender's or the receiver's shard). Returns the flat buffer's splits.
+// Splits (in floats) of one flat exchange of rows, rank by rank and within a rank table by table:
+// the rows this rank serves to each rank at its local width (asked_of_me), or the rows it asked of
+// each rank at that rank's shard width.
 std::vector<int64_t> ShardedEmbeddingCollection::RowSplits(bool asked_of_me) const {
   const int w = comm_->world_size();
   std::vector<int64_t> splits(w, 0);

@@ -87,7 +87,7 @@ at::Tensor EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
   std::vector<at::Tensor> parts;
   const int64_t chunk = 65536;
   for (int64_t b = 0; b < num_items; b += chunk) {
-    parts.push_back(model.EncodeItems(torch::arange(b, std::min(num_items, b + chunk), torch::kLong)));
+    parts.push_back(model.EncodeDistinctItems(torch::arange(b, std::min(num_items, b + chunk), torch::kLong)));
   }
   return torch::cat(parts);
 }

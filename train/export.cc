@@ -57,7 +57,7 @@ VectorShard ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOpt
   items.dim = o.model.dim;
   for (int64_t c = 0; c < std::max<int64_t>(1, chunks); ++c) {
     const int64_t b = std::min(ie, ib + c * o.chunk), e = std::min(ie, b + o.chunk);
-    auto f = Floats(model.EncodeItems(torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev))));
+    auto f = Floats(model.EncodeDistinctItems(torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev))));
     items.vectors.insert(items.vectors.end(), f.begin(), f.end());
   }
   for (int64_t i = ib; i < ie; ++i) items.ids.push_back(i);

@@ -64,14 +64,14 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
   // Item vectors of everything the step touches: the candidates, and (sampled) the history items.
   at::Tensor vectors, candidate_vectors, ids;
   if (loss_.full()) {
-    vectors = candidate_vectors = model_.EncodeItems(cand.ids);
+    vectors = candidate_vectors = model_.EncodeDistinctItems(cand.ids);
   } else {
     std::vector<at::Tensor> all = {cand.ids};
     // Real history items only: a padding id would put a row into the lookup with a zero gradient,
     // which an optimizer with momentum (Adam) still moves.
     for (const auto& h : in.groups) all.push_back(h.items.masked_select(h.items >= 0));
     ids = std::get<0>(at::_unique2(at::cat(all), true, false, false));
-    vectors = model_.EncodeItems(ids);
+    vectors = model_.EncodeDistinctItems(ids);
     candidate_vectors = vectors.index_select(0, at::searchsorted(ids, cand.ids));
   }
   if (in.targets.numel() == 0) return vectors.sum() * 0.0;  // keeps every rank's backward collective
@@ -79,10 +79,9 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
   {
     AutocastScope autocast(options_.bfloat16, vectors.device().type());
     for (size_t g = 0; g < in.groups.size(); ++g) {
-      HistoryBatch h = in.groups[g];
-      if (h.width == 0) continue;
+      if (in.groups[g].width == 0) continue;
       // Histories index rows of `vectors`: item ids (full softmax) or their rows among `ids`.
-      if (!loss_.full()) h.items = at::searchsorted(ids, h.items.clamp_min(0).reshape({-1})).view_as(h.items);
+      const HistoryBatch h = loss_.full() ? in.groups[g] : in.groups[g].IndexedBy(ids);
       at::Tensor out = model_.EncodeHistory(h, vectors, /*all_positions=*/true);
       users.push_back(out.reshape({-1, out.size(-1)}).index_select(0, in.positions[g]));
     }

@@ -112,6 +112,7 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
     : o_(o), comm_(comm), root_(comm.rank() == 0) {
   if (o.batch_size < comm.world_size()) Fail("--batch-size ", o.batch_size, " is smaller than the world size ", comm.world_size());
   if (o.loss_every_steps < 1) Fail("loss_every_steps must be >= 1");
+  if (o.length_groups < 1) Fail("--length-groups must be >= 1, got ", o.length_groups);
   ds_ = Dataset::Open(o.data);
   catalog_ = LoadItemCatalog(*ds_);
   counts_ = TrainItemCounts(*ds_, comm);
@@ -129,7 +130,6 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
   adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(),
                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   loss_ = std::make_unique<RetrievalLoss>(LossOptions(o, ds_->info(), comm.world_size()), counts_, c10::Device(comm.device()));
-  if (o.length_groups < 1) Fail("--length-groups must be >= 1, got ", o.length_groups);
   StepOptions so{.lr = o.lr, .warmup_steps = o.warmup_steps, .clip_norm = o.clip_norm, .bfloat16 = IsBfloat16(o.precision),
                  .length_groups = o.length_groups};
   step_fn_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm, so);

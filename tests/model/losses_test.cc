@@ -32,7 +32,7 @@ TEST(Losses, FullSoftmaxMatchesDirectComputation) {
   at::manual_seed(3);
   at::Tensor u = Unit(at::randn({5, 4})), items = Unit(at::randn({7, 4}));
   at::Tensor targets = at::tensor({0, 3, 6, 3, 1}, at::kLong);
-  EXPECT_NEAR(FullSoftmaxLoss(u, items, targets, 0.1).item<double>(), Reference(u, items, targets, {}, 0.1), 1e-3);
+  EXPECT_NEAR(SoftmaxCrossEntropySum(u, items, targets, {}, 0.1).item<double>(), Reference(u, items, targets, {}, 0.1), 1e-3);
 }
 
 TEST(Losses, SampledSoftmaxWithLogQMatchesDirectComputation) {
@@ -40,20 +40,20 @@ TEST(Losses, SampledSoftmaxWithLogQMatchesDirectComputation) {
   at::Tensor u = Unit(at::randn({6, 8})), cand = Unit(at::randn({9, 8}));
   at::Tensor idx = at::tensor({8, 0, 2, 2, 5, 7}, at::kLong);
   at::Tensor log_q = at::log(at::rand({9}) + 0.1);
-  EXPECT_NEAR(SampledSoftmaxLoss(u, cand, idx, log_q, 0.05).item<double>(), Reference(u, cand, idx, log_q, 0.05), 1e-2);
+  EXPECT_NEAR(SoftmaxCrossEntropySum(u, cand, idx, log_q, 0.05).item<double>(), Reference(u, cand, idx, log_q, 0.05), 1e-2);
   // The correction matters: without it the value differs.
-  EXPECT_GT(std::abs(SampledSoftmaxLoss(u, cand, idx, {}, 0.05).item<double>() - Reference(u, cand, idx, log_q, 0.05)), 0.1);
-  EXPECT_NEAR(SampledSoftmaxLoss(u, cand, idx, {}, 0.05).item<double>(), Reference(u, cand, idx, {}, 0.05), 1e-2);
+  EXPECT_GT(std::abs(SoftmaxCrossEntropySum(u, cand, idx, {}, 0.05).item<double>() - Reference(u, cand, idx, log_q, 0.05)), 0.1);
+  EXPECT_NEAR(SoftmaxCrossEntropySum(u, cand, idx, {}, 0.05).item<double>(), Reference(u, cand, idx, {}, 0.05), 1e-2);
 }
 
 TEST(Losses, HandComputedTwoItems) {
   // u = e1; items e1, e2; t = 1: loss = -log(e / (e + 1)).
   at::Tensor u = at::tensor({1.0f, 0.0f}).view({1, 2});
   at::Tensor items = at::tensor({1.0f, 0.0f, 0.0f, 1.0f}).view({2, 2});
-  EXPECT_NEAR(FullSoftmaxLoss(u, items, at::tensor({int64_t{0}}), 1.0).item<double>(), -std::log(std::exp(1.0) / (std::exp(1.0) + 1)), 1e-6);
+  EXPECT_NEAR(SoftmaxCrossEntropySum(u, items, at::tensor({int64_t{0}}), {}, 1.0).item<double>(), -std::log(std::exp(1.0) / (std::exp(1.0) + 1)), 1e-6);
   // logQ: subtracting log 2 from item 0's logit gives -log(e/2 / (e/2 + 1)).
   at::Tensor log_q = at::tensor({std::log(2.0f), 0.0f});
-  EXPECT_NEAR(SampledSoftmaxLoss(u, items, at::tensor({int64_t{0}}), log_q, 1.0).item<double>(),
+  EXPECT_NEAR(SoftmaxCrossEntropySum(u, items, at::tensor({int64_t{0}}), log_q, 1.0).item<double>(),
               -std::log((std::exp(1.0) / 2) / (std::exp(1.0) / 2 + 1)), 1e-6);
 }
 
