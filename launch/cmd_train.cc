@@ -19,7 +19,7 @@ namespace shardrec::cli {
 const std::vector<std::string>& ModelFlags() {
   static const std::vector<std::string> f = {"dim", "blocks", "heads", "max_len", "dropout", "time_buckets",
                                              "use_categories", "use_content", "embedding_optimizer",
-                                             "embedding_lr", "sharding"};
+                                             "embedding_lr", "sharding", "positions", "score", "input_vectors"};
   return f;
 }
 
@@ -36,6 +36,16 @@ ModelConfig ModelConfigFromFlags() {
   m.embedding_optimizer.type = ParseOptimizer(FLAGS_embedding_optimizer);
   m.embedding_optimizer.lr = FLAGS_embedding_lr;
   m.sharding = FLAGS_sharding;
+  if (FLAGS_positions != "oldest" && FLAGS_positions != "newest") {
+    Fail("--positions: expected oldest or newest, got '", FLAGS_positions, "'");
+  }
+  m.positions_from_newest = FLAGS_positions == "newest";
+  if (FLAGS_score != "cosine" && FLAGS_score != "dot") Fail("--score: expected cosine or dot, got '", FLAGS_score, "'");
+  m.cosine = FLAGS_score == "cosine";
+  if (FLAGS_input_vectors != "tied" && FLAGS_input_vectors != "separate") {
+    Fail("--input-vectors: expected tied or separate, got '", FLAGS_input_vectors, "'");
+  }
+  m.separate_input_vectors = FLAGS_input_vectors == "separate";
   if (m.dim < 1 || m.blocks < 0 || m.heads < 1 || m.max_len < 1) Fail("--dim, --heads, --max-len must be >= 1");
   if (!(m.dropout >= 0 && m.dropout < 1)) Fail("--dropout: must be in [0, 1)");
   return m;

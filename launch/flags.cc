@@ -74,6 +74,10 @@ DEFINE_bool(use_categories, true, "item tower: add pooled category embeddings wh
 DEFINE_bool(use_content, true, "item tower: add projected content vectors when the data has them");
 DEFINE_string(embedding_optimizer, "rowwise_adagrad", "sparse optimizer of embedding tables: sgd, rowwise_adagrad, adam");
 DEFINE_double(embedding_lr, 0.05, "learning rate of the sparse optimizer");
+DEFINE_string(positions, "oldest", "user tower: position embeddings counted from the oldest or the newest event");
+DEFINE_string(score, "cosine", "cosine (L2-normalised vectors, scores / --temperature) or dot (raw inner products)");
+DEFINE_string(input_vectors, "tied",
+              "item vectors the user tower reads: tied (the scored vectors) or separate (a second id table)");
 DEFINE_string(sharding, "auto", "auto (planner) or table_wise, row_wise, column_wise, data_parallel for every table");
 DEFINE_string(split, "test", "eval: valid or test");
 DEFINE_string(baseline, "", "eval: pop (most popular) or cooc (item-to-item transitions) instead of a model");

@@ -123,6 +123,12 @@ std::vector<TableSpec> ItemTowerTables(const ModelConfig& config, const ItemCata
   items.optimizer = config.embedding_optimizer;
   items.lookups_per_sample = static_cast<double>(config.max_len);
   tables.push_back(items);
+  if (config.separate_input_vectors) {
+    TableSpec input{.name = "item_input_id", .rows = catalog.num_items, .dim = config.dim, .features = {"item_input_id"}};
+    input.optimizer = config.embedding_optimizer;
+    input.lookups_per_sample = static_cast<double>(config.max_len);
+    tables.push_back(input);
+  }
   if (config.use_categories && catalog.num_categories > 0) {
     TableSpec cats{.name = "item_category", .rows = catalog.num_categories, .dim = config.dim,
                    .features = {"item_category"}, .pooling = Pooling::kMean};
@@ -184,39 +190,81 @@ at::Tensor TwoTowerModel::EncodeItems(const at::Tensor& ids) {
 }
 
 at::Tensor TwoTowerModel::EncodeDistinctItems(const at::Tensor& sorted_ids) {
-  Impl& m = *impl_;
-  const at::Tensor uniq = sorted_ids.to(m.device, at::kLong).view({-1});
-  FeatureBatch batch;
-  if (m.catalog.num_categories > 0) batch = m.CategoryFeature(uniq);
-  batch["item_id"] = {uniq, at::ones({uniq.numel()}, at::kLong)};  // lengths on the host
-  FeatureOutputs out = DifferentiableLookup(*m.embeddings, batch);
-  at::Tensor v = out["item_id"];
-  if (m.catalog.num_categories > 0) v = v + out["item_category"];
-  if (m.content.defined()) v = v + m.dense->content(m.content.index_select(0, uniq));
-  return Normalize(v);
+  return EncodeItemVectors(sorted_ids, at::empty({0}, at::kLong)).output;
 }
 
-at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor& item_vectors, bool all_positions) {
+ItemVectors TwoTowerModel::EncodeItemVectors(const at::Tensor& output_ids, const at::Tensor& input_ids) {
+  Impl& m = *impl_;
+  const at::Tensor out_ids = output_ids.to(m.device, at::kLong).view({-1});
+  const at::Tensor in_ids = input_ids.to(m.device, at::kLong).view({-1});
+  // Tied vectors: the rows of both sets are one lookup of their union. Separate: the id tables
+  // are looked up apart, and categories and content once for the union.
+  const bool same = output_ids.is_same(input_ids);
+  const at::Tensor all = same || in_ids.numel() == 0 ? out_ids
+                         : out_ids.numel() == 0      ? in_ids
+                                                     : std::get<0>(at::_unique2(at::cat({out_ids, in_ids}), true, false, false));
+  FeatureBatch batch;
+  if (m.catalog.num_categories > 0) batch = m.CategoryFeature(all);
+  const auto ones = [](const at::Tensor& ids) { return at::ones({ids.numel()}, at::kLong); };  // lengths on the host
+  if (m.config.separate_input_vectors) {
+    batch["item_id"] = {out_ids, ones(out_ids)};
+    batch["item_input_id"] = {in_ids, ones(in_ids)};
+  } else {
+    batch["item_id"] = {all, ones(all)};
+  }
+  FeatureOutputs looked_up = DifferentiableLookup(*m.embeddings, batch);
+  at::Tensor shared;  // [all x dim]: categories + content, or undefined
+  if (m.catalog.num_categories > 0) shared = looked_up["item_category"];
+  if (m.content.defined()) {
+    at::Tensor c = m.dense->content(m.content.index_select(0, all));
+    shared = shared.defined() ? shared + c : c;
+  }
+  const auto rows_of = [&](const at::Tensor& t, const at::Tensor& ids) {
+    return t.size(0) == ids.numel() ? t : t.index_select(0, at::searchsorted(all, ids));
+  };
+  const auto finish = [&](at::Tensor v, const at::Tensor& ids) {
+    if (shared.defined()) v = v + rows_of(shared, ids);
+    return m.config.cosine ? Normalize(v) : v;
+  };
+  ItemVectors r;
+  if (m.config.separate_input_vectors) {
+    r.output = finish(looked_up["item_id"], out_ids);
+    r.input = finish(looked_up["item_input_id"], in_ids);
+  } else {
+    const at::Tensor v = finish(looked_up["item_id"], all);
+    r.output = rows_of(v, out_ids);
+    r.input = rows_of(v, in_ids);
+  }
+  return r;
+}
+
+at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor& input_vectors, bool all_positions) {
   Impl& m = *impl_;
   const int64_t b = h.rows, l = std::max<int64_t>(1, h.width);
   if (h.width > m.config.max_len + 1) Fail("model: history of ", h.width, " positions exceeds max_len ", m.config.max_len);
   at::Tensor rows = h.width > 0 ? h.items.clamp_min(0) : at::zeros({b, 1}, h.items.options());
-  at::Tensor x = item_vectors.index_select(0, rows.reshape({-1})).view({b, l, -1});
-  x = x + m.dense->positions(torch::arange(l, torch::TensorOptions().dtype(torch::kLong).device(m.device))).unsqueeze(0);
+  at::Tensor x = input_vectors.index_select(0, rows.reshape({-1})).view({b, l, -1});
+  const auto longs = torch::TensorOptions().dtype(torch::kLong).device(m.device);
+  at::Tensor pos = torch::arange(l, longs).unsqueeze(0);
+  // From the newest: event k of a history of length n sits at max_len - n + k, so the last event is
+  // always at max_len - 1; padding takes the spare row max_len.
+  if (m.config.positions_from_newest) pos = (pos + (m.config.max_len - h.lengths).unsqueeze(1)).clamp_max(m.config.max_len);
+  x = x + m.dense->positions(pos);
   if (m.dense->gaps && h.gaps.defined() && h.width > 0) x = x + m.dense->gaps(h.gaps);
   x = torch::dropout(x, m.config.dropout, m.dense->is_training());
   // Left-aligned histories under causal attention: positions < length never see padding.
   for (auto& block : m.dense->blocks) x = block->forward(x);
-  at::Tensor out = Normalize(m.dense->ln_final(x));
+  at::Tensor out = m.dense->ln_final(x);
+  if (m.config.cosine) out = Normalize(out);
   if (all_positions) return out;
   at::Tensor last = (h.lengths - 1).clamp_min(0);
-  return out.index({torch::arange(b, torch::TensorOptions().dtype(torch::kLong).device(m.device)), last});
+  return out.index({torch::arange(b, longs), last});
 }
 
 at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h) {
   // Each distinct history item is encoded once; the histories then index those rows.
   const at::Tensor ids = std::get<0>(at::_unique2(h.items.masked_select(h.items >= 0), true, false, false));
-  at::Tensor vectors = EncodeDistinctItems(ids);  // collective, also when this rank has no histories
+  at::Tensor vectors = EncodeItemVectors(at::empty({0}, at::kLong), ids).input;  // collective, also with no histories
   if (h.rows == 0) return at::zeros({0, impl_->config.dim}, vectors.options());
   return EncodeHistory(h.IndexedBy(ids), vectors);
 }

@@ -1,8 +1,9 @@
 // The two-tower recall model (DESIGN section 3, steps 5-7).
 //   Item tower: sharded item-id embedding + pooled category embedding + projected content vector,
-//               summed and L2-normalised.
+//               summed (and L2-normalised under cosine scores).
 //   User tower: a causal pre-norm Transformer over the item-tower outputs of the history, with
-//               learned positions and time-gap buckets; one L2-normalised vector per position.
+//               learned positions and time-gap buckets; one vector per position (L2-normalised
+//               under cosine scores).
 // Embedding tables live in a ShardedEmbeddingCollection (sparse optimizer, row gradients sent to
 // their owners); dense parameters are replicated (identical at start, gradients all-reduced by the
 // trainer). Tensor code is device-agnostic: everything lives on the communicator's device.
@@ -33,6 +34,23 @@ struct ModelConfig {
   bool use_content = true;
   OptimizerConfig embedding_optimizer{.type = OptimizerType::kRowWiseAdagrad, .lr = 0.05};
   std::string sharding = "auto";  // auto (planner) or a ShardingType name for every table
+  // Position embeddings counted from the newest event (the last event of every history has the same
+  // position, as left padding gives) or from the oldest.
+  bool positions_from_newest = false;
+  // cosine: item and user vectors are L2-normalised (scores in [-1, 1], divided by the loss's
+  // temperature); dot: raw inner products, so a vector's norm can carry an item's popularity.
+  bool cosine = true;
+  // Separate input vectors: the user tower reads items through a second id table ("item_input_id")
+  // while scores use the first, so an item's input vector can sit near its successors' output
+  // vectors (tied: one table for both). Categories and content feed both sides.
+  bool separate_input_vectors = false;
+};
+
+// The item tower's vectors for a set of items: `output` (what scores are taken against) and `input`
+// (what the user tower reads). They are the same vectors unless the model has separate input vectors.
+struct ItemVectors {
+  at::Tensor output;  // [n_out x dim], row i the item output_ids[i]
+  at::Tensor input;   // [n_in x dim], row i the item input_ids[i]
 };
 
 // What the item tower knows about the catalogue (on every rank; small next to the id table).
@@ -68,12 +86,15 @@ class TwoTowerModel {
   // COLLECTIVE. The same for ids already sorted and distinct (no deduplication pass): what callers
   // that build their id set themselves (the training step, the catalogue, histories) use.
   at::Tensor EncodeDistinctItems(const at::Tensor& sorted_ids);
+  // COLLECTIVE. Output vectors of `output_ids` and input vectors of `input_ids` (each sorted and
+  // distinct; either may be empty) in one lookup; every row looked up receives a gradient.
+  ItemVectors EncodeItemVectors(const at::Tensor& output_ids, const at::Tensor& input_ids);
 
-  // Local. The user tower over histories whose items index rows of `item_vectors` (an [I x dim]
-  // tensor: the catalogue, or the rows a step encoded). Returns one L2-normalised vector per
-  // position [B x W x dim] (all_positions) or the vector after each history's last event
+  // Local. The user tower over histories whose items index rows of `input_vectors` (an [n x dim]
+  // tensor of ItemVectors::input: the catalogue's, or the rows a step encoded). Returns one vector
+  // per position [B x W x dim] (all_positions) or the vector after each history's last event
   // [B x dim] (a history of length 0 gives the vector of position 0).
-  at::Tensor EncodeHistory(const HistoryBatch& history, const at::Tensor& item_vectors, bool all_positions = false);
+  at::Tensor EncodeHistory(const HistoryBatch& history, const at::Tensor& input_vectors, bool all_positions = false);
   // COLLECTIVE. The same, encoding the histories' items first: user vectors [B x dim] for export,
   // recall and query.
   at::Tensor EncodeHistory(const HistoryBatch& history);

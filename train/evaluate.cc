@@ -72,24 +72,27 @@ void ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split split
   model.train(false);
   torch::NoGradGuard no_grad;
   SequenceReader reader = EvalReader(data, split, batch_size, model.config().max_len, comm);
-  const at::Tensor items = EncodeCatalogue(model, reader.info().num_items);
+  const ItemVectors items = EncodeCatalogue(model, reader.info().num_items);
   while (auto b = reader.Next()) {
     if (b->rows == 0) continue;
-    fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().time_buckets, dev), items), items);
+    fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().time_buckets, dev), items.input), items.output);
   }
   model.train(was_training);
 }
 
 }  // namespace
 
-at::Tensor EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
+ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> parts;
+  std::vector<at::Tensor> output, input;
   const int64_t chunk = 65536;
   for (int64_t b = 0; b < num_items; b += chunk) {
-    parts.push_back(model.EncodeDistinctItems(torch::arange(b, std::min(num_items, b + chunk), torch::kLong)));
+    const at::Tensor ids = torch::arange(b, std::min(num_items, b + chunk), torch::kLong);
+    ItemVectors v = model.EncodeItemVectors(ids, ids);
+    output.push_back(v.output);
+    input.push_back(v.input);
   }
-  return torch::cat(parts);
+  return {torch::cat(output), torch::cat(input)};
 }
 
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,

@@ -14,8 +14,9 @@ namespace shardrec {
 
 class ShardedIndex;
 
-// COLLECTIVE. Item-tower vectors of the whole catalogue [I x dim], in chunks, without gradients.
-at::Tensor EncodeCatalogue(TwoTowerModel& model, int64_t num_items);
+// COLLECTIVE. Item-tower vectors of the whole catalogue (output and input, each [I x dim]), in
+// chunks, without gradients.
+ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items);
 
 // COLLECTIVE. Metrics of `split` of `data`: every rank ranks its users' targets against the whole
 // catalogue (their earlier items excluded). `ann`: also rank through this index (its top 200,

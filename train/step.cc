@@ -61,32 +61,26 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
 
 at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
   const Candidates cand = loss_.MakeCandidates(in.targets, in.global_positions, step, comm_);
-  // Item vectors of everything the step touches: the candidates, and (sampled) the history items.
-  at::Tensor vectors, candidate_vectors, ids;
-  if (loss_.full()) {
-    vectors = candidate_vectors = model_.EncodeDistinctItems(cand.ids);
-  } else {
-    std::vector<at::Tensor> all = {cand.ids};
-    // Real history items only: a padding id would put a row into the lookup with a zero gradient,
-    // which an optimizer with momentum (Adam) still moves.
-    for (const auto& h : in.groups) all.push_back(h.items.masked_select(h.items >= 0));
-    ids = std::get<0>(at::_unique2(at::cat(all), true, false, false));
-    vectors = model_.EncodeDistinctItems(ids);
-    candidate_vectors = vectors.index_select(0, at::searchsorted(ids, cand.ids));
-  }
-  if (in.targets.numel() == 0) return vectors.sum() * 0.0;  // keeps every rank's backward collective
+  // Item vectors of everything the step touches: output vectors of the candidates, input vectors of
+  // the real history items (a padding id would put a row into the lookup with a zero gradient,
+  // which an optimizer with momentum such as Adam still moves).
+  std::vector<at::Tensor> history_items;
+  for (const auto& h : in.groups) history_items.push_back(h.items.masked_select(h.items >= 0));
+  const at::Tensor ids = history_items.empty()
+                             ? at::empty({0}, in.targets.options())
+                             : std::get<0>(at::_unique2(at::cat(history_items), true, false, false));
+  const ItemVectors vectors = model_.EncodeItemVectors(cand.ids, ids);
+  if (in.targets.numel() == 0) return (vectors.output.sum() + vectors.input.sum()) * 0.0;  // a collective backward
   std::vector<at::Tensor> users;
   {
-    AutocastScope autocast(options_.bfloat16, vectors.device().type());
+    AutocastScope autocast(options_.bfloat16, vectors.output.device().type());
     for (size_t g = 0; g < in.groups.size(); ++g) {
       if (in.groups[g].width == 0) continue;
-      // Histories index rows of `vectors`: item ids (full softmax) or their rows among `ids`.
-      const HistoryBatch h = loss_.full() ? in.groups[g] : in.groups[g].IndexedBy(ids);
-      at::Tensor out = model_.EncodeHistory(h, vectors, /*all_positions=*/true);
+      at::Tensor out = model_.EncodeHistory(in.groups[g].IndexedBy(ids), vectors.input, /*all_positions=*/true);
       users.push_back(out.reshape({-1, out.size(-1)}).index_select(0, in.positions[g]));
     }
   }
-  return loss_.Sum(at::cat(users).to(at::kFloat), candidate_vectors, in.targets, cand);
+  return loss_.Sum(at::cat(users).to(at::kFloat), vectors.output, in.targets, cand);
 }
 
 void TrainStep::Update(int64_t step) {

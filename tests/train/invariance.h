@@ -43,7 +43,7 @@ inline std::map<std::string, std::vector<float>> ReadSavedModel(const std::strin
   for (const auto& f : ListDirectory(dir)) {
     if (f.rfind("embeddings-rank", 0) != 0) continue;
     h5::File e = h5::File::Open(dir + "/" + f);
-    for (const char* table : {"item_id", "item_category"}) {
+    for (const char* table : {"item_id", "item_input_id", "item_category"}) {
       const std::string g = std::string("/tables/") + table;
       if (!e.Exists(g + "/rows")) continue;
       auto rows = e.ReadAll<int64_t>(g + "/rows");

@@ -18,7 +18,22 @@ void SmallDataset(const std::string& path, int64_t content_dim) {
   GenerateSynthetic(path, so);
 }
 
-class Invariance : public ::testing::TestWithParam<std::string> {};
+// Parameter: the loss ("full" or "sampled"), optionally followed by "/variant": separate input
+// vectors, dot-product scores and positions from the newest event.
+class Invariance : public ::testing::TestWithParam<std::string> {
+ protected:
+  TrainOptions Options(const std::string& data, const std::string& run) const {
+    const std::string p = GetParam();
+    TrainOptions o = testing::InvarianceOptions(data, run, p.substr(0, p.find('/')));
+    if (p.find("/variant") != std::string::npos) {
+      o.model.separate_input_vectors = true;
+      o.model.cosine = false;
+      o.model.positions_from_newest = true;
+      o.temperature = 1.0;
+    }
+    return o;
+  }
+};
 
 TEST(Precision, Bfloat16TrainingFollowsFloat32) {
   testing::TempDir dir;
@@ -50,7 +65,7 @@ TEST_P(Invariance, OneTwoAndFourRanksTrainTheSameModel) {
   for (int world : {1, 2, 4}) {
     const std::string run = dir.File("run" + std::to_string(world));
     RunRanks(world, [&](Communicator& c) {
-      TrainResult r = Train(testing::InvarianceOptions(dir.File("s.h5"), run, GetParam()), c);
+      TrainResult r = Train(Options(dir.File("s.h5"), run), c);
       if (c.rank() == 0) results[world] = r;
     });
   }
@@ -63,7 +78,12 @@ TEST_P(Invariance, OneTwoAndFourRanksTrainTheSameModel) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Losses, Invariance, ::testing::Values("full", "sampled"));
+INSTANTIATE_TEST_SUITE_P(Losses, Invariance, ::testing::Values("full", "sampled", "full/variant", "sampled/variant"),
+                         [](const auto& info) {
+                           const std::string& n = info.param;
+                           const size_t slash = n.find('/');
+                           return slash == std::string::npos ? n : n.substr(0, slash) + "Variant";
+                         });
 
 // Length groups change how the user tower is batched, not what it computes: one group (the whole
 // batch padded to its longest row) and five groups train the same model.
@@ -72,7 +92,7 @@ TEST_P(Invariance, LengthGroupsTrainTheSameModelAsOneGroup) {
   SmallDataset(dir.File("s.h5"), /*content_dim=*/0);
   std::map<int64_t, TrainResult> results;
   for (int64_t groups : {1, 5}) {
-    TrainOptions o = testing::InvarianceOptions(dir.File("s.h5"), dir.File("g" + std::to_string(groups)), GetParam());
+    TrainOptions o = Options(dir.File("s.h5"), dir.File("g" + std::to_string(groups)));
     o.length_groups = groups;
     RunRanks(1, [&](Communicator& c) { results[groups] = Train(o, c); });
   }
