@@ -170,6 +170,12 @@ int RunDemo(const std::vector<std::string>& args) {
   o.model.heads = 2;
   o.model.dropout = 0.1;
   o.model.max_len = FLAGS_max_len;
+  // Separate input vectors, dot-product scores, positions from the newest event: the data's planted
+  // item -> successor transitions (docs/results.md, "Quality against a plain SASRec").
+  o.model.separate_input_vectors = true;
+  o.model.cosine = false;
+  o.model.positions_from_newest = true;
+  o.temperature = 1.0;
   if (job.is_root()) {
     std::printf("== 5. train: %lld epochs, global batch %lld, on %d rank(s) -> %s\n", static_cast<long long>(o.epochs),
                 static_cast<long long>(o.batch_size), job.comm->world_size(), o.run_dir.c_str());

@@ -49,7 +49,7 @@ DEFINE_string(precision, "float32",
               "AVX512-BF16/AMX and on GPUs; the loss, evaluation and export stay float32)");
 DEFINE_string(loss, "auto", "full (softmax over all items), sampled (in-batch + uniform negatives) or auto");
 DEFINE_int64(negatives, 256, "sampled softmax: uniform negatives per step");
-DEFINE_double(temperature, 0.05, "softmax temperature on cosine scores");
+DEFINE_double(temperature, 0, "softmax temperature: logits = scores / temperature (0 = 0.05 with --score cosine, 1 with dot)");
 DEFINE_bool(logq, true, "sampled softmax: subtract log of each candidate's sampling rate");
 DEFINE_int64(eval_every, 1, "validate every N epochs (0 = never); early stopping on NDCG@10");
 DEFINE_int64(patience, 5, "validations without improvement before stopping");
@@ -75,7 +75,7 @@ DEFINE_bool(use_content, true, "item tower: add projected content vectors when t
 DEFINE_string(embedding_optimizer, "rowwise_adagrad", "sparse optimizer of embedding tables: sgd, rowwise_adagrad, adam");
 DEFINE_double(embedding_lr, 0.05, "learning rate of the sparse optimizer");
 DEFINE_string(positions, "oldest", "user tower: position embeddings counted from the oldest or the newest event");
-DEFINE_string(score, "cosine", "cosine (L2-normalised vectors, scores / --temperature) or dot (raw inner products)");
+DEFINE_string(score, "cosine", "cosine (L2-normalised vectors: scores in [-1, 1]) or dot (raw inner products: norms carry popularity)");
 DEFINE_string(input_vectors, "tied",
               "item vectors the user tower reads: tied (the scored vectors) or separate (a second id table)");
 DEFINE_string(sharding, "auto", "auto (planner) or table_wise, row_wise, column_wise, data_parallel for every table");
