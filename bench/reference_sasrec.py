@@ -184,16 +184,18 @@ def main():
             seen += len(idx)
         train_seconds += time.time() - t0
         valid = evaluate(model, *evals["valid"], a.max_len)
-        print(json.dumps({"epoch": epoch, "loss": total / len(order), "valid_ndcg@10": valid["ndcg@10"],
-                          "valid_hr@10": valid["hr@10"], "seconds": round(time.time() - start, 1)}),
-              file=sys.stderr, flush=True)
+        line = {"epoch": epoch, "loss": total / len(order), "valid_ndcg@10": valid["ndcg@10"],
+                "valid_hr@10": valid["hr@10"]}
         if best is None or valid["ndcg@10"] > best[0]["ndcg@10"]:
             best = (valid, evaluate(model, *evals["test"], a.max_len))
             best_epoch, since = epoch, 0
+            line.update({"test_hr@10": best[1]["hr@10"], "test_ndcg@10": best[1]["ndcg@10"]})
         else:
             since += 1
-            if since >= a.patience:
-                break
+        line["seconds"] = round(time.time() - start, 1)
+        print(json.dumps(line), file=sys.stderr, flush=True)  # test figures on epochs that improve validation
+        if since >= a.patience:
+            break
     print(json.dumps({"best_epoch": best_epoch, "epochs": epoch, "valid": best[0], "test": best[1],
                       "seconds": round(time.time() - start, 1),
                       "sequences_per_second": round(seen / max(train_seconds, 1e-9), 1)}))

@@ -1,5 +1,5 @@
 // Exported embeddings (DESIGN section 6): ROOT/<version>/ holds item vectors sharded by dense-id
-// range and user vectors sharded likewise (HDF5: ids, raw ids, titles, L2-normalised vectors) and a
+// range and user vectors sharded likewise (HDF5: ids, raw ids, titles, vectors, L2-normalised under cosine scores) and a
 // manifest.json written last. A version is published by renaming its directory into place, then
 // ROOT/LATEST (a one-line file naming the version) is replaced atomically: the serving tier never
 // sees a partial version. Layout in docs/formats.md; Python reads it with h5py and json.
@@ -20,7 +20,7 @@ struct VectorShard {
   std::vector<int64_t> ids;           // dense ids
   std::vector<std::string> raw_ids;   // the data's own ids
   std::vector<std::string> titles;    // items, when known (else empty)
-  std::vector<float> vectors;         // [n x dim], L2-normalised
+  std::vector<float> vectors;         // [n x dim], L2-normalised unless the model scores by dot product
   int64_t dim = 0;
 };
 
@@ -41,7 +41,7 @@ struct ExportManifest {
   std::string data;          // the dataset it describes
   int64_t dim = 0;
   std::string metric = "inner_product";
-  std::string normalization = "l2";
+  std::string normalization = "l2";  // "l2" (cosine model) or "none" (--score dot)
   int64_t num_items = 0, num_users = 0;
   std::vector<ExportShard> item_shards, user_shards;
   std::map<std::string, double> eval;  // the run's eval.json metrics, when present

@@ -164,6 +164,7 @@ int RunTrain(const std::vector<std::string>&) {
   o.loss = FLAGS_loss;
   o.precision = FLAGS_precision;
   o.negatives = FLAGS_negatives;
+  o.temperature = FLAGS_temperature;
   o.logq = FLAGS_logq;
   o.eval_every = FLAGS_eval_every;
   o.patience = FLAGS_patience;
@@ -176,7 +177,6 @@ int RunTrain(const std::vector<std::string>&) {
   o.bucket_batches = FLAGS_bucket_batches;
   o.length_groups = FLAGS_length_groups;
   o.model = ModelConfigFromFlags();
-  o.temperature = FLAGS_temperature != 0 ? FLAGS_temperature : (o.model.cosine ? 0.05 : 1.0);
   o.planner = PlannerOptionsFromFlags();
   if (job.is_root()) {
     MakeDirs(o.run_dir);

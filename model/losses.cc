@@ -44,8 +44,8 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
       const at::Tensor logits = neg_log_q.defined() ? at::addmm(neg_log_q, uc, v.t(), 1.0, inv_t)
                                                     : at::mm(uc, v.t()).mul_(inv_t);
       // One fused pass (ATen's softmax) gives the probabilities; the loss needs only the
-      // target's: -log p_t, floored at the smallest normal float (a loss of 87.3, far beyond any
-      // logit range of normalised vectors at a sane temperature).
+      // target's: -log p_t, floored at the smallest normal float (a loss of 87.3, far beyond the
+      // logits of a model that trains).
       at::Tensor g = at::softmax(logits, 1);
       total.add_(g.gather(1, tc).clamp_min(std::numeric_limits<float>::min()).log().sum().neg());
       // d loss / d logits = softmax - onehot(target); the 1/temperature scale goes into the products.

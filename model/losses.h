@@ -1,4 +1,5 @@
-// Retrieval losses over L2-normalised embeddings with a temperature (DESIGN section 3, step 6).
+// Retrieval losses over item and user vectors (L2-normalised or raw) with a temperature (DESIGN
+// section 3, step 6).
 // Each returns the SUM of per-position losses (callers divide by the global position count so
 // that N ranks compute the same gradient as one rank).
 #pragma once

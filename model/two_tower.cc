@@ -241,7 +241,7 @@ ItemVectors TwoTowerModel::EncodeItemVectors(const at::Tensor& output_ids, const
 at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor& input_vectors, bool all_positions) {
   Impl& m = *impl_;
   const int64_t b = h.rows, l = std::max<int64_t>(1, h.width);
-  if (h.width > m.config.max_len + 1) Fail("model: history of ", h.width, " positions exceeds max_len ", m.config.max_len);
+  if (h.width > m.config.max_len) Fail("model: history of ", h.width, " positions exceeds max_len ", m.config.max_len);
   at::Tensor rows = h.width > 0 ? h.items.clamp_min(0) : at::zeros({b, 1}, h.items.options());
   at::Tensor x = input_vectors.index_select(0, rows.reshape({-1})).view({b, l, -1});
   const auto longs = torch::TensorOptions().dtype(torch::kLong).device(m.device);

@@ -83,8 +83,8 @@ class TwoTowerModel {
   // Under grad mode the result takes part in autograd, and the backward pass (collective) updates
   // the embedding rows through the sparse optimizer (sharding/lookup_function.h).
   at::Tensor EncodeItems(const at::Tensor& ids);
-  // COLLECTIVE. The same for ids already sorted and distinct (no deduplication pass): what callers
-  // that build their id set themselves (the training step, the catalogue, histories) use.
+  // COLLECTIVE. The same for ids already sorted and distinct (no deduplication pass): output
+  // vectors only (the export's item vectors).
   at::Tensor EncodeDistinctItems(const at::Tensor& sorted_ids);
   // COLLECTIVE. Output vectors of `output_ids` and input vectors of `input_ids` (each sorted and
   // distinct; either may be empty) in one lookup; every row looked up receives a gradient.
@@ -93,7 +93,8 @@ class TwoTowerModel {
   // Local. The user tower over histories whose items index rows of `input_vectors` (an [n x dim]
   // tensor of ItemVectors::input: the catalogue's, or the rows a step encoded). Returns one vector
   // per position [B x W x dim] (all_positions) or the vector after each history's last event
-  // [B x dim] (a history of length 0 gives the vector of position 0).
+  // [B x dim] (a history of length 0 gives the vector of its first position). Histories are at
+  // most max_len events wide.
   at::Tensor EncodeHistory(const HistoryBatch& history, const at::Tensor& input_vectors, bool all_positions = false);
   // COLLECTIVE. The same, encoding the histories' items first: user vectors [B x dim] for export,
   // recall and query.

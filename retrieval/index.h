@@ -1,5 +1,5 @@
 // Sharded approximate nearest-neighbour search over an export (DESIGN section 7): one FAISS index
-// per item shard, inner product on L2-normalised vectors; a query fans out to every shard and the
+// per item shard, inner product on the exported vectors; a query fans out to every shard and the
 // per-shard top-K lists are merged by score. Exact search (FAISS IndexFlatIP) is the oracle.
 #pragma once
 

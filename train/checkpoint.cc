@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -219,12 +220,15 @@ void LoadTrainerState(const std::string& dir, const h5::File& f, TrainerState* s
 // This rank's rows of every table, from the shard files of however many ranks saved them.
 void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model) {
   ShardedEmbeddingCollection& emb = model.embeddings();
+  std::set<std::string> saved_tables;  // every rank reads every file: all ranks agree on a missing table
   for (int64_t r = 0; r < saved_world; ++r) {
     h5::File f = h5::File::Open(dir + "/embeddings-rank" + std::to_string(r) + ".h5");
     for (const auto& spec : emb.specs()) {
       const Shard* s = emb.LocalShard(spec.name);
       const std::string g = "/tables/" + spec.name;
-      if (!s || !f.Exists(g + "/rows")) continue;
+      if (!f.Exists(g + "/rows")) continue;
+      saved_tables.insert(spec.name);
+      if (!s) continue;
       const int64_t cb = NeedInt(f, g, "col_begin"), ce = NeedInt(f, g, "col_end");
       const int64_t lo = std::max(cb, s->col_begin), hi = std::min(ce, s->col_end);
       if (lo >= hi) continue;
@@ -256,6 +260,12 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
       }
       if (opt->state2().defined() && f.Exists(g + "/state2")) place(opt->state2(), g + "/state2", ce - cb, true);
       if (auto steps = f.GetIntAttr(g, "optimizer_steps")) opt->set_steps(*steps);
+    }
+  }
+  for (const auto& spec : emb.specs()) {
+    if (!saved_tables.count(spec.name)) {
+      Fail(dir, ": no saved rows of table ", spec.name, " in any embeddings-rank*.h5: the model was saved with other "
+           "options (--input-vectors, --use-categories) than the ones given");
     }
   }
 }

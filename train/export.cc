@@ -116,6 +116,7 @@ void PublishVersion(const ExportOptions& o, const DatasetInfo& info, const std::
   m.source = o.run_dir + "/model";
   m.data = o.data;
   m.dim = o.model.dim;
+  m.normalization = o.model.cosine ? "l2" : "none";  // --score dot: raw vectors, scores are inner products
   m.num_items = info.num_items;
   m.num_users = info.num_users;
   for (int r = 0; r < w; ++r) {

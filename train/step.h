@@ -1,8 +1,9 @@
 // One training step (DESIGN section 3), start to end, in one object:
 //   reader batch -> HistoryBatch (model/history.h)
 //   -> RetrievalLoss::MakeCandidates (model/losses.h)
-//   -> TwoTowerModel::EncodeItems: the sharded lookup (input_dist -> lookup -> output_dist) as an
-//      autograd function (sharding/lookup_function.h), then the item tower
+//   -> TwoTowerModel::EncodeItemVectors: the sharded lookup (input_dist -> lookup -> output_dist) as
+//      an autograd function (sharding/lookup_function.h), then the item tower (output vectors of
+//      the candidates, input vectors of the history items)
 //   -> TwoTowerModel::EncodeHistory: the user tower at every position
 //   -> RetrievalLoss::Sum -> backward: autograd carries the row gradients to their owners and the
 //      fused sparse optimizer applies them

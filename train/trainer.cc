@@ -45,7 +45,7 @@ RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info,
   RetrievalLossOptions l;
   l.full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
   l.negatives = o.negatives;
-  l.temperature = o.temperature;
+  l.temperature = o.temperature != 0 ? o.temperature : (o.model.cosine ? 0.05 : 1.0);
   l.logq = o.logq;
   l.seed = o.seed;
   // A rank's piece holds at most ceil(batch / world) rows of at most max_len positions.

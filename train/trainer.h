@@ -29,7 +29,7 @@ struct TrainOptions {
   std::string loss = "auto";  // full | sampled | auto (full when items <= full_softmax_max_items)
   int64_t full_softmax_max_items = 5000;
   int64_t negatives = 256;    // sampled: uniform negatives shared by the global batch
-  double temperature = 0.05;
+  double temperature = 0;  // 0: by the model's scores (0.05 for cosine, 1 for dot)
   bool logq = true;
   // float32 | bfloat16: the user tower's products in the training step run under bfloat16 autocast
   // (the loss, the item tower, evaluation and export stay float32).

@@ -72,6 +72,16 @@ TEST_F(CheckpointTest, ResumeEqualsOneGo) {
   }
 }
 
+// A model saved with tied item vectors has no input table: loading it into a model with separate
+// input vectors is an error naming the table, on every rank (no rank keeps random rows or hangs).
+TEST_F(CheckpointTest, LoadingIntoAModelWithAnotherTableIsAnError) {
+  Run(2, Options("tied", 3));
+  TrainOptions more = Options("tied", 6);
+  more.resume = true;
+  more.model.separate_input_vectors = true;
+  testing::ExpectUserError([&] { Run(2, more); }, {"item_input_id", "--input-vectors"});
+}
+
 TEST_F(CheckpointTest, ReshardFourRanksToTwoAndOne) {
   for (const std::string sharding : {"row_wise", "column_wise"}) {
     SCOPED_TRACE(sharding);
