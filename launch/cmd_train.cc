@@ -23,6 +23,14 @@ const std::vector<std::string>& ModelFlags() {
   return f;
 }
 
+namespace {
+// A two-valued flag: false for `first`, true for `second`, a user error naming the flag otherwise.
+bool IsSecondChoice(const char* flag, const std::string& value, const char* first, const char* second) {
+  if (value != first && value != second) Fail("--", flag, ": expected ", first, " or ", second, ", got '", value, "'");
+  return value == second;
+}
+}  // namespace
+
 ModelConfig ModelConfigFromFlags() {
   ModelConfig m;
   m.dim = FLAGS_dim;
@@ -36,16 +44,9 @@ ModelConfig ModelConfigFromFlags() {
   m.embedding_optimizer.type = ParseOptimizer(FLAGS_embedding_optimizer);
   m.embedding_optimizer.lr = FLAGS_embedding_lr;
   m.sharding = FLAGS_sharding;
-  if (FLAGS_positions != "oldest" && FLAGS_positions != "newest") {
-    Fail("--positions: expected oldest or newest, got '", FLAGS_positions, "'");
-  }
-  m.positions_from_newest = FLAGS_positions == "newest";
-  if (FLAGS_score != "cosine" && FLAGS_score != "dot") Fail("--score: expected cosine or dot, got '", FLAGS_score, "'");
-  m.cosine = FLAGS_score == "cosine";
-  if (FLAGS_input_vectors != "tied" && FLAGS_input_vectors != "separate") {
-    Fail("--input-vectors: expected tied or separate, got '", FLAGS_input_vectors, "'");
-  }
-  m.separate_input_vectors = FLAGS_input_vectors == "separate";
+  m.positions_from_newest = IsSecondChoice("positions", FLAGS_positions, "oldest", "newest");
+  m.cosine = !IsSecondChoice("score", FLAGS_score, "cosine", "dot");
+  m.separate_input_vectors = IsSecondChoice("input-vectors", FLAGS_input_vectors, "tied", "separate");
   if (m.dim < 1 || m.blocks < 0 || m.heads < 1 || m.max_len < 1) Fail("--dim, --heads, --max-len must be >= 1");
   if (!(m.dropout >= 0 && m.dropout < 1)) Fail("--dropout: must be in [0, 1)");
   return m;

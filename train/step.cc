@@ -63,12 +63,15 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
   const Candidates cand = loss_.MakeCandidates(in.targets, in.global_positions, step, comm_);
   // Item vectors of everything the step touches: output vectors of the candidates, input vectors of
   // the real history items (a padding id would put a row into the lookup with a zero gradient,
-  // which an optimizer with momentum such as Adam still moves).
-  std::vector<at::Tensor> history_items;
-  for (const auto& h : in.groups) history_items.push_back(h.items.masked_select(h.items >= 0));
-  const at::Tensor ids = history_items.empty()
-                             ? at::empty({0}, in.targets.options())
-                             : std::get<0>(at::_unique2(at::cat(history_items), true, false, false));
+  // which an optimizer with momentum such as Adam still moves). Full softmax with tied vectors
+  // encodes the whole catalogue anyway: the histories read it directly, with no unique pass.
+  at::Tensor ids = cand.ids;
+  if (!loss_.full() || model_.config().separate_input_vectors) {
+    std::vector<at::Tensor> history_items;
+    for (const auto& h : in.groups) history_items.push_back(h.items.masked_select(h.items >= 0));
+    ids = history_items.empty() ? at::empty({0}, in.targets.options())
+                                : std::get<0>(at::_unique2(at::cat(history_items), true, false, false));
+  }
   const ItemVectors vectors = model_.EncodeItemVectors(cand.ids, ids);
   if (in.targets.numel() == 0) return (vectors.output.sum() + vectors.input.sum()) * 0.0;  // a collective backward
   std::vector<at::Tensor> users;
