@@ -4,12 +4,37 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <limits>
+#include <mutex>
 
 #include "common/error.h"
 #include "sharding/lookup_function.h"
 
 namespace shardrec {
 namespace {
+
+// Inverted dropout drawing its mask from `gen`: the model's own generator, so that ranks sharing a
+// process (the in-process backend) draw independent, reproducible masks.
+at::Tensor Dropout(const at::Tensor& x, double p, bool training, const at::Generator& gen) {
+  if (!training || p <= 0.0) return x;
+  at::Tensor keep = at::empty_like(x).bernoulli_(1.0 - p, gen);
+  return x * keep * (1.0 / (1.0 - p));
+}
+
+// Causal attention over [B x heads x L x d] parts. With attention dropout on a CPU the product is
+// written out (what SDPA's CPU path does with dropout too) so the mask comes from `gen`; on a GPU,
+// SDPA's fused kernels draw from the device's default generator, which is also `gen`.
+at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout,
+                           const at::Generator& gen) {
+  if (dropout <= 0.0 || q.is_cuda()) return at::scaled_dot_product_attention(q, k, v, {}, dropout, /*is_causal=*/true);
+  const int64_t b = q.size(0), h = q.size(1), l = q.size(2), d = q.size(3);
+  const at::Tensor future = at::zeros({l, l}, q.options()).masked_fill(
+      at::ones({l, l}, q.options().dtype(at::kBool)).triu(1), -std::numeric_limits<float>::infinity());
+  at::Tensor scores = at::baddbmm(future.expand({b * h, l, l}), (q * (1.0 / std::sqrt(static_cast<double>(d)))).reshape({b * h, l, d}),
+                                  k.reshape({b * h, l, d}).transpose(1, 2));
+  at::Tensor weights = at::softmax(scores, -1).view({b, h, l, l});
+  return at::matmul(Dropout(weights, dropout, true, gen), v);
+}
 
 // Pre-norm causal self-attention block.
 struct BlockImpl : torch::nn::Module {
@@ -23,13 +48,13 @@ struct BlockImpl : torch::nn::Module {
         ff1(register_module("ff1", torch::nn::Linear(dim, 4 * dim))),
         ff2(register_module("ff2", torch::nn::Linear(4 * dim, dim))) {}
 
-  torch::Tensor forward(const torch::Tensor& x) {
+  torch::Tensor forward(const torch::Tensor& x, const at::Generator& gen) {
     const int64_t b = x.size(0), l = x.size(1), d = x.size(2);
+    const bool on = is_training();
     auto parts = qkv(ln1(x)).view({b, l, 3, heads, d / heads}).permute({2, 0, 3, 1, 4});
-    auto att = at::scaled_dot_product_attention(parts[0], parts[1], parts[2], {}, is_training() ? dropout : 0.0,
-                                                /*is_causal=*/true);
-    auto h = x + torch::dropout(proj(att.transpose(1, 2).reshape({b, l, d})), dropout, is_training());
-    return h + torch::dropout(ff2(torch::gelu(ff1(ln2(h)))), dropout, is_training());
+    auto att = CausalAttention(parts[0], parts[1], parts[2], on ? dropout : 0.0, gen);
+    auto h = x + Dropout(proj(att.transpose(1, 2).reshape({b, l, d})), dropout, on, gen);
+    return h + Dropout(ff2(torch::gelu(ff1(ln2(h)))), dropout, on, gen);
   }
 
   int64_t heads;
@@ -97,6 +122,7 @@ struct TwoTowerModel::Impl {
   std::unique_ptr<ShardedEmbeddingCollection> embeddings;
   Dense dense{nullptr};
   at::Tensor content;  // on device
+  at::Generator dropout_gen;  // CPU: the model's own; GPU: the device's default generator
   // The catalogue's categories as tensors (CPU): CSR offsets [I+1] and values.
   at::Tensor category_offsets, category_values;
 
@@ -173,6 +199,8 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catal
   m.dense = Dense(config, content_dim);
   InitDense(*m.dense, seed);
   m.dense->to(m.device);
+  m.dropout_gen = m.device.is_cuda() ? at::globalContext().defaultGenerator(m.device)
+                                     : at::make_generator<at::CPUGeneratorImpl>(seed);
   if (m.catalog.content.defined()) m.content = m.catalog.content.to(m.device, at::kFloat);
   // Identical dense parameters everywhere, whatever each rank's generator did.
   torch::NoGradGuard no_grad;
@@ -251,9 +279,9 @@ at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor&
   if (m.config.positions_from_newest) pos = (pos + (m.config.max_len - h.lengths).unsqueeze(1)).clamp_max(m.config.max_len);
   x = x + m.dense->positions(pos);
   if (m.dense->gaps && h.gaps.defined() && h.width > 0) x = x + m.dense->gaps(h.gaps);
-  x = torch::dropout(x, m.config.dropout, m.dense->is_training());
+  x = Dropout(x, m.config.dropout, m.dense->is_training(), m.dropout_gen);
   // Left-aligned histories under causal attention: positions < length never see padding.
-  for (auto& block : m.dense->blocks) x = block->forward(x);
+  for (auto& block : m.dense->blocks) x = block->forward(x, m.dropout_gen);
   at::Tensor out = m.dense->ln_final(x);
   if (m.config.cosine) out = Normalize(out);
   if (all_positions) return out;
@@ -283,6 +311,10 @@ std::vector<std::pair<std::string, at::Tensor>> TwoTowerModel::named_dense_param
 
 void TwoTowerModel::train(bool on) { impl_->dense->train(on); }
 bool TwoTowerModel::is_training() const { return impl_->dense->is_training(); }
+void TwoTowerModel::SeedDropout(uint64_t seed) {
+  std::lock_guard<std::mutex> lock(impl_->dropout_gen.mutex());
+  impl_->dropout_gen.set_current_seed(seed);
+}
 const ModelConfig& TwoTowerModel::config() const { return impl_->config; }
 ShardedEmbeddingCollection& TwoTowerModel::embeddings() { return *impl_->embeddings; }
 

@@ -104,6 +104,8 @@ class TwoTowerModel {
   std::vector<std::pair<std::string, at::Tensor>> named_dense_parameters();
   void train(bool on);
   bool is_training() const;
+  // Restarts the generator dropout draws from (this rank's; on a GPU the device's default one).
+  void SeedDropout(uint64_t seed);
   const ModelConfig& config() const;
   ShardedEmbeddingCollection& embeddings();
 

@@ -1,12 +1,10 @@
 #include "train/checkpoint.h"
 
-#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <map>
-#include <mutex>
 #include <set>
 
 #include "common/error.h"
@@ -125,15 +123,6 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
       f.Write<int64_t>("/trainer/counters", {state->step, state->epoch, state->next_batch, state->best_epoch,
                                              state->bad_validations});
       f.SetAttr("/trainer", "best_valid_ndcg10", state->best_valid_ndcg10);
-      // Dropout draws from the default generator: its state makes a resumed run continue exactly.
-      at::Generator gen = at::detail::getDefaultCPUGenerator();
-      at::Tensor rng;
-      {
-        std::lock_guard<std::mutex> lock(gen.mutex());
-        rng = gen.get_state();
-      }
-      std::vector<uint8_t> bytes(rng.data_ptr<uint8_t>(), rng.data_ptr<uint8_t>() + rng.numel());
-      f.Write<uint8_t>("/trainer/cpu_rng", bytes);
     }
   }
   comm.Barrier();
@@ -198,7 +187,8 @@ void LoadDense(const std::string& dir, const h5::File& f, TwoTowerModel& model, 
   }
 }
 
-// Trainer counters and the dropout generator's state from dense.h5.
+// Trainer counters from dense.h5 (dropout masks are a function of the seed and step: no generator
+// state is saved).
 void LoadTrainerState(const std::string& dir, const h5::File& f, TrainerState* state) {
   if (!f.Exists("/trainer/counters")) Fail(dir, "/dense.h5: no trainer state (a model, not a checkpoint)");
   auto c = f.ReadAll<int64_t>("/trainer/counters");
@@ -211,10 +201,6 @@ void LoadTrainerState(const std::string& dir, const h5::File& f, TrainerState* s
   auto best = f.GetDoubleAttr("/trainer", "best_valid_ndcg10");
   if (!best) Fail(f.path(), ": /trainer has no attribute 'best_valid_ndcg10' (damaged or another format)");
   state->best_valid_ndcg10 = *best;
-  std::vector<uint8_t> rng = f.ReadAll<uint8_t>("/trainer/cpu_rng");
-  at::Generator gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(torch::from_blob(rng.data(), {static_cast<int64_t>(rng.size())}, torch::kUInt8).clone());
 }
 
 // This rank's rows of every table, from the shard files of however many ranks saved them.

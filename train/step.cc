@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "common/rng.h"
 #include "model/precision.h"
 
 namespace shardrec {
@@ -97,6 +98,10 @@ void TrainStep::Update(int64_t step) {
 
 at::Tensor TrainStep::Run(const Batch& batch, int64_t step) {
   comm_.SetStep(step);
+  // Dropout masks are a function of (seed, step, rank): a run is reproducible from its seed at one
+  // world size and thread count, and a resumed run draws the masks of an uninterrupted one.
+  model_.SeedDropout(HashKeys({options_.seed, 0x44524F50ULL, static_cast<uint64_t>(step),
+                               static_cast<uint64_t>(comm_.rank())}));
   const Inputs in = Prepare(batch);
   at::Tensor sum = LossSum(in, step);
   // The embedding rows are updated inside this call (the lookup's backward).

@@ -34,6 +34,7 @@ struct StepOptions {
   double lr = 1e-3;            // AdamW's rate after warm-up
   int64_t warmup_steps = 100;  // linear warm-up of the dense rate
   double clip_norm = 1.0;      // on the all-reduced dense gradient; 0 = off
+  uint64_t seed = 1;           // dropout masks of step s on rank r are a function of (seed, s, r)
   bool bfloat16 = false;       // the user tower's products under bfloat16 autocast
   // The batch's rows, sorted by length, run through the user tower in this many groups, each
   // padded to its own longest row: padding is hardly computed, and the batch (so the gradient) is

@@ -130,7 +130,7 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
   adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(),
                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   loss_ = std::make_unique<RetrievalLoss>(LossOptions(o, ds_->info(), comm.world_size()), counts_, c10::Device(comm.device()));
-  StepOptions so{.lr = o.lr, .warmup_steps = o.warmup_steps, .clip_norm = o.clip_norm, .bfloat16 = IsBfloat16(o.precision),
+  StepOptions so{.lr = o.lr, .warmup_steps = o.warmup_steps, .clip_norm = o.clip_norm, .seed = o.seed, .bfloat16 = IsBfloat16(o.precision),
                  .length_groups = o.length_groups};
   step_fn_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm, so);
   reader_ = std::make_unique<SequenceReader>(o.data, TrainReaderOptions(o, comm));

@@ -85,5 +85,45 @@ INSTANTIATE_TEST_SUITE_P(Variants, TwoTowerOracle,
                                   (v.cosine ? "Cosine" : "Dot");
                          });
 
+// Dropout draws from the model's own generator: the same seed gives the same masks, and the masks
+// are real (training differs from evaluation). With a vanishing rate every mask keeps everything,
+// so training mode, which then writes out the causal attention on a CPU, must equal evaluation
+// mode, which runs the fused kernel.
+TEST(TwoTowerDropout, MasksFollowTheSeedAndTheAttentionMatchesTheFusedKernel) {
+  ItemCatalog catalog;
+  catalog.num_items = 30;
+  const std::vector<int64_t> hist = {2, 4, 7, 9, 1, 0, 3, -1}, lengths = {4, 3};
+  const HistoryBatch h = MakeHistoryBatch(2, 4, hist, {}, lengths, 0, c10::Device(at::kCPU));
+  for (const double rate : {0.3, 1e-12}) {
+    ModelConfig c;
+    c.dim = 8;
+    c.blocks = 2;
+    c.heads = 2;
+    c.max_len = 6;
+    c.dropout = rate;
+    c.time_buckets = 0;
+    RunRanks(1, [&](Communicator& comm) {
+      TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/3);
+      c10::InferenceMode no_grad;
+      model.train(false);
+      const at::Tensor eval = model.EncodeHistory(h);
+      model.train(true);
+      model.SeedDropout(11);
+      const at::Tensor first = model.EncodeHistory(h);
+      model.SeedDropout(11);
+      EXPECT_TRUE(at::equal(model.EncodeHistory(h), first)) << "rate " << rate;
+      model.SeedDropout(12);
+      const at::Tensor other = model.EncodeHistory(h);
+      if (rate > 0.1) {
+        EXPECT_FALSE(at::allclose(first, eval));
+        EXPECT_FALSE(at::allclose(other, first));
+      } else {
+        EXPECT_TRUE(at::allclose(first, eval, 1e-5, 1e-6));
+        EXPECT_TRUE(at::allclose(other, eval, 1e-5, 1e-6));
+      }
+    });
+  }
+}
+
 }  // namespace
 }  // namespace shardrec

@@ -1,5 +1,5 @@
 // World-size invariance of training: N ranks on the same global batches train the same model as one
-// rank (dropout off: dropout masks come from each rank's generator).
+// rank (dropout off: each rank draws its own dropout masks, from (seed, step, rank)).
 #pragma once
 
 #include <ATen/ATen.h>
