@@ -33,6 +33,12 @@ template <typename... Args>
   throw UserError(os.str());
 }
 
+// A flag's value check: unless `ok`, fails with "--<flag>: expected <expected>, got <value>".
+template <typename T>
+void RequireFlag(bool ok, const char* flag, const char* expected, const T& value) {
+  if (!ok) Fail("--", flag, ": expected ", expected, ", got ", value);
+}
+
 // Location prefix "file:line: " used by every parser.
 std::string Where(const std::string& file, long long line);
 

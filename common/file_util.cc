@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,11 +120,47 @@ std::string ReadFileToString(const std::string& path) {
 
 void MakeDirs(const std::string& path) {
   if (path.empty() || IsDirectory(path)) return;
+  if (PathExists(path)) Fail(path, ": exists and is not a directory");
   const std::string parent = Dirname(path);
   if (parent != path) MakeDirs(parent);
   if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
     Fail(path, ": cannot create directory: ", std::strerror(errno));
   }
+}
+
+DirectoryLock::DirectoryLock(const std::string& dir, const std::string& what) {
+  MakeDirs(dir);
+  const std::string path = dir + "/.lock";
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) Fail(path, ": cannot open the lock file: ", std::strerror(errno));
+  // flock locks belong to the open file description: a second open in this process conflicts too.
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (err != EWOULDBLOCK) Fail(path, ": cannot lock: ", std::strerror(err));
+    std::string holder;
+    std::ifstream in(path);
+    std::getline(in, holder);
+    std::istringstream fields(holder);
+    std::string pid, host;
+    fields >> pid >> host;
+    Fail(dir, " is in use by ", what, " (process ", pid.empty() ? "?" : pid, " on ", host.empty() ? "?" : host,
+         ", lock ", path, "); wait for it to end or use another directory");
+  }
+  char host[256] = {0};
+  if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "?");
+  const std::string line = std::to_string(::getpid()) + " " + host + "\n";
+  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, line.data(), line.size(), 0) != static_cast<ssize_t>(line.size())) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    Fail(path, ": cannot write the lock file: ", std::strerror(err));
+  }
+}
+
+DirectoryLock::~DirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);
 }
 
 void RemoveAll(const std::string& path) {

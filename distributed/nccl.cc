@@ -41,7 +41,7 @@ class NcclCommunicator : public Communicator {
   NcclCommunicator(const LaunchEnv& env, const CommOptions& options) : options_(options) {
     int devices = 0;
     if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-      Fail("--backend nccl: no CUDA device is visible");
+      Fail("--device cuda: no CUDA device is visible (no GPU, no driver, or CUDA_VISIBLE_DEVICES hides them)");
     }
     device_index_ = env.local_rank % devices;
     c10::cuda::set_device(static_cast<c10::DeviceIndex>(device_index_));

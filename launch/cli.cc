@@ -10,6 +10,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/strings.h"
 #include "distributed/launch_env.h"
 #include "distributed/mpi.h"
 
@@ -67,6 +68,46 @@ void RejectForeignFlags(const Command& c) {
   }
 }
 
+// gflags reports an unknown flag or a bad value on its own and exits 1. The command line is checked
+// here first, with gflags' own rules (--name=value, --name value, --bool, --nobool; "--" ends the
+// flags), so such mistakes end like every other: "shardrec: error: ..." and exit 2.
+void CheckFlagSyntax(const std::vector<std::string>& args) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-' || std::isdigit(static_cast<unsigned char>(a[1]))) continue;
+    const size_t start = a.find_first_not_of('-');
+    const size_t eq = a.find('=');
+    const std::string name = a.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
+    gflags::CommandLineFlagInfo info;
+    if (!gflags::GetCommandLineFlagInfo(name.c_str(), &info)) {
+      const bool negated = name.rfind("no", 0) == 0 && gflags::GetCommandLineFlagInfo(name.c_str() + 2, &info) &&
+                           info.type == "bool" && eq == std::string::npos;
+      if (!negated) Fail("unknown flag --", Dashed(name), " (see shardrec help, or shardrec <command> --help)");
+      continue;
+    }
+    std::string value;
+    if (eq != std::string::npos) {
+      value = a.substr(eq + 1);
+    } else if (info.type == "bool") {
+      continue;
+    } else if (name == "flagfile" || name == "fromenv" || name == "tryfromenv") {
+      ++i;  // gflags reads these itself
+      continue;
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      Fail("--", Dashed(name), " needs a value (", info.type, ")");
+    }
+    // A scratch flag of the same type checks the value without touching the real one.
+    gflags::FlagSaver restore;
+    if (gflags::SetCommandLineOption(name.c_str(), value.c_str()).empty()) {
+      Fail("--", Dashed(name), ": expected ", info.type == "double" ? "a number" : info.type == "bool" ? "true or false" : "an integer",
+           " (", info.type, "), got ", Quote(value));
+    }
+  }
+}
+
 }  // namespace
 
 void Progress(const std::string& line) {
@@ -106,6 +147,12 @@ int Main(int argc, char** argv) {
   char** v = args.data();
   gflags::SetUsageMessage("shardrec <command> [flags]; shardrec help");
   gflags::SetVersionString("0.1.0");
+  try {
+    CheckFlagSyntax(storage);
+  } catch (const UserError& e) {
+    std::cerr << "shardrec: error: " << e.what() << "\n";
+    return 2;
+  }
   gflags::ParseCommandLineNonHelpFlags(&n, &v, /*remove_flags=*/true);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(v[0]);

@@ -158,6 +158,7 @@ int RunDemo(const std::vector<std::string>& args) {
   TrainOptions o;
   o.data = synth_path;
   o.run_dir = dir + "/run";
+  o.overwrite = true;  // the demo replaces its own earlier run
   o.epochs = FlagSet("epochs") ? FLAGS_epochs : 8;
   o.max_steps = FLAGS_max_steps;
   o.batch_size = FLAGS_batch_size;

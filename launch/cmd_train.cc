@@ -1,6 +1,7 @@
 // shardrec train | eval
 #include <gflags/gflags.h>
 
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 
@@ -12,6 +13,7 @@
 #include "launch/config.h"
 #include "launch/flags.h"
 #include "launch/job.h"
+#include "launch/signals.h"
 #include "train/trainer.h"
 
 namespace shardrec::cli {
@@ -47,8 +49,7 @@ ModelConfig ModelConfigFromFlags() {
   m.positions_from_newest = IsSecondChoice("positions", FLAGS_positions, "oldest", "newest");
   m.cosine = !IsSecondChoice("score", FLAGS_score, "cosine", "dot");
   m.separate_input_vectors = IsSecondChoice("input-vectors", FLAGS_input_vectors, "tied", "separate");
-  if (m.dim < 1 || m.blocks < 0 || m.heads < 1 || m.max_len < 1) Fail("--dim, --heads, --max-len must be >= 1");
-  if (!(m.dropout >= 0 && m.dropout < 1)) Fail("--dropout: must be in [0, 1)");
+  CheckModelConfig(m);
   return m;
 }
 
@@ -124,12 +125,16 @@ std::vector<std::string> WithConfig(std::vector<std::string> k) {
 std::vector<std::string> TrainCommandFlags() {
   std::vector<std::string> k = WithConfig(TrainKeys());
   k.push_back("resume");
+  k.push_back("overwrite");
   return k;
 }
 
 int RunTrain(const std::vector<std::string>&) {
   // --resume RUN | latest | latest-valid (the last two name the policy for the run of --run-dir).
   std::string resume_policy = "latest";
+  if (!FLAGS_resume.empty() && FLAGS_overwrite) {
+    Fail("--resume and --overwrite contradict each other: continue the run or replace it");
+  }
   if (!FLAGS_resume.empty()) {
     std::string run = FLAGS_resume;
     if (run == "latest" || run == "latest-valid") {
@@ -148,9 +153,6 @@ int RunTrain(const std::vector<std::string>&) {
     ApplyConfigFile(run + "/config.yaml", TrainKeys());
   }
   if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
-  if (FLAGS_data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
-  if (FLAGS_run_dir.empty()) Fail("--run-dir is required");
-  Job job = StartJob();
   TrainOptions o;
   o.data = FLAGS_data;
   o.run_dir = FLAGS_run_dir;
@@ -177,14 +179,26 @@ int RunTrain(const std::vector<std::string>&) {
   o.resume_from = resume_policy;
   o.bucket_batches = FLAGS_bucket_batches;
   o.length_groups = FLAGS_length_groups;
+  o.overwrite = FLAGS_overwrite;
   o.model = ModelConfigFromFlags();
   o.planner = PlannerOptionsFromFlags();
-  if (job.is_root()) {
-    MakeDirs(o.run_dir);
-    WriteFileAtomically(o.run_dir + "/config.yaml", EffectiveConfig(TrainKeys()));
-  }
+  o.config_text = EffectiveConfig(TrainKeys());
+  CheckTrainOptions(o);  // before the job starts: a bad flag is reported once, by every process alike
+  Job job = StartJob();
+  InstallStopHandlers(job.is_root());
+  o.stop_signal = &StopSignal();
   std::unique_ptr<TrainingSink> out = MakeStdoutSink();
   TrainResult r = Train(o, *job.comm, out.get());
+  if (r.stop_signal != 0) {
+    if (job.is_root()) {
+      std::printf("stopped by %s after step %lld; checkpoint %s\ncontinue with: shardrec train --resume %s\n",
+                  r.stop_signal == SIGINT ? "SIGINT" : r.stop_signal == SIGUSR1 ? "SIGUSR1" : "SIGTERM",
+                  static_cast<long long>(r.steps), r.last_checkpoint.empty() ? "(none: no step was taken)" : r.last_checkpoint.c_str(),
+                  o.run_dir.c_str());
+      std::fflush(stdout);
+    }
+    return kExitStopped;
+  }
   if (job.is_root()) {
     std::printf("trained %lld steps (%lld epochs) in %.1f s, %.0f sequences/s; best valid NDCG@10 %.4f (epoch %lld); "
                 "model in %s/model\n",

@@ -82,7 +82,8 @@ DEFINE_string(sharding, "auto", "auto (planner) or table_wise, row_wise, column_
 DEFINE_string(split, "test", "eval: valid or test");
 DEFINE_string(baseline, "", "eval: pop (most popular) or cooc (item-to-item transitions) instead of a model");
 DEFINE_string(out, "", "eval: write the metrics JSON here (default RUN/eval.json or RUN/eval-<baseline>.json)");
-DEFINE_int64(checkpoint_every, 0, "steps between checkpoints in RUN/checkpoints (0: only at the end, -1: never)");
+DEFINE_int64(checkpoint_every, 0, "steps between checkpoints in RUN/checkpoints (0: only at the end of the run)");
+DEFINE_bool(overwrite, false, "train: replace the run already in --run-dir (its config, metrics, model and checkpoints)");
 DEFINE_int64(keep_checkpoints, 3, "newest checkpoints kept");
 DEFINE_string(resume, "",
               "continue a run from its checkpoint (any world size): RUN (its newest checkpoint, which must "

@@ -76,6 +76,7 @@ DECLARE_string(split);
 DECLARE_string(baseline);
 DECLARE_string(out);
 DECLARE_int64(checkpoint_every);
+DECLARE_bool(overwrite);
 DECLARE_int64(keep_checkpoints);
 DECLARE_string(resume);
 DECLARE_int64(bucket_batches);

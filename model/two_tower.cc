@@ -114,6 +114,19 @@ void InitDense(torch::nn::Module& module, uint64_t seed) {
 
 }  // namespace
 
+
+void CheckModelConfig(const ModelConfig& m) {
+  RequireFlag(m.dim >= 1, "dim", "at least 1", m.dim);
+  RequireFlag(m.blocks >= 0, "blocks", "0 or more", m.blocks);
+  RequireFlag(m.heads >= 1, "heads", "at least 1", m.heads);
+  if (m.dim % m.heads != 0) Fail("--dim ", m.dim, " is not divisible by --heads ", m.heads);
+  RequireFlag(m.max_len >= 1, "max-len", "at least 1", m.max_len);
+  RequireFlag(m.dropout >= 0 && m.dropout < 1, "dropout", "a rate in [0, 1)", m.dropout);
+  RequireFlag(m.time_buckets >= 0, "time-buckets", "0 (off) or more", m.time_buckets);
+  RequireFlag(std::isfinite(m.embedding_optimizer.lr) && m.embedding_optimizer.lr > 0, "embedding-lr", "a finite rate > 0",
+          m.embedding_optimizer.lr);
+}
+
 struct TwoTowerModel::Impl {
   ModelConfig config;
   ItemCatalog catalog;
@@ -185,7 +198,7 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catal
   m.catalog = catalog;
   m.comm = comm;
   m.device = torch::Device(comm->device());
-  if (config.dim % config.heads != 0) Fail("model: dim ", config.dim, " is not divisible by heads ", config.heads);
+  CheckModelConfig(config);
   if (catalog.num_items < 1) Fail("model: the catalogue is empty");
   if (!config.use_categories) m.catalog.num_categories = 0;
   if (!config.use_content) m.catalog.content = at::Tensor();

@@ -71,6 +71,9 @@ std::vector<TableSpec> ItemTowerTables(const ModelConfig& config, const ItemCata
 ShardingPlan PlanItemTables(const ModelConfig& config, const ItemCatalog& catalog, Communicator& comm,
                             PlannerOptions options = {});
 
+// Throws UserError naming the flag of a value out of range (--dim, --heads, --dropout, ...).
+void CheckModelConfig(const ModelConfig& config);
+
 class TwoTowerModel {
  public:
   // Collective in that every rank must pass the same plan (from PlanItemTables). Dense parameters

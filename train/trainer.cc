@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -33,15 +34,44 @@ void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm)
 
 // ---- training ----------------------------------------------------------------------------------
 
+
+void CheckTrainOptions(const TrainOptions& o) {
+  if (o.data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
+  if (o.run_dir.empty()) Fail("--run-dir is required");
+  if (PathExists(o.run_dir) && !IsDirectory(o.run_dir)) Fail("--run-dir ", o.run_dir, ": exists and is not a directory");
+  if (o.resume && o.overwrite) Fail("--resume and --overwrite contradict each other: continue the run or replace it");
+  RequireFlag(o.epochs >= 1, "epochs", "at least 1", o.epochs);
+  RequireFlag(o.max_steps >= 0, "max-steps", "0 (no limit) or more", o.max_steps);
+  RequireFlag(o.batch_size >= 1, "batch-size", "at least 1", o.batch_size);
+  RequireFlag(std::isfinite(o.lr) && o.lr > 0, "lr", "a finite rate > 0", o.lr);
+  RequireFlag(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weight-decay", "a finite value >= 0", o.weight_decay);
+  RequireFlag(o.warmup_steps >= 0, "warmup-steps", "0 or more", o.warmup_steps);
+  RequireFlag(std::isfinite(o.clip_norm) && o.clip_norm >= 0, "clip-norm", "a finite norm >= 0 (0 = off)", o.clip_norm);
+  if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") {
+    Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
+  }
+  RequireFlag(o.negatives >= 0, "negatives", "0 or more", o.negatives);
+  RequireFlag(std::isfinite(o.temperature) && o.temperature >= 0, "temperature", "a finite value > 0 (0 = by --score)",
+          o.temperature);
+  IsBfloat16(o.precision);
+  RequireFlag(o.eval_every >= 0, "eval-every", "0 (never) or more", o.eval_every);
+  RequireFlag(o.patience >= 1, "patience", "at least 1", o.patience);
+  RequireFlag(o.eval_batch_size >= 1, "eval-batch-size", "at least 1", o.eval_batch_size);
+  RequireFlag(std::isfinite(o.log_every_seconds) && o.log_every_seconds >= 0, "log-every", "seconds >= 0", o.log_every_seconds);
+  RequireFlag(o.loss_every_steps >= 1, "loss_every_steps", "at least 1", o.loss_every_steps);
+  RequireFlag(o.length_groups >= 1, "length-groups", "at least 1", o.length_groups);
+  RequireFlag(o.bucket_batches >= 0, "bucket-batches", "0 (off) or more", o.bucket_batches);
+  RequireFlag(o.checkpoint_every >= 0, "checkpoint-every", "0 (only at the end) or more steps", o.checkpoint_every);
+  RequireFlag(o.keep_checkpoints >= 1, "keep-checkpoints", "at least 1", o.keep_checkpoints);
+  CheckModelConfig(o.model);
+}
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info, int world_size) {
-  if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") {
-    Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
-  }
   RetrievalLossOptions l;
   l.full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
   l.negatives = o.negatives;
@@ -51,6 +81,26 @@ RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info,
   // A rank's piece holds at most ceil(batch / world) rows of at most max_len positions.
   l.max_positions_per_rank = (o.batch_size + world_size - 1) / world_size * o.model.max_len;
   return l;
+}
+
+// The entries of a run directory that Train writes; `overwrite` removes them.
+bool IsRunEntry(const std::string& name) {
+  for (const char* exact : {"config.yaml", "metrics.jsonl", "plan.txt", "model", "checkpoints", "eval.json"}) {
+    if (name == exact) return true;
+  }
+  return name.rfind("events.out.tfevents.", 0) == 0 || (name.rfind("eval-", 0) == 0 && name.size() > 10 &&
+                                                          name.compare(name.size() - 5, 5, ".json") == 0);
+}
+
+// Rank 0's checks of the run directory, taken under its lock: a fresh run does not land on an old one.
+void CheckRunDirectory(const TrainOptions& o) {
+  if (o.resume) return;
+  for (const char* what : {"config.yaml", "metrics.jsonl", "model", "checkpoints"}) {
+    if (!o.overwrite && PathExists(o.run_dir + "/" + what)) {
+      Fail("--run-dir ", o.run_dir, " holds a run (", what, "); continue it with --resume latest, or replace it with ",
+           "--overwrite");
+    }
+  }
 }
 
 ReaderOptions TrainReaderOptions(const TrainOptions& o, const Communicator& comm) {
@@ -75,8 +125,11 @@ class TrainingRun {
  private:
   void Plan();
   void Resume();
+  void Start(TrainingSink* sink);  // rank 0: the run's files, once everything before has succeeded
   bool RunEpoch();  // false: stop training
   void ReadLosses(bool force);
+  bool StopRequested() const;
+  void AgreeOnStop();
   void Report();
   bool Validate();  // false: early stop
   void Checkpoint(int64_t next_batch);
@@ -84,6 +137,9 @@ class TrainingRun {
   const TrainOptions& o_;
   Communicator& comm_;
   const bool root_;
+  std::unique_ptr<DirectoryLock> lock_;  // rank 0, for the whole run
+  std::string plan_table_;
+  PickedCheckpoint resumed_;
   SinkList sinks_;
   std::unique_ptr<TrainingSink> jsonl_, tb_;
   std::unique_ptr<Dataset> ds_;
@@ -99,6 +155,7 @@ class TrainingRun {
   TrainResult res_;
   int64_t total_ = 0, steps_before_ = 0, last_checkpoint_ = -1;
   bool stopped_mid_epoch_ = false;
+  int stop_signal_ = 0;  // agreed by every rank
   // Loss sums of the steps not read yet (device tensors) and their global position counts.
   std::vector<at::Tensor> pending_;
   std::vector<int64_t> pending_positions_;
@@ -110,20 +167,21 @@ class TrainingRun {
 
 TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink* sink)
     : o_(o), comm_(comm), root_(comm.rank() == 0) {
+  CheckTrainOptions(o);
   if (o.batch_size < comm.world_size()) Fail("--batch-size ", o.batch_size, " is smaller than the world size ", comm.world_size());
-  if (o.loss_every_steps < 1) Fail("loss_every_steps must be >= 1");
-  if (o.length_groups < 1) Fail("--length-groups must be >= 1, got ", o.length_groups);
+  std::string error;
+  if (root_) {
+    try {
+      lock_ = std::make_unique<DirectoryLock>(o.run_dir, "a training run");
+      CheckRunDirectory(o);
+    } catch (const UserError& e) {
+      error = e.what();
+    }
+  }
+  ThrowIfAnyRankFailed(comm, error);
   ds_ = Dataset::Open(o.data);
   catalog_ = LoadItemCatalog(*ds_);
   counts_ = TrainItemCounts(*ds_, comm);
-  if (root_) {
-    MakeDirs(o.run_dir);
-    jsonl_ = MakeJsonlSink(o.run_dir);
-    tb_ = MakeTensorBoardSink(o.run_dir);
-    sinks_.Add(sink);
-    sinks_.Add(jsonl_.get());
-    sinks_.Add(tb_.get());
-  }
   Plan();
   model_ = std::make_unique<TwoTowerModel>(o.model, catalog_, plan_, &comm, o.seed);
   model_->train(true);
@@ -137,6 +195,27 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
   const int64_t per_epoch = reader_->num_batches();
   total_ = o.max_steps > 0 ? std::min(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
   if (o.resume) Resume();
+  if (root_) Start(sink);
+  comm.Barrier();
+}
+
+void TrainingRun::Start(TrainingSink* sink) {
+  if (o_.overwrite) {
+    for (const auto& name : ListDirectory(o_.run_dir)) {
+      if (IsRunEntry(name)) RemoveAll(o_.run_dir + "/" + name);
+    }
+  }
+  if (!o_.config_text.empty()) WriteFileAtomically(o_.run_dir + "/config.yaml", o_.config_text);
+  jsonl_ = MakeJsonlSink(o_.run_dir);
+  tb_ = MakeTensorBoardSink(o_.run_dir);
+  sinks_.Add(sink);
+  sinks_.Add(jsonl_.get());
+  sinks_.Add(tb_.get());
+  sinks_.OnPlan(plan_table_);
+  WritePlanFile(o_.run_dir + "/plan.txt", plan_, plan_table_);
+  if (!o_.resume) return;
+  for (const auto& w : resumed_.skipped) sinks_.OnWarning(w);
+  sinks_.OnResume(resumed_.dir, state_.step, state_.epoch, state_.next_batch);
 }
 
 // The plan is made here, outside the model, from the run's budget; it is reported and saved.
@@ -148,30 +227,33 @@ void TrainingRun::Plan() {
   char head[256];
   std::snprintf(head, sizeof(head), "sharding plan: %d rank(s); budget %.1f GiB/rank, memory %.0f GB/s, link %.1f GB/s\n",
                 comm_.world_size(), po.memory_budget_bytes / (1 << 30), po.memory_bandwidth / 1e9, po.link_bandwidth / 1e9);
-  const std::string table = head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
-  sinks_.OnPlan(table);
-  WritePlanFile(o_.run_dir + "/plan.txt", plan_, table);
+  plan_table_ = head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
 }
 
 void TrainingRun::Resume() {
-  const PickedCheckpoint picked = PickCheckpoint(o_.run_dir, o_.resume_from, comm_);
-  const std::string& from = picked.dir;
-  if (root_) {
-    for (const auto& w : picked.skipped) sinks_.OnWarning(w);
-  }
-  LoadCheckpoint(from, *model_, adam_.get(), &state_, comm_, /*verified=*/true);
+  resumed_ = PickCheckpoint(o_.run_dir, o_.resume_from, comm_);
+  LoadCheckpoint(resumed_.dir, *model_, adam_.get(), &state_, comm_, /*verified=*/true);
   res_.best_valid_ndcg10 = state_.best_valid_ndcg10;
   res_.best_epoch = state_.best_epoch;
-  if (root_) sinks_.OnResume(from, state_.step, state_.epoch, state_.next_batch);
 }
 
 // Reads the pending losses: one all-reduce for all of them, then the host. Every rank calls it at
 // the same steps.
+bool TrainingRun::StopRequested() const { return o_.stop_signal != nullptr && o_.stop_signal->load() != 0; }
+
+// The pending losses and the stop request travel in one all-reduce: every rank learns of a signal
+// that reached any of them at the same step.
 void TrainingRun::ReadLosses(bool force) {
   if (pending_.empty() || (!force && static_cast<int64_t>(pending_.size()) < o_.loss_every_steps)) return;
+  const float stop = StopRequested() ? static_cast<float>(o_.stop_signal->load()) : 0.0f;
+  pending_.push_back(at::full({}, stop, pending_.front().options().dtype(at::kFloat)));
   at::Tensor sums = at::stack(pending_).to(at::kFloat);
+  pending_.pop_back();
   comm_.AllReduce(sums, ReduceOp::kSum);
   sums = sums.cpu();
+  if (sums.data_ptr<float>()[pending_.size()] > 0 && stop_signal_ == 0) {
+    stop_signal_ = stop > 0 ? static_cast<int>(stop) : SIGTERM;  // a signal that reached another rank: named SIGTERM
+  }
   const int64_t first = res_.steps - static_cast<int64_t>(pending_.size()) + 1;
   for (size_t i = 0; i < pending_.size(); ++i) {
     const double loss = static_cast<double>(sums.data_ptr<float>()[i]) / static_cast<double>(pending_positions_[i]);
@@ -186,6 +268,14 @@ void TrainingRun::ReadLosses(bool force) {
   pending_.clear();
   pending_positions_.clear();
   if (root_ && (Since(window_start_) >= o_.log_every_seconds || res_.steps == total_)) Report();
+}
+
+// Outside the step loop (after a validation): one small all-reduce of the stop request.
+void TrainingRun::AgreeOnStop() {
+  if (stop_signal_ != 0) return;
+  at::Tensor flag = at::full({1}, StopRequested() ? static_cast<float>(o_.stop_signal->load()) : 0.0f, at::TensorOptions().device(comm_.device()));
+  comm_.AllReduce(flag, ReduceOp::kMax);
+  stop_signal_ = static_cast<int>(flag.cpu().item<float>());
 }
 
 void TrainingRun::Report() {
@@ -224,11 +314,21 @@ bool TrainingRun::RunEpoch() {
     const bool checkpoint = o_.checkpoint_every > 0 && res_.steps % o_.checkpoint_every == 0;
     ReadLosses(/*force=*/checkpoint || res_.steps == total_);
     if (checkpoint) Checkpoint(state_.next_batch);
+    if (stop_signal_ != 0) break;
   }
   ReadLosses(/*force=*/true);
   res_.epochs = state_.epoch + 1;
+  // Stopped by a signal (even after the epoch's last batch, whose validation then runs on resume).
+  if (stop_signal_ != 0) stopped_mid_epoch_ = true;
   if (stopped_mid_epoch_) return false;  // --max-steps inside an epoch: no validation of a partial epoch
   const bool go = o_.eval_every <= 0 || (state_.epoch + 1) % o_.eval_every != 0 || Validate();
+  if (go) AgreeOnStop();
+  if (stop_signal_ != 0) {  // after this epoch's validation: resume at the next epoch
+    ++state_.epoch;
+    state_.next_batch = 0;
+    stopped_mid_epoch_ = true;
+    return false;
+  }
   return go && !at_max_steps;
 }
 
@@ -258,6 +358,7 @@ void TrainingRun::Checkpoint(int64_t next_batch) {
   SaveCheckpoint(o_.run_dir + "/checkpoints/" + name, *model_, adam_.get(), &s, comm_);
   if (root_) PruneCheckpoints(o_.run_dir, std::max<int64_t>(1, o_.keep_checkpoints));
   last_checkpoint_ = res_.steps;
+  res_.last_checkpoint = o_.run_dir + "/checkpoints/" + name;
 }
 
 TrainResult TrainingRun::Run() {
@@ -271,9 +372,13 @@ TrainResult TrainingRun::Run() {
   ReadLosses(/*force=*/true);
   res_.seconds = Since(start_);
   res_.examples_per_second = sequences_ / std::max(1e-9, res_.seconds);
-  if (o_.save_model && (o_.eval_every == 0 || res_.best_epoch < 0)) SaveModel(*model_, o_.run_dir + "/model", comm_);
+  res_.stop_signal = stop_signal_;
+  // A run stopped by a signal saves only its checkpoint (the model follows when it is resumed).
+  if (o_.save_model && stop_signal_ == 0 && (o_.eval_every == 0 || res_.best_epoch < 0)) {
+    SaveModel(*model_, o_.run_dir + "/model", comm_);
+  }
   // Final checkpoint: where a stopped run resumes (the position after the last step taken).
-  if (o_.checkpoint_every >= 0 && last_checkpoint_ != res_.steps && res_.steps > steps_before_) {
+  if (last_checkpoint_ != res_.steps && res_.steps > steps_before_) {
     Checkpoint(stopped_mid_epoch_ ? state_.next_batch : 0);
   }
   return res_;
@@ -282,8 +387,16 @@ TrainResult TrainingRun::Run() {
 }  // namespace
 
 TrainResult Train(const TrainOptions& o, Communicator& comm, TrainingSink* sink) {
-  TrainingRun run(o, comm, sink);
-  return run.Run();
+  // A run directory this call creates is removed again if the run fails to start.
+  const bool fresh_dir = comm.rank() == 0 && !o.run_dir.empty() && !PathExists(o.run_dir);
+  std::unique_ptr<TrainingRun> run;
+  try {
+    run = std::make_unique<TrainingRun>(o, comm, sink);
+  } catch (...) {
+    if (fresh_dir) RemoveAll(o.run_dir);
+    throw;
+  }
+  return run->Run();
 }
 
 }  // namespace shardrec

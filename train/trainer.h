@@ -2,6 +2,7 @@
 // the CLI maps flags/config keys onto them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -49,10 +50,19 @@ struct TrainOptions {
   // sorted by length, so a batch holds similar lengths; 0 = off (random batches).
   int64_t bucket_batches = 0;
   bool save_model = true;
-  int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end; -1: never)
+  int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end)
   int64_t keep_checkpoints = 3;  // newest checkpoints kept
   bool resume = false;           // continue from a checkpoint of run_dir
   std::string resume_from = "latest";  // latest | latest-valid
+  // A run directory that holds a run (config.yaml, metrics.jsonl, model/ or checkpoints/) takes a
+  // fresh run only with overwrite, which removes the old run's files once the new run has started.
+  bool overwrite = false;
+  // Written to RUN/config.yaml when the run starts (nothing when empty).
+  std::string config_text;
+  // Set (to a signal number) by a signal handler to stop the run at a safe point: the ranks agree
+  // at their next loss read (every loss_every_steps steps, and after a validation), write a
+  // checkpoint at the position after the last step, and Train returns with stop_signal set.
+  const std::atomic<int>* stop_signal = nullptr;
   ModelConfig model;
   // Budget of the sharding plan (world_size and global_batch_size are filled in by Train).
   PlannerOptions planner;
@@ -66,13 +76,20 @@ struct TrainResult {
   int64_t best_epoch = -1;
   double seconds = 0;              // the training loop (validations included; final saves not)
   double examples_per_second = 0;  // sequences per second over all ranks
+  int stop_signal = 0;             // the signal that stopped the run early (0: it ran to its end)
+  std::string last_checkpoint;     // the run's newest checkpoint directory ("" if none was written)
 };
 
-// COLLECTIVE. Plans the embedding tables (RUN/plan.txt, and reported to `sink`), trains, validates
-// each `eval_every` epochs with early stopping on NDCG@10, and saves the best model to
-// run_dir/model (when save_model). Rank 0 reports to `sink` (may be null) and writes
-// RUN/metrics.jsonl and TensorBoard events. Throws UserError on bad data or options, including a
-// NaN/Inf loss (naming the step).
+// Throws UserError naming the option (as its flag) for a value out of range. Train calls it first.
+void CheckTrainOptions(const TrainOptions& options);
+
+// COLLECTIVE. Locks run_dir (a second run into it is an error naming the holder) and checks that a
+// fresh run does not land on an old one. Plans the embedding tables (RUN/plan.txt, and reported to
+// `sink`), trains, validates each `eval_every` epochs with early stopping on NDCG@10, and saves the
+// best model to run_dir/model (when save_model). Nothing is written until the run has started
+// (data opened, model built, checkpoint loaded): a run that fails before leaves no new file. Rank 0
+// reports to `sink` (may be null) and writes RUN/metrics.jsonl and TensorBoard events. Throws
+// UserError on bad data or options, including a NaN/Inf loss (naming the step).
 TrainResult Train(const TrainOptions& options, Communicator& comm, TrainingSink* sink = nullptr);
 
 // COLLECTIVE. Full-ranking metrics on `split` ("valid" or "test") of a model saved by Train, or of a

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <fstream>
 
 #include "common/error.h"
@@ -43,6 +45,23 @@ TEST(AtomicOutput, Directories) {
   testing::WriteText(out.temp_path() + "/a", "x");
   out.Commit();
   EXPECT_EQ(ReadFileToString(final_path + "/a"), "x");
+}
+
+// A second holder of a directory lock, here or in another process, is refused with the first
+// holder's PID; the lock is free again once its holder is gone.
+TEST(DirectoryLock, ExcludesASecondHolderAndNamesTheFirst) {
+  testing::TempDir dir;
+  const std::string run = dir.File("run");
+  {
+    DirectoryLock first(run, "a training run");
+    EXPECT_TRUE(IsDirectory(run));
+    testing::ExpectUserError([&] { DirectoryLock second(run, "a training run"); },
+                             {run + " is in use by a training run", "process " + std::to_string(::getpid())});
+    const auto other = testing::RunCommand("flock --nonblock " + run + "/.lock true");
+    EXPECT_NE(other.exit_code, 0) << "another process took the lock";
+  }
+  DirectoryLock again(run, "a training run");
+  testing::ExpectUserError([&] { DirectoryLock on_a_file(run + "/.lock", "x"); }, {"exists and is not a directory"});
 }
 
 TEST(Files, ReadMissingFileNamesPath) {

@@ -1,6 +1,8 @@
 // The `shardrec` binary as users run it: exit codes, one-line errors, no partial outputs.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <sstream>
@@ -88,6 +90,130 @@ TEST(Cli, UserMistakesExitNonZero) {
   }
   EXPECT_FALSE(PathExists(dir.File("o.h5")));
   EXPECT_FALSE(PathExists(dir.File("s.h5")));
+}
+
+// Out-of-range and malformed flags end in one "shardrec: error:" line naming the flag, exit 2, and
+// leave no run directory behind (nothing is written before the run starts).
+TEST(Cli, FlagMistakesNameTheFlagAndLeaveNothing) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 200 --items 100 --events 2000").exit_code, 0);
+  struct Case {
+    std::string flags, message;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"--lr nan", "--lr: expected a finite rate > 0, got nan"},
+           {"--lr -1", "--lr: expected a finite rate > 0, got -1"},
+           {"--weight-decay nan", "--weight-decay"},
+           {"--batch-size -5", "--batch-size: expected at least 1, got -5"},
+           {"--checkpoint-every -1", "--checkpoint-every: expected 0 (only at the end) or more steps, got -1"},
+           {"--epochs 0", "--epochs: expected at least 1"},
+           {"--negatives -1", "--negatives"},
+           {"--keep-checkpoints 0", "--keep-checkpoints"},
+           {"--clip-norm -1", "--clip-norm"},
+           {"--warmup-steps -1", "--warmup-steps"},
+           {"--temperature -1", "--temperature"},
+           {"--patience 0", "--patience"},
+           {"--eval-batch-size 0", "--eval-batch-size"},
+           {"--dim 6 --heads 4", "--dim 6 is not divisible by --heads 4"},
+           {"--embedding-lr -1", "--embedding-lr"},
+           {"--bogus 3", "unknown flag --bogus"},
+           {"--batch-size abc", "--batch-size: expected an integer (int64), got 'abc'"},
+           {"--logq=maybe", "--logq: expected true or false"},
+           {"--lr", "--lr needs a value"},
+           {"--overwrite --resume latest", "--resume and --overwrite contradict each other"},
+       }) {
+    auto r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") + " " + c.flags);
+    EXPECT_EQ(r.exit_code, 2) << c.flags << " -> " << r.output;
+    EXPECT_NE(r.output.find("shardrec: error: " + c.message), std::string::npos) << c.flags << " -> " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.flags << " -> " << r.output;
+    EXPECT_FALSE(PathExists(dir.File("run"))) << c.flags;
+  }
+  // A run directory that is a file, and a GPU that is not there, are named as such.
+  auto r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("s.h5"));
+  EXPECT_NE(r.output.find("--run-dir " + dir.File("s.h5") + ": exists and is not a directory"), std::string::npos) << r.output;
+  if (RunCommand("nvidia-smi -L").exit_code != 0) {
+    r = RunCommand("CUDA_VISIBLE_DEVICES= " + kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                   " --device cuda");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_EQ(r.output.find("--backend"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--device cuda"), std::string::npos) << r.output;
+  }
+  // gflags' own errors take the same form in every command.
+  r = RunCommand(kBin + " data stats --json=2 " + dir.File("s.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("shardrec: error: --json: expected true or false"), std::string::npos) << r.output;
+}
+
+// A run directory belongs to one run: a fresh run into it needs --overwrite (which replaces the
+// whole old run, checkpoints and metrics included), and a run in progress locks it.
+TEST(Cli, RunDirectoriesAreLockedAndNeverReplacedSilently) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 200 --items 100 --events 2000").exit_code, 0);
+  const std::string train = kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                            " --dim 8 --blocks 1 --max-len 5 --eval-every 0 --log-every 0";
+  ASSERT_EQ(RunCommand(train + " --max-steps 3 --checkpoint-every 1").exit_code, 0);
+  const std::string config = ReadFileToString(dir.File("run/config.yaml"));
+  auto r = RunCommand(train + " --max-steps 2 --lr 0.01");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--run-dir " + dir.File("run") + " holds a run (config.yaml); continue it with --resume latest, "
+                          "or replace it with --overwrite"), std::string::npos) << r.output;
+  EXPECT_EQ(ReadFileToString(dir.File("run/config.yaml")), config);
+  EXPECT_EQ(ListCheckpoints(dir.File("run")).size(), 3u);
+  // --overwrite: a new run, with none of the old one's checkpoints or metrics.
+  r = RunCommand(train + " --max-steps 2 --lr 0.01 --overwrite");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(ReadFileToString(dir.File("run/config.yaml")).find("lr: 0.01"), std::string::npos);
+  const auto left = ListCheckpoints(dir.File("run"));
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(Basename(left[0]), "step-000000002");
+  const std::string metrics = ReadFileToString(dir.File("run/metrics.jsonl"));
+  EXPECT_EQ(metrics.find("\"step\": 3"), std::string::npos) << metrics;
+  // A failing --overwrite run leaves the old run as it was.
+  r = RunCommand(train + " --max-steps 2 --overwrite --data " + dir.File("missing.h5"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(ListCheckpoints(dir.File("run")), left);
+  // While a run holds the directory (here this process), another is refused by name.
+  {
+    DirectoryLock held(dir.File("run"), "a training run");
+    r = RunCommand(train + " --resume latest --max-steps 4");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find(dir.File("run") + " is in use by a training run (process " + std::to_string(::getpid())),
+              std::string::npos) << r.output;
+  }
+  EXPECT_EQ(RunCommand(train + " --resume latest --max-steps 4").exit_code, 0);
+}
+
+// SIGINT or SIGTERM to a one-process run: the run finishes its steps, checkpoints, says how to go
+// on and exits 75; --resume continues from there. A second signal a moment later ends it at once.
+TEST(Cli, ASignalStopsTrainingWithACheckpoint) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 300 --items 150 --events 4000").exit_code, 0);
+  const std::string train = kBin + " train --data " + dir.File("s.h5") + " --epochs 100000 --eval-every 0 --log-every 0";
+  // Waits for the run's first logged loss, then signals it; prints the exit status last.
+  const auto signal_run = [&](const std::string& run, const std::string& flags, const std::string& signals) {
+    return RunCommand("(" + train + " --run-dir " + dir.File(run) + " " + flags + " & pid=$!; for i in $(seq 1200); do grep -q train " +
+                      dir.File(run + "/metrics.jsonl") + " 2>/dev/null && break; sleep 0.05; done; " + signals +
+                      "; wait $pid; echo \"exit $?\")");
+  };
+  auto r = signal_run("run", "--dim 16 --blocks 1 --max-len 10 --batch-size 32", "kill -INT $pid");
+  EXPECT_NE(r.output.find("exit 75"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stop requested"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("continue with: shardrec train --resume " + dir.File("run")), std::string::npos) << r.output;
+  const auto saved = ListCheckpoints(dir.File("run"));
+  ASSERT_EQ(saved.size(), 1u) << r.output;
+  EXPECT_NE(r.output.find("stopped by SIGINT after step " + std::to_string(std::stoll(Basename(saved[0]).substr(5))) +
+                          "; checkpoint " + saved[0]), std::string::npos) << r.output;
+  EXPECT_NO_THROW(VerifyCheckpoint(saved[0]));
+  r = RunCommand(kBin + " train --resume " + dir.File("run") + " --max-steps " +
+                 std::to_string(std::stoll(Basename(saved[0]).substr(5)) + 3));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("resumed from " + saved[0]), std::string::npos) << r.output;
+  // Two signals 1.2 s apart during a slow stretch (losses read at the end of 15-step epochs of a
+  // larger model, seconds apart).
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("big.h5") + " --users 8000 --items 1000 --events 80000").exit_code, 0);
+  r = signal_run("slow", "--data " + dir.File("big.h5") + " --dim 128 --blocks 2 --max-len 50 --batch-size 512",
+                 "kill -TERM $pid; sleep 1.2; kill -TERM $pid");
+  EXPECT_NE(r.output.find("exit 143"), std::string::npos) << r.output;  // ended by the signal itself
 }
 
 TEST(Cli, DemoTrainsWellAbovePopularity) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 
 #include "common/file_util.h"
@@ -71,6 +72,39 @@ TEST_F(CheckpointTest, ResumeEqualsOneGo) {
     for (size_t i = 0; i < joined.size(); ++i) EXPECT_DOUBLE_EQ(joined[i], whole.losses[i]) << "step " << i + 1;
     EXPECT_EQ(Eval(world, a), Eval(world, b));
   }
+}
+
+// A stop request (a signal) that reaches one rank of two stops both at the same step; the run
+// leaves a checkpoint there, and resuming it reaches, bitwise, the losses and the model of a run
+// that was never stopped.
+TEST_F(CheckpointTest, AStoppedRunResumesToTheUninterruptedOne) {
+  TrainOptions whole_options = Options("whole", 14);
+  whole_options.eval_every = 1;
+  const TrainResult whole = Run(2, whole_options);
+  std::atomic<int> signal{15};
+  std::vector<TrainResult> stopped(2);
+  RunRanks(2, [&](Communicator& c) {
+    TrainOptions o = Options("stopped", 14);
+    o.eval_every = 1;
+    if (c.rank() == 1) o.stop_signal = &signal;  // rank 0 never sees it
+    stopped[c.rank()] = Train(o, c);
+  });
+  for (const TrainResult& r : stopped) {
+    EXPECT_EQ(r.stop_signal, 15);
+    EXPECT_EQ(r.steps, 5);  // the first loss read: the end of the first epoch
+  }
+  EXPECT_EQ(stopped[0].last_checkpoint, dir_.File("stopped/checkpoints/step-000000005"));
+  EXPECT_FALSE(PathExists(dir_.File("stopped/model")));
+  TrainOptions more = Options("stopped", 14);
+  more.eval_every = 1;
+  more.resume = true;
+  const TrainResult rest = Run(2, more);
+  EXPECT_EQ(rest.stop_signal, 0);
+  std::vector<double> joined = stopped[0].losses;
+  joined.insert(joined.end(), rest.losses.begin(), rest.losses.end());
+  EXPECT_EQ(joined, whole.losses);
+  EXPECT_EQ(rest.best_valid_ndcg10, whole.best_valid_ndcg10);
+  EXPECT_EQ(Eval(2, "stopped"), Eval(2, "whole"));
 }
 
 // A fixed seed reproduces a run bitwise, dropout included, at one and at two ranks; another seed
