@@ -108,6 +108,11 @@ std::string RealPath(const std::string& path) {
   return buf;
 }
 
+bool SameFile(const std::string& a, const std::string& b) {
+  struct stat sa, sb;
+  return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 std::string ReadFileToString(const std::string& path) {
   if (IsDirectory(path)) Fail(path, ": is a directory, expected a file");
   std::ifstream in(path, std::ios::binary);

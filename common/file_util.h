@@ -35,6 +35,8 @@ class AtomicOutput {
 
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);
+// Both paths exist and name the same file (device and inode: links and relative paths included).
+bool SameFile(const std::string& a, const std::string& b);
 // Names in a directory (sorted, without . and ..); throws UserError if it cannot be read.
 std::vector<std::string> ListDirectory(const std::string& path);
 // "a/b/c.h5" -> "a/b" ("." without a slash); "a/b/c.h5" -> "c.h5".

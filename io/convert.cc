@@ -3,7 +3,11 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
 #include <map>
 #include <numeric>
 #include <unordered_map>
@@ -14,6 +18,44 @@
 
 namespace shardrec {
 namespace {
+
+// The longest line a text input may have: far above any real line (a 'lines'-layout user with a
+// million events), far below what a binary or endless input would grow to.
+constexpr size_t kMaxLineBytes = size_t{256} << 20;
+
+// A text input, whole: read in chunks, so that a binary file (a NUL byte) or an endless line
+// (/dev/zero, /dev/urandom) ends with a message naming the line instead of exhausting memory; a
+// UTF-8 byte-order mark at the start is dropped.
+std::string ReadTextInput(const std::string& path) {
+  if (IsDirectory(path)) Fail(path, ": is a directory, expected a file");
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) Fail(path, ": cannot open: ", std::strerror(errno));
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, &std::fclose);
+  std::string text;
+  std::vector<char> chunk(size_t{1} << 20);
+  long long line = 1;
+  size_t line_start = 0;
+  while (true) {
+    const size_t n = std::fread(chunk.data(), 1, chunk.size(), f);
+    if (n == 0) break;
+    const size_t begin = text.size();
+    text.append(chunk.data(), n);
+    for (size_t i = begin; i < text.size(); ++i) {
+      if (text[i] == '\n') {
+        ++line;
+        line_start = i + 1;
+      } else if (text[i] == '\0') {
+        Fail(Where(path, line), "a NUL byte: binary data, expected a text file");
+      }
+    }
+    if (text.size() - line_start > kMaxLineBytes) {
+      Fail(Where(path, line), "line longer than ", kMaxLineBytes >> 20, " MiB: not a text file?");
+    }
+  }
+  if (std::ferror(f)) Fail(path, ": read error: ", std::strerror(errno));
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
+  return text;
+}
 
 
 struct StringHash {
@@ -113,7 +155,7 @@ std::string IdText(std::string_view field, const std::string& file, long long li
 // "user SEP item SEP rating SEP timestamp" lines (u.data, ratings.dat).
 void ParseRatings(const std::string& path, std::string_view sep, const char* expected,
                   RawData* raw) {
-  const std::string text = ReadFileToString(path);
+  const std::string text = ReadTextInput(path);
   raw->has_timestamps = raw->has_ratings = true;
   LineIterator lines(text);
   std::string_view line;
@@ -144,7 +186,7 @@ void ParseMovieLens100K(const std::string& dir, RawData* raw) {
   const std::string genre_path = dir + "/u.genre";
   if (PathExists(genre_path)) {
     std::vector<std::pair<int64_t, std::string>> genres;
-    std::string gtext = ReadFileToString(genre_path);
+    std::string gtext = ReadTextInput(genre_path);
     LineIterator g2(gtext);
     while (g2.Next(&line)) {
       if (Trim(line).empty()) continue;
@@ -161,7 +203,7 @@ void ParseMovieLens100K(const std::string& dir, RawData* raw) {
   }
   const std::string item_path = dir + "/u.item";
   if (PathExists(item_path)) {
-    const std::string itext = ReadFileToString(item_path);
+    const std::string itext = ReadTextInput(item_path);
     LineIterator il(itext);
     raw->has_titles = true;
     raw->has_categories = true;
@@ -203,7 +245,7 @@ void ParseMovieLensDat(const std::string& dir, RawData* raw) {
   if (PathExists(movie_path)) {
     raw->has_titles = raw->has_categories = true;
     Interner genres;
-    const std::string mtext = ReadFileToString(movie_path);
+    const std::string mtext = ReadTextInput(movie_path);
     LineIterator ml(mtext);
     while (ml.Next(&line)) {
       if (Trim(line).empty()) continue;
@@ -247,7 +289,7 @@ void ParseMovieLens(const std::string& input, RawData* raw) {
 
 void ParseSeq(const std::string& path, const std::string& layout_flag, RawData* raw) {
   if (IsDirectory(path)) Fail(path, ": is a directory; --format seq reads one file");
-  const std::string text = ReadFileToString(path);
+  const std::string text = ReadTextInput(path);
   std::string layout = layout_flag;
   if (layout != "auto" && layout != "lines" && layout != "pairs") {
     Fail("--seq-layout: expected auto, lines or pairs, got ", Quote(layout));
@@ -359,7 +401,7 @@ std::string Lower(std::string_view s) {
 
 void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) {
   if (IsDirectory(path)) Fail(path, ": is a directory; --format csv reads one file");
-  const std::string text = ReadFileToString(path);
+  const std::string text = ReadTextInput(path);
   LineIterator it(text);
   std::string_view header_line;
   while (it.Next(&header_line) && Trim(header_line).empty()) {
@@ -454,6 +496,10 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
     auto id = [&](int col, const char* what) {
       std::string_view v = Trim(f[col]);
       if (v.empty()) Fail(Where(path, it.line_number()), "empty ", what, " in column ", header[col]);
+      if (!IsValidUtf8(v)) {
+        Fail(Where(path, it.line_number()), what, " in column ", header[col], " is not UTF-8: ", Quote(v),
+             " (convert the file, e.g. iconv -f latin1 -t utf-8)");
+      }
       return v;
     };
     // Raw ids may be strings (e.g. ASINs); integers are canonicalised.
@@ -507,6 +553,12 @@ std::vector<int32_t> RawIdOrder(const std::vector<std::string>& names,
 
 ConvertReport ConvertToDataset(const std::string& input, const std::string& output,
                                const ConvertOptions& opt) {
+  // The output must not replace an input (the rename that publishes it would).
+  const std::string input_dir = IsDirectory(input) ? input : Dirname(input);
+  for (const std::string& in : {input, input_dir + "/u.data", input_dir + "/u.item", input_dir + "/u.genre",
+                                input_dir + "/ratings.dat", input_dir + "/movies.dat"}) {
+    if (SameFile(output, in)) Fail("--output ", output, " is an input file (", in, "); write the dataset elsewhere");
+  }
   RawData raw;
   if (opt.format == "movielens") {
     ParseMovieLens(input, &raw);

@@ -240,6 +240,9 @@ INSTANTIATE_TEST_SUITE_P(
                 {"e.csv:2:", "unterminated"}},
         BadCase{"csv_header_only", "csv", "e.csv", "user,item\n", "", {"empty input"}},
         BadCase{"csv_empty_file", "csv", "e.csv", "", "", {"e.csv", "empty input"}},
+        BadCase{"seq_binary", "seq", "s.txt", std::string("1 2 3\n4 5\0 6\n", 12), "", {"s.txt:2:", "a NUL byte"}},
+        BadCase{"csv_latin1_id", "csv", "e.csv", "user,item\nm\xfcller,2\n", "",
+                {"e.csv:2:", "user id in column user is not UTF-8", "iconv"}},
         BadCase{"unknown_format", "parquet", "e.csv", "user,item\n", "",
                 {"unknown format 'parquet'", "movielens, seq or csv"}}),
     [](const ::testing::TestParamInfo<BadCase>& i) { return i.param.name; });
@@ -248,6 +251,37 @@ TEST(ConvertBadInput, MissingFile) {
   TempDir dir;
   ExpectUserError([&] { ConvertToDataset(dir.File("nope.txt"), dir.File("o.h5"), Format("seq")); },
                   {"nope.txt", "cannot open"});
+}
+
+// An endless input (a device) ends at the line-length limit with a message, not by exhausting memory.
+TEST(ConvertBadInput, EndlessInputStopsAtTheLineLimit) {
+  TempDir dir;
+  ExpectUserError([&] { ConvertToDataset("/dev/zero", dir.File("o.h5"), Format("seq")); }, {"/dev/zero:1:", "NUL byte"});
+  // Endless text with no newline, through a pipe.
+  const std::string fifo = dir.File("endless");
+  ASSERT_EQ(testing::RunCommand("mkfifo " + fifo + " && ((yes | tr -d '\\n' > " + fifo + ") > /dev/null 2>&1 &)").exit_code, 0);
+  ExpectUserError([&] { ConvertToDataset(fifo, dir.File("o.h5"), Format("seq")); }, {"endless:1:", "line longer than 256 MiB"});
+  EXPECT_FALSE(PathExists(dir.File("o.h5")));
+}
+
+// The output may not replace an input, whatever path names it.
+TEST(ConvertBadInput, OutputThatIsTheInput) {
+  TempDir dir;
+  WriteText(dir.File("s.txt"), "1 2 3\n");
+  ExpectUserError([&] { ConvertToDataset(dir.File("s.txt"), dir.path() + "/./s.txt", Format("seq")); },
+                  {"--output", "is an input file"});
+  EXPECT_EQ(ReadFileToString(dir.File("s.txt")), "1 2 3\n");
+  WriteText(dir.File("u.data"), "1\t2\t3\t4\n");
+  ExpectUserError([&] { ConvertToDataset(dir.path(), dir.File("u.data"), Format("movielens")); }, {"is an input file"});
+}
+
+// A UTF-8 byte-order mark (as spreadsheet exports write) is not part of the first field.
+TEST(ConvertCsv, ByteOrderMarkIsDropped) {
+  TempDir dir;
+  WriteText(dir.File("e.csv"), "\xEF\xBB\xBFuser,item\n1,2\n1,3\n");
+  ConvertToDataset(dir.File("e.csv"), dir.File("o.h5"), Format("csv"));
+  auto ds = Dataset::Open(dir.File("o.h5"));
+  EXPECT_EQ(ds->info().num_events, 2);
 }
 
 TEST(ConvertBadInput, FiltersThatLeaveNothing) {
