@@ -37,13 +37,37 @@ AtomicOutput::~AtomicOutput() {
   if (!committed_) RemoveAll(temp_path_);
 }
 
+FileWriter::FileWriter(std::string final_path) : out_(std::move(final_path)) {
+  fd_ = ::open(out_.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) Fail("cannot write ", out_.final_path(), ": ", std::strerror(errno));
+}
+
+FileWriter::~FileWriter() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void FileWriter::Append(const void* data, size_t bytes) {
+  const char* p = static_cast<const char*>(data);
+  while (bytes > 0) {
+    const ssize_t n = ::write(fd_, p, bytes);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) Fail("cannot write ", out_.final_path(), ": ", n < 0 ? std::strerror(errno) : "nothing written");
+    p += n;
+    bytes -= static_cast<size_t>(n);
+  }
+}
+
+void FileWriter::Commit() {
+  if (::fsync(fd_) != 0) Fail("cannot write ", out_.final_path(), ": ", std::strerror(errno));
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) Fail("cannot write ", out_.final_path(), ": ", std::strerror(errno));
+  out_.Commit();
+}
+
 void WriteFileAtomically(const std::string& path, const std::string& contents) {
-  AtomicOutput out(path);
-  FILE* f = std::fopen(out.temp_path().c_str(), "wb");
-  if (!f) Fail("cannot write ", path, ": ", std::strerror(errno));
-  const bool ok = std::fwrite(contents.data(), 1, contents.size(), f) == contents.size() && std::fflush(f) == 0;
-  const int err = errno;
-  if (std::fclose(f) != 0 || !ok) Fail("cannot write ", path, ": ", std::strerror(ok ? errno : err));
+  FileWriter out(path);
+  out.Append(contents);
   out.Commit();
 }
 

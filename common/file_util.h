@@ -33,6 +33,27 @@ class AtomicOutput {
   bool committed_ = false;
 };
 
+// A file written in full or not at all: bytes go to the AtomicOutput's temporary through checked
+// write(2) calls, Commit() fsyncs, closes (checked) and renames it over the final path. Any failure
+// is a UserError naming the final path and the system's reason ("No space left on device"); an
+// uncommitted writer removes its temporary. Every file ShardRec publishes outside HDF5 is written
+// through it (text files, manifests, FAISS indexes).
+class FileWriter {
+ public:
+  explicit FileWriter(std::string final_path);
+  ~FileWriter();
+  FileWriter(const FileWriter&) = delete;
+  FileWriter& operator=(const FileWriter&) = delete;
+  void Append(const void* data, size_t bytes);
+  void Append(const std::string& text) { Append(text.data(), text.size()); }
+  void Commit();
+  const std::string& final_path() const { return out_.final_path(); }
+
+ private:
+  AtomicOutput out_;
+  int fd_ = -1;
+};
+
 bool PathExists(const std::string& path);
 bool IsDirectory(const std::string& path);
 // Both paths exist and name the same file (device and inode: links and relative paths included).

@@ -1,7 +1,5 @@
 #include "common/manifest.h"
 
-#include <fstream>
-
 #include "common/error.h"
 
 namespace shardrec {
@@ -25,13 +23,7 @@ std::map<std::string, FileDigest> FileDigestsFromJson(const JsonValue& files) {
 }
 
 void WriteManifestFile(const std::string& path, const JsonObject& manifest) {
-  AtomicOutput out(path);
-  {
-    std::ofstream f(out.temp_path());
-    f << manifest.str() << "\n";
-    if (!f.flush()) Fail(out.temp_path(), ": write failed");
-  }
-  out.Commit();
+  WriteFileAtomically(path, manifest.str() + "\n");
 }
 
 void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,

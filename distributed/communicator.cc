@@ -95,4 +95,17 @@ void ThrowIfAnyRankFailed(Communicator& comm, const std::string& local_error) {
   if (!error.empty()) throw AgreedUserError(error);
 }
 
+void RunAgreed(Communicator& comm, const std::function<void()>& fn, const std::function<void()>& clean_up) {
+  std::string error;
+  try {
+    fn();
+  } catch (const UserError& e) {
+    error = e.what();
+  }
+  const std::string first = FirstError(comm, error);
+  if (first.empty()) return;
+  if (clean_up) clean_up();
+  throw AgreedUserError(first);
+}
+
 }  // namespace shardrec

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -98,5 +99,10 @@ std::string BroadcastString(Communicator& comm, const std::string& text, int roo
 std::string FirstError(Communicator& comm, const std::string& local_error);
 // Collective: throws AgreedUserError(FirstError(...)) on every rank when any rank has an error.
 void ThrowIfAnyRankFailed(Communicator& comm, const std::string& local_error);
+// Collective: runs this rank's part `fn` (which must make no collective call); when it threw a
+// UserError on any rank, every rank runs `clean_up` (e.g. rank 0 removes an unpublished
+// directory) and throws the first rank's error as AgreedUserError. Writes of a multi-rank output go
+// through it, so a full disk on one rank ends every rank with one message and no partial output.
+void RunAgreed(Communicator& comm, const std::function<void()>& fn, const std::function<void()>& clean_up = {});
 
 }  // namespace shardrec

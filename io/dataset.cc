@@ -11,7 +11,7 @@ namespace shardrec {
 
 struct DatasetWriter::Impl {
   explicit Impl(const std::string& path, const DatasetWriterOptions& o)
-      : options(o), out(path), file(h5::File::Create(out.temp_path())) {}
+      : options(o), out(path), file(h5::File::Create(out.temp_path(), path)) {}
 
   DatasetWriterOptions options;
   AtomicOutput out;  // declared first: removes the temporary file last
@@ -67,7 +67,7 @@ DatasetWriter::~DatasetWriter() {
     impl_->category_offsets.reset();
     impl_->category_values.reset();
     impl_->content.reset();
-    impl_->file.Close();
+    impl_->file.Discard();
   }
 }
 

@@ -1,8 +1,9 @@
 #include "io/export.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <functional>
 #include <numeric>
 
@@ -42,6 +43,7 @@ void WriteVectorShard(const std::string& path, const std::string& kind, const Ve
     for (const auto& x : s.titles) t.Append(x);
     t.Flush();
   }
+  f.Close();
 }
 
 VectorShard ReadVectorShard(const std::string& path, bool with_vectors) {
@@ -162,14 +164,15 @@ std::string ResolveExport(const std::string& root) {
 void PublishExport(const std::string& root, const std::string& partial, const std::string& version) {
   const std::string dir = root + "/" + version;
   if (PathExists(dir)) Fail(dir, ": this version exists already; pick another --export-version");
-  if (std::rename(partial.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish");
-  SyncPath(root);
-  AtomicOutput latest(root + "/LATEST");
-  {
-    std::ofstream f(latest.temp_path());
-    f << version << "\n";
+  if (std::rename(partial.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish: ", std::strerror(errno));
+  try {
+    SyncPath(root);
+    WriteFileAtomically(root + "/LATEST", version + "\n");
+  } catch (const UserError&) {
+    // LATEST still names the previous version: take this one back so it can be written again.
+    std::rename(dir.c_str(), partial.c_str());
+    throw;
   }
-  latest.Commit();
 }
 
 }  // namespace shardrec

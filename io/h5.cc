@@ -20,10 +20,33 @@ std::recursive_mutex& Lock() {
 }
 #define H5_LOCKED std::lock_guard<std::recursive_mutex> h5_lock_guard(Lock())
 
-// HDF5 prints its own error stack by default; we report through UserError instead.
+// HDF5 prints its own error stack by default; we report through UserError instead. And it closes
+// files left open at exit, flushing them: after a failed write (a full disk) that flush fails again
+// and crashed inside the library's exit handler. Every file written is closed explicitly and
+// checked (File::Close), and a file that failed is discarded, so the exit handler is not wanted.
+// (H5dont_atexit must come before HDF5 initialises itself: at load time.)
+[[maybe_unused]] const bool kNoExitHandler = H5dont_atexit() >= 0;
+
 void SilenceHdf5() {
   static std::once_flag once;
   std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+}
+
+herr_t FindSystemError(unsigned, const H5E_error2_t* e, void* out) {
+  auto* reason = static_cast<std::string*>(out);
+  if (!reason->empty() || e->desc == nullptr) return 0;
+  const std::string desc = e->desc;
+  const std::string key = "error message = '";
+  const size_t at = desc.find(key);
+  if (at == std::string::npos) return 0;
+  const size_t end = desc.find('\'', at + key.size());
+  *reason = desc.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size());
+  return 0;
+}
+
+[[noreturn]] void FailWrite(const std::string& path, const std::string& what) {
+  std::string reason = LastSystemError();
+  Fail(path, ": ", what, reason.empty() ? " (disk full or I/O error?)" : ": " + reason);
 }
 
 // Fixed properties so the same content always gives the same bytes (no object timestamps).
@@ -41,6 +64,37 @@ Handle StringType() {
 }
 
 }  // namespace
+
+std::string LastSystemError() {
+  H5_LOCKED;
+  std::string reason;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, FindSystemError, &reason);
+  return reason;
+}
+
+void File::NoteWriteFailure(const std::string& what) {
+  if (write_failure_.empty()) {
+    const std::string reason = LastSystemError();
+    write_failure_ = what + (reason.empty() ? " (disk full or I/O error?)" : ": " + reason);
+  }
+}
+
+void File::Close() {
+  H5_LOCKED;
+  datasets_.clear();
+  if (!file_.valid()) return;
+  std::string failure = write_failure_;
+  if (failure.empty() && H5Fflush(file_.get(), H5F_SCOPE_LOCAL) < 0) {
+    const std::string reason = LastSystemError();
+    failure = "cannot write" + (reason.empty() ? std::string(" (disk full or I/O error?)") : ": " + reason);
+  }
+  const hid_t id = file_.Release();
+  if (H5Fclose(id) < 0 && failure.empty()) {
+    const std::string reason = LastSystemError();
+    failure = "cannot close" + (reason.empty() ? std::string(" (disk full or I/O error?)") : ": " + reason);
+  }
+  if (!failure.empty()) Fail(path_, ": ", failure);
+}
 
 void Handle::Reset() {
   H5_LOCKED;
@@ -64,14 +118,18 @@ template <> hid_t NativeType<uint8_t>() { return H5T_NATIVE_UINT8; }
 template <> hid_t NativeType<float>() { return H5T_NATIVE_FLOAT; }
 template <> hid_t NativeType<double>() { return H5T_NATIVE_DOUBLE; }
 
-File File::Create(const std::string& path) {
+File File::Create(const std::string& path, const std::string& shown_as) {
   H5_LOCKED;
   SilenceHdf5();
   Handle fcpl(H5Pcreate(H5P_FILE_CREATE));
   H5Pset_obj_track_times(fcpl.get(), false);
   Handle h(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT));
-  if (!h.valid()) Fail(path, ": cannot create HDF5 file (check the directory exists and is writable)");
-  return File(path, std::move(h));
+  if (!h.valid()) {
+    const std::string reason = LastSystemError();
+    Fail(shown_as.empty() ? path : shown_as, ": cannot create HDF5 file: ",
+         reason.empty() ? "check the directory exists and is writable" : reason);
+  }
+  return File(shown_as.empty() ? path : shown_as, std::move(h));
 }
 
 File File::Open(const std::string& path) {
@@ -110,7 +168,7 @@ void File::EnsureParents(const std::string& object) {
     std::string g = object.substr(0, pos);
     if (H5Lexists(file_.get(), g.c_str(), H5P_DEFAULT) > 0) continue;
     Handle gh(H5Gcreate2(file_.get(), g.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
-    if (!gh.valid()) Fail(path_, ": cannot create group ", g);
+    if (!gh.valid()) FailWrite(path_, "cannot create group " + g);
   }
 }
 
@@ -199,9 +257,7 @@ void File::WriteScalarAttr(const std::string& object, const std::string& name, h
   if (H5Aexists(obj.get(), name.c_str()) > 0) H5Adelete(obj.get(), name.c_str());
   Handle space(H5Screate(H5S_SCALAR));
   Handle a(H5Acreate2(obj.get(), name.c_str(), file_type, space.get(), H5P_DEFAULT, H5P_DEFAULT));
-  if (!a.valid() || H5Awrite(a.get(), mem_type, value) < 0) {
-    Fail(path_, ": cannot write attribute ", object, "@", name);
-  }
+  if (!a.valid() || H5Awrite(a.get(), mem_type, value) < 0) FailWrite(path_, "cannot write attribute " + object + "@" + name);
 }
 
 void File::SetAttr(const std::string& object, const std::string& name, int64_t value) {
@@ -325,8 +381,15 @@ Appender<T>::Appender(File* file, const std::string& name, int64_t width,
   }
   dset_ = Handle(H5Dcreate2(file_->id(), name.c_str(), NativeType<T>(), space.get(), H5P_DEFAULT,
                             dcpl.get(), H5P_DEFAULT));
-  if (!dset_.valid()) Fail(file_->path(), ": cannot create dataset ", name);
+  if (!dset_.valid()) FailWrite(file_->path(), "cannot create dataset " + name);
   buffer_.reserve(static_cast<size_t>(chunk_rows_ * width_));
+}
+
+template <typename T>
+Appender<T>::~Appender() {
+  H5_LOCKED;
+  // Closing a dataset writes its cached chunks: a failure here is the file's, reported by Close().
+  if (dset_.valid() && H5Dclose(dset_.Release()) < 0) file_->NoteWriteFailure("cannot write " + name_);
 }
 
 template <typename T>
@@ -349,7 +412,7 @@ void Appender<T>::Flush() {
   const int rank = width_ == 1 ? 1 : 2;
   const hsize_t add = buffer_.size() / static_cast<size_t>(width_);
   hsize_t newdims[2] = {static_cast<hsize_t>(rows_written_) + add, static_cast<hsize_t>(width_)};
-  if (H5Dset_extent(dset_.get(), newdims) < 0) Fail(file_->path(), ": cannot extend ", name_);
+  if (H5Dset_extent(dset_.get(), newdims) < 0) FailWrite(file_->path(), "cannot extend " + name_);
   Handle space(H5Dget_space(dset_.get()));
   hsize_t start[2] = {static_cast<hsize_t>(rows_written_), 0};
   hsize_t count[2] = {add, static_cast<hsize_t>(width_)};
@@ -357,7 +420,7 @@ void Appender<T>::Flush() {
   Handle mem(H5Screate_simple(rank, count, nullptr));
   if (H5Dwrite(dset_.get(), NativeType<T>(), mem.get(), space.get(), H5P_DEFAULT,
                buffer_.data()) < 0) {
-    Fail(file_->path(), ": write to ", name_, " failed (disk full?)");
+    FailWrite(file_->path(), "write to " + name_ + " failed");
   }
   rows_written_ += static_cast<int64_t>(add);
   buffer_.clear();

@@ -33,6 +33,12 @@ class Handle {
   hid_t get() const { return id_; }
   bool valid() const { return id_ >= 0; }
   void Reset();
+  // Gives up ownership (the caller closes the id).
+  hid_t Release() {
+    hid_t id = id_;
+    id_ = -1;
+    return id;
+  }
 
  private:
   hid_t id_ = -1;
@@ -50,13 +56,24 @@ struct CreateOptions {
 // An open HDF5 file. Paths inside are absolute ("/events/item"); groups are created on demand.
 class File {
  public:
-  static File Create(const std::string& path);  // truncates
+  // Truncates. Messages name `shown_as` when given (the final name of a file written under a
+  // temporary one).
+  static File Create(const std::string& path, const std::string& shown_as = "");
   static File Open(const std::string& path);    // read-only; throws a clear error if not HDF5
 
   const std::string& path() const { return path_; }
   hid_t id() const { return file_.get(); }
   bool Exists(const std::string& object) const;
-  void Close() {
+  // Flushes and closes the file, checked: a write that failed here or earlier (HDF5 caches chunks
+  // and metadata, so a full disk often shows only now) throws UserError naming the file and the
+  // system's reason ("No space left on device"). A file written to must be closed with Close()
+  // before it is published; the destructor closes without checking (error paths).
+  void Close();
+  // Records a failed write that could not throw where it happened (a dataset closed by a
+  // destructor); Close() reports it.
+  void NoteWriteFailure(const std::string& what);
+  // Closes without checking (a file being abandoned on an error path; never throws).
+  void Discard() {
     datasets_.clear();
     file_.Reset();
   }
@@ -101,6 +118,7 @@ class File {
                        hid_t mem_type, const void* value);
   std::string path_;
   Handle file_;
+  std::string write_failure_;
   mutable std::map<std::string, Handle> datasets_;  // closed before file_ (declared after)
 };
 
@@ -110,7 +128,8 @@ template <typename T>
 class Appender {
  public:
   Appender(File* file, const std::string& name, int64_t width = 1, const CreateOptions& opt = {});
-  ~Appender() = default;  // call Flush() before closing the file
+  ~Appender();  // call Flush() before; a failure of the close is reported by File::Close()
+  Appender(Appender&&) = default;
   void Append(const T* values, int64_t rows);
   void Append(const T& value) { Append(&value, 1); }
   void Flush();
@@ -141,6 +160,10 @@ class StringAppender {
   int64_t total_ = 0;
   int64_t count_ = 0;
 };
+
+// The system's reason for the latest failed HDF5 call ("No space left on device"), read from
+// HDF5's error stack (its file drivers record errno there); "" if it names none.
+std::string LastSystemError();
 
 // Strings [begin, end) of a CSR string column.
 std::vector<std::string> ReadStrings(const File& file, const std::string& name, int64_t begin,

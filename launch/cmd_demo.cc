@@ -2,7 +2,6 @@
 // round-trip through the CSV converter, read with sharded readers, print statistics.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -31,26 +30,24 @@ using Clock = std::chrono::steady_clock;
 
 // Writes a dataset's events as "user,item,timestamp" CSV with raw ids.
 void WriteCsv(const Dataset& ds, const std::string& path) {
-  AtomicOutput out(path);
-  {
-    std::ofstream f(out.temp_path());
-    if (!f) Fail(path, ": cannot write");
-    f << "user,item,timestamp\n";
-    const auto& off = ds.user_offsets();
-    const auto item_ids = ds.ReadItemRawIds(0, ds.info().num_items);
-    const int64_t block = 4096;
-    for (int64_t ub = 0; ub < ds.info().num_users; ub += block) {
-      const int64_t ue = std::min(ds.info().num_users, ub + block);
-      const auto user_ids = ds.ReadUserRawIds(ub, ue);
-      const auto items = ds.ReadItems(off[ub], off[ue]);
-      const auto ts = ds.ReadTimestamps(off[ub], off[ue]);
-      for (int64_t u = ub; u < ue; ++u) {
-        for (int64_t k = off[u]; k < off[u + 1]; ++k) {
-          f << user_ids[u - ub] << ',' << item_ids[items[k - off[ub]]] << ',' << ts[k - off[ub]] << '\n';
-        }
+  FileWriter out(path);
+  out.Append("user,item,timestamp\n");
+  const auto& off = ds.user_offsets();
+  const auto item_ids = ds.ReadItemRawIds(0, ds.info().num_items);
+  const int64_t block = 4096;
+  std::string text;
+  for (int64_t ub = 0; ub < ds.info().num_users; ub += block) {
+    const int64_t ue = std::min(ds.info().num_users, ub + block);
+    const auto user_ids = ds.ReadUserRawIds(ub, ue);
+    const auto items = ds.ReadItems(off[ub], off[ue]);
+    const auto ts = ds.ReadTimestamps(off[ub], off[ue]);
+    text.clear();
+    for (int64_t u = ub; u < ue; ++u) {
+      for (int64_t k = off[u]; k < off[u + 1]; ++k) {
+        text += user_ids[u - ub] + ',' + item_ids[items[k - off[ub]]] + ',' + std::to_string(ts[k - off[ub]]) + '\n';
       }
     }
-    if (!f.flush()) Fail(path, ": write failed (disk full?)");
+    out.Append(text);
   }
   out.Commit();
 }

@@ -5,6 +5,7 @@
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/index_factory.h>
+#include <faiss/impl/io.h>
 #include <faiss/index_io.h>
 #include <faiss/utils/distances.h>
 #include <glog/logging.h>
@@ -24,6 +25,24 @@ namespace shardrec {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// FAISS's serialisation into a FileWriter: every write checked, the file published whole or not at
+// all (FAISS's own file writer does not check its close, so a full disk left truncated indexes).
+struct IndexFileWriter : faiss::IOWriter {
+  explicit IndexFileWriter(FileWriter& out) : out(out) {}
+  size_t operator()(const void* ptr, size_t size, size_t nitems) override {
+    out.Append(ptr, size * nitems);
+    return nitems;
+  }
+  FileWriter& out;
+};
+
+void WriteIndexFile(const faiss::Index& index, const std::string& path) {
+  FileWriter out(path);
+  IndexFileWriter writer(out);
+  faiss::write_index(&index, &writer);
+  out.Commit();
+}
 
 // Up to `want` of the n rows of `vectors` [n x dim], a uniform sample without replacement (partial
 // Fisher-Yates, fixed seed) kept in row order; all rows when n <= want.
@@ -189,6 +208,23 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
                 : largest < 100000  ? "Flat"
                                     : "IVF" + std::to_string(static_cast<int64_t>(4 * std::sqrt(double(largest)))) + ",Flat";
   const auto start = Clock::now();
+  // A build that fails (a full disk) removes the files of its generation: the manifest, and the
+  // generation it names, stay as they were.
+  struct Unfinished {
+    const std::string& dir;
+    int64_t generation;
+    bool done = false;
+    ~Unfinished() {
+      if (done) return;
+      try {
+        for (const auto& name : ListDirectory(dir)) {
+          int64_t g = -1;
+          if (ParseIndexFileName(name, nullptr, &g) && g == generation) RemoveAll(dir + "/" + name);
+        }
+      } catch (const UserError&) {  // an unreadable directory: the manifest still names the old files
+      }
+    }
+  } unfinished{dir, generation};
   std::vector<std::unique_ptr<faiss::Index>> built, flat;
   std::vector<int64_t> begin;
   for (size_t s = 0; s < m.item_shards.size(); ++s) {
@@ -215,7 +251,7 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
     ix->add(n, v.vectors.data());
     SetSearchParams(ix.get(), o.ef_search, o.nprobe, o.refine);
     // The next generation, beside the current one: readers keep using what their manifest names.
-    faiss::write_index(ix.get(), (dir + "/" + IndexFileName(s, generation)).c_str());
+    WriteIndexFile(*ix, dir + "/" + IndexFileName(s, generation));
     auto exact_shard = std::make_unique<faiss::IndexFlatIP>(m.dim);
     exact_shard->add(n, v.vectors.data());
     flat.push_back(std::move(exact_shard));
@@ -272,6 +308,7 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   m.index_recall10 = rep.recall10;
   m.index_recall100 = rep.recall100;
   WriteExportManifest(dir, m);
+  unfinished.done = true;
   // Generation G (the one just replaced) stays for readers that read the previous manifest; older
   // ones, and files of builds that died before switching the manifest, go.
   for (const auto& name : ListDirectory(dir)) {

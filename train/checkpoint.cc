@@ -3,7 +3,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <set>
 
@@ -68,75 +70,95 @@ int64_t NeedInt(const h5::File& f, const std::string& object, const std::string&
 
 }  // namespace
 
+namespace {
+
+// This rank's tables: rows, vectors and optimizer state.
+void WriteEmbeddings(const std::string& path, TwoTowerModel& model, Communicator& comm) {
+  ShardedEmbeddingCollection& emb = model.embeddings();
+  h5::File f = h5::File::Create(path);
+  f.SetAttr("/", "format", std::string("shardrec.embeddings"));
+  f.SetAttr("/", "format_version", int64_t{1});
+  for (const auto& spec : emb.specs()) {
+    const Shard* s = emb.LocalShard(spec.name);
+    if (!s) continue;
+    // Replicas of data-parallel tables are identical: rank 0 writes one.
+    if (emb.plan().Find(spec.name).type == ShardingType::kDataParallel && comm.rank() != 0) continue;
+    const std::string g = "/tables/" + spec.name;
+    std::vector<int64_t> rows;
+    for (int64_t r = s->row_begin; r < s->row_end; ++r) rows.push_back(r);
+    at::Tensor w = emb.LocalWeights(spec.name);
+    const int64_t cols = s->col_end - s->col_begin;
+    f.Write<int64_t>(g + "/rows", rows);
+    f.Write<float>(g + "/vectors", ToFloats(w), cols);
+    f.SetAttr(g, "col_begin", s->col_begin);
+    f.SetAttr(g, "col_end", s->col_end);
+    SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
+    f.SetAttr(g, "optimizer", std::string(OptimizerName(opt->config().type)));
+    f.SetAttr(g, "optimizer_steps", opt->steps());
+    if (opt->state1().defined()) f.Write<float>(g + "/state1", ToFloats(opt->state1()), opt->state1().dim() == 2 ? cols : 1);
+    if (opt->state2().defined()) f.Write<float>(g + "/state2", ToFloats(opt->state2()), cols);
+  }
+  f.Close();
+}
+
+// Dense parameters, their AdamW state and the trainer's counters (rank 0).
+void WriteDense(const std::string& path, TwoTowerModel& model, torch::optim::AdamW* adam, const TrainerState* state) {
+  h5::File f = h5::File::Create(path);
+  f.SetAttr("/", "format", std::string("shardrec.dense"));
+  f.SetAttr("/", "format_version", int64_t{1});
+  for (auto& [name, p] : model.named_dense_parameters()) {
+    f.Write<float>("/dense/" + name, ToFloats(p));
+    if (!adam) continue;
+    auto it = adam->state().find(p.unsafeGetTensorImpl());
+    if (it == adam->state().end()) continue;
+    auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    f.Write<float>("/adamw/" + name + "/exp_avg", ToFloats(st.exp_avg()));
+    f.Write<float>("/adamw/" + name + "/exp_avg_sq", ToFloats(st.exp_avg_sq()));
+    f.SetAttr("/adamw/" + name, "step", st.step());
+  }
+  if (state) {
+    f.EnsureParents("/trainer/x");
+    f.Write<int64_t>("/trainer/counters", {state->step, state->epoch, state->next_batch, state->best_epoch,
+                                           state->bad_validations});
+    f.SetAttr("/trainer", "best_valid_ndcg10", state->best_valid_ndcg10);
+  }
+  f.Close();
+}
+
+}  // namespace
+
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                     const TrainerState* state, Communicator& comm) {
   const std::string tmp = dir + ".partial";
-  if (comm.rank() == 0) {
+  const auto remove_tmp = [&] {
+    if (comm.rank() == 0) RemoveAll(tmp);
+  };
+  RunAgreed(comm, [&] {
+    if (comm.rank() != 0) return;
     RemoveAll(tmp);
     MakeDirs(tmp);
-  }
-  comm.Barrier();
-  ShardedEmbeddingCollection& emb = model.embeddings();
-  {
-    h5::File f = h5::File::Create(tmp + "/embeddings-rank" + std::to_string(comm.rank()) + ".h5");
-    f.SetAttr("/", "format", std::string("shardrec.embeddings"));
-    f.SetAttr("/", "format_version", int64_t{1});
-    for (const auto& spec : emb.specs()) {
-      const Shard* s = emb.LocalShard(spec.name);
-      if (!s) continue;
-      // Replicas of data-parallel tables are identical: rank 0 writes one.
-      if (emb.plan().Find(spec.name).type == ShardingType::kDataParallel && comm.rank() != 0) continue;
-      const std::string g = "/tables/" + spec.name;
-      std::vector<int64_t> rows;
-      for (int64_t r = s->row_begin; r < s->row_end; ++r) rows.push_back(r);
-      at::Tensor w = emb.LocalWeights(spec.name);
-      const int64_t cols = s->col_end - s->col_begin;
-      f.Write<int64_t>(g + "/rows", rows);
-      f.Write<float>(g + "/vectors", ToFloats(w), cols);
-      f.SetAttr(g, "col_begin", s->col_begin);
-      f.SetAttr(g, "col_end", s->col_end);
-      SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
-      f.SetAttr(g, "optimizer", std::string(OptimizerName(opt->config().type)));
-      f.SetAttr(g, "optimizer_steps", opt->steps());
-      if (opt->state1().defined()) f.Write<float>(g + "/state1", ToFloats(opt->state1()), opt->state1().dim() == 2 ? cols : 1);
-      if (opt->state2().defined()) f.Write<float>(g + "/state2", ToFloats(opt->state2()), cols);
-    }
-  }
-  if (comm.rank() == 0) {
+  }, remove_tmp);
+  // Every write is checked, up to each file's close; a failure on any rank (a full disk) ends the
+  // save on every rank with that rank's message, and nothing partial stays behind.
+  RunAgreed(comm, [&] {
+    WriteEmbeddings(tmp + "/embeddings-rank" + std::to_string(comm.rank()) + ".h5", model, comm);
+    if (comm.rank() != 0) return;
     // The plan the tables were trained under (any plan can load the checkpoint: rows are global).
+    ShardedEmbeddingCollection& emb = model.embeddings();
     WritePlanFile(tmp + "/plan.txt", emb.plan(), emb.plan().ToTable(emb.specs()));
-    h5::File f = h5::File::Create(tmp + "/dense.h5");
-    f.SetAttr("/", "format", std::string("shardrec.dense"));
-    f.SetAttr("/", "format_version", int64_t{1});
-    for (auto& [name, p] : model.named_dense_parameters()) {
-      f.Write<float>("/dense/" + name, ToFloats(p));
-      if (!adam) continue;
-      auto it = adam->state().find(p.unsafeGetTensorImpl());
-      if (it == adam->state().end()) continue;
-      auto& st = static_cast<torch::optim::AdamWParamState&>(*it->second);
-      f.Write<float>("/adamw/" + name + "/exp_avg", ToFloats(st.exp_avg()));
-      f.Write<float>("/adamw/" + name + "/exp_avg_sq", ToFloats(st.exp_avg_sq()));
-      f.SetAttr("/adamw/" + name, "step", st.step());
-    }
-    if (state) {
-      f.EnsureParents("/trainer/x");
-      f.Write<int64_t>("/trainer/counters", {state->step, state->epoch, state->next_batch, state->best_epoch,
-                                             state->bad_validations});
-      f.SetAttr("/trainer", "best_valid_ndcg10", state->best_valid_ndcg10);
-    }
-  }
-  comm.Barrier();
-  if (comm.rank() == 0) {
+    WriteDense(tmp + "/dense.h5", model, adam, state);
+  }, remove_tmp);
+  RunAgreed(comm, [&] {
+    if (comm.rank() != 0) return;
     WriteManifest(tmp, comm.world_size(), state ? state->step : 0);
     // Publish: an older directory of the same name disappears only now.
     const std::string old = dir + ".old";
     RemoveAll(old);
-    if (PathExists(dir) && std::rename(dir.c_str(), old.c_str()) != 0) Fail(dir, ": cannot replace");
-    if (std::rename(tmp.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish the checkpoint");
+    if (PathExists(dir) && std::rename(dir.c_str(), old.c_str()) != 0) Fail(dir, ": cannot replace: ", std::strerror(errno));
+    if (std::rename(tmp.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish the checkpoint: ", std::strerror(errno));
     SyncPath(Dirname(dir));
     RemoveAll(old);
-  }
-  comm.Barrier();
+  }, remove_tmp);
 }
 
 void VerifyCheckpoint(const std::string& dir, int part, int parts) {

@@ -37,13 +37,13 @@ std::string StartVersion(const ExportOptions& o, Communicator& comm) {
   if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
     Fail("--export-version: ", version, " is not a valid version name");
   }
-  if (comm.rank() == 0) {
+  RunAgreed(comm, [&] {
+    if (comm.rank() != 0) return;
     if (PathExists(o.root + "/" + version)) Fail(o.root, "/", version, ": this version exists already");
     MakeDirs(o.root);
     RemoveAll(PartialDir(o, version));
     MakeDirs(PartialDir(o, version));
-  }
-  comm.Barrier();
+  });
   return version;
 }
 
@@ -145,11 +145,18 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
   torch::NoGradGuard no_grad;
   const std::string version = StartVersion(o, comm);
   const std::string partial = PartialDir(o, version), me = std::to_string(comm.rank());
-  WriteVectorShard(partial + "/items-" + me + ".h5", "items", ExportItems(model, *ds, o, comm));
-  WriteVectorShard(partial + "/users-" + me + ".h5", "users", ExportUsers(model, *ds, o, comm));
-  comm.Barrier();
-  if (comm.rank() == 0) PublishVersion(o, ds->info(), version, comm.world_size());
-  comm.Barrier();
+  // Every write is checked; a failure on any rank ends every rank with its message and removes
+  // the unpublished version (the published ones and LATEST stay as they were).
+  const auto remove_partial = [&] {
+    if (comm.rank() == 0) RemoveAll(partial);
+  };
+  const VectorShard items = ExportItems(model, *ds, o, comm);
+  RunAgreed(comm, [&] { WriteVectorShard(partial + "/items-" + me + ".h5", "items", items); }, remove_partial);
+  const VectorShard users = ExportUsers(model, *ds, o, comm);
+  RunAgreed(comm, [&] { WriteVectorShard(partial + "/users-" + me + ".h5", "users", users); }, remove_partial);
+  RunAgreed(comm, [&] {
+    if (comm.rank() == 0) PublishVersion(o, ds->info(), version, comm.world_size());
+  }, remove_partial);
   return o.root + "/" + version;
 }
 
