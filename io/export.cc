@@ -35,9 +35,11 @@ void WriteVectorShard(const std::string& path, const std::string& kind, const Ve
   f.SetAttr("/", "dim", s.dim);
   f.Write<int64_t>("/ids", s.ids);
   f.Write<float>("/vectors", s.vectors, std::max<int64_t>(1, s.dim));
-  h5::StringAppender raw(&f, "/raw_ids");
-  for (const auto& r : s.raw_ids) raw.Append(r);
-  raw.Flush();
+  {
+    h5::StringAppender raw(&f, "/raw_ids");
+    for (const auto& r : s.raw_ids) raw.Append(r);
+    raw.Flush();
+  }
   if (!s.titles.empty()) {
     h5::StringAppender t(&f, "/titles");
     for (const auto& x : s.titles) t.Append(x);

@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <mutex>
 #include <thread>
 
@@ -83,6 +84,9 @@ void File::Close() {
   H5_LOCKED;
   datasets_.clear();
   if (!file_.valid()) return;
+  // Datasets still open would be closed (and their chunks written) only after the file, unchecked.
+  CHECK_EQ(H5Fget_obj_count(file_.get(), H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_ATTR | H5F_OBJ_LOCAL), 0)
+      << path_ << ": objects still open at Close()";
   std::string failure = write_failure_;
   if (failure.empty() && H5Fflush(file_.get(), H5F_SCOPE_LOCAL) < 0) {
     const std::string reason = LastSystemError();
@@ -92,6 +96,17 @@ void File::Close() {
   if (H5Fclose(id) < 0 && failure.empty()) {
     const std::string reason = LastSystemError();
     failure = "cannot close" + (reason.empty() ? std::string(" (disk full or I/O error?)") : ": " + reason);
+  }
+  // HDF5 ignores a failure of its last write at close, the superblock that clears the "open for
+  // writing" flag (offset 20 of a version 0/1 superblock): read it back.
+  if (failure.empty() && !written_.empty()) {
+    unsigned char sb[24] = {0};
+    std::FILE* f = std::fopen(written_.c_str(), "rb");
+    const bool read = f != nullptr && std::fread(sb, 1, sizeof(sb), f) == sizeof(sb);
+    if (f != nullptr) std::fclose(f);
+    if (!read || (sb[8] <= 1 && (sb[20] | sb[21] | sb[22] | sb[23]) != 0)) {
+      failure = "cannot close: the file was not finalised (disk full or I/O error?)";
+    }
   }
   if (!failure.empty()) Fail(path_, ": ", failure);
 }
@@ -129,7 +144,7 @@ File File::Create(const std::string& path, const std::string& shown_as) {
     Fail(shown_as.empty() ? path : shown_as, ": cannot create HDF5 file: ",
          reason.empty() ? "check the directory exists and is writable" : reason);
   }
-  return File(shown_as.empty() ? path : shown_as, std::move(h));
+  return File(shown_as.empty() ? path : shown_as, std::move(h), path);
 }
 
 File File::Open(const std::string& path) {

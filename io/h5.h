@@ -110,7 +110,8 @@ class File {
   hid_t OpenDataset(const std::string& name) const;
 
  private:
-  File(std::string path, Handle h) : path_(std::move(path)), file_(std::move(h)) {}
+  File(std::string path, Handle h, std::string written = "")
+      : path_(std::move(path)), file_(std::move(h)), written_(std::move(written)) {}
   static bool IsFileMissing(const std::string& path);
   Handle OpenObject(const std::string& object) const;
   Handle OpenAttr(const std::string& object, const std::string& name) const;  // invalid if absent
@@ -118,6 +119,7 @@ class File {
                        hid_t mem_type, const void* value);
   std::string path_;
   Handle file_;
+  std::string written_;  // the file on disk, for a file this process created (checked at Close)
   std::string write_failure_;
   mutable std::map<std::string, Handle> datasets_;  // closed before file_ (declared after)
 };

@@ -4,7 +4,8 @@
 #   tools/bootstrap.sh setup          install what is missing (Debian packages, Python env)
 #   tools/bootstrap.sh build          setup + configure + build (build/)
 #   tools/bootstrap.sh demo [flags]   build + `shardrec demo` on the built-in synthetic dataset
-#   tools/bootstrap.sh test [args]    build + all tests (ctest; extra args go to ctest)
+#   tools/bootstrap.sh test [args]    build + the tests (ctest; extra args go to ctest; those labelled
+#                                     slow only with SHARDREC_SLOW=1)
 #   tools/bootstrap.sh bench          build + benchmarks (bench/)
 #
 # The Python environment (torch==2.11.0 for LibTorch, h5py, the text encoder) lives at one fixed
@@ -92,7 +93,10 @@ case "$cmd" in
     exec "$BUILD/shardrec" demo "$@" ;;
   test)
     setup_debian; setup_python; configure_and_build
-    cd "$BUILD" && exec ctest --output-on-failure -j "$JOBS" "$@" ;;
+    # Tests labelled `slow` (the full fault-injection walk) run with SHARDREC_SLOW=1.
+    slow=(-LE slow)
+    [ "${SHARDREC_SLOW:-0}" = 1 ] && slow=()
+    cd "$BUILD" && exec ctest --output-on-failure -j "$JOBS" "${slow[@]}" "$@" ;;
   bench)
     setup_debian; setup_python; configure_and_build
     "$PYENV/bin/python" "$ROOT/bench/data_bench.py" --shardrec "$BUILD/shardrec" "$@"
