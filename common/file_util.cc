@@ -85,7 +85,13 @@ void AtomicOutput::Commit() {
          std::strerror(errno));
   }
   committed_ = true;
-  SyncPath(ParentDir(final_path_));
+  // Published: the file's bytes were synced before the rename; the directory entry's sync is best
+  // effort (throwing now would report a failure for a file that is in place).
+  const int fd = ::open(ParentDir(final_path_).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
 }
 
 bool PathExists(const std::string& path) {

@@ -101,6 +101,8 @@ void RunAgreed(Communicator& comm, const std::function<void()>& fn, const std::f
     fn();
   } catch (const UserError& e) {
     error = e.what();
+  } catch (const std::exception& e) {  // agreed too: the other ranks must not wait for this one
+    error = std::string("internal error: ") + e.what();
   }
   const std::string first = FirstError(comm, error);
   if (first.empty()) return;

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdint>
 #include <cstring>
@@ -23,6 +24,11 @@ int64_t NowMs() {
 }
 
 extern "C" void OnStopSignal(int sig) {
+  const int saved_errno = errno;  // the interrupted code may be about to read it
+  struct Restore {
+    int value;
+    ~Restore() { errno = value; }
+  } restore{saved_errno};
   if (g_stop.load() != 0) {
     // One Ctrl-C can arrive twice (the terminal signals the whole process group, and the launcher
     // forwards it): only a request a second or more after the first stops at once, the way the

@@ -156,8 +156,11 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
     RemoveAll(old);
     if (PathExists(dir) && std::rename(dir.c_str(), old.c_str()) != 0) Fail(dir, ": cannot replace: ", std::strerror(errno));
     if (std::rename(tmp.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish the checkpoint: ", std::strerror(errno));
-    SyncPath(Dirname(dir));
     RemoveAll(old);
+    try {
+      SyncPath(Dirname(dir));
+    } catch (const UserError&) {  // published already: the directory entry's sync is best effort
+    }
   }, remove_tmp);
 }
 

@@ -1,5 +1,6 @@
 #include "train/tensorboard.h"
 
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 
@@ -94,6 +95,8 @@ void TensorBoardWriter::WriteRecord(const std::string& data) {
   if (std::fwrite(rec.data(), 1, rec.size(), file_) != rec.size()) Fail(path_, ": write failed");
 }
 
-void TensorBoardWriter::Flush() { std::fflush(file_); }
+void TensorBoardWriter::Flush() {
+  if (std::fflush(file_) != 0) Fail(path_, ": write failed: ", std::strerror(errno));
+}
 
 }  // namespace shardrec

@@ -4,7 +4,6 @@
 #include <torch/torch.h>
 
 #include <chrono>
-#include <csignal>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -125,6 +124,7 @@ class TrainingRun {
  private:
   void Plan();
   void Resume();
+  void Build(TrainingSink* sink);  // everything after the lock
   void Start(TrainingSink* sink);  // rank 0: the run's files, once everything before has succeeded
   bool RunEpoch();  // false: stop training
   void ReadLosses(bool force);
@@ -169,16 +169,30 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
     : o_(o), comm_(comm), root_(comm.rank() == 0) {
   CheckTrainOptions(o);
   if (o.batch_size < comm.world_size()) Fail("--batch-size ", o.batch_size, " is smaller than the world size ", comm.world_size());
+  bool created = false;  // rank 0 made the run directory (for this run): removed again if it fails to start
   std::string error;
   if (root_) {
     try {
+      created = !PathExists(o.run_dir);
       lock_ = std::make_unique<DirectoryLock>(o.run_dir, "a training run");
       CheckRunDirectory(o);
     } catch (const UserError& e) {
       error = e.what();
+      created = false;  // another run may hold it
     }
   }
   ThrowIfAnyRankFailed(comm, error);
+  try {
+    Build(sink);
+  } catch (...) {
+    if (created) RemoveAll(o.run_dir);  // under the lock, nothing of this run's is worth keeping
+    throw;
+  }
+}
+
+void TrainingRun::Build(TrainingSink* sink) {
+  const TrainOptions& o = o_;
+  Communicator& comm = comm_;
   ds_ = Dataset::Open(o.data);
   catalog_ = LoadItemCatalog(*ds_);
   counts_ = TrainItemCounts(*ds_, comm);
@@ -195,8 +209,10 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
   const int64_t per_epoch = reader_->num_batches();
   total_ = o.max_steps > 0 ? std::min(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
   if (o.resume) Resume();
-  if (root_) Start(sink);
-  comm.Barrier();
+  // Rank 0 writes the run's files; every rank learns whether that worked.
+  RunAgreed(comm, [&] {
+    if (root_) Start(sink);
+  });
 }
 
 void TrainingRun::Start(TrainingSink* sink) {
@@ -252,7 +268,10 @@ void TrainingRun::ReadLosses(bool force) {
   comm_.AllReduce(sums, ReduceOp::kSum);
   sums = sums.cpu();
   if (sums.data_ptr<float>()[pending_.size()] > 0 && stop_signal_ == 0) {
-    stop_signal_ = stop > 0 ? static_cast<int>(stop) : SIGTERM;  // a signal that reached another rank: named SIGTERM
+    // Every rank is here (the sum is the same everywhere): agree on which signal to name.
+    at::Tensor which = at::full({1}, stop, at::TensorOptions().device(comm_.device()));
+    comm_.AllReduce(which, ReduceOp::kMax);
+    stop_signal_ = static_cast<int>(which.cpu().item<float>());
   }
   const int64_t first = res_.steps - static_cast<int64_t>(pending_.size()) + 1;
   for (size_t i = 0; i < pending_.size(); ++i) {
@@ -387,16 +406,8 @@ TrainResult TrainingRun::Run() {
 }  // namespace
 
 TrainResult Train(const TrainOptions& o, Communicator& comm, TrainingSink* sink) {
-  // A run directory this call creates is removed again if the run fails to start.
-  const bool fresh_dir = comm.rank() == 0 && !o.run_dir.empty() && !PathExists(o.run_dir);
-  std::unique_ptr<TrainingRun> run;
-  try {
-    run = std::make_unique<TrainingRun>(o, comm, sink);
-  } catch (...) {
-    if (fresh_dir) RemoveAll(o.run_dir);
-    throw;
-  }
-  return run->Run();
+  TrainingRun run(o, comm, sink);
+  return run.Run();
 }
 
 }  // namespace shardrec
