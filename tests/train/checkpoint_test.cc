@@ -107,6 +107,42 @@ TEST_F(CheckpointTest, AStoppedRunResumesToTheUninterruptedOne) {
   EXPECT_EQ(Eval(2, "stopped"), Eval(2, "whole"));
 }
 
+// A signal that arrives mid-epoch (here: raised by rank 0's sink at its first progress report,
+// step 2, with losses read every 2 steps) stops both ranks at the next read, step 4 of a 5-step
+// epoch; the checkpoint resumes inside the epoch and reaches the uninterrupted run bitwise.
+TEST_F(CheckpointTest, AStopInsideAnEpochResumesThere) {
+  struct RaiseAtFirstReport : TrainingSink {
+    std::atomic<int>* signal;
+    void OnProgress(const ProgressReport&) override { signal->store(2); }
+  };
+  auto options = [&](const std::string& run) {
+    TrainOptions o = Options(run, 12);
+    o.loss_every_steps = 2;
+    o.log_every_seconds = 0;
+    return o;
+  };
+  const TrainResult whole = Run(2, options("whole"));
+  std::atomic<int> signal{0};
+  RaiseAtFirstReport sink;
+  sink.signal = &signal;
+  TrainResult stopped;
+  RunRanks(2, [&](Communicator& c) {
+    TrainOptions o = options("stopped");
+    o.stop_signal = &signal;
+    TrainResult r = Train(o, c, c.rank() == 0 ? &sink : nullptr);
+    if (c.rank() == 0) stopped = r;
+  });
+  EXPECT_EQ(stopped.stop_signal, 2);
+  EXPECT_EQ(stopped.steps, 4);
+  TrainOptions more = options("stopped");
+  more.resume = true;
+  const TrainResult rest = Run(2, more);
+  std::vector<double> joined = stopped.losses;
+  joined.insert(joined.end(), rest.losses.begin(), rest.losses.end());
+  EXPECT_EQ(joined, whole.losses);
+  EXPECT_EQ(Eval(2, "stopped"), Eval(2, "whole"));
+}
+
 // A fixed seed reproduces a run bitwise, dropout included, at one and at two ranks; another seed
 // gives other masks (so other losses from the first step on).
 TEST_F(CheckpointTest, TheSameSeedGivesTheSameRun) {
