@@ -45,10 +45,13 @@ herr_t FindSystemError(unsigned, const H5E_error2_t* e, void* out) {
   return 0;
 }
 
-[[noreturn]] void FailWrite(const std::string& path, const std::string& what) {
-  std::string reason = LastSystemError();
-  Fail(path, ": ", what, reason.empty() ? " (disk full or I/O error?)" : ": " + reason);
+// "<what>: <the system's reason>", or a hint when HDF5 recorded none.
+std::string WithReason(const std::string& what) {
+  const std::string reason = LastSystemError();
+  return what + (reason.empty() ? " (disk full or I/O error?)" : ": " + reason);
 }
+
+[[noreturn]] void FailWrite(const std::string& path, const std::string& what) { Fail(path, ": ", WithReason(what)); }
 
 // Fixed properties so the same content always gives the same bytes (no object timestamps).
 Handle GroupCreateProps() {
@@ -74,10 +77,7 @@ std::string LastSystemError() {
 }
 
 void File::NoteWriteFailure(const std::string& what) {
-  if (write_failure_.empty()) {
-    const std::string reason = LastSystemError();
-    write_failure_ = what + (reason.empty() ? " (disk full or I/O error?)" : ": " + reason);
-  }
+  if (write_failure_.empty()) write_failure_ = WithReason(what);
 }
 
 void File::Close() {
@@ -88,15 +88,8 @@ void File::Close() {
   CHECK_EQ(H5Fget_obj_count(file_.get(), H5F_OBJ_DATASET | H5F_OBJ_GROUP | H5F_OBJ_ATTR | H5F_OBJ_LOCAL), 0)
       << path_ << ": objects still open at Close()";
   std::string failure = write_failure_;
-  if (failure.empty() && H5Fflush(file_.get(), H5F_SCOPE_LOCAL) < 0) {
-    const std::string reason = LastSystemError();
-    failure = "cannot write" + (reason.empty() ? std::string(" (disk full or I/O error?)") : ": " + reason);
-  }
-  const hid_t id = file_.Release();
-  if (H5Fclose(id) < 0 && failure.empty()) {
-    const std::string reason = LastSystemError();
-    failure = "cannot close" + (reason.empty() ? std::string(" (disk full or I/O error?)") : ": " + reason);
-  }
+  if (failure.empty() && H5Fflush(file_.get(), H5F_SCOPE_LOCAL) < 0) failure = WithReason("cannot write");
+  if (H5Fclose(file_.Release()) < 0 && failure.empty()) failure = WithReason("cannot close");
   // HDF5 ignores a failure of its last write at close, the superblock that clears the "open for
   // writing" flag (offset 20 of a version 0/1 superblock): read it back.
   if (failure.empty() && !written_.empty()) {

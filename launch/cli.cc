@@ -72,6 +72,8 @@ void RejectForeignFlags(const Command& c) {
 // here first, with gflags' own rules (--name=value, --name value, --bool, --nobool; "--" ends the
 // flags), so such mistakes end like every other: "shardrec: error: ..." and exit 2.
 void CheckFlagSyntax(const std::vector<std::string>& args) {
+  // Values are checked by setting them; every flag gets its old value back on return.
+  gflags::FlagSaver restore;
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (a == "--") break;
@@ -99,8 +101,6 @@ void CheckFlagSyntax(const std::vector<std::string>& args) {
     } else {
       Fail("--", Dashed(name), " needs a value (", info.type, ")");
     }
-    // A scratch flag of the same type checks the value without touching the real one.
-    gflags::FlagSaver restore;
     if (gflags::SetCommandLineOption(name.c_str(), value.c_str()).empty()) {
       Fail("--", Dashed(name), ": expected ", info.type == "double" ? "a number" : info.type == "bool" ? "true or false" : "an integer",
            " (", info.type, "), got ", Quote(value));

@@ -33,7 +33,6 @@ void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm)
 
 // ---- training ----------------------------------------------------------------------------------
 
-
 void CheckTrainOptions(const TrainOptions& o) {
   if (o.data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
   if (o.run_dir.empty()) Fail("--run-dir is required");
@@ -93,9 +92,9 @@ bool IsRunEntry(const std::string& name) {
 
 // Rank 0's checks of the run directory, taken under its lock: a fresh run does not land on an old one.
 void CheckRunDirectory(const TrainOptions& o) {
-  if (o.resume) return;
+  if (o.resume || o.overwrite) return;
   for (const char* what : {"config.yaml", "metrics.jsonl", "model", "checkpoints"}) {
-    if (!o.overwrite && PathExists(o.run_dir + "/" + what)) {
+    if (PathExists(o.run_dir + "/" + what)) {
       Fail("--run-dir ", o.run_dir, " holds a run (", what, "); continue it with --resume latest, or replace it with ",
            "--overwrite");
     }
@@ -128,7 +127,7 @@ class TrainingRun {
   void Start(TrainingSink* sink);  // rank 0: the run's files, once everything before has succeeded
   bool RunEpoch();  // false: stop training
   void ReadLosses(bool force);
-  bool StopRequested() const;
+  int LocalStopSignal() const;  // this rank's signal, 0 if none
   void AgreeOnStop();
   void Report();
   bool Validate();  // false: early stop
@@ -170,18 +169,12 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
   CheckTrainOptions(o);
   if (o.batch_size < comm.world_size()) Fail("--batch-size ", o.batch_size, " is smaller than the world size ", comm.world_size());
   bool created = false;  // rank 0 made the run directory (for this run): removed again if it fails to start
-  std::string error;
-  if (root_) {
-    try {
-      created = !PathExists(o.run_dir);
-      lock_ = std::make_unique<DirectoryLock>(o.run_dir, "a training run");
-      CheckRunDirectory(o);
-    } catch (const UserError& e) {
-      error = e.what();
-      created = false;  // another run may hold it
-    }
-  }
-  ThrowIfAnyRankFailed(comm, error);
+  RunAgreed(comm, [&] {
+    if (!root_) return;
+    created = !PathExists(o.run_dir);
+    lock_ = std::make_unique<DirectoryLock>(o.run_dir, "a training run");
+    CheckRunDirectory(o);
+  });
   try {
     Build(sink);
   } catch (...) {
@@ -253,15 +246,14 @@ void TrainingRun::Resume() {
   res_.best_epoch = state_.best_epoch;
 }
 
-// Reads the pending losses: one all-reduce for all of them, then the host. Every rank calls it at
-// the same steps.
-bool TrainingRun::StopRequested() const { return o_.stop_signal != nullptr && o_.stop_signal->load() != 0; }
+int TrainingRun::LocalStopSignal() const { return o_.stop_signal != nullptr ? o_.stop_signal->load() : 0; }
 
-// The pending losses and the stop request travel in one all-reduce: every rank learns of a signal
+// Reads the pending losses: one all-reduce for all of them, then the host. Every rank calls it at
+// the same steps. The stop request travels in the same all-reduce: every rank learns of a signal
 // that reached any of them at the same step.
 void TrainingRun::ReadLosses(bool force) {
   if (pending_.empty() || (!force && static_cast<int64_t>(pending_.size()) < o_.loss_every_steps)) return;
-  const float stop = StopRequested() ? static_cast<float>(o_.stop_signal->load()) : 0.0f;
+  const float stop = static_cast<float>(LocalStopSignal());
   pending_.push_back(at::full({}, stop, pending_.front().options().dtype(at::kFloat)));
   at::Tensor sums = at::stack(pending_).to(at::kFloat);
   pending_.pop_back();
@@ -292,7 +284,7 @@ void TrainingRun::ReadLosses(bool force) {
 // Outside the step loop (after a validation): one small all-reduce of the stop request.
 void TrainingRun::AgreeOnStop() {
   if (stop_signal_ != 0) return;
-  at::Tensor flag = at::full({1}, StopRequested() ? static_cast<float>(o_.stop_signal->load()) : 0.0f, at::TensorOptions().device(comm_.device()));
+  at::Tensor flag = at::full({1}, static_cast<float>(LocalStopSignal()), at::TensorOptions().device(comm_.device()));
   comm_.AllReduce(flag, ReduceOp::kMax);
   stop_signal_ = static_cast<int>(flag.cpu().item<float>());
 }
