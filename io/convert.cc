@@ -576,6 +576,17 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
   if (opt.min_user_events < 0 || opt.min_item_events < 0) Fail("--min-user-events/--min-item-events must be >= 0");
 
   std::vector<Event>& ev = raw.events;
+  if (opt.since || opt.until) {
+    if (!raw.has_timestamps) Fail("--since/--until: ", input, " has no timestamps");
+    if (opt.since && opt.until && *opt.until <= *opt.since) {
+      Fail("--until ", *opt.until, " is not after --since ", *opt.since, ": the window is empty");
+    }
+    auto end = std::remove_if(ev.begin(), ev.end(), [&](const Event& e) {
+      return (opt.since && e.ts < *opt.since) || (opt.until && e.ts >= *opt.until);
+    });
+    report.dropped_by_time = ev.end() - end;
+    ev.erase(end, ev.end());
+  }
   if (opt.min_rating) {
     if (!raw.has_ratings) Fail("--min-rating: ", input, " has no ratings");
     auto end = std::remove_if(ev.begin(), ev.end(),
@@ -632,7 +643,8 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
     report.dropped_by_kcore = static_cast<int64_t>(before - ev.size());
   }
   if (ev.empty()) {
-    Fail(input, ": no events left after filtering (", report.dropped_by_rating, " by --min-rating, ",
+    Fail(input, ": no events left after filtering (", report.dropped_by_time, " by --since/--until, ", report.dropped_by_rating,
+         " by --min-rating, ",
          report.dropped_by_kcore, " by --min-user-events/--min-item-events)");
   }
 

@@ -26,11 +26,15 @@ struct ConvertOptions {
   int64_t min_user_events = 0;       // k-core: iterate both filters to a fixed point
   int64_t min_item_events = 0;
   bool dedup = false;  // keep only the first event of each (user, item) pair
+  // A time window: keep events with since <= timestamp < until (seconds; needs timestamps). Applied
+  // first, so the other filters see only the window.
+  std::optional<int64_t> since, until;
 };
 
 struct ConvertReport {
   std::string detected;  // e.g. "movielens (ml-100k: u.data, u.item, u.genre)"
   int64_t input_events = 0;
+  int64_t dropped_by_time = 0;
   int64_t dropped_by_rating = 0;
   int64_t dropped_duplicates = 0;
   int64_t dropped_by_kcore = 0;

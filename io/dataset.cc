@@ -6,8 +6,33 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/fingerprint.h"
 
 namespace shardrec {
+
+namespace {
+
+// The id space: item raw ids in dense-id order (streamed into `items`), then the categories.
+std::string FinishIdsFingerprint(Fingerprint items, int64_t num_categories, const std::vector<std::string>& names) {
+  items.Add(static_cast<uint64_t>(num_categories));
+  for (const auto& n : names) items.Add(n);
+  return items.Hex();
+}
+
+// The data: the id space, then every user's raw id and events (streamed into `events`).
+std::string FinishDataFingerprint(const std::string& ids, Fingerprint events) {
+  events.Add(ids);
+  return events.Hex();
+}
+
+void AddUserToFingerprint(Fingerprint& f, std::string_view raw_id, std::span<const int32_t> items,
+                          std::span<const int64_t> timestamps) {
+  f.Add(raw_id);
+  f.AddValues(items);
+  f.AddValues(timestamps);
+}
+
+}  // namespace
 
 struct DatasetWriter::Impl {
   explicit Impl(const std::string& path, const DatasetWriterOptions& o)
@@ -29,6 +54,7 @@ struct DatasetWriter::Impl {
   int64_t users = 0, items = 0, events = 0, category_count = 0;
   int32_t max_item = -1, max_category = -1;
   bool finished = false;
+  Fingerprint item_ids, event_data;  // streamed as items and users are added (see Dataset::ItemIdsFingerprint)
 
   void CloseAppenders() {
     for (auto* a : {event_offsets.get(), event_timestamps.get(), category_offsets.get()}) {
@@ -114,6 +140,7 @@ void DatasetWriter::AddUser(std::string_view raw_id, std::span<const int32_t> it
     m.max_item = std::max(m.max_item, it);
   }
   m.user_raw_ids->Append(raw_id);
+  AddUserToFingerprint(m.event_data, raw_id, items, timestamps);
   m.event_items->Append(items.data(), static_cast<int64_t>(items.size()));
   if (m.event_timestamps) m.event_timestamps->Append(timestamps.data(), timestamps.size());
   m.events += static_cast<int64_t>(items.size());
@@ -126,6 +153,7 @@ void DatasetWriter::AddItem(std::string_view raw_id, std::string_view title,
   Impl& m = *impl_;
   CHECK(!m.finished);
   m.item_raw_ids->Append(raw_id);
+  m.item_ids.Add(raw_id);
   if (m.item_titles) {
     m.item_titles->Append(title);
   } else {
@@ -199,6 +227,9 @@ DatasetInfo DatasetWriter::Finish() {
   }
   m.CloseAppenders();
   h5::File& f = m.file;
+  const std::string ids = FinishIdsFingerprint(m.item_ids, info.num_categories, m.category_names);
+  f.SetAttr("/", "item_ids_fingerprint", ids);
+  f.SetAttr("/", "fingerprint", FinishDataFingerprint(ids, m.event_data));
   f.SetAttr("/", "format", std::string(kDatasetFormatName));
   f.SetAttr("/", "format_version", kDatasetFormatVersion);
   f.SetAttr("/", "num_users", info.num_users);
@@ -359,6 +390,35 @@ int64_t Dataset::CountItemsWithContent() const {
     count += std::count(has.begin(), has.end(), true);
   }
   return count;
+}
+
+std::string Dataset::ItemIdsFingerprint() const {
+  if (auto v = file_.GetStringAttr("/", "item_ids_fingerprint")) return *v;
+  Fingerprint items;  // a file written before fingerprints existed: computed the writer's way
+  const int64_t block = 1 << 16;
+  for (int64_t b = 0; b < info_.num_items; b += block) {
+    for (const auto& id : ReadItemRawIds(b, std::min(info_.num_items, b + block))) items.Add(id);
+  }
+  return FinishIdsFingerprint(items, info_.has_categories ? info_.num_categories : 0, ReadCategoryNames());
+}
+
+std::string Dataset::DataFingerprint() const {
+  if (auto v = file_.GetStringAttr("/", "fingerprint")) return *v;
+  Fingerprint events;
+  for (int64_t u = 0; u < info_.num_users;) {
+    int64_t v = u + 1;
+    while (v < info_.num_users && offsets_[v + 1] - offsets_[u] < (1 << 20)) ++v;
+    const std::vector<int32_t> items = ReadItems(offsets_[u], offsets_[v]);
+    const std::vector<int64_t> times = ReadTimestamps(offsets_[u], offsets_[v]);
+    const std::vector<std::string> raw = ReadUserRawIds(u, v);
+    for (int64_t w = u; w < v; ++w) {
+      const size_t first = static_cast<size_t>(offsets_[w] - offsets_[u]), n = static_cast<size_t>(user_length(w));
+      AddUserToFingerprint(events, raw[w - u], std::span<const int32_t>(items.data() + first, n),
+                           times.empty() ? std::span<const int64_t>() : std::span<const int64_t>(times.data() + first, n));
+    }
+    u = v;
+  }
+  return FinishDataFingerprint(ItemIdsFingerprint(), events);
 }
 
 std::map<std::string, double> Dataset::NumericAttributes(const std::string& group) const {

@@ -2,7 +2,8 @@
 // in docs/formats.md; this header is the only code that knows the object names.
 //
 //   /                         attrs format="shardrec.dataset", format_version, num_users, num_items,
-//                             num_events, has_timestamps, content_dim, num_categories, source
+//                             num_events, has_timestamps, content_dim, num_categories, source,
+//                             item_ids_fingerprint, fingerprint (16 hex digits each)
 //   /users/event_offsets      int64 [U+1]   CSR: user u's events are [off[u], off[u+1])
 //   /users/raw_ids            strings [U]   (CSR strings: offsets int64 [n+1] + bytes uint8)
 //   /events/item              int32 [E]     dense item id in [0, I), sorted by (user, time)
@@ -117,6 +118,14 @@ class Dataset {
   std::vector<float> ReadItemContent(int64_t begin, int64_t end) const;  // [n x content_dim]
   // Items that have a non-zero content vector or a non-empty title.
   int64_t CountItemsWithContent() const;
+
+  // The id space: a fingerprint of the item raw ids in dense-id order and the categories (count and
+  // names). Two files with the same one put every item and category on the same row.
+  std::string ItemIdsFingerprint() const;
+  // The data: the id space plus every user's raw id, events and timestamps (not titles or content
+  // vectors, which tools may add later). Both are stored by the writer; for a file written
+  // before they existed they are computed here (a pass over the file).
+  std::string DataFingerprint() const;
 
   // Numeric attributes of a group (e.g. "/oracle"); empty if the group does not exist.
   std::map<std::string, double> NumericAttributes(const std::string& group) const;

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "io/dataset.h"
 
@@ -52,5 +53,42 @@ struct SynthReport {
 
 // Writes the dataset to `output` atomically. Throws UserError on impossible options.
 SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& options);
+
+}  // namespace shardrec
+
+namespace shardrec {
+
+// A multi-day scenario cut from one generated dataset (the "world"): day d's file holds what was
+// known at the end of day d, so nightly retraining can be run and tested reproducibly.
+//   - Time: day 1 ends when `first_day_share` of the world's events have happened; days 2 .. D
+//     each add an equal share of the rest. Day d keeps the events before its end: histories grow, users whose first
+//     event comes later appear on later days.
+//   - New items: each item arrives on day 1, or on day 2 .. D with probability `new_items` per day
+//     (drawn from its own seeded stream, across the whole popularity range, so popularity shifts as
+//     they arrive); its events before its arrival day are dropped.
+//   - Retired items: from day 2 on, each item retires on a given day with probability
+//     `retired_items` per day (if it arrived before); from then on it and every event of it are gone.
+//   - A day keeps users with at least 3 events and the items that still have events.
+// Raw ids are the world's, so the same user or item has the same raw id on every day, while its
+// dense id may differ (datasets number ids in raw-id order).
+struct SynthDaysOptions {
+  int days = 3;
+  double first_day_share = 0.7;
+  double new_items = 0.05;
+  double retired_items = 0.02;
+  uint64_t seed = 7;
+};
+
+struct SynthDay {
+  std::string path;
+  DatasetInfo info;
+  int64_t new_items = 0;      // items on this day that were not on the day before
+  int64_t retired_items = 0;  // items of the day before that are not on this day
+  int64_t new_users = 0;      // users on this day that were not on the day before
+};
+
+// Reads `world` (a dataset with timestamps) and writes `dir`/day-1.h5 ... day-D.h5, each atomically.
+// Throws UserError on bad options or a world without timestamps.
+std::vector<SynthDay> WriteSyntheticDays(const std::string& world, const std::string& dir, const SynthDaysOptions& options);
 
 }  // namespace shardrec

@@ -1,5 +1,6 @@
 // shardrec data convert | stats | synth
 #include <algorithm>
+#include <tuple>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -50,10 +51,16 @@ int RunConvert(const std::vector<std::string>&) {
   o.min_user_events = FLAGS_min_user_events;
   o.min_item_events = FLAGS_min_item_events;
   o.dedup = FLAGS_dedup;
+  for (auto [flag, value, out] : {std::tuple{"since", &FLAGS_since, &o.since}, std::tuple{"until", &FLAGS_until, &o.until}}) {
+    if (value->empty()) continue;
+    *out = ParseInt64(*value);
+    if (!*out) Fail("--", flag, ": expected a Unix time in seconds, got ", Quote(*value));
+  }
   auto start = Clock::now();
   ConvertReport r = ConvertToDataset(FLAGS_input, FLAGS_output, o);
   double secs = Seconds(start);
   std::printf("read %s: %lld events\n", r.detected.c_str(), static_cast<long long>(r.input_events));
+  if (o.since || o.until) std::printf("dropped by --since/--until: %lld\n", static_cast<long long>(r.dropped_by_time));
   if (o.min_rating) std::printf("dropped by --min-rating: %lld\n", static_cast<long long>(r.dropped_by_rating));
   if (o.dedup) std::printf("dropped duplicates: %lld\n", static_cast<long long>(r.dropped_duplicates));
   if (o.min_user_events > 0 || o.min_item_events > 0) {
@@ -72,10 +79,37 @@ int RunStats(const std::vector<std::string>& pos) {
   return 0;
 }
 
+// --days: the world into a temporary file beside the days, then one file per day.
+int RunSynthDays(const SynthOptions& o) {
+  const std::string dir = FLAGS_output, world = FLAGS_output + "/.world.h5";
+  if (PathExists(dir) && !IsDirectory(dir)) Fail("--output ", dir, ": with --days it names a directory, and this is a file");
+  MakeDirs(dir);
+  GenerateSynthetic(world, o);
+  ProgressDone();
+  SynthDaysOptions d{.days = FLAGS_days, .first_day_share = FLAGS_first_day_share, .new_items = FLAGS_new_items,
+                     .retired_items = FLAGS_retired_items, .seed = o.seed};
+  std::vector<SynthDay> days;
+  try {
+    days = WriteSyntheticDays(world, dir, d);
+  } catch (...) {
+    RemoveAll(world);
+    throw;
+  }
+  RemoveAll(world);
+  for (const auto& day : days) {
+    std::printf("wrote %s: %lld users, %lld items, %lld events (new items %lld, retired items %lld, new users %lld)\n",
+                day.path.c_str(), static_cast<long long>(day.info.num_users), static_cast<long long>(day.info.num_items),
+                static_cast<long long>(day.info.num_events), static_cast<long long>(day.new_items),
+                static_cast<long long>(day.retired_items), static_cast<long long>(day.new_users));
+  }
+  return 0;
+}
+
 int RunSynth(const std::vector<std::string>&) {
   if (FLAGS_output.empty()) Fail("--output is required");
   SynthOptions o = SynthOptionsFromFlags();
   auto start = Clock::now();
+  if (FLAGS_days > 0) return RunSynthDays(o);
   SynthReport r = GenerateSynthetic(FLAGS_output, o);
   ProgressDone();
   double secs = Seconds(start);
@@ -92,7 +126,7 @@ Registrar convert_cmd({
     .summary = "convert MovieLens, sequence or CSV files into a ShardRec dataset (HDF5)",
     .usage = "shardrec data convert --format movielens|seq|csv --input PATH --output FILE.h5 [flags]",
     .flags = {"format", "input", "output", "seq_layout", "columns", "delimiter", "min_rating",
-              "min_user_events", "min_item_events", "dedup"},
+              "min_user_events", "min_item_events", "dedup", "since", "until"},
     .positional = 0,
     .run = RunConvert,
 });
@@ -107,9 +141,11 @@ Registrar stats_cmd({
 Registrar synth_cmd({
     .name = "data synth",
     .summary = "generate the built-in synthetic dataset (planted structure + its oracle)",
-    .usage = "shardrec data synth --output FILE.h5 [--users N --items N --events N --seed S ...]",
+    .usage = "shardrec data synth --output FILE.h5 [--users N --items N --events N --seed S ...]\n"
+             "       shardrec data synth --output DIR --days D [--new-items P --retired-items P --first-day-share S ...]",
     .flags = {"output", "users", "items", "events", "seed", "topics", "categories", "content_dim",
-              "zipf", "stay", "transition", "successors", "titles"},
+              "zipf", "stay", "transition", "successors", "titles", "days", "first_day_share", "new_items",
+              "retired_items"},
     .positional = 0,
     .run = RunSynth,
 });

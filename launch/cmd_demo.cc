@@ -173,6 +173,10 @@ int RunDemo(const std::vector<std::string>& args) {
   o.model.separate_input_vectors = true;
   o.model.cosine = false;
   o.model.positions_from_newest = true;
+  // No softmax over a user's earlier items (evaluation never ranks them), and a cosine schedule
+  // (docs/results.md, "The demo ahead of item-to-item").
+  o.exclude_history = true;
+  o.lr_schedule = "cosine";
   if (job.is_root()) {
     std::printf("== 5. train: %lld epochs, global batch %lld, on %d rank(s) -> %s\n", static_cast<long long>(o.epochs),
                 static_cast<long long>(o.batch_size), job.comm->world_size(), o.run_dir.c_str());

@@ -55,7 +55,7 @@ ModelConfig ModelConfigFromFlags() {
 
 std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
-                                "weight_decay", "warmup_steps", "clip_norm", "loss", "negatives", "precision",
+                                "weight_decay", "warmup_steps", "init_from", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
                                 "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank",
                                 "memory_bandwidth", "link_bandwidth"};
@@ -84,6 +84,9 @@ class StdoutSink : public TrainingSink {
   void OnResume(const std::string& from, int64_t step, int64_t epoch, int64_t batch) override {
     Print("resumed from %s: step %lld, epoch %lld, batch %lld\n", from.c_str(), static_cast<long long>(step),
           static_cast<long long>(epoch), static_cast<long long>(batch));
+  }
+  void OnWarmStart(const std::string& from, const std::string& ids) override {
+    Print("warm start from %s: %s\n", from.c_str(), ids.c_str());
   }
   void OnWarning(const std::string& message) override {
     std::fprintf(stderr, "shardrec: warning: %s\n", message.c_str());
@@ -163,6 +166,10 @@ int RunTrain(const std::vector<std::string>&) {
   o.lr = FLAGS_lr;
   o.weight_decay = FLAGS_weight_decay;
   o.warmup_steps = FLAGS_warmup_steps;
+  o.lr_schedule = FLAGS_lr_schedule;
+  o.init_from = FLAGS_init_from;
+  o.min_lr_ratio = FLAGS_min_lr_ratio;
+  o.exclude_history = FLAGS_exclude_history;
   o.clip_norm = FLAGS_clip_norm;
   o.loss = FLAGS_loss;
   o.precision = FLAGS_precision;

@@ -9,11 +9,17 @@ DEFINE_string(columns, "",
               "csv: map roles to column names, e.g. user=reviewerID,item=asin,timestamp=ts,rating=r");
 DEFINE_string(delimiter, "", "csv: field delimiter (',', ';', 'tab'); empty = detect from header");
 DEFINE_string(min_rating, "", "keep events with rating >= this (empty = keep all)");
+DEFINE_string(since, "", "convert: keep events at or after this Unix time in seconds (needs timestamps)");
+DEFINE_string(until, "", "convert: keep events before this Unix time in seconds (needs timestamps)");
 DEFINE_int64(min_user_events, 0, "k-core: drop users with fewer events (iterated with items)");
 DEFINE_int64(min_item_events, 0, "k-core: drop items with fewer events (iterated with users)");
 DEFINE_bool(dedup, false, "keep only the first event of each (user, item) pair");
 DEFINE_bool(json, false, "print machine-readable JSON");
 DEFINE_int64(users, 10000, "synthetic users");
+DEFINE_int32(days, 0, "synth: cut the data into this many day files (--output names a directory: day-1.h5 ...); 0 = one file");
+DEFINE_double(first_day_share, 0.7, "synth --days: the share of the world's events day 1 holds");
+DEFINE_double(new_items, 0.05, "synth --days: probability per day that an item arrives (days 2..D)");
+DEFINE_double(retired_items, 0.02, "synth --days: probability per day that an item retires (days 2..D)");
 DEFINE_int64(items, 5000, "synthetic items");
 DEFINE_int64(events, 0, "synthetic events in total (0 = 20 per user; at least 3 per user)");
 DEFINE_uint64(seed, 7, "random seed (the same seed gives the same output)");
@@ -43,6 +49,10 @@ DEFINE_int64(max_steps, 0, "stop after this many steps (0 = no limit)");
 DEFINE_double(lr, 1e-3, "AdamW learning rate of the dense parameters");
 DEFINE_double(weight_decay, 0.0, "AdamW weight decay");
 DEFINE_int64(warmup_steps, 100, "linear learning-rate warm-up steps");
+DEFINE_string(init_from, "", "warm start: a previous run directory, checkpoint, model or export; rows carry over by raw id (docs/training.md)");
+DEFINE_string(lr_schedule, "constant", "dense learning rate after warm-up: constant | cosine (decays to lr x --min-lr-ratio at the last step)");
+DEFINE_bool(exclude_history, false, "a position's softmax leaves out the items earlier in its sequence (evaluation never ranks them); off for data where users repeat items");
+DEFINE_double(min_lr_ratio, 0.0, "cosine schedule: the final rate as a fraction of --lr");
 DEFINE_double(clip_norm, 1.0, "clip the dense gradient to this norm (0 = off)");
 DEFINE_string(precision, "float32",
               "train: float32, or bfloat16 (the user tower's products under autocast: faster on CPUs with "

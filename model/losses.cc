@@ -5,6 +5,7 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <limits>
 
 #include "common/error.h"
@@ -24,8 +25,9 @@ using torch::autograd::variable_list;
 // them). Three products per chunk, as autograd's, but no pass over a [P x C] tensor in memory.
 struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEntropy> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& users, const at::Tensor& candidates,
-                            const at::Tensor& targets, const at::Tensor* log_q_or_null, double temperature) {
-    // (log_q comes by pointer: an undefined tensor cannot be an autograd input.)
+                            const at::Tensor& targets, const at::Tensor* log_q_or_null, double temperature,
+                            const LogitMask* mask) {
+    // (log_q and the mask come by pointer: an undefined tensor cannot be an autograd input.)
     const at::Tensor log_q = log_q_or_null ? *log_q_or_null : at::Tensor();
     const int64_t p = users.size(0), c = candidates.size(0);
     const at::Tensor u = users.detach().contiguous(), v = candidates.detach().contiguous();
@@ -41,8 +43,9 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
     for (int64_t b = 0; b < p; b += chunk) {
       const int64_t n = std::min(chunk, p - b);
       const at::Tensor uc = u.narrow(0, b, n), tc = targets.narrow(0, b, n).unsqueeze(1);
-      const at::Tensor logits = neg_log_q.defined() ? at::addmm(neg_log_q, uc, v.t(), 1.0, inv_t)
-                                                    : at::mm(uc, v.t()).mul_(inv_t);
+      at::Tensor logits = neg_log_q.defined() ? at::addmm(neg_log_q, uc, v.t(), 1.0, inv_t)
+                                              : at::mm(uc, v.t()).mul_(inv_t);
+      if (mask != nullptr) MaskChunk(*mask, b, n, logits);
       // One fused pass (ATen's softmax) gives the probabilities; the loss needs only the
       // target's: -log p_t, floored at the smallest normal float (a loss of 87.3, far beyond the
       // logits of a model that trains).
@@ -60,7 +63,20 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor g = grad_out[0];
-    return {saved[0] * g, saved[1] * g, at::Tensor(), at::Tensor(), at::Tensor()};
+    return {saved[0] * g, saved[1] * g, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+  // Sets the masked logits of positions [b, b + n) to -inf (accumulated, so repeated pairs and
+  // pairs not kept are harmless).
+  static void MaskChunk(const LogitMask& m, int64_t b, int64_t n, at::Tensor& logits) {
+    const int64_t* pos = m.positions.const_data_ptr<int64_t>();
+    const int64_t total = m.positions.numel();
+    const int64_t lo = std::lower_bound(pos, pos + total, b) - pos, hi = std::lower_bound(pos, pos + total, b + n) - pos;
+    if (lo == hi) return;
+    const at::Tensor p = m.positions.narrow(0, lo, hi - lo).to(logits.device()) - b;
+    const at::Tensor add = at::where(m.keep.narrow(0, lo, hi - lo), -std::numeric_limits<float>::infinity(), 0.0f)
+                               .to(logits.scalar_type());
+    logits.index_put_({p, m.rows.narrow(0, lo, hi - lo)}, add, /*accumulate=*/true);
   }
 };
 
@@ -68,7 +84,16 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
 
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature) {
-  return FusedSoftmaxCrossEntropy::apply(users, candidates, targets, log_q.defined() ? &log_q : nullptr, temperature);
+  return FusedSoftmaxCrossEntropy::apply(users, candidates, targets, log_q.defined() ? &log_q : nullptr, temperature,
+                                         static_cast<const LogitMask*>(nullptr));
+}
+
+at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
+                                  const at::Tensor& log_q, double temperature, const LogitMask& mask) {
+  CHECK(mask.positions.device().is_cpu() && mask.positions.scalar_type() == at::kLong) << "mask positions: int64 on the host";
+  CHECK(mask.rows.numel() == mask.positions.numel() && mask.keep.numel() == mask.positions.numel());
+  const LogitMask m{mask.positions.contiguous(), mask.rows, mask.keep};
+  return FusedSoftmaxCrossEntropy::apply(users, candidates, targets, log_q.defined() ? &log_q : nullptr, temperature, &m);
 }
 
 RetrievalLoss::RetrievalLoss(const RetrievalLossOptions& options, const std::vector<int64_t>& item_counts,
@@ -111,10 +136,22 @@ Candidates RetrievalLoss::MakeCandidates(const at::Tensor& targets, int64_t glob
 }
 
 at::Tensor RetrievalLoss::Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
-                              const Candidates& candidates) const {
+                              const Candidates& candidates, const ExcludedItems* excluded) const {
   // Full softmax: candidate c is item c. Sampled: targets become rows of the sorted candidates.
   const at::Tensor rows = options_.full ? targets : at::searchsorted(candidates.ids, targets);
-  return SoftmaxCrossEntropySum(users, candidate_vectors, rows, candidates.log_q, options_.temperature);
+  if (excluded == nullptr || excluded->items.numel() == 0) {
+    return SoftmaxCrossEntropySum(users, candidate_vectors, rows, candidates.log_q, options_.temperature);
+  }
+  LogitMask mask{excluded->positions, excluded->items, {}};
+  if (options_.full) {
+    mask.keep = at::ones_like(excluded->items, excluded->items.options().dtype(at::kBool));
+  } else {
+    // The candidate row an item would have, kept where the item is really there (no host round trip).
+    const int64_t c = candidates.ids.numel();
+    mask.rows = at::searchsorted(candidates.ids, excluded->items).clamp_max(c - 1);
+    mask.keep = candidates.ids.index_select(0, mask.rows).eq(excluded->items);
+  }
+  return SoftmaxCrossEntropySum(users, candidate_vectors, rows, candidates.log_q, options_.temperature, mask);
 }
 
 }  // namespace shardrec

@@ -21,6 +21,20 @@ namespace shardrec {
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature);
 
+// Logits a softmax leaves out: position positions[j] does not score candidate row rows[j] where
+// keep[j] is true (its logit becomes -inf; false entries change nothing). positions: int64 on the
+// host, sorted ascending (the chunk bounds come from it without a device round trip); rows int64
+// and keep bool on the device, the same length. A row masked at a position must not be its target.
+struct LogitMask {
+  at::Tensor positions;
+  at::Tensor rows;
+  at::Tensor keep;
+};
+
+// The same, with the masked logits left out of every position's softmax.
+at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
+                                  const at::Tensor& log_q, double temperature, const LogitMask& mask);
+
 struct RetrievalLossOptions {
   bool full = true;             // full softmax over the catalogue; false: sampled softmax
   int64_t negatives = 256;      // sampled: uniform negatives shared by the global batch
@@ -28,6 +42,13 @@ struct RetrievalLossOptions {
   bool logq = true;             // sampled: logQ correction of every candidate
   uint64_t seed = 1;            // sampled: negatives of step s are a function of (seed, s)
   int64_t max_positions_per_rank = 0;  // sampled: bound on one rank's positions in a step
+};
+
+// Items a position's softmax leaves out: the items earlier in its own sequence (see
+// `exclude_history`). positions: int64 on the host, sorted ascending; items: int64 ids on the device.
+struct ExcludedItems {
+  at::Tensor positions;
+  at::Tensor items;
 };
 
 // The items a step scores every position against.
@@ -53,8 +74,10 @@ class RetrievalLoss {
   Candidates MakeCandidates(const at::Tensor& targets, int64_t global_positions, int64_t step, Communicator& comm) const;
   // Sum over positions of -log softmax(target). users [P x d]; candidate_vectors [C x d], row c
   // the item candidates.ids[c]; targets int64 [P] item ids (every one among the candidates).
+  // excluded (optional): items left out of a position's softmax; an excluded item that is not a
+  // candidate is ignored, and one that is the position's target must not be given.
   at::Tensor Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
-                 const Candidates& candidates) const;
+                 const Candidates& candidates, const ExcludedItems* excluded = nullptr) const;
 
  private:
   RetrievalLossOptions options_;

@@ -329,6 +329,8 @@ void TwoTowerModel::SeedDropout(uint64_t seed) {
   impl_->dropout_gen.set_current_seed(seed);
 }
 const ModelConfig& TwoTowerModel::config() const { return impl_->config; }
+
+const ItemCatalog& TwoTowerModel::catalog() const { return impl_->catalog; }
 ShardedEmbeddingCollection& TwoTowerModel::embeddings() { return *impl_->embeddings; }
 
 }  // namespace shardrec

@@ -60,6 +60,12 @@ struct ItemCatalog {
   std::vector<int64_t> category_offsets;  // CSR [I+1]
   std::vector<int64_t> category_values;
   at::Tensor content;                   // float [I x D] or undefined
+  // Where the catalogue came from (empty for one built in code): the dataset file and its
+  // fingerprints (io/dataset.h). Checkpoints record them, so rows are never loaded into another
+  // id space unnoticed.
+  std::string data;
+  std::string item_ids_fingerprint;
+  std::string data_fingerprint;
 };
 
 // The item tower's embedding tables (item ids; categories when the catalogue has them and the
@@ -110,6 +116,8 @@ class TwoTowerModel {
   // Restarts the generator dropout draws from (this rank's; on a GPU the device's default one).
   void SeedDropout(uint64_t seed);
   const ModelConfig& config() const;
+  // The catalogue the model was built for (categories and content as the config uses them).
+  const ItemCatalog& catalog() const;
   ShardedEmbeddingCollection& embeddings();
 
  private:

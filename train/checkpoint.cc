@@ -8,18 +8,21 @@
 #include <cstring>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/strings.h"
+#include "io/dataset.h"
 #include "io/h5.h"
 
 namespace shardrec {
 namespace {
 
 constexpr const char* kManifest = "manifest.json";
+constexpr const char* kIdsFile = "ids.h5";
 
 std::vector<float> ToFloats(const at::Tensor& t) {
   at::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
@@ -125,6 +128,35 @@ void WriteDense(const std::string& path, TwoTowerModel& model, torch::optim::Ada
   f.Close();
 }
 
+// The id space of the tables' rows (rank 0): the item raw ids in row order, the category names, and
+// the dataset they came from with its fingerprints.
+void WriteIds(const std::string& path, const ItemCatalog& c) {
+  auto ds = Dataset::Open(c.data);
+  h5::File f = h5::File::Create(path);
+  f.SetAttr("/", "format", std::string("shardrec.ids"));
+  f.SetAttr("/", "format_version", int64_t{1});
+  f.SetAttr("/", "data", c.data);
+  f.SetAttr("/", "item_ids_fingerprint", c.item_ids_fingerprint);
+  f.SetAttr("/", "data_fingerprint", c.data_fingerprint);
+  f.SetAttr("/", "num_items", ds->info().num_items);
+  f.SetAttr("/", "num_categories", ds->info().has_categories ? ds->info().num_categories : int64_t{0});
+  {
+    h5::StringAppender items(&f, "/items/raw_ids");
+    const int64_t n = ds->info().num_items, block = 1 << 16;
+    for (int64_t b = 0; b < n; b += block) {
+      for (const auto& id : ds->ReadItemRawIds(b, std::min(n, b + block))) items.Append(id);
+    }
+    items.Flush();
+  }
+  const std::vector<std::string> names = ds->ReadCategoryNames();
+  if (!names.empty()) {
+    h5::StringAppender out(&f, "/categories/names");
+    for (const auto& name : names) out.Append(name);
+    out.Flush();
+  }
+  f.Close();
+}
+
 }  // namespace
 
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
@@ -147,6 +179,7 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
     ShardedEmbeddingCollection& emb = model.embeddings();
     WritePlanFile(tmp + "/plan.txt", emb.plan(), emb.plan().ToTable(emb.specs()));
     WriteDense(tmp + "/dense.h5", model, adam, state);
+    if (!model.catalog().data.empty()) WriteIds(tmp + "/" + kIdsFile, model.catalog());
   }, remove_tmp);
   RunAgreed(comm, [&] {
     if (comm.rank() != 0) return;
@@ -228,8 +261,69 @@ void LoadTrainerState(const std::string& dir, const h5::File& f, TrainerState* s
   state->best_valid_ndcg10 = *best;
 }
 
-// This rank's rows of every table, from the shard files of however many ranks saved them.
-void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model) {
+// Per table: saved row -> the model's row, -1 where the id is gone. No entry: rows are the same.
+using RowMaps = std::map<std::string, at::Tensor>;
+
+std::vector<std::string> AllStrings(const h5::File& f, const std::string& name, int64_t n) {
+  return n == 0 ? std::vector<std::string>() : h5::ReadStrings(f, name, 0, n);
+}
+
+// Names of `n` categories: the stored names, or their numbers where a file has none.
+std::vector<std::string> CategoryKeys(std::vector<std::string> names, int64_t n) {
+  if (!names.empty()) return names;
+  for (int64_t i = 0; i < n; ++i) names.push_back(std::to_string(i));
+  return names;
+}
+
+at::Tensor MapByKey(const std::vector<std::string>& saved, const std::vector<std::string>& now, LoadReport::Counts* counts) {
+  std::unordered_map<std::string_view, int64_t> row;
+  row.reserve(now.size());
+  for (size_t i = 0; i < now.size(); ++i) row.emplace(now[i], static_cast<int64_t>(i));
+  std::vector<int64_t> map(saved.size(), -1);
+  for (size_t i = 0; i < saved.size(); ++i) {
+    auto it = row.find(saved[i]);
+    if (it != row.end()) map[i] = it->second;
+  }
+  counts->carried = static_cast<int64_t>(map.size()) - std::count(map.begin(), map.end(), int64_t{-1});
+  counts->dropped = static_cast<int64_t>(map.size()) - counts->carried;
+  counts->fresh = static_cast<int64_t>(now.size()) - counts->carried;
+  return torch::tensor(map, torch::kLong);
+}
+
+// Compares the id space `dir` was saved in with the model's. The same (or unknown: a checkpoint
+// from before ids were saved, or a catalogue built in code): no maps. Different: an error naming
+// both datasets, or, when remapping, the row maps by raw id (items and categories).
+RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap, LoadReport* report) {
+  const ItemCatalog& now = model.catalog();
+  const std::string path = dir + "/" + kIdsFile;
+  if (!PathExists(path) || now.item_ids_fingerprint.empty()) return {};
+  h5::File f = h5::File::Open(path);
+  const std::string saved_fp = f.GetStringAttr("/", "item_ids_fingerprint").value_or("");
+  if (saved_fp == now.item_ids_fingerprint) return {};
+  const std::string saved_data = f.GetStringAttr("/", "data").value_or("?");
+  const int64_t saved_items = f.GetIntAttr("/", "num_items").value_or(0);
+  if (!remap) {
+    Fail(dir, " was trained on ", saved_data, " (", saved_items, " items, ids ", saved_fp, ") but ", now.data,
+         " has other item ids (", now.num_items, " items, ids ", now.item_ids_fingerprint,
+         "): its rows would land on the wrong items. To carry the rows over by raw id, start a new run with "
+         "`shardrec train --init-from ", dir, " --data ", now.data, "`");
+  }
+  auto ds = Dataset::Open(now.data);
+  RowMaps maps;
+  const at::Tensor items = MapByKey(AllStrings(f, "/items/raw_ids", saved_items),
+                                    ds->ReadItemRawIds(0, ds->info().num_items), &report->items);
+  maps["item_id"] = maps["item_input_id"] = items;
+  const int64_t saved_cats = f.GetIntAttr("/", "num_categories").value_or(0);
+  const int64_t now_cats = ds->info().has_categories ? ds->info().num_categories : 0;
+  maps["item_category"] = MapByKey(CategoryKeys(AllStrings(f, "/categories/names", f.Exists("/categories/names/offsets") ? saved_cats : 0), saved_cats),
+                                   CategoryKeys(ds->ReadCategoryNames(), now_cats), &report->categories);
+  report->remapped = true;
+  return maps;
+}
+
+// This rank's rows of every table, from the shard files of however many ranks saved them (through
+// `maps` where the id space changed).
+void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model, const RowMaps& maps) {
   ShardedEmbeddingCollection& emb = model.embeddings();
   std::set<std::string> saved_tables;  // every rank reads every file: all ranks agree on a missing table
   for (int64_t r = 0; r < saved_world; ++r) {
@@ -246,6 +340,13 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
       std::vector<int64_t> rows = f.ReadAll<int64_t>(g + "/rows");
       if (rows.empty()) continue;
       at::Tensor ids = torch::tensor(rows, torch::kLong);
+      if (auto m = maps.find(spec.name); m != maps.end()) {
+        if (ids.max().item<int64_t>() >= m->second.numel() || ids.min().item<int64_t>() < 0) {
+          Fail(dir, "/embeddings-rank", r, ".h5: table ", spec.name, " has rows outside the ", m->second.numel(),
+               " ids of ", kIdsFile, " (damaged?)");
+        }
+        ids = m->second.index_select(0, ids);  // -1: gone, never kept below
+      }
       at::Tensor keep = torch::nonzero((ids >= s->row_begin).logical_and(ids < s->row_end)).view({-1});
       if (keep.numel() == 0) continue;
       if (ids.max().item<int64_t>() >= spec.rows) {
@@ -283,18 +384,21 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
 
 }  // namespace
 
-void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
-                    Communicator& comm, bool verified) {
+LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
+                          Communicator& comm, bool verified, bool remap_by_raw_id) {
   if (!verified) VerifyCheckpoint(dir, comm);
   const int64_t saved_world = ReadManifest(dir).world_size;
+  LoadReport report;
+  const RowMaps maps = MatchIds(dir, model, remap_by_raw_id, &report);
   torch::NoGradGuard no_grad;
   {
     h5::File f = h5::File::Open(dir + "/dense.h5");
     LoadDense(dir, f, model, adam);
     if (state) LoadTrainerState(dir, f, state);
   }
-  LoadEmbeddings(dir, saved_world, model);
+  LoadEmbeddings(dir, saved_world, model, maps);
   comm.Barrier();
+  return report;
 }
 
 std::vector<std::string> ListCheckpoints(const std::string& run_dir) {

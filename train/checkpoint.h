@@ -3,6 +3,7 @@
 // and dense.h5 with the dense parameters, AdamW state, trainer state (step, epoch, reader position,
 // early-stopping state) and the random generator state. manifest.json, with every file's size and
 // CRC-32C, is written last (temp file + fsync + rename): a directory without it is never loaded.
+// ids.h5 holds the id space of the rows (item raw ids, category names, the dataset's fingerprints).
 // The same layout, without optimizer and trainer state, holds a trained model (RUN/model).
 // Layouts are documented in docs/formats.md.
 #pragma once
@@ -33,12 +34,28 @@ struct TrainerState {
 // `adam` and `state` may be null (a model without training state).
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                     const TrainerState* state, Communicator& comm);
+// What a load did to the rows (counts of ids; all zero unless the id space changed).
+struct LoadReport {
+  struct Counts {
+    int64_t carried = 0;  // saved ids the model has: their rows (and optimizer state) loaded
+    int64_t fresh = 0;    // the model's ids that were not saved: rows as initialised
+    int64_t dropped = 0;  // saved ids the model does not have (retired)
+  };
+  bool remapped = false;
+  Counts items, categories;
+};
+
 // COLLECTIVE. Loads what `dir` holds into this rank's shards (re-bucketing rows saved by any world
 // size), the dense parameters and, when given, the AdamW and trainer state. Unless `verified` (the
 // directory came from PickCheckpoint), verifies checksums first; a missing manifest or a damaged file
 // is a UserError naming the file and what failed.
-void LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                    TrainerState* state, Communicator& comm, bool verified = false);
+// Rows belong to the id space of the dataset the checkpoint was trained on (RUN/.../ids.h5). If
+// the model's catalogue has other item ids, loading is a UserError naming both datasets unless
+// `remap_by_raw_id`: then every saved row goes to the model's row of the same raw item id (category
+// name), ids the model lacks are dropped and ids new to it keep their initial rows.
+LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
+                          TrainerState* state, Communicator& comm, bool verified = false,
+                          bool remap_by_raw_id = false);
 // Throws UserError naming the checkpoint and file if the manifest is missing or a file's size or
 // checksum does not match it. Checks the files whose position in name order is `part` modulo `parts`.
 void VerifyCheckpoint(const std::string& dir, int part = 0, int parts = 1);

@@ -9,6 +9,9 @@ namespace shardrec {
 ItemCatalog LoadItemCatalog(const Dataset& ds) {
   ItemCatalog c;
   c.num_items = ds.info().num_items;
+  c.data = ds.path();
+  c.item_ids_fingerprint = ds.ItemIdsFingerprint();
+  c.data_fingerprint = ds.DataFingerprint();
   if (ds.info().has_categories && ds.info().num_categories > 0) {
     auto cats = ds.ReadItemCategories(0, c.num_items);
     c.num_categories = ds.info().num_categories;

@@ -14,6 +14,9 @@ void SinkList::OnPlan(const std::string& p) {
 void SinkList::OnResume(const std::string& c, int64_t st, int64_t e, int64_t b) {
   for (auto* s : sinks_) s->OnResume(c, st, e, b);
 }
+void SinkList::OnWarmStart(const std::string& f, const std::string& ids) {
+  for (auto* s : sinks_) s->OnWarmStart(f, ids);
+}
 void SinkList::OnWarning(const std::string& m) {
   for (auto* s : sinks_) s->OnWarning(m);
 }

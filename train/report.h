@@ -27,6 +27,9 @@ class TrainingSink {
   // The plan of the embedding tables (a per-rank table) before the first step.
   virtual void OnPlan(const std::string& plan_table) {}
   virtual void OnResume(const std::string& checkpoint, int64_t step, int64_t epoch, int64_t next_batch) {}
+  // A warm start (--init-from): where the state came from, and what happened to the ids, e.g.
+  // "items 4800 carried over, 200 new, 150 dropped; categories 18 carried over, 0 new, 0 dropped".
+  virtual void OnWarmStart(const std::string& from, const std::string& ids) {}
   // Something the user should know that does not stop the run (e.g. a damaged checkpoint skipped).
   virtual void OnWarning(const std::string& message) {}
   virtual void OnProgress(const ProgressReport& report) {}
@@ -40,6 +43,7 @@ class SinkList : public TrainingSink {
   void Add(TrainingSink* sink) { if (sink) sinks_.push_back(sink); }
   void OnPlan(const std::string& p) override;
   void OnResume(const std::string& c, int64_t s, int64_t e, int64_t b) override;
+  void OnWarmStart(const std::string& f, const std::string& ids) override;
   void OnWarning(const std::string& m) override;
   void OnProgress(const ProgressReport& r) override;
   void OnValidation(int64_t s, int64_t e, const std::map<std::string, double>& m) override;

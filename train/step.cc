@@ -4,6 +4,7 @@
 #include <torch/optim/adamw.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/rng.h"
 #include "model/precision.h"
@@ -16,6 +17,7 @@ struct TrainStep::Inputs {
   std::vector<HistoryBatch> groups;     // inputs: positions [0, width - 1) of each row
   std::vector<at::Tensor> positions;    // per group, int64: its real input positions, flat
   at::Tensor targets;                   // int64 [P]: the next item of every position, group by group
+  ExcludedItems excluded;               // exclude_history: each position's earlier items
   int64_t global_positions = 0;
 };
 
@@ -35,7 +37,7 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
   const int64_t groups = std::clamp<int64_t>(options_.length_groups, 1, std::max<int64_t>(1, b.rows));
   const bool gaps = !b.timestamps.empty();
   Inputs in;
-  std::vector<int64_t> targets;
+  std::vector<int64_t> targets, excluded_at, excluded;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t first = b.rows * g / groups, last = b.rows * (g + 1) / groups;
     int64_t width = 0;
@@ -49,13 +51,26 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
         items[r * l + k] = b.items[row * b.width + k];
         if (gaps) stamps[r * l + k] = b.timestamps[row * b.width + k];
         pos.push_back(r * l + k);
-        targets.push_back(b.items[row * b.width + k + 1]);
+        const int64_t target = b.items[row * b.width + k + 1];
+        if (options_.exclude_history) {
+          for (int64_t e = 0; e <= k; ++e) {
+            const int64_t earlier = b.items[row * b.width + e];
+            if (earlier == target) continue;  // a repeated item stays a target
+            excluded_at.push_back(static_cast<int64_t>(targets.size()));
+            excluded.push_back(earlier);
+          }
+        }
+        targets.push_back(target);
       }
     }
     in.groups.push_back(MakeHistoryBatch(n, l, items, stamps, lengths, model_.config().time_buckets, dev));
     in.positions.push_back(at::tensor(pos, at::kLong).to(dev));
   }
   in.targets = at::tensor(targets, at::kLong).to(dev);
+  if (options_.exclude_history) {
+    in.excluded.positions = at::tensor(excluded_at, at::kLong);
+    in.excluded.items = at::tensor(excluded, at::kLong).to(dev);
+  }
   in.global_positions = std::max<int64_t>(1, b.global_positions);
   return in;
 }
@@ -84,13 +99,14 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
       users.push_back(out.reshape({-1, out.size(-1)}).index_select(0, in.positions[g]));
     }
   }
-  return loss_.Sum(at::cat(users).to(at::kFloat), vectors.output, in.targets, cand);
+  return loss_.Sum(at::cat(users).to(at::kFloat), vectors.output, in.targets, cand,
+                   options_.exclude_history ? &in.excluded : nullptr);
 }
 
 void TrainStep::Update(int64_t step) {
   AllReduceDenseGrads(params_, comm_, options_.bucket_elements);
   if (options_.clip_norm > 0) torch::nn::utils::clip_grad_norm_(params_, options_.clip_norm);
-  const double lr = WarmupLr(options_.lr, options_.warmup_steps, step);
+  const double lr = DenseLr(options_, step);
   for (auto& g : adam_.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
   adam_.step();
   adam_.zero_grad();
@@ -110,8 +126,12 @@ at::Tensor TrainStep::Run(const Batch& batch, int64_t step) {
   return sum.detach();
 }
 
-double WarmupLr(double lr, int64_t warmup_steps, int64_t step) {
-  return lr * std::min(1.0, static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, warmup_steps)));
+double DenseLr(const StepOptions& o, int64_t step) {
+  const double warm = std::min(1.0, static_cast<double>(step) / static_cast<double>(std::max<int64_t>(1, o.warmup_steps)));
+  if (!o.cosine || o.total_steps <= o.warmup_steps) return o.lr * warm;
+  const double done = std::clamp(static_cast<double>(step - o.warmup_steps) / static_cast<double>(o.total_steps - o.warmup_steps),
+                                 0.0, 1.0);
+  return o.lr * warm * (o.min_lr_ratio + (1.0 - o.min_lr_ratio) * 0.5 * (1.0 + std::cos(M_PI * done)));
 }
 
 void AllReduceDenseGrads(std::vector<at::Tensor>& params, Communicator& comm, int64_t bucket_elements) {

@@ -33,6 +33,10 @@ namespace shardrec {
 struct StepOptions {
   double lr = 1e-3;            // AdamW's rate after warm-up
   int64_t warmup_steps = 100;  // linear warm-up of the dense rate
+  // After warm-up: constant, or cosine decay from lr to lr x min_lr_ratio at total_steps.
+  bool cosine = false;
+  double min_lr_ratio = 0.0;
+  int64_t total_steps = 0;
   double clip_norm = 1.0;      // on the all-reduced dense gradient; 0 = off
   uint64_t seed = 1;           // dropout masks of step s on rank r are a function of (seed, s, r)
   bool bfloat16 = false;       // the user tower's products under bfloat16 autocast
@@ -40,6 +44,9 @@ struct StepOptions {
   // padded to its own longest row: padding is hardly computed, and the batch (so the gradient) is
   // the one the reader gave. 1 = the whole batch at once.
   int64_t length_groups = 8;
+  // A position's softmax leaves out the items earlier in its sequence (the evaluation protocol
+  // never ranks them), except its own target where a user repeats an item.
+  bool exclude_history = false;
   int64_t bucket_elements = 4 << 20;  // dense all-reduce bucket size (floats)
 };
 
@@ -70,8 +77,8 @@ class TrainStep {
   std::vector<at::Tensor> params_;
 };
 
-// AdamW's rate at `step` (1-based): linear warm-up to `lr` over `warmup_steps`, then constant.
-double WarmupLr(double lr, int64_t warmup_steps, int64_t step);
+// AdamW's rate at `step` (1-based): linear warm-up to `lr` over `warmup_steps`, then the schedule.
+double DenseLr(const StepOptions& o, int64_t step);
 
 // COLLECTIVE. Sums the dense gradients of `params` over ranks in flat buckets of at most
 // `bucket_elements` floats (a parameter without a gradient counts as zeros).

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "io/dataset.h"
+#include "io/export.h"
 #include "io/reader.h"
 #include "model/losses.h"
 #include "model/precision.h"
@@ -44,6 +45,11 @@ void CheckTrainOptions(const TrainOptions& o) {
   RequireFlag(std::isfinite(o.lr) && o.lr > 0, "lr", "a finite rate > 0", o.lr);
   RequireFlag(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weight-decay", "a finite value >= 0", o.weight_decay);
   RequireFlag(o.warmup_steps >= 0, "warmup-steps", "0 or more", o.warmup_steps);
+  if (o.lr_schedule != "constant" && o.lr_schedule != "cosine") {
+    Fail("--lr-schedule: expected constant or cosine, got '", o.lr_schedule, "'");
+  }
+  RequireFlag(std::isfinite(o.min_lr_ratio) && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1, "min-lr-ratio", "a ratio in [0, 1]",
+              o.min_lr_ratio);
   RequireFlag(std::isfinite(o.clip_norm) && o.clip_norm >= 0, "clip-norm", "a finite norm >= 0 (0 = off)", o.clip_norm);
   if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") {
     Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
@@ -123,6 +129,7 @@ class TrainingRun {
  private:
   void Plan();
   void Resume();
+  void WarmStart();
   void Build(TrainingSink* sink);  // everything after the lock
   void Start(TrainingSink* sink);  // rank 0: the run's files, once everything before has succeeded
   bool RunEpoch();  // false: stop training
@@ -139,6 +146,7 @@ class TrainingRun {
   std::unique_ptr<DirectoryLock> lock_;  // rank 0, for the whole run
   std::string plan_table_;
   PickedCheckpoint resumed_;
+  std::string warm_from_, warm_ids_;  // the directory a warm start loaded, and its id summary
   SinkList sinks_;
   std::unique_ptr<TrainingSink> jsonl_, tb_;
   std::unique_ptr<Dataset> ds_;
@@ -148,6 +156,7 @@ class TrainingRun {
   std::unique_ptr<TwoTowerModel> model_;
   std::unique_ptr<torch::optim::AdamW> adam_;
   std::unique_ptr<RetrievalLoss> loss_;
+  StepOptions step_options_;
   std::unique_ptr<TrainStep> step_fn_;
   std::unique_ptr<SequenceReader> reader_;
   TrainerState state_;
@@ -195,13 +204,19 @@ void TrainingRun::Build(TrainingSink* sink) {
   adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(),
                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
   loss_ = std::make_unique<RetrievalLoss>(LossOptions(o, ds_->info(), comm.world_size()), counts_, c10::Device(comm.device()));
-  StepOptions so{.lr = o.lr, .warmup_steps = o.warmup_steps, .clip_norm = o.clip_norm, .seed = o.seed, .bfloat16 = IsBfloat16(o.precision),
-                 .length_groups = o.length_groups};
-  step_fn_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm, so);
   reader_ = std::make_unique<SequenceReader>(o.data, TrainReaderOptions(o, comm));
   const int64_t per_epoch = reader_->num_batches();
   total_ = o.max_steps > 0 ? std::min(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
-  if (o.resume) Resume();
+  step_options_ = StepOptions{.lr = o.lr, .warmup_steps = o.warmup_steps, .cosine = o.lr_schedule == "cosine",
+                              .min_lr_ratio = o.min_lr_ratio, .total_steps = total_, .clip_norm = o.clip_norm, .seed = o.seed,
+                              .bfloat16 = IsBfloat16(o.precision), .length_groups = o.length_groups,
+                              .exclude_history = o.exclude_history};
+  step_fn_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm, step_options_);
+  if (o.resume) {
+    Resume();
+  } else if (!o.init_from.empty()) {
+    WarmStart();
+  }
   // Rank 0 writes the run's files; every rank learns whether that worked.
   RunAgreed(comm, [&] {
     if (root_) Start(sink);
@@ -222,6 +237,7 @@ void TrainingRun::Start(TrainingSink* sink) {
   sinks_.Add(tb_.get());
   sinks_.OnPlan(plan_table_);
   WritePlanFile(o_.run_dir + "/plan.txt", plan_, plan_table_);
+  if (!warm_from_.empty()) sinks_.OnWarmStart(warm_from_, warm_ids_);
   if (!o_.resume) return;
   for (const auto& w : resumed_.skipped) sinks_.OnWarning(w);
   sinks_.OnResume(resumed_.dir, state_.step, state_.epoch, state_.next_batch);
@@ -244,6 +260,31 @@ void TrainingRun::Resume() {
   LoadCheckpoint(resumed_.dir, *model_, adam_.get(), &state_, comm_, /*verified=*/true);
   res_.best_valid_ndcg10 = state_.best_valid_ndcg10;
   res_.best_epoch = state_.best_epoch;
+}
+
+static std::string ResolveInitFrom(const std::string& prev, Communicator& comm) {
+  if (PathExists(prev + "/dense.h5")) return prev;  // a checkpoint or model directory
+  if (PathExists(prev + "/config.yaml") || IsDirectory(prev + "/checkpoints") || IsDirectory(prev + "/model")) {  // a run
+    if (!ListCheckpoints(prev).empty()) return PickCheckpoint(prev, "latest-valid", comm).dir;
+    if (PathExists(prev + "/model/dense.h5")) return prev + "/model";
+    Fail("--init-from ", prev, ": the run has no checkpoint and no model yet");
+  }
+  if (PathExists(prev + "/LATEST") || PathExists(prev + "/manifest.json")) {  // an export root or version
+    return ReadExportManifest(ResolveExport(prev)).source;
+  }
+  Fail("--init-from ", prev, ": not a run directory, checkpoint, model or export");
+}
+
+void TrainingRun::WarmStart() {
+  warm_from_ = ResolveInitFrom(o_.init_from, comm_);
+  const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_, /*verified=*/false,
+                                      /*remap_by_raw_id=*/true);
+  auto counts = [](const char* what, const LoadReport::Counts& c) {
+    return std::string(what) + " " + std::to_string(c.carried) + " carried over, " + std::to_string(c.fresh) + " new, " +
+           std::to_string(c.dropped) + " dropped";
+  };
+  warm_ids_ = r.remapped ? counts("items", r.items) + "; " + counts("categories", r.categories)
+                         : "the same item ids (" + std::to_string(catalog_.num_items) + " items)";
 }
 
 int TrainingRun::LocalStopSignal() const { return o_.stop_signal != nullptr ? o_.stop_signal->load() : 0; }
@@ -295,7 +336,7 @@ void TrainingRun::Report() {
   r.total_steps = total_;
   r.epoch = state_.epoch;
   r.loss = window_loss_ / std::max<int64_t>(1, window_steps_);
-  r.lr = WarmupLr(o_.lr, o_.warmup_steps, r.step);
+  r.lr = DenseLr(step_options_, r.step);
   r.sequences_per_second = window_sequences_ / std::max(1e-9, Since(window_start_));
   r.seconds = Since(start_);
   r.eta_seconds = (total_ - r.step) * r.seconds / std::max<int64_t>(1, r.step - steps_before_);

@@ -26,6 +26,10 @@ struct TrainOptions {
   double lr = 1e-3;
   double weight_decay = 0.0;
   int64_t warmup_steps = 100;
+  // After warm-up, the dense rate stays (constant) or follows a cosine from lr down to
+  // lr x min_lr_ratio at the run's last step (epochs x batches per epoch, or max_steps).
+  std::string lr_schedule = "constant";
+  double min_lr_ratio = 0.0;
   double clip_norm = 1.0;  // on the dense gradient; 0 = off
   std::string loss = "auto";  // full | sampled | auto (full when items <= full_softmax_max_items)
   int64_t full_softmax_max_items = 5000;
@@ -46,6 +50,9 @@ struct TrainOptions {
   // Rows of a batch go through the user tower in this many groups of similar length, each padded
   // to its own longest row (train/step.h); the batches themselves are unchanged.
   int64_t length_groups = 8;
+  // A position's softmax leaves out the items earlier in its own sequence, which evaluation
+  // excludes too (train/step.h); off for data where users repeat items they had.
+  bool exclude_history = false;
   // Length bucketing of training batches (io/reader.h): windows of this many global batches are
   // sorted by length, so a batch holds similar lengths; 0 = off (random batches).
   int64_t bucket_batches = 0;
@@ -53,6 +60,12 @@ struct TrainOptions {
   int64_t checkpoint_every = 0;  // steps between checkpoints (0: only at the end)
   int64_t keep_checkpoints = 3;  // newest checkpoints kept
   bool resume = false;           // continue from a checkpoint of run_dir
+  // Warm start (ignored on resume): a previous run directory (its newest checkpoint that verifies,
+  // else its model), a checkpoint or model directory, or an export root or version (the model it
+  // was exported from). Rows and their sparse optimizer state carry over by raw id, dense
+  // parameters and AdamW state as they are; ids new in `data` keep their initial rows, ids it no
+  // longer has are dropped. The step count, schedule and early stopping start afresh.
+  std::string init_from;
   std::string resume_from = "latest";  // latest | latest-valid
   // A run directory that holds a run (config.yaml, metrics.jsonl, model/ or checkpoints/) takes a
   // fresh run only with overwrite, which removes the old run's files once the new run has started.

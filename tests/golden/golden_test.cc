@@ -75,6 +75,19 @@ TEST(Golden, DatasetV1ReadsAndTheWriterIsStable) {
   EXPECT_EQ(ds->ReadItemTitles(2, 3)[0], "Thirty (1992)");
   EXPECT_EQ(ds->ReadCategoryNames(), (std::vector<std::string>{"Action", "Drama"}));
   EXPECT_TRUE(ReadFileToString(fresh) == ReadFileToString(golden)) << "the dataset writer changed its bytes";
+  EXPECT_EQ(ds->ItemIdsFingerprint().size(), 16u);
+}
+
+// A dataset written before fingerprints were stored reads as before, and the fingerprints computed
+// from its contents equal the ones the writer stores now for the same data.
+TEST(Golden, DatasetV1WithoutFingerprintsGetsTheWritersOnes) {
+  testing::TempDir dir;
+  auto old = Dataset::Open(kGolden + "/dataset_v1_before_fingerprints.h5");
+  auto now = Dataset::Open(MakeDataset(dir));
+  EXPECT_EQ(old->info().num_events, 11);
+  EXPECT_EQ(old->ItemIdsFingerprint(), now->ItemIdsFingerprint());
+  EXPECT_EQ(old->DataFingerprint(), now->DataFingerprint());
+  EXPECT_NE(now->ItemIdsFingerprint(), now->DataFingerprint());
 }
 
 // The tiny model trained for two steps on the golden dataset (makes the golden checkpoint/export).

@@ -163,6 +163,36 @@ TEST(ConvertFilters, DedupKeepsFirstOccurrence) {
   EXPECT_EQ(Dataset::Open(dir.File("all.h5"))->info().num_events, 5);
 }
 
+// A day's window [since, until): events outside it go, and raw ids keep their names, so the dense
+// ids of two windows differ while their raw ids agree (what warm starts map by).
+TEST(ConvertFilters, TimeWindowKeepsSinceUntilHalfOpen) {
+  TempDir dir;
+  WriteText(dir.File("e.csv"),
+            "user,item,timestamp\n"
+            "u1,a,100\nu1,b,199\nu1,c,200\nu2,d,150\nu2,a,250\nu3,e,300\n");
+  ConvertOptions o = Format("csv");
+  o.since = 150;
+  o.until = 250;
+  ConvertReport r = ConvertToDataset(dir.File("e.csv"), dir.File("day.h5"), o);
+  EXPECT_EQ(r.dropped_by_time, 3);
+  auto ds = Dataset::Open(dir.File("day.h5"));
+  EXPECT_EQ(ds->ReadUserRawIds(0, 2), (std::vector<std::string>{"u1", "u2"}));
+  EXPECT_EQ(Sequences(*ds), (std::vector<std::vector<std::string>>{{"b", "c"}, {"d"}}));
+  o.since.reset();  // only an end
+  EXPECT_EQ(ConvertToDataset(dir.File("e.csv"), dir.File("before.h5"), o).info.num_events, 4);
+  o.since = 250;
+  o.until = 250;
+  ExpectUserError([&] { ConvertToDataset(dir.File("e.csv"), dir.File("x.h5"), o); }, {"--until 250 is not after --since 250"});
+  o.since = 1000;
+  o.until.reset();
+  ExpectUserError([&] { ConvertToDataset(dir.File("e.csv"), dir.File("x.h5"), o); }, {"no events left", "6 by --since/--until"});
+  WriteText(dir.File("p.txt"), "1 5\n1 6\n");
+  ConvertOptions seq = Format("seq");
+  seq.since = 0;
+  ExpectUserError([&] { ConvertToDataset(dir.File("p.txt"), dir.File("x.h5"), seq); }, {"--since/--until", "has no timestamps"});
+  EXPECT_FALSE(PathExists(dir.File("x.h5")));
+}
+
 TEST(ConvertFilters, KCoreIteratesToFixedPoint) {
   // min 2 events per user and per item. Round 1 drops user 3 (1 event) and item 9 (1 event);
   // that leaves user 2 with one event (item 8), so round 2 drops it, which leaves item 8 with

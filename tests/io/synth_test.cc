@@ -6,7 +6,10 @@
 #include <cmath>
 
 #include <algorithm>
+#include <map>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "common/file_util.h"
 #include "tests/test_util.h"
@@ -132,6 +135,69 @@ TEST(Synth, BadOptionsAreUserErrors) {
   o.stay = 1.5;
   testing::ExpectUserError([&] { GenerateSynthetic(dir.File("s.h5"), o); }, {"--stay"});
   EXPECT_FALSE(PathExists(dir.File("s.h5")));
+}
+
+
+// Day files: raw ids keep their meaning across days (a user's day-d history is a prefix of its
+// day-(d+1) history, minus retired items), items arrive and retire at the configured rates, and
+// the same seed gives the same files.
+TEST(SynthDays, DaysGrowKeepRawIdsAndRetireItems) {
+  TempDir dir;
+  GenerateSynthetic(dir.File("world.h5"), Small());
+  SynthDaysOptions o;
+  o.days = 3;
+  o.new_items = 0.1;
+  o.retired_items = 0.05;
+  const auto days = WriteSyntheticDays(dir.File("world.h5"), dir.File("d"), o);
+  ASSERT_EQ(days.size(), 3u);
+  std::vector<std::map<std::string, std::vector<std::pair<std::string, int64_t>>>> histories;
+  std::vector<std::set<std::string>> item_sets;
+  for (const auto& day : days) {
+    auto ds = Dataset::Open(day.path);
+    const auto items = ds->ReadItemRawIds(0, ds->info().num_items);
+    const auto users = ds->ReadUserRawIds(0, ds->info().num_users);
+    const auto ev = ds->ReadItems(0, ds->info().num_events);
+    const auto ts = ds->ReadTimestamps(0, ds->info().num_events);
+    histories.emplace_back();
+    for (int64_t u = 0; u < ds->info().num_users; ++u) {
+      auto& h = histories.back()[users[u]];
+      for (int64_t e = ds->user_offsets()[u]; e < ds->user_offsets()[u + 1]; ++e) h.emplace_back(items[ev[e]], ts[e]);
+      EXPECT_GE(h.size(), 3u);
+    }
+    item_sets.emplace_back(items.begin(), items.end());
+    EXPECT_EQ(ds->info().has_categories, true);
+    EXPECT_GT(ds->info().content_dim, 0);
+  }
+  auto world = Dataset::Open(dir.File("world.h5"));
+  EXPECT_LT(days[0].info.num_events, days[1].info.num_events);
+  EXPECT_LT(days[1].info.num_users, world->info().num_users + 1);
+  for (size_t d = 1; d < days.size(); ++d) {
+    SCOPED_TRACE("day " + std::to_string(d + 1));
+    // Rates: ~10% of the world's items arrive and ~5% retire per day (binomial spread).
+    EXPECT_GT(days[d].new_items, 5);  // arrivals with events today (and items with a first event today)
+    EXPECT_NEAR(days[d].retired_items, 0.05 * 1000, 40);
+    EXPECT_GT(days[d].new_users, 0);
+    EXPECT_GT(days[d].new_items, 0);
+    // A user's history the day before, without items retired since, is the start of today's.
+    int compared = 0;
+    for (const auto& [user, before] : histories[d - 1]) {
+      auto it = histories[d].find(user);
+      if (it == histories[d].end()) continue;
+      std::vector<std::pair<std::string, int64_t>> kept;
+      for (const auto& e : before) {
+        if (item_sets[d].count(e.first)) kept.push_back(e);
+      }
+      ASSERT_LE(kept.size(), it->second.size()) << user;
+      EXPECT_TRUE(std::equal(kept.begin(), kept.end(), it->second.begin())) << user;
+      ++compared;
+    }
+    EXPECT_GT(compared, 500);
+  }
+  // Reproducible.
+  WriteSyntheticDays(dir.File("world.h5"), dir.File("again"), o);
+  EXPECT_EQ(ReadFileToString(dir.File("d/day-2.h5")), ReadFileToString(dir.File("again/day-2.h5")));
+  o.new_items = 1.5;
+  testing::ExpectUserError([&] { WriteSyntheticDays(dir.File("world.h5"), dir.File("bad"), o); }, {"--new-items"});
 }
 
 }  // namespace

@@ -111,6 +111,8 @@ TEST(Cli, FlagMistakesNameTheFlagAndLeaveNothing) {
            {"--keep-checkpoints 0", "--keep-checkpoints"},
            {"--clip-norm -1", "--clip-norm"},
            {"--warmup-steps -1", "--warmup-steps"},
+           {"--lr-schedule linear", "--lr-schedule: expected constant or cosine, got 'linear'"},
+           {"--min-lr-ratio 2", "--min-lr-ratio: expected a ratio in [0, 1], got 2"},
            {"--temperature -1", "--temperature"},
            {"--patience 0", "--patience"},
            {"--eval-batch-size 0", "--eval-batch-size"},

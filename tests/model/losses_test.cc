@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+#include <vector>
 
 namespace shardrec {
 namespace {
@@ -83,6 +85,78 @@ TEST(Losses, FusedGradientsEqualAutogradOfThePlainFormula) {
     EXPECT_LT((gv - v.grad()).abs().max().item<float>(), 1e-5 * v.grad().abs().max().item<float>());
     EXPECT_GT(u.grad().abs().max().item<float>(), 0.1);
   }
+}
+
+
+// Masked logits: the fused loss with a mask equals autograd through the plain formula with those
+// logits set to -inf (value and both gradients), over several chunks; pairs not kept and repeated
+// pairs change nothing.
+TEST(Losses, MaskedLogitsEqualThePlainFormulaWithoutThem) {
+  at::manual_seed(6);
+  const int64_t p = 300, c = 5000, d = 8;  // 52 positions per chunk: several chunks
+  at::Tensor u = Unit(at::randn({p, d})).requires_grad_(true);
+  at::Tensor v = Unit(at::randn({c, d})).requires_grad_(true);
+  at::Tensor t = at::randint(0, c, {p}, at::kLong);
+  std::vector<int64_t> pos, rows;
+  std::vector<uint8_t> keep;
+  at::Tensor dense_mask = at::zeros({p, c}, at::kBool);
+  // Each position's best-scoring items (so masking them moves the loss), one of them twice.
+  const at::Tensor best = std::get<1>(at::matmul(u, v.t()).detach().topk(4, 1));
+  for (int64_t i = 0; i < p; ++i) {
+    for (int64_t r : {best[i][0].item<int64_t>(), best[i][1].item<int64_t>(), best[i][0].item<int64_t>(),
+                      best[i][3].item<int64_t>(), (i * 31 + 5) % c}) {
+      if (r == t[i].item<int64_t>()) continue;
+      const bool k = (i + r) % 5 != 0;  // some pairs are not kept
+      pos.push_back(i);
+      rows.push_back(r);
+      keep.push_back(k);
+      if (k) dense_mask[i][r] = true;
+    }
+  }
+  const LogitMask mask{at::tensor(pos, at::kLong), at::tensor(rows, at::kLong), at::tensor(keep, at::kByte).to(at::kBool)};
+  ASSERT_GT(dense_mask.sum().item<int64_t>(), p);
+  at::Tensor fused = SoftmaxCrossEntropySum(u, v, t, {}, 0.1, mask);
+  fused.backward();
+  const at::Tensor gu = u.grad().clone(), gv = v.grad().clone();
+  u.mutable_grad() = at::Tensor();
+  v.mutable_grad() = at::Tensor();
+  at::Tensor logits = (at::matmul(u, v.t()) / 0.1).masked_fill(dense_mask, -std::numeric_limits<float>::infinity());
+  at::Tensor plain = at::cross_entropy_loss(logits, t, {}, at::Reduction::Sum);
+  plain.backward();
+  EXPECT_NEAR(fused.item<double>(), plain.item<double>(), 1e-6 * plain.item<double>());
+  EXPECT_LT((gu - u.grad()).abs().max().item<float>(), 1e-5 * u.grad().abs().max().item<float>());
+  EXPECT_LT((gv - v.grad()).abs().max().item<float>(), 1e-5 * v.grad().abs().max().item<float>());
+  // The mask matters: without it the loss is larger (the masked items took probability).
+  EXPECT_GT(SoftmaxCrossEntropySum(u, v, t, {}, 0.1).item<double>(), fused.item<double>() + 10.0);
+}
+
+// RetrievalLoss with excluded items, against the hand-built mask: under full softmax an item is its
+// own row; under sampled softmax an excluded item that is not a candidate is ignored.
+TEST(Losses, ExcludedItemsLeaveTheirCandidatesOut) {
+  at::manual_seed(7);
+  const int64_t items = 50, d = 8;
+  at::Tensor u = Unit(at::randn({3, d}));
+  at::Tensor v = Unit(at::randn({items, d}));
+  at::Tensor targets = at::tensor({4, 9, 20}, at::kLong);
+  const ExcludedItems excluded{at::tensor({0, 0, 2, 2}, at::kLong), at::tensor({7, 11, 3, 40}, at::kLong)};
+  auto plain = [&](const at::Tensor& cand_ids, const std::vector<std::pair<int64_t, int64_t>>& masked) {
+    at::Tensor logits = at::matmul(u, v.index_select(0, cand_ids).t());
+    for (auto [p, row] : masked) logits[p][row] = -std::numeric_limits<float>::infinity();
+    return at::cross_entropy_loss(logits, at::searchsorted(cand_ids, targets), {}, at::Reduction::Sum).item<double>();
+  };
+  RetrievalLossOptions full{.full = true, .temperature = 1.0};
+  RetrievalLoss full_loss(full, std::vector<int64_t>(items, 1), at::kCPU);
+  Candidates all{at::arange(items, at::kLong), {}};
+  EXPECT_NEAR(full_loss.Sum(u, v, targets, all, &excluded).item<double>(),
+              plain(all.ids, {{0, 7}, {0, 11}, {2, 3}, {2, 40}}), 1e-4);
+  // Sampled: candidates 3, 4, 7, 9, 20, 33 (11 and 40 are not among them).
+  RetrievalLossOptions sampled{.full = false, .temperature = 1.0, .logq = false};
+  RetrievalLoss sampled_loss(sampled, std::vector<int64_t>(items, 1), at::kCPU);
+  Candidates some{at::tensor({3, 4, 7, 9, 20, 33}, at::kLong), {}};
+  EXPECT_NEAR(sampled_loss.Sum(u, v.index_select(0, some.ids), targets, some, &excluded).item<double>(),
+              plain(some.ids, {{0, 2}, {2, 0}}), 1e-4);
+  EXPECT_GT(std::abs(sampled_loss.Sum(u, v.index_select(0, some.ids), targets, some).item<double>() -
+                     plain(some.ids, {{0, 2}, {2, 0}})), 1e-3);
 }
 
 }  // namespace

@@ -19,7 +19,8 @@ void SmallDataset(const std::string& path, int64_t content_dim) {
 }
 
 // Parameter: the loss ("full" or "sampled"), optionally followed by "/variant": separate input
-// vectors, dot-product scores and positions from the newest event.
+// vectors, dot-product scores, positions from the newest event, earlier items out of each
+// position's softmax and a cosine learning-rate schedule.
 class Invariance : public ::testing::TestWithParam<std::string> {
  protected:
   TrainOptions Options(const std::string& data, const std::string& run) const {
@@ -30,6 +31,8 @@ class Invariance : public ::testing::TestWithParam<std::string> {
       o.model.cosine = false;
       o.model.positions_from_newest = true;
       o.temperature = 1.0;
+      o.exclude_history = true;
+      o.lr_schedule = "cosine";
     }
     return o;
   }
