@@ -114,6 +114,14 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
                                 "queries)");
     o.Add("index", idx);
   }
+  if (m.has_lineage) {
+    JsonObject cand, served, lineage;
+    for (const auto& [k, v] : m.gate_candidate) cand.Add(k, v);
+    for (const auto& [k, v] : m.gate_served) served.Add(k, v);
+    lineage.Add("parent", m.parent).Add("data_fingerprint", m.data_fingerprint).Add("decision", m.gate_decision)
+        .Add("candidate", cand).Add("served", served);
+    o.Add("lineage", lineage);
+  }
   WriteManifestFile(dir + "/manifest.json", o);
 }
 
@@ -136,6 +144,15 @@ ExportManifest ReadExportManifest(const std::string& dir) {
       for (const auto& s : j.at(key).array) out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
     }
     for (const auto& [k, v] : j.at("eval").object) m.eval[k] = v.num();
+    if (j.has("lineage")) {
+      const JsonValue& l = j.at("lineage");
+      m.has_lineage = true;
+      m.parent = l.at("parent").str();
+      m.data_fingerprint = l.at("data_fingerprint").str();
+      m.gate_decision = l.at("decision").str();
+      for (const auto& [k, v] : l.at("candidate").object) m.gate_candidate[k] = v.num();
+      for (const auto& [k, v] : l.at("served").object) m.gate_served[k] = v.num();
+    }
     if (j.has("index")) {
       const JsonValue& idx = j.at("index");
       m.index_factory = idx.at("factory").str();
@@ -161,6 +178,27 @@ std::string ResolveExport(const std::string& root) {
   while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
   if (v.empty() || v.find('/') != std::string::npos) Fail(latest, ": does not name a version");
   return root + "/" + v;
+}
+
+void CommitExportVersion(const std::string& root, const std::string& partial, const std::string& version) {
+  const std::string dir = root + "/" + version;
+  if (PathExists(dir)) Fail(dir, ": this version exists already; pick another --export-version");
+  if (std::rename(partial.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish: ", std::strerror(errno));
+  SyncPath(root);
+}
+
+std::string ReadLatest(const std::string& root) {
+  const std::string path = root + "/LATEST";
+  if (!PathExists(path)) return "";
+  std::string v = ReadFileToString(path);
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+  if (v.empty() || v.find('/') != std::string::npos) Fail(path, ": does not name a version (damaged?)");
+  return v;
+}
+
+void SetLatest(const std::string& root, const std::string& version) {
+  if (!PathExists(root + "/" + version + "/manifest.json")) Fail(root, "/", version, ": not a complete export version");
+  WriteFileAtomically(root + "/LATEST", version + "\n");
 }
 
 void PublishExport(const std::string& root, const std::string& partial, const std::string& version) {

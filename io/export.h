@@ -54,6 +54,14 @@ struct ExportManifest {
   int64_t index_ef_search = 0, index_nprobe = 0, index_queries = 0;
   int64_t index_refine = 1;  // k_factor of "...,RFlat" factories (absent before: 1)
   double index_recall10 = -1, index_recall100 = -1;
+  // Lineage, written by `shardrec publish` (absent otherwise): the version served when this one was
+  // made ("" on the first), the data fingerprint, and the gate: both evaluations on the same
+  // holdout, the decision and whether it was forced.
+  bool has_lineage = false;
+  std::string parent;
+  std::string data_fingerprint;
+  std::map<std::string, double> gate_candidate, gate_served;
+  std::string gate_decision;  // "published", "refused", "forced"
 };
 
 // "index-<shard>.faiss" for generation 0, "index-<shard>.g<generation>.faiss" after.
@@ -70,5 +78,11 @@ ExportManifest ReadExportManifest(const std::string& dir);
 std::string ResolveExport(const std::string& root_or_version);
 // Renames `partial` to ROOT/<version> and points ROOT/LATEST at it (atomically).
 void PublishExport(const std::string& root, const std::string& partial, const std::string& version);
+// Renames `partial` to ROOT/<version> without touching LATEST (the version exists, is not served).
+void CommitExportVersion(const std::string& root, const std::string& partial, const std::string& version);
+// The version ROOT/LATEST names ("" when there is none).
+std::string ReadLatest(const std::string& root);
+// Points ROOT/LATEST at `version` (atomically: temp file + fsync + rename); it must be complete.
+void SetLatest(const std::string& root, const std::string& version);
 
 }  // namespace shardrec

@@ -191,7 +191,8 @@ int Main(int argc, char** argv) {
   }
   std::vector<std::string> rest(pos.begin() + static_cast<long>(words), pos.end());
   try {
-    if (static_cast<int>(rest.size()) != cmd->positional) {
+    if (static_cast<int>(rest.size()) < cmd->positional ||
+        static_cast<int>(rest.size()) > cmd->positional + cmd->optional_positional) {
       Fail("'shardrec ", cmd->name, "' takes ", cmd->positional, " positional argument(s), got ",
            rest.size(), "; usage: ", cmd->usage);
     }

@@ -14,6 +14,7 @@ struct Command {
   std::string usage;    // "shardrec data convert --format F --input PATH --output FILE [flags]"
   std::vector<std::string> flags;  // gflags names (underscores) this command reads
   int positional = 0;              // number of positional arguments after the name
+  int optional_positional = 0;     // how many more may follow
   std::function<int(const std::vector<std::string>& positional)> run;
 };
 

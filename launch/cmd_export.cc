@@ -19,6 +19,7 @@
 #include "launch/job.h"
 #include "retrieval/index.h"
 #include "train/export.h"
+#include "train/publish.h"
 #include "train/item_data.h"
 #include "train/trainer.h"
 
@@ -56,8 +57,7 @@ int RunExport(const std::vector<std::string>&) {
   return 0;
 }
 
-int RunIndex(const std::vector<std::string>&) {
-  if (FLAGS_export_dir.empty()) Fail("--export is required");
+IndexOptions IndexOptionsFromFlags() {
   IndexOptions o;
   o.factory = FLAGS_factory;
   o.queries = FLAGS_queries;
@@ -70,6 +70,12 @@ int RunIndex(const std::vector<std::string>&) {
     if (value < 1) Fail(flag, ": must be >= 1, got ", value);
   }
   if (o.train_vectors < 0) Fail("--train-vectors: must be >= 0 (0: auto), got ", o.train_vectors);
+  return o;
+}
+
+int RunIndex(const std::vector<std::string>&) {
+  if (FLAGS_export_dir.empty()) Fail("--export is required");
+  const IndexOptions o = IndexOptionsFromFlags();
   const std::string dir = ResolveExport(FLAGS_export_dir);
   IndexReport r = BuildExportIndex(dir, o);
   const std::string trained = r.train_vectors ? " (trained on " + std::to_string(r.train_vectors) + " vectors)" : "";
@@ -77,6 +83,55 @@ int RunIndex(const std::vector<std::string>&) {
               "queries); %.0f queries/s vs %.0f exact\n",
               dir.c_str(), r.factory.c_str(), trained.c_str(), r.build_seconds, r.recall10, r.recall100,
               static_cast<long long>(r.queries), r.index_qps, r.exact_qps);
+  return 0;
+}
+
+void PrintMetricsRow(const char* name, const std::map<std::string, double>& m) {
+  auto get = [&](const char* k) { return m.count(k) ? m.at(k) : 0.0; };
+  std::printf("  %-22s %8.4f %8.4f %8.4f\n", name, get("hr@10"), get("ndcg@10"), get("mrr"));
+}
+
+// `shardrec publish`: the gate (train/publish.h), or --rollback.
+int RunPublish(const std::vector<std::string>& pos) {
+  if (FLAGS_export_root.empty()) Fail("--export-root is required (the export root the serving tier reads)");
+  if (FLAGS_rollback) {
+    const std::string to = Rollback(FLAGS_export_root, pos.empty() ? std::string() : pos[0]);
+    std::printf("rolled back: %s/LATEST -> %s\n", FLAGS_export_root.c_str(), to.c_str());
+    return 0;
+  }
+  if (!pos.empty()) Fail("a VERSION argument goes with --rollback only");
+  if (FLAGS_run_dir.empty()) Fail("--run-dir is required");
+  ApplyRunConfig(FLAGS_run_dir);
+  if (FLAGS_data.empty()) Fail("--data is required");
+  PublishOptions o;
+  o.export_options.run_dir = FLAGS_run_dir;
+  o.export_options.data = FLAGS_data;
+  o.export_options.root = FLAGS_export_root;
+  o.export_options.version = FLAGS_export_version;
+  o.export_options.model = ModelConfigFromFlags();
+  o.export_options.seed = FLAGS_seed;
+  o.index = IndexOptionsFromFlags();
+  o.tolerance = FLAGS_tolerance;
+  o.min_recall = FLAGS_min_recall;
+  o.force = FLAGS_force;
+  o.keep = FLAGS_keep;
+  Job job = StartJob();
+  const PublishResult r = Publish(o, *job.comm);
+  if (!job.is_root()) return r.decision == "refused" ? 1 : 0;
+  std::printf("candidate %s (from %s) against the served %s, test split of %s, full ranking:\n", r.version.c_str(),
+              FLAGS_run_dir.c_str(), r.parent.empty() ? "(none)" : r.parent.c_str(), FLAGS_data.c_str());
+  std::printf("  %-22s %8s %8s %8s\n", "", "HR@10", "NDCG@10", "MRR");
+  PrintMetricsRow("candidate", r.candidate);
+  if (!r.parent.empty()) PrintMetricsRow("served", r.served);
+  std::printf("  index recall@10 against exact search: %.4f\n", r.recall10);
+  for (const auto& v : r.removed) std::printf("removed %s/%s (--keep %lld)\n", FLAGS_export_root.c_str(), v.c_str(), static_cast<long long>(FLAGS_keep));
+  if (r.decision == "refused") {
+    std::fprintf(stderr, "shardrec: refused: %s; %s/LATEST still names %s (--force serves it anyway)\n", r.reason.c_str(),
+                 FLAGS_export_root.c_str(), r.parent.empty() ? "nothing" : r.parent.c_str());
+    return 1;
+  }
+  std::printf("%s: %s/LATEST -> %s%s\n", r.decision.c_str(), FLAGS_export_root.c_str(), r.version.c_str(),
+              r.decision == "forced" ? (" (the gate said: " + r.reason + ")").c_str() : "");
   return 0;
 }
 
@@ -213,6 +268,25 @@ Registrar export_cmd({
     .flags = ExportFlags(),
     .positional = 0,
     .run = RunExport,
+});
+std::vector<std::string> PublishFlags() {
+  std::vector<std::string> k = {"run_dir", "data", "export_root", "export_version", "seed", "tolerance", "min_recall",
+                                "force", "keep", "rollback", "factory", "queries", "ef_search", "nprobe", "refine",
+                                "train_vectors"};
+  k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
+  k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
+  return k;
+}
+
+Registrar publish_cmd({
+    .name = "publish",
+    .summary = "export, index and verify a trained run, then serve it only if the gate passes; retention, rollback",
+    .usage = "[launch/mpirun.sh -np N] shardrec publish --run-dir RUN --export-root ROOT [--tolerance 0.02 --min-recall 0.95 "
+             "--force --keep N]\n       shardrec publish --rollback [VERSION] --export-root ROOT",
+    .flags = PublishFlags(),
+    .positional = 0,
+    .optional_positional = 1,
+    .run = RunPublish,
 });
 Registrar index_cmd({
     .name = "index",

@@ -100,6 +100,12 @@ DEFINE_string(resume, "",
               "verify), or latest / latest-valid for the run of --run-dir (latest-valid: the newest checkpoint "
               "that verifies, skipping damaged newer ones); a run directory named like a keyword is ./latest");
 DEFINE_string(export_version, "", "export: version name (default v<UTC date-time>)");
+DEFINE_string(export_root, "", "publish: the export root the serving tier reads (ROOT/LATEST names the served version)");
+DEFINE_double(tolerance, 0.02, "publish: serve the candidate if its NDCG@10 >= the served version's x (1 - tolerance)");
+DEFINE_double(min_recall, 0.95, "publish: the candidate's index must reach this recall@10 against exact search");
+DEFINE_bool(force, false, "publish: serve the candidate even if the gate refuses it (recorded in its manifest)");
+DEFINE_int64(keep, 0, "publish: versions kept under the export root, oldest removed first (the served one always stays); 0 = all");
+DEFINE_bool(rollback, false, "publish: point LATEST back at VERSION (a positional argument), or at the served version's parent");
 DEFINE_string(export_dir, "", "an export root (uses ROOT/LATEST) or one version directory");
 DEFINE_string(factory, "auto", "index: FAISS factory string (auto: Flat below 100k items per shard, else IVF<4 sqrt(n)>,Flat)");
 DEFINE_int64(queries, 1000, "index: user vectors used to measure recall against exact search");

@@ -96,6 +96,12 @@ DECLARE_double(memory_bandwidth);
 DECLARE_double(link_bandwidth);
 // export / index / query
 DECLARE_string(export_version);
+DECLARE_string(export_root);
+DECLARE_double(tolerance);
+DECLARE_double(min_recall);
+DECLARE_bool(force);
+DECLARE_int64(keep);
+DECLARE_bool(rollback);
 DECLARE_string(export_dir);
 DECLARE_string(factory);
 DECLARE_int64(queries);

@@ -313,6 +313,9 @@ RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap,
   const at::Tensor items = MapByKey(AllStrings(f, "/items/raw_ids", saved_items),
                                     ds->ReadItemRawIds(0, ds->info().num_items), &report->items);
   maps["item_id"] = maps["item_input_id"] = items;
+  report->items_known = torch::zeros({ds->info().num_items}, torch::kBool);
+  const at::Tensor carried = items.masked_select(items >= 0);
+  report->items_known.index_fill_(0, carried, true);
   const int64_t saved_cats = f.GetIntAttr("/", "num_categories").value_or(0);
   const int64_t now_cats = ds->info().has_categories ? ds->info().num_categories : 0;
   maps["item_category"] = MapByKey(CategoryKeys(AllStrings(f, "/categories/names", f.Exists("/categories/names/offsets") ? saved_cats : 0), saved_cats),

@@ -43,6 +43,8 @@ struct LoadReport {
   };
   bool remapped = false;
   Counts items, categories;
+  // When remapped: bool [I], true where the model's item was saved (its row carried over).
+  at::Tensor items_known;
 };
 
 // COLLECTIVE. Loads what `dir` holds into this rank's shards (re-bucketing rows saved by any world

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <limits>
+
 #include <unordered_map>
 #include <unordered_set>
 
@@ -97,10 +99,14 @@ ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
 
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm,
-                                            const std::vector<int64_t>& counts, const ShardedIndex* ann) {
+                                            const std::vector<int64_t>& counts, const ShardedIndex* ann,
+                                            const at::Tensor& unknown) {
   std::vector<UserResult> results, ann_results;
+  const at::Tensor mask = unknown.defined() ? unknown.to(c10::Device(comm.device())).unsqueeze(0) : at::Tensor();
   ForEachEvalBatch(model, data, split, batch_size, comm, [&](const Batch& b, const at::Tensor& users, const at::Tensor& items) {
-    RankBatch(b, torch::matmul(users, items.t()), &results);
+    at::Tensor scores = torch::matmul(users, items.t());
+    if (mask.defined()) scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+    RankBatch(b, scores, &results);
     if (ann) RankBatchWithIndex(b, users, *ann, &ann_results);
   });
   const int64_t num_items = static_cast<int64_t>(counts.size());

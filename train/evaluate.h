@@ -20,11 +20,13 @@ ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items);
 
 // COLLECTIVE. Metrics of `split` of `data`: every rank ranks its users' targets against the whole
 // catalogue (their earlier items excluded). `ann`: also rank through this index (its top 200,
-// history excluded; a target outside them is a miss), returned under "ann_" keys.
+// history excluded; a target outside them is a miss), returned under "ann_" keys. `unknown`
+// (bool [I], optional): items the model cannot recall (it was trained before they existed): they
+// score -inf, so a target among them is a miss.
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm,
                                             const std::vector<int64_t>& item_counts,
-                                            const ShardedIndex* ann = nullptr);
+                                            const ShardedIndex* ann = nullptr, const at::Tensor& unknown = {});
 
 // COLLECTIVE. The user vectors evaluation ranks with for `split`: this rank's users (dense ids)
 // and their vectors [n x dim], in reader order. Exactly what EvaluateModel scores.

@@ -131,7 +131,11 @@ void PublishVersion(const ExportOptions& o, const DatasetInfo& info, const std::
     }
   }
   WriteExportManifest(PartialDir(o, version), m);
-  PublishExport(o.root, PartialDir(o, version), version);
+  if (o.move_latest) {
+    PublishExport(o.root, PartialDir(o, version), version);
+  } else {
+    CommitExportVersion(o.root, PartialDir(o, version), version);
+  }
 }
 
 }  // namespace

@@ -18,6 +18,9 @@ struct ExportOptions {
   ModelConfig model;
   uint64_t seed = 1;
   int64_t chunk = 8192;  // ids per collective encode call
+  // Point ROOT/LATEST at the new version; false: it is complete but not served (`shardrec publish`
+  // serves it only once its index is built and the gate passes).
+  bool move_latest = true;
 };
 
 // COLLECTIVE. Returns ROOT/<version>.

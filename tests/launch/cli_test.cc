@@ -408,6 +408,65 @@ TEST(Cli, QueryWithTimestampsGivesTheVectorEvaluationUses) {
   EXPECT_NE(r.output.find("timestamp for every item"), std::string::npos) << r.output;
 }
 
+// The nightly path on a 3-day synthetic scenario: a warm start on day 2 is published through the
+// gate, a broken candidate (one step from scratch) is refused with LATEST unchanged, --force and
+// --keep, and --rollback moves LATEST back and forth.
+TEST(Cli, PublishGatesRefusesABrokenCandidateAndRollsBack) {
+  TempDir dir;
+  auto r = RunCommand(kBin + " data synth --output " + dir.File("days") + " --days 2 --users 400 --items 300 --events 8000");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string model = " --dim 16 --blocks 1 --max-len 10 --eval-every 0 --log-every 0";
+  const std::string root = dir.File("serve");
+  auto latest = [&] { return ReadFileToString(root + "/LATEST"); };
+  ASSERT_EQ(RunCommand(kBin + " train --data " + dir.File("days/day-1.h5") + " --run-dir " + dir.File("run1") +
+                       " --max-steps 80" + model).exit_code, 0);
+  r = RunCommand(kBin + " publish --run-dir " + dir.File("run1") + " --export-root " + root + " --export-version d1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("published: " + root + "/LATEST -> d1"), std::string::npos) << r.output;
+  EXPECT_EQ(latest(), "d1\n");
+  // Day 2: warm start, published against the served d1 (scored on the ids d1 knows).
+  r = RunCommand(kBin + " train --data " + dir.File("days/day-2.h5") + " --run-dir " + dir.File("run2") +
+                 " --max-steps 40 --init-from " + dir.File("run1") + model);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("warm start from"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " publish --run-dir " + dir.File("run2") + " --export-root " + root + " --export-version d2 --tolerance 0.2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("served"), std::string::npos) << r.output;
+  EXPECT_EQ(latest(), "d2\n");
+  const std::string manifest = ReadFileToString(root + "/d2/manifest.json");
+  EXPECT_NE(manifest.find("\"parent\": \"d1\""), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"decision\": \"published\""), std::string::npos) << manifest;
+  // A broken candidate: one step from scratch on day 2. Refused; LATEST still names d2.
+  ASSERT_EQ(RunCommand(kBin + " train --data " + dir.File("days/day-2.h5") + " --run-dir " + dir.File("bad") +
+                       " --max-steps 1" + model).exit_code, 0);
+  r = RunCommand(kBin + " publish --run-dir " + dir.File("bad") + " --export-root " + root + " --export-version bad1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("shardrec: refused: NDCG@10"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("LATEST still names d2"), std::string::npos) << r.output;
+  EXPECT_EQ(latest(), "d2\n");
+  EXPECT_NE(ReadFileToString(root + "/bad1/manifest.json").find("\"decision\": \"refused\""), std::string::npos);
+  // Forced, with --keep 2: served, recorded, and the oldest versions go (never the served one).
+  r = RunCommand(kBin + " publish --run-dir " + dir.File("bad") + " --export-root " + root +
+                 " --export-version bad2 --force --keep 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("forced: "), std::string::npos) << r.output;
+  EXPECT_EQ(latest(), "bad2\n");
+  EXPECT_FALSE(PathExists(root + "/bad1"));
+  EXPECT_FALSE(PathExists(root + "/d1"));
+  EXPECT_TRUE(PathExists(root + "/d2/manifest.json"));
+  // Rollback to the parent (d2), then explicitly to a version, then to one that is gone.
+  r = RunCommand(kBin + " publish --rollback --export-root " + root);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(latest(), "d2\n");
+  r = RunCommand(kBin + " publish --rollback bad2 --export-root " + root);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(latest(), "bad2\n");
+  r = RunCommand(kBin + " publish --rollback d1 --export-root " + root);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("d1: no such complete version"), std::string::npos) << r.output;
+  EXPECT_EQ(latest(), "bad2\n");
+}
+
 TEST(Cli, KillDuringExportLeavesThePreviousVersionServed) {
   TempDir dir;
   ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 3000 --items 60000 --events 30000").exit_code, 0);

@@ -1,0 +1,138 @@
+#include "train/publish.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "io/dataset.h"
+#include "io/export.h"
+#include "train/checkpoint.h"
+#include "train/evaluate.h"
+#include "train/item_data.h"
+
+namespace shardrec {
+namespace {
+
+// COLLECTIVE. Test metrics on `data` of the model in `model_dir`. `remap`: the model may come from
+// another id space (the served version): its rows are mapped by raw id, and items it never saw
+// score -inf (it cannot recall them).
+std::map<std::string, double> EvaluateDir(const PublishOptions& o, const std::string& model_dir, bool remap,
+                                          Communicator& comm) {
+  const ExportOptions& e = o.export_options;
+  auto ds = Dataset::Open(e.data);
+  ItemCatalog catalog = LoadItemCatalog(*ds);
+  const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
+  TwoTowerModel model(e.model, catalog, PlanItemTables(e.model, catalog, comm), &comm, e.seed);
+  const LoadReport r = LoadCheckpoint(model_dir, model, nullptr, nullptr, comm, /*verified=*/false, remap);
+  at::Tensor unknown;
+  if (r.remapped) unknown = r.items_known.logical_not();
+  model.train(false);
+  return EvaluateModel(model, e.data, Split::kTest, o.eval_batch_size, comm, counts, nullptr, unknown);
+}
+
+// The gate: empty when the candidate may be served, else why not.
+std::string Gate(const PublishOptions& o, const PublishResult& r) {
+  if (r.recall10 < o.min_recall) {
+    return "index recall@10 " + std::to_string(r.recall10) + " is below --min-recall " + std::to_string(o.min_recall);
+  }
+  if (r.parent.empty()) return "";
+  const double cand = r.candidate.at("ndcg@10"), served = r.served.at("ndcg@10");
+  if (cand < served * (1 - o.tolerance)) {
+    return "NDCG@10 " + std::to_string(cand) + " is below the served " + std::to_string(served) + " x (1 - --tolerance " +
+           std::to_string(o.tolerance) + ")";
+  }
+  return "";
+}
+
+// Removes the oldest complete versions beyond `keep`, never `served`; returns their names.
+std::vector<std::string> Prune(const std::string& root, int64_t keep, const std::string& served) {
+  std::vector<std::string> removed;
+  if (keep <= 0) return removed;
+  std::vector<std::string> versions = ListVersions(root);
+  int64_t excess = static_cast<int64_t>(versions.size()) - keep;
+  for (const auto& v : versions) {
+    if (excess <= 0) break;
+    if (v == served) continue;
+    RemoveAll(root + "/" + v);
+    removed.push_back(v);
+    --excess;
+  }
+  return removed;
+}
+
+}  // namespace
+
+std::vector<std::string> ListVersions(const std::string& root) {
+  std::vector<std::string> out;
+  if (!IsDirectory(root)) return out;
+  for (const auto& n : ListDirectory(root)) {
+    if (!n.empty() && n[0] != '.' && PathExists(root + "/" + n + "/manifest.json")) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+PublishResult Publish(const PublishOptions& o, Communicator& comm) {
+  if (!(o.tolerance >= 0 && o.tolerance < 1)) Fail("--tolerance: expected a share in [0, 1), got ", o.tolerance);
+  if (!(o.min_recall >= 0 && o.min_recall <= 1)) Fail("--min-recall: expected a value in [0, 1], got ", o.min_recall);
+  if (o.keep < 0) Fail("--keep: expected 0 (keep all) or more versions, got ", o.keep);
+  const ExportOptions& e = o.export_options;
+  PublishResult r;
+  r.parent = BroadcastString(comm, comm.rank() == 0 ? ReadLatest(e.root) : std::string(), 0);
+  // 1. Both evaluations on the candidate's holdout.
+  r.candidate = EvaluateDir(o, e.run_dir + "/model", /*remap=*/false, comm);
+  if (!r.parent.empty()) {
+    const ExportManifest served = ReadExportManifest(e.root + "/" + r.parent);
+    r.served = EvaluateDir(o, served.source, /*remap=*/true, comm);
+  }
+  // 2. The export, complete but not served.
+  ExportOptions eo = e;
+  eo.move_latest = false;
+  const std::string dir = ExportEmbeddings(eo, comm);
+  r.version = Basename(dir);
+  // 3.-6. On rank 0; every rank learns the outcome (a failure removes the unserved version).
+  RunAgreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    r.recall10 = BuildExportIndex(dir, o.index).recall10;
+    r.reason = Gate(o, r);
+    r.decision = r.reason.empty() ? "published" : o.force ? "forced" : "refused";
+    ExportManifest m = ReadExportManifest(dir);
+    m.has_lineage = true;
+    m.parent = r.parent;
+    m.data_fingerprint = Dataset::Open(e.data)->DataFingerprint();
+    m.gate_candidate = r.candidate;
+    m.gate_served = r.served;
+    m.gate_decision = r.decision;
+    WriteExportManifest(dir, m);
+    if (r.decision != "refused") SetLatest(e.root, r.version);
+    r.removed = Prune(e.root, o.keep, ReadLatest(e.root));
+  }, [&] {
+    if (comm.rank() == 0 && ReadLatest(e.root) != r.version) RemoveAll(dir);
+  });
+  r.decision = BroadcastString(comm, r.decision, 0);
+  r.reason = BroadcastString(comm, r.reason, 0);
+  return r;
+}
+
+std::string Rollback(const std::string& root, const std::string& version) {
+  const std::string current = ReadLatest(root);
+  std::string target = version;
+  if (target.empty()) {
+    if (current.empty()) Fail(root, ": no LATEST; nothing is served, so there is nothing to roll back");
+    target = ReadExportManifest(root + "/" + current).parent;
+    if (target.empty()) {
+      Fail(root, "/", current, ": its manifest records no parent version (the first published, or exported without "
+           "`shardrec publish`); name the version to serve: shardrec publish --rollback VERSION --export-root ", root);
+    }
+  }
+  if (!PathExists(root + "/" + target + "/manifest.json")) {
+    Fail(root, "/", target, ": no such complete version (it may have been removed by --keep)");
+  }
+  ReadExportManifest(root + "/" + target);  // verifies every file's size and checksum
+  SetLatest(root, target);
+  return target;
+}
+
+}  // namespace shardrec

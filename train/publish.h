@@ -1,0 +1,59 @@
+// `shardrec publish`: export a trained run, index and verify it, and serve it only if it is no worse
+// than what is served now (the gate); retention and rollback of served versions.
+//
+// Order, so that exactly one complete version is served throughout:
+//   1. evaluate the candidate (RUN/model) and the served version (ROOT/LATEST's model, loaded into
+//      the candidate's catalogue by raw id; items it never saw cannot be recalled by it) on the same
+//      holdout: the test split of the candidate's data, full ranking;
+//   2. export the candidate to ROOT/<version> (complete, not served);
+//   3. build its index and measure recall@10 against exact search;
+//   4. record the lineage (parent, data fingerprint, both evaluations, decision) in its manifest;
+//   5. only if NDCG@10 >= served x (1 - tolerance) and recall@10 >= min_recall (or when forced),
+//      point ROOT/LATEST at it (atomic rename); otherwise LATEST is left as it was;
+//   6. remove the oldest versions beyond `keep` (never the served one).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "distributed/communicator.h"
+#include "retrieval/index.h"
+#include "train/export.h"
+
+namespace shardrec {
+
+struct PublishOptions {
+  ExportOptions export_options;  // run_dir, data, root, version, model, seed (move_latest is ignored)
+  IndexOptions index;
+  double tolerance = 0.02;   // the candidate's NDCG@10 may be this share below the served one's
+  double min_recall = 0.95;  // the index's recall@10 against exact search
+  bool force = false;        // serve even if the gate refuses (recorded as "forced")
+  int64_t keep = 0;          // versions kept under ROOT (the served one always); 0 = all
+  int64_t eval_batch_size = 256;
+};
+
+struct PublishResult {
+  std::string version;  // the candidate's version name
+  std::string parent;   // the version served before ("" on the first)
+  std::string decision; // "published", "refused" or "forced"
+  std::string reason;   // why the gate refused ("" when it passed)
+  std::map<std::string, double> candidate, served;  // test metrics (served: empty on the first)
+  double recall10 = 0;
+  std::vector<std::string> removed;  // versions removed by `keep`
+};
+
+// COLLECTIVE. Throws UserError on a bad option or a failed stage (LATEST is then unchanged); a
+// refusal is not an error: the result says so (the command exits non-zero).
+PublishResult Publish(const PublishOptions& options, Communicator& comm);
+
+// Points ROOT/LATEST at `version`, or, when empty, at the parent recorded in the served version's
+// lineage. Returns the version now served. UserError if there is nothing to roll back to.
+std::string Rollback(const std::string& root, const std::string& version);
+
+// Complete versions under ROOT (directories with a manifest), in name order (oldest first for the
+// default v<UTC time> names).
+std::vector<std::string> ListVersions(const std::string& root);
+
+}  // namespace shardrec
