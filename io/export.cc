@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/manifest.h"
+#include "common/strings.h"
 #include "io/h5.h"
 
 namespace shardrec {
@@ -197,6 +198,9 @@ std::string ReadLatest(const std::string& root) {
 }
 
 void SetLatest(const std::string& root, const std::string& version) {
+  if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
+    Fail(Quote(version), " is not a version name (a directory directly under ", root, ")");
+  }
   if (!PathExists(root + "/" + version + "/manifest.json")) Fail(root, "/", version, ": not a complete export version");
   WriteFileAtomically(root + "/LATEST", version + "\n");
 }

@@ -109,6 +109,7 @@ int RunSynth(const std::vector<std::string>&) {
   if (FLAGS_output.empty()) Fail("--output is required");
   SynthOptions o = SynthOptionsFromFlags();
   auto start = Clock::now();
+  if (FLAGS_days < 0) Fail("--days: expected 0 (one file) or more, got ", FLAGS_days);
   if (FLAGS_days > 0) return RunSynthDays(o);
   SynthReport r = GenerateSynthetic(FLAGS_output, o);
   ProgressDone();

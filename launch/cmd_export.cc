@@ -115,6 +115,7 @@ int RunPublish(const std::vector<std::string>& pos) {
   o.min_recall = FLAGS_min_recall;
   o.force = FLAGS_force;
   o.keep = FLAGS_keep;
+  o.eval_batch_size = FLAGS_eval_batch_size;
   Job job = StartJob();
   const PublishResult r = Publish(o, *job.comm);
   if (!job.is_root()) return r.decision == "refused" ? 1 : 0;
@@ -271,7 +272,7 @@ Registrar export_cmd({
 });
 std::vector<std::string> PublishFlags() {
   std::vector<std::string> k = {"run_dir", "data", "export_root", "export_version", "seed", "tolerance", "min_recall",
-                                "force", "keep", "rollback", "factory", "queries", "ef_search", "nprobe", "refine",
+                                "force", "keep", "rollback", "eval_batch_size", "factory", "queries", "ef_search", "nprobe", "refine",
                                 "train_vectors"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());

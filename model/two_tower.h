@@ -60,12 +60,11 @@ struct ItemCatalog {
   std::vector<int64_t> category_offsets;  // CSR [I+1]
   std::vector<int64_t> category_values;
   at::Tensor content;                   // float [I x D] or undefined
-  // Where the catalogue came from (empty for one built in code): the dataset file and its
-  // fingerprints (io/dataset.h). Checkpoints record them, so rows are never loaded into another
-  // id space unnoticed.
+  // Where the catalogue came from (empty for one built in code): the dataset file and its item-id
+  // fingerprint (io/dataset.h). Checkpoints record them, so rows are never loaded into another id
+  // space unnoticed.
   std::string data;
   std::string item_ids_fingerprint;
-  std::string data_fingerprint;
 };
 
 // The item tower's embedding tables (item ids; categories when the catalogue has them and the

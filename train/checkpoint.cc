@@ -132,12 +132,15 @@ void WriteDense(const std::string& path, TwoTowerModel& model, torch::optim::Ada
 // the dataset they came from with its fingerprints.
 void WriteIds(const std::string& path, const ItemCatalog& c) {
   auto ds = Dataset::Open(c.data);
+  if (ds->ItemIdsFingerprint() != c.item_ids_fingerprint) {
+    Fail(c.data, ": the dataset was replaced while the run used it (other item ids now); the checkpoint cannot name its rows");
+  }
   h5::File f = h5::File::Create(path);
   f.SetAttr("/", "format", std::string("shardrec.ids"));
   f.SetAttr("/", "format_version", int64_t{1});
   f.SetAttr("/", "data", c.data);
   f.SetAttr("/", "item_ids_fingerprint", c.item_ids_fingerprint);
-  f.SetAttr("/", "data_fingerprint", c.data_fingerprint);
+  f.SetAttr("/", "data_fingerprint", ds->DataFingerprint());
   f.SetAttr("/", "num_items", ds->info().num_items);
   f.SetAttr("/", "num_categories", ds->info().has_categories ? ds->info().num_categories : int64_t{0});
   {
@@ -296,7 +299,11 @@ at::Tensor MapByKey(const std::vector<std::string>& saved, const std::vector<std
 RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap, LoadReport* report) {
   const ItemCatalog& now = model.catalog();
   const std::string path = dir + "/" + kIdsFile;
-  if (!PathExists(path) || now.item_ids_fingerprint.empty()) return {};
+  if (now.item_ids_fingerprint.empty()) return {};
+  if (!PathExists(path)) {
+    if (remap) Fail(dir, ": saved before checkpoints recorded their item ids (no ", kIdsFile, "); its rows cannot be mapped by raw id");
+    return {};  // an old checkpoint loaded as before (the row-count check below still applies)
+  }
   h5::File f = h5::File::Open(path);
   const std::string saved_fp = f.GetStringAttr("/", "item_ids_fingerprint").value_or("");
   if (saved_fp == now.item_ids_fingerprint) return {};
@@ -399,8 +406,13 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
     LoadDense(dir, f, model, adam);
     if (state) LoadTrainerState(dir, f, state);
   }
-  LoadEmbeddings(dir, saved_world, model, maps);
-  comm.Barrier();
+  std::string error;  // a rank-local failure (a damaged shard file) reaches every rank
+  try {
+    LoadEmbeddings(dir, saved_world, model, maps);
+  } catch (const UserError& e) {
+    error = e.what();
+  }
+  ThrowIfAnyRankFailed(comm, error);
   return report;
 }
 

@@ -113,7 +113,7 @@ VectorShard ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOpt
 void PublishVersion(const ExportOptions& o, const DatasetInfo& info, const std::string& version, int w) {
   ExportManifest m;
   m.version = version;
-  m.source = o.run_dir + "/model";
+  m.source = RealPath(o.run_dir + "/model");  // absolute: publish reloads it from anywhere
   m.data = o.data;
   m.dim = o.model.dim;
   m.normalization = o.model.cosine ? "l2" : "none";  // --score dot: raw vectors, scores are inner products

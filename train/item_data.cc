@@ -11,7 +11,6 @@ ItemCatalog LoadItemCatalog(const Dataset& ds) {
   c.num_items = ds.info().num_items;
   c.data = ds.path();
   c.item_ids_fingerprint = ds.ItemIdsFingerprint();
-  c.data_fingerprint = ds.DataFingerprint();
   if (ds.info().has_categories && ds.info().num_categories > 0) {
     auto cats = ds.ReadItemCategories(0, c.num_items);
     c.num_categories = ds.info().num_categories;

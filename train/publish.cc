@@ -46,15 +46,15 @@ std::string Gate(const PublishOptions& o, const PublishResult& r) {
   return "";
 }
 
-// Removes the oldest complete versions beyond `keep`, never `served`; returns their names.
-std::vector<std::string> Prune(const std::string& root, int64_t keep, const std::string& served) {
+// Removes the oldest complete versions beyond `keep`, never `served` or `candidate`; returns their names.
+std::vector<std::string> Prune(const std::string& root, int64_t keep, const std::string& served, const std::string& candidate) {
   std::vector<std::string> removed;
   if (keep <= 0) return removed;
   std::vector<std::string> versions = ListVersions(root);
   int64_t excess = static_cast<int64_t>(versions.size()) - keep;
   for (const auto& v : versions) {
     if (excess <= 0) break;
-    if (v == served) continue;
+    if (v == served || v == candidate) continue;
     RemoveAll(root + "/" + v);
     removed.push_back(v);
     --excess;
@@ -80,11 +80,21 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   if (o.keep < 0) Fail("--keep: expected 0 (keep all) or more versions, got ", o.keep);
   const ExportOptions& e = o.export_options;
   PublishResult r;
-  r.parent = BroadcastString(comm, comm.rank() == 0 ? ReadLatest(e.root) : std::string(), 0);
+  RunAgreed(comm, [&] {
+    if (comm.rank() == 0) r.parent = ReadLatest(e.root);
+  });
+  r.parent = BroadcastString(comm, r.parent, 0);
   // 1. Both evaluations on the candidate's holdout.
   r.candidate = EvaluateDir(o, e.run_dir + "/model", /*remap=*/false, comm);
   if (!r.parent.empty()) {
     const ExportManifest served = ReadExportManifest(e.root + "/" + r.parent);
+    if (!PathExists(served.source + "/manifest.json")) {
+      Fail(e.root, "/", r.parent, ": its model ", served.source, " is gone; the gate needs it to score the served version");
+    }
+    if (SameFile(served.source, e.run_dir + "/model")) {
+      Fail("the served version ", r.parent, " came from ", served.source, ", the candidate's own model directory (the run "
+           "directory was reused): give each night's run its own --run-dir");
+    }
     r.served = EvaluateDir(o, served.source, /*remap=*/true, comm);
   }
   // 2. The export, complete but not served.
@@ -107,7 +117,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     m.gate_decision = r.decision;
     WriteExportManifest(dir, m);
     if (r.decision != "refused") SetLatest(e.root, r.version);
-    r.removed = Prune(e.root, o.keep, ReadLatest(e.root));
+    r.removed = Prune(e.root, o.keep, ReadLatest(e.root), r.version);
   }, [&] {
     if (comm.rank() == 0 && ReadLatest(e.root) != r.version) RemoveAll(dir);
   });
@@ -119,6 +129,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
 std::string Rollback(const std::string& root, const std::string& version) {
   const std::string current = ReadLatest(root);
   std::string target = version;
+  while (target.size() > 1 && target.back() == '/') target.pop_back();  // a shell's completion
   if (target.empty()) {
     if (current.empty()) Fail(root, ": no LATEST; nothing is served, so there is nothing to roll back");
     target = ReadExportManifest(root + "/" + current).parent;

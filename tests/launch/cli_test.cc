@@ -431,7 +431,7 @@ TEST(Cli, PublishGatesRefusesABrokenCandidateAndRollsBack) {
   EXPECT_NE(r.output.find("warm start from"), std::string::npos) << r.output;
   r = RunCommand(kBin + " publish --run-dir " + dir.File("run2") + " --export-root " + root + " --export-version d2 --tolerance 0.2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("served"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\n  served "), std::string::npos) << r.output;  // the served version's metrics row
   EXPECT_EQ(latest(), "d2\n");
   const std::string manifest = ReadFileToString(root + "/d2/manifest.json");
   EXPECT_NE(manifest.find("\"parent\": \"d1\""), std::string::npos) << manifest;
@@ -458,7 +458,7 @@ TEST(Cli, PublishGatesRefusesABrokenCandidateAndRollsBack) {
   r = RunCommand(kBin + " publish --rollback --export-root " + root);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(latest(), "d2\n");
-  r = RunCommand(kBin + " publish --rollback bad2 --export-root " + root);
+  r = RunCommand(kBin + " publish --rollback bad2/ --export-root " + root);  // as a shell completes it
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(latest(), "bad2\n");
   r = RunCommand(kBin + " publish --rollback d1 --export-root " + root);
