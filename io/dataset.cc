@@ -334,6 +334,13 @@ std::vector<std::string> Dataset::ReadItemRawIds(int64_t begin, int64_t end) con
   return h5::ReadStrings(file_, "/items/raw_ids", begin, end);
 }
 
+void Dataset::ForEachItemRawId(const std::function<void(const std::string&)>& fn) const {
+  const int64_t block = 1 << 16;
+  for (int64_t b = 0; b < info_.num_items; b += block) {
+    for (const auto& id : ReadItemRawIds(b, std::min(info_.num_items, b + block))) fn(id);
+  }
+}
+
 std::vector<std::string> Dataset::ReadItemTitles(int64_t begin, int64_t end) const {
   if (!info_.has_titles) Fail(path(), ": the dataset has no item titles");
   return h5::ReadStrings(file_, "/items/titles", begin, end);
@@ -395,10 +402,7 @@ int64_t Dataset::CountItemsWithContent() const {
 std::string Dataset::ItemIdsFingerprint() const {
   if (auto v = file_.GetStringAttr("/", "item_ids_fingerprint")) return *v;
   Fingerprint items;  // a file written before fingerprints existed: computed the writer's way
-  const int64_t block = 1 << 16;
-  for (int64_t b = 0; b < info_.num_items; b += block) {
-    for (const auto& id : ReadItemRawIds(b, std::min(info_.num_items, b + block))) items.Add(id);
-  }
+  ForEachItemRawId([&](const std::string& id) { items.Add(id); });
   return FinishIdsFingerprint(items, info_.has_categories ? info_.num_categories : 0, ReadCategoryNames());
 }
 

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -107,6 +108,8 @@ class Dataset {
 
   std::vector<std::string> ReadUserRawIds(int64_t begin, int64_t end) const;
   std::vector<std::string> ReadItemRawIds(int64_t begin, int64_t end) const;
+  // Calls fn on every item raw id in dense-id order, reading blocks of 65,536.
+  void ForEachItemRawId(const std::function<void(const std::string&)>& fn) const;
   std::vector<std::string> ReadItemTitles(int64_t begin, int64_t end) const;  // needs has_titles
   // CSR categories of items [begin, end): offsets rebased to start at 0 ([n+1]), values.
   struct Categories {

@@ -173,11 +173,8 @@ ExportManifest ReadExportManifest(const std::string& dir) {
 
 std::string ResolveExport(const std::string& root) {
   if (PathExists(root + "/manifest.json")) return root;
-  const std::string latest = root + "/LATEST";
-  if (!PathExists(latest)) Fail(root, ": neither an export version (manifest.json) nor an export root (LATEST)");
-  std::string v = ReadFileToString(latest);
-  while (!v.empty() && (v.back() == '\n' || v.back() == ' ')) v.pop_back();
-  if (v.empty() || v.find('/') != std::string::npos) Fail(latest, ": does not name a version");
+  const std::string v = ReadLatest(root);
+  if (v.empty()) Fail(root, ": neither an export version (manifest.json) nor an export root (LATEST)");
   return root + "/" + v;
 }
 
@@ -185,14 +182,19 @@ void CommitExportVersion(const std::string& root, const std::string& partial, co
   const std::string dir = root + "/" + version;
   if (PathExists(dir)) Fail(dir, ": this version exists already; pick another --export-version");
   if (std::rename(partial.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish: ", std::strerror(errno));
-  SyncPath(root);
+  try {
+    SyncPath(root);
+  } catch (const UserError&) {
+    std::rename(dir.c_str(), partial.c_str());  // not durably in place: back to its temporary name
+    throw;
+  }
 }
 
 std::string ReadLatest(const std::string& root) {
   const std::string path = root + "/LATEST";
   if (!PathExists(path)) return "";
   std::string v = ReadFileToString(path);
-  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r' || v.back() == ' ')) v.pop_back();
   if (v.empty() || v.find('/') != std::string::npos) Fail(path, ": does not name a version (damaged?)");
   return v;
 }
@@ -206,15 +208,12 @@ void SetLatest(const std::string& root, const std::string& version) {
 }
 
 void PublishExport(const std::string& root, const std::string& partial, const std::string& version) {
-  const std::string dir = root + "/" + version;
-  if (PathExists(dir)) Fail(dir, ": this version exists already; pick another --export-version");
-  if (std::rename(partial.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish: ", std::strerror(errno));
+  CommitExportVersion(root, partial, version);
   try {
-    SyncPath(root);
-    WriteFileAtomically(root + "/LATEST", version + "\n");
+    SetLatest(root, version);
   } catch (const UserError&) {
     // LATEST still names the previous version: take this one back so it can be written again.
-    std::rename(dir.c_str(), partial.c_str());
+    std::rename((root + "/" + version).c_str(), partial.c_str());
     throw;
   }
 }

@@ -78,7 +78,8 @@ ExportManifest ReadExportManifest(const std::string& dir);
 std::string ResolveExport(const std::string& root_or_version);
 // Renames `partial` to ROOT/<version> and points ROOT/LATEST at it (atomically).
 void PublishExport(const std::string& root, const std::string& partial, const std::string& version);
-// Renames `partial` to ROOT/<version> without touching LATEST (the version exists, is not served).
+// Renames `partial` to ROOT/<version> (and syncs ROOT) without touching LATEST: the version exists,
+// not served. On failure `partial` keeps its name.
 void CommitExportVersion(const std::string& root, const std::string& partial, const std::string& version);
 // The version ROOT/LATEST names ("" when there is none).
 std::string ReadLatest(const std::string& root);

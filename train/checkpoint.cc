@@ -145,10 +145,7 @@ void WriteIds(const std::string& path, const ItemCatalog& c) {
   f.SetAttr("/", "num_categories", ds->info().has_categories ? ds->info().num_categories : int64_t{0});
   {
     h5::StringAppender items(&f, "/items/raw_ids");
-    const int64_t n = ds->info().num_items, block = 1 << 16;
-    for (int64_t b = 0; b < n; b += block) {
-      for (const auto& id : ds->ReadItemRawIds(b, std::min(n, b + block))) items.Append(id);
-    }
+    ds->ForEachItemRawId([&](const std::string& id) { items.Append(id); });
     items.Flush();
   }
   const std::vector<std::string> names = ds->ReadCategoryNames();
@@ -325,8 +322,10 @@ RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap,
   report->items_known.index_fill_(0, carried, true);
   const int64_t saved_cats = f.GetIntAttr("/", "num_categories").value_or(0);
   const int64_t now_cats = ds->info().has_categories ? ds->info().num_categories : 0;
-  maps["item_category"] = MapByKey(CategoryKeys(AllStrings(f, "/categories/names", f.Exists("/categories/names/offsets") ? saved_cats : 0), saved_cats),
-                                   CategoryKeys(ds->ReadCategoryNames(), now_cats), &report->categories);
+  const std::vector<std::string> saved_names =
+      f.Exists("/categories/names/offsets") ? AllStrings(f, "/categories/names", saved_cats) : std::vector<std::string>();
+  maps["item_category"] =
+      MapByKey(CategoryKeys(saved_names, saved_cats), CategoryKeys(ds->ReadCategoryNames(), now_cats), &report->categories);
   report->remapped = true;
   return maps;
 }

@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <limits>
-
 #include <unordered_map>
 #include <unordered_set>
 

@@ -15,21 +15,24 @@
 namespace shardrec {
 namespace {
 
-// COLLECTIVE. Test metrics on `data` of the model in `model_dir`. `remap`: the model may come from
-// another id space (the served version): its rows are mapped by raw id, and items it never saw
-// score -inf (it cannot recall them).
-std::map<std::string, double> EvaluateDir(const PublishOptions& o, const std::string& model_dir, bool remap,
-                                          Communicator& comm) {
+// What both evaluations need of the candidate's data, read once.
+struct Holdout {
+  ItemCatalog catalog;
+  std::vector<int64_t> counts;  // training popularity (novelty)
+};
+
+// COLLECTIVE. Test metrics on the candidate's data of the model in `model_dir`. `remap`: the model
+// may come from another id space (the served version): its rows are mapped by raw id, and items
+// it never saw score -inf (it cannot recall them).
+std::map<std::string, double> EvaluateDir(const PublishOptions& o, const Holdout& h, const std::string& model_dir,
+                                          bool remap, Communicator& comm) {
   const ExportOptions& e = o.export_options;
-  auto ds = Dataset::Open(e.data);
-  ItemCatalog catalog = LoadItemCatalog(*ds);
-  const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
-  TwoTowerModel model(e.model, catalog, PlanItemTables(e.model, catalog, comm), &comm, e.seed);
+  TwoTowerModel model(e.model, h.catalog, PlanItemTables(e.model, h.catalog, comm), &comm, e.seed);
   const LoadReport r = LoadCheckpoint(model_dir, model, nullptr, nullptr, comm, /*verified=*/false, remap);
   at::Tensor unknown;
   if (r.remapped) unknown = r.items_known.logical_not();
   model.train(false);
-  return EvaluateModel(model, e.data, Split::kTest, o.eval_batch_size, comm, counts, nullptr, unknown);
+  return EvaluateModel(model, e.data, Split::kTest, o.eval_batch_size, comm, h.counts, nullptr, unknown);
 }
 
 // The gate: empty when the candidate may be served, else why not.
@@ -85,7 +88,9 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   });
   r.parent = BroadcastString(comm, r.parent, 0);
   // 1. Both evaluations on the candidate's holdout.
-  r.candidate = EvaluateDir(o, e.run_dir + "/model", /*remap=*/false, comm);
+  auto ds = Dataset::Open(e.data);
+  const Holdout holdout{LoadItemCatalog(*ds), TrainItemCounts(*ds, comm)};
+  r.candidate = EvaluateDir(o, holdout, e.run_dir + "/model", /*remap=*/false, comm);
   if (!r.parent.empty()) {
     const ExportManifest served = ReadExportManifest(e.root + "/" + r.parent);
     if (!PathExists(served.source + "/manifest.json")) {
@@ -95,7 +100,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
       Fail("the served version ", r.parent, " came from ", served.source, ", the candidate's own model directory (the run "
            "directory was reused): give each night's run its own --run-dir");
     }
-    r.served = EvaluateDir(o, served.source, /*remap=*/true, comm);
+    r.served = EvaluateDir(o, holdout, served.source, /*remap=*/true, comm);
   }
   // 2. The export, complete but not served.
   ExportOptions eo = e;
@@ -111,7 +116,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     ExportManifest m = ReadExportManifest(dir);
     m.has_lineage = true;
     m.parent = r.parent;
-    m.data_fingerprint = Dataset::Open(e.data)->DataFingerprint();
+    m.data_fingerprint = ds->DataFingerprint();
     m.gate_candidate = r.candidate;
     m.gate_served = r.served;
     m.gate_decision = r.decision;

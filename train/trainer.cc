@@ -262,22 +262,30 @@ void TrainingRun::Resume() {
   res_.best_epoch = state_.best_epoch;
 }
 
-static std::string ResolveInitFrom(const std::string& prev, Communicator& comm) {
-  if (PathExists(prev + "/dense.h5")) return prev;  // a checkpoint or model directory
+// The directory --init-from loads, and whether its checksums were verified on the way (a run's
+// checkpoint, picked by PickCheckpoint).
+struct InitSource {
+  std::string dir;
+  bool verified = false;
+};
+
+static InitSource ResolveInitFrom(const std::string& prev, Communicator& comm) {
+  if (PathExists(prev + "/dense.h5")) return {prev};  // a checkpoint or model directory
   if (PathExists(prev + "/config.yaml") || IsDirectory(prev + "/checkpoints") || IsDirectory(prev + "/model")) {  // a run
-    if (!ListCheckpoints(prev).empty()) return PickCheckpoint(prev, "latest-valid", comm).dir;
-    if (PathExists(prev + "/model/dense.h5")) return prev + "/model";
+    if (!ListCheckpoints(prev).empty()) return {PickCheckpoint(prev, "latest-valid", comm).dir, true};
+    if (PathExists(prev + "/model/dense.h5")) return {prev + "/model"};
     Fail("--init-from ", prev, ": the run has no checkpoint and no model yet");
   }
   if (PathExists(prev + "/LATEST") || PathExists(prev + "/manifest.json")) {  // an export root or version
-    return ReadExportManifest(ResolveExport(prev)).source;
+    return {ReadExportManifest(ResolveExport(prev)).source};
   }
   Fail("--init-from ", prev, ": not a run directory, checkpoint, model or export");
 }
 
 void TrainingRun::WarmStart() {
-  warm_from_ = ResolveInitFrom(o_.init_from, comm_);
-  const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_, /*verified=*/false,
+  const InitSource from = ResolveInitFrom(o_.init_from, comm_);
+  warm_from_ = from.dir;
+  const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_, from.verified,
                                       /*remap_by_raw_id=*/true);
   auto counts = [](const char* what, const LoadReport::Counts& c) {
     return std::string(what) + " " + std::to_string(c.carried) + " carried over, " + std::to_string(c.fresh) + " new, " +
