@@ -155,7 +155,11 @@ Registrar synth_cmd({
 
 SynthOptions SynthOptionsFromFlags() {
   SynthOptions o;
-  o.users = FLAGS_users;
+  if (!FLAGS_users.empty()) {
+    const auto users = ParseInt64(FLAGS_users);
+    if (!users) Fail("--users: expected a number of users, got '", FLAGS_users, "'");
+    o.users = *users;
+  }
   o.items = FLAGS_items;
   o.events = FLAGS_events;
   o.seed = FLAGS_seed;

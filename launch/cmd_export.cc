@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <optional>
+#include <thread>
 #include <unordered_set>
 
 #include "common/error.h"
@@ -20,6 +21,7 @@
 #include "retrieval/index.h"
 #include "train/export.h"
 #include "train/publish.h"
+#include "train/recall.h"
 #include "train/item_data.h"
 #include "train/trainer.h"
 
@@ -255,6 +257,40 @@ int RunQuery(const std::vector<std::string>&) {
   return 0;
 }
 
+// `shardrec recall`: lists for many users (train/recall.h); each rank a range of them.
+int RunRecall(const std::vector<std::string>&) {
+  if (FLAGS_export_dir.empty()) Fail("--export is required");
+  if (FLAGS_out.empty()) Fail("--out is required (the directory the lists go to; it must not exist)");
+  if (FLAGS_threads < 0) Fail("--threads must be >= 0 (0: the cores divided by the ranks on this machine), got ", FLAGS_threads);
+  RecallOptions o;
+  o.export_dir = FLAGS_export_dir;
+  o.users = FLAGS_users.empty() ? "all" : FLAGS_users;
+  o.k = FLAGS_k;
+  o.out = FLAGS_out;
+  o.exact = FLAGS_exact;
+  Job job = StartJob();
+  o.threads = FLAGS_threads > 0 ? FLAGS_threads
+                                : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, job.env.local_world_size));
+  auto last = std::make_shared<double>(0.0);
+  o.progress = [last](int64_t done, int64_t total, double seconds) {
+    if (seconds - *last < 10.0 || done == total) return;
+    *last = seconds;
+    const double rate = done / std::max(seconds, 1e-9);
+    std::printf("recall: %lld / %lld users of rank 0, %.0f users/s, ETA %.0f s\n", static_cast<long long>(done),
+                static_cast<long long>(total), rate, (total - done) / std::max(rate, 1e-9));
+    std::fflush(stdout);
+  };
+  const RecallReport r = WriteRecallLists(o, *job.comm);
+  if (job.is_root()) {
+    std::printf("recall lists: %lld users x top %lld from export %s (%s search, %d rank%s x %d thread%s) -> %s in %.2f s: "
+                "%.0f users/s\n",
+                static_cast<long long>(r.users), static_cast<long long>(o.k), r.version.c_str(), r.search.c_str(),
+                job.comm->world_size(), job.comm->world_size() > 1 ? "s" : "", o.threads, o.threads > 1 ? "s" : "",
+                r.dir.c_str(), r.seconds, r.users / std::max(r.seconds, 1e-9));
+  }
+  return 0;
+}
+
 std::vector<std::string> ExportFlags() {
   std::vector<std::string> k = {"run_dir", "data", "out", "export_version", "seed"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
@@ -288,6 +324,15 @@ Registrar publish_cmd({
     .positional = 0,
     .optional_positional = 1,
     .run = RunPublish,
+});
+Registrar recall_cmd({
+    .name = "recall",
+    .summary = "top-K lists for every user (or a file of users) of an export, for a serving tier: HDF5 + manifest",
+    .usage = "[launch/mpirun.sh -np N] shardrec recall --export ROOT[/VERSION] --users all|FILE --k K --out DIR "
+             "[--exact --threads T]",
+    .flags = {"export_dir", "users", "k", "out", "exact", "threads", "backend", "device", "comm_timeout"},
+    .positional = 0,
+    .run = RunRecall,
 });
 Registrar index_cmd({
     .name = "index",

@@ -15,7 +15,7 @@ DEFINE_int64(min_user_events, 0, "k-core: drop users with fewer events (iterated
 DEFINE_int64(min_item_events, 0, "k-core: drop items with fewer events (iterated with users)");
 DEFINE_bool(dedup, false, "keep only the first event of each (user, item) pair");
 DEFINE_bool(json, false, "print machine-readable JSON");
-DEFINE_int64(users, 10000, "synthetic users");
+DEFINE_string(users, "", "data synth: how many users (default 10000); recall: 'all' (default) or a file of raw user ids, one per line");
 DEFINE_int32(days, 0, "synth: cut the data into this many day files (--output names a directory: day-1.h5 ...); 0 = one file");
 DEFINE_double(first_day_share, 0.7, "synth --days: the share of the world's events day 1 holds");
 DEFINE_double(new_items, 0.05, "synth --days: probability per day that an item arrives (days 2..D)");
@@ -91,7 +91,7 @@ DEFINE_string(input_vectors, "tied",
 DEFINE_string(sharding, "auto", "auto (planner) or table_wise, row_wise, column_wise, data_parallel for every table");
 DEFINE_string(split, "test", "eval: valid or test");
 DEFINE_string(baseline, "", "eval: pop (most popular) or cooc (item-to-item transitions) instead of a model");
-DEFINE_string(out, "", "eval: write the metrics JSON here (default RUN/eval.json or RUN/eval-<baseline>.json)");
+DEFINE_string(out, "", "eval: write the metrics JSON here (default RUN/eval.json or RUN/eval-<baseline>.json); export: the export root; recall: the directory the lists go to (must not exist)");
 DEFINE_int64(checkpoint_every, 0, "steps between checkpoints in RUN/checkpoints (0: only at the end of the run)");
 DEFINE_bool(overwrite, false, "train: replace the run already in --run-dir (its config, metrics, model and checkpoints)");
 DEFINE_int64(keep_checkpoints, 3, "newest checkpoints kept");
@@ -118,6 +118,7 @@ DEFINE_int64(train_vectors, 0,
              "64 x lists), at most the shard)");
 DEFINE_string(user, "", "query: a raw user id of the export");
 DEFINE_string(history, "", "query: raw item ids, oldest first, comma-separated (runs the user tower)");
-DEFINE_int64(k, 10, "query: how many items");
+DEFINE_int64(k, 10, "query, recall: how many items per user");
+DEFINE_int32(threads, 0, "recall: search threads per rank (0 = this machine's cores divided by the ranks on it)");
 DEFINE_bool(exact, false, "query: exact search instead of the ANN index");
 DEFINE_bool(ann, false, "eval: also rank through the ANN index of --export (ann_* metrics beside exact)");

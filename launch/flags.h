@@ -20,7 +20,7 @@ DECLARE_bool(dedup);
 // data stats
 DECLARE_bool(json);
 // data synth (and demo)
-DECLARE_int64(users);
+DECLARE_string(users);
 DECLARE_int32(days);
 DECLARE_double(first_day_share);
 DECLARE_double(new_items);
@@ -112,5 +112,6 @@ DECLARE_int64(train_vectors);
 DECLARE_string(user);
 DECLARE_string(history);
 DECLARE_int64(k);
+DECLARE_int32(threads);
 DECLARE_bool(exact);
 DECLARE_bool(ann);

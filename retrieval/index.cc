@@ -12,6 +12,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <functional>
@@ -179,6 +183,37 @@ std::vector<Hit> ShardedIndex::Search(const float* q, int64_t k, const std::unor
                                                  static_cast<size_t>(shard_size_[s]), static_cast<size_t>(n), d, l);
                       },
                       k, exclude);
+}
+
+std::vector<std::vector<Hit>> ShardedIndex::SearchMany(const float* queries, int64_t n, int64_t k,
+                                                       const std::vector<std::unordered_set<int64_t>>& exclude,
+                                                       int threads) const {
+  CHECK_EQ(static_cast<int64_t>(exclude.size()), n);
+  std::vector<std::vector<Hit>> out(static_cast<size_t>(n));
+  // Each query is the single-query search, so the answers are those of Search, bit for bit
+  // (FAISS parallelises a batch differently from one query, and its exact-search scores can differ
+  // in the last bit between the two). Threads take blocks of queries in turn.
+  const int t = static_cast<int>(std::clamp<int64_t>(threads > 0 ? threads : omp_get_max_threads(), 1, std::max<int64_t>(1, n)));
+  std::atomic<int64_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mu;
+  auto work = [&] {
+    try {
+      for (int64_t b; (b = next.fetch_add(16)) < n;) {
+        for (int64_t i = b; i < std::min(n, b + 16); ++i) out[i] = Search(queries + i * manifest_.dim, k, exclude[i]);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(failure_mu);
+      if (!failure) failure = std::current_exception();
+      next = n;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int i = 1; i < t; ++i) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  if (failure) std::rethrow_exception(failure);
+  return out;
 }
 
 const std::string& ShardedIndex::title(int64_t item) const {

@@ -55,6 +55,10 @@ class ShardedIndex {
 
   // Top-k items by inner product with `query` [dim], best first, skipping ids in `exclude`.
   std::vector<Hit> Search(const float* query, int64_t k, const std::unordered_set<int64_t>& exclude = {}) const;
+  // Search for n queries [n x dim] on `threads` threads (0: as many as cores); answer i is exactly
+  // Search(queries + i * dim, k, exclude[i]).
+  std::vector<std::vector<Hit>> SearchMany(const float* queries, int64_t n, int64_t k,
+                                           const std::vector<std::unordered_set<int64_t>>& exclude, int threads) const;
 
   const ExportManifest& manifest() const { return manifest_; }
   int64_t dim() const { return manifest_.dim; }

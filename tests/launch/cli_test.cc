@@ -10,6 +10,8 @@
 #include "common/file_util.h"
 #include "io/dataset.h"
 #include "io/export.h"
+#include "io/recall_lists.h"
+#include "common/json.h"
 #include "sharding/plan.h"
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
@@ -465,6 +467,111 @@ TEST(Cli, PublishGatesRefusesABrokenCandidateAndRollsBack) {
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("d1: no such complete version"), std::string::npos) << r.output;
   EXPECT_EQ(latest(), "bad2\n");
+}
+
+// `shardrec recall` against two oracles: `shardrec query --user` for a sample of users (the
+// serving tier's one-user path) and a brute-force inner product over the exported vectors, the
+// user's own items left out, for every user.
+TEST(Cli, RecallListsAreTheQueryAnswersForEveryUser) {
+  TempDir dir;
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 300 --items 250 --events 6000").exit_code, 0);
+  ASSERT_EQ(RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run") +
+                       " --max-steps 20 --dim 8 --blocks 1 --max-len 8 --eval-every 0 --log-every 0").exit_code, 0);
+  ASSERT_EQ(RunCommand(kBin + " export --run-dir " + dir.File("run") + " --out " + dir.File("exp") + " --export-version v1").exit_code, 0);
+  ASSERT_EQ(RunCommand(kBin + " index --export " + dir.File("exp")).exit_code, 0);
+  const int64_t k = 7;
+  auto r = RunCommand(kBin + " recall --export " + dir.File("exp") + " --users all --k 7 --out " + dir.File("lists"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("recall lists: 300 users x top 7 from export v1 (Flat search"), std::string::npos) << r.output;
+  const RecallManifest rm = ReadRecallManifest(dir.File("lists"));
+  EXPECT_EQ(rm.export_version, "v1");
+  EXPECT_EQ(rm.k, k);
+  EXPECT_EQ(rm.num_users, 300);
+  ASSERT_EQ(rm.parts.size(), 1u);
+  const RecallPart p = ReadRecallPart(dir.File("lists/" + rm.parts[0].file));
+  ASSERT_EQ(p.users.size(), 300u);
+
+  // The oracle: every item scored against the user's exported vector, the user's items left out.
+  const std::string version = dir.File("exp/v1");
+  const ExportManifest m = ReadExportManifest(version);
+  std::vector<float> items(static_cast<size_t>(m.num_items * m.dim));
+  std::vector<std::string> item_raw(static_cast<size_t>(m.num_items));
+  for (const auto& sh : m.item_shards) {
+    VectorShard v = ReadVectorShard(version + "/" + sh.file);
+    for (size_t i = 0; i < v.ids.size(); ++i) {
+      std::copy_n(v.vectors.begin() + i * m.dim, m.dim, items.begin() + v.ids[i] * m.dim);
+      item_raw[v.ids[i]] = v.raw_ids[i];
+    }
+  }
+  auto ds = Dataset::Open(dir.File("s.h5"));
+  int64_t row = 0, tie_skips = 0;
+  for (const auto& sh : m.user_shards) {
+    VectorShard v = ReadVectorShard(version + "/" + sh.file);
+    for (size_t i = 0; i < v.ids.size(); ++i, ++row) {
+      ASSERT_EQ(p.users[row], v.raw_ids[i]);  // "all": every exported user, in dense-id order
+      const int64_t u = v.ids[i];
+      const auto seen = ds->ReadItems(ds->user_offsets()[u], ds->user_offsets()[u + 1]);
+      std::vector<std::pair<float, int64_t>> scored;
+      for (int64_t it = 0; it < m.num_items; ++it) {
+        if (std::find(seen.begin(), seen.end(), it) != seen.end()) continue;
+        float dot = 0;
+        for (int64_t d = 0; d < m.dim; ++d) dot += v.vectors[i * m.dim + d] * items[it * m.dim + d];
+        scored.push_back({-dot, it});
+      }
+      std::sort(scored.begin(), scored.end());
+      ASSERT_EQ(p.counts[row], k);
+      for (int64_t j = 0; j < k; ++j) {
+        EXPECT_NEAR(p.scores[row * k + j], -scored[j].first, 1e-5) << "user " << p.users[row] << " rank " << j;
+        const bool tied = std::abs(scored[j].first - scored[j + 1].first) < 1e-5 || (j > 0 && std::abs(scored[j].first - scored[j - 1].first) < 1e-5);
+        if (tied) {
+          ++tie_skips;
+          continue;
+        }
+        EXPECT_EQ(p.items[row * k + j], item_raw[scored[j].second]) << "user " << p.users[row] << " rank " << j;
+      }
+    }
+  }
+  EXPECT_EQ(row, 300);
+  EXPECT_LT(tie_skips, 30);
+
+  // A sample against `shardrec query --user`: the same items in the same order, the same scores.
+  for (int64_t at : {0, 151, 299}) {
+    auto q = RunCommand(kBin + " query --export " + dir.File("exp") + " --user " + p.users[at] + " --k 7 --json");
+    ASSERT_EQ(q.exit_code, 0) << q.output;
+    const JsonValue j = JsonValue::Parse(q.output, "query");
+    const auto& hits = j.at("items").array;
+    ASSERT_EQ(static_cast<int64_t>(hits.size()), k);
+    for (int64_t h = 0; h < k; ++h) {
+      EXPECT_EQ(hits[h].at("item").str(), p.items[at * k + h]) << "user " << p.users[at];
+      EXPECT_NEAR(hits[h].at("score").num(), p.scores[at * k + h], 1e-6);
+    }
+  }
+
+  // A users file: its order, comments and blank lines skipped; the same lists.
+  testing::WriteText(dir.File("users.txt"), "# tonight\n" + p.users[42] + "\n\n" + p.users[7] + "\n");
+  r = RunCommand(kBin + " recall --export " + dir.File("exp/v1") + " --users " + dir.File("users.txt") + " --k 7 --out " + dir.File("some"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const RecallPart some = ReadRecallPart(dir.File("some/part-0.h5"));
+  ASSERT_EQ(some.users, (std::vector<std::string>{p.users[42], p.users[7]}));
+  EXPECT_TRUE(std::equal(some.items.begin(), some.items.begin() + k, p.items.begin() + 42 * k));
+  EXPECT_TRUE(std::equal(some.items.begin() + k, some.items.end(), p.items.begin() + 7 * k));
+
+  // Mistakes: one message naming the file and line, exit 2, nothing written.
+  testing::WriteText(dir.File("bad.txt"), p.users[3] + "\nnobody\n");
+  r = RunCommand(kBin + " recall --export " + dir.File("exp") + " --users " + dir.File("bad.txt") + " --out " + dir.File("l3"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(dir.File("bad.txt") + ":2: unknown user id 'nobody' (not in export v1)"), std::string::npos) << r.output;
+  testing::WriteText(dir.File("twice.txt"), p.users[3] + "\n" + p.users[3] + "\n");
+  r = RunCommand(kBin + " recall --export " + dir.File("exp") + " --users " + dir.File("twice.txt") + " --out " + dir.File("l3"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find(":2: user id '" + p.users[3] + "' listed twice (first at line 1)"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " recall --export " + dir.File("exp") + " --out " + dir.File("lists"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("exists already"), std::string::npos) << r.output;
+  EXPECT_FALSE(PathExists(dir.File("l3")));
+  EXPECT_FALSE(PathExists(dir.File(".l3.partial")));
+  EXPECT_FALSE(PathExists(dir.File(".lists.partial")));
+  EXPECT_EQ(ReadRecallManifest(dir.File("lists")).num_users, 300);
 }
 
 TEST(Cli, KillDuringExportLeavesThePreviousVersionServed) {

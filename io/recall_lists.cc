@@ -1,0 +1,101 @@
+#include "io/recall_lists.h"
+
+#include <glog/logging.h>
+
+#include <cmath>
+#include <limits>
+
+#include "common/error.h"
+#include "common/manifest.h"
+#include "io/h5.h"
+
+namespace shardrec {
+
+void WriteRecallPart(const std::string& path, const RecallPart& p) {
+  const size_t n = p.users.size(), k = static_cast<size_t>(p.k);
+  CHECK_EQ(p.items.size(), n * k);
+  CHECK_EQ(p.scores.size(), n * k);
+  CHECK_EQ(p.counts.size(), n);
+  h5::File f = h5::File::Create(path);
+  f.SetAttr("/", "format", std::string("shardrec.recall"));
+  f.SetAttr("/", "format_version", kRecallFormatVersion);
+  f.SetAttr("/", "k", p.k);
+  f.Write<float>("/scores", p.scores, std::max<int64_t>(1, p.k));
+  f.Write<int32_t>("/counts", p.counts);
+  {
+    h5::StringAppender users(&f, "/users");
+    for (const auto& u : p.users) users.Append(u);
+    users.Flush();
+  }
+  {
+    h5::StringAppender items(&f, "/items");
+    for (const auto& i : p.items) items.Append(i);
+    items.Flush();
+  }
+  f.Close();
+}
+
+RecallPart ReadRecallPart(const std::string& path) {
+  h5::File f = h5::File::Open(path);
+  if (f.GetStringAttr("/", "format").value_or("") != "shardrec.recall") Fail(path, ": not a recall-list file (format attribute)");
+  RecallPart p;
+  p.k = f.GetIntAttr("/", "k").value_or(0);
+  if (p.k < 1) Fail(path, ": k attribute missing or < 1");
+  p.counts = f.ReadAll<int32_t>("/counts");
+  const int64_t n = static_cast<int64_t>(p.counts.size());
+  p.scores = f.ReadAll<float>("/scores");
+  if (static_cast<int64_t>(p.scores.size()) != n * p.k) Fail(path, ": /scores does not hold ", n, " x ", p.k);
+  p.users = h5::ReadStrings(f, "/users", 0, n);
+  p.items = h5::ReadStrings(f, "/items", 0, n * p.k);
+  for (int64_t u = 0; u < n; ++u) {
+    if (p.counts[u] < 0 || p.counts[u] > p.k) Fail(path, ": /counts[", u, "] = ", p.counts[u], " outside [0, ", p.k, "]");
+  }
+  return p;
+}
+
+void WriteRecallManifest(const std::string& dir, RecallManifest m) {
+  m.files.clear();
+  std::string parts = "[";
+  for (size_t i = 0; i < m.parts.size(); ++i) {
+    m.files[m.parts[i].file] = DigestFile(dir + "/" + m.parts[i].file);
+    JsonObject o;
+    o.Add("file", m.parts[i].file).Add("users", m.parts[i].users);
+    parts += (i ? ", " : "") + o.str();
+  }
+  JsonObject o;
+  o.Add("format", "shardrec.recall").Add("format_version", m.format_version).Add("export", m.export_dir)
+      .Add("export_version", m.export_version).Add("search", m.search).Add("k", m.k).Add("selection", m.selection)
+      .Add("num_users", m.num_users).Add("seconds", m.seconds).AddRaw("parts", parts + "]")
+      .Add("files", FileDigestsToJson(m.files));
+  WriteManifestFile(dir + "/manifest.json", o);
+}
+
+RecallManifest ReadRecallManifest(const std::string& dir) {
+  const std::string path = dir + "/manifest.json";
+  if (!PathExists(path)) Fail(dir, ": no manifest.json (not a recall-list directory, or an unfinished one)");
+  RecallManifest m;
+  ReadManifestFile(path, "shardrec.recall", kRecallFormatVersion, [&](const JsonValue& j) {
+    m.format_version = j.at("format_version").integer();
+    m.export_dir = j.at("export").str();
+    m.export_version = j.at("export_version").str();
+    m.search = j.at("search").str();
+    m.k = j.at("k").integer();
+    m.selection = j.at("selection").str();
+    m.num_users = j.at("num_users").integer();
+    m.seconds = j.at("seconds").num();
+    int64_t total = 0;
+    for (const auto& p : j.at("parts").array) {
+      m.parts.push_back({p.at("file").str(), p.at("users").integer()});
+      total += m.parts.back().users;
+    }
+    if (total != m.num_users) Fail("parts hold ", total, " users, num_users says ", m.num_users);
+    m.files = FileDigestsFromJson(j.at("files"));
+    for (const auto& p : m.parts) {
+      if (!m.files.count(p.file)) Fail("part ", p.file, " has no entry in files");
+    }
+  });
+  for (const auto& [name, digest] : m.files) VerifyFileDigest(dir + "/" + name, digest);
+  return m;
+}
+
+}  // namespace shardrec
