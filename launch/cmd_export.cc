@@ -121,6 +121,10 @@ int RunPublish(const std::vector<std::string>& pos) {
   Job job = StartJob();
   const PublishResult r = Publish(o, *job.comm);
   if (!job.is_root()) return r.decision == "refused" ? 1 : 0;
+  if (r.resumed) {
+    std::printf("%s/%s was gated by an earlier, interrupted publish of this run: its recorded decision stands\n",
+                FLAGS_export_root.c_str(), r.version.c_str());
+  }
   std::printf("candidate %s (from %s) against the served %s, test split of %s, full ranking:\n", r.version.c_str(),
               FLAGS_run_dir.c_str(), r.parent.empty() ? "(none)" : r.parent.c_str(), FLAGS_data.c_str());
   std::printf("  %-22s %8s %8s %8s\n", "", "HR@10", "NDCG@10", "MRR");

@@ -83,6 +83,47 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   if (o.keep < 0) Fail("--keep: expected 0 (keep all) or more versions, got ", o.keep);
   const ExportOptions& e = o.export_options;
   PublishResult r;
+  // A named version that exists already: a publish of this run that was interrupted (kill -9)
+  // after the export. Its decision stands and is finished; without one, the unserved version is
+  // removed and the gate runs again. A version from another run is an error.
+  std::string resumed;
+  RunAgreed(comm, [&] {
+    if (comm.rank() != 0 || e.version.empty() || !PathExists(e.root + "/" + e.version + "/manifest.json")) return;
+    const std::string dir = e.root + "/" + e.version;
+    const ExportManifest m = ReadExportManifest(dir);
+    if (!SameFile(m.source, e.run_dir + "/model")) {
+      Fail(dir, ": this version exists already, exported from ", m.source, "; pick another --export-version");
+    }
+    const std::string latest = ReadLatest(e.root);
+    if (!m.has_lineage || m.gate_decision.empty()) {
+      if (latest == e.version) Fail(dir, ": served, but its manifest records no gate decision; pick another --export-version");
+      RemoveAll(dir);  // exported, never gated: start again
+      return;
+    }
+    r.version = e.version;
+    r.parent = m.parent;
+    r.candidate = m.gate_candidate;
+    r.served = m.gate_served;
+    r.recall10 = m.index_recall10;
+    r.decision = m.gate_decision;
+    r.reason = r.decision == "published" ? "" : Gate(o, r);
+    if (r.decision == "refused" && r.reason.empty()) r.reason = "refused when this version was gated (its manifest)";
+    if (r.decision != "refused" && latest != e.version) {
+      if (latest != m.parent) {
+        Fail(dir, ": decided '", r.decision, "' earlier, but LATEST has moved since (to ", latest.empty() ? "nothing" : latest,
+             "); not changing it: use shardrec publish --rollback ", e.version, " to serve it");
+      }
+      SetLatest(e.root, e.version);  // interrupted between the decision and LATEST
+    }
+    r.removed = Prune(e.root, o.keep, ReadLatest(e.root), r.version);
+    resumed = r.decision;
+  });
+  if (!BroadcastString(comm, resumed, 0).empty()) {
+    r.decision = BroadcastString(comm, r.decision, 0);
+    r.reason = BroadcastString(comm, r.reason, 0);
+    r.resumed = true;
+    return r;
+  }
   RunAgreed(comm, [&] {
     if (comm.rank() == 0) r.parent = ReadLatest(e.root);
   });

@@ -11,6 +11,9 @@
 //   5. only if NDCG@10 >= served x (1 - tolerance) and recall@10 >= min_recall (or when forced),
 //      point ROOT/LATEST at it (atomic rename); otherwise LATEST is left as it was;
 //   6. remove the oldest versions beyond `keep` (never the served one).
+// Publishing again under the same --export-version after an interruption (kill -9) is safe: a
+// version gated earlier keeps its recorded decision (LATEST is moved if the decision was to serve
+// and the interruption came before the move); one exported but not gated is removed and redone.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +45,9 @@ struct PublishResult {
   std::map<std::string, double> candidate, served;  // test metrics (served: empty on the first)
   double recall10 = 0;
   std::vector<std::string> removed;  // versions removed by `keep`
+  // The named version had been gated by an earlier, interrupted publish of the same run: its
+  // recorded decision was finished (LATEST moved if it had not), nothing was evaluated again.
+  bool resumed = false;
 };
 
 // COLLECTIVE. Throws UserError on a bad option or a failed stage (LATEST is then unchanged); a
