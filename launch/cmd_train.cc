@@ -55,7 +55,7 @@ ModelConfig ModelConfigFromFlags() {
 
 std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
-                                "weight_decay", "warmup_steps", "init_from", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "precision",
+                                "weight_decay", "warmup_steps", "init_from", "retired", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
                                 "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank",
                                 "memory_bandwidth", "link_bandwidth"};
@@ -168,6 +168,8 @@ int RunTrain(const std::vector<std::string>&) {
   o.warmup_steps = FLAGS_warmup_steps;
   o.lr_schedule = FLAGS_lr_schedule;
   o.init_from = FLAGS_init_from;
+  o.keep_retired = IsSecondChoice("retired", FLAGS_retired, "drop", "keep");
+  if (o.keep_retired && o.init_from.empty()) Fail("--retired keep goes with --init-from (a warm start)");
   o.min_lr_ratio = FLAGS_min_lr_ratio;
   o.exclude_history = FLAGS_exclude_history;
   o.clip_norm = FLAGS_clip_norm;

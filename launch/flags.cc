@@ -49,6 +49,7 @@ DEFINE_int64(max_steps, 0, "stop after this many steps (0 = no limit)");
 DEFINE_double(lr, 1e-3, "AdamW learning rate of the dense parameters");
 DEFINE_double(weight_decay, 0.0, "AdamW weight decay");
 DEFINE_int64(warmup_steps, 100, "linear learning-rate warm-up steps");
+DEFINE_string(retired, "drop", "warm start: drop | keep the rows of ids PREV had and --data no longer has (kept rows come back with their ids)");
 DEFINE_string(init_from, "", "warm start: a previous run directory, checkpoint, model or export; rows carry over by raw id (docs/training.md)");
 DEFINE_string(lr_schedule, "constant", "dense learning rate after warm-up: constant | cosine (decays to lr x --min-lr-ratio at the last step)");
 DEFINE_bool(exclude_history, false, "a position's softmax leaves out the items earlier in its sequence (evaluation never ranks them); off for data where users repeat items");

@@ -57,6 +57,7 @@ DECLARE_double(weight_decay);
 DECLARE_int64(warmup_steps);
 DECLARE_string(lr_schedule);
 DECLARE_string(init_from);
+DECLARE_string(retired);
 DECLARE_double(min_lr_ratio);
 DECLARE_bool(exclude_history);
 DECLARE_double(clip_norm);

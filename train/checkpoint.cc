@@ -23,14 +23,15 @@ namespace {
 
 constexpr const char* kManifest = "manifest.json";
 constexpr const char* kIdsFile = "ids.h5";
+constexpr const char* kRetiredFile = "retired.h5";
 
 std::vector<float> ToFloats(const at::Tensor& t) {
   at::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
-at::Tensor FromFloats(std::vector<float>& v, at::IntArrayRef shape) {
-  return torch::from_blob(v.data(), shape, torch::kFloat).clone();
+at::Tensor FromFloats(const std::vector<float>& v, at::IntArrayRef shape) {
+  return torch::from_blob(const_cast<float*>(v.data()), shape, torch::kFloat).clone();  // copied, never written
 }
 
 struct Manifest {
@@ -157,10 +158,54 @@ void WriteIds(const std::string& path, const ItemCatalog& c) {
   f.Close();
 }
 
+void WriteRetired(const std::string& path, const RetiredRows& r) {
+  h5::File f = h5::File::Create(path);
+  f.SetAttr("/", "format", std::string("shardrec.retired"));
+  f.SetAttr("/", "format_version", int64_t{1});
+  f.SetAttr("/", "num_items", static_cast<int64_t>(r.raw_ids.size()));
+  {
+    h5::StringAppender ids(&f, "/items/raw_ids");
+    for (const auto& id : r.raw_ids) ids.Append(id);
+    ids.Flush();
+  }
+  for (const auto& [name, t] : r.tables) {
+    const std::string g = "/tables/" + name;
+    f.Write<float>(g + "/vectors", t.vectors, t.width);
+    if (t.state1_width > 0) f.Write<float>(g + "/state1", t.state1, t.state1_width);
+    if (t.state2_width > 0) f.Write<float>(g + "/state2", t.state2, t.state2_width);
+  }
+  f.Close();
+}
+
+RetiredRows ReadRetired(const std::string& path) {
+  h5::File f = h5::File::Open(path);
+  if (f.GetStringAttr("/", "format").value_or("") != "shardrec.retired") Fail(path, ": not a retired-rows file");
+  RetiredRows r;
+  const int64_t n = f.GetIntAttr("/", "num_items").value_or(0);
+  r.raw_ids = n == 0 ? std::vector<std::string>() : h5::ReadStrings(f, "/items/raw_ids", 0, n);
+  for (const char* name : {"item_id", "item_input_id"}) {
+    const std::string g = std::string("/tables/") + name;
+    if (!f.Exists(g + "/vectors")) continue;
+    RetiredRows::Table t;
+    auto read = [&](const std::string& what, std::vector<float>* out, int64_t* width) {
+      if (!f.Exists(g + "/" + what)) return;
+      const auto shape = f.Shape(g + "/" + what);
+      *width = shape.size() == 2 ? shape[1] : 1;
+      if (shape.empty() || shape[0] != n) Fail(path, ": ", g, "/", what, " does not hold ", n, " rows");
+      *out = f.ReadAll<float>(g + "/" + what);
+    };
+    read("vectors", &t.vectors, &t.width);
+    read("state1", &t.state1, &t.state1_width);
+    read("state2", &t.state2, &t.state2_width);
+    r.tables[name] = std::move(t);
+  }
+  return r;
+}
+
 }  // namespace
 
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                    const TrainerState* state, Communicator& comm) {
+                    const TrainerState* state, Communicator& comm, const RetiredRows* retired) {
   const std::string tmp = dir + ".partial";
   const auto remove_tmp = [&] {
     if (comm.rank() == 0) RemoveAll(tmp);
@@ -180,6 +225,7 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
     WritePlanFile(tmp + "/plan.txt", emb.plan(), emb.plan().ToTable(emb.specs()));
     WriteDense(tmp + "/dense.h5", model, adam, state);
     if (!model.catalog().data.empty()) WriteIds(tmp + "/" + kIdsFile, model.catalog());
+    if (retired != nullptr && !retired->empty()) WriteRetired(tmp + "/" + kRetiredFile, *retired);
   }, remove_tmp);
   RunAgreed(comm, [&] {
     if (comm.rank() != 0) return;
@@ -293,7 +339,11 @@ at::Tensor MapByKey(const std::vector<std::string>& saved, const std::vector<std
 // Compares the id space `dir` was saved in with the model's. The same (or unknown: a checkpoint
 // from before ids were saved, or a catalogue built in code): no maps. Different: an error naming
 // both datasets, or, when remapping, the row maps by raw id (items and categories).
-RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap, LoadReport* report) {
+struct IdSpaces {
+  std::vector<std::string> saved, now;  // item raw ids in row order, when remapping
+};
+
+RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap, LoadReport* report, IdSpaces* ids) {
   const ItemCatalog& now = model.catalog();
   const std::string path = dir + "/" + kIdsFile;
   if (now.item_ids_fingerprint.empty()) return {};
@@ -314,8 +364,9 @@ RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap,
   }
   auto ds = Dataset::Open(now.data);
   RowMaps maps;
-  const at::Tensor items = MapByKey(AllStrings(f, "/items/raw_ids", saved_items),
-                                    ds->ReadItemRawIds(0, ds->info().num_items), &report->items);
+  ids->saved = AllStrings(f, "/items/raw_ids", saved_items);
+  ids->now = ds->ReadItemRawIds(0, ds->info().num_items);
+  const at::Tensor items = MapByKey(ids->saved, ids->now, &report->items);
   maps["item_id"] = maps["item_input_id"] = items;
   report->items_known = torch::zeros({ds->info().num_items}, torch::kBool);
   const at::Tensor carried = items.masked_select(items >= 0);
@@ -332,7 +383,88 @@ RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap,
 
 // This rank's rows of every table, from the shard files of however many ranks saved them (through
 // `maps` where the id space changed).
-void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model, const RowMaps& maps) {
+bool IsItemTable(const std::string& name) { return name == "item_id" || name == "item_input_id"; }
+
+// The saved rows of retired items (mapped to -1), full width, gathered from every saved file into
+// `out` (whose raw_ids, in `slot` order, name them). Column-sharded tables fill their columns.
+class RetiredCollector {
+ public:
+  RetiredCollector(RetiredRows* out, const std::vector<std::string>* saved_raw) : out_(out), saved_raw_(saved_raw) {}
+  void Add(const h5::File& f, const std::string& g, const std::string& table, const at::Tensor& saved_rows,
+           const at::Tensor& mapped, int64_t cb, int64_t ce, int64_t full_width) {
+    at::Tensor gone = torch::nonzero(mapped < 0).view({-1});
+    if (gone.numel() == 0) return;
+    const int64_t n = saved_rows.numel();
+    auto read = [&](const std::string& what) -> std::pair<std::vector<float>, int64_t> {
+      if (!f.Exists(g + "/" + what)) return {{}, 0};
+      std::vector<float> v = f.ReadAll<float>(g + "/" + what);
+      return {std::move(v), n ? static_cast<int64_t>(v.size()) / n : 0};
+    };
+    auto [vec, vw] = read("vectors");
+    auto [s1, s1w] = read("state1");
+    auto [s2, s2w] = read("state2");
+    RetiredRows::Table& t = out_->tables[table];
+    t.width = full_width;
+    // A per-column state is as wide as the table; a per-row state (row-wise Adagrad) is 1 wide.
+    t.state1_width = s1w == 0 ? t.state1_width : (s1w == ce - cb ? full_width : 1);
+    t.state2_width = s2w == 0 ? t.state2_width : full_width;
+    const auto* rows = saved_rows.data_ptr<int64_t>();
+    for (int64_t i : std::vector<int64_t>(gone.data_ptr<int64_t>(), gone.data_ptr<int64_t>() + gone.numel())) {
+      const int64_t at = Slot((*saved_raw_)[rows[i]]);
+      auto fill = [&](std::vector<float>& dst, int64_t width, const std::vector<float>& src, int64_t src_width, bool per_col) {
+        if (src_width == 0) return;
+        dst.resize(static_cast<size_t>(out_->raw_ids.size() * width), 0.f);
+        if (per_col) {
+          std::copy_n(src.begin() + i * src_width, ce - cb, dst.begin() + at * width + cb);
+        } else {
+          dst[at] = src[i];
+        }
+      };
+      fill(t.vectors, t.width, vec, vw, true);
+      fill(t.state1, t.state1_width, s1, s1w, t.state1_width != 1);
+      fill(t.state2, t.state2_width, s2, s2w, true);
+    }
+  }
+  // Row i of `src` (a retired row still retired) under its raw id.
+  void AddRow(const RetiredRows& src, int64_t i) {
+    const int64_t at = Slot(src.raw_ids[i]);
+    for (const auto& [name, st] : src.tables) {
+      RetiredRows::Table& t = out_->tables[name];
+      t.width = st.width;
+      t.state1_width = st.state1_width;
+      t.state2_width = st.state2_width;
+      auto copy = [&](std::vector<float>& dst, const std::vector<float>& from, int64_t w) {
+        if (w == 0) return;
+        dst.resize(out_->raw_ids.size() * w, 0.f);
+        std::copy_n(from.begin() + i * w, w, dst.begin() + at * w);
+      };
+      copy(t.vectors, st.vectors, st.width);
+      copy(t.state1, st.state1, st.state1_width);
+      copy(t.state2, st.state2, st.state2_width);
+    }
+  }
+  // The row of `raw` in the output, added at the end (every table grows with it) if new.
+  int64_t Slot(const std::string& raw) {
+    auto [it, fresh] = slot_.emplace(raw, static_cast<int64_t>(out_->raw_ids.size()));
+    if (fresh) {
+      out_->raw_ids.push_back(raw);
+      for (auto& [name, t] : out_->tables) {
+        t.vectors.resize(out_->raw_ids.size() * t.width, 0.f);
+        t.state1.resize(out_->raw_ids.size() * t.state1_width, 0.f);
+        t.state2.resize(out_->raw_ids.size() * t.state2_width, 0.f);
+      }
+    }
+    return it->second;
+  }
+
+ private:
+  RetiredRows* out_;
+  const std::vector<std::string>* saved_raw_;
+  std::unordered_map<std::string, int64_t> slot_;
+};
+
+void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model, const RowMaps& maps,
+                    RetiredCollector* retired) {
   ShardedEmbeddingCollection& emb = model.embeddings();
   std::set<std::string> saved_tables;  // every rank reads every file: all ranks agree on a missing table
   for (int64_t r = 0; r < saved_world; ++r) {
@@ -342,10 +474,11 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
       const std::string g = "/tables/" + spec.name;
       if (!f.Exists(g + "/rows")) continue;
       saved_tables.insert(spec.name);
-      if (!s) continue;
+      const bool collect = retired != nullptr && IsItemTable(spec.name) && maps.count(spec.name);
+      if (!s && !collect) continue;
       const int64_t cb = NeedInt(f, g, "col_begin"), ce = NeedInt(f, g, "col_end");
-      const int64_t lo = std::max(cb, s->col_begin), hi = std::min(ce, s->col_end);
-      if (lo >= hi) continue;
+      const int64_t lo = s ? std::max(cb, s->col_begin) : 0, hi = s ? std::min(ce, s->col_end) : 0;
+      if (lo >= hi && !collect) continue;
       std::vector<int64_t> rows = f.ReadAll<int64_t>(g + "/rows");
       if (rows.empty()) continue;
       at::Tensor ids = torch::tensor(rows, torch::kLong);
@@ -354,8 +487,11 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
           Fail(dir, "/embeddings-rank", r, ".h5: table ", spec.name, " has rows outside the ", m->second.numel(),
                " ids of ", kIdsFile, " (damaged?)");
         }
-        ids = m->second.index_select(0, ids);  // -1: gone, never kept below
+        const at::Tensor saved_rows = ids;
+        ids = m->second.index_select(0, ids);  // -1: gone (kept as a retired row when collecting)
+        if (collect) retired->Add(f, g, spec.name, saved_rows, ids, cb, ce, spec.dim);
       }
+      if (!s || lo >= hi) continue;
       at::Tensor keep = torch::nonzero((ids >= s->row_begin).logical_and(ids < s->row_end)).view({-1});
       if (keep.numel() == 0) continue;
       if (ids.max().item<int64_t>() >= spec.rows) {
@@ -391,14 +527,70 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
   }
 }
 
+// Puts the rows of retired items (`prev`, a retired.h5) that the model has again into this rank's
+// shards; the ones still retired go to `keep` (when kept). Returns how many came back.
+int64_t RestoreRetired(const RetiredRows& prev, const std::vector<std::string>& now_raw, TwoTowerModel& model,
+                       RetiredCollector* keep) {
+  std::unordered_map<std::string_view, int64_t> row;
+  for (size_t i = 0; i < now_raw.size(); ++i) row.emplace(now_raw[i], static_cast<int64_t>(i));
+  std::vector<int64_t> from, to;
+  for (size_t i = 0; i < prev.raw_ids.size(); ++i) {
+    auto it = row.find(prev.raw_ids[i]);
+    if (it != row.end()) {
+      from.push_back(static_cast<int64_t>(i));
+      to.push_back(it->second);
+    } else if (keep != nullptr) {
+      keep->AddRow(prev, static_cast<int64_t>(i));
+    }
+  }
+  ShardedEmbeddingCollection& emb = model.embeddings();
+  for (const auto& spec : emb.specs()) {
+    const Shard* s = emb.LocalShard(spec.name);
+    auto t = prev.tables.find(spec.name);
+    if (!s || t == prev.tables.end() || from.empty()) continue;
+    std::vector<int64_t> src_rows, dst_rows;
+    for (size_t j = 0; j < from.size(); ++j) {
+      if (to[j] >= s->row_begin && to[j] < s->row_end) {
+        src_rows.push_back(from[j]);
+        dst_rows.push_back(to[j] - s->row_begin);
+      }
+    }
+    if (src_rows.empty()) continue;
+    const int64_t n = static_cast<int64_t>(prev.raw_ids.size());
+    at::Tensor w = emb.LocalWeights(spec.name);
+    const auto dev = w.device();
+    const at::Tensor src_idx = torch::tensor(src_rows, torch::kLong), dst_idx = torch::tensor(dst_rows, torch::kLong).to(dev);
+    auto place = [&](at::Tensor dst, const std::vector<float>& values, int64_t width) {
+      if (!dst.defined() || width == 0) return;
+      at::Tensor src = FromFloats(values, {n, width}).index_select(0, src_idx);
+      if (dst.dim() == 2) {
+        src = src.narrow(1, s->col_begin, s->col_end - s->col_begin);
+        dst.index_copy_(0, dst_idx, src.to(dev));
+      } else {
+        dst.view({-1, 1}).index_copy_(0, dst_idx, src.narrow(1, 0, 1).to(dev));
+      }
+    };
+    place(w, t->second.vectors, t->second.width);
+    SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
+    place(opt->state1(), t->second.state1, t->second.state1_width);
+    place(opt->state2(), t->second.state2, t->second.state2_width);
+  }
+  return static_cast<int64_t>(from.size());
+}
+
 }  // namespace
 
 LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
-                          Communicator& comm, bool verified, bool remap_by_raw_id) {
+                          Communicator& comm, bool verified, bool remap_by_raw_id, bool keep_retired) {
   if (!verified) VerifyCheckpoint(dir, comm);
   const int64_t saved_world = ReadManifest(dir).world_size;
   LoadReport report;
-  const RowMaps maps = MatchIds(dir, model, remap_by_raw_id, &report);
+  IdSpaces ids;
+  const RowMaps maps = MatchIds(dir, model, remap_by_raw_id, &report, &ids);
+  // Rank 0 gathers the rows a warm start retires, when they are kept (rank 0 writes them).
+  auto kept = std::make_shared<RetiredRows>();
+  std::unique_ptr<RetiredCollector> collector;
+  if (report.remapped && keep_retired && comm.rank() == 0) collector = std::make_unique<RetiredCollector>(kept.get(), &ids.saved);
   torch::NoGradGuard no_grad;
   {
     h5::File f = h5::File::Open(dir + "/dense.h5");
@@ -407,11 +599,20 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
   }
   std::string error;  // a rank-local failure (a damaged shard file) reaches every rank
   try {
-    LoadEmbeddings(dir, saved_world, model, maps);
+    LoadEmbeddings(dir, saved_world, model, maps, collector.get());
+    if (PathExists(dir + "/" + kRetiredFile)) {
+      RetiredRows prev = ReadRetired(dir + "/" + kRetiredFile);
+      if (report.remapped) {
+        report.returned = RestoreRetired(prev, ids.now, model, collector.get());
+      } else {
+        *kept = std::move(prev);  // the same ids: the run keeps what it had
+      }
+    }
   } catch (const UserError& e) {
     error = e.what();
   }
   ThrowIfAnyRankFailed(comm, error);
+  if (!kept->empty()) report.retired = kept;
   return report;
 }
 

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,10 +32,23 @@ struct TrainerState {
   int64_t bad_validations = 0;
 };
 
+// Rows of items that a warm start found retired (saved, but not in the new dataset), kept
+// (`--retired keep`) so that an item which comes back on a later day gets its row and optimizer
+// state back instead of a fresh row. Saved as retired.h5 beside the tables (docs/formats.md).
+struct RetiredRows {
+  struct Table {
+    int64_t width = 0, state1_width = 0, state2_width = 0;  // state widths: 0 = no such state
+    std::vector<float> vectors, state1, state2;              // [n x width] ...
+  };
+  std::vector<std::string> raw_ids;
+  std::map<std::string, Table> tables;  // the item tables ("item_id", "item_input_id")
+  bool empty() const { return raw_ids.empty(); }
+};
+
 // COLLECTIVE. Writes `dir` (replacing an older one of that name only once the new one is complete).
-// `adam` and `state` may be null (a model without training state).
+// `adam` and `state` may be null (a model without training state); `retired` too (none kept).
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                    const TrainerState* state, Communicator& comm);
+                    const TrainerState* state, Communicator& comm, const RetiredRows* retired = nullptr);
 // What a load did to the rows (counts of ids; all zero unless the id space changed).
 struct LoadReport {
   struct Counts {
@@ -43,6 +58,12 @@ struct LoadReport {
   };
   bool remapped = false;
   Counts items, categories;
+  // Items of the saved retired rows (retired.h5) that the model has again: their rows were restored.
+  int64_t returned = 0;
+  // Rank 0: the retired rows the run keeps. Without remapping, the saved ones as they are; with
+  // remapping and `keep_retired`, the saved ids the model lacks plus the saved retired rows still
+  // retired. Null when there are none to keep.
+  std::shared_ptr<RetiredRows> retired;
   // When remapped: bool [I], true where the model's item was saved (its row carried over).
   at::Tensor items_known;
 };
@@ -54,10 +75,11 @@ struct LoadReport {
 // Rows belong to the id space of the dataset the checkpoint was trained on (RUN/.../ids.h5). If
 // the model's catalogue has other item ids, loading is a UserError naming both datasets unless
 // `remap_by_raw_id`: then every saved row goes to the model's row of the same raw item id (category
-// name), ids the model lacks are dropped and ids new to it keep their initial rows.
+// name), ids the model lacks are dropped (kept as retired rows with `keep_retired`) and ids new to
+// it keep their initial rows, except ids whose rows the directory kept as retired: those come back.
 LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                           TrainerState* state, Communicator& comm, bool verified = false,
-                          bool remap_by_raw_id = false);
+                          bool remap_by_raw_id = false, bool keep_retired = false);
 // Throws UserError naming the checkpoint and file if the manifest is missing or a file's size or
 // checksum does not match it. Checks the files whose position in name order is `part` modulo `parts`.
 void VerifyCheckpoint(const std::string& dir, int part = 0, int parts = 1);

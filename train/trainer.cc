@@ -23,8 +23,8 @@ namespace shardrec {
 
 // ---- model files -------------------------------------------------------------------------------
 
-void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
-  SaveCheckpoint(dir, model, nullptr, nullptr, comm);
+void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired) {
+  SaveCheckpoint(dir, model, nullptr, nullptr, comm, retired);
 }
 
 void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
@@ -147,6 +147,7 @@ class TrainingRun {
   std::string plan_table_;
   PickedCheckpoint resumed_;
   std::string warm_from_, warm_ids_;  // the directory a warm start loaded, and its id summary
+  std::shared_ptr<RetiredRows> retired_;  // rank 0: rows of retired items the run keeps (saved with it)
   SinkList sinks_;
   std::unique_ptr<TrainingSink> jsonl_, tb_;
   std::unique_ptr<Dataset> ds_;
@@ -257,7 +258,7 @@ void TrainingRun::Plan() {
 
 void TrainingRun::Resume() {
   resumed_ = PickCheckpoint(o_.run_dir, o_.resume_from, comm_);
-  LoadCheckpoint(resumed_.dir, *model_, adam_.get(), &state_, comm_, /*verified=*/true);
+  retired_ = LoadCheckpoint(resumed_.dir, *model_, adam_.get(), &state_, comm_, /*verified=*/true).retired;
   res_.best_valid_ndcg10 = state_.best_valid_ndcg10;
   res_.best_epoch = state_.best_epoch;
 }
@@ -286,13 +287,17 @@ void TrainingRun::WarmStart() {
   const InitSource from = ResolveInitFrom(o_.init_from, comm_);
   warm_from_ = from.dir;
   const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_, from.verified,
-                                      /*remap_by_raw_id=*/true);
-  auto counts = [](const char* what, const LoadReport::Counts& c) {
+                                      /*remap_by_raw_id=*/true, o_.keep_retired);
+  retired_ = r.retired;
+  auto counts = [](const char* what, const LoadReport::Counts& c, const char* gone) {
     return std::string(what) + " " + std::to_string(c.carried) + " carried over, " + std::to_string(c.fresh) + " new, " +
-           std::to_string(c.dropped) + " dropped";
+           std::to_string(c.dropped) + " " + gone;
   };
-  warm_ids_ = r.remapped ? counts("items", r.items) + "; " + counts("categories", r.categories)
-                         : "the same item ids (" + std::to_string(catalog_.num_items) + " items)";
+  const std::string back = r.returned > 0 ? " (" + std::to_string(r.returned) + " of them back from retirement)" : "";
+  const std::string kept = retired_ ? ", " + std::to_string(retired_->raw_ids.size()) + " retired rows kept" : "";
+  warm_ids_ = r.remapped ? counts("items", r.items, o_.keep_retired ? "retired" : "dropped") + back + kept + "; " +
+                               counts("categories", r.categories, "dropped")
+                         : "the same item ids (" + std::to_string(catalog_.num_items) + " items)" + kept;
 }
 
 int TrainingRun::LocalStopSignal() const { return o_.stop_signal != nullptr ? o_.stop_signal->load() : 0; }
@@ -399,7 +404,7 @@ bool TrainingRun::Validate() {
     res_.best_valid_ndcg10 = m["ndcg@10"];
     res_.best_epoch = state_.epoch;
     state_.bad_validations = 0;
-    if (o_.save_model) SaveModel(*model_, o_.run_dir + "/model", comm_);
+    if (o_.save_model) SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get());
     return true;
   }
   if (++state_.bad_validations < o_.patience) return true;
@@ -415,7 +420,7 @@ void TrainingRun::Checkpoint(int64_t next_batch) {
   s.best_epoch = res_.best_epoch;
   char name[32];
   std::snprintf(name, sizeof(name), "step-%09lld", static_cast<long long>(res_.steps));
-  SaveCheckpoint(o_.run_dir + "/checkpoints/" + name, *model_, adam_.get(), &s, comm_);
+  SaveCheckpoint(o_.run_dir + "/checkpoints/" + name, *model_, adam_.get(), &s, comm_, retired_.get());
   if (root_) PruneCheckpoints(o_.run_dir, std::max<int64_t>(1, o_.keep_checkpoints));
   last_checkpoint_ = res_.steps;
   res_.last_checkpoint = o_.run_dir + "/checkpoints/" + name;
@@ -435,7 +440,7 @@ TrainResult TrainingRun::Run() {
   res_.stop_signal = stop_signal_;
   // A run stopped by a signal saves only its checkpoint (the model follows when it is resumed).
   if (o_.save_model && stop_signal_ == 0 && (o_.eval_every == 0 || res_.best_epoch < 0)) {
-    SaveModel(*model_, o_.run_dir + "/model", comm_);
+    SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get());
   }
   // Final checkpoint: where a stopped run resumes (the position after the last step taken).
   if (last_checkpoint_ != res_.steps && res_.steps > steps_before_) {

@@ -16,6 +16,8 @@
 
 namespace shardrec {
 
+struct RetiredRows;  // train/checkpoint.h
+
 struct TrainOptions {
   std::string data;      // dataset file
   std::string run_dir;   // outputs: config.yaml, metrics.jsonl, events.out.tfevents.*, model/
@@ -64,8 +66,13 @@ struct TrainOptions {
   // else its model), a checkpoint or model directory, or an export root or version (the model it
   // was exported from). Rows and their sparse optimizer state carry over by raw id, dense
   // parameters and AdamW state as they are; ids new in `data` keep their initial rows, ids it no
-  // longer has are dropped. The step count, schedule and early stopping start afresh.
+  // longer has are dropped (or kept: keep_retired). The step count, schedule and early stopping
+  // start afresh.
   std::string init_from;
+  // Warm start: keep the rows (and optimizer state) of ids PREV had and `data` no longer has, saved
+  // with the run's checkpoints and model (retired.h5), so that an id which comes back on a later day
+  // gets its row back. Off: they are dropped. Rows kept by PREV itself always come back.
+  bool keep_retired = false;
   std::string resume_from = "latest";  // latest | latest-valid
   // A run directory that holds a run (config.yaml, metrics.jsonl, model/ or checkpoints/) takes a
   // fresh run only with overwrite, which removes the old run's files once the new run has started.
@@ -122,7 +129,7 @@ struct EvalOptions {
 std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm);
 
 // Writes / reads a model (train/checkpoint.h layout without training state).
-void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
+void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired = nullptr);
 void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
 
 }  // namespace shardrec

@@ -62,8 +62,13 @@ std::map<std::string, std::vector<float>> ReadRows(const std::string& dir, const
     const auto rows = e.ReadAll<int64_t>(g + "/rows");
     const auto v = e.ReadAll<float>(g + "/" + what);
     const size_t w = v.size() / std::max<size_t>(1, rows.size());
+    // A column shard's slice goes to its columns (per-row state: one value, whatever the slice).
+    const auto cb = static_cast<size_t>(*e.GetIntAttr(g, "col_begin")), ce = static_cast<size_t>(*e.GetIntAttr(g, "col_end"));
+    const size_t at = w == ce - cb ? cb : 0;
     for (size_t i = 0; i < rows.size(); ++i) {
-      out["item_id/" + std::to_string(rows[i])].assign(v.begin() + i * w, v.begin() + (i + 1) * w);
+      auto& row = out["item_id/" + std::to_string(rows[i])];
+      row.resize(std::max(row.size(), at + w));
+      std::copy(v.begin() + i * w, v.begin() + (i + 1) * w, row.begin() + at);
     }
   }
   return out;
@@ -217,6 +222,76 @@ TEST_F(WarmStart, TrainingFromAWarmStartIsWorldSizeInvariant) {
   testing::ExpectUserError([&] { RunRanks(1, [&](Communicator& c) { Train(bad, c); }); },
                            {"--init-from", "nothing-here", "not a run directory"});
   EXPECT_FALSE(PathExists(dir_.File("bad")));
+}
+
+// --retired keep: the rows of items a warm start retires (i0 .. i9 on day 2) are saved with the
+// run (retired.h5) and come back, bitwise with their optimizer state, when the items return on day
+// 3 (i0 .. i4), at any world size; the ones still retired stay kept. Dropped, they come back as
+// fresh rows. A warm-started training run saves the kept rows in its checkpoints and model.
+TEST_F(WarmStart, RetiredRowsKeptComeBackWithTheirIds) {
+  std::vector<std::string> day3 = day2_;
+  for (int i = 0; i < 5; ++i) day3.push_back("i" + std::to_string(i));
+  WriteDay(dir_.File("day3.h5"), day3, 210, 3, {"c0", "c1", "c2", "c3", "c4"});
+  // Day 2 from day 1, rows of retired ids kept or not.
+  for (bool keep : {true, false}) {
+    RunRanks(1, [&](Communicator& c) {
+      auto m = Build(Options("day2.h5", "unused"), c);
+      const LoadReport r = LoadCheckpoint(checkpoint_, *m, nullptr, nullptr, c, false, /*remap=*/true, keep);
+      EXPECT_EQ(r.items.dropped, 10);
+      EXPECT_EQ(r.returned, 0);
+      ASSERT_EQ(r.retired != nullptr, keep);
+      SaveCheckpoint(dir_.File(keep ? "day2keep" : "day2drop"), *m, nullptr, nullptr, c, r.retired.get());
+    });
+  }
+  EXPECT_TRUE(PathExists(dir_.File("day2keep/retired.h5")));
+  EXPECT_FALSE(PathExists(dir_.File("day2drop/retired.h5")));
+  const auto before = ReadRows(checkpoint_, "vectors"), state_before = ReadRows(checkpoint_, "state1");
+  std::map<std::string, std::vector<float>> fresh;
+  RunRanks(1, [&](Communicator& c) {
+    auto m = Build(Options("day3.h5", "unused"), c);
+    SaveCheckpoint(dir_.File("fresh3"), *m, nullptr, nullptr, c);
+  });
+  fresh = ReadRows(dir_.File("fresh3"), "vectors");
+  for (auto [world, sharding] : {std::pair{1, "auto"}, std::pair{2, "row_wise"}, std::pair{4, "column_wise"}}) {
+    SCOPED_TRACE(std::to_string(world) + " ranks, " + sharding);
+    for (bool kept : {true, false}) {
+      TrainOptions o = Options("day3.h5", "unused");
+      o.model.sharding = sharding;
+      const std::string out = dir_.File("day3-" + std::to_string(world) + sharding + (kept ? "keep" : "drop"));
+      RunRanks(world, [&](Communicator& c) {
+        auto m = Build(o, c);
+        const LoadReport r = LoadCheckpoint(dir_.File(kept ? "day2keep" : "day2drop"), *m, nullptr, nullptr, c, false, true, true);
+        EXPECT_EQ(r.items.carried, 90);
+        EXPECT_EQ(r.returned, kept ? 5 : 0);
+        if (c.rank() == 0 && kept) {
+          ASSERT_NE(r.retired, nullptr);  // i5 .. i9 still retired, kept again
+          EXPECT_EQ(r.retired->raw_ids, (std::vector<std::string>{"i5", "i6", "i7", "i8", "i9"}));
+        }
+        if (!kept) {
+          EXPECT_EQ(r.retired, nullptr);  // nothing retired anew, nothing kept before
+        }
+        SaveCheckpoint(out, *m, nullptr, nullptr, c, c.rank() == 0 ? r.retired.get() : nullptr);
+      });
+      const auto rows = ReadRows(out, "vectors"), state = ReadRows(out, "state1");
+      for (int i = 0; i < 5; ++i) {
+        const std::string key = "item_id/" + std::to_string(day2_.size() + i), day1 = "item_id/" + std::to_string(i);
+        if (kept) {
+          EXPECT_EQ(rows.at(key), before.at(day1)) << "i" << i;
+          EXPECT_EQ(state.at(key), state_before.at(day1)) << "i" << i;
+        } else {
+          EXPECT_EQ(rows.at(key), fresh.at(key)) << "i" << i;
+          EXPECT_NE(rows.at(key), before.at(day1)) << "i" << i;
+        }
+      }
+    }
+  }
+  // Training: a warm start with keep_retired saves the kept rows in every checkpoint and the model.
+  TrainOptions o = Options("day2.h5", "warmkeep");
+  o.init_from = dir_.File("run1");
+  o.keep_retired = true;
+  RunRanks(2, [&](Communicator& c) { Train(o, c); });
+  EXPECT_TRUE(PathExists(dir_.File("warmkeep/model/retired.h5")));
+  for (const auto& ck : ListCheckpoints(dir_.File("warmkeep"))) EXPECT_TRUE(PathExists(ck + "/retired.h5")) << ck;
 }
 
 }  // namespace
