@@ -112,8 +112,16 @@ else
   if [ ! -f "$dir/init-from" ]; then
     case "$init_from" in
       served)
+        # The served version's run directory when it is still there (its newest checkpoint carries
+        # the optimizer state too), else the version itself (its model).
         served=$(cat "$root/LATEST" 2> /dev/null || true)
-        if [ -n "$served" ]; then echo "$root/$served" > "$dir/init-from.tmp"; else echo none > "$dir/init-from.tmp"; fi ;;
+        if [ -z "$served" ]; then
+          echo none > "$dir/init-from.tmp"
+        else
+          source=$(grep -o '"source": "[^"]*"' "$root/$served/manifest.json" | head -1 | sed 's/^"source": "//; s/"$//')
+          prev_run=$(dirname "${source:-/nonexistent/model}")
+          if [ -d "$prev_run/checkpoints" ] && [ -f "$prev_run/config.yaml" ]; then echo "$prev_run"; else echo "$root/$served"; fi > "$dir/init-from.tmp"
+        fi ;;
       *) echo "$init_from" > "$dir/init-from.tmp" ;;
     esac
     mv "$dir/init-from.tmp" "$dir/init-from" || die "cannot write $dir/init-from"
