@@ -209,10 +209,14 @@ int RunTrain(const std::vector<std::string>&) {
     return kExitStopped;
   }
   if (job.is_root()) {
-    std::printf("trained %lld steps (%lld epochs) in %.1f s, %.0f sequences/s; best valid NDCG@10 %.4f (epoch %lld); "
-                "model in %s/model\n",
-                static_cast<long long>(r.steps), static_cast<long long>(r.epochs), r.seconds, r.examples_per_second,
-                r.best_valid_ndcg10, static_cast<long long>(r.best_epoch), o.run_dir.c_str());
+    char best[96] = "no validation (--eval-every 0)";
+    if (r.best_epoch >= 0) {
+      std::snprintf(best, sizeof(best), "best valid NDCG@10 %.4f (epoch %lld)", r.best_valid_ndcg10,
+                    static_cast<long long>(r.best_epoch));
+    }
+    std::printf("trained %lld steps (%lld epochs) in %.1f s, %.0f sequences/s; %s; model in %s/model\n",
+                static_cast<long long>(r.steps), static_cast<long long>(r.epochs), r.seconds, r.examples_per_second, best,
+                o.run_dir.c_str());
   }
   return 0;
 }

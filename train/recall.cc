@@ -166,7 +166,12 @@ RecallReport WriteRecallLists(const RecallOptions& o, Communicator& comm) {
     WriteRecallManifest(partial, rm);
     if (PathExists(out)) Fail("--out: ", out, " appeared while the lists were written; not replaced");
     if (std::rename(partial.c_str(), out.c_str()) != 0) Fail(out, ": cannot rename the finished lists into place: ", std::strerror(errno));
-    SyncPath(Dirname(out));
+    try {
+      SyncPath(Dirname(out));
+    } catch (const UserError&) {
+      std::rename(out.c_str(), partial.c_str());  // not durably in place: back to its temporary name, removed
+      throw;
+    }
   }, remove_partial);
   return r;
 }

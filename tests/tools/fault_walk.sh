@@ -1,6 +1,6 @@
 #!/bin/bash
 # The fault-injection walk (docs/errors.md): every write and fsync of `data convert`, `train` (with a
-# checkpoint), `export` and `index` is made to fail in turn (ENOSPC, or EIO for every third point),
+# checkpoint), `export`, `index` and `recall` is made to fail in turn (ENOSPC, or EIO for every third point),
 # through tests/tools/fault_inject.c loaded with LD_PRELOAD. For each point N: exit status 2 with
 # one "shardrec: error:" line, no crash, no temporary or partial file left, and the previously
 # published state byte for byte as it was.
@@ -66,4 +66,6 @@ mkdir -p e && cp -a s.h5 run exports e/
 walk export e exports "$bin" export --run-dir run --data s.h5 --out exports --export-version v2
 mkdir -p i && cp -a indexed i/
 walk index i indexed "$bin" index --export indexed
+mkdir -p q && cp -a indexed s.h5 q/
+walk recall q . "$bin" recall --export indexed --k 5 --out lists
 echo "fault walk: $total injection points in all"
