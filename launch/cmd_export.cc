@@ -137,6 +137,10 @@ int RunPublish(const std::vector<std::string>& pos) {
                  FLAGS_export_root.c_str(), r.parent.empty() ? "nothing" : r.parent.c_str());
     return 1;
   }
+  if (!r.not_served.empty()) {
+    std::printf("%s earlier; not served now: %s\n", r.decision.c_str(), r.not_served.c_str());
+    return 0;
+  }
   std::printf("%s: %s/LATEST -> %s%s\n", r.decision.c_str(), FLAGS_export_root.c_str(), r.version.c_str(),
               r.decision == "forced" ? (" (the gate said: " + r.reason + ")").c_str() : "");
   return 0;

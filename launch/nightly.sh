@@ -67,9 +67,12 @@ fi
 
 dir=$work/$day
 mkdir -p "$dir/logs" "$root" || die "cannot create $dir/logs or $root"
-# One job per night at a time (a second one would interleave with the first).
+# One job at a time per night, and per export root (two nights publishing into one root at once
+# would gate against each other's versions).
 exec 9> "$dir/.lock" || die "cannot open $dir/.lock"
 flock -n 9 || die "$dir is in use by another nightly job (lock $dir/.lock)"
+exec 8> "$root/.nightly.lock" || die "cannot open $root/.nightly.lock"
+flock -n 8 || die "$root is in use by another nightly job (lock $root/.nightly.lock)"
 
 note() { echo "nightly $day: $*"; }
 # run_stage NAME CMD...: runs, logs to $dir/logs/NAME.log (appended, shown too), and stops the job
@@ -97,7 +100,7 @@ else
     note "stage convert: done ($dataset)"
   else
     read -r -a conv <<< "$convert"
-    run_stage convert "$bin" data convert "${conv[@]}" --output "$dataset"
+    run_stage convert "$bin" data convert ${conv[@]+"${conv[@]}"} --output "$dataset"
   fi
 fi
 
@@ -106,22 +109,16 @@ fi
 # choice is recorded when the night's training first starts, so a restart warm-starts from the
 # same version even if another one is served by then (a rollback in between).
 run=$dir/run
-if [ -f "$run/model/manifest.json" ]; then
+if [ -f "$dir/train.done" ]; then
   note "stage train: done ($run/model)"
 else
   if [ ! -f "$dir/init-from" ]; then
     case "$init_from" in
       served)
-        # The served version's run directory when it is still there (its newest checkpoint carries
-        # the optimizer state too), else the version itself (its model).
+        # The served version (train takes the checkpoint its run wrote at the served model's step,
+        # optimizer state included, while that run is still there; else the model).
         served=$(cat "$root/LATEST" 2> /dev/null || true)
-        if [ -z "$served" ]; then
-          echo none > "$dir/init-from.tmp"
-        else
-          source=$(grep -o '"source": "[^"]*"' "$root/$served/manifest.json" | head -1 | sed 's/^"source": "//; s/"$//')
-          prev_run=$(dirname "${source:-/nonexistent/model}")
-          if [ -d "$prev_run/checkpoints" ] && [ -f "$prev_run/config.yaml" ]; then echo "$prev_run"; else echo "$root/$served"; fi > "$dir/init-from.tmp"
-        fi ;;
+        if [ -n "$served" ]; then echo "$root/$served"; else echo none; fi > "$dir/init-from.tmp" ;;
       *) echo "$init_from" > "$dir/init-from.tmp" ;;
     esac
     mv "$dir/init-from.tmp" "$dir/init-from" || die "cannot write $dir/init-from"
@@ -131,33 +128,35 @@ else
   args=(train --data "$dataset" --run-dir "$run")
   [ -n "$config" ] && args+=(--config "$config")
   [ "$init" != none ] && args+=(--init-from "$init")
-  args+=("${extra[@]}")
+  args+=(${extra[@]+"${extra[@]}"})
   checkpoint=$(ls -d "$run"/checkpoints/step-* 2> /dev/null | grep -v '\.partial$' | head -1)
   if [ -n "$checkpoint" ]; then
-    run_stage train "${launch[@]}" "$bin" train --resume=latest-valid --run-dir "$run"
+    run_stage train ${launch[@]+"${launch[@]}"} "$bin" train --resume=latest-valid --run-dir "$run"
   elif [ -e "$run" ]; then
-    run_stage train "${launch[@]}" "$bin" "${args[@]}" --overwrite  # started, no checkpoint yet: again
+    run_stage train ${launch[@]+"${launch[@]}"} "$bin" "${args[@]}" --overwrite  # started, no checkpoint yet: again
   else
-    run_stage train "${launch[@]}" "$bin" "${args[@]}"
+    run_stage train ${launch[@]+"${launch[@]}"} "$bin" "${args[@]}"
   fi
+  # The model exists from the first validation on: only a finished run marks the stage done.
+  touch "$dir/train.done" || die "cannot write $dir/train.done"
 fi
 
 # 3. eval (eval.json is written atomically).
 if [ -f "$dir/eval.json" ]; then
   note "stage eval: done ($dir/eval.json)"
 else
-  run_stage eval "${launch[@]}" "$bin" eval --run-dir "$run" --out "$dir/eval.json"
+  run_stage eval ${launch[@]+"${launch[@]}"} "$bin" eval --run-dir "$run" --out "$dir/eval.json"
 fi
 
 # 4. publish: idempotent for the version named after the night (a refused gate fails the stage
 # again, with LATEST untouched).
 read -r -a pub <<< "$publish_args"
-run_stage publish "${launch[@]}" "$bin" publish --run-dir "$run" --export-root "$root" --export-version "$day" "${pub[@]}"
+run_stage publish ${launch[@]+"${launch[@]}"} "$bin" publish --run-dir "$run" --export-root "$root" --export-version "$day" ${pub[@]+"${pub[@]}"}
 
 # 5. recall lists of the version just published (renamed into place whole).
 if [ -f "$dir/recall/manifest.json" ]; then
   note "stage recall: done ($dir/recall)"
 else
-  run_stage recall "${launch[@]}" "$bin" recall --export "$root/$day" --users "$users" --k "$k" --out "$dir/recall"
+  run_stage recall ${launch[@]+"${launch[@]}"} "$bin" recall --export "$root/$day" --users "$users" --k "$k" --out "$dir/recall"
 fi
 note "done: $root/LATEST -> $(cat "$root/LATEST"), recall lists in $dir/recall"

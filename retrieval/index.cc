@@ -193,11 +193,13 @@ std::vector<std::vector<Hit>> ShardedIndex::SearchMany(const float* queries, int
   // Each query is the single-query search, so the answers are those of Search, bit for bit
   // (FAISS parallelises a batch differently from one query, and its exact-search scores can differ
   // in the last bit between the two). Threads take blocks of queries in turn.
-  const int t = static_cast<int>(std::clamp<int64_t>(threads > 0 ? threads : omp_get_max_threads(), 1, std::max<int64_t>(1, n)));
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int t = static_cast<int>(std::clamp<int64_t>(threads > 0 ? threads : cores, 1, std::max<int64_t>(1, n)));
   std::atomic<int64_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mu;
   auto work = [&] {
+    omp_set_num_threads(1);  // per thread in OpenMP: FAISS's regions inside stay on this thread
     try {
       for (int64_t b; (b = next.fetch_add(16)) < n;) {
         for (int64_t i = b; i < std::min(n, b + 16); ++i) out[i] = Search(queries + i * manifest_.dim, k, exclude[i]);

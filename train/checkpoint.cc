@@ -205,7 +205,7 @@ RetiredRows ReadRetired(const std::string& path) {
 }  // namespace
 
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                    const TrainerState* state, Communicator& comm, const RetiredRows* retired) {
+                    const TrainerState* state, Communicator& comm, const RetiredRows* retired, int64_t step) {
   const std::string tmp = dir + ".partial";
   const auto remove_tmp = [&] {
     if (comm.rank() == 0) RemoveAll(tmp);
@@ -229,7 +229,7 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
   }, remove_tmp);
   RunAgreed(comm, [&] {
     if (comm.rank() != 0) return;
-    WriteManifest(tmp, comm.world_size(), state ? state->step : 0);
+    WriteManifest(tmp, comm.world_size(), state ? state->step : step);
     // Publish: an older directory of the same name disappears only now.
     const std::string old = dir + ".old";
     RemoveAll(old);
@@ -430,6 +430,10 @@ class RetiredCollector {
     const int64_t at = Slot(src.raw_ids[i]);
     for (const auto& [name, st] : src.tables) {
       RetiredRows::Table& t = out_->tables[name];
+      if (t.width != 0 && (t.width != st.width || t.state1_width != st.state1_width || t.state2_width != st.state2_width)) {
+        Fail("kept retired rows of table ", name, " have another width or optimizer state than the ones retired now ",
+             "(another --dim or --embedding-optimizer): warm-start with --retired drop");
+      }
       t.width = st.width;
       t.state1_width = st.state1_width;
       t.state2_width = st.state2_width;
@@ -547,7 +551,11 @@ int64_t RestoreRetired(const RetiredRows& prev, const std::vector<std::string>& 
   for (const auto& spec : emb.specs()) {
     const Shard* s = emb.LocalShard(spec.name);
     auto t = prev.tables.find(spec.name);
-    if (!s || t == prev.tables.end() || from.empty()) continue;
+    if (t == prev.tables.end() || from.empty()) continue;
+    if (t->second.width != spec.dim) {
+      Fail(kRetiredFile, ": table ", spec.name, " rows are ", t->second.width, " wide, the model's ", spec.dim);
+    }
+    if (!s) continue;
     std::vector<int64_t> src_rows, dst_rows;
     for (size_t j = 0; j < from.size(); ++j) {
       if (to[j] >= s->row_begin && to[j] < s->row_end) {
@@ -615,6 +623,8 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
   if (!kept->empty()) report.retired = kept;
   return report;
 }
+
+int64_t SavedStep(const std::string& dir) { return ReadManifest(dir).step; }
 
 std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
   std::vector<std::string> out;

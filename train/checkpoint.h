@@ -47,8 +47,13 @@ struct RetiredRows {
 
 // COLLECTIVE. Writes `dir` (replacing an older one of that name only once the new one is complete).
 // `adam` and `state` may be null (a model without training state); `retired` too (none kept).
+// `step`: the training step recorded in the manifest when `state` is null (a model saved during
+// training), so a warm start can find the checkpoint of the same step.
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                    const TrainerState* state, Communicator& comm, const RetiredRows* retired = nullptr);
+                    const TrainerState* state, Communicator& comm, const RetiredRows* retired = nullptr,
+                    int64_t step = 0);
+// The training step a checkpoint or model directory's manifest records (0: unknown).
+int64_t SavedStep(const std::string& dir);
 // What a load did to the rows (counts of ids; all zero unless the id space changed).
 struct LoadReport {
   struct Counts {

@@ -49,6 +49,8 @@ std::string Gate(const PublishOptions& o, const PublishResult& r) {
   return "";
 }
 
+std::string PublishingMarker(const std::string& root, const std::string& version) { return root + "/." + version + ".publishing"; }
+
 // Removes the oldest complete versions beyond `keep`, never `served` or `candidate`; returns their names.
 std::vector<std::string> Prune(const std::string& root, int64_t keep, const std::string& served, const std::string& candidate) {
   std::vector<std::string> removed;
@@ -108,13 +110,23 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     r.decision = m.gate_decision;
     r.reason = r.decision == "published" ? "" : Gate(o, r);
     if (r.decision == "refused" && r.reason.empty()) r.reason = "refused when this version was gated (its manifest)";
-    if (r.decision != "refused" && latest != e.version) {
-      if (latest != m.parent) {
-        Fail(dir, ": decided '", r.decision, "' earlier, but LATEST has moved since (to ", latest.empty() ? "nothing" : latest,
-             "); not changing it: use shardrec publish --rollback ", e.version, " to serve it");
-      }
-      SetLatest(e.root, e.version);  // interrupted between the decision and LATEST
+    const std::string marker = PublishingMarker(e.root, e.version);
+    if (r.decision == "refused" && o.force && latest == m.parent) {  // served anyway now, recorded
+      ExportManifest forced = m;
+      forced.gate_decision = r.decision = "forced";
+      WriteFileAtomically(marker, m.parent + "\n");
+      WriteExportManifest(dir, forced);
     }
+    if (r.decision != "refused" && latest != e.version) {
+      if (PathExists(marker) && latest == m.parent) {
+        SetLatest(e.root, e.version);  // interrupted between the decision and LATEST
+      } else {
+        // Served before and replaced since (a rollback): a re-run does not serve it again.
+        r.not_served = "LATEST names " + (latest.empty() ? std::string("nothing") : latest) +
+                       ", set after this version was served; serve it again with shardrec publish --rollback " + e.version;
+      }
+    }
+    RemoveAll(marker);
     r.removed = Prune(e.root, o.keep, ReadLatest(e.root), r.version);
     resumed = r.decision;
   });
@@ -161,8 +173,14 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     m.gate_candidate = r.candidate;
     m.gate_served = r.served;
     m.gate_decision = r.decision;
+    // The marker says "LATEST is about to move here": a re-run after an interruption finishes the
+    // move only while it exists, and never undoes a later rollback.
+    if (r.decision != "refused") WriteFileAtomically(PublishingMarker(e.root, r.version), r.parent + "\n");
     WriteExportManifest(dir, m);
-    if (r.decision != "refused") SetLatest(e.root, r.version);
+    if (r.decision != "refused") {
+      SetLatest(e.root, r.version);
+      RemoveAll(PublishingMarker(e.root, r.version));
+    }
     r.removed = Prune(e.root, o.keep, ReadLatest(e.root), r.version);
   }, [&] {
     if (comm.rank() == 0 && ReadLatest(e.root) != r.version) RemoveAll(dir);

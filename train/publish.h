@@ -13,7 +13,8 @@
 //   6. remove the oldest versions beyond `keep` (never the served one).
 // Publishing again under the same --export-version after an interruption (kill -9) is safe: a
 // version gated earlier keeps its recorded decision (LATEST is moved if the decision was to serve
-// and the interruption came before the move); one exported but not gated is removed and redone.
+// and the interruption came before the move, never after a later rollback; a refused one is served
+// with --force); one exported but not gated is removed and redone.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,8 @@ struct PublishResult {
   // The named version had been gated by an earlier, interrupted publish of the same run: its
   // recorded decision was finished (LATEST moved if it had not), nothing was evaluated again.
   bool resumed = false;
+  // When resumed: why a version decided "published" earlier is not served now ("" when it is).
+  std::string not_served;
 };
 
 // COLLECTIVE. Throws UserError on a bad option or a failed stage (LATEST is then unchanged); a

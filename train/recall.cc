@@ -101,6 +101,9 @@ RecallReport WriteRecallLists(const RecallOptions& o, Communicator& comm) {
     ds = Dataset::Open(index->manifest().data);
   }, remove_partial);
   const ExportManifest& m = index->manifest();
+  if (o.k > m.num_items) {
+    RunAgreed(comm, [&] { Fail("--k ", o.k, " is more than the export's ", m.num_items, " items"); }, remove_partial);
+  }
   const int64_t n = static_cast<int64_t>(selected.size()), w = comm.world_size(), me = comm.rank();
   const int64_t begin = n * me / w, end = n * (me + 1) / w, mine = end - begin;
   // This rank's user vectors, in selection order (only the shards its range touches are read).
@@ -122,9 +125,11 @@ RecallReport WriteRecallLists(const RecallOptions& o, Communicator& comm) {
   part.scores.reserve(static_cast<size_t>(mine * o.k));
   comm.Barrier();
   const auto start = Clock::now();
-  // Blocks of users: the seen items of a block are read together, and rank 0 reports progress.
+  // Blocks of users: the seen items of a block are read together, and rank 0 reports progress. A
+  // failure on one rank (a damaged dataset) reaches every rank.
   const int64_t block = 4096;
   const std::vector<int64_t>& offsets = ds->user_offsets();
+  RunAgreed(comm, [&] {
   for (int64_t b = 0; b < mine; b += block) {
     const int64_t e = std::min(mine, b + block);
     std::vector<std::unordered_set<int64_t>> exclude(static_cast<size_t>(e - b));
@@ -143,6 +148,7 @@ RecallReport WriteRecallLists(const RecallOptions& o, Communicator& comm) {
     }
     if (me == 0 && o.progress) o.progress(e, mine, Since(start));
   }
+  }, remove_partial);
   at::Tensor seconds = torch::tensor({static_cast<float>(Since(start))}, torch::kFloat).to(torch::Device(comm.device()));
   comm.AllReduce(seconds, ReduceOp::kMax);
   RunAgreed(comm, [&] { WriteRecallPart(partial + "/part-" + std::to_string(me) + ".h5", part); }, remove_partial);

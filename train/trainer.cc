@@ -23,8 +23,8 @@ namespace shardrec {
 
 // ---- model files -------------------------------------------------------------------------------
 
-void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired) {
-  SaveCheckpoint(dir, model, nullptr, nullptr, comm, retired);
+void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired, int64_t step) {
+  SaveCheckpoint(dir, model, nullptr, nullptr, comm, retired, step);
 }
 
 void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
@@ -278,7 +278,15 @@ static InitSource ResolveInitFrom(const std::string& prev, Communicator& comm) {
     Fail("--init-from ", prev, ": the run has no checkpoint and no model yet");
   }
   if (PathExists(prev + "/LATEST") || PathExists(prev + "/manifest.json")) {  // an export root or version
-    return {ReadExportManifest(ResolveExport(prev)).source};
+    // The exported model; the checkpoint its run wrote at the same step when there is one (the
+    // same rows and dense parameters, with the AdamW state too).
+    const std::string model = ReadExportManifest(ResolveExport(prev)).source;
+    const int64_t step = PathExists(model + "/manifest.json") ? SavedStep(model) : 0;
+    char name[32];
+    std::snprintf(name, sizeof(name), "/checkpoints/step-%09lld", static_cast<long long>(step));
+    const std::string same = Dirname(model) + name;
+    if (step > 0 && PathExists(same + "/manifest.json") && SavedStep(same) == step) return {same};
+    return {model};
   }
   Fail("--init-from ", prev, ": not a run directory, checkpoint, model or export");
 }
@@ -404,7 +412,7 @@ bool TrainingRun::Validate() {
     res_.best_valid_ndcg10 = m["ndcg@10"];
     res_.best_epoch = state_.epoch;
     state_.bad_validations = 0;
-    if (o_.save_model) SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get());
+    if (o_.save_model) SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get(), res_.steps);
     return true;
   }
   if (++state_.bad_validations < o_.patience) return true;
@@ -440,7 +448,7 @@ TrainResult TrainingRun::Run() {
   res_.stop_signal = stop_signal_;
   // A run stopped by a signal saves only its checkpoint (the model follows when it is resumed).
   if (o_.save_model && stop_signal_ == 0 && (o_.eval_every == 0 || res_.best_epoch < 0)) {
-    SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get());
+    SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get(), res_.steps);
   }
   // Final checkpoint: where a stopped run resumes (the position after the last step taken).
   if (last_checkpoint_ != res_.steps && res_.steps > steps_before_) {

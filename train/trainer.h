@@ -129,7 +129,8 @@ struct EvalOptions {
 std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm);
 
 // Writes / reads a model (train/checkpoint.h layout without training state).
-void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired = nullptr);
+void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired = nullptr,
+               int64_t step = 0);
 void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
 
 }  // namespace shardrec

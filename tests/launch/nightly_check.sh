@@ -16,7 +16,8 @@ fail() { echo "FAIL: $*"; exit 1; }
 export SHARDREC=$bin
 "$bin" data synth --output days --days 3 --users 400 --items 300 --events 9000 --new-items 0.1 > synth.log 2>&1 ||
   fail "synth: $(cat synth.log)"
-train="--max-steps 40 --dim 16 --blocks 1 --max-len 10 --eval-every 0 --checkpoint-every 10 --log-every 0"
+# Validation every 5 epochs (2 steps each): the model exists long before training ends.
+train="--max-steps 40 --dim 16 --blocks 1 --max-len 10 --eval-every 5 --checkpoint-every 10 --log-every 0"
 night() {  # night ROOT WORK DAY [extra nightly args...]
   local root=$1 work=$2 day=$3
   shift 3
@@ -66,6 +67,10 @@ grep -q "refused: NDCG@10" bad.log || fail "not refused by the gate: $(tail -20 
 [ "$(cat serve/LATEST)" = day-3 ] || fail "after the refusal LATEST names $(cat serve/LATEST)"
 "$bin" publish --rollback --export-root serve > rollback.log 2>&1 || fail "rollback: $(cat rollback.log)"
 [ "$(cat serve/LATEST)" = day-2 ] || fail "rollback: LATEST names $(cat serve/LATEST)"
+# Re-running a night after a rollback does not serve its version again.
+night serve work day-3 > after-rollback.log 2>&1 || fail "re-run after a rollback: $(tail -20 after-rollback.log)"
+[ "$(cat serve/LATEST)" = day-2 ] || fail "a re-run undid the rollback: LATEST names $(cat serve/LATEST)"
+grep -q "not served now" after-rollback.log || fail "re-run after a rollback: $(tail -5 after-rollback.log)"
 "$bin" publish --rollback day-3 --export-root serve > rollback.log 2>&1 || fail "rollback to day-3: $(cat rollback.log)"
 
 # 4. kill -9 during each stage, then the same command again (each night is killed more than once:
@@ -73,7 +78,7 @@ grep -q "refused: NDCG@10" bad.log || fail "not refused by the gate: $(tail -20 
 landed=0
 finished() {  # finished DAY STAGE: whether STAGE's result exists
   case "$2" in
-    train) [ -f "work2/$1/run/model/manifest.json" ] ;;
+    train) [ -f "work2/$1/train.done" ] ;;
     eval) [ -f "work2/$1/eval.json" ] ;;
     publish) [ "$(cat serve2/LATEST 2> /dev/null)" = "$1" ] ;;
     recall) [ -f "work2/$1/recall/manifest.json" ] ;;
