@@ -42,4 +42,18 @@ void ReadManifestFile(const std::string& path, const std::string& format, int64_
   }
 }
 
+std::map<std::string, FileDigest> ReadVerifiedManifest(const std::string& dir, const std::string& format,
+                                                       int64_t format_version, const std::string& what,
+                                                       const std::function<void(const JsonValue&)>& fields) {
+  const std::string path = dir + "/manifest.json";
+  if (!PathExists(path)) Fail(dir, ": no manifest.json (not ", what, ", or an unfinished one)");
+  std::map<std::string, FileDigest> files;
+  ReadManifestFile(path, format, format_version, [&](const JsonValue& j) {
+    fields(j);
+    files = FileDigestsFromJson(j.at("files"));
+  });
+  for (const auto& [name, digest] : files) VerifyFileDigest(dir + "/" + name, digest);
+  return files;
+}
+
 }  // namespace shardrec

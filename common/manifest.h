@@ -24,4 +24,11 @@ void WriteManifestFile(const std::string& path, const JsonObject& manifest);
 void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,
                       const std::function<void(const JsonValue&)>& fields);
 
+// DIR/manifest.json of a directory it commits (an export version, recall lists): a missing one is a
+// UserError "DIR: no manifest.json (not <what>, or an unfinished one)"; `fields` reads the rest, and
+// every file its "files" lists is verified (size and CRC-32C). Returns those files.
+std::map<std::string, FileDigest> ReadVerifiedManifest(const std::string& dir, const std::string& format,
+                                                       int64_t format_version, const std::string& what,
+                                                       const std::function<void(const JsonValue&)>& fields);
+
 }  // namespace shardrec

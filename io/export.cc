@@ -127,10 +127,8 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
 }
 
 ExportManifest ReadExportManifest(const std::string& dir) {
-  const std::string path = dir + "/manifest.json";
-  if (!PathExists(path)) Fail(dir, ": no manifest.json (not an export version, or an unfinished one)");
   ExportManifest m;
-  ReadManifestFile(path, "shardrec.export", kExportFormatVersion, [&](const JsonValue& j) {
+  m.files = ReadVerifiedManifest(dir, "shardrec.export", kExportFormatVersion, "an export version", [&](const JsonValue& j) {
     m.format_version = j.at("format_version").integer();
     m.version = j.at("version").str();
     m.source = j.at("source").str();
@@ -165,9 +163,7 @@ ExportManifest ReadExportManifest(const std::string& dir) {
       m.index_recall10 = idx.at("recall@10").num();
       m.index_recall100 = idx.at("recall@100").num();
     }
-    m.files = FileDigestsFromJson(j.at("files"));
   });
-  for (const auto& [name, digest] : m.files) VerifyFileDigest(dir + "/" + name, digest);
   return m;
 }
 

@@ -71,10 +71,8 @@ void WriteRecallManifest(const std::string& dir, RecallManifest m) {
 }
 
 RecallManifest ReadRecallManifest(const std::string& dir) {
-  const std::string path = dir + "/manifest.json";
-  if (!PathExists(path)) Fail(dir, ": no manifest.json (not a recall-list directory, or an unfinished one)");
   RecallManifest m;
-  ReadManifestFile(path, "shardrec.recall", kRecallFormatVersion, [&](const JsonValue& j) {
+  m.files = ReadVerifiedManifest(dir, "shardrec.recall", kRecallFormatVersion, "a recall-list directory", [&](const JsonValue& j) {
     m.format_version = j.at("format_version").integer();
     m.export_dir = j.at("export").str();
     m.export_version = j.at("export_version").str();
@@ -89,12 +87,10 @@ RecallManifest ReadRecallManifest(const std::string& dir) {
       total += m.parts.back().users;
     }
     if (total != m.num_users) Fail("parts hold ", total, " users, num_users says ", m.num_users);
-    m.files = FileDigestsFromJson(j.at("files"));
     for (const auto& p : m.parts) {
-      if (!m.files.count(p.file)) Fail("part ", p.file, " has no entry in files");
+      if (!j.at("files").has(p.file)) Fail("part ", p.file, " has no entry in files");
     }
   });
-  for (const auto& [name, digest] : m.files) VerifyFileDigest(dir + "/" + name, digest);
   return m;
 }
 
