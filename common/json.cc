@@ -1,31 +1,15 @@
 #include "common/json.h"
 
 #include <cmath>
-#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
 
 namespace shardrec {
 
+// Invalid UTF-8 is written as U+FFFD rather than failing a report (strings we store are validated).
 std::string JsonEscape(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    unsigned char c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(ch);
-        }
-    }
-  }
-  return out + "\"";
+  return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 JsonObject& JsonObject::Raw(std::string_view key, const std::string& value) {
@@ -36,142 +20,131 @@ JsonObject& JsonObject::Raw(std::string_view key, const std::string& value) {
 
 JsonObject& JsonObject::Add(std::string_view key, int64_t v) { return Raw(key, std::to_string(v)); }
 
-JsonObject& JsonObject::Add(std::string_view key, double v) {
-  if (!std::isfinite(v)) return Raw(key, "null");
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.17g", v);
-  return Raw(key, buf);
-}
+// Shortest text that reads back to the same double; non-finite -> null.
+JsonObject& JsonObject::Add(std::string_view key, double v) { return Raw(key, nlohmann::json(v).dump()); }
 
 JsonObject& JsonObject::Add(std::string_view key, bool v) { return Raw(key, v ? "true" : "false"); }
 
-JsonObject& JsonObject::Add(std::string_view key, std::string_view v) {
-  return Raw(key, JsonEscape(v));
-}
+JsonObject& JsonObject::Add(std::string_view key, std::string_view v) { return Raw(key, JsonEscape(v)); }
 
 JsonObject& JsonObject::Add(std::string_view key, const JsonObject& v) { return Raw(key, v.str()); }
 
-}  // namespace shardrec
-
-#include "common/error.h"
-
-namespace shardrec {
 namespace {
 
-class Parser {
+// Builds a JsonValue from nlohmann's SAX events with an explicit stack (no recursion on input depth).
+class Builder : public nlohmann::json_sax<nlohmann::json> {
  public:
-  Parser(std::string_view t, const std::string& src) : t_(t), src_(src) {}
-  JsonValue Document() {
-    JsonValue v = Value();
-    Ws();
-    if (p_ != t_.size()) Bad("trailing characters");
-    return v;
+  explicit Builder(const std::string& source) : source_(source) {}
+  JsonValue Take() { return std::move(root_); }
+
+  bool null() override { return Put(JsonValue{}); }
+  bool boolean(bool b) override {
+    JsonValue v;
+    v.type = JsonValue::kBool;
+    v.boolean = b;
+    return Put(std::move(v));
+  }
+  bool number_integer(number_integer_t i) override { return Integer(i); }
+  bool number_unsigned(number_unsigned_t u) override {
+    if (u > static_cast<uint64_t>(INT64_MAX)) return number_float(static_cast<double>(u), "");
+    return Integer(static_cast<int64_t>(u));
+  }
+  bool number_float(number_float_t d, const string_t&) override {
+    JsonValue v;
+    v.type = JsonValue::kNumber;
+    v.number = d;
+    return Put(std::move(v));
+  }
+  bool string(string_t& s) override {
+    JsonValue v;
+    v.type = JsonValue::kString;
+    v.string = std::move(s);
+    return Put(std::move(v));
+  }
+  bool binary(binary_t&) override { return false; }  // not produced by the JSON text parser
+  bool start_object(std::size_t) override { return Open(JsonValue::kObject); }
+  bool key(string_t& k) override {
+    JsonValue& obj = *stack_.back();
+    for (const auto& [name, _] : obj.object) {
+      if (name == k) Fail(source_, ": invalid JSON: key ", JsonEscape(k), " given twice in one object");
+    }
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override { return Close(); }
+  bool start_array(std::size_t) override { return Open(JsonValue::kArray); }
+  bool end_array() override { return Close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& ex) override {
+    // nlohmann's message: "[json.exception.parse_error.101] parse error at line L, column C: what".
+    std::string what = ex.what();
+    const size_t at = what.find(" at line ");
+    if (at != std::string::npos) what = what.substr(at + 1);
+    Fail(source_, ": invalid JSON ", what);
   }
 
  private:
-  [[noreturn]] void Bad(const std::string& what) { Fail(src_, ": invalid JSON at byte ", p_, ": ", what); }
-  void Ws() {
-    while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\n' || t_[p_] == '\t' || t_[p_] == '\r')) ++p_;
-  }
-  bool Eat(char c) {
-    Ws();
-    if (p_ < t_.size() && t_[p_] == c) {
-      ++p_;
-      return true;
-    }
-    return false;
-  }
-  std::string String() {
-    if (!Eat('"')) Bad("expected a string");
-    std::string out;
-    while (p_ < t_.size() && t_[p_] != '"') {
-      char c = t_[p_++];
-      if (c == '\\') {
-        if (p_ >= t_.size()) Bad("bad escape");
-        char e = t_[p_++];
-        switch (e) {
-          case 'n': out.push_back('\n'); break;
-          case 't': out.push_back('\t'); break;
-          case 'r': out.push_back('\r'); break;
-          case 'b': out.push_back('\b'); break;
-          case 'f': out.push_back('\f'); break;
-          case 'u': {
-            if (p_ + 4 > t_.size()) Bad("bad \\u escape");
-            unsigned cp = static_cast<unsigned>(std::stoul(std::string(t_.substr(p_, 4)), nullptr, 16));
-            p_ += 4;
-            if (cp < 0x80) {
-              out.push_back(static_cast<char>(cp));
-            } else if (cp < 0x800) {
-              out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-              out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-            } else {
-              out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-              out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-              out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-            }
-            break;
-          }
-          default: out.push_back(e);
-        }
-      } else {
-        out.push_back(c);
-      }
-    }
-    if (p_ >= t_.size()) Bad("unterminated string");
-    ++p_;
-    return out;
-  }
-  JsonValue Value() {
-    Ws();
-    if (p_ >= t_.size()) Bad("unexpected end");
+  bool Integer(int64_t i) {
     JsonValue v;
-    const char c = t_[p_];
-    if (c == '{') {
-      ++p_;
-      v.type = JsonValue::kObject;
-      if (Eat('}')) return v;
-      do {
-        std::string k = String();
-        if (!Eat(':')) Bad("expected ':'");
-        v.object.emplace_back(k, Value());
-      } while (Eat(','));
-      if (!Eat('}')) Bad("expected '}'");
-    } else if (c == '[') {
-      ++p_;
-      v.type = JsonValue::kArray;
-      if (Eat(']')) return v;
-      do {
-        v.array.push_back(Value());
-      } while (Eat(','));
-      if (!Eat(']')) Bad("expected ']'");
-    } else if (c == '"') {
-      v.type = JsonValue::kString;
-      v.string = String();
-    } else if (t_.substr(p_, 4) == "true" || t_.substr(p_, 5) == "false") {
-      v.type = JsonValue::kBool;
-      v.boolean = t_[p_] == 't';
-      p_ += v.boolean ? 4 : 5;
-    } else if (t_.substr(p_, 4) == "null") {
-      p_ += 4;
-    } else {
-      size_t e = p_;
-      while (e < t_.size() && std::string_view("+-0123456789.eE").find(t_[e]) != std::string_view::npos) ++e;
-      if (e == p_) Bad("unexpected character");
-      v.type = JsonValue::kNumber;
-      v.number = std::strtod(std::string(t_.substr(p_, e - p_)).c_str(), nullptr);
-      p_ = e;
-    }
-    return v;
+    v.type = JsonValue::kNumber;
+    v.number = static_cast<double>(i);
+    v.is_integer = true;
+    v.exact = i;
+    return Put(std::move(v));
   }
-  std::string_view t_;
-  const std::string& src_;
-  size_t p_ = 0;
+  // Places `v` in the open container (or as the document) and returns where it now lives.
+  JsonValue* Place(JsonValue v) {
+    if (stack_.empty()) {
+      root_ = std::move(v);
+      return &root_;
+    }
+    JsonValue& top = *stack_.back();
+    if (top.type == JsonValue::kArray) {
+      top.array.push_back(std::move(v));
+      return &top.array.back();
+    }
+    top.object.emplace_back(std::move(key_), std::move(v));
+    return &top.object.back().second;
+  }
+  bool Put(JsonValue v) {
+    Place(std::move(v));
+    return true;
+  }
+  bool Open(JsonValue::Type t) {
+    if (static_cast<int>(stack_.size()) >= JsonValue::kMaxDepth) {
+      Fail(source_, ": invalid JSON: nested deeper than ", JsonValue::kMaxDepth, " levels");
+    }
+    JsonValue v;
+    v.type = t;
+    // Children are only appended to the innermost open container, so this pointer stays valid
+    // until its container is closed.
+    stack_.push_back(Place(std::move(v)));
+    return true;
+  }
+  bool Close() {
+    stack_.pop_back();
+    return true;
+  }
+
+  const std::string& source_;
+  JsonValue root_;
+  std::vector<JsonValue*> stack_;
+  std::string key_;
 };
 
 }  // namespace
 
+JsonValue::JsonValue() = default;
+JsonValue::~JsonValue() = default;
+JsonValue::JsonValue(const JsonValue&) = default;
+JsonValue::JsonValue(JsonValue&&) noexcept = default;
+JsonValue& JsonValue::operator=(const JsonValue&) = default;
+JsonValue& JsonValue::operator=(JsonValue&&) noexcept = default;
+
 JsonValue JsonValue::Parse(std::string_view text, const std::string& source) {
-  return Parser(text, source).Document();
+  Builder b(source);
+  nlohmann::json::sax_parse(text, &b, nlohmann::json::input_format_t::json, /*strict=*/true,
+                            /*ignore_comments=*/false);
+  return b.Take();
 }
 
 bool JsonValue::has(const std::string& key) const {
@@ -182,6 +155,7 @@ bool JsonValue::has(const std::string& key) const {
 }
 
 const JsonValue& JsonValue::at(const std::string& key) const {
+  if (type != kObject) Fail("JSON: expected an object holding '", key, "'");
   for (const auto& [k, v] : object) {
     if (k == key) return v;
   }
@@ -191,6 +165,16 @@ const JsonValue& JsonValue::at(const std::string& key) const {
 double JsonValue::num() const {
   if (type != kNumber) Fail("JSON: expected a number");
   return number;
+}
+
+int64_t JsonValue::integer() const {
+  if (type != kNumber) Fail("JSON: expected an integer");
+  if (is_integer) return exact;
+  // 2^63 is exactly representable; everything below it in magnitude converts without overflow.
+  if (!(std::nearbyint(number) == number && number >= -9223372036854775808.0 && number < 9223372036854775808.0)) {
+    Fail("JSON: expected an integer, got ", number);
+  }
+  return static_cast<int64_t>(number);
 }
 
 const std::string& JsonValue::str() const {

@@ -1,4 +1,5 @@
-// Minimal JSON output for reports meant for programs (stats --json, metrics files).
+// JSON for reports meant for programs (stats --json, metrics files) and for manifests, over
+// nlohmann/json (kept out of this header: it is heavy to compile).
 #pragma once
 
 #include <cstdint>
@@ -33,12 +34,25 @@ class JsonObject {
 
 namespace shardrec {
 
-// A parsed JSON value (objects keep keys sorted). Parse throws UserError naming `source` and the
-// byte offset of the first problem.
+// A parsed JSON value (objects keep the document's key order). Parse throws UserError naming
+// `source`, line and column of the first problem. Stricter than JSON itself, since every document
+// read here is a file ShardRec wrote: a key given twice in one object and nesting deeper than
+// kMaxDepth are errors.
 struct JsonValue {
+  static constexpr int kMaxDepth = 64;
+  // Defined in json.cc, where the members' types are complete (a vector of pairs holding this type).
+  JsonValue();
+  ~JsonValue();
+  JsonValue(const JsonValue&);
+  JsonValue(JsonValue&&) noexcept;
+  JsonValue& operator=(const JsonValue&);
+  JsonValue& operator=(JsonValue&&) noexcept;
+
   enum Type { kNull, kBool, kNumber, kString, kArray, kObject } type = kNull;
   bool boolean = false;
   double number = 0;
+  bool is_integer = false;  // written as an integer that fits int64_t: `exact` holds it
+  int64_t exact = 0;
   std::string string;
   std::vector<JsonValue> array;
   std::vector<std::pair<std::string, JsonValue>> object;
@@ -48,7 +62,8 @@ struct JsonValue {
   const JsonValue& at(const std::string& key) const;
   bool has(const std::string& key) const;
   double num() const;
-  int64_t integer() const { return static_cast<int64_t>(num()); }
+  // A number with an integral value in int64_t's range, else a UserError.
+  int64_t integer() const;
   const std::string& str() const;
 };
 

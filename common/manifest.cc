@@ -1,6 +1,7 @@
 #include "common/manifest.h"
 
 #include "common/error.h"
+#include "common/strings.h"
 
 namespace shardrec {
 
@@ -16,8 +17,15 @@ JsonObject FileDigestsToJson(const std::map<std::string, FileDigest>& files) {
 
 std::map<std::string, FileDigest> FileDigestsFromJson(const JsonValue& files) {
   std::map<std::string, FileDigest> out;
+  if (files.type != JsonValue::kObject) Fail("'files' is not an object");
   for (const auto& [name, e] : files.object) {
-    out[name] = {e.at("bytes").integer(), static_cast<uint32_t>(e.at("crc32c").integer())};
+    // Names are files of the manifest's own directory, never paths elsewhere.
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || name.find('\0') != std::string::npos) {
+      Fail("files: ", Quote(name), " is not a file name");
+    }
+    const int64_t bytes = e.at("bytes").integer(), crc = e.at("crc32c").integer();
+    if (bytes < 0 || crc < 0 || crc > 0xffffffffLL) Fail("files: ", Quote(name), ": bytes ", bytes, " or crc32c ", crc, " out of range");
+    out[name] = {bytes, static_cast<uint32_t>(crc)};
   }
   return out;
 }

@@ -1,6 +1,8 @@
 #include "launch/config.h"
 
 #include <gflags/gflags.h>
+#include <glog/logging.h>
+#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <set>
@@ -10,50 +12,75 @@
 #include "common/strings.h"
 
 namespace shardrec::cli {
+namespace {
+
+std::string FlagName(std::string key) {
+  std::replace(key.begin(), key.end(), '-', '_');
+  return key;
+}
+
+std::string Shown(std::string key) {
+  std::replace(key.begin(), key.end(), '_', '-');
+  return key;
+}
+
+// The file's one document: a mapping of scalars, or nothing (empty, comments only).
+YAML::Node LoadFlatMapping(const std::string& path) {
+  const std::string text = ReadFileToString(path);
+  std::vector<YAML::Node> docs;
+  try {
+    docs = YAML::LoadAll(text);
+  } catch (const YAML::Exception& e) {
+    Fail(Where(path, e.mark.line + 1), "invalid YAML: ", e.msg);
+  }
+  if (docs.size() > 1) Fail(path, ": holds ", docs.size(), " YAML documents; a config is one");
+  if (docs.empty() || docs[0].IsNull()) return YAML::Node(YAML::NodeType::Map);
+  if (!docs[0].IsMap()) Fail(Where(path, docs[0].Mark().line + 1), "expected 'key: value' lines");
+  return docs[0];
+}
+
+}  // namespace
 
 void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed,
                      const std::vector<std::string>& only) {
-  const std::string text = ReadFileToString(path);
   const std::set<std::string> ok(allowed.begin(), allowed.end());
   const std::set<std::string> apply(only.begin(), only.end());
-  LineIterator it(text);
-  std::string_view line;
   std::set<std::string> seen;
-  while (it.Next(&line)) {
-    std::string_view l = line.substr(0, line.find('#'));
-    if (Trim(l).empty()) continue;
-    const size_t colon = l.find(':');
-    if (colon == std::string_view::npos) Fail(Where(path, it.line_number()), "expected 'key: value', got ", Quote(line));
-    std::string key(Trim(l.substr(0, colon)));
-    std::string value(Trim(l.substr(colon + 1)));
-    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front()) {
-      value = value.substr(1, value.size() - 2);
-    }
-    std::replace(key.begin(), key.end(), '-', '_');
-    std::string shown = key;
-    std::replace(shown.begin(), shown.end(), '_', '-');
-    if (!ok.count(key)) Fail(Where(path, it.line_number()), "unknown key '", shown, "'");
-    if (!seen.insert(key).second) Fail(Where(path, it.line_number()), "key '", shown, "' given twice");
+  for (const auto& kv : LoadFlatMapping(path)) {
+    const std::string where = Where(path, kv.first.Mark().line + 1);
+    if (!kv.first.IsScalar()) Fail(where, "expected 'key: value', got a ", kv.first.IsMap() ? "mapping" : "sequence", " as key");
+    const std::string shown = kv.first.Scalar();
+    const std::string key = FlagName(shown);
+    if (!ok.count(key)) Fail(where, "unknown key '", shown, "'");
+    if (!seen.insert(key).second) Fail(where, "key '", shown, "' given twice");
+    if (!kv.second.IsNull() && !kv.second.IsScalar()) Fail(where, "'", shown, "' takes one value, not a list or mapping");
     if (!apply.empty() && !apply.count(key)) continue;
     gflags::CommandLineFlagInfo info;
     gflags::GetCommandLineFlagInfo(key.c_str(), &info);
     if (!info.is_default) continue;  // the command line wins
+    const std::string value = kv.second.IsNull() ? "" : kv.second.Scalar();
     if (gflags::SetCommandLineOption(key.c_str(), value.c_str()).empty()) {
-      Fail(Where(path, it.line_number()), "bad value ", Quote(value), " for '", shown, "' (", info.type, ")");
+      Fail(where, "bad value ", Quote(value), " for '", shown, "' (", info.type, ")");
     }
   }
 }
 
 std::string EffectiveConfig(const std::vector<std::string>& keys) {
-  std::string out = "# effective configuration of this run (flags and config file merged)\n";
+  YAML::Emitter out;
+  out << YAML::BeginMap;
   for (const auto& k : keys) {
     gflags::CommandLineFlagInfo info;
     if (!gflags::GetCommandLineFlagInfo(k.c_str(), &info)) continue;
-    std::string shown = k;
-    std::replace(shown.begin(), shown.end(), '_', '-');
-    out += shown + ": " + (info.type == "string" ? "\"" + info.current_value + "\"" : info.current_value) + "\n";
+    out << YAML::Key << Shown(k) << YAML::Value;
+    if (info.type == "string") {
+      out << YAML::DoubleQuoted << info.current_value;
+    } else {
+      out << info.current_value;
+    }
   }
-  return out;
+  out << YAML::EndMap;
+  CHECK(out.good()) << out.GetLastError();
+  return std::string("# effective configuration of this run (flags and config file merged)\n") + out.c_str() + "\n";
 }
 
 }  // namespace shardrec::cli

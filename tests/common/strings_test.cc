@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <climits>
+#include <cmath>
+
 #include "common/json.h"
+#include "tests/test_util.h"
 
 namespace shardrec {
 namespace {
@@ -68,6 +72,45 @@ TEST(Json, ObjectsAndEscapes) {
   JsonObject o;
   o.Add("n", int64_t{3}).Add("s", "a\"b\n").Add("b", true).Add("o", inner);
   EXPECT_EQ(o.str(), R"({"n": 3, "s": "a\"b\n", "b": true, "o": {"x": 1.5}})");
+}
+
+TEST(Json, WrittenValuesReadBackExactly) {
+  JsonObject o;
+  o.Add("third", 1.0 / 3).Add("big", int64_t{9007199254740993}).Add("neg", int64_t{INT64_MIN}).Add("nan", std::nan(""))
+      .Add("s", std::string_view("tab\t \x01 \xc3\xa9", 10));
+  const JsonValue v = JsonValue::Parse(o.str(), "t");
+  EXPECT_EQ(v.at("third").num(), 1.0 / 3);                      // shortest round-trip text, bit-exact
+  EXPECT_EQ(v.at("big").integer(), int64_t{9007199254740993});  // above 2^53: kept as an integer
+  EXPECT_EQ(v.at("neg").integer(), INT64_MIN);
+  EXPECT_EQ(v.at("nan").type, JsonValue::kNull);
+  EXPECT_EQ(v.at("s").str(), std::string("tab\t \x01 \xc3\xa9", 10));
+  EXPECT_EQ(JsonValue::Parse(R"({"b": 1, "a": 2})", "t").object[0].first, "b");  // document order
+}
+
+// Each of these ended in an internal error or a crash with the hand-written parser; all are one
+// UserError naming the source now.
+TEST(Json, MalformedInputIsAUserErrorNamingTheSource) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"a": "\uZZZZ"})", "src: invalid JSON at line 1"},                // was std::invalid_argument
+      {std::string(100000, '['), "src: invalid JSON: nested deeper than 64"},  // was a stack overflow
+      {R"({"a": 1, "a": 2})", "key \"a\" given twice"},
+      {R"({"a": 1} x)", "src: invalid JSON at line 1, column 10"},
+      {"{\"a\": \"\xff\"}", "src: invalid JSON at line 1"},  // not UTF-8
+      {R"({"a": 01})", "src: invalid JSON"},
+      {"", "src: invalid JSON"},
+  };
+  for (const auto& [text, want] : cases) {
+    testing::ExpectUserError([&] { JsonValue::Parse(text, "src"); }, {want});
+  }
+}
+
+TEST(Json, IntegersAreCheckedNotCast) {
+  const JsonValue v = JsonValue::Parse(R"({"f": 2.5, "huge": 1e300, "whole": 3e2, "s": "7", "u": 18446744073709551615})", "t");
+  EXPECT_EQ(v.at("whole").integer(), 300);
+  for (const char* k : {"f", "huge", "s", "u"}) {
+    testing::ExpectUserError([&] { v.at(k).integer(); }, {"expected an integer"});
+  }
+  testing::ExpectUserError([&] { v.at("f").at("x"); }, {"expected an object"});
 }
 
 }  // namespace

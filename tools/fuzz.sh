@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The libFuzzer harnesses of ShardRec's parsers (tests/fuzz: the three converters, the dataset
+# reader, the manifest parsers), built with clang under AddressSanitizer + UBSan in build-fuzz/.
+#
+#   tools/fuzz.sh [SECONDS] [HARNESS...]   each harness runs SECONDS (default 30) from its seed
+#                                          corpus (tests/fuzz/corpus/<harness>, read-only) plus
+#                                          build-fuzz/corpus/<harness> (grows between runs)
+#
+# Any crash, sanitizer report, leak-free abort or timeout fails the run (exit 1) and leaves the
+# input that caused it in build-fuzz/findings/<harness>/. Replay one: build-fuzz/fuzz/<harness> FILE.
+# Longer runs: SECONDS=3600, or -jobs/-workers through FUZZ_ARGS (docs/errors.md).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${SHARDREC_FUZZ_BUILD:-$ROOT/build-fuzz}
+SECONDS_EACH=${1:-30}
+shift || true
+HARNESSES=("$@")
+[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(fuzz_convert_movielens fuzz_convert_seq fuzz_convert_csv fuzz_dataset fuzz_manifest)
+
+need=()
+for p in clang libclang-rt-dev cmake make libhdf5-dev libgoogle-glog-dev libgflags-dev nlohmann-json3-dev libyaml-cpp-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "[fuzz] installing ${need[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
+cmake -S "$ROOT" -B "$BUILD" -DSHARDREC_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+  -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_CXX_FLAGS="$san" -DCMAKE_C_FLAGS="$san" \
+  -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" > "$BUILD.configure.log" 2>&1 ||
+  { cat "$BUILD.configure.log" >&2; exit 1; }
+cmake --build "$BUILD" -j "${JOBS:-$(nproc)}" --target "${HARNESSES[@]}" > "$BUILD.build.log" 2>&1 ||
+  { tail -50 "$BUILD.build.log" >&2; exit 1; }
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+status=0
+for h in "${HARNESSES[@]}"; do
+  corpus="$BUILD/corpus/$h" findings="$BUILD/findings/$h"
+  mkdir -p "$corpus" "$findings"
+  log="$BUILD/$h.log"
+  set +e
+  # shellcheck disable=SC2086
+  "$BUILD/fuzz/$h" "$corpus" "$ROOT/tests/fuzz/corpus/$h" -max_total_time="$SECONDS_EACH" -timeout=10 \
+    -rss_limit_mb=2048 -max_len=8192 -artifact_prefix="$findings/" -print_final_stats=1 ${FUZZ_ARGS:-} > "$log" 2>&1
+  rc=$?
+  set -e
+  runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
+  if [ $rc -ne 0 ]; then
+    echo "[fuzz] $h: FAILED (exit $rc) after ${runs:-?} runs; input in $findings/, log $log" >&2
+    grep -E 'ERROR|runtime error|terminate|Check failed|deadly' "$log" | head -5 >&2 || true
+    status=1
+  else
+    echo "[fuzz] $h: ${runs:-?} runs in ${SECONDS_EACH} s, $cov, no findings" >&2
+  fi
+done
+exit $status
