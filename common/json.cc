@@ -4,12 +4,15 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/strings.h"
 
 namespace shardrec {
 
-// Invalid UTF-8 is written as U+FFFD rather than failing a report (strings we store are validated).
+// JSON text is UTF-8: a string that is not (a path in another encoding, say) is a UserError, not
+// silently changed, so what is read back is what was written.
 std::string JsonEscape(std::string_view s) {
-  return nlohmann::json(std::string(s)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (!IsValidUtf8(s)) Fail("cannot write ", Quote(s), " to JSON: not valid UTF-8");
+  return nlohmann::json(std::string(s)).dump();
 }
 
 JsonObject& JsonObject::Raw(std::string_view key, const std::string& value) {

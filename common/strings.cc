@@ -120,6 +120,8 @@ bool LineIterator::Next(std::string_view* line) {
 std::string Quote(std::string_view text) {
   std::string out = "'";
   size_t n = 0;
+  // Bytes of text that is not UTF-8 are shown as \xNN too (a terminal would print garbage).
+  const bool utf8 = IsValidUtf8(text);
   for (char ch : text) {
     if (++n > 60) {
       out += "...";
@@ -128,7 +130,7 @@ std::string Quote(std::string_view text) {
     unsigned char c = static_cast<unsigned char>(ch);
     if (c == '\t') {
       out += "\\t";
-    } else if (c < 0x20 || c == 0x7F) {
+    } else if (c < 0x20 || c == 0x7F || (c >= 0x80 && !utf8)) {
       static const char* hex = "0123456789abcdef";
       out += "\\x";
       out.push_back(hex[c >> 4]);

@@ -139,8 +139,17 @@ ExportManifest ReadExportManifest(const std::string& dir) {
     m.num_items = j.at("num_items").integer();
     m.num_users = j.at("num_users").integer();
     for (const char* key : {"item_shards", "user_shards"}) {
-      auto& out = std::string(key) == "item_shards" ? m.item_shards : m.user_shards;
-      for (const auto& s : j.at(key).array) out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
+      const bool items = std::string(key) == "item_shards";
+      auto& out = items ? m.item_shards : m.user_shards;
+      const int64_t rows = items ? m.num_items : m.num_users;
+      for (const auto& s : j.at(key).array) {
+        out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
+        // A shard is one of the version's own files (listed, so verified) and a range of its rows.
+        if (!j.at("files").has(out.back().file)) Fail(key, ": ", Quote(out.back().file), " has no entry in files");
+        if (out.back().begin < 0 || out.back().begin > out.back().end || out.back().end > rows) {
+          Fail(key, ": rows [", out.back().begin, ", ", out.back().end, ") are not within [0, ", rows, ")");
+        }
+      }
     }
     for (const auto& [k, v] : j.at("eval").object) m.eval[k] = v.num();
     if (j.has("lineage")) {

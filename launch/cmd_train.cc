@@ -55,7 +55,7 @@ ModelConfig ModelConfigFromFlags() {
 
 std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
-                                "weight_decay", "warmup_steps", "init_from", "retired", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "precision",
+                                "weight_decay", "warmup_steps", "init_from", "retired", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "full_softmax_max_items", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
                                 "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank",
                                 "memory_bandwidth", "link_bandwidth"};
@@ -176,6 +176,7 @@ int RunTrain(const std::vector<std::string>&) {
   o.loss = FLAGS_loss;
   o.precision = FLAGS_precision;
   o.negatives = FLAGS_negatives;
+  o.full_softmax_max_items = FLAGS_full_softmax_max_items;
   o.temperature = FLAGS_temperature;
   o.logq = FLAGS_logq;
   o.eval_every = FLAGS_eval_every;

@@ -73,6 +73,8 @@ std::string EffectiveConfig(const std::vector<std::string>& keys) {
     if (!gflags::GetCommandLineFlagInfo(k.c_str(), &info)) continue;
     out << YAML::Key << Shown(k) << YAML::Value;
     if (info.type == "string") {
+      // Written as it is read back; a value that is not UTF-8 could not be.
+      if (!IsValidUtf8(info.current_value)) Fail("--", Shown(k), ": ", Quote(info.current_value), " is not valid UTF-8");
       out << YAML::DoubleQuoted << info.current_value;
     } else {
       out << info.current_value;

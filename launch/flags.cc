@@ -60,6 +60,7 @@ DEFINE_string(precision, "float32",
               "AVX512-BF16/AMX and on GPUs; the loss, evaluation and export stay float32)");
 DEFINE_string(loss, "auto", "full (softmax over all items), sampled (in-batch + uniform negatives) or auto");
 DEFINE_int64(negatives, 256, "sampled softmax: uniform negatives per step");
+DEFINE_int64(full_softmax_max_items, 50000, "--loss auto: full softmax up to this many items, sampled above");
 DEFINE_double(temperature, 0, "softmax temperature: logits = scores / temperature (0 = 0.05 with --score cosine, 1 with dot)");
 DEFINE_bool(logq, true, "sampled softmax: subtract log of each candidate's sampling rate");
 DEFINE_int64(eval_every, 1, "validate every N epochs (0 = never); early stopping on NDCG@10");

@@ -64,6 +64,7 @@ DECLARE_double(clip_norm);
 DECLARE_string(loss);
 DECLARE_string(precision);
 DECLARE_int64(negatives);
+DECLARE_int64(full_softmax_max_items);
 DECLARE_double(temperature);
 DECLARE_bool(logq);
 DECLARE_int64(eval_every);

@@ -6,13 +6,18 @@
 #                                          corpus (tests/fuzz/corpus/<harness>, read-only) plus
 #                                          build-fuzz/corpus/<harness> (grows between runs)
 #
-# Any crash, sanitizer report, leak-free abort or timeout fails the run (exit 1) and leaves the
-# input that caused it in build-fuzz/findings/<harness>/. Replay one: build-fuzz/fuzz/<harness> FILE.
-# Longer runs: SECONDS=3600, or -jobs/-workers through FUZZ_ARGS (docs/errors.md).
+# Any crash, sanitizer report, uncaught exception, CHECK, out-of-memory or 10-second input fails the
+# run (exit 1) and leaves the input that caused it in build-fuzz/findings/<harness>/. Replay one:
+# build-fuzz/fuzz/<harness> FILE. FUZZ_SEED=N fixes libFuzzer's seed (CI does, so that a run can be
+# repeated); FUZZ_ARGS adds libFuzzer flags, e.g. FUZZ_ARGS=-fork=2 for every core (docs/errors.md).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${SHARDREC_FUZZ_BUILD:-$ROOT/build-fuzz}
 SECONDS_EACH=${1:-30}
+if ! [[ $SECONDS_EACH =~ ^[1-9][0-9]*$ ]]; then
+  echo "usage: tools/fuzz.sh [SECONDS] [HARNESS...]  (SECONDS a positive number, got '$SECONDS_EACH')" >&2
+  exit 2
+fi
 shift || true
 HARNESSES=("$@")
 [ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(fuzz_convert_movielens fuzz_convert_seq fuzz_convert_csv fuzz_dataset fuzz_manifest)
@@ -44,7 +49,7 @@ for h in "${HARNESSES[@]}"; do
   set +e
   # shellcheck disable=SC2086
   "$BUILD/fuzz/$h" "$corpus" "$ROOT/tests/fuzz/corpus/$h" -max_total_time="$SECONDS_EACH" -timeout=10 \
-    -rss_limit_mb=2048 -max_len=8192 -artifact_prefix="$findings/" -print_final_stats=1 ${FUZZ_ARGS:-} > "$log" 2>&1
+    -ignore_timeouts=0 -ignore_ooms=0 -ignore_crashes=0 -seed="${FUZZ_SEED:-0}" -rss_limit_mb=2048 -max_len=8192 -artifact_prefix="$findings/" -print_final_stats=1 ${FUZZ_ARGS:-} > "$log" 2>&1
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -55,6 +55,7 @@ void CheckTrainOptions(const TrainOptions& o) {
     Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
   }
   RequireFlag(o.negatives >= 0, "negatives", "0 or more", o.negatives);
+  RequireFlag(o.full_softmax_max_items >= 0, "full-softmax-max-items", "0 (always sampled under auto) or more", o.full_softmax_max_items);
   RequireFlag(std::isfinite(o.temperature) && o.temperature >= 0, "temperature", "a finite value > 0 (0 = by --score)",
           o.temperature);
   IsBfloat16(o.precision);
@@ -85,6 +86,19 @@ RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info,
   // A rank's piece holds at most ceil(batch / world) rows of at most max_len positions.
   l.max_positions_per_rank = (o.batch_size + world_size - 1) / world_size * o.model.max_len;
   return l;
+}
+
+// One line on the loss the run uses and, under `auto`, why (printed with the plan, in plan.txt).
+std::string DescribeLoss(const TrainOptions& o, const DatasetInfo& info) {
+  const RetrievalLossOptions l = LossOptions(o, info, 1);
+  std::string what = l.full ? "full softmax over all " + std::to_string(info.num_items) + " items"
+                            : "sampled softmax over the batch's targets and " + std::to_string(l.negatives) +
+                                  " shared uniform negatives" + (l.logq ? ", logQ-corrected" : "");
+  if (o.loss == "auto") {
+    what += " (--loss auto: full up to " + std::to_string(o.full_softmax_max_items) + " items, this data has " +
+            std::to_string(info.num_items) + ")";
+  }
+  return "loss: " + what + "\n";
 }
 
 // The entries of a run directory that Train writes; `overwrite` removes them.
@@ -253,7 +267,7 @@ void TrainingRun::Plan() {
   char head[256];
   std::snprintf(head, sizeof(head), "sharding plan: %d rank(s); budget %.1f GiB/rank, memory %.0f GB/s, link %.1f GB/s\n",
                 comm_.world_size(), po.memory_budget_bytes / (1 << 30), po.memory_bandwidth / 1e9, po.link_bandwidth / 1e9);
-  plan_table_ = head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
+  plan_table_ = DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
 }
 
 void TrainingRun::Resume() {

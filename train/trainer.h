@@ -34,7 +34,9 @@ struct TrainOptions {
   double min_lr_ratio = 0.0;
   double clip_norm = 1.0;  // on the dense gradient; 0 = off
   std::string loss = "auto";  // full | sampled | auto (full when items <= full_softmax_max_items)
-  int64_t full_softmax_max_items = 5000;
+  // Where full softmax stops being affordable (every item is encoded and scored at every position
+  // of every step); sampled softmax, which scales to any catalogue, above it.
+  int64_t full_softmax_max_items = 50000;
   int64_t negatives = 256;    // sampled: uniform negatives shared by the global batch
   double temperature = 0;  // 0: by the model's scores (0.05 for cosine, 1 for dot)
   bool logq = true;

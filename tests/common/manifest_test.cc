@@ -40,5 +40,27 @@ TEST(Manifest, RoundTripsDigestsAndNamesThePathInEveryError) {
   testing::ExpectUserError([&] { ReadManifestFile(path, "shardrec.thing", 1, none); }, {path, "invalid JSON"});
 }
 
+// A manifest lists files of its own directory: a path elsewhere, or a size or CRC out of range, is
+// refused before any file is opened.
+TEST(Manifest, FilesAreNamesInTheDirectoryWithSizesInRange) {
+  testing::TempDir dir;
+  testing::WriteText(dir.File("outside"), "secret");
+  auto read = [&](const std::string& files) {
+    testing::WriteText(dir.File("m/manifest.json"),
+                       R"({"format": "shardrec.thing", "format_version": 1, "files": )" + files + "}");
+    ReadVerifiedManifest(dir.File("m"), "shardrec.thing", 1, "a thing", [](const JsonValue&) {});
+  };
+  MakeDirs(dir.File("m"));
+  testing::ExpectUserError([&] { read(R"({"../outside": {"bytes": 6, "crc32c": 1}})"); }, {"'../outside' is not a file name"});
+  testing::ExpectUserError([&] { read(R"({"a": {"bytes": -1, "crc32c": 1}})"); }, {"out of range"});
+  testing::ExpectUserError([&] { read(R"({"a": {"bytes": 1, "crc32c": 4294967296}})"); }, {"out of range"});
+  testing::ExpectUserError([&] { read(R"([1])"); }, {"'files' is not an object"});
+}
+
+TEST(Manifest, StringsThatAreNotUtf8AreRefusedWhenWritten) {
+  JsonObject o;
+  testing::ExpectUserError([&] { o.Add("source", std::string_view("run\xe9", 4)); }, {"not valid UTF-8"});
+}
+
 }  // namespace
 }  // namespace shardrec

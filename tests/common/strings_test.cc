@@ -64,7 +64,11 @@ TEST(Strings, LineIteratorStripsCrAndCounts) {
   EXPECT_EQ(it.line_number(), 4);
 }
 
-TEST(Strings, QuoteEscapes) { EXPECT_EQ(Quote("a\tb\x01"), "'a\\tb\\x01'"); }
+TEST(Strings, QuoteEscapes) {
+  EXPECT_EQ(Quote("a\tb\x01"), "'a\\tb\\x01'");
+  EXPECT_EQ(Quote("caf\xc3\xa9"), "'caf\xc3\xa9'");  // UTF-8 stays readable
+  EXPECT_EQ(Quote("caf\xe9"), "'caf\\xe9'");          // Latin-1 is shown byte by byte
+}
 
 TEST(Json, ObjectsAndEscapes) {
   JsonObject inner;

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -15,6 +16,7 @@
 
 namespace shardrec::fuzz {
 
+// Removed at exit (libFuzzer's fork mode starts a process per job, each with its own).
 inline const std::string& Scratch() {
   static const std::string dir = [] {
     std::string base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -22,6 +24,12 @@ inline const std::string& Scratch() {
     if (mkdtemp(tmpl.data()) == nullptr) std::abort();
     return tmpl;
   }();
+  static const bool cleanup = (std::atexit([] {
+                                 std::error_code ec;
+                                 std::filesystem::remove_all(dir, ec);
+                               }),
+                               true);
+  (void)cleanup;
   return dir;
 }
 

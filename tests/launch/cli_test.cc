@@ -260,6 +260,13 @@ TEST(Cli, ConfigFilesAndOverrides) {
   const std::string plan = ReadFileToString(dir.File("run/plan.txt"));
   EXPECT_NE(r.output.find(plan.substr(0, plan.find("--- plan ---"))), std::string::npos) << plan;
   EXPECT_EQ(ReadPlanFile(dir.File("run/plan.txt")).tables.size(), 2u);  // item ids and categories
+  // The loss `auto` chose, and why, heads the plan.
+  EXPECT_EQ(plan.rfind("loss: full softmax over all 100 items (--loss auto: full up to 50000 items, this data has 100)\n", 0), 0u) << plan;
+  r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run3") + " --config " +
+                 dir.File("ok.yaml") + " --full-softmax-max-items 99 --negatives 16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("loss: sampled softmax over the batch's targets and 16 shared uniform negatives, logQ-corrected "
+                          "(--loss auto: full up to 99 items, this data has 100)"), std::string::npos) << r.output;
   const auto checkpoints = ListCheckpoints(dir.File("run"));
   ASSERT_FALSE(checkpoints.empty());
   EXPECT_EQ(ReadPlanFile(checkpoints.back() + "/plan.txt"), ReadPlanFile(dir.File("run/plan.txt")));

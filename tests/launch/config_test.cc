@@ -93,5 +93,11 @@ TEST(Config, EffectiveConfigReadsBackToTheSameValues) {
   EXPECT_EQ(FLAGS_epochs, 10);
 }
 
+TEST(Config, AValueThatIsNotUtf8IsRefusedRatherThanChanged) {
+  gflags::FlagSaver saver;
+  gflags::SetCommandLineOption("data", "runs/caf\xe9.h5");
+  testing::ExpectUserError([&] { EffectiveConfig(kKeys); }, {"--data: 'runs/caf\\xe9.h5' is not valid UTF-8"});
+}
+
 }  // namespace
 }  // namespace shardrec::cli

@@ -204,6 +204,19 @@ TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   WriteExportManifest(v, m);
   testing::ExpectUserError([&] { ShardedIndex::Open(v, /*exact=*/true); },
                            {"manifest.json: item_shards[0] covers [1, 500); the shards must cover [0, 500) in order"});
+  // A shard names one of the version's own (verified) files and rows within the catalogue.
+  m.item_shards[0].begin = 0;
+  WriteExportManifest(v, m);
+  const std::string text = ReadFileToString(v + "/manifest.json");
+  auto with = [&](const std::string& from, const std::string& to) {
+    const size_t at = text.find(from);
+    ASSERT_NE(at, std::string::npos) << text;
+    testing::WriteText(v + "/manifest.json", text.substr(0, at) + to + text.substr(at + from.size()));
+  };
+  with(R"("file": "items-0.h5")", R"("file": "../../outside.h5")");
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"item_shards: '../../outside.h5' has no entry in files"});
+  with(R"("begin": 0, "end": 500)", R"("begin": 0, "end": 501)");
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"item_shards: rows [0, 501) are not within [0, 500)"});
 }
 
 }  // namespace
