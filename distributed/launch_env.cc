@@ -81,12 +81,12 @@ bool HaveNccl() { return NcclCompiled(); }
 std::unique_ptr<Communicator> CreateCommunicator(const std::string& backend, const std::string& device,
                                                  const LaunchEnv& env, const CommOptions& options) {
   if (device != "cpu" && device != "cuda") Fail("--device: expected cpu or cuda, got ", Quote(device));
-  // Never a silent fall-back to the CPU.
-  if (device == "cuda" && !HaveNccl()) Fail("--device cuda: this build has no CUDA support (built without CUDA); use --device cpu");
   std::string b = backend;
   if (b == "auto") b = env.world_size == 1 ? (device == "cuda" && HaveNccl() ? "nccl" : "inprocess")
                                            : (device == "cuda" ? "nccl" : "mpi");
   if (b == "inprocess") {
+    // Never a silent fall-back to the CPU.
+    if (device == "cuda" && !HaveNccl()) Fail("--device cuda: this build has no CUDA support (built without CUDA); use --device cpu");
     if (env.world_size != 1) {
       Fail("--backend inprocess runs one process; this one was launched as rank ", env.rank, " of ",
            env.world_size, " (use --backend mpi or nccl)");

@@ -53,6 +53,7 @@ for h in "${HARNESSES[@]}"; do
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  [ -n "$runs" ] || runs=$(sed -n 's/^#\([0-9]*\):* .*/\1/p' "$log" | tail -1)  # fork mode's progress lines
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 || true)
   if [ $rc -ne 0 ]; then
     echo "[fuzz] $h: FAILED (exit $rc) after ${runs:-?} runs; input in $findings/, log $log" >&2
