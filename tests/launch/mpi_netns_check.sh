@@ -7,6 +7,7 @@
 # when they are not available.
 #   mpi_netns_check.sh SHARDREC MPIRUN_SH WORKDIR
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 bin=$1 mpirun=$2 w=$3
 rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
@@ -48,12 +49,8 @@ echo "$out" | grep -q "collectives: .* ok" || fail "comm check: $out"
 "$bin" data synth --output s.h5 --users 300 --items 150 --events 4000 > /dev/null || fail "synth"
 flags=(--data "$PWD/s.h5" --dim 16 --blocks 1 --max-len 10 --batch-size 32 --max-steps 40 --eval-every 0 --log-every 0
   --sharding row_wise)
-losses() {
-  python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    if r["split"] == "train": print(r["step"], repr(r["loss"]))' "$1"
-}
+# Train losses logged in RUN/metrics.jsonl, one "step loss" line each (full precision).
+losses() { python3 "$here/train_losses.py" "$1"; }
 "$mpirun" -np 2 "${nodes[@]}" "$bin" train "${flags[@]}" --run-dir "$PWD/run-nodes" > run-nodes.log 2>&1 ||
   fail "train across namespaces: $(tail -5 run-nodes.log)"
 "$mpirun" -np 2 "$bin" train "${flags[@]}" --run-dir "$PWD/run-shm" > run-shm.log 2>&1 || fail "train: $(tail -5 run-shm.log)"

@@ -4,18 +4,14 @@
 # bitwise, the logged losses of a run that was never stopped.
 #   mpi_signal_check.sh SHARDREC MPIRUN_SH WORKDIR
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 bin=$1 mpirun=$2 w=$3
 rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 "$bin" data synth --output s.h5 --users 300 --items 150 --events 4000 > /dev/null || fail "synth"
 flags=(--data s.h5 --dim 16 --blocks 1 --max-len 10 --batch-size 32 --epochs 100000 --eval-every 3 --patience 100000 --log-every 0)
 # Train losses logged in RUN/metrics.jsonl, one "step loss" line each (full precision).
-losses() {
-  python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    if r["split"] == "train": print(r["step"], repr(r["loss"]))' "$1"
-}
+losses() { python3 "$here/train_losses.py" "$1"; }
 # Starts a long run, waits until it has logged a few reads, sends SIGTERM to $1 ("script": the
 # launcher's pid; "mpirun": mpirun itself), and prints the step it stopped after.
 stop_run() {

@@ -5,18 +5,15 @@
 # (btl self,vader), and that both runs really used the transport they were given.
 #   mpi_tcp_check.sh SHARDREC MPIRUN_SH WORKDIR
 set -u
+here=$(cd "$(dirname "$0")" && pwd)
 bin=$1 mpirun=$2 w=$3
 rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
 fail() { echo "FAIL: $*"; exit 1; }
 "$bin" data synth --output s.h5 --users 300 --items 150 --events 4000 > /dev/null || fail "synth"
 flags=(--data s.h5 --dim 16 --blocks 1 --max-len 10 --batch-size 32 --max-steps 40 --eval-every 0 --log-every 0
   --sharding row_wise)
-losses() {
-  python3 -c 'import json,sys
-for l in open(sys.argv[1]):
-    r = json.loads(l)
-    if r["split"] == "train": print(r["step"], repr(r["loss"]))' "$1"
-}
+# Train losses logged in RUN/metrics.jsonl, one "step loss" line each (full precision).
+losses() { python3 "$here/train_losses.py" "$1"; }
 for btl in tcp vader; do
   # btl_base_verbose names the components each rank opened: the run must have used only $btl.
   "$mpirun" -np 2 --mca pml ob1 --mca btl "self,$btl" --mca btl_base_verbose 100 "$bin" train "${flags[@]}" \
