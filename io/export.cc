@@ -126,6 +126,24 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
   WriteManifestFile(dir + "/manifest.json", o);
 }
 
+namespace {
+
+// Every reader of an export relies on this: each shard is one of the version's own files (listed,
+// so verified) and the shards cover the rows [0, rows) in order.
+void CheckShards(const char* key, const std::vector<ExportShard>& shards, int64_t rows, const JsonValue& files) {
+  for (size_t s = 0; s < shards.size(); ++s) {
+    const ExportShard& sh = shards[s];
+    if (!files.has(sh.file)) Fail(key, ": ", Quote(sh.file), " has no entry in files");
+    if (sh.begin < 0 || sh.begin > sh.end || sh.end > rows) Fail(key, ": rows [", sh.begin, ", ", sh.end, ") are not within [0, ", rows, ")");
+    const int64_t expected_begin = s == 0 ? 0 : shards[s - 1].end;
+    if (sh.begin != expected_begin || (s + 1 == shards.size() && sh.end != rows)) {
+      Fail(key, "[", s, "] covers [", sh.begin, ", ", sh.end, "); the shards must cover [0, ", rows, ") in order");
+    }
+  }
+}
+
+}  // namespace
+
 ExportManifest ReadExportManifest(const std::string& dir) {
   ExportManifest m;
   m.files = ReadVerifiedManifest(dir, "shardrec.export", kExportFormatVersion, "an export version", [&](const JsonValue& j) {
@@ -141,15 +159,8 @@ ExportManifest ReadExportManifest(const std::string& dir) {
     for (const char* key : {"item_shards", "user_shards"}) {
       const bool items = std::string(key) == "item_shards";
       auto& out = items ? m.item_shards : m.user_shards;
-      const int64_t rows = items ? m.num_items : m.num_users;
-      for (const auto& s : j.at(key).array) {
-        out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
-        // A shard is one of the version's own files (listed, so verified) and a range of its rows.
-        if (!j.at("files").has(out.back().file)) Fail(key, ": ", Quote(out.back().file), " has no entry in files");
-        if (out.back().begin < 0 || out.back().begin > out.back().end || out.back().end > rows) {
-          Fail(key, ": rows [", out.back().begin, ", ", out.back().end, ") are not within [0, ", rows, ")");
-        }
-      }
+      for (const auto& s : j.at(key).array) out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
+      CheckShards(key, out, items ? m.num_items : m.num_users, j.at("files"));
     }
     for (const auto& [k, v] : j.at("eval").object) m.eval[k] = v.num();
     if (j.has("lineage")) {

@@ -128,13 +128,8 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
   // an ANN index).
   const bool use_exact = exact || m.index_factory.empty();
   bool any_title = false;
-  for (size_t s = 0; s < m.item_shards.size(); ++s) {
+  for (size_t s = 0; s < m.item_shards.size(); ++s) {  // consecutive id ranges (ReadExportManifest)
     const ExportShard& sh = m.item_shards[s];
-    const int64_t expected_begin = s == 0 ? 0 : m.item_shards[s - 1].end;
-    if (sh.begin != expected_begin || sh.end < sh.begin || (s + 1 == m.item_shards.size() && sh.end != m.num_items)) {
-      Fail(dir, "/manifest.json: item_shards[", s, "] covers [", sh.begin, ", ", sh.end, "); the shards must cover [0, ",
-           m.num_items, ") in order");
-    }
     VectorShard v = ReadVectorShard(dir + "/" + sh.file, /*with_vectors=*/use_exact);
     if (v.dim != m.dim || static_cast<int64_t>(v.ids.size()) != sh.end - sh.begin) {
       Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
@@ -150,7 +145,7 @@ std::unique_ptr<ShardedIndex> ShardedIndex::Open(const std::string& dir, bool ex
     }
     idx->shard_begin_.push_back(sh.begin);
     idx->shard_size_.push_back(sh.end - sh.begin);
-    if (use_exact) {  // shards are consecutive id ranges (checked above): append in order
+    if (use_exact) {  // shards are consecutive id ranges: append in order
       if (idx->vectors_.empty()) {
         idx->vectors_ = std::move(v.vectors);  // no second copy of a single shard while loading
       } else {

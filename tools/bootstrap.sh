@@ -2,6 +2,7 @@
 # One entry point for a fresh or a warm machine.
 #
 #   tools/bootstrap.sh setup          install what is missing (Debian packages, Python env)
+#   tools/bootstrap.sh debs PKG...    the Debian packages only, and PKG... besides (tools/fuzz.sh)
 #   tools/bootstrap.sh build          setup + configure + build (build/)
 #   tools/bootstrap.sh demo [flags]   build + `shardrec demo` on the built-in synthetic dataset
 #   tools/bootstrap.sh test [args]    build + the tests (ctest; extra args go to ctest; those labelled
@@ -26,9 +27,10 @@ log() { echo "[bootstrap] $*" >&2; }
 
 sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
+# Installs the missing ones of DEB_PKGS and of the packages given.
 setup_debian() {
   local missing=()
-  for p in "${DEB_PKGS[@]}"; do
+  for p in "${DEB_PKGS[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   if [ ${#missing[@]} -gt 0 ]; then
@@ -87,6 +89,7 @@ cmd=${1:-build}
 shift || true
 case "$cmd" in
   setup) setup_debian; setup_python ;;
+  debs) setup_debian "$@" ;;
   build) setup_debian; setup_python; configure_and_build ;;
   demo)
     setup_debian; setup_python; configure_and_build
@@ -108,5 +111,5 @@ case "$cmd" in
     "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/embedding_bench" --backend mpi | tail -n +5
     # One BLAS thread: FAISS parallelises with OpenMP itself (BLAS threads on top thrash 2 cores).
     OPENBLAS_NUM_THREADS=1 "$BUILD/index_bench" 2>/dev/null ;;
-  *) echo "usage: tools/bootstrap.sh setup|build|demo|test|bench" >&2; exit 2 ;;
+  *) echo "usage: tools/bootstrap.sh setup|debs|build|demo|test|bench" >&2; exit 2 ;;
 esac

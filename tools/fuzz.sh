@@ -22,14 +22,8 @@ shift || true
 HARNESSES=("$@")
 [ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(fuzz_convert_movielens fuzz_convert_seq fuzz_convert_csv fuzz_dataset fuzz_manifest)
 
-need=()
-for p in clang libclang-rt-dev cmake make libhdf5-dev libgoogle-glog-dev libgflags-dev nlohmann-json3-dev libyaml-cpp-dev; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "[fuzz] installing ${need[*]}" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+# The project's Debian packages, and clang with libFuzzer.
+bash "$ROOT/tools/bootstrap.sh" debs clang libclang-rt-dev
 
 san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1"
 cmake -S "$ROOT" -B "$BUILD" -DSHARDREC_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \

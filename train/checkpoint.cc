@@ -533,7 +533,7 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
 
 // Puts the rows of retired items (`prev`, a retired.h5) that the model has again into this rank's
 // shards; the ones still retired go to `keep` (when kept). Returns how many came back.
-int64_t RestoreRetired(const RetiredRows& prev, const std::vector<std::string>& now_raw, TwoTowerModel& model,
+int64_t RestoreRetired(const std::string& path, const RetiredRows& prev, const std::vector<std::string>& now_raw, TwoTowerModel& model,
                        RetiredCollector* keep) {
   std::unordered_map<std::string_view, int64_t> row;
   for (size_t i = 0; i < now_raw.size(); ++i) row.emplace(now_raw[i], static_cast<int64_t>(i));
@@ -553,7 +553,7 @@ int64_t RestoreRetired(const RetiredRows& prev, const std::vector<std::string>& 
     auto t = prev.tables.find(spec.name);
     if (t == prev.tables.end() || from.empty()) continue;
     if (t->second.width != spec.dim) {
-      Fail(kRetiredFile, ": table ", spec.name, " rows are ", t->second.width, " wide, the model's ", spec.dim);
+      Fail(path, ": table ", spec.name, " rows are ", t->second.width, " wide, the model's ", spec.dim);
     }
     if (!s) continue;
     std::vector<int64_t> src_rows, dst_rows;
@@ -608,10 +608,11 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
   std::string error;  // a rank-local failure (a damaged shard file) reaches every rank
   try {
     LoadEmbeddings(dir, saved_world, model, maps, collector.get());
-    if (PathExists(dir + "/" + kRetiredFile)) {
-      RetiredRows prev = ReadRetired(dir + "/" + kRetiredFile);
+    const std::string retired_path = dir + "/" + kRetiredFile;
+    if (PathExists(retired_path)) {
+      RetiredRows prev = ReadRetired(retired_path);
       if (report.remapped) {
-        report.returned = RestoreRetired(prev, ids.now, model, collector.get());
+        report.returned = RestoreRetired(retired_path, prev, ids.now, model, collector.get());
       } else {
         *kept = std::move(prev);  // the same ids: the run keeps what it had
       }
@@ -625,6 +626,12 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
 }
 
 int64_t SavedStep(const std::string& dir) { return ReadManifest(dir).step; }
+
+std::string CheckpointDir(const std::string& run_dir, int64_t step) {
+  char name[32];
+  std::snprintf(name, sizeof(name), "step-%09lld", static_cast<long long>(step));
+  return run_dir + "/checkpoints/" + name;
+}
 
 std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
   std::vector<std::string> out;

@@ -93,6 +93,9 @@ void VerifyCheckpoint(const std::string& dir, int part = 0, int parts = 1);
 void VerifyCheckpoint(const std::string& dir, Communicator& comm);
 // Checkpoint directories of a run, oldest first (only those with a manifest).
 std::vector<std::string> ListCheckpoints(const std::string& run_dir);
+// RUN/checkpoints/step-NNNNNNNNN: the directory of a run's checkpoint at `step` (zero-padded, so
+// names sort in step order).
+std::string CheckpointDir(const std::string& run_dir, int64_t step);
 // COLLECTIVE. "latest": the newest checkpoint, which must verify; "latest-valid": the newest one that
 // verifies (damaged newer ones are skipped and returned with what was wrong, for the caller to
 // report). Rank 0's listing decides, so every rank gets the same directory. Throws UserError (on

@@ -296,9 +296,7 @@ static InitSource ResolveInitFrom(const std::string& prev, Communicator& comm) {
     // same rows and dense parameters, with the AdamW state too).
     const std::string model = ReadExportManifest(ResolveExport(prev)).source;
     const int64_t step = PathExists(model + "/manifest.json") ? SavedStep(model) : 0;
-    char name[32];
-    std::snprintf(name, sizeof(name), "/checkpoints/step-%09lld", static_cast<long long>(step));
-    const std::string same = Dirname(model) + name;
+    const std::string same = CheckpointDir(Dirname(model), step);
     if (step > 0 && PathExists(same + "/manifest.json") && SavedStep(same) == step) return {same};
     return {model};
   }
@@ -440,12 +438,11 @@ void TrainingRun::Checkpoint(int64_t next_batch) {
   s.next_batch = next_batch;
   s.best_valid_ndcg10 = res_.best_valid_ndcg10;
   s.best_epoch = res_.best_epoch;
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%09lld", static_cast<long long>(res_.steps));
-  SaveCheckpoint(o_.run_dir + "/checkpoints/" + name, *model_, adam_.get(), &s, comm_, retired_.get());
+  const std::string dir = CheckpointDir(o_.run_dir, res_.steps);
+  SaveCheckpoint(dir, *model_, adam_.get(), &s, comm_, retired_.get());
   if (root_) PruneCheckpoints(o_.run_dir, std::max<int64_t>(1, o_.keep_checkpoints));
   last_checkpoint_ = res_.steps;
-  res_.last_checkpoint = o_.run_dir + "/checkpoints/" + name;
+  res_.last_checkpoint = dir;
 }
 
 TrainResult TrainingRun::Run() {

@@ -6,11 +6,7 @@
 # losses of the same run over shared memory. Needs root and network namespaces: exits 77 (skipped)
 # when they are not available.
 #   mpi_netns_check.sh SHARDREC MPIRUN_SH WORKDIR
-set -u
-here=$(cd "$(dirname "$0")" && pwd)
-bin=$1 mpirun=$2 w=$3
-rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
-fail() { echo "FAIL: $*"; exit 1; }
+source "$(dirname "$0")/mpi_check_lib.sh"
 skip() { echo "SKIPPED: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root (network namespaces)"
 command -v ip > /dev/null || skip "no 'ip' command (iproute2)"
@@ -46,16 +42,9 @@ nodes=(--hostfile hosts --mca plm_rsh_agent "$PWD/agent.sh" --mca oob_tcp_if_inc
 out=$("$mpirun" -np 2 "${nodes[@]}" "$bin" comm check --bytes 65536 2>&1) || fail "comm check: $out"
 echo "$out" | grep -q "local rank 0 of 1" || fail "the ranks did not start on two nodes: $out"
 echo "$out" | grep -q "collectives: .* ok" || fail "comm check: $out"
-"$bin" data synth --output s.h5 --users 300 --items 150 --events 4000 > /dev/null || fail "synth"
-flags=(--data "$PWD/s.h5" --dim 16 --blocks 1 --max-len 10 --batch-size 32 --max-steps 40 --eval-every 0 --log-every 0
-  --sharding row_wise)
-# Train losses logged in RUN/metrics.jsonl, one "step loss" line each (full precision).
-losses() { python3 "$here/train_losses.py" "$1"; }
-"$mpirun" -np 2 "${nodes[@]}" "$bin" train "${flags[@]}" --run-dir "$PWD/run-nodes" > run-nodes.log 2>&1 ||
+synth
+"$mpirun" -np 2 "${nodes[@]}" "$bin" train "${small_train_flags[@]}" --run-dir "$PWD/run-nodes" > run-nodes.log 2>&1 ||
   fail "train across namespaces: $(tail -5 run-nodes.log)"
-"$mpirun" -np 2 "$bin" train "${flags[@]}" --run-dir "$PWD/run-shm" > run-shm.log 2>&1 || fail "train: $(tail -5 run-shm.log)"
-a=$(losses run-nodes/metrics.jsonl) b=$(losses run-shm/metrics.jsonl)
-[ -n "$a" ] || fail "no losses logged"
-[ "$a" = "$b" ] || fail "losses across namespaces differ from shared memory:
-$(diff <(echo "$a") <(echo "$b") | head -10)"
-echo "mpi netns: 2 ranks in 2 network namespaces over TCP, $(echo "$a" | wc -l) logged losses equal shared memory's bitwise"
+"$mpirun" -np 2 "$bin" train "${small_train_flags[@]}" --run-dir "$PWD/run-shm" > run-shm.log 2>&1 || fail "train: $(tail -5 run-shm.log)"
+same_losses "$PWD/run-nodes" "$PWD/run-shm" "across namespaces against shared memory"
+echo "mpi netns: 2 ranks in 2 network namespaces over TCP, $logged logged losses equal shared memory's bitwise"

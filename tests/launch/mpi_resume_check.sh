@@ -3,11 +3,8 @@
 # message from rank 0 and exit status 2, without MPI_Abort; --resume=latest-valid on a different
 # world size falls back to the previous checkpoint.
 #   mpi_resume_check.sh SHARDREC MPIRUN_SH WORKDIR
-set -u
-bin=$1 mpirun=$2 w=$3
-rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
-fail() { echo "FAIL: $*"; exit 1; }
-"$bin" data synth --output s.h5 --users 300 --items 150 --events 4000 > /dev/null || fail "synth"
+source "$(dirname "$0")/mpi_check_lib.sh"
+synth
 "$mpirun" -np 2 "$bin" train --data s.h5 --run-dir run --dim 16 --blocks 1 --max-len 10 --batch-size 32 \
   --max-steps 12 --eval-every 0 --checkpoint-every 4 --keep-checkpoints 3 --log-every 0 > train.log 2>&1 ||
   fail "training: $(tail -5 train.log)"

@@ -3,15 +3,9 @@
 # stops both ranks at the same step with a checkpoint and exit 75; resuming from it reaches,
 # bitwise, the logged losses of a run that was never stopped.
 #   mpi_signal_check.sh SHARDREC MPIRUN_SH WORKDIR
-set -u
-here=$(cd "$(dirname "$0")" && pwd)
-bin=$1 mpirun=$2 w=$3
-rm -rf "$w" && mkdir -p "$w" && cd "$w" || exit 1
-fail() { echo "FAIL: $*"; exit 1; }
-"$bin" data synth --output s.h5 --users 300 --items 150 --events 4000 > /dev/null || fail "synth"
+source "$(dirname "$0")/mpi_check_lib.sh"
+synth
 flags=(--data s.h5 --dim 16 --blocks 1 --max-len 10 --batch-size 32 --epochs 100000 --eval-every 3 --patience 100000 --log-every 0)
-# Train losses logged in RUN/metrics.jsonl, one "step loss" line each (full precision).
-losses() { python3 "$here/train_losses.py" "$1"; }
 # Starts a long run, waits until it has logged a few reads, sends SIGTERM to $1 ("script": the
 # launcher's pid; "mpirun": mpirun itself), and prints the step it stopped after.
 stop_run() {
@@ -45,9 +39,7 @@ for how in script mpirun; do
     fail "$how: resume: $(tail -5 "resume-$how.log")"
   "$mpirun" -np 2 "$bin" train "${flags[@]}" --run-dir "whole-$how" --max-steps "$target" > "whole-$how.log" 2>&1 ||
     fail "$how: uninterrupted run: $(tail -5 "whole-$how.log")"
-  a=$(losses "run-$how/metrics.jsonl") b=$(losses "whole-$how/metrics.jsonl")
-  [ "$a" = "$b" ] || fail "$how: losses differ after resuming at step $step:
-$(diff <(echo "$a") <(echo "$b") | head -10)"
-  echo "$how: stopped after step $step, resumed to step $target: $(echo "$a" | wc -l) logged losses equal"
+  same_losses "run-$how" "whole-$how" "$how: resumed at step $step"
+  echo "$how: stopped after step $step, resumed to step $target: $logged logged losses equal"
 done
 echo "mpi signal: SIGTERM stops 2 ranks with a checkpoint; the resumed losses equal an uninterrupted run's"
