@@ -460,4 +460,12 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
   return rep;
 }
 
+std::vector<std::vector<int32_t>> SyntheticSuccessors(const SynthOptions& o) {
+  Generator gen(o);
+  gen.BuildItems();
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(o.items));
+  for (int64_t i = 0; i < o.items; ++i) out[i] = gen.Successors(static_cast<int32_t>(i));
+  return out;
+}
+
 }  // namespace shardrec

@@ -54,6 +54,10 @@ struct SynthReport {
 // Writes the dataset to `output` atomically. Throws UserError on impossible options.
 SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& options);
 
+// The planted successors of every item (item i is the one with raw id i + 1), as the generator
+// with these options draws them: for tests that check what a model learned.
+std::vector<std::vector<int32_t>> SyntheticSuccessors(const SynthOptions& options);
+
 }  // namespace shardrec
 
 namespace shardrec {

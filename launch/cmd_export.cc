@@ -1,6 +1,7 @@
 // shardrec export | index | query
 #include <gflags/gflags.h>
 
+#include <chrono>
 #include <cstdio>
 #include <optional>
 #include <thread>
@@ -23,6 +24,7 @@
 #include "train/publish.h"
 #include "train/recall.h"
 #include "train/item_data.h"
+#include "train/explain.h"
 #include "train/trainer.h"
 
 #include <torch/torch.h>
@@ -158,7 +160,12 @@ std::optional<UserQuery> FindExportedUser(const ShardedIndex& index, const std::
       q.vector.assign(u.vectors.begin() + i * m.dim, u.vectors.begin() + (i + 1) * m.dim);
       auto ds = Dataset::Open(m.data);
       const int64_t user = u.ids[i];
-      for (int32_t it : ds->ReadItems(ds->user_offsets()[user], ds->user_offsets()[user + 1])) q.seen.insert(it);
+      const int64_t b = ds->user_offsets()[user], e = ds->user_offsets()[user + 1];
+      for (int32_t it : ds->ReadItems(b, e)) {
+        q.seen.insert(it);
+        q.items.push_back(it);
+      }
+      q.timestamps = ds->ReadTimestamps(b, e);
       q.events = ds->user_length(user);
       return q;
     }
@@ -166,17 +173,42 @@ std::optional<UserQuery> FindExportedUser(const ShardedIndex& index, const std::
   return std::nullopt;
 }
 
-void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events, int64_t k, const std::vector<Hit>& hits) {
+void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events, int64_t k, const std::vector<Hit>& hits,
+               const Reasons& because) {
   const ExportManifest& m = index.manifest();
   std::printf("%s (%lld events) -> top %lld [%s, export %s]\n", who.c_str(), static_cast<long long>(events),
               static_cast<long long>(k), index.approximate() ? m.index_factory.c_str() : "exact", m.version.c_str());
   for (size_t i = 0; i < hits.size(); ++i) {
     std::printf("  %2zu. %-8s %-45s %.3f\n", i + 1, index.raw_id(hits[i].id).c_str(), index.title(hits[i].id).c_str(),
                 hits[i].score);
+    if (i >= because.size()) continue;
+    std::string line;
+    for (const auto& [item, c] : because[i]) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), " (%+.3f)", static_cast<double>(c));
+      const std::string title = index.title(item);
+      line += (line.empty() ? "" : ", ") + index.raw_id(item) + (title.empty() ? "" : " " + title) + buf;
+    }
+    std::printf("      because: %s\n", line.c_str());
   }
 }
 
 namespace {
+
+// The history events with the largest contributions to each hit (train/explain.h), at most `top`.
+Reasons TopReasons(const at::Tensor& contributions, const std::vector<int64_t>& kept_items, size_t top) {
+  Reasons out(static_cast<size_t>(contributions.size(1)));
+  const float* c = contributions.data_ptr<float>();
+  const int64_t n = contributions.size(0), hits = contributions.size(1);
+  for (int64_t h = 0; h < hits; ++h) {
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) order[j] = j;
+    // Largest first; among equals the newer event.
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return c[a * hits + h] > c[b * hits + h] || (c[a * hits + h] == c[b * hits + h] && a > b); });
+    for (size_t k = 0; k < order.size() && k < top; ++k) out[h].emplace_back(kept_items[order[k]], c[order[k] * hits + h]);
+  }
+  return out;
+}
 
 int RunQuery(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
@@ -187,18 +219,18 @@ int RunQuery(const std::vector<std::string>&) {
   const ExportManifest& m = index->manifest();
   std::vector<float> query;
   std::unordered_set<int64_t> exclude;
+  std::vector<int64_t> items, stamps;  // the history, oldest first
   std::string who;
-  int64_t events = 0;
   if (!FLAGS_user.empty()) {
     std::optional<UserQuery> u = FindExportedUser(*index, dir, FLAGS_user);
     if (!u) Fail("--user: unknown user id '", FLAGS_user, "' (not in export ", m.version, ")");
     query = std::move(u->vector);
     exclude = std::move(u->seen);
-    events = u->events;
+    items = std::move(u->items);
+    stamps = std::move(u->timestamps);
     who = "user " + FLAGS_user;
   } else {
     // RAW_ID[@UNIX_SECONDS],...: timestamps give the user tower the same time gaps as training.
-    std::vector<int64_t> items, stamps;
     for (auto raw : Split(FLAGS_history, ",")) {
       const std::string entry(Trim(raw));
       const size_t at = entry.find('@');
@@ -217,9 +249,14 @@ int RunQuery(const std::vector<std::string>&) {
       exclude.insert(id);
     }
     if (items.empty()) Fail("--history: no items given");
-    // The user tower of the exported model encodes the history (the last max_len events).
-    const std::string run = Dirname(m.source);
-    ApplyRunConfig(run);
+    who = "history of " + std::to_string(items.size()) + " items";
+  }
+  std::vector<Hit> hits;
+  Reasons because;
+  double explain_ms = 0;
+  if (!FLAGS_history.empty() || FLAGS_explain) {
+    // The exported model: its user tower encodes a given history, and explains the hits.
+    ApplyRunConfig(Dirname(m.source));
     ModelConfig mc = ModelConfigFromFlags();
     const int64_t keep = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));
     const std::vector<int64_t> tail(items.end() - keep, items.end());
@@ -231,24 +268,42 @@ int RunQuery(const std::vector<std::string>&) {
       LoadModel(model, m.source, c);
       model.train(false);
       torch::NoGradGuard no_grad;
-      const std::vector<int64_t> len = {keep};
-      at::Tensor v = model.EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, mc.time_buckets, torch::kCPU))[0].contiguous();
-      query.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
+      if (!FLAGS_history.empty()) {
+        const std::vector<int64_t> len = {keep};
+        at::Tensor v = model.EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, mc.time_buckets, torch::kCPU))[0].contiguous();
+        query.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
+      }
+      hits = index->Search(query.data(), FLAGS_k, exclude);
+      if (!FLAGS_explain) return;
+      const auto start = std::chrono::steady_clock::now();
+      std::vector<int64_t> ids;
+      for (const Hit& h : hits) ids.push_back(h.id);
+      because = TopReasons(HistoryContributions(model, tail, tail_ts, ids), tail, 3);
+      explain_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     });
-    who = "history of " + std::to_string(items.size()) + " items";
-    events = static_cast<int64_t>(items.size());
+  } else {
+    hits = index->Search(query.data(), FLAGS_k, exclude);
   }
-  auto hits = index->Search(query.data(), FLAGS_k, exclude);
   if (FLAGS_json) {
     std::string arr = "[";
     for (size_t i = 0; i < hits.size(); ++i) {
       JsonObject h;
       h.Add("rank", static_cast<int64_t>(i + 1)).Add("item", index->raw_id(hits[i].id)).Add("score", static_cast<double>(hits[i].score));
       if (!index->title(hits[i].id).empty()) h.Add("title", index->title(hits[i].id));
+      if (i < because.size()) {
+        std::string reasons = "[";
+        for (const auto& [item, contribution] : because[i]) {
+          JsonObject r;
+          r.Add("item", index->raw_id(item)).Add("contribution", static_cast<double>(contribution));
+          reasons += (reasons.size() > 1 ? ", " : "") + r.str();
+        }
+        h.AddRaw("because", reasons + "]");
+      }
       arr += (i ? ", " : "") + h.str();
     }
     JsonObject o;
     o.Add("version", m.version).Add("query", who).Add("search", index->approximate() ? m.index_factory : "exact").AddRaw("items", arr + "]");
+    if (FLAGS_explain) o.Add("explain_ms", explain_ms);
     if (!FLAGS_history.empty()) {
       std::string vec = "[";
       char buf[32];
@@ -261,7 +316,11 @@ int RunQuery(const std::vector<std::string>&) {
     std::printf("%s\n", o.str().c_str());
     return 0;
   }
-  PrintHits(*index, who, events, FLAGS_k, hits);
+  PrintHits(*index, who, static_cast<int64_t>(items.size()), FLAGS_k, hits, because);
+  if (FLAGS_explain) {
+    std::printf("because: the history events whose removal lowers the item's score most (leave-one-out over the last "
+                "%lld events, %.1f ms)\n", static_cast<long long>(std::min<int64_t>(items.size(), ModelConfigFromFlags().max_len)), explain_ms);
+  }
   return 0;
 }
 
@@ -353,8 +412,9 @@ Registrar index_cmd({
 Registrar query_cmd({
     .name = "query",
     .summary = "top-K items for a known user or a history of items, with raw ids, titles and scores",
-    .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID[@UNIX_SECONDS],...) [--k 10 --json]",
-    .flags = {"export_dir", "user", "history", "k", "json", "exact", "seed"},
+    .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID[@UNIX_SECONDS],...) [--k 10 --json "
+             "--explain]",
+    .flags = {"export_dir", "user", "history", "k", "json", "exact", "explain", "seed"},
     .positional = 0,
     .run = RunQuery,
 });

@@ -14,6 +14,7 @@
 #include "launch/flags.h"
 #include "launch/job.h"
 #include "launch/signals.h"
+#include "io/dataset.h"
 #include "train/trainer.h"
 
 namespace shardrec::cli {
@@ -54,7 +55,7 @@ ModelConfig ModelConfigFromFlags() {
 }
 
 std::vector<std::string> TrainKeys() {
-  std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "batch_size", "seed", "lr",
+  std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "time_budget", "batch_size", "seed", "lr",
                                 "weight_decay", "warmup_steps", "init_from", "retired", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "full_softmax_max_items", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
                                 "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank",
@@ -105,6 +106,10 @@ class StdoutSink : public TrainingSink {
   void OnEarlyStop(int64_t n) override {
     Print("early stop: no better NDCG@10 for %lld validations\n", static_cast<long long>(n));
   }
+  void OnTimeBudget(double used, double next, double budget) override {
+    Print("time budget: %.0f s used, the next epoch (~%.0f s) would end past --time-budget %.0f s; stopping\n", used,
+          next, budget);
+  }
 
  private:
   template <typename... A>
@@ -135,6 +140,7 @@ std::vector<std::string> TrainCommandFlags() {
 int RunTrain(const std::vector<std::string>&) {
   // --resume RUN | latest | latest-valid (the last two name the policy for the run of --run-dir).
   std::string resume_policy = "latest";
+  int64_t run_max_len = 0;  // the max-len a resumed run recorded
   if (!FLAGS_resume.empty() && FLAGS_overwrite) {
     Fail("--resume and --overwrite contradict each other: continue the run or replace it");
   }
@@ -154,13 +160,25 @@ int RunTrain(const std::vector<std::string>&) {
     if (FLAGS_run_dir.empty()) gflags::SetCommandLineOption("run_dir", run.c_str());
     if (FLAGS_run_dir != run) Fail("--resume ", run, " and --run-dir ", FLAGS_run_dir, " differ");
     ApplyConfigFile(run + "/config.yaml", TrainKeys());
+    run_max_len = FLAGS_max_len;
   }
   if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
+  // A resumed run keeps the length it recorded, even if --config says auto again.
+  if (FLAGS_max_len == 0 && run_max_len > 0) gflags::SetCommandLineOption("max_len", std::to_string(run_max_len).c_str());
+  std::string derived;
+  if (FLAGS_max_len == 0) {  // auto; RUN/config.yaml records the number chosen
+    if (FLAGS_data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
+    const MaxLenChoice c = ChooseMaxLen(FLAGS_data, FLAGS_init_from, FLAGS_dim);
+    gflags::SetCommandLineOption("max_len", std::to_string(c.max_len).c_str());
+    derived = c.reason;
+  }
   TrainOptions o;
+  o.derived = derived;
   o.data = FLAGS_data;
   o.run_dir = FLAGS_run_dir;
   o.epochs = FLAGS_epochs;
   o.max_steps = FLAGS_max_steps;
+  o.time_budget_seconds = FLAGS_time_budget;
   o.batch_size = FLAGS_batch_size;
   o.seed = FLAGS_seed;
   o.lr = FLAGS_lr;
@@ -222,6 +240,13 @@ int RunTrain(const std::vector<std::string>&) {
   return 0;
 }
 
+// What diversity@K compares listed items by (train/evaluate.cc).
+std::string DiversityBasis(const std::string& data, bool baseline) {
+  const DatasetInfo info = Dataset::Open(data)->info();
+  if (info.has_categories && info.num_categories > 0) return "by the items' categories";
+  return baseline ? "not reported: the data has no categories" : "by the model's item vectors";
+}
+
 int RunEval(const std::vector<std::string>&) {
   const bool baseline = !FLAGS_baseline.empty();
   if (!baseline && FLAGS_run_dir.empty()) Fail("--run-dir is required (or --baseline pop|cooc with --data)");
@@ -250,7 +275,7 @@ int RunEval(const std::vector<std::string>&) {
   if (job.is_root()) {
     JsonObject j;
     for (const auto& [k, v] : m) {
-      if (k == "users" || k == "items") {
+      if (k == "users" || k == "items" || k.ends_with(".users")) {
         j.Add(k, static_cast<int64_t>(v));
       } else {
         j.Add(k, v);
@@ -259,8 +284,10 @@ int RunEval(const std::vector<std::string>&) {
     j.Add("split", o.split).Add("model", baseline ? "baseline:" + o.baseline : "two_tower").Add("data", o.data);
     j.Add("protocol", "leave-one-out (" + o.split + " target = the user's " + (o.split == "test" ? "last" : "second-to-last") +
                           " event); ranked against all items; the user's earlier items are excluded; ties broken by item id; "
-                          "HR@K = Recall@K (one target per user); coverage@10 = distinct items in top-10 lists / items; "
-                          "novelty@10 = mean -log2 training popularity share of top-10 items");
+                          "HR@K = Recall@K (one target per user); at K = 10, 50, 200: coverage@K = distinct items in top-K lists / "
+                          "items, novelty@K = mean -log2 training popularity share of listed items, popularity_bias@K = "
+                          "mean popularity percentile of listed items (1 = most trained), diversity@K = 1 - mean cosine "
+                          "of listed pairs (" + DiversityBasis(o.data, baseline) + "); hist_B.* = users with B training events");
     std::string out = FLAGS_out;
     if (out.empty() && !FLAGS_run_dir.empty()) {
       out = FLAGS_run_dir + (baseline ? "/eval-" + o.baseline + ".json" : "/eval.json");

@@ -36,10 +36,14 @@ struct UserQuery {
   std::vector<float> vector;
   std::unordered_set<int64_t> seen;
   int64_t events = 0;
+  std::vector<int64_t> items, timestamps;  // the user's events in order (timestamps: empty if none)
 };
 // `raw_user` in the export opened as `index` from `dir`; nullopt when the export does not know it.
 std::optional<UserQuery> FindExportedUser(const ShardedIndex& index, const std::string& dir, const std::string& raw_user);
 // The ranked list as `shardrec query` prints it.
-void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events, int64_t k, const std::vector<Hit>& hits);
+// `because` (may be empty): per hit, the history events that drove it and their contributions.
+using Reasons = std::vector<std::vector<std::pair<int64_t, float>>>;
+void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events, int64_t k, const std::vector<Hit>& hits,
+               const Reasons& because = {});
 
 }  // namespace shardrec::cli

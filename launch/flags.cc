@@ -33,7 +33,7 @@ DEFINE_int32(successors, 4, "synthetic successors per item");
 DEFINE_bool(titles, true, "synthetic item titles");
 DEFINE_string(workdir, "runs/demo", "directory for the demo's files");
 DEFINE_int64(batch_size, 256, "global batch size (users per batch over all ranks)");
-DEFINE_int64(max_len, 50, "history length kept per user");
+DEFINE_int64(max_len, 50, "history length kept per user; train: 0 = from the data (docs/training.md)");
 DEFINE_int32(world_size, 2, "demo: reader ranks simulated in one process");
 DEFINE_string(backend, "auto",
               "collectives: auto (one process: inprocess; several: mpi on cpu, nccl on cuda), "
@@ -46,6 +46,8 @@ DEFINE_string(config, "", "config file (flat YAML 'key: value', keys = flag name
 DEFINE_string(run_dir, "", "run directory: config.yaml, metrics.jsonl, TensorBoard events, model/, eval.json");
 DEFINE_int64(epochs, 20, "passes over the training users");
 DEFINE_int64(max_steps, 0, "stop after this many steps (0 = no limit)");
+DEFINE_double(time_budget, 0,
+              "wall seconds of training (validation included; 0 = no limit): no epoch starts that would end past it");
 DEFINE_double(lr, 1e-3, "AdamW learning rate of the dense parameters");
 DEFINE_double(weight_decay, 0.0, "AdamW weight decay");
 DEFINE_int64(warmup_steps, 100, "linear learning-rate warm-up steps");
@@ -123,4 +125,5 @@ DEFINE_string(history, "", "query: raw item ids, oldest first, comma-separated (
 DEFINE_int64(k, 10, "query, recall: how many items per user");
 DEFINE_int32(threads, 0, "recall: search threads per rank (0 = this machine's cores divided by the ranks on it)");
 DEFINE_bool(exact, false, "query: exact search instead of the ANN index");
+DEFINE_bool(explain, false, "query: under each recalled item, the history events that drove it (leave-one-out contributions)");
 DEFINE_bool(ann, false, "eval: also rank through the ANN index of --export (ann_* metrics beside exact)");

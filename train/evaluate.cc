@@ -35,38 +35,60 @@ HistoryBatch BatchHistories(const Batch& b, int64_t time_buckets, const c10::Dev
   return MakeHistoryBatch(b.rows, b.width, b.items, b.timestamps, lengths, time_buckets, dev);
 }
 
+// Training events of row i: its history, less the validation event when the target is the test one.
+int64_t TrainingEvents(const Batch& b, int64_t i, Split split) {
+  return b.history_offsets[i + 1] - b.history_offsets[i] - (split == Split::kTest ? 1 : 0);
+}
+
 // Rank `scores` [B x I] for one eval batch and collect per-user results.
-void RankBatch(const Batch& b, const at::Tensor& scores, std::vector<UserResult>* out) {
+void RankBatch(const Batch& b, Split split, const at::Tensor& scores, std::vector<UserResult>* out) {
   std::vector<std::vector<int64_t>> excluded(b.rows);
   for (int64_t i = 0; i < b.rows; ++i) {
     excluded[i].assign(b.history_items.begin() + b.history_offsets[i], b.history_items.begin() + b.history_offsets[i + 1]);
   }
   auto r = RankTargets(scores, b.users, b.targets, excluded);
+  for (int64_t i = 0; i < b.rows; ++i) r[i].history = TrainingEvents(b, i, split);
   out->insert(out->end(), r.begin(), r.end());
 }
 
-// The index's top 200 for each row of `queries` [B x dim], history excluded.
-void RankBatchWithIndex(const Batch& b, const at::Tensor& queries, const ShardedIndex& ann, std::vector<UserResult>* out) {
+// The index's top kListLength for each row of `queries` [B x dim], history excluded.
+void RankBatchWithIndex(const Batch& b, Split split, const at::Tensor& queries, const ShardedIndex& ann,
+                        std::vector<UserResult>* out) {
   at::Tensor q = queries.to(torch::kCPU).contiguous();
   for (int64_t i = 0; i < b.rows; ++i) {
     std::unordered_set<int64_t> exclude(b.history_items.begin() + b.history_offsets[i],
                                         b.history_items.begin() + b.history_offsets[i + 1]);
     exclude.erase(b.targets[i]);
-    auto hits = ann.Search(q[i].data_ptr<float>(), 200, exclude);
+    auto hits = ann.Search(q[i].data_ptr<float>(), kListLength, exclude);
     UserResult r;
     r.user = b.users[i];
     r.rank = 1000000000;
+    r.history = TrainingEvents(b, i, split);
     for (size_t k = 0; k < hits.size(); ++k) {
       if (hits[k].id == b.targets[i]) r.rank = static_cast<int64_t>(k);
-      if (k < 10) r.top10.push_back(hits[k].id);
+      r.top.push_back(hits[k].id);
     }
     out->push_back(r);
   }
 }
 
-// Calls fn(batch, user vectors [rows x dim], catalogue vectors) for every batch of the split.
+// Diversity by the data's categories where it has them, else by the item vectors the model scores
+// (undefined: neither, no diversity).
+at::Tensor DiversityFeatures(const std::string& data, const at::Tensor& item_vectors) {
+  auto ds = Dataset::Open(data);
+  const DatasetInfo& info = ds->info();
+  if (info.has_categories && info.num_categories > 0) {
+    auto cats = ds->ReadItemCategories(0, info.num_items);
+    return CategoryFeatures(info.num_items, info.num_categories, cats.offsets,
+                            std::vector<int64_t>(cats.values.begin(), cats.values.end()));
+  }
+  return item_vectors.defined() ? UnitRows(item_vectors) : at::Tensor();
+}
+
+// Calls fn(batch, user vectors [rows x dim], catalogue vectors) for every batch of the split;
+// returns the catalogue vectors (encoded once, on every rank).
 template <typename Fn>
-void ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split split, int64_t batch_size,
+at::Tensor ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split split, int64_t batch_size,
                       Communicator& comm, Fn&& fn) {
   const c10::Device dev(comm.device());
   const bool was_training = model.is_training();
@@ -79,6 +101,7 @@ void ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split split
     fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().time_buckets, dev), items.input), items.output);
   }
   model.train(was_training);
+  return items.output;
 }
 
 }  // namespace
@@ -102,16 +125,18 @@ std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::str
                                             const at::Tensor& unknown) {
   std::vector<UserResult> results, ann_results;
   const at::Tensor mask = unknown.defined() ? unknown.to(c10::Device(comm.device())).unsqueeze(0) : at::Tensor();
-  ForEachEvalBatch(model, data, split, batch_size, comm, [&](const Batch& b, const at::Tensor& users, const at::Tensor& items) {
+  const at::Tensor catalogue_vectors =
+      ForEachEvalBatch(model, data, split, batch_size, comm, [&](const Batch& b, const at::Tensor& users, const at::Tensor& items) {
     at::Tensor scores = torch::matmul(users, items.t());
     if (mask.defined()) scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
-    RankBatch(b, scores, &results);
-    if (ann) RankBatchWithIndex(b, users, *ann, &ann_results);
+    RankBatch(b, split, scores, &results);
+    if (ann) RankBatchWithIndex(b, split, users, *ann, &ann_results);
   });
-  const int64_t num_items = static_cast<int64_t>(counts.size());
-  auto m = ReduceMetrics(comm, results, num_items, counts);
+  ListContext context{.num_items = static_cast<int64_t>(counts.size()), .item_counts = counts,
+                      .features = DiversityFeatures(data, catalogue_vectors)};
+  auto m = ReduceMetrics(comm, results, context);
   if (ann) {
-    for (const auto& [k, v] : ReduceMetrics(comm, ann_results, num_items, counts)) m["ann_" + k] = v;
+    for (const auto& [k, v] : ReduceMetrics(comm, ann_results, context)) m["ann_" + k] = v;
   }
   return m;
 }
@@ -143,11 +168,12 @@ std::unordered_map<int64_t, std::unordered_map<int64_t, float>> Transitions(cons
 std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicator& comm) {
   auto ds = Dataset::Open(o.data);
   const int64_t n_items = ds->info().num_items;
+  const Split split = o.split == "valid" ? Split::kValid : Split::kTest;
   std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
   at::Tensor pop = torch::tensor(counts, torch::kLong).to(torch::kFloat);
   if (o.baseline != "pop" && o.baseline != "cooc") Fail("--baseline: expected pop or cooc, got '", o.baseline, "'");
   const auto next = o.baseline == "cooc" ? Transitions(*ds) : decltype(Transitions(*ds))();
-  SequenceReader reader = EvalReader(o.data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, 1, comm);
+  SequenceReader reader = EvalReader(o.data, split, o.batch_size, 1, comm);
   // Popularity breaks ties (and ranks everything the transitions do not reach), scaled below 1.
   const at::Tensor tie = pop / (pop.max().item<float>() + 1.0f);
   std::vector<UserResult> results;
@@ -160,9 +186,12 @@ std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicato
       float* s = scores[i].data_ptr<float>();
       for (const auto& [j, c] : it->second) s[j] += c;
     }
-    RankBatch(*b, scores, &results);
+    RankBatch(*b, split, scores, &results);
   }
-  return ReduceMetrics(comm, results, n_items, counts);
+  // Baselines have no item vectors: diversity by categories only.
+  ListContext context{.num_items = n_items, .item_counts = counts,
+                      .features = DiversityFeatures(o.data, at::Tensor())};
+  return ReduceMetrics(comm, results, context);
 }
 
 }  // namespace

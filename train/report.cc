@@ -30,6 +30,10 @@ void SinkList::OnEarlyStop(int64_t n) {
   for (auto* s : sinks_) s->OnEarlyStop(n);
 }
 
+void SinkList::OnTimeBudget(double used, double next, double budget) {
+  for (auto* s : sinks_) s->OnTimeBudget(used, next, budget);
+}
+
 namespace {
 
 class JsonlSink : public TrainingSink {

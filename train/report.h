@@ -35,6 +35,8 @@ class TrainingSink {
   virtual void OnProgress(const ProgressReport& report) {}
   virtual void OnValidation(int64_t step, int64_t epoch, const std::map<std::string, double>& metrics) {}
   virtual void OnEarlyStop(int64_t validations_without_gain) {}
+  // --time-budget: the next epoch (estimated at the last one's seconds) would end past the budget.
+  virtual void OnTimeBudget(double seconds_used, double next_epoch_seconds, double budget_seconds) {}
 };
 
 // Forwards every call to each sink in order (null entries are skipped).
@@ -48,6 +50,7 @@ class SinkList : public TrainingSink {
   void OnProgress(const ProgressReport& r) override;
   void OnValidation(int64_t s, int64_t e, const std::map<std::string, double>& m) override;
   void OnEarlyStop(int64_t n) override;
+  void OnTimeBudget(double used, double next, double budget) override;
 
  private:
   std::vector<TrainingSink*> sinks_;

@@ -3,6 +3,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "common/file_util.h"
 #include "io/dataset.h"
 #include "io/export.h"
+#include "io/h5.h"
 #include "io/reader.h"
 #include "model/losses.h"
 #include "model/precision.h"
@@ -41,6 +43,8 @@ void CheckTrainOptions(const TrainOptions& o) {
   if (o.resume && o.overwrite) Fail("--resume and --overwrite contradict each other: continue the run or replace it");
   RequireFlag(o.epochs >= 1, "epochs", "at least 1", o.epochs);
   RequireFlag(o.max_steps >= 0, "max-steps", "0 (no limit) or more", o.max_steps);
+  RequireFlag(o.time_budget_seconds >= 0 && std::isfinite(o.time_budget_seconds), "time-budget",
+              "0 (no limit) or more seconds", o.time_budget_seconds);
   RequireFlag(o.batch_size >= 1, "batch-size", "at least 1", o.batch_size);
   RequireFlag(std::isfinite(o.lr) && o.lr > 0, "lr", "a finite rate > 0", o.lr);
   RequireFlag(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weight-decay", "a finite value >= 0", o.weight_decay);
@@ -86,6 +90,23 @@ RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info,
   // A rank's piece holds at most ceil(batch / world) rows of at most max_len positions.
   l.max_positions_per_rank = (o.batch_size + world_size - 1) / world_size * o.model.max_len;
   return l;
+}
+
+// A dense.h5 of PREV (a checkpoint or model directory, a run, an export root or version); "" if none.
+std::string PreviousDenseFile(const std::string& prev) {
+  for (const std::string& f : {prev + "/dense.h5", prev + "/model/dense.h5"}) {
+    if (PathExists(f)) return f;
+  }
+  if (IsDirectory(prev + "/checkpoints")) {
+    for (const std::string& c : ListCheckpoints(prev)) {
+      if (PathExists(c + "/dense.h5")) return c + "/dense.h5";
+    }
+  }
+  if (PathExists(prev + "/LATEST") || PathExists(prev + "/manifest.json")) {
+    const std::string f = ReadExportManifest(ResolveExport(prev)).source + "/dense.h5";
+    if (PathExists(f)) return f;
+  }
+  return "";
 }
 
 // One line on the loss the run uses and, under `auto`, why (printed with the plan, in plan.txt).
@@ -152,6 +173,7 @@ class TrainingRun {
   void AgreeOnStop();
   void Report();
   bool Validate();  // false: early stop
+  bool OutOfTime();  // before an epoch: would it end past --time-budget? (agreed by every rank)
   void Checkpoint(int64_t next_batch);
 
   const TrainOptions& o_;
@@ -179,6 +201,7 @@ class TrainingRun {
   int64_t total_ = 0, steps_before_ = 0, last_checkpoint_ = -1;
   bool stopped_mid_epoch_ = false;
   int stop_signal_ = 0;  // agreed by every rank
+  double last_epoch_seconds_ = -1;  // the last epoch this process ran (validation included); -1: none yet
   // Loss sums of the steps not read yet (device tensors) and their global position counts.
   std::vector<at::Tensor> pending_;
   std::vector<int64_t> pending_positions_;
@@ -267,7 +290,7 @@ void TrainingRun::Plan() {
   char head[256];
   std::snprintf(head, sizeof(head), "sharding plan: %d rank(s); budget %.1f GiB/rank, memory %.0f GB/s, link %.1f GB/s\n",
                 comm_.world_size(), po.memory_budget_bytes / (1 << 30), po.memory_bandwidth / 1e9, po.link_bandwidth / 1e9);
-  plan_table_ = DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
+  plan_table_ = o_.derived + DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
 }
 
 void TrainingRun::Resume() {
@@ -432,6 +455,19 @@ bool TrainingRun::Validate() {
   return false;
 }
 
+bool TrainingRun::OutOfTime() {
+  if (o_.time_budget_seconds <= 0 || last_epoch_seconds_ < 0) return false;
+  const double used = Since(start_);
+  // Clocks differ a little between ranks: the decision is one all-reduce, so every rank takes it.
+  at::Tensor over = at::full({1}, used + last_epoch_seconds_ > o_.time_budget_seconds ? 1.f : 0.f,
+                             at::TensorOptions().device(comm_.device()));
+  comm_.AllReduce(over, ReduceOp::kMax);
+  if (over.cpu().item<float>() == 0) return false;
+  res_.out_of_time = true;
+  if (root_) sinks_.OnTimeBudget(used, last_epoch_seconds_, o_.time_budget_seconds);
+  return true;
+}
+
 void TrainingRun::Checkpoint(int64_t next_batch) {
   TrainerState s = state_;
   s.step = res_.steps;
@@ -450,7 +486,10 @@ TrainResult TrainingRun::Run() {
   start_ = window_start_ = Clock::now();
   bool go = true;
   for (; state_.epoch < o_.epochs && go; ++state_.epoch, state_.next_batch = 0) {
+    if (OutOfTime()) break;  // resumes at this epoch
+    const Clock::time_point epoch_start = Clock::now();
     go = RunEpoch();
+    last_epoch_seconds_ = Since(epoch_start);
     if (stopped_mid_epoch_) break;  // resumes inside this epoch
   }
   ReadLosses(/*force=*/true);
@@ -469,6 +508,32 @@ TrainResult TrainingRun::Run() {
 }
 
 }  // namespace
+
+MaxLenChoice ChooseMaxLen(const std::string& data, const std::string& init_from, int64_t dim) {
+  if (!init_from.empty()) {
+    const std::string dense = PreviousDenseFile(init_from);
+    if (dense.empty()) Fail("--max-len 0 (auto) with --init-from ", init_from, ": no saved model there to read its max-len from; pass --max-len N");
+    const auto shape = h5::File::Open(dense).Shape("/dense/positions.weight");
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    if (shape.empty() || dim < 1 || n % dim != 0 || n / dim < 2) {
+      Fail(dense, ": /dense/positions.weight holds ", n, " values, not (max-len + 1) x ", dim, " (another --dim?)");
+    }
+    return {n / dim - 1, "max-len: " + std::to_string(n / dim - 1) + " (--max-len 0: as " + init_from + " was trained)\n"};
+  }
+  auto ds = Dataset::Open(data);
+  const std::vector<int64_t>& off = ds->user_offsets();
+  std::vector<int64_t> lengths;
+  lengths.reserve(off.size());
+  for (size_t u = 0; u + 1 < off.size(); ++u) lengths.push_back(TrainEventsEnd(off[u], off[u + 1]) - off[u]);
+  if (lengths.empty()) Fail(data, ": no users");
+  const size_t at = (lengths.size() * 9 + 9) / 10 - 1;  // the 90th percentile: the smallest length >= 90% of users'
+  std::nth_element(lengths.begin(), lengths.begin() + static_cast<std::ptrdiff_t>(at), lengths.end());
+  const int64_t p90 = lengths[at];
+  const int64_t chosen = std::clamp<int64_t>((p90 + 9) / 10 * 10, 50, 200);
+  return {chosen, "max-len: " + std::to_string(chosen) + " (--max-len 0: 90% of the " + std::to_string(lengths.size()) +
+                      " users have at most " + std::to_string(p90) + " training events; kept within [50, 200])\n"};
+}
 
 TrainResult Train(const TrainOptions& o, Communicator& comm, TrainingSink* sink) {
   TrainingRun run(o, comm, sink);

@@ -23,6 +23,11 @@ struct TrainOptions {
   std::string run_dir;   // outputs: config.yaml, metrics.jsonl, events.out.tfevents.*, model/
   int64_t epochs = 20;
   int64_t max_steps = 0;  // 0 = no limit
+  // Wall seconds this process may train (validation included; 0 = no limit). Checked before each
+  // epoch after the first: the run stops when the elapsed time plus the last epoch's would pass it,
+  // so it ends at an epoch boundary, validated, and normally within the budget. A resumed run gets
+  // the budget afresh. The cosine schedule still spans `epochs` (or max_steps).
+  double time_budget_seconds = 0;
   int64_t batch_size = 256;  // global, whatever the world size
   uint64_t seed = 1;
   double lr = 1e-3;
@@ -81,6 +86,8 @@ struct TrainOptions {
   bool overwrite = false;
   // Written to RUN/config.yaml when the run starts (nothing when empty).
   std::string config_text;
+  // Lines printed first with the plan (and in RUN/plan.txt): settings the command line derived.
+  std::string derived;
   // Set (to a signal number) by a signal handler to stop the run at a safe point: the ranks agree
   // at their next loss read (every loss_every_steps steps, and after a validation), write a
   // checkpoint at the position after the last step, and Train returns with stop_signal set.
@@ -99,11 +106,24 @@ struct TrainResult {
   double seconds = 0;              // the training loop (validations included; final saves not)
   double examples_per_second = 0;  // sequences per second over all ranks
   int stop_signal = 0;             // the signal that stopped the run early (0: it ran to its end)
+  bool out_of_time = false;        // stopped before an epoch that would have passed time_budget_seconds
   std::string last_checkpoint;     // the run's newest checkpoint directory ("" if none was written)
 };
 
 // Throws UserError naming the option (as its flag) for a value out of range. Train calls it first.
 void CheckTrainOptions(const TrainOptions& options);
+
+// `--max-len 0` (auto): the history length a run keeps, from the data. A fresh run takes the 90th
+// percentile of the training sequence lengths, rounded up to a multiple of 10, within [50, 200]
+// (short-sequence data keeps 50, long histories get up to 200); a warm start (`init_from`) takes the
+// length PREV was trained with, so nightly runs keep one model shape. `reason` is the line the run
+// prints with its plan. Reads files only (no collective). Throws UserError if PREV's length cannot
+// be read.
+struct MaxLenChoice {
+  int64_t max_len = 0;
+  std::string reason;
+};
+MaxLenChoice ChooseMaxLen(const std::string& data, const std::string& init_from, int64_t dim);
 
 // COLLECTIVE. Locks run_dir (a second run into it is an error naming the holder) and checks that a
 // fresh run does not land on an old one. Plans the embedding tables (RUN/plan.txt, and reported to

@@ -263,10 +263,16 @@ TEST(Cli, ConfigFilesAndOverrides) {
   // The loss `auto` chose, and why, heads the plan.
   EXPECT_EQ(plan.rfind("loss: full softmax over all 100 items (--loss auto: full up to 50000 items, this data has 100)\n", 0), 0u) << plan;
   r = RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("run3") + " --config " +
-                 dir.File("ok.yaml") + " --full-softmax-max-items 99 --negatives 16");
+                 dir.File("ok.yaml") + " --full-softmax-max-items 99 --negatives 16 --max-len 0");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("loss: sampled softmax over the batch's targets and 16 shared uniform negatives, logQ-corrected "
                           "(--loss auto: full up to 99 items, this data has 100)"), std::string::npos) << r.output;
+  // --max-len 0: chosen from the data (10 events per user: the floor, 50), printed first, and
+  // recorded as a number, which eval then uses.
+  EXPECT_EQ(r.output.find("max-len: 50 (--max-len 0: 90% of the 200 users have at most "), r.output.find("\nmax-len: ") + 1) << r.output;
+  EXPECT_EQ(ReadFileToString(dir.File("run3/plan.txt")).rfind("max-len: 50 (--max-len 0:", 0), 0u);
+  EXPECT_NE(ReadFileToString(dir.File("run3/config.yaml")).find("max-len: 50\n"), std::string::npos);
+  EXPECT_EQ(RunCommand(kBin + " eval --run-dir " + dir.File("run3")).exit_code, 0);
   const auto checkpoints = ListCheckpoints(dir.File("run"));
   ASSERT_FALSE(checkpoints.empty());
   EXPECT_EQ(ReadPlanFile(checkpoints.back() + "/plan.txt"), ReadPlanFile(dir.File("run/plan.txt")));
@@ -355,6 +361,18 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,9,12 --k 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("\"rank\": 2"), std::string::npos) << r.output;
+  // --explain: the same list, each item with the history events that drove it (the history is the
+  // last max-len 5 events: at most 3 reasons, all of them history items).
+  const auto plain = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,9,12 --k 2");
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,9,12 --k 2 --explain");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.find(plain.output.substr(0, plain.output.find("  2. "))), 0u) << r.output;
+  EXPECT_NE(r.output.find("      because: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(leave-one-out over the last 3 events"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 17 --k 2 --explain --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("\"because\": [{\"item\": "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"explain_ms\": "), std::string::npos) << r.output;
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user nobody");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("--user: unknown user id 'nobody'"), std::string::npos) << r.output;

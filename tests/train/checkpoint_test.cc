@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <fstream>
 
 #include "common/file_util.h"
@@ -141,6 +143,89 @@ TEST_F(CheckpointTest, AStopInsideAnEpochResumesThere) {
   joined.insert(joined.end(), rest.losses.begin(), rest.losses.end());
   EXPECT_EQ(joined, whole.losses);
   EXPECT_EQ(Eval(2, "stopped"), Eval(2, "whole"));
+}
+
+// --time-budget stops before an epoch that would end past it. Here rank 1's budget is already spent
+// after the first epoch and rank 0's is not: both stop there (the decision is agreed), validated,
+// with the best model saved; the checkpoint resumes at the second epoch and, without a budget,
+// reaches the uninterrupted run bitwise.
+TEST_F(CheckpointTest, ATimeBudgetStopsAtAnEpochBoundaryOnEveryRank) {
+  struct Record : TrainingSink {
+    int calls = 0;
+    double budget = 0;
+    void OnTimeBudget(double, double, double b) override { ++calls, budget = b; }
+  };
+  TrainOptions whole_options = Options("whole", 14);
+  whole_options.eval_every = 1;
+  const TrainResult whole = Run(2, whole_options);
+  Record sink;
+  std::vector<TrainResult> stopped(2);
+  RunRanks(2, [&](Communicator& c) {
+    TrainOptions o = Options("budget", 14);
+    o.eval_every = 1;
+    o.time_budget_seconds = c.rank() == 1 ? 1e-6 : 1e6;
+    stopped[c.rank()] = Train(o, c, c.rank() == 0 ? &sink : nullptr);
+  });
+  for (const TrainResult& r : stopped) {
+    EXPECT_TRUE(r.out_of_time);
+    EXPECT_EQ(r.steps, 5);  // one epoch of 5 batches
+    EXPECT_EQ(r.best_epoch, 0);
+  }
+  EXPECT_EQ(sink.calls, 1);
+  EXPECT_EQ(sink.budget, 1e6);  // rank 0 reports its own budget
+  EXPECT_TRUE(PathExists(dir_.File("budget/model")));
+  TrainOptions more = Options("budget", 14);
+  more.eval_every = 1;
+  more.resume = true;
+  const TrainResult rest = Run(2, more);
+  EXPECT_FALSE(rest.out_of_time);
+  std::vector<double> joined = stopped[0].losses;
+  joined.insert(joined.end(), rest.losses.begin(), rest.losses.end());
+  EXPECT_EQ(joined, whole.losses);
+  EXPECT_EQ(Eval(2, "budget"), Eval(2, "whole"));
+  // No budget (0) and a generous one never stop a run.
+  TrainOptions roomy = Options("roomy", 14);
+  roomy.time_budget_seconds = 1e6;
+  EXPECT_FALSE(Run(1, roomy).out_of_time);
+  roomy.time_budget_seconds = -1;
+  testing::ExpectUserError([&] { Run(1, roomy); }, {"--time-budget"});
+}
+
+// --max-len 0: the 90th percentile of the training lengths (rounded up to 10, within [50, 200]) for
+// a fresh run; PREV's length for a warm start, from a run, its model or a checkpoint.
+TEST_F(CheckpointTest, MaxLenAutoFollowsTheDataOrThePreviousRun) {
+  {
+    SynthOptions so;  // long histories: ~120 events per user, spread by the generator
+    so.users = 200;
+    so.items = 300;
+    so.events = 24000;
+    GenerateSynthetic(dir_.File("long.h5"), so);
+  }
+  for (const char* data : {"s.h5", "long.h5"}) {
+    SCOPED_TRACE(data);
+    auto ds = Dataset::Open(dir_.File(data));
+    std::vector<int64_t> lengths;
+    for (int64_t u = 0; u < ds->info().num_users; ++u) {
+      const int64_t n = ds->user_length(u);
+      lengths.push_back(n >= 3 ? n - 2 : n);  // validation and test events are not training events
+    }
+    std::sort(lengths.begin(), lengths.end());
+    const int64_t p90 = lengths[static_cast<size_t>(std::ceil(0.9 * static_cast<double>(lengths.size()))) - 1];
+    const MaxLenChoice c = ChooseMaxLen(dir_.File(data), "", 16);
+    EXPECT_EQ(c.max_len, std::min<int64_t>(200, std::max<int64_t>(50, (p90 + 9) / 10 * 10))) << "p90 " << p90;
+    EXPECT_NE(c.reason.find("at most " + std::to_string(p90) + " training events"), std::string::npos) << c.reason;
+  }
+  EXPECT_GT(ChooseMaxLen(dir_.File("long.h5"), "", 16).max_len, 50);  // the test data spans the range
+  TrainOptions o = Options("prev", 6);
+  o.checkpoint_every = 3;
+  Run(1, o);  // max-len 10
+  for (const std::string prev : {"prev", "prev/model", "prev/checkpoints/step-000000003"}) {
+    SCOPED_TRACE(prev);
+    EXPECT_EQ(ChooseMaxLen(dir_.File("s.h5"), dir_.File(prev), 16).max_len, 10);
+  }
+  testing::ExpectUserError([&] { ChooseMaxLen(dir_.File("s.h5"), dir_.File("prev"), 24); }, {"positions.weight", "--dim"});
+  MakeDirs(dir_.File("empty"));
+  testing::ExpectUserError([&] { ChooseMaxLen(dir_.File("s.h5"), dir_.File("empty"), 16); }, {"--max-len N"});
 }
 
 // A fixed seed reproduces a run bitwise, dropout included, at one and at two ranks; another seed

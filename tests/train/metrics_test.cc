@@ -20,15 +20,18 @@ TEST(RankTargets, CountsHigherScoresTiesByIdAndExclusions) {
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[0].rank, 1);
   EXPECT_EQ(r[1].rank, 2);  // the target itself is never excluded
-  EXPECT_EQ(r[0].top10, (std::vector<int64_t>{0, 2, 4, 3, 1, 5}));  // ties by id
-  EXPECT_EQ(r[1].top10[0], 0);
-  EXPECT_EQ(r[1].top10[1], 2);
+  EXPECT_EQ(r[0].top, (std::vector<int64_t>{0, 2, 4, 3, 1, 5}));  // ties by id
+  EXPECT_EQ(r[1].top, (std::vector<int64_t>{0, 2, 5, 4}));           // excluded items never listed
 }
 
 TEST(ReduceMetrics, HandComputedValuesAndWorldSizeIndependence) {
-  // Users with ranks 0, 1, 12, 60 over 4 ranks' worth of data.
-  std::vector<UserResult> all = {{0, 0, {1, 2}}, {1, 1, {1, 3}}, {2, 12, {4, 2}}, {3, 60, {1, 2}}};
-  std::vector<int64_t> counts = {0, 8, 4, 2, 2};  // training counts of items 0..4 (total 16)
+  // Users (id, rank, training events, list) with ranks 0, 1, 12, 60 over 4 ranks' worth of data.
+  std::vector<UserResult> all = {{0, 0, 1, {1, 2}}, {1, 1, 4, {1, 3}}, {2, 12, 10, {4, 2}}, {3, 60, 30, {1, 2}}};
+  ListContext items;
+  items.num_items = 5;
+  items.item_counts = {0, 8, 4, 2, 2};  // training counts of items 0..4 (total 16)
+  // Unit features: items 1 and 3 alike, 2 orthogonal to them, 4 at cosine 0.8 with 2.
+  items.features = at::tensor({0.f, 0.f, 1.f, 0.f, 0.f, 1.f, 1.f, 0.f, 0.6f, 0.8f}).view({5, 2});
   auto expect = [&](std::map<std::string, double> m) {
     EXPECT_DOUBLE_EQ(m["users"], 4);
     EXPECT_DOUBLE_EQ(m["hr@10"], 0.5);
@@ -37,17 +40,60 @@ TEST(ReduceMetrics, HandComputedValuesAndWorldSizeIndependence) {
     EXPECT_NEAR(m["ndcg@10"], (1.0 + 1.0 / std::log2(3.0)) / 4, 1e-12);
     EXPECT_NEAR(m["ndcg@50"], (1.0 + 1.0 / std::log2(3.0) + 1.0 / std::log2(14.0)) / 4, 1e-12);
     EXPECT_NEAR(m["mrr"], (1.0 + 0.5 + 1.0 / 13 + 1.0 / 61) / 4, 1e-12);
-    EXPECT_DOUBLE_EQ(m["coverage@10"], 4.0 / 5);  // items 1, 2, 3, 4 of 5
-    // novelty: -log2(count/16) over the 8 listed items: 1 x3 (8/16), 2 x3 (4/16), 3 (2/16), 4 (2/16).
-    EXPECT_NEAR(m["novelty@10"], (3 * 1.0 + 3 * 2.0 + 3.0 + 3.0) / 8, 1e-12);
+    for (const char* k : {"@10", "@50", "@200"}) {  // lists of 2: every cut-off sees the same lists
+      SCOPED_TRACE(k);
+      EXPECT_DOUBLE_EQ(m[std::string("coverage") + k], 4.0 / 5);  // items 1, 2, 3, 4 of 5
+      // novelty: per user the mean -log2(count/16): (1+2)/2, (1+3)/2, (3+2)/2, (1+2)/2.
+      EXPECT_NEAR(m[std::string("novelty") + k], (1.5 + 2.0 + 2.5 + 1.5) / 4, 1e-12);
+      // popularity percentiles by count (mid rank / 4): item 0 -> 0, items 3, 4 -> 0.375, 2 -> 0.75, 1 -> 1.
+      EXPECT_NEAR(m[std::string("popularity_bias") + k], ((1 + 0.75) / 2 + (1 + 0.375) / 2 + (0.375 + 0.75) / 2 + (1 + 0.75) / 2) / 4, 1e-12);
+      // diversity: 1 - cosine of the pair: {1,2} 1, {1,3} 0, {4,2} 0.2, {1,2} 1.
+      EXPECT_NEAR(m[std::string("diversity") + k], (1 + 0 + 0.2 + 1) / 4, 1e-6);
+    }
+    EXPECT_DOUBLE_EQ(m["hist_1-2.users"], 1);
+    EXPECT_DOUBLE_EQ(m["hist_1-2.ndcg@10"], 1);
+    EXPECT_DOUBLE_EQ(m["hist_3-5.users"], 1);
+    EXPECT_NEAR(m["hist_3-5.ndcg@10"], 1.0 / std::log2(3.0), 1e-12);
+    EXPECT_DOUBLE_EQ(m["hist_6-20.hr@10"], 0);
+    EXPECT_DOUBLE_EQ(m["hist_6-20.hr@50"], 1);
+    EXPECT_DOUBLE_EQ(m["hist_21+.users"], 1);
+    EXPECT_NEAR(m["hist_21+.mrr"], 1.0 / 61, 1e-12);
   };
-  RunRanks(1, [&](Communicator& c) { expect(ReduceMetrics(c, all, 5, counts)); });
+  RunRanks(1, [&](Communicator& c) { expect(ReduceMetrics(c, all, items)); });
+  std::vector<std::map<std::string, double>> per_rank(3);
   RunRanks(3, [&](Communicator& c) {
     std::vector<UserResult> mine;  // uneven split, rank 1 gets nothing
     if (c.rank() == 0) mine = {all[3], all[0]};
     if (c.rank() == 2) mine = {all[1], all[2]};
-    expect(ReduceMetrics(c, mine, 5, counts));
+    per_rank[c.rank()] = ReduceMetrics(c, mine, items);
   });
+  for (const auto& m : per_rank) expect(m);
+  RunRanks(1, [&](Communicator& c) { EXPECT_EQ(ReduceMetrics(c, all, items), per_rank[0]); });  // bitwise
+}
+
+TEST(ReduceMetrics, CutOffsSeeTheirOwnPrefix) {
+  // One user, a list of 60 items 0..59 of a 100-item catalogue; item i has i training events.
+  UserResult r{7, 3, 2, {}};
+  for (int64_t i = 0; i < 60; ++i) r.top.push_back(i);
+  ListContext items;
+  items.num_items = 100;
+  for (int64_t i = 0; i < 100; ++i) items.item_counts.push_back(i);
+  RunRanks(1, [&](Communicator& c) {
+    auto m = ReduceMetrics(c, {r}, items);
+    EXPECT_DOUBLE_EQ(m["coverage@10"], 0.10);
+    EXPECT_DOUBLE_EQ(m["coverage@50"], 0.50);
+    EXPECT_DOUBLE_EQ(m["coverage@200"], 0.60);  // the list is shorter than 200
+    EXPECT_NEAR(m["popularity_bias@10"], 4.5 / 99, 1e-12);  // mean percentile of items 0..9
+    EXPECT_NEAR(m["popularity_bias@200"], 29.5 / 99, 1e-12);
+    EXPECT_EQ(m.count("diversity@10"), 0u);  // no features: not reported
+  });
+}
+
+TEST(CategoryFeatures, UnitMultiHotWithAColumnForNone) {
+  // Item 0: categories 0 and 1; item 1: category 1; item 2: none.
+  at::Tensor f = CategoryFeatures(3, 2, {0, 2, 3, 3}, {0, 1, 1});
+  const float h = 1 / std::sqrt(2.f);
+  EXPECT_TRUE(at::allclose(f, at::tensor({h, h, 0.f, 0.f, 1.f, 0.f, 0.f, 0.f, 1.f}).view({3, 3})));
 }
 
 }  // namespace

@@ -1,0 +1,62 @@
+#include "train/explain.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "model/history.h"
+
+namespace shardrec {
+
+at::Tensor HistoryContributions(TwoTowerModel& model, const std::vector<int64_t>& items,
+                                const std::vector<int64_t>& timestamps, const std::vector<int64_t>& candidates) {
+  if (items.empty()) Fail("explain: the history is empty");
+  if (!timestamps.empty() && timestamps.size() != items.size()) Fail("explain: ", items.size(), " items and ", timestamps.size(), " timestamps");
+  torch::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.train(false);
+  const ModelConfig& mc = model.config();
+  const c10::Device dev = model.dense_parameters().front().device();
+  const int64_t n = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));
+  const std::vector<int64_t> kept(items.end() - n, items.end());
+  const std::vector<int64_t> kept_ts = timestamps.empty() ? timestamps : std::vector<int64_t>(timestamps.end() - n, timestamps.end());
+  // Row 0: the whole history; row 1 + j: without event j (left-aligned, one shorter).
+  const int64_t rows = n + 1;
+  std::vector<int64_t> batch(static_cast<size_t>(rows * n), 0), stamps, lengths(static_cast<size_t>(rows), n - 1);
+  if (!kept_ts.empty()) stamps.assign(batch.size(), 0);
+  lengths[0] = n;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t w = 0;
+    for (int64_t k = 0; k < n; ++k) {
+      if (r > 0 && k == r - 1) continue;
+      batch[r * n + w] = kept[k];
+      if (!kept_ts.empty()) stamps[r * n + w] = kept_ts[k];
+      ++w;
+    }
+  }
+  at::Tensor users = model.EncodeHistory(MakeHistoryBatch(rows, n, batch, stamps, lengths, mc.time_buckets, dev));
+  // Candidate output vectors, looked up sorted and distinct, then put back in the caller's order.
+  for (int64_t c : candidates) {
+    if (c < 0 || c >= model.catalog().num_items) Fail("explain: item ", c, " is outside the catalogue of ", model.catalog().num_items);
+  }
+  std::vector<int64_t> distinct(candidates);
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  at::Tensor out;
+  if (distinct.empty()) {
+    out = torch::zeros({n, 0});
+  } else {
+    const at::Tensor ids = torch::tensor(distinct, torch::kLong);
+    const at::Tensor vectors = model.EncodeItemVectors(ids, torch::empty({0}, torch::kLong)).output;
+    std::vector<int64_t> where;
+    for (int64_t c : candidates) where.push_back(std::lower_bound(distinct.begin(), distinct.end(), c) - distinct.begin());
+    const at::Tensor scores = torch::matmul(users, vectors.index_select(0, torch::tensor(where, torch::kLong).to(vectors.device())).t());
+    // One event alone: leaving it out leaves nothing, so it carries the whole score.
+    out = n == 1 ? scores.slice(0, 0, 1) : scores.slice(0, 0, 1) - scores.slice(0, 1);
+  }
+  model.train(was_training);
+  return out.to(torch::kCPU, torch::kFloat).contiguous();
+}
+
+}  // namespace shardrec
