@@ -189,13 +189,14 @@ void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events
       const std::string title = index.title(item);
       line += (line.empty() ? "" : ", ") + index.raw_id(item) + (title.empty() ? "" : " " + title) + buf;
     }
-    std::printf("      because: %s\n", line.c_str());
+    std::printf("      because: %s\n", line.empty() ? "(no single event raises its score)" : line.c_str());
   }
 }
 
 namespace {
 
-// The history events with the largest contributions to each hit (train/explain.h), at most `top`.
+// The history events with the largest positive contributions to each hit (train/explain.h), at
+// most `top`.
 Reasons TopReasons(const at::Tensor& contributions, const std::vector<int64_t>& kept_items, size_t top) {
   Reasons out(static_cast<size_t>(contributions.size(1)));
   const float* c = contributions.data_ptr<float>();
@@ -205,7 +206,10 @@ Reasons TopReasons(const at::Tensor& contributions, const std::vector<int64_t>& 
     for (int64_t j = 0; j < n; ++j) order[j] = j;
     // Largest first; among equals the newer event.
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return c[a * hits + h] > c[b * hits + h] || (c[a * hits + h] == c[b * hits + h] && a > b); });
-    for (size_t k = 0; k < order.size() && k < top; ++k) out[h].emplace_back(kept_items[order[k]], c[order[k] * hits + h]);
+    for (size_t k = 0; k < order.size() && out[h].size() < top; ++k) {
+      const float v = c[order[k] * hits + h];
+      if (v > 0) out[h].emplace_back(kept_items[order[k]], v);  // only events that raise the score
+    }
   }
   return out;
 }

@@ -140,7 +140,6 @@ std::vector<std::string> TrainCommandFlags() {
 int RunTrain(const std::vector<std::string>&) {
   // --resume RUN | latest | latest-valid (the last two name the policy for the run of --run-dir).
   std::string resume_policy = "latest";
-  int64_t run_max_len = 0;  // the max-len a resumed run recorded
   if (!FLAGS_resume.empty() && FLAGS_overwrite) {
     Fail("--resume and --overwrite contradict each other: continue the run or replace it");
   }
@@ -160,15 +159,13 @@ int RunTrain(const std::vector<std::string>&) {
     if (FLAGS_run_dir.empty()) gflags::SetCommandLineOption("run_dir", run.c_str());
     if (FLAGS_run_dir != run) Fail("--resume ", run, " and --run-dir ", FLAGS_run_dir, " differ");
     ApplyConfigFile(run + "/config.yaml", TrainKeys());
-    run_max_len = FLAGS_max_len;
   }
   if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
-  // A resumed run keeps the length it recorded, even if --config says auto again.
-  if (FLAGS_max_len == 0 && run_max_len > 0) gflags::SetCommandLineOption("max_len", std::to_string(run_max_len).c_str());
   std::string derived;
   if (FLAGS_max_len == 0) {  // auto; RUN/config.yaml records the number chosen
     if (FLAGS_data.empty()) Fail("--data is required (a file from `shardrec data convert` or `data synth`)");
-    const MaxLenChoice c = ChooseMaxLen(FLAGS_data, FLAGS_init_from, FLAGS_dim);
+    // An explicit --max-len 0 on --resume: the length the run was trained with.
+    const MaxLenChoice c = ChooseMaxLen(FLAGS_data, FLAGS_resume.empty() ? FLAGS_init_from : FLAGS_run_dir, FLAGS_dim);
     gflags::SetCommandLineOption("max_len", std::to_string(c.max_len).c_str());
     derived = c.reason;
   }

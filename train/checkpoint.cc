@@ -627,6 +627,22 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
 
 int64_t SavedStep(const std::string& dir) { return ReadManifest(dir).step; }
 
+int64_t SavedMaxLen(const std::string& dir, int64_t dim) {
+  const std::string path = dir + "/dense.h5";
+  h5::File f = h5::File::Open(path);
+  auto size = [&](const char* name) {
+    if (!f.Exists(name)) Fail(path, ": no ", name, " (not a model of this program?)");
+    int64_t n = 1;
+    for (int64_t d : f.Shape(name)) n *= d;
+    return n;
+  };
+  const int64_t width = size("/dense/ln_final.weight");  // one value per dimension
+  if (width != dim) Fail(path, ": the model has dim ", width, ", this run --dim ", dim);
+  const int64_t rows = size("/dense/positions.weight") / width;  // max-len + 1 positions
+  if (rows < 2 || rows * width != size("/dense/positions.weight")) Fail(path, ": /dense/positions.weight is not (max-len + 1) x ", width);
+  return rows - 1;
+}
+
 std::string CheckpointDir(const std::string& run_dir, int64_t step) {
   char name[32];
   std::snprintf(name, sizeof(name), "step-%09lld", static_cast<long long>(step));

@@ -54,6 +54,10 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
                     int64_t step = 0);
 // The training step a checkpoint or model directory's manifest records (0: unknown).
 int64_t SavedStep(const std::string& dir);
+// The history length (max-len) the model in a checkpoint or model directory was built with, from
+// its position table. Throws UserError naming the file if it is unreadable or its width is not
+// `dim` (a model of another --dim).
+int64_t SavedMaxLen(const std::string& dir, int64_t dim);
 // What a load did to the rows (counts of ids; all zero unless the id space changed).
 struct LoadReport {
   struct Counts {

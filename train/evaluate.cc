@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <limits>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -72,17 +73,21 @@ void RankBatchWithIndex(const Batch& b, Split split, const at::Tensor& queries, 
   }
 }
 
-// Diversity by the data's categories where it has them, else by the item vectors the model scores
-// (undefined: neither, no diversity).
-at::Tensor DiversityFeatures(const std::string& data, const at::Tensor& item_vectors) {
+// What the list metrics need: training counts, and the data's categories for diversity where it
+// has them, else `item_vectors` (undefined: no diversity).
+ListContext MakeListContext(const std::string& data, const std::vector<int64_t>& counts, const at::Tensor& item_vectors) {
+  ListContext c{.num_items = static_cast<int64_t>(counts.size()), .item_counts = counts};
   auto ds = Dataset::Open(data);
   const DatasetInfo& info = ds->info();
   if (info.has_categories && info.num_categories > 0) {
     auto cats = ds->ReadItemCategories(0, info.num_items);
-    return CategoryFeatures(info.num_items, info.num_categories, cats.offsets,
-                            std::vector<int64_t>(cats.values.begin(), cats.values.end()));
+    c.num_categories = info.num_categories;
+    c.category_offsets = cats.offsets;
+    c.category_values.assign(cats.values.begin(), cats.values.end());
+  } else {
+    c.vectors = item_vectors;
   }
-  return item_vectors.defined() ? UnitRows(item_vectors) : at::Tensor();
+  return c;
 }
 
 // Calls fn(batch, user vectors [rows x dim], catalogue vectors) for every batch of the split;
@@ -123,20 +128,31 @@ std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::str
                                             int64_t batch_size, Communicator& comm,
                                             const std::vector<int64_t>& counts, const ShardedIndex* ann,
                                             const at::Tensor& unknown) {
-  std::vector<UserResult> results, ann_results;
+  // Each batch's results are reduced to per-user figures at once (lists are not kept).
+  std::optional<MetricsAccumulator> exact, approximate;
+  auto start = [&](const at::Tensor& catalogue) {
+    if (exact) return;
+    exact.emplace(MakeListContext(data, counts, catalogue));
+    if (ann) approximate.emplace(MakeListContext(data, counts, catalogue));
+  };
   const at::Tensor mask = unknown.defined() ? unknown.to(c10::Device(comm.device())).unsqueeze(0) : at::Tensor();
-  const at::Tensor catalogue_vectors =
+  const at::Tensor catalogue =
       ForEachEvalBatch(model, data, split, batch_size, comm, [&](const Batch& b, const at::Tensor& users, const at::Tensor& items) {
+    start(items);
     at::Tensor scores = torch::matmul(users, items.t());
     if (mask.defined()) scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+    std::vector<UserResult> results;
     RankBatch(b, split, scores, &results);
-    if (ann) RankBatchWithIndex(b, split, users, *ann, &ann_results);
+    exact->Add(results);
+    if (!ann) return;
+    results.clear();
+    RankBatchWithIndex(b, split, users, *ann, &results);
+    approximate->Add(results);
   });
-  ListContext context{.num_items = static_cast<int64_t>(counts.size()), .item_counts = counts,
-                      .features = DiversityFeatures(data, catalogue_vectors)};
-  auto m = ReduceMetrics(comm, results, context);
+  start(catalogue);  // a rank without users
+  auto m = exact->Reduce(comm);
   if (ann) {
-    for (const auto& [k, v] : ReduceMetrics(comm, ann_results, context)) m["ann_" + k] = v;
+    for (const auto& [k, v] : approximate->Reduce(comm)) m["ann_" + k] = v;
   }
   return m;
 }
@@ -176,7 +192,8 @@ std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicato
   SequenceReader reader = EvalReader(o.data, split, o.batch_size, 1, comm);
   // Popularity breaks ties (and ranks everything the transitions do not reach), scaled below 1.
   const at::Tensor tie = pop / (pop.max().item<float>() + 1.0f);
-  std::vector<UserResult> results;
+  // Baselines have no item vectors: diversity by categories only.
+  MetricsAccumulator acc(MakeListContext(o.data, counts, at::Tensor()));
   while (auto b = reader.Next()) {
     if (b->rows == 0) continue;
     at::Tensor scores = tie.unsqueeze(0).repeat({b->rows, 1});
@@ -186,12 +203,11 @@ std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicato
       float* s = scores[i].data_ptr<float>();
       for (const auto& [j, c] : it->second) s[j] += c;
     }
+    std::vector<UserResult> results;
     RankBatch(*b, split, scores, &results);
+    acc.Add(results);
   }
-  // Baselines have no item vectors: diversity by categories only.
-  ListContext context{.num_items = n_items, .item_counts = counts,
-                      .features = DiversityFeatures(o.data, at::Tensor())};
-  return ReduceMetrics(comm, results, context);
+  return acc.Reduce(comm);
 }
 
 }  // namespace

@@ -13,6 +13,9 @@ at::Tensor HistoryContributions(TwoTowerModel& model, const std::vector<int64_t>
                                 const std::vector<int64_t>& timestamps, const std::vector<int64_t>& candidates) {
   if (items.empty()) Fail("explain: the history is empty");
   if (!timestamps.empty() && timestamps.size() != items.size()) Fail("explain: ", items.size(), " items and ", timestamps.size(), " timestamps");
+  for (int64_t c : candidates) {
+    if (c < 0 || c >= model.catalog().num_items) Fail("explain: item ", c, " is outside the catalogue of ", model.catalog().num_items);
+  }
   torch::NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.train(false);
@@ -37,24 +40,17 @@ at::Tensor HistoryContributions(TwoTowerModel& model, const std::vector<int64_t>
   }
   at::Tensor users = model.EncodeHistory(MakeHistoryBatch(rows, n, batch, stamps, lengths, mc.time_buckets, dev));
   // Candidate output vectors, looked up sorted and distinct, then put back in the caller's order.
-  for (int64_t c : candidates) {
-    if (c < 0 || c >= model.catalog().num_items) Fail("explain: item ", c, " is outside the catalogue of ", model.catalog().num_items);
-  }
   std::vector<int64_t> distinct(candidates);
   std::sort(distinct.begin(), distinct.end());
   distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-  at::Tensor out;
-  if (distinct.empty()) {
-    out = torch::zeros({n, 0});
-  } else {
-    const at::Tensor ids = torch::tensor(distinct, torch::kLong);
-    const at::Tensor vectors = model.EncodeItemVectors(ids, torch::empty({0}, torch::kLong)).output;
-    std::vector<int64_t> where;
-    for (int64_t c : candidates) where.push_back(std::lower_bound(distinct.begin(), distinct.end(), c) - distinct.begin());
-    const at::Tensor scores = torch::matmul(users, vectors.index_select(0, torch::tensor(where, torch::kLong).to(vectors.device())).t());
-    // One event alone: leaving it out leaves nothing, so it carries the whole score.
-    out = n == 1 ? scores.slice(0, 0, 1) : scores.slice(0, 0, 1) - scores.slice(0, 1);
-  }
+  // Collective: every rank looks up, even with no candidates.
+  const at::Tensor vectors = model.EncodeItemVectors(torch::tensor(distinct, torch::kLong), torch::empty({0}, torch::kLong)).output;
+  std::vector<int64_t> where;
+  for (int64_t c : candidates) where.push_back(std::lower_bound(distinct.begin(), distinct.end(), c) - distinct.begin());
+  const at::Tensor scores =
+      torch::matmul(users, vectors.index_select(0, torch::tensor(where, torch::kLong).to(vectors.device())).t());
+  // One event alone: leaving it out leaves nothing, so it carries the whole score.
+  const at::Tensor out = n == 1 ? scores.slice(0, 0, 1) : scores.slice(0, 0, 1) - scores.slice(0, 1);
   model.train(was_training);
   return out.to(torch::kCPU, torch::kFloat).contiguous();
 }

@@ -32,12 +32,35 @@ std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vect
     out[i].user = users[i];
     out[i].rank = rank;
   }
-  at::Tensor top = std::get<1>(at::topk(scores, std::min<int64_t>(kListLength, n), 1, true, true)).contiguous();
+  const int64_t want = std::min<int64_t>(kListLength, n);
+  auto [top_scores, top_ids] = at::topk(scores, want, 1, true, true);
+  const at::Tensor top = top_ids.contiguous();
+  // Rows where more items tie with the last listed score than the list holds: only those need the
+  // fill by id below (one vectorised pass finds them).
+  const at::Tensor last_scores = top_scores.narrow(1, want - 1, 1);
+  const at::Tensor ties_all = scores.eq(last_scores).sum(1), ties_listed = top_scores.eq(last_scores).sum(1);
+  const at::Tensor ambiguous = ties_all.gt(ties_listed).contiguous();
+  const bool* tied = ambiguous.data_ptr<bool>();
   for (int64_t i = 0; i < b; ++i) {
-    // topk's order among equal scores is unspecified: re-sort the top candidates by (score, id).
+    // topk picks arbitrarily among items tied at the last place: keep those above it, fill the
+    // tied places by lowest id, then order by (score, id).
     const int64_t* t = top.data_ptr<int64_t>() + i * top.size(1);
-    std::vector<int64_t> ids(t, t + top.size(1));
     const float* s = base + i * n;
+    float last = std::numeric_limits<float>::infinity();
+    for (int64_t k = 0; k < want; ++k) last = std::min(last, s[t[k]]);
+    std::vector<int64_t> ids;
+    for (int64_t k = 0; k < want; ++k) {
+      if (s[t[k]] > last) ids.push_back(t[k]);
+    }
+    if (tied[i]) {
+      for (int64_t j = 0; j < n && static_cast<int64_t>(ids.size()) < want; ++j) {
+        if (s[j] == last) ids.push_back(j);
+      }
+    } else {
+      for (int64_t k = 0; k < want; ++k) {
+        if (s[t[k]] == last) ids.push_back(t[k]);
+      }
+    }
     std::sort(ids.begin(), ids.end(), [&](int64_t a, int64_t c) { return s[a] > s[c] || (s[a] == s[c] && a < c); });
     // Excluded items are not recommendations: a list of a small catalogue ends before them.
     while (!ids.empty() && s[ids.back()] == kOut) ids.pop_back();
@@ -49,9 +72,10 @@ std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vect
 namespace {
 
 constexpr int kCuts = static_cast<int>(std::size(kListCutoffs));
-// Per-user figures gathered from every rank: user, rank, history, then per cut-off novelty,
-// popularity percentile and diversity (each a mean over the user's list).
-constexpr int kWidth = 3 + 3 * kCuts;
+// Per-user figures gathered from every rank: user, rank, history, then per cut-off the list's
+// length and its mean novelty, mean popularity percentile and diversity.
+constexpr int kPerCut = 4;
+constexpr int kWidth = 3 + kPerCut * kCuts;
 
 struct HistoryBucket {
   const char* name;
@@ -78,79 +102,114 @@ std::vector<double> PopularityPercentiles(const std::vector<int64_t>& counts) {
   return out;
 }
 
-// This rank's per-user rows, and the items its lists cover at each cut-off (1 = listed).
-void LocalFigures(const std::vector<UserResult>& local, const ListContext& c, std::vector<double>* rows,
-                  at::Tensor* covered) {
-  const std::vector<double> pct = PopularityPercentiles(c.item_counts);
-  double total_events = 0;
-  for (int64_t n : c.item_counts) total_events += static_cast<double>(n);
-  total_events = std::max(1.0, total_events);
-  const bool diverse = c.features.defined();
-  at::Tensor feats = diverse ? c.features.to(at::kCPU, at::kFloat).contiguous() : at::Tensor();
-  const int64_t f = diverse ? feats.size(1) : 0;
-  const float* fv = diverse ? feats.data_ptr<float>() : nullptr;
-  *covered = at::zeros({kCuts, c.num_items}, at::kFloat);
-  float* cov = covered->data_ptr<float>();
-  rows->assign(local.size() * kWidth, 0.0);
-  std::vector<double> sum(static_cast<size_t>(f));
-  for (size_t u = 0; u < local.size(); ++u) {
-    const UserResult& r = local[u];
-    double* row = rows->data() + u * kWidth;
+}  // namespace
+
+MetricsAccumulator::MetricsAccumulator(ListContext context) : c_(std::move(context)) {
+  percentile_ = PopularityPercentiles(c_.item_counts);
+  total_events_ = 0;
+  for (int64_t n : c_.item_counts) total_events_ += static_cast<double>(n);
+  total_events_ = std::max(1.0, total_events_);
+  covered_.assign(static_cast<size_t>(kCuts * c_.num_items), 0);
+  if (c_.num_categories > 0) {
+    // Each item's distinct categories; an item without any gets the extra column num_categories.
+    CHECK_EQ(static_cast<int64_t>(c_.category_offsets.size()), c_.num_items + 1);
+    std::vector<int64_t> off = {0}, val;
+    for (int64_t i = 0; i < c_.num_items; ++i) {
+      std::vector<int64_t> mine(c_.category_values.begin() + c_.category_offsets[i],
+                                c_.category_values.begin() + c_.category_offsets[i + 1]);
+      for (int64_t v : mine) CHECK(v >= 0 && v < c_.num_categories) << "category " << v;
+      std::sort(mine.begin(), mine.end());
+      mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
+      if (mine.empty()) mine.push_back(c_.num_categories);
+      val.insert(val.end(), mine.begin(), mine.end());
+      off.push_back(static_cast<int64_t>(val.size()));
+    }
+    c_.category_offsets = std::move(off);
+    c_.category_values = std::move(val);
+  } else if (c_.vectors.defined()) {
+    at::Tensor v = c_.vectors.detach().to(at::kCPU, at::kFloat);
+    CHECK_EQ(v.size(0), c_.num_items);
+    c_.vectors = (v / v.norm(2, 1, true).clamp_min(1e-12)).contiguous();  // unit rows: inner products are cosines
+  }
+}
+
+// Adds list[*done, end) to the running sum of unit feature vectors `sum` and its squared norm;
+// returns the list's diversity so far: 1 - (|sum|^2 - sum of |v|^2) / (n (n - 1)), the mean over
+// ordered pairs i != j of 1 - <v_i, v_j>. Each item's vector has unit length.
+double MetricsAccumulator::Diversity(const std::vector<int64_t>& list, size_t end, std::vector<double>* sum,
+                                     double* norm2, size_t* done) const {
+  if (c_.num_categories > 0) {  // sparse: the squared norm follows each added coordinate
+    for (; *done < end; ++*done) {
+      const int64_t item = list[*done];
+      const int64_t b = c_.category_offsets[item], e = c_.category_offsets[item + 1];
+      const double w = 1.0 / std::sqrt(static_cast<double>(e - b));
+      for (int64_t k = b; k < e; ++k) {
+        double& s = (*sum)[static_cast<size_t>(c_.category_values[k])];
+        *norm2 += 2 * s * w + w * w;
+        s += w;
+      }
+    }
+  } else {  // dense: add whole rows (vectorised), then the squared norm once
+    const int64_t d = c_.vectors.size(1);
+    double* s = sum->data();
+    for (; *done < end; ++*done) {
+      const float* v = c_.vectors.data_ptr<float>() + list[*done] * d;
+      for (int64_t k = 0; k < d; ++k) s[k] += v[k];
+    }
+    *norm2 = 0;
+    for (int64_t k = 0; k < d; ++k) *norm2 += s[k] * s[k];
+  }
+  const double n = static_cast<double>(end);
+  return 1.0 - (*norm2 - n) / (n * (n - 1));
+}
+
+void MetricsAccumulator::Add(const std::vector<UserResult>& results) {
+  const bool diverse = c_.num_categories > 0 || c_.vectors.defined();
+  std::vector<double> sum(diverse ? static_cast<size_t>(c_.num_categories > 0 ? c_.num_categories + 1 : c_.vectors.size(1)) : 0);
+  for (const UserResult& r : results) {
+    const size_t at = rows_.size();
+    rows_.resize(at + kWidth, 0.0);
+    double* row = rows_.data() + at;
     row[0] = static_cast<double>(r.user);
     row[1] = static_cast<double>(r.rank);
     row[2] = static_cast<double>(r.history);
     std::fill(sum.begin(), sum.end(), 0.0);
-    double novelty = 0, popularity = 0, squares = 0;
-    size_t k = 0;
+    double novelty = 0, popularity = 0, norm2 = 0;
+    size_t k = 0, summed = 0;
     for (int cut = 0; cut < kCuts; ++cut) {
       const size_t end = std::min(r.top.size(), static_cast<size_t>(kListCutoffs[cut]));
       for (; k < end; ++k) {
         const int64_t item = r.top[k];
-        CHECK(item >= 0 && item < c.num_items) << "listed item " << item << " outside the catalogue";
-        for (int later = cut; later < kCuts; ++later) cov[later * c.num_items + item] = 1;
-        const double count = item < static_cast<int64_t>(c.item_counts.size()) ? c.item_counts[item] : 0;
-        novelty += -std::log2(std::max(1.0, count) / total_events);
-        popularity += item < static_cast<int64_t>(pct.size()) ? pct[item] : 0.0;
-        for (int64_t d = 0; d < f; ++d) {
-          const double v = fv[item * f + d];
-          sum[d] += v;
-          squares += v * v;
-        }
+        CHECK(item >= 0 && item < c_.num_items) << "listed item " << item << " outside the catalogue";
+        for (int later = cut; later < kCuts; ++later) covered_[later * c_.num_items + item] = 1;
+        const double count = item < static_cast<int64_t>(c_.item_counts.size()) ? c_.item_counts[item] : 0;
+        novelty += -std::log2(std::max(1.0, count) / total_events_);
+        popularity += item < static_cast<int64_t>(percentile_.size()) ? percentile_[item] : 0.0;
       }
-      const double listed = static_cast<double>(end);
-      double* at_cut = row + 3 + 3 * cut;
-      at_cut[0] = end ? novelty / listed : 0;
-      at_cut[1] = end ? popularity / listed : 0;
-      if (diverse && end >= 2) {
-        double norm2 = 0;
-        for (double v : sum) norm2 += v * v;
-        // Sum over ordered pairs i != j of <v_i, v_j> = |sum v|^2 - sum |v|^2.
-        at_cut[2] = 1.0 - (norm2 - squares) / (listed * (listed - 1));
-      }
+      double* at_cut = row + 3 + kPerCut * cut;
+      at_cut[0] = static_cast<double>(end);
+      at_cut[1] = end ? novelty / static_cast<double>(end) : 0;
+      at_cut[2] = end ? popularity / static_cast<double>(end) : 0;
+      at_cut[3] = diverse && end >= 2 ? Diversity(r.top, end, &sum, &norm2, &summed) : 0;
     }
   }
 }
 
-}  // namespace
-
-std::map<std::string, double> ReduceMetrics(Communicator& comm, const std::vector<UserResult>& local,
-                                            const ListContext& items) {
-  std::vector<double> mine;
-  at::Tensor covered;
-  LocalFigures(local, items, &mine, &covered);
-  // Gather with padding to the largest rank's count.
-  at::Tensor count = at::full({1}, static_cast<int64_t>(local.size()), at::kLong).to(comm.device());
+std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) const {
+  // Gather with padding to the largest rank's count; doubles travel as their int64 bits
+  // (collectives carry no float64), exact on every backend.
+  const int64_t mine = static_cast<int64_t>(rows_.size() / kWidth);
+  at::Tensor count = at::full({1}, mine, at::kLong).to(comm.device());
   at::Tensor counts = comm.AllGather(count).cpu();
   const int64_t max_rows = counts.max().item<int64_t>();
-  mine.resize(static_cast<size_t>(max_rows * kWidth), 0.0);
-  // Gathered as int64 with the doubles' bits (collectives carry no float64): exact on every backend.
-  at::Tensor bits = at::tensor(mine, at::kDouble).view({max_rows, kWidth}).view(at::kLong);
+  std::vector<double> padded(rows_);
+  padded.resize(static_cast<size_t>(max_rows * kWidth), 0.0);
+  at::Tensor bits = at::tensor(padded, at::kDouble).view({max_rows, kWidth}).view(at::kLong);
   at::Tensor all = comm.AllGather(bits.to(comm.device())).cpu().contiguous().view(at::kDouble);
-  if (items.num_items > 0) {
-    covered = covered.to(comm.device());
-    comm.AllReduce(covered, ReduceOp::kMax);
-    covered = covered.cpu();
-  }
+  at::Tensor covered = at::tensor(std::vector<int32_t>(covered_.begin(), covered_.end()), at::kInt).to(comm.device());
+  if (c_.num_items > 0) comm.AllReduce(covered, ReduceOp::kMax);
+  const at::Tensor listed =
+      c_.num_items > 0 ? covered.cpu().view({kCuts, c_.num_items}).to(at::kLong).sum(1) : at::zeros({kCuts}, at::kLong);
   const double* gathered = all.data_ptr<double>();
   std::vector<const double*> results;
   for (int r = 0; r < comm.world_size(); ++r) {
@@ -158,9 +217,9 @@ std::map<std::string, double> ReduceMetrics(Communicator& comm, const std::vecto
   }
   // User order: independent of the world size.
   std::sort(results.begin(), results.end(), [](const double* a, const double* b) { return a[0] < b[0]; });
-  std::map<std::string, double> m;
+  const bool diverse = c_.num_categories > 0 || c_.vectors.defined();
+  std::map<std::string, double> m, users_at;
   double mrr = 0;
-  std::map<std::string, double> bucket_users;
   for (const double* r : results) {
     const double rank = r[1];
     for (int k : kListCutoffs) {
@@ -172,62 +231,54 @@ std::map<std::string, double> ReduceMetrics(Communicator& comm, const std::vecto
     mrr += 1.0 / (rank + 1.0);
     for (int cut = 0; cut < kCuts; ++cut) {
       const std::string at = "@" + std::to_string(kListCutoffs[cut]);
-      m["novelty" + at] += r[3 + 3 * cut];
-      m["popularity_bias" + at] += r[4 + 3 * cut];
-      if (items.features.defined()) m["diversity" + at] += r[5 + 3 * cut];
+      const double* f = r + 3 + kPerCut * cut;
+      if (f[0] >= 1) {
+        users_at["listed" + at] += 1;
+        m["novelty" + at] += f[1];
+        m["popularity_bias" + at] += f[2];
+      }
+      if (diverse && f[0] >= 2) {
+        users_at["pairs" + at] += 1;
+        m["diversity" + at] += f[3];
+      }
     }
     for (const HistoryBucket& b : kBuckets) {
       if (r[2] < static_cast<double>(b.lo) || r[2] > static_cast<double>(b.hi)) continue;
       const std::string p = std::string(b.name) + ".";
-      bucket_users[b.name] += 1;
+      users_at[b.name] += 1;
       if (rank < 10) m[p + "hr@10"] += 1, m[p + "ndcg@10"] += 1.0 / std::log2(rank + 2.0);
       if (rank < 50) m[p + "hr@50"] += 1;
       m[p + "mrr"] += 1.0 / (rank + 1.0);
     }
   }
-  const double n = std::max<size_t>(1, results.size());
-  for (int k : kListCutoffs) {
-    const std::string at = "@" + std::to_string(k);
-    for (const char* name : {"hr", "ndcg", "novelty", "popularity_bias"}) m[name + at] /= n;
-    if (items.features.defined()) m["diversity" + at] /= n;
+  auto mean = [](double total, double n) { return n > 0 ? total / n : 0.0; };
+  const double n = static_cast<double>(results.size());
+  for (int cut = 0; cut < kCuts; ++cut) {
+    const std::string at = "@" + std::to_string(kListCutoffs[cut]);
+    m["hr" + at] = mean(m["hr" + at], n);
+    m["ndcg" + at] = mean(m["ndcg" + at], n);
+    m["novelty" + at] = mean(m["novelty" + at], users_at["listed" + at]);
+    m["popularity_bias" + at] = mean(m["popularity_bias" + at], users_at["listed" + at]);
+    if (diverse) m["diversity" + at] = mean(m["diversity" + at], users_at["pairs" + at]);
+    m["coverage" + at] = c_.num_items ? static_cast<double>(listed[cut].item<int64_t>()) / static_cast<double>(c_.num_items) : 0;
   }
   for (const HistoryBucket& b : kBuckets) {
     const std::string p = std::string(b.name) + ".";
-    const double users = bucket_users[b.name];
-    for (const char* name : {"hr@10", "ndcg@10", "hr@50", "mrr"}) m[p + name] = users ? m[p + name] / users : 0;
+    const double users = users_at[b.name];
+    for (const char* name : {"hr@10", "ndcg@10", "hr@50", "mrr"}) m[p + name] = mean(m[p + name], users);
     m[p + "users"] = users;
   }
-  m["mrr"] = mrr / n;
-  for (int cut = 0; cut < kCuts; ++cut) {
-    const double listed = items.num_items ? covered[cut].sum().item<double>() : 0;
-    m["coverage@" + std::to_string(kListCutoffs[cut])] = items.num_items ? listed / static_cast<double>(items.num_items) : 0;
-  }
-  m["users"] = static_cast<double>(results.size());
-  m["items"] = static_cast<double>(items.num_items);
+  m["mrr"] = mean(mrr, n);
+  m["users"] = n;
+  m["items"] = static_cast<double>(c_.num_items);
   return m;
 }
 
-at::Tensor CategoryFeatures(int64_t num_items, int64_t num_categories, const std::vector<int64_t>& offsets,
-                            const std::vector<int64_t>& values) {
-  CHECK_EQ(static_cast<int64_t>(offsets.size()), num_items + 1);
-  const int64_t width = num_categories + 1;
-  at::Tensor f = at::zeros({num_items, width}, at::kFloat);
-  float* p = f.data_ptr<float>();
-  for (int64_t i = 0; i < num_items; ++i) {
-    // An item without categories gets the last column: similar to the other items without one.
-    if (offsets[i + 1] == offsets[i]) p[i * width + num_categories] = 1;
-    for (int64_t k = offsets[i]; k < offsets[i + 1]; ++k) {
-      CHECK(values[k] >= 0 && values[k] < num_categories) << "category " << values[k];
-      p[i * width + values[k]] = 1;
-    }
-  }
-  return UnitRows(f);
-}
-
-at::Tensor UnitRows(const at::Tensor& vectors) {
-  at::Tensor v = vectors.detach().to(at::kCPU, at::kFloat);
-  at::Tensor norm = v.norm(2, 1, true);
-  return (v / norm.clamp_min(1e-12)).contiguous();
+std::map<std::string, double> ReduceMetrics(Communicator& comm, const std::vector<UserResult>& local,
+                                            const ListContext& items) {
+  MetricsAccumulator acc(items);
+  acc.Add(local);
+  return acc.Reduce(comm);
 }
 
 }  // namespace shardrec

@@ -36,28 +36,46 @@ std::vector<UserResult> RankTargets(const at::Tensor& scores, const std::vector<
 struct ListContext {
   int64_t num_items = 0;
   std::vector<int64_t> item_counts;  // training events per item (novelty, popularity bias)
-  // [items x F] float rows of unit length (or zero): diversity@K = 1 - the mean cosine similarity
-  // of the pairs of a top-K list. Undefined: diversity is not reported.
-  at::Tensor features;
+  // Diversity@K = 1 - the mean cosine similarity of the pairs of a top-K list, by one of:
+  // - categories (CSR over items, offsets [items + 1]): each item a unit multi-hot vector; items
+  //   without categories are alike among themselves;
+  // - vectors [items x d] (e.g. the model's item vectors), compared by cosine.
+  // Neither (num_categories == 0 and vectors undefined): diversity is not reported.
+  int64_t num_categories = 0;
+  std::vector<int64_t> category_offsets, category_values;
+  at::Tensor vectors;
 };
 
-// COLLECTIVE. Gathers every rank's results and computes, on every rank:
-//   hr@K and ndcg@K for K in {10, 50, 200} (one target per user: HR@K == Recall@K), mrr;
-//   at every K: coverage@K (distinct items in top-K lists / items), novelty@K (mean -log2 of the
-//   training popularity share of listed items; unseen items count as seen once), popularity_bias@K
-//   (mean popularity percentile of listed items: 1 = the most trained item, 0 = the least, ties at
-//   their mid rank) and, with features, diversity@K;
-//   by training history length (1-2, 3-5, 6-20, 21+ events): hist_B.hr@10, .ndcg@10, .hr@50,
-//   .mrr, .users;
-//   users, items.
+// Per-user figures of this rank's users, reduced as they come (an evaluation adds each batch's
+// results, then drops their lists), then gathered by Reduce.
+class MetricsAccumulator {
+ public:
+  explicit MetricsAccumulator(ListContext context);
+  void Add(const std::vector<UserResult>& results);
+  // COLLECTIVE. Computes, on every rank, from every rank's users:
+  //   hr@K and ndcg@K for K in {10, 50, 200} (one target per user: HR@K == Recall@K), mrr;
+  //   at every K, over users whose list is not empty: coverage@K (distinct items in top-K lists /
+  //   items), novelty@K (mean -log2 of the training popularity share of listed items; unseen items
+  //   count as seen once), popularity_bias@K (mean popularity percentile of listed items: 1 = the
+  //   most trained item, 0 = the least, ties at their mid rank) and, with features, diversity@K
+  //   (over lists of at least 2 items);
+  //   by training history length (1-2, 3-5, 6-20, 21+ events): hist_B.hr@10, .ndcg@10, .hr@50,
+  //   .mrr, .users;
+  //   users, items.
+  std::map<std::string, double> Reduce(Communicator& comm) const;
+
+ private:
+  double Diversity(const std::vector<int64_t>& list, size_t end, std::vector<double>* sum, double* norm2, size_t* done) const;
+
+  ListContext c_;
+  std::vector<double> percentile_;
+  double total_events_ = 1;
+  std::vector<double> rows_;     // per user: the figures Reduce gathers
+  std::vector<uint8_t> covered_;  // [cut-offs x items]: listed by some user of this rank
+};
+
+// COLLECTIVE. MetricsAccumulator over `local`, reduced.
 std::map<std::string, double> ReduceMetrics(Communicator& comm, const std::vector<UserResult>& local,
                                             const ListContext& items);
-
-// Item features for diversity@K: each item's categories as a unit multi-hot vector (an item
-// without categories gets a column of its own). offsets: CSR [items + 1].
-at::Tensor CategoryFeatures(int64_t num_items, int64_t num_categories, const std::vector<int64_t>& offsets,
-                            const std::vector<int64_t>& values);
-// Rows of `vectors` [items x d] scaled to unit length (zero rows stay zero), as float on the CPU.
-at::Tensor UnitRows(const at::Tensor& vectors);
 
 }  // namespace shardrec

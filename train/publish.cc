@@ -27,7 +27,11 @@ struct Holdout {
 std::map<std::string, double> EvaluateDir(const PublishOptions& o, const Holdout& h, const std::string& model_dir,
                                           bool remap, Communicator& comm) {
   const ExportOptions& e = o.export_options;
-  TwoTowerModel model(e.model, h.catalog, PlanItemTables(e.model, h.catalog, comm), &comm, e.seed);
+  // The served model may keep another history length than the candidate (--max-len 0 derives it
+  // from each run's data): each is built with its own.
+  ModelConfig mc = e.model;
+  mc.max_len = SavedMaxLen(model_dir, mc.dim);
+  TwoTowerModel model(mc, h.catalog, PlanItemTables(mc, h.catalog, comm), &comm, e.seed);
   const LoadReport r = LoadCheckpoint(model_dir, model, nullptr, nullptr, comm, /*verified=*/false, remap);
   at::Tensor unknown;
   if (r.remapped) unknown = r.items_known.logical_not();

@@ -513,13 +513,8 @@ MaxLenChoice ChooseMaxLen(const std::string& data, const std::string& init_from,
   if (!init_from.empty()) {
     const std::string dense = PreviousDenseFile(init_from);
     if (dense.empty()) Fail("--max-len 0 (auto) with --init-from ", init_from, ": no saved model there to read its max-len from; pass --max-len N");
-    const auto shape = h5::File::Open(dense).Shape("/dense/positions.weight");
-    int64_t n = 1;
-    for (int64_t d : shape) n *= d;
-    if (shape.empty() || dim < 1 || n % dim != 0 || n / dim < 2) {
-      Fail(dense, ": /dense/positions.weight holds ", n, " values, not (max-len + 1) x ", dim, " (another --dim?)");
-    }
-    return {n / dim - 1, "max-len: " + std::to_string(n / dim - 1) + " (--max-len 0: as " + init_from + " was trained)\n"};
+    const int64_t n = SavedMaxLen(Dirname(dense), dim);
+    return {n, "max-len: " + std::to_string(n) + " (--max-len 0: as " + init_from + " was trained)\n"};
   }
   auto ds = Dataset::Open(data);
   const std::vector<int64_t>& off = ds->user_offsets();

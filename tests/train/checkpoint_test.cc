@@ -14,6 +14,7 @@
 #include "model/two_tower.h"
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
+#include "train/export.h"
 
 namespace shardrec {
 namespace {
@@ -219,11 +220,19 @@ TEST_F(CheckpointTest, MaxLenAutoFollowsTheDataOrThePreviousRun) {
   TrainOptions o = Options("prev", 6);
   o.checkpoint_every = 3;
   Run(1, o);  // max-len 10
-  for (const std::string prev : {"prev", "prev/model", "prev/checkpoints/step-000000003"}) {
+  RunRanks(1, [&](Communicator& c) {  // an export root, as a nightly warm start names it
+    ExportOptions e;
+    e.run_dir = dir_.File("prev");
+    e.data = dir_.File("s.h5");
+    e.root = dir_.File("exports");
+    e.model = o.model;
+    ExportEmbeddings(e, c);
+  });
+  for (const std::string prev : {"prev", "prev/model", "prev/checkpoints/step-000000003", "exports"}) {
     SCOPED_TRACE(prev);
     EXPECT_EQ(ChooseMaxLen(dir_.File("s.h5"), dir_.File(prev), 16).max_len, 10);
   }
-  testing::ExpectUserError([&] { ChooseMaxLen(dir_.File("s.h5"), dir_.File("prev"), 24); }, {"positions.weight", "--dim"});
+  testing::ExpectUserError([&] { ChooseMaxLen(dir_.File("s.h5"), dir_.File("prev"), 24); }, {"dense.h5: the model has dim 16, this run --dim 24"});
   MakeDirs(dir_.File("empty"));
   testing::ExpectUserError([&] { ChooseMaxLen(dir_.File("s.h5"), dir_.File("empty"), 16); }, {"--max-len N"});
 }

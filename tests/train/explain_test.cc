@@ -95,6 +95,7 @@ TEST_F(ExplainTest, ContributionsAreLeaveOneOutScoreDrops) {
     const std::vector<float> s = Scores(model, {42}, {}, {1, 2});
     EXPECT_NEAR(one[0][0].item<float>(), s[0], 1e-5);
     EXPECT_NEAR(one[0][1].item<float>(), s[1], 1e-5);
+    EXPECT_EQ(HistoryContributions(model, {1, 2}, {}, {}).sizes(), (std::vector<int64_t>{2, 0}));
     testing::ExpectUserError([&] { HistoryContributions(model, {}, {}, {1}); }, {"empty"});
     testing::ExpectUserError([&] { HistoryContributions(model, {1}, {}, {300}); }, {"outside the catalogue"});
   });

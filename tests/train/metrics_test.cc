@@ -31,7 +31,7 @@ TEST(ReduceMetrics, HandComputedValuesAndWorldSizeIndependence) {
   items.num_items = 5;
   items.item_counts = {0, 8, 4, 2, 2};  // training counts of items 0..4 (total 16)
   // Unit features: items 1 and 3 alike, 2 orthogonal to them, 4 at cosine 0.8 with 2.
-  items.features = at::tensor({0.f, 0.f, 1.f, 0.f, 0.f, 1.f, 1.f, 0.f, 0.6f, 0.8f}).view({5, 2});
+  items.vectors = at::tensor({0.f, 0.f, 1.f, 0.f, 0.f, 1.f, 1.f, 0.f, 0.6f, 0.8f}).view({5, 2});
   auto expect = [&](std::map<std::string, double> m) {
     EXPECT_DOUBLE_EQ(m["users"], 4);
     EXPECT_DOUBLE_EQ(m["hr@10"], 0.5);
@@ -89,11 +89,46 @@ TEST(ReduceMetrics, CutOffsSeeTheirOwnPrefix) {
   });
 }
 
-TEST(CategoryFeatures, UnitMultiHotWithAColumnForNone) {
-  // Item 0: categories 0 and 1; item 1: category 1; item 2: none.
-  at::Tensor f = CategoryFeatures(3, 2, {0, 2, 3, 3}, {0, 1, 1});
-  const float h = 1 / std::sqrt(2.f);
-  EXPECT_TRUE(at::allclose(f, at::tensor({h, h, 0.f, 0.f, 1.f, 0.f, 0.f, 0.f, 1.f}).view({3, 3})));
+// Diversity by categories: unit multi-hot vectors (repeats count once; items without categories
+// are alike among themselves). Lists shorter than 2 give no diversity, empty ones no list figures:
+// those users are left out of the means, not counted as 0.
+TEST(ReduceMetrics, DiversityByCategoriesAndShortLists) {
+  ListContext items;
+  items.num_items = 4;
+  items.item_counts = {1, 1, 1, 1};
+  items.num_categories = 2;
+  // Item 0: {0, 1}; item 1: {1, 1} (= {1}); items 2 and 3: none.
+  items.category_offsets = {0, 2, 4, 4, 4};
+  items.category_values = {0, 1, 1, 1};
+  const double h = 1 / std::sqrt(2.0);
+  std::vector<UserResult> users = {
+      {0, 0, 3, {0, 1}},     // cosine h -> diversity 1 - h
+      {1, 0, 3, {2, 3}},     // both without categories: alike -> 0
+      {2, 0, 3, {1, 2, 0}},  // pairs (1,2) 0, (1,0) h, (2,0) 0 -> 1 - h / 3
+      {3, 0, 3, {3}},        // one item: in novelty, not in diversity
+      {4, 0, 3, {}},         // nothing listed: in neither
+  };
+  RunRanks(1, [&](Communicator& c) {
+    auto m = ReduceMetrics(c, users, items);
+    EXPECT_NEAR(m["diversity@10"], ((1 - h) + 0 + (1 - h / 3)) / 3, 1e-12);
+    EXPECT_NEAR(m["novelty@10"], 2.0, 1e-12);  // every item 1 of 4 events: -log2(1/4) for the 4 listing users
+    EXPECT_DOUBLE_EQ(m["popularity_bias@10"], 0.5);  // all tied
+    EXPECT_DOUBLE_EQ(m["coverage@10"], 1.0);
+    EXPECT_DOUBLE_EQ(m["users"], 5);
+  });
+}
+
+// Items tied at the last listed place are taken by lowest id, whatever topk picked.
+TEST(RankTargets, TiesAtTheCutAreTakenByLowestId) {
+  const int64_t n = 400;
+  at::Tensor s = at::zeros({1, n});
+  for (int64_t j = 0; j < 150; ++j) s[0][j] = 2.0f;  // 150 above the cut
+  s[0][399] = 3.0f;                                  // one more above
+  auto r = RankTargets(s, {0}, {399}, {{}});
+  ASSERT_EQ(r[0].top.size(), static_cast<size_t>(kListLength));
+  EXPECT_EQ(r[0].top[0], 399);
+  for (int64_t k = 1; k <= 150; ++k) EXPECT_EQ(r[0].top[k], k - 1);
+  for (int64_t k = 151; k < kListLength; ++k) EXPECT_EQ(r[0].top[k], k - 1);  // zeros 150..198 by id
 }
 
 }  // namespace
