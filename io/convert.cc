@@ -523,6 +523,49 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
   }
 }
 
+// ---- item catalogue (--items) --------------------------------------------------------------------
+
+void ParseItemsFile(const std::string& path, RawData* raw) {
+  const std::string text = ReadTextInput(path);
+  LineIterator it(text);
+  std::string_view line;
+  Interner categories;
+  bool first = true;
+  while (it.Next(&line)) {
+    if (Trim(line).empty()) continue;
+    auto f = Split(line, "\t");
+    const long long n = it.line_number();
+    if (f.size() > 3) Fail(Where(path, n), "expected 'item<TAB>title<TAB>categories' (at most 3 tab-separated fields), got ", f.size());
+    const std::string_view id = Trim(f[0]);
+    if (first) {
+      first = false;
+      if (id == "item" || id == "item_id" || id == "id") continue;  // a header
+    }
+    if (id.empty()) Fail(Where(path, n), "empty item id");
+    if (!IsValidUtf8(line)) Fail(Where(path, n), "not UTF-8: ", Quote(line), " (convert the file, e.g. iconv -f latin1 -t utf-8)");
+    auto num = ParseInt64(id);
+    const std::string key = num ? std::to_string(*num) : std::string(id);
+    if (raw->meta.count(key)) Fail(Where(path, n), "item ", Quote(id), " is listed twice");
+    ItemMeta m;
+    if (f.size() >= 2) {
+      m.title = std::string(Trim(f[1]));
+      raw->has_titles = true;
+    }
+    if (f.size() >= 3) {
+      raw->has_categories = true;
+      for (auto c : Split(f[2], "|")) {
+        if (!Trim(c).empty()) m.categories.push_back(categories.Get(Trim(c)));
+      }
+      std::sort(m.categories.begin(), m.categories.end());
+      m.categories.erase(std::unique(m.categories.begin(), m.categories.end()), m.categories.end());
+    }
+    raw->meta[key] = std::move(m);
+  }
+  if (raw->meta.empty()) Fail(path, ": no items listed");
+  raw->category_names = categories.names();
+  raw->detected += ", catalogue " + Basename(path);
+}
+
 // ---- building ----------------------------------------------------------------------------------
 
 // Order of raw ids: numeric when all are integers, else bytewise.
@@ -559,6 +602,9 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
                                 input_dir + "/ratings.dat", input_dir + "/movies.dat"}) {
     if (SameFile(output, in)) Fail("--output ", output, " is an input file (", in, "); write the dataset elsewhere");
   }
+  if (!opt.items_file.empty() && opt.format == "movielens") {
+    Fail("--items: MovieLens reads its own catalogue (u.item or movies.dat)");
+  }
   RawData raw;
   if (opt.format == "movielens") {
     ParseMovieLens(input, &raw);
@@ -568,6 +614,10 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
     ParseCsv(input, opt, &raw);
   } else {
     Fail("--format: unknown format ", Quote(opt.format), "; expected movielens, seq or csv");
+  }
+  if (!opt.items_file.empty()) {
+    if (SameFile(output, opt.items_file)) Fail("--output ", output, " is the --items file; write the dataset elsewhere");
+    ParseItemsFile(opt.items_file, &raw);
   }
   ConvertReport report;
   report.detected = raw.detected;
@@ -648,14 +698,31 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
          report.dropped_by_kcore, " by --min-user-events/--min-item-events)");
   }
 
-  std::vector<bool> user_kept(nu, false), item_kept(ni, false);
+  // The catalogue's items join those with events (the k-core, when asked for, leaves them out:
+  // it counts events, and they have none).
+  if (opt.min_item_events <= 0) {
+    for (const auto& [name, m] : raw.meta) {
+      auto num = ParseInt64(name);
+      num ? raw.items.GetInt(*num) : raw.items.Get(name);
+    }
+  }
+  const size_t all_items = raw.items.names().size();
+  std::vector<bool> user_kept(nu, false), item_kept(all_items, false);
   for (const auto& e : ev) {
     user_kept[e.user] = true;
     item_kept[e.item] = true;
   }
+  if (opt.min_item_events <= 0) {
+    for (size_t i = 0; i < all_items; ++i) {
+      if (raw.meta.count(raw.items.names()[i]) && !item_kept[i]) {
+        item_kept[i] = true;
+        ++report.items_without_events;
+      }
+    }
+  }
   std::vector<int32_t> user_order = RawIdOrder(raw.users.names(), user_kept);
   std::vector<int32_t> item_order = RawIdOrder(raw.items.names(), item_kept);
-  std::vector<int32_t> item_dense(ni, -1);
+  std::vector<int32_t> item_dense(all_items, -1);
   for (size_t d = 0; d < item_order.size(); ++d) item_dense[item_order[d]] = static_cast<int32_t>(d);
   // Events grouped per user (already sorted by time within a user).
   std::vector<int64_t> user_begin(nu + 1, 0);

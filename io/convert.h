@@ -1,6 +1,10 @@
 // Converters from public recommendation formats to the ShardRec dataset (io/dataset.h).
 // Ratings become implicit events; events are sorted by (user, time, input order); dense ids follow
 // the raw ids' order (numeric when every raw id is an integer, else byte order).
+// Every item of the catalogue (MovieLens u.item / movies.dat, or --items FILE) is kept, with or
+// without events, so a new item can be embedded from its content and recalled; only
+// --min-item-events drops catalogue items (the k-core counts events, so an item without any is
+// below every threshold).
 #pragma once
 
 #include <cstdint>
@@ -29,6 +33,10 @@ struct ConvertOptions {
   // A time window: keep events with since <= timestamp < until (seconds; needs timestamps). Applied
   // first, so the other filters see only the window.
   std::optional<int64_t> since, until;
+  // seq and csv: the item catalogue, one item per line, tab-separated: raw item id, then optionally
+  // the title and the categories ('|'-separated); a first line "item<TAB>title<TAB>categories" (or
+  // with item_id / id) is a header. MovieLens reads its own (u.item, movies.dat).
+  std::string items_file;
 };
 
 struct ConvertReport {
@@ -39,6 +47,8 @@ struct ConvertReport {
   int64_t dropped_duplicates = 0;
   int64_t dropped_by_kcore = 0;
   int kcore_rounds = 0;
+  // Catalogue items kept without any event (they can only be recalled through their content).
+  int64_t items_without_events = 0;
   DatasetInfo info;
 };
 

@@ -434,4 +434,9 @@ std::map<std::string, double> Dataset::NumericAttributes(const std::string& grou
   return out;
 }
 
+std::optional<std::string> Dataset::StringAttribute(const std::string& group, const std::string& name) const {
+  if (!file_.Exists(group)) return std::nullopt;
+  return file_.GetStringAttr(group, name);
+}
+
 }  // namespace shardrec

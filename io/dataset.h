@@ -20,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -132,6 +133,8 @@ class Dataset {
 
   // Numeric attributes of a group (e.g. "/oracle"); empty if the group does not exist.
   std::map<std::string, double> NumericAttributes(const std::string& group) const;
+  // A string attribute of a group; nullopt when the group or the attribute does not exist.
+  std::optional<std::string> StringAttribute(const std::string& group, const std::string& name) const;
 
  private:
   explicit Dataset(h5::File file) : file_(std::move(file)) {}

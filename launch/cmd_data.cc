@@ -51,6 +51,7 @@ int RunConvert(const std::vector<std::string>&) {
   o.min_user_events = FLAGS_min_user_events;
   o.min_item_events = FLAGS_min_item_events;
   o.dedup = FLAGS_dedup;
+  o.items_file = FLAGS_items;
   for (auto [flag, value, out] : {std::tuple{"since", &FLAGS_since, &o.since}, std::tuple{"until", &FLAGS_until, &o.until}}) {
     if (value->empty()) continue;
     *out = ParseInt64(*value);
@@ -67,10 +68,10 @@ int RunConvert(const std::vector<std::string>&) {
     std::printf("dropped by k-core: %lld (%d rounds)\n", static_cast<long long>(r.dropped_by_kcore),
                 r.kcore_rounds);
   }
-  std::printf("wrote %s: %lld users, %lld items, %lld events in %.2f s (%.0f events/s)\n",
+  std::printf("wrote %s: %lld users, %lld items (%lld without events), %lld events in %.2f s (%.0f events/s)\n",
               FLAGS_output.c_str(), static_cast<long long>(r.info.num_users),
-              static_cast<long long>(r.info.num_items), static_cast<long long>(r.info.num_events), secs,
-              r.input_events / std::max(secs, 1e-9));
+              static_cast<long long>(r.info.num_items), static_cast<long long>(r.items_without_events),
+              static_cast<long long>(r.info.num_events), secs, r.input_events / std::max(secs, 1e-9));
   return 0;
 }
 
@@ -127,7 +128,7 @@ Registrar convert_cmd({
     .summary = "convert MovieLens, sequence or CSV files into a ShardRec dataset (HDF5)",
     .usage = "shardrec data convert --format movielens|seq|csv --input PATH --output FILE.h5 [flags]",
     .flags = {"format", "input", "output", "seq_layout", "columns", "delimiter", "min_rating",
-              "min_user_events", "min_item_events", "dedup", "since", "until"},
+              "min_user_events", "min_item_events", "dedup", "since", "until", "items"},
     .positional = 0,
     .run = RunConvert,
 });
@@ -160,7 +161,11 @@ SynthOptions SynthOptionsFromFlags() {
     if (!users) Fail("--users: expected a number of users, got '", FLAGS_users, "'");
     o.users = *users;
   }
-  o.items = FLAGS_items;
+  if (!FLAGS_items.empty()) {
+    const auto items = ParseInt64(FLAGS_items);
+    if (!items) Fail("--items: expected a number of items, got '", FLAGS_items, "'");
+    o.items = *items;
+  }
   o.events = FLAGS_events;
   o.seed = FLAGS_seed;
   o.topics = FLAGS_topics;
@@ -212,6 +217,13 @@ void PrintStats(const std::string& path, bool json) {
   const double mean = info.num_users ? double(info.num_events) / info.num_users : 0;
   const int64_t with_content = ds->CountItemsWithContent();
   const int64_t loo_users = std::count_if(len.begin(), len.end(), [](int64_t n) { return n >= 3; });
+  // Items no event mentions (catalogue items kept by the converter, or held out): recall can reach
+  // them only through their content.
+  std::vector<uint8_t> seen(static_cast<size_t>(info.num_items), 0);
+  for (int64_t b = 0; b < info.num_events; b += int64_t{1} << 22) {
+    for (int32_t it : ds->ReadItems(b, std::min(info.num_events, b + (int64_t{1} << 22)))) seen[static_cast<size_t>(it)] = 1;
+  }
+  const int64_t without_events = info.num_items - std::count(seen.begin(), seen.end(), uint8_t{1});
   auto oracle = ds->NumericAttributes("/oracle");
   if (json) {
     JsonObject per_user;
@@ -221,6 +233,7 @@ void PrintStats(const std::string& path, bool json) {
         .Add("format_version", info.format_version)
         .Add("users", info.num_users)
         .Add("items", info.num_items)
+        .Add("items_without_events", without_events)
         .Add("events", info.num_events)
         .Add("events_per_user", per_user)
         .Add("users_with_test_event", loo_users)
@@ -242,7 +255,8 @@ void PrintStats(const std::string& path, bool json) {
   std::printf("%-22s %lld\n", "format_version", static_cast<long long>(info.format_version));
   std::printf("%-22s %s\n", "source", info.source.c_str());
   std::printf("%-22s %lld\n", "users", static_cast<long long>(info.num_users));
-  std::printf("%-22s %lld\n", "items", static_cast<long long>(info.num_items));
+  std::printf("%-22s %lld (%lld without events)\n", "items", static_cast<long long>(info.num_items),
+              static_cast<long long>(without_events));
   std::printf("%-22s %lld\n", "events", static_cast<long long>(info.num_events));
   std::printf("%-22s min %lld, median %.1f, max %lld, mean %.2f\n", "events per user",
               static_cast<long long>(mn), median, static_cast<long long>(mx), mean);

@@ -22,7 +22,7 @@ namespace shardrec::cli {
 const std::vector<std::string>& ModelFlags() {
   static const std::vector<std::string> f = {"dim", "blocks", "heads", "max_len", "dropout", "time_buckets",
                                              "use_categories", "use_content", "embedding_optimizer",
-                                             "embedding_lr", "sharding", "positions", "score", "input_vectors"};
+                                             "embedding_lr", "sharding", "positions", "score", "input_vectors", "id_dropout"};
   return f;
 }
 
@@ -41,6 +41,7 @@ ModelConfig ModelConfigFromFlags() {
   m.heads = FLAGS_heads;
   m.max_len = FLAGS_max_len;
   m.dropout = FLAGS_dropout;
+  m.id_dropout = FLAGS_id_dropout;
   m.time_buckets = FLAGS_time_buckets;
   m.use_categories = FLAGS_use_categories;
   m.use_content = FLAGS_use_content;
@@ -58,7 +59,7 @@ std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "time_budget", "batch_size", "seed", "lr",
                                 "weight_decay", "warmup_steps", "init_from", "retired", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "full_softmax_max_items", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
-                                "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank",
+                                "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank", "cold_items", "cold_seed",
                                 "memory_bandwidth", "link_bandwidth"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
@@ -173,6 +174,8 @@ int RunTrain(const std::vector<std::string>&) {
   o.derived = derived;
   o.data = FLAGS_data;
   o.run_dir = FLAGS_run_dir;
+  o.cold_items = FLAGS_cold_items;
+  o.cold_seed = FLAGS_cold_seed;
   o.epochs = FLAGS_epochs;
   o.max_steps = FLAGS_max_steps;
   o.time_budget_seconds = FLAGS_time_budget;
@@ -244,6 +247,18 @@ std::string DiversityBasis(const std::string& data, bool baseline) {
   return baseline ? "not reported: the data has no categories" : "by the model's item vectors";
 }
 
+// The cold-start part of eval.json's protocol line ("" when off).
+std::string ColdStartProtocolText(const EvalOptions& o, const std::string& histories) {
+  if (o.cold_items <= 0) return "";
+  char f[32];
+  std::snprintf(f, sizeof(f), "%g", o.cold_items);
+  return std::string("; cold start (--cold-items ") + f + " --cold-seed " + std::to_string(o.cold_seed) +
+         "): cold.* = users whose target is a cold item, warm.* = the others, all.* = every user; cold.pop_* = the "
+         "cold items alone ranked by their event count in the whole of " + o.data + "; histories from " +
+         (histories == o.data ? histories + " (every event: the model was not trained under this protocol)"
+                              : histories + " (the run's own: no cold item in them)");
+}
+
 int RunEval(const std::vector<std::string>&) {
   const bool baseline = !FLAGS_baseline.empty();
   if (!baseline && FLAGS_run_dir.empty()) Fail("--run-dir is required (or --baseline pop|cooc with --data)");
@@ -264,11 +279,14 @@ int RunEval(const std::vector<std::string>&) {
   o.batch_size = FLAGS_eval_batch_size;
   o.model = ModelConfigFromFlags();
   o.seed = FLAGS_seed;
+  o.cold_items = FLAGS_cold_items;
+  o.cold_seed = FLAGS_cold_seed;
   if (FLAGS_ann) {
     if (FLAGS_export_dir.empty()) Fail("--ann needs --export ROOT (an export of this run with `shardrec index`)");
     o.ann_export = FLAGS_export_dir;
   }
-  auto m = Evaluate(o, *job.comm);
+  std::string histories;
+  auto m = Evaluate(o, *job.comm, &histories);
   if (job.is_root()) {
     JsonObject j;
     for (const auto& [k, v] : m) {
@@ -284,7 +302,8 @@ int RunEval(const std::vector<std::string>&) {
                           "HR@K = Recall@K (one target per user); at K = 10, 50, 200: coverage@K = distinct items in top-K lists / "
                           "items, novelty@K = mean -log2 training popularity share of listed items, popularity_bias@K = "
                           "mean popularity percentile of listed items (1 = most trained), diversity@K = 1 - mean cosine "
-                          "of listed pairs (" + DiversityBasis(o.data, baseline) + "); hist_B.* = users with B training events");
+                          "of listed pairs (" + DiversityBasis(o.data, baseline) + "); hist_B.* = users with B training events" +
+                          ColdStartProtocolText(o, histories));
     std::string out = FLAGS_out;
     if (out.empty() && !FLAGS_run_dir.empty()) {
       out = FLAGS_run_dir + (baseline ? "/eval-" + o.baseline + ".json" : "/eval.json");

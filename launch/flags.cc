@@ -20,7 +20,8 @@ DEFINE_int32(days, 0, "synth: cut the data into this many day files (--output na
 DEFINE_double(first_day_share, 0.7, "synth --days: the share of the world's events day 1 holds");
 DEFINE_double(new_items, 0.05, "synth --days: probability per day that an item arrives (days 2..D)");
 DEFINE_double(retired_items, 0.02, "synth --days: probability per day that an item retires (days 2..D)");
-DEFINE_int64(items, 5000, "synthetic items");
+DEFINE_string(items, "", "data synth: how many items (default 5000); data convert (seq, csv): the item catalogue, tab-separated "
+              "'item<TAB>title<TAB>cat1|cat2' lines; items without events are kept");
 DEFINE_int64(events, 0, "synthetic events in total (0 = 20 per user; at least 3 per user)");
 DEFINE_uint64(seed, 7, "random seed (the same seed gives the same output)");
 DEFINE_int32(topics, 32, "synthetic latent topics");
@@ -83,6 +84,11 @@ DEFINE_int64(dim, 64, "embedding and Transformer width");
 DEFINE_int64(blocks, 2, "Transformer blocks of the user tower");
 DEFINE_int64(heads, 1, "attention heads");
 DEFINE_double(dropout, 0.2, "dropout of the user tower");
+DEFINE_double(id_dropout, 0, "item tower: probability that an item of a step loses its id vector (training only; needs "
+              "categories or content), so the content path can serve items never trained on");
+DEFINE_double(cold_items, 0, "cold-start protocol: hold this fraction of the items with events out of training "
+              "(train), or slice the metrics by them (eval); 0 = off (docs/training.md)");
+DEFINE_uint64(cold_seed, 1, "cold-start protocol: the seed that picks the cold items");
 DEFINE_int64(time_buckets, 16, "time-gap buckets (0 = off)");
 DEFINE_bool(use_categories, true, "item tower: add pooled category embeddings when the data has categories");
 DEFINE_bool(use_content, true, "item tower: add projected content vectors when the data has them");

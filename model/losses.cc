@@ -104,14 +104,23 @@ RetrievalLoss::RetrievalLoss(const RetrievalLossOptions& options, const std::vec
   CHECK_GE(num_items_, 1) << "an empty catalogue (the model rejects it first)";
   at::Tensor c = at::tensor(item_counts, at::kLong).to(at::kFloat);
   popularity_ = (c / c.sum().clamp_min(1)).to(device);
+  if (options_.mask_unseen && c.eq(0).any().item<bool>()) unseen_ = c.eq(0).to(device);
 }
 
 Candidates RetrievalLoss::MakeCandidates(const at::Tensor& targets, int64_t global_positions, int64_t step,
                                          Communicator& comm) const {
   const at::TensorOptions longs = at::TensorOptions().dtype(at::kLong).device(popularity_.device());
   Candidates c;
+  // log_q = +inf leaves an unseen item out of the softmax.
+  const auto mask_unseen = [&](Candidates& c) {
+    if (!unseen_.defined()) return;
+    const at::Tensor out = unseen_.index_select(0, c.ids);
+    if (!c.log_q.defined()) c.log_q = at::zeros({c.ids.numel()}, popularity_.options());
+    c.log_q.masked_fill_(out, std::numeric_limits<float>::infinity());
+  };
   if (options_.full) {
     c.ids = at::arange(num_items_, longs);
+    mask_unseen(c);
     return c;
   }
   // Every rank's targets, padded to a bound every rank knows (no exchange of sizes first).
@@ -132,6 +141,7 @@ Candidates RetrievalLoss::MakeCandidates(const at::Tensor& targets, int64_t glob
                static_cast<double>(options_.negatives) / static_cast<double>(num_items_))
                   .log();
   }
+  mask_unseen(c);
   return c;
 }
 

@@ -42,6 +42,9 @@ struct RetrievalLossOptions {
   bool logq = true;             // sampled: logQ correction of every candidate
   uint64_t seed = 1;            // sampled: negatives of step s are a function of (seed, s)
   int64_t max_positions_per_rank = 0;  // sampled: bound on one rank's positions in a step
+  // Items without training events (count 0) are never candidates: their logits are -inf, so they
+  // get no gradient as negatives and stay what their content makes them (cold start).
+  bool mask_unseen = false;
 };
 
 // Items a position's softmax leaves out: the items earlier in its own sequence (see
@@ -83,6 +86,7 @@ class RetrievalLoss {
   RetrievalLossOptions options_;
   int64_t num_items_;
   at::Tensor popularity_;  // [I] share of training events
+  at::Tensor unseen_;      // [I] bool: items masked out of every softmax (mask_unseen), or undefined
 };
 
 }  // namespace shardrec

@@ -7,6 +7,8 @@
 #include <limits>
 #include <mutex>
 
+#include <glog/logging.h>
+
 #include "common/error.h"
 #include "sharding/lookup_function.h"
 
@@ -122,6 +124,7 @@ void CheckModelConfig(const ModelConfig& m) {
   if (m.dim % m.heads != 0) Fail("--dim ", m.dim, " is not divisible by --heads ", m.heads);
   RequireFlag(m.max_len >= 1, "max-len", "at least 1", m.max_len);
   RequireFlag(m.dropout >= 0 && m.dropout < 1, "dropout", "a rate in [0, 1)", m.dropout);
+  RequireFlag(m.id_dropout >= 0 && m.id_dropout < 1, "id-dropout", "a rate in [0, 1)", m.id_dropout);
   RequireFlag(m.time_buckets >= 0, "time-buckets", "0 (off) or more", m.time_buckets);
   RequireFlag(std::isfinite(m.embedding_optimizer.lr) && m.embedding_optimizer.lr > 0, "embedding-lr", "a finite rate > 0",
           m.embedding_optimizer.lr);
@@ -263,6 +266,12 @@ ItemVectors TwoTowerModel::EncodeItemVectors(const at::Tensor& output_ids, const
   const auto rows_of = [&](const at::Tensor& t, const at::Tensor& ids) {
     return t.size(0) == ids.numel() ? t : t.index_select(0, at::searchsorted(all, ids));
   };
+  // Id dropout: one draw per distinct item of the call, shared by its output and input vectors.
+  if (shared.defined() && m.config.id_dropout > 0 && m.dense->is_training() && all.numel() > 0) {
+    const at::Tensor keep = at::empty({all.numel(), 1}, shared.options()).bernoulli_(1.0 - m.config.id_dropout, m.dropout_gen);
+    looked_up["item_id"] = looked_up["item_id"] * rows_of(keep, m.config.separate_input_vectors ? out_ids : all);
+    if (m.config.separate_input_vectors) looked_up["item_input_id"] = looked_up["item_input_id"] * rows_of(keep, in_ids);
+  }
   const auto finish = [&](at::Tensor v, const at::Tensor& ids) {
     if (shared.defined()) v = v + rows_of(shared, ids);
     return m.config.cosine ? Normalize(v) : v;
@@ -308,6 +317,27 @@ at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h) {
   at::Tensor vectors = EncodeItemVectors(at::empty({0}, at::kLong), ids).input;  // collective, also with no histories
   if (h.rows == 0) return at::zeros({0, impl_->config.dim}, vectors.options());
   return EncodeHistory(h.IndexedBy(ids), vectors);
+}
+
+bool TwoTowerModel::has_content_path() const {
+  return impl_->catalog.num_categories > 0 || impl_->content.defined();
+}
+
+void TwoTowerModel::ZeroIdRows(const std::vector<int64_t>& train_counts) {
+  Impl& m = *impl_;
+  CHECK_EQ(static_cast<int64_t>(train_counts.size()), m.catalog.num_items);
+  torch::NoGradGuard no_grad;
+  for (const char* table : {"item_id", "item_input_id"}) {
+    const Shard* s = m.embeddings->LocalShard(table);
+    if (!s) continue;
+    std::vector<int64_t> rows;
+    for (int64_t r = s->row_begin; r < s->row_end; ++r) {
+      if (train_counts[static_cast<size_t>(r)] == 0) rows.push_back(r - s->row_begin);
+    }
+    if (rows.empty()) continue;
+    at::Tensor w = m.embeddings->LocalWeights(table);
+    w.index_fill_(0, torch::tensor(rows, torch::kLong).to(w.device()), 0.0);
+  }
 }
 
 std::vector<at::Tensor> TwoTowerModel::dense_parameters() {

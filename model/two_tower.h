@@ -44,6 +44,10 @@ struct ModelConfig {
   // while scores use the first, so an item's input vector can sit near its successors' output
   // vectors (tied: one table for both). Categories and content feed both sides.
   bool separate_input_vectors = false;
+  // Id dropout (training only, and only when the item tower has categories or content): each
+  // distinct item of a step loses its id vector with this probability, so the content path learns
+  // to stand on its own and can serve items that have no trained id row (cold start).
+  double id_dropout = 0;
 };
 
 // The item tower's vectors for a set of items: `output` (what scores are taken against) and `input`
@@ -107,6 +111,14 @@ class TwoTowerModel {
   // COLLECTIVE. The same, encoding the histories' items first: user vectors [B x dim] for export,
   // recall and query.
   at::Tensor EncodeHistory(const HistoryBatch& history);
+
+  // True when the item tower has a path besides the ids (categories or content vectors): an item
+  // without a trained id row still gets a meaningful vector.
+  bool has_content_path() const;
+  // Local. Sets to zero this rank's id rows (every id table, both input and output) of the items
+  // whose train_counts entry is 0 ([I]), so an item nobody trained on is served from its content
+  // and categories alone, not from its random initial row. Optimizer state is left as it is.
+  void ZeroIdRows(const std::vector<int64_t>& train_counts);
 
   std::vector<at::Tensor> dense_parameters();
   std::vector<std::pair<std::string, at::Tensor>> named_dense_parameters();

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "common/error.h"
+#include "io/cold_start.h"
 #include "io/dataset.h"
 #include "retrieval/index.h"
 #include "train/checkpoint.h"
@@ -65,6 +66,7 @@ void RankBatchWithIndex(const Batch& b, Split split, const at::Tensor& queries, 
     r.user = b.users[i];
     r.rank = 1000000000;
     r.history = TrainingEvents(b, i, split);
+    r.target = b.targets[i];
     for (size_t k = 0; k < hits.size(); ++k) {
       if (hits[k].id == b.targets[i]) r.rank = static_cast<int64_t>(k);
       r.top.push_back(hits[k].id);
@@ -75,8 +77,13 @@ void RankBatchWithIndex(const Batch& b, Split split, const at::Tensor& queries, 
 
 // What the list metrics need: training counts, and the data's categories for diversity where it
 // has them, else `item_vectors` (undefined: no diversity).
-ListContext MakeListContext(const std::string& data, const std::vector<int64_t>& counts, const at::Tensor& item_vectors) {
+ListContext MakeListContext(const std::string& data, const std::vector<int64_t>& counts, const at::Tensor& item_vectors,
+                            const ColdItems* cold) {
   ListContext c{.num_items = static_cast<int64_t>(counts.size()), .item_counts = counts};
+  if (cold) {
+    c.cold = cold->cold;
+    c.cold_popularity_rank = ColdPopularityRanks(*cold);
+  }
   auto ds = Dataset::Open(data);
   const DatasetInfo& info = ds->info();
   if (info.has_categories && info.num_categories > 0) {
@@ -127,13 +134,13 @@ ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm,
                                             const std::vector<int64_t>& counts, const ShardedIndex* ann,
-                                            const at::Tensor& unknown) {
+                                            const at::Tensor& unknown, const ColdItems* cold) {
   // Each batch's results are reduced to per-user figures at once (lists are not kept).
   std::optional<MetricsAccumulator> exact, approximate;
   auto start = [&](const at::Tensor& catalogue) {
     if (exact) return;
-    exact.emplace(MakeListContext(data, counts, catalogue));
-    if (ann) approximate.emplace(MakeListContext(data, counts, catalogue));
+    exact.emplace(MakeListContext(data, counts, catalogue, cold));
+    if (ann) approximate.emplace(MakeListContext(data, counts, catalogue, cold));
   };
   const at::Tensor mask = unknown.defined() ? unknown.to(c10::Device(comm.device())).unsqueeze(0) : at::Tensor();
   const at::Tensor catalogue =
@@ -181,7 +188,7 @@ std::unordered_map<int64_t, std::unordered_map<int64_t, float>> Transitions(cons
   return next;
 }
 
-std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicator& comm) {
+std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicator& comm, const ColdItems* cold) {
   auto ds = Dataset::Open(o.data);
   const int64_t n_items = ds->info().num_items;
   const Split split = o.split == "valid" ? Split::kValid : Split::kTest;
@@ -193,7 +200,7 @@ std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicato
   // Popularity breaks ties (and ranks everything the transitions do not reach), scaled below 1.
   const at::Tensor tie = pop / (pop.max().item<float>() + 1.0f);
   // Baselines have no item vectors: diversity by categories only.
-  MetricsAccumulator acc(MakeListContext(o.data, counts, at::Tensor()));
+  MetricsAccumulator acc(MakeListContext(o.data, counts, at::Tensor(), cold));
   while (auto b = reader.Next()) {
     if (b->rows == 0) continue;
     at::Tensor scores = tie.unsqueeze(0).repeat({b->rows, 1});
@@ -212,18 +219,32 @@ std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicato
 
 }  // namespace
 
-std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm) {
+std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm, std::string* histories) {
   if (o.split != "valid" && o.split != "test") Fail("--split: expected valid or test, got '", o.split, "'");
-  if (!o.baseline.empty()) return EvaluateBaseline(o, comm);
-  auto ds = Dataset::Open(o.data);
+  RequireFlag(std::isfinite(o.cold_items) && o.cold_items >= 0 && o.cold_items < 1, "cold-items",
+              "a fraction in [0, 1) (0 = off)", o.cold_items);
+  std::optional<ColdItems> cold;
+  std::string data = o.data;
+  if (o.cold_items > 0) {
+    auto source = Dataset::Open(o.data);
+    cold = ChooseColdItems(*source, o.cold_items, o.cold_seed);
+    // A run trained under this protocol is ranked on its own histories (no cold item in them).
+    const std::string protocol = ColdStartDataPath(o.run_dir);
+    if (!o.run_dir.empty() && o.baseline.empty() && IsColdStartDatasetOf(protocol, *source, o.cold_items, o.cold_seed)) {
+      data = protocol;
+    }
+  }
+  if (histories) *histories = data;
+  if (!o.baseline.empty()) return EvaluateBaseline(o, comm, cold ? &*cold : nullptr);
+  auto ds = Dataset::Open(data);
   ItemCatalog catalog = LoadItemCatalog(*ds);
   const std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
   TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
   LoadModel(model, o.run_dir + "/model", comm);
   std::unique_ptr<ShardedIndex> ann;
   if (!o.ann_export.empty()) ann = ShardedIndex::Open(ResolveExport(o.ann_export));
-  return EvaluateModel(model, o.data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm, counts,
-                       ann.get());
+  return EvaluateModel(model, data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm, counts,
+                       ann.get(), {}, cold ? &*cold : nullptr);
 }
 
 }  // namespace shardrec

@@ -13,6 +13,7 @@
 namespace shardrec {
 
 class ShardedIndex;
+struct ColdItems;
 
 // COLLECTIVE. Item-tower vectors of the whole catalogue (output and input, each [I x dim]), in
 // chunks, without gradients.
@@ -22,11 +23,13 @@ ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items);
 // catalogue (their earlier items excluded). `ann`: also rank through this index (its top 200,
 // history excluded; a target outside them is a miss), returned under "ann_" keys. `unknown`
 // (bool [I], optional): items the model cannot recall (it was trained before they existed): they
-// score -inf, so a target among them is a miss.
+// score -inf, so a target among them is a miss. `cold` (optional): the cold-start protocol's items,
+// for the warm / cold slices (train/metrics.h).
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm,
                                             const std::vector<int64_t>& item_counts,
-                                            const ShardedIndex* ann = nullptr, const at::Tensor& unknown = {});
+                                            const ShardedIndex* ann = nullptr, const at::Tensor& unknown = {},
+                                            const ColdItems* cold = nullptr);
 
 // COLLECTIVE. The user vectors evaluation ranks with for `split`: this rank's users (dense ids)
 // and their vectors [n x dim], in reader order. Exactly what EvaluateModel scores.

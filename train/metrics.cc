@@ -31,6 +31,7 @@ std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vect
     for (int64_t j = 0; j < n; ++j) rank += (s[j] > st) || (s[j] == st && j < t);
     out[i].user = users[i];
     out[i].rank = rank;
+    out[i].target = t;
   }
   const int64_t want = std::min<int64_t>(kListLength, n);
   auto [top_scores, top_ids] = at::topk(scores, want, 1, true, true);
@@ -72,10 +73,11 @@ std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vect
 namespace {
 
 constexpr int kCuts = static_cast<int>(std::size(kListCutoffs));
-// Per-user figures gathered from every rank: user, rank, history, then per cut-off the list's
-// length and its mean novelty, mean popularity percentile and diversity.
+// Per-user figures gathered from every rank: user, rank, history, target, then per cut-off the
+// list's length and its mean novelty, mean popularity percentile and diversity.
 constexpr int kPerCut = 4;
-constexpr int kWidth = 3 + kPerCut * kCuts;
+constexpr int kFirstCut = 4;
+constexpr int kWidth = kFirstCut + kPerCut * kCuts;
 
 struct HistoryBucket {
   const char* name;
@@ -110,6 +112,10 @@ MetricsAccumulator::MetricsAccumulator(ListContext context) : c_(std::move(conte
   for (int64_t n : c_.item_counts) total_events_ += static_cast<double>(n);
   total_events_ = std::max(1.0, total_events_);
   covered_.assign(static_cast<size_t>(kCuts * c_.num_items), 0);
+  if (!c_.cold.empty()) {
+    CHECK_EQ(static_cast<int64_t>(c_.cold.size()), c_.num_items);
+    CHECK_EQ(c_.cold_popularity_rank.size(), c_.cold.size());
+  }
   if (c_.num_categories > 0) {
     // Each item's distinct categories; an item without any gets the extra column num_categories.
     CHECK_EQ(static_cast<int64_t>(c_.category_offsets.size()), c_.num_items + 1);
@@ -173,6 +179,7 @@ void MetricsAccumulator::Add(const std::vector<UserResult>& results) {
     row[0] = static_cast<double>(r.user);
     row[1] = static_cast<double>(r.rank);
     row[2] = static_cast<double>(r.history);
+    row[3] = static_cast<double>(r.target);
     std::fill(sum.begin(), sum.end(), 0.0);
     double novelty = 0, popularity = 0, norm2 = 0;
     size_t k = 0, summed = 0;
@@ -186,7 +193,7 @@ void MetricsAccumulator::Add(const std::vector<UserResult>& results) {
         novelty += -std::log2(std::max(1.0, count) / total_events_);
         popularity += item < static_cast<int64_t>(percentile_.size()) ? percentile_[item] : 0.0;
       }
-      double* at_cut = row + 3 + kPerCut * cut;
+      double* at_cut = row + kFirstCut + kPerCut * cut;
       at_cut[0] = static_cast<double>(end);
       at_cut[1] = end ? novelty / static_cast<double>(end) : 0;
       at_cut[2] = end ? popularity / static_cast<double>(end) : 0;
@@ -231,7 +238,7 @@ std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) con
     mrr += 1.0 / (rank + 1.0);
     for (int cut = 0; cut < kCuts; ++cut) {
       const std::string at = "@" + std::to_string(kListCutoffs[cut]);
-      const double* f = r + 3 + kPerCut * cut;
+      const double* f = r + kFirstCut + kPerCut * cut;
       if (f[0] >= 1) {
         users_at["listed" + at] += 1;
         m["novelty" + at] += f[1];
@@ -250,6 +257,24 @@ std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) con
       if (rank < 50) m[p + "hr@50"] += 1;
       m[p + "mrr"] += 1.0 / (rank + 1.0);
     }
+    if (!c_.cold.empty()) {
+      const int64_t target = static_cast<int64_t>(r[3]);
+      CHECK(target >= 0 && target < static_cast<int64_t>(c_.cold.size())) << "target " << target;
+      const bool cold = c_.cold[static_cast<size_t>(target)] != 0;
+      for (const char* slice : {"all", cold ? "cold" : "warm"}) {
+        const std::string p = std::string(slice) + ".";
+        users_at[slice] += 1;
+        for (int k : {10, 50}) {
+          if (rank < k) m[p + "hr@" + std::to_string(k)] += 1, m[p + "ndcg@" + std::to_string(k)] += 1.0 / std::log2(rank + 2.0);
+        }
+        m[p + "mrr"] += 1.0 / (rank + 1.0);
+      }
+      if (cold) {
+        const double pop = static_cast<double>(c_.cold_popularity_rank[static_cast<size_t>(target)]);
+        if (pop < 10) m["cold.pop_hr@10"] += 1, m["cold.pop_ndcg@10"] += 1.0 / std::log2(pop + 2.0);
+        if (pop < 50) m["cold.pop_hr@50"] += 1;
+      }
+    }
   }
   auto mean = [](double total, double n) { return n > 0 ? total / n : 0.0; };
   const double n = static_cast<double>(results.size());
@@ -267,6 +292,15 @@ std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) con
     const double users = users_at[b.name];
     for (const char* name : {"hr@10", "ndcg@10", "hr@50", "mrr"}) m[p + name] = mean(m[p + name], users);
     m[p + "users"] = users;
+  }
+  if (!c_.cold.empty()) {
+    for (const char* slice : {"all", "warm", "cold"}) {
+      const std::string p = std::string(slice) + ".";
+      const double users = users_at[slice];
+      for (const char* name : {"hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr"}) m[p + name] = mean(m[p + name], users);
+      m[p + "users"] = users;
+    }
+    for (const char* name : {"pop_hr@10", "pop_ndcg@10", "pop_hr@50"}) m[std::string("cold.") + name] = mean(m[std::string("cold.") + name], users_at["cold"]);
   }
   m["mrr"] = mean(mrr, n);
   m["users"] = n;

@@ -23,6 +23,7 @@ struct UserResult {
   int64_t rank = 0;            // 0-based position of the target in the ranking
   int64_t history = 0;         // the user's training events (history-length slices)
   std::vector<int64_t> top;    // the best items, best first: min(kListLength, items ranked)
+  int64_t target = -1;         // the held-out item (warm / cold slices)
 };
 
 // Ranks of targets for a batch: scores [B x I]; excluded[b] = items not ranked for row b (the
@@ -44,6 +45,11 @@ struct ListContext {
   int64_t num_categories = 0;
   std::vector<int64_t> category_offsets, category_values;
   at::Tensor vectors;
+  // The cold-start protocol (io/cold_start.h), when evaluated under it: cold[i] = 1 for a cold item
+  // (empty: no warm / cold slices) and each cold item's rank among the cold items by its eventual
+  // popularity (ColdPopularityRanks), the cold slice's popularity baseline.
+  std::vector<uint8_t> cold;
+  std::vector<int64_t> cold_popularity_rank;
 };
 
 // Per-user figures of this rank's users, reduced as they come (an evaluation adds each batch's
@@ -61,6 +67,10 @@ class MetricsAccumulator {
   //   (over lists of at least 2 items);
   //   by training history length (1-2, 3-5, 6-20, 21+ events): hist_B.hr@10, .ndcg@10, .hr@50,
   //   .mrr, .users;
+  //   under the cold-start protocol (context.cold), by the target: warm.* and cold.* (hr@10,
+  //   ndcg@10, hr@50, ndcg@50, mrr, users), all.* (the same over every user), and the popularity
+  //   baseline on the cold slice, ranking only cold items: cold.pop_hr@10, cold.pop_ndcg@10,
+  //   cold.pop_hr@50;
   //   users, items.
   std::map<std::string, double> Reduce(Communicator& comm) const;
 

@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "io/cold_start.h"
 #include "io/dataset.h"
 #include "io/export.h"
 #include "io/h5.h"
@@ -72,7 +73,34 @@ void CheckTrainOptions(const TrainOptions& o) {
   RequireFlag(o.bucket_batches >= 0, "bucket-batches", "0 (off) or more", o.bucket_batches);
   RequireFlag(o.checkpoint_every >= 0, "checkpoint-every", "0 (only at the end) or more steps", o.checkpoint_every);
   RequireFlag(o.keep_checkpoints >= 1, "keep-checkpoints", "at least 1", o.keep_checkpoints);
+  RequireFlag(std::isfinite(o.cold_items) && o.cold_items >= 0 && o.cold_items < 1, "cold-items",
+              "a fraction in [0, 1) (0 = off)", o.cold_items);
   CheckModelConfig(o.model);
+}
+
+std::string ColdStartDataPath(const std::string& run_dir) { return run_dir + "/cold-start.h5"; }
+
+std::string PrepareColdStartData(const std::string& data, double fraction, uint64_t seed, const std::string& path,
+                                 Communicator& comm) {
+  std::string line;
+  RunAgreed(comm, [&] {
+    if (comm.rank() != 0) return;
+    auto src = Dataset::Open(data);
+    const ColdItems cold = ChooseColdItems(*src, fraction, seed);
+    char f[32];
+    std::snprintf(f, sizeof(f), "%g", fraction);
+    line = "cold start: " + std::to_string(cold.num_cold) + " of the items with events are cold (--cold-items " +
+           f + " --cold-seed " + std::to_string(seed) + "); ";
+    if (IsColdStartDatasetOf(path, *src, fraction, seed)) {
+      line += "the run's " + path + " already holds them\n";
+      return;
+    }
+    const ColdStartReport r = WriteColdStartDataset(*src, cold, path);
+    line += std::to_string(r.removed_events) + " of their events removed from histories; " + std::to_string(r.users) +
+            " users (" + std::to_string(r.cold_targets) + " with a cold test target), " + std::to_string(r.dropped_users) +
+            " dropped with no training event left; data " + path + "\n";
+  });
+  return line;
 }
 
 namespace {
@@ -186,6 +214,8 @@ class TrainingRun {
   std::shared_ptr<RetiredRows> retired_;  // rank 0: rows of retired items the run keeps (saved with it)
   SinkList sinks_;
   std::unique_ptr<TrainingSink> jsonl_, tb_;
+  std::string cold_line_;  // rank 0: what the cold-start protocol did (printed with the plan)
+  std::string data_;  // what the run trains on: o_.data, or the cold-start protocol's file
   std::unique_ptr<Dataset> ds_;
   ItemCatalog catalog_;
   std::vector<int64_t> counts_;
@@ -233,16 +263,26 @@ TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink
 void TrainingRun::Build(TrainingSink* sink) {
   const TrainOptions& o = o_;
   Communicator& comm = comm_;
-  ds_ = Dataset::Open(o.data);
+  data_ = o.data;
+  if (o.cold_items > 0) {
+    data_ = ColdStartDataPath(o.run_dir);
+    cold_line_ = PrepareColdStartData(o.data, o.cold_items, o.cold_seed, data_, comm);
+  }
+  ds_ = Dataset::Open(data_);
   catalog_ = LoadItemCatalog(*ds_);
   counts_ = TrainItemCounts(*ds_, comm);
   Plan();
   model_ = std::make_unique<TwoTowerModel>(o.model, catalog_, plan_, &comm, o.seed);
   model_->train(true);
+  // An item without training events is served from its content (a warm start then loads the rows
+  // of the ids PREV trained; a resumed run loads its own).
+  if (model_->has_content_path()) model_->ZeroIdRows(counts_);
   adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(),
                                                 torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
-  loss_ = std::make_unique<RetrievalLoss>(LossOptions(o, ds_->info(), comm.world_size()), counts_, c10::Device(comm.device()));
-  reader_ = std::make_unique<SequenceReader>(o.data, TrainReaderOptions(o, comm));
+  RetrievalLossOptions lo = LossOptions(o, ds_->info(), comm.world_size());
+  lo.mask_unseen = model_->has_content_path();
+  loss_ = std::make_unique<RetrievalLoss>(lo, counts_, c10::Device(comm.device()));
+  reader_ = std::make_unique<SequenceReader>(data_, TrainReaderOptions(o, comm));
   const int64_t per_epoch = reader_->num_batches();
   total_ = o.max_steps > 0 ? std::min(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
   step_options_ = StepOptions{.lr = o.lr, .warmup_steps = o.warmup_steps, .cosine = o.lr_schedule == "cosine",
@@ -290,7 +330,7 @@ void TrainingRun::Plan() {
   char head[256];
   std::snprintf(head, sizeof(head), "sharding plan: %d rank(s); budget %.1f GiB/rank, memory %.0f GB/s, link %.1f GB/s\n",
                 comm_.world_size(), po.memory_budget_bytes / (1 << 30), po.memory_bandwidth / 1e9, po.link_bandwidth / 1e9);
-  plan_table_ = o_.derived + DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
+  plan_table_ = o_.derived + cold_line_ + DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
 }
 
 void TrainingRun::Resume() {
@@ -441,7 +481,7 @@ bool TrainingRun::RunEpoch() {
 }
 
 bool TrainingRun::Validate() {
-  auto m = EvaluateModel(*model_, o_.data, Split::kValid, o_.eval_batch_size, comm_, counts_);
+  auto m = EvaluateModel(*model_, data_, Split::kValid, o_.eval_batch_size, comm_, counts_);
   if (root_) sinks_.OnValidation(res_.steps, state_.epoch, m);
   if (m["ndcg@10"] > res_.best_valid_ndcg10) {
     res_.best_valid_ndcg10 = m["ndcg@10"];

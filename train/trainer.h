@@ -21,6 +21,11 @@ struct RetiredRows;  // train/checkpoint.h
 struct TrainOptions {
   std::string data;      // dataset file
   std::string run_dir;   // outputs: config.yaml, metrics.jsonl, events.out.tfevents.*, model/
+  // The cold-start protocol (io/cold_start.h, docs/training.md): this fraction of the items with
+  // events is held out of training; the run trains and validates on RUN/cold-start.h5, derived from
+  // `data` (written when the run starts; a resumed run reuses it). 0 = off.
+  double cold_items = 0;
+  uint64_t cold_seed = 1;
   int64_t epochs = 20;
   int64_t max_steps = 0;  // 0 = no limit
   // Wall seconds this process may train (validation included; 0 = no limit). Checked before each
@@ -147,8 +152,22 @@ struct EvalOptions {
   // Also rank through the ANN index of this export (ROOT or ROOT/<version>): "ann_" metrics,
   // computed from the index's top 200 (MRR is then MRR@200).
   std::string ann_export;
+  // The cold-start protocol: warm / cold slices by the cold items of (data, cold_items, cold_seed).
+  // The histories are the protocol's (RUN/cold-start.h5) when the run was trained under the same
+  // protocol, else `data`'s own (a model trained on everything, sliced the same way). 0 = off.
+  double cold_items = 0;
+  uint64_t cold_seed = 1;
 };
-std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm);
+// Fills `histories` with the data it ranked: the protocol's file or `options.data`.
+std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm, std::string* histories = nullptr);
+
+// The protocol's dataset of a run (RUN/cold-start.h5).
+std::string ColdStartDataPath(const std::string& run_dir);
+// COLLECTIVE. Makes sure `path` holds the protocol's dataset of `data` for (fraction, seed): rank 0
+// writes it unless it already does (atomically), and every rank learns whether that worked.
+// Returns, on rank 0, a line saying what it did.
+std::string PrepareColdStartData(const std::string& data, double fraction, uint64_t seed, const std::string& path,
+                          Communicator& comm);
 
 // Writes / reads a model (train/checkpoint.h layout without training state).
 void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired = nullptr,

@@ -66,6 +66,27 @@ TEST(ConvertMovieLens, Ml100kLayout) {
   EXPECT_EQ(cats.values, (std::vector<int32_t>{1, 2, 2, 0}));
 }
 
+// The whole catalogue: a film in u.item nobody rated is kept (title, genres, no events); a k-core
+// on items drops it like any item below the threshold.
+TEST(ConvertMovieLens, CatalogueItemsWithoutRatingsAreKept) {
+  TempDir dir;
+  WriteMl100k(dir);
+  WriteText(dir.File("u.item"), ReadFileToString(dir.File("u.item")) + "40|New Film (1998)|01-Jan-1998||http://w|0|1|0\n");
+  ConvertReport r = ConvertToDataset(dir.path(), dir.File("out.h5"), Format("movielens"));
+  EXPECT_EQ(r.items_without_events, 1);
+  auto ds = Dataset::Open(dir.File("out.h5"));
+  ASSERT_EQ(ds->info().num_items, 4);
+  EXPECT_EQ(ds->ReadItemRawIds(0, 4), (std::vector<std::string>{"10", "20", "30", "40"}));
+  EXPECT_EQ(ds->ReadItemTitles(3, 4), (std::vector<std::string>{"New Film (1998)"}));
+  EXPECT_EQ(ds->ReadItemCategories(3, 4).values, (std::vector<int32_t>{1}));
+  EXPECT_EQ(Sequences(*ds), (std::vector<std::vector<std::string>>{{"30", "10"}, {"20", "30"}, {"10"}}));
+  ConvertOptions o = Format("movielens");
+  o.min_item_events = 1;
+  r = ConvertToDataset(dir.path(), dir.File("core.h5"), o);
+  EXPECT_EQ(r.items_without_events, 0);
+  EXPECT_EQ(Dataset::Open(dir.File("core.h5"))->info().num_items, 3);
+}
+
 TEST(ConvertMovieLens, MinRatingKeepsAtLeastThreshold) {
   TempDir dir;
   WriteMl100k(dir);
@@ -102,6 +123,40 @@ TEST(ConvertSeq, LinesLayout) {
   auto ds = Dataset::Open(dir.File("out.h5"));
   EXPECT_FALSE(ds->info().has_timestamps);
   EXPECT_EQ(Sequences(*ds), (std::vector<std::vector<std::string>>{{"5", "6", "7"}, {"6", "5"}, {"7"}}));
+}
+
+// --items: the catalogue of a sequence file: titles and categories by raw id, and items without
+// events kept (item 8); an item with events but not listed keeps an empty title.
+TEST(ConvertSeq, ItemsFileAddsTheCatalogue) {
+  TempDir dir;
+  WriteText(dir.File("s.txt"), "1 5 6 7\n2 6 5\n3 7\n");
+  WriteText(dir.File("items.tsv"), "item\ttitle\tcategories\n5\tFive\ta|b\n6\tSix\n008\tEight\tb|b\n");
+  ConvertOptions o = Format("seq");
+  o.items_file = dir.File("items.tsv");
+  ConvertReport r = ConvertToDataset(dir.File("s.txt"), dir.File("out.h5"), o);
+  EXPECT_EQ(r.items_without_events, 1);
+  auto ds = Dataset::Open(dir.File("out.h5"));
+  ASSERT_EQ(ds->info().num_items, 4);
+  EXPECT_EQ(ds->ReadItemRawIds(0, 4), (std::vector<std::string>{"5", "6", "7", "8"}));
+  EXPECT_EQ(ds->ReadItemTitles(0, 4), (std::vector<std::string>{"Five", "Six", "", "Eight"}));
+  EXPECT_EQ(ds->ReadCategoryNames(), (std::vector<std::string>{"a", "b"}));
+  auto cats = ds->ReadItemCategories(0, 4);
+  EXPECT_EQ(cats.offsets, (std::vector<int64_t>{0, 2, 2, 2, 3}));
+  EXPECT_EQ(cats.values, (std::vector<int32_t>{0, 1, 1}));
+  EXPECT_EQ(Sequences(*ds), (std::vector<std::vector<std::string>>{{"5", "6", "7"}, {"6", "5"}, {"7"}}));
+  // Mistakes name the file and line; no output is left.
+  WriteText(dir.File("dup.tsv"), "5\tFive\n6\tSix\n5\tAgain\n");
+  o.items_file = dir.File("dup.tsv");
+  ExpectUserError([&] { ConvertToDataset(dir.File("s.txt"), dir.File("bad.h5"), o); }, {"dup.tsv:3", "listed twice"});
+  WriteText(dir.File("wide.tsv"), "5\tFive\ta\textra\n");
+  o.items_file = dir.File("wide.tsv");
+  ExpectUserError([&] { ConvertToDataset(dir.File("s.txt"), dir.File("bad.h5"), o); }, {"wide.tsv:1", "at most 3"});
+  o.items_file = dir.File("absent.tsv");
+  ExpectUserError([&] { ConvertToDataset(dir.File("s.txt"), dir.File("bad.h5"), o); }, {"absent.tsv"});
+  EXPECT_FALSE(PathExists(dir.File("bad.h5")));
+  ConvertOptions ml = Format("movielens");
+  ml.items_file = dir.File("items.tsv");
+  ExpectUserError([&] { ConvertToDataset(dir.path(), dir.File("bad.h5"), ml); }, {"--items", "MovieLens"});
 }
 
 TEST(ConvertSeq, PairsLayoutKeepsLineOrderPerUser) {

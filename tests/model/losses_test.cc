@@ -7,6 +7,8 @@
 #include <limits>
 #include <vector>
 
+#include "distributed/inprocess.h"
+
 namespace shardrec {
 namespace {
 
@@ -157,6 +159,43 @@ TEST(Losses, ExcludedItemsLeaveTheirCandidatesOut) {
               plain(some.ids, {{0, 2}, {2, 0}}), 1e-4);
   EXPECT_GT(std::abs(sampled_loss.Sum(u, v.index_select(0, some.ids), targets, some).item<double>() -
                      plain(some.ids, {{0, 2}, {2, 0}})), 1e-3);
+}
+
+// mask_unseen: items without training events are no candidates, in full and sampled softmax alike.
+TEST(Losses, UnseenItemsAreLeftOutOfEverySoftmax) {
+  at::manual_seed(9);
+  const int64_t items = 6, d = 4;
+  at::Tensor u = Unit(at::randn({3, d}));
+  at::Tensor v = Unit(at::randn({items, d}));
+  at::Tensor targets = at::tensor({0, 2, 5}, at::kLong);
+  const std::vector<int64_t> counts = {3, 0, 1, 2, 0, 1};  // items 1 and 4 unseen
+  auto plain = [&](const std::vector<int64_t>& cand) {
+    const at::Tensor ids = at::tensor(cand, at::kLong);
+    at::Tensor logits = at::matmul(u, v.index_select(0, ids).t());
+    return at::cross_entropy_loss(logits, at::searchsorted(ids, targets), {}, at::Reduction::Sum).item<double>();
+  };
+  RetrievalLoss full({.full = true, .temperature = 1.0, .mask_unseen = true}, counts, at::kCPU);
+  RetrievalLoss unmasked({.full = true, .temperature = 1.0}, counts, at::kCPU);
+  // Sampled, without logQ: 40 uniform negatives over 6 items draw every item (the step's seed fixes them).
+  RetrievalLoss sampled({.full = false, .negatives = 40, .temperature = 1.0, .logq = false, .max_positions_per_rank = 3,
+                         .mask_unseen = true},
+                        counts, at::kCPU);
+  Candidates all, some;
+  RunRanks(1, [&](Communicator& comm) {
+    all = full.MakeCandidates(targets, 3, 1, comm);
+    EXPECT_NEAR(unmasked.Sum(u, v, targets, unmasked.MakeCandidates(targets, 3, 1, comm)).item<double>(),
+                plain({0, 1, 2, 3, 4, 5}), 1e-4);
+    some = sampled.MakeCandidates(targets, 3, 1, comm);
+  });
+  EXPECT_NEAR(full.Sum(u, v, targets, all).item<double>(), plain({0, 2, 3, 5}), 1e-4);
+  ASSERT_TRUE(at::equal(some.ids, at::arange(items, at::kLong)));
+  EXPECT_NEAR(sampled.Sum(u, v, targets, some).item<double>(), plain({0, 2, 3, 5}), 1e-4);
+  // The gradient of an unseen item's vector is zero.
+  at::Tensor vg = v.clone().requires_grad_(true);
+  full.Sum(u, vg, targets, all).backward();
+  EXPECT_TRUE(at::equal(vg.grad()[1], at::zeros({d})));
+  EXPECT_TRUE(at::equal(vg.grad()[4], at::zeros({d})));
+  EXPECT_FALSE(at::equal(vg.grad()[3], at::zeros({d})));
 }
 
 }  // namespace

@@ -125,5 +125,90 @@ TEST(TwoTowerDropout, MasksFollowTheSeedAndTheAttentionMatchesTheFusedKernel) {
   }
 }
 
+// Cold start in the item tower: an item whose id row was never trained (ZeroIdRows) is its content
+// projection alone, and id dropout (training only) drops whole id vectors, one draw per item shared
+// by its output and input vectors. A model without a content path ignores id dropout.
+TEST(TwoTowerColdStart, UntrainedRowsAreZeroAndIdDropoutLeavesTheContentPath) {
+  for (const bool separate : {false, true}) {
+    SCOPED_TRACE(separate ? "separate input vectors" : "tied");
+    ModelConfig c;
+    c.dim = 4;
+    c.blocks = 0;
+    c.max_len = 4;
+    c.dropout = 0;
+    c.time_buckets = 0;
+    c.cosine = false;
+    c.id_dropout = 0.5;
+    c.separate_input_vectors = separate;
+    ItemCatalog catalog;
+    catalog.num_items = 6;
+    catalog.content = at::arange(18, at::kFloat).view({6, 3}) / 10.0;
+    RunRanks(1, [&](Communicator& comm) {
+      TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/5);
+      ASSERT_TRUE(model.has_content_path());
+      model.ZeroIdRows({1, 0, 2, 0, 1, 1});
+      at::Tensor w, b;
+      for (const auto& [name, p] : model.named_dense_parameters()) {
+        if (name == "content.weight") w = p.detach();
+        if (name == "content.bias") b = p.detach();
+      }
+      ASSERT_TRUE(w.defined() && b.defined());
+      const at::Tensor content_only = at::addmm(b, catalog.content, w.t());  // [6 x dim]
+      c10::InferenceMode no_grad;
+      const at::Tensor ids = at::arange(6, at::kLong);
+      model.train(false);
+      const ItemVectors eval = model.EncodeItemVectors(ids, ids);
+      for (const char* table : {"item_id", "item_input_id"}) {
+        const at::Tensor rows = model.embeddings().LocalWeights(table);
+        if (!rows.defined()) continue;
+        EXPECT_TRUE(at::equal(rows[1], at::zeros({4}))) << table;
+        EXPECT_TRUE(at::equal(rows[3], at::zeros({4}))) << table;
+        EXPECT_FALSE(at::equal(rows[0], at::zeros({4}))) << table;
+      }
+      for (int64_t i : {1, 3}) {
+        EXPECT_TRUE(at::allclose(eval.output[i], content_only[i], 1e-5, 1e-6)) << i;
+        EXPECT_TRUE(at::allclose(eval.input[i], content_only[i], 1e-5, 1e-6)) << i;
+      }
+      EXPECT_TRUE(at::allclose(eval.output[0], model.embeddings().LocalWeights("item_id")[0] + content_only[0], 1e-5, 1e-6));
+      // Training: each item is its full vector or its content projection, on both sides alike.
+      model.train(true);
+      int dropped = 0, kept = 0;
+      for (uint64_t seed = 1; seed <= 8; ++seed) {
+        model.SeedDropout(seed);
+        const ItemVectors t = model.EncodeItemVectors(ids, ids);
+        for (int64_t i : {0, 2, 4, 5}) {
+          const bool out_dropped = at::allclose(t.output[i], content_only[i], 1e-5, 1e-6);
+          EXPECT_TRUE(out_dropped || at::allclose(t.output[i], eval.output[i], 1e-5, 1e-6)) << i;
+          const bool in_dropped = at::allclose(t.input[i], content_only[i], 1e-5, 1e-6);
+          EXPECT_TRUE(in_dropped || at::allclose(t.input[i], eval.input[i], 1e-5, 1e-6)) << i;
+          EXPECT_EQ(out_dropped, in_dropped) << "one draw per item";
+          (out_dropped ? dropped : kept) += 1;
+        }
+      }
+      EXPECT_GT(dropped, 4);
+      EXPECT_GT(kept, 4);
+    });
+  }
+  // Without categories or content, id dropout does nothing.
+  ModelConfig c;
+  c.dim = 4;
+  c.blocks = 0;
+  c.time_buckets = 0;
+  c.id_dropout = 0.9;
+  ItemCatalog ids_only;
+  ids_only.num_items = 5;
+  RunRanks(1, [&](Communicator& comm) {
+    TwoTowerModel model(c, ids_only, PlanItemTables(c, ids_only, comm), &comm, 2);
+    EXPECT_FALSE(model.has_content_path());
+    c10::InferenceMode no_grad;
+    const at::Tensor ids = at::arange(5, at::kLong);
+    model.train(false);
+    const at::Tensor eval = model.EncodeDistinctItems(ids);
+    model.train(true);
+    model.SeedDropout(3);
+    EXPECT_TRUE(at::equal(model.EncodeDistinctItems(ids), eval));
+  });
+}
+
 }  // namespace
 }  // namespace shardrec

@@ -71,6 +71,48 @@ TEST(ReduceMetrics, HandComputedValuesAndWorldSizeIndependence) {
   RunRanks(1, [&](Communicator& c) { EXPECT_EQ(ReduceMetrics(c, all, items), per_rank[0]); });  // bitwise
 }
 
+// Under the cold-start protocol: slices by whether the target is cold, and the popularity baseline
+// of the cold slice, by hand.
+TEST(ReduceMetrics, WarmAndColdSlicesAndThePopularityOfColdItems) {
+  // (user, rank, history, list, target): targets 0 and 3 are cold, 1 and 2 warm.
+  std::vector<UserResult> all = {{0, 0, 3, {1}, 0}, {1, 4, 3, {1}, 1}, {2, 30, 3, {1}, 3}, {3, 60, 3, {1}, 2},
+                                 {4, 2, 3, {1}, 3}};
+  ListContext items;
+  items.num_items = 4;
+  items.item_counts = {0, 5, 5, 0};
+  items.cold = {1, 0, 0, 1};
+  items.cold_popularity_rank = {11, -1, -1, 0};  // item 3 the most popular cold item, item 0 the 12th
+  auto expect = [&](std::map<std::string, double> m) {
+    EXPECT_DOUBLE_EQ(m["cold.users"], 3);
+    EXPECT_DOUBLE_EQ(m["warm.users"], 2);
+    EXPECT_DOUBLE_EQ(m["all.users"], 5);
+    EXPECT_NEAR(m["cold.hr@10"], 2.0 / 3, 1e-12);  // ranks 0, 30, 2
+    EXPECT_NEAR(m["cold.ndcg@10"], (1.0 + 1.0 / std::log2(4.0)) / 3, 1e-12);
+    EXPECT_NEAR(m["cold.hr@50"], 1.0, 1e-12);
+    EXPECT_NEAR(m["cold.mrr"], (1.0 + 1.0 / 31 + 1.0 / 3) / 3, 1e-12);
+    EXPECT_NEAR(m["warm.hr@10"], 0.5, 1e-12);  // ranks 4, 60
+    EXPECT_NEAR(m["warm.ndcg@10"], 1.0 / std::log2(6.0) / 2, 1e-12);
+    EXPECT_NEAR(m["warm.hr@50"], 0.5, 1e-12);
+    EXPECT_DOUBLE_EQ(m["all.hr@10"], m["hr@10"]);
+    EXPECT_DOUBLE_EQ(m["all.mrr"], m["mrr"]);
+    // Popularity among the cold items: targets 0 (rank 11), 3 (0), 3 (0).
+    EXPECT_NEAR(m["cold.pop_hr@10"], 2.0 / 3, 1e-12);
+    EXPECT_NEAR(m["cold.pop_ndcg@10"], 2.0 / 3, 1e-12);
+    EXPECT_NEAR(m["cold.pop_hr@50"], 1.0, 1e-12);
+  };
+  RunRanks(1, [&](Communicator& c) { expect(ReduceMetrics(c, all, items)); });
+  RunRanks(2, [&](Communicator& c) {
+    std::vector<UserResult> mine(all.begin() + (c.rank() == 0 ? 0 : 2), c.rank() == 0 ? all.begin() + 2 : all.end());
+    expect(ReduceMetrics(c, mine, items));
+  });
+  items.cold.clear();
+  items.cold_popularity_rank.clear();
+  RunRanks(1, [&](Communicator& c) {
+    auto m = ReduceMetrics(c, all, items);
+    EXPECT_EQ(m.count("cold.hr@10") + m.count("warm.hr@10") + m.count("all.hr@10"), 0u) << "no slices without the protocol";
+  });
+}
+
 TEST(ReduceMetrics, CutOffsSeeTheirOwnPrefix) {
   // One user, a list of 60 items 0..59 of a 100-item catalogue; item i has i training events.
   UserResult r{7, 3, 2, {}};
