@@ -56,7 +56,15 @@ int RunExport(const std::vector<std::string>&) {
   o.version = FLAGS_export_version;
   o.model = ModelConfigFromFlags();
   o.seed = FLAGS_seed;
-  const std::string dir = ExportEmbeddings(o, *job.comm);
+  o.add_items = FLAGS_add_items;
+  int64_t added = 0;
+  const auto start = std::chrono::steady_clock::now();
+  const std::string dir = ExportEmbeddings(o, *job.comm, &added);
+  if (job.is_root() && !o.add_items.empty()) {
+    std::printf("catalogue %s: %lld items new since training, embedded from their content (%.1f s for the whole export)\n",
+                o.add_items.c_str(), static_cast<long long>(added),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
   if (job.is_root()) std::printf("published %s (LATEST -> %s)\n", dir.c_str(), Basename(dir).c_str());
   return 0;
 }
@@ -269,7 +277,7 @@ int RunQuery(const std::vector<std::string>&) {
       auto ds = Dataset::Open(m.data);
       ItemCatalog cat = LoadItemCatalog(*ds);
       TwoTowerModel model(mc, cat, PlanItemTables(mc, cat, c), &c, FLAGS_seed);
-      LoadModel(model, m.source, c);
+      LoadModelForCatalogue(model, m.source, c);  // an export may serve items added since training
       model.train(false);
       torch::NoGradGuard no_grad;
       if (!FLAGS_history.empty()) {
@@ -363,7 +371,7 @@ int RunRecall(const std::vector<std::string>&) {
 }
 
 std::vector<std::string> ExportFlags() {
-  std::vector<std::string> k = {"run_dir", "data", "out", "export_version", "seed"};
+  std::vector<std::string> k = {"run_dir", "data", "out", "export_version", "seed", "add_items"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
   return k;
@@ -372,7 +380,7 @@ std::vector<std::string> ExportFlags() {
 Registrar export_cmd({
     .name = "export",
     .summary = "item and user embeddings of a trained run -> ROOT/<version>/ (published atomically, then ROOT/LATEST)",
-    .usage = "[launch/mpirun.sh -np N] shardrec export --run-dir RUN --out ROOT [--export-version V]",
+    .usage = "[launch/mpirun.sh -np N] shardrec export --run-dir RUN --out ROOT [--export-version V] [--add-items CATALOG.h5]",
     .flags = ExportFlags(),
     .positional = 0,
     .run = RunExport,

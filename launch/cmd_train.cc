@@ -22,7 +22,7 @@ namespace shardrec::cli {
 const std::vector<std::string>& ModelFlags() {
   static const std::vector<std::string> f = {"dim", "blocks", "heads", "max_len", "dropout", "time_buckets",
                                              "use_categories", "use_content", "embedding_optimizer",
-                                             "embedding_lr", "sharding", "positions", "score", "input_vectors", "id_dropout"};
+                                             "embedding_lr", "sharding", "positions", "score", "input_vectors", "id_dropout", "untrained_items"};
   return f;
 }
 
@@ -42,6 +42,7 @@ ModelConfig ModelConfigFromFlags() {
   m.max_len = FLAGS_max_len;
   m.dropout = FLAGS_dropout;
   m.id_dropout = FLAGS_id_dropout;
+  m.impute_untrained = IsSecondChoice("untrained-items", FLAGS_untrained_items, "content", "neighbours");
   m.time_buckets = FLAGS_time_buckets;
   m.use_categories = FLAGS_use_categories;
   m.use_content = FLAGS_use_content;

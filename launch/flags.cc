@@ -88,6 +88,11 @@ DEFINE_double(id_dropout, 0, "item tower: probability that an item of a step los
               "categories or content), so the content path can serve items never trained on");
 DEFINE_double(cold_items, 0, "cold-start protocol: hold this fraction of the items with events out of training "
               "(train), or slice the metrics by them (eval); 0 = off (docs/training.md)");
+DEFINE_string(add_items, "", "export: a dataset whose catalogue holds items new since training (e.g. converted with "
+              "--items, content from tools/embed_item_text.py); they are embedded from their content and published with the rest");
+DEFINE_string(untrained_items, "content", "eval, export and query: serve an item without a trained id row (cold, or added "
+              "since training) from its content path alone (content) or from the id rows of its nearest trained items by "
+              "content (neighbours)");
 DEFINE_uint64(cold_seed, 1, "cold-start protocol: the seed that picks the cold items");
 DEFINE_int64(time_buckets, 16, "time-gap buckets (0 = off)");
 DEFINE_bool(use_categories, true, "item tower: add pooled category embeddings when the data has categories");

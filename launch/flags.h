@@ -79,6 +79,8 @@ DECLARE_double(dropout);
 DECLARE_double(id_dropout);
 DECLARE_double(cold_items);
 DECLARE_uint64(cold_seed);
+DECLARE_string(add_items);
+DECLARE_string(untrained_items);
 DECLARE_int64(time_buckets);
 DECLARE_bool(use_categories);
 DECLARE_bool(use_content);

@@ -340,6 +340,79 @@ void TwoTowerModel::ZeroIdRows(const std::vector<int64_t>& train_counts) {
   }
 }
 
+at::Tensor TwoTowerModel::EncodeContent(const at::Tensor& ids_in) {
+  Impl& m = *impl_;
+  torch::NoGradGuard no_grad;
+  const at::Tensor ids = ids_in.to(m.device, at::kLong).view({-1});
+  at::Tensor out = at::zeros({ids.numel(), m.config.dim}, at::TensorOptions().dtype(at::kFloat).device(m.device));
+  if (m.catalog.num_categories > 0) {
+    // Every table's feature takes part in a lookup (empty ones included): the call is collective.
+    FeatureBatch batch = m.CategoryFeature(ids);
+    const at::Tensor none = at::empty({0}, at::kLong);
+    batch["item_id"] = {none, none};
+    if (m.config.separate_input_vectors) batch["item_input_id"] = {none, none};
+    out = out + m.embeddings->Forward(batch)["item_category"];
+  }
+  if (m.content.defined()) out = out + m.dense->content(m.content.index_select(0, ids));
+  return out;
+}
+
+int64_t TwoTowerModel::ImputeUntrainedIdRows(int64_t neighbours) {
+  Impl& m = *impl_;
+  if (!has_content_path()) return 0;
+  torch::NoGradGuard no_grad;
+  const int64_t n = m.catalog.num_items;
+  const auto on = [&](at::ScalarType t) { return at::TensorOptions().dtype(t).device(m.device); };
+  // Which rows are all zero, over every shard (a column-wise row is zero when all its pieces are).
+  at::Tensor nonzero = at::zeros({n}, on(at::kInt));
+  std::vector<std::string> tables = {"item_id"};
+  if (m.config.separate_input_vectors) tables.push_back("item_input_id");
+  for (const std::string& t : tables) {
+    const Shard* s = m.embeddings->LocalShard(t);
+    if (!s) continue;
+    const at::Tensor w = m.embeddings->LocalWeights(t);
+    nonzero.narrow(0, s->row_begin, s->row_end - s->row_begin).add_(w.ne(0).any(1).to(at::kInt));
+  }
+  m.comm->AllReduce(nonzero, ReduceOp::kSum);
+  const at::Tensor untrained = at::nonzero(nonzero.eq(0)).view({-1}).cpu(), trained = at::nonzero(nonzero.gt(0)).view({-1});
+  if (untrained.numel() == 0 || trained.numel() == 0) return 0;
+  // Content-path vectors of the catalogue, unit length.
+  std::vector<at::Tensor> parts;
+  for (int64_t b = 0; b < n; b += 65536) parts.push_back(EncodeContent(at::arange(b, std::min(n, b + 65536), at::kLong)));
+  const at::Tensor content = at::cat(parts);
+  const at::Tensor unit = content / content.norm(2, 1, true).clamp_min(1e-12);
+  const at::Tensor trained_unit = unit.index_select(0, trained);
+  const int64_t k = std::min<int64_t>(neighbours, trained.numel());
+  // Blocks of untrained items: at most ~64M similarities at a time, and the same calls on every rank.
+  const int64_t block = std::max<int64_t>(1, (int64_t{1} << 26) / std::max<int64_t>(1, trained.numel()));
+  for (int64_t b = 0; b < untrained.numel(); b += block) {
+    const at::Tensor ids = untrained.narrow(0, b, std::min(block, untrained.numel() - b));
+    const at::Tensor sims = at::matmul(unit.index_select(0, ids.to(m.device)), trained_unit.t());
+    const at::Tensor nearest = trained.index_select(0, std::get<1>(at::topk(sims, k, 1)).reshape({-1}));  // [rows x k] ids
+    FeatureBatch batch;
+    const at::Tensor ones = at::ones({nearest.numel()}, at::kLong), none = at::empty({0}, at::kLong);
+    for (const std::string& t : tables) batch[t] = {nearest, ones};
+    if (m.catalog.num_categories > 0) batch["item_category"] = {none, none};
+    FeatureOutputs rows = m.embeddings->Forward(batch);
+    for (const std::string& t : tables) {
+      // The neighbours' mean direction at their mean length: averaging shortens a vector, and an id
+      // vector's length carries its item's popularity.
+      const at::Tensor near = rows[t].view({ids.numel(), k, -1});
+      const at::Tensor direction = near.mean(1);
+      const at::Tensor mean = direction * (near.norm(2, 2).mean(1, true) / direction.norm(2, 1, true).clamp_min(1e-12));
+      const Shard* s = m.embeddings->LocalShard(t);
+      if (!s) continue;
+      at::Tensor w = m.embeddings->LocalWeights(t);
+      const at::Tensor id = ids.to(m.device);
+      const at::Tensor mine = at::nonzero(id.ge(s->row_begin).logical_and(id.lt(s->row_end))).view({-1});
+      if (mine.numel() == 0) continue;
+      w.index_copy_(0, id.index_select(0, mine) - s->row_begin,
+                    mean.index_select(0, mine).narrow(1, s->col_begin, s->col_end - s->col_begin).to(w.scalar_type()));
+    }
+  }
+  return untrained.numel();
+}
+
 std::vector<at::Tensor> TwoTowerModel::dense_parameters() {
   std::vector<at::Tensor> out;
   for (auto& p : impl_->dense->parameters()) out.push_back(p);

@@ -48,6 +48,10 @@ struct ModelConfig {
   // distinct item of a step loses its id vector with this probability, so the content path learns
   // to stand on its own and can serve items that have no trained id row (cold start).
   double id_dropout = 0;
+  // How eval, export and query serve an item without a trained id row (a cold or newly added item):
+  // false: from its content path alone; true: its id rows imputed from its nearest trained items by
+  // content (ImputeUntrainedIdRows), which puts it on the trained items' scale.
+  bool impute_untrained = false;
 };
 
 // The item tower's vectors for a set of items: `output` (what scores are taken against) and `input`
@@ -119,6 +123,16 @@ class TwoTowerModel {
   // whose train_counts entry is 0 ([I]), so an item nobody trained on is served from its content
   // and categories alone, not from its random initial row. Optimizer state is left as it is.
   void ZeroIdRows(const std::vector<int64_t>& train_counts);
+  // COLLECTIVE. The content path's vectors (categories + projected content, before any
+  // normalisation) of item ids [n]: [n x dim], zeros without a content path.
+  at::Tensor EncodeContent(const at::Tensor& ids);
+  // COLLECTIVE. Serving an item nobody trained on (an all-zero id row: ZeroIdRows, a held-out cold
+  // item or one added to the catalogue since training): its id rows become the mean direction of
+  // the id rows of the `neighbours` trained items whose content-path vectors are closest to its own
+  // (cosine), at their mean length, so it is scored on the scale of the trained items it resembles, popularity included, instead
+  // of by its content vector alone, which the trained items' id vectors outscore. Deterministic;
+  // does nothing without a content path. Returns the number of items imputed.
+  int64_t ImputeUntrainedIdRows(int64_t neighbours = 10);
 
   std::vector<at::Tensor> dense_parameters();
   std::vector<std::pair<std::string, at::Tensor>> named_dense_parameters();

@@ -42,14 +42,29 @@ int64_t TrainingEvents(const Batch& b, int64_t i, Split split) {
   return b.history_offsets[i + 1] - b.history_offsets[i] - (split == Split::kTest ? 1 : 0);
 }
 
-// Rank `scores` [B x I] for one eval batch and collect per-user results.
-void RankBatch(const Batch& b, Split split, const at::Tensor& scores, std::vector<UserResult>* out) {
+// Rank `scores` [B x I] for one eval batch and collect per-user results. `cold` (optional, [I]):
+// a cold target is also ranked among the cold items alone (UserResult::cold_rank).
+void RankBatch(const Batch& b, Split split, const at::Tensor& scores, std::vector<UserResult>* out,
+               const ColdItems* cold = nullptr) {
   std::vector<std::vector<int64_t>> excluded(b.rows);
   for (int64_t i = 0; i < b.rows; ++i) {
     excluded[i].assign(b.history_items.begin() + b.history_offsets[i], b.history_items.begin() + b.history_offsets[i + 1]);
   }
   auto r = RankTargets(scores, b.users, b.targets, excluded);
   for (int64_t i = 0; i < b.rows; ++i) r[i].history = TrainingEvents(b, i, split);
+  if (cold) {
+    const at::Tensor cpu = scores.to(torch::kCPU, torch::kFloat).contiguous();
+    const int64_t n = cpu.size(1);
+    for (int64_t i = 0; i < b.rows; ++i) {
+      const int64_t t = b.targets[i];
+      if (!cold->cold[static_cast<size_t>(t)]) continue;
+      // Histories under the protocol hold no cold item, so nothing is excluded among them.
+      const float* s = cpu.data_ptr<float>() + i * n;
+      int64_t rank = 0;
+      for (int64_t j = 0; j < n; ++j) rank += cold->cold[static_cast<size_t>(j)] && (s[j] > s[t] || (s[j] == s[t] && j < t));
+      r[i].cold_rank = rank;
+    }
+  }
   out->insert(out->end(), r.begin(), r.end());
 }
 
@@ -149,7 +164,7 @@ std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::str
     at::Tensor scores = torch::matmul(users, items.t());
     if (mask.defined()) scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
     std::vector<UserResult> results;
-    RankBatch(b, split, scores, &results);
+    RankBatch(b, split, scores, &results, cold);
     exact->Add(results);
     if (!ann) return;
     results.clear();

@@ -110,11 +110,11 @@ VectorShard ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOpt
 }
 
 // Rank 0 writes the manifest (with the run's eval.json metrics) and publishes the version.
-void PublishVersion(const ExportOptions& o, const DatasetInfo& info, const std::string& version, int w) {
+void PublishVersion(const ExportOptions& o, const std::string& data, const DatasetInfo& info, const std::string& version, int w) {
   ExportManifest m;
   m.version = version;
   m.source = RealPath(o.run_dir + "/model");  // absolute: publish reloads it from anywhere
-  m.data = o.data;
+  m.data = data;
   m.dim = o.model.dim;
   m.normalization = o.model.cosine ? "l2" : "none";  // --score dot: raw vectors, scores are inner products
   m.num_items = info.num_items;
@@ -140,11 +140,17 @@ void PublishVersion(const ExportOptions& o, const DatasetInfo& info, const std::
 
 }  // namespace
 
-std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
-  auto ds = Dataset::Open(o.data);
+std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t* added) {
+  const std::string data = o.add_items.empty() ? o.data : o.add_items;
+  auto ds = Dataset::Open(data);
   ItemCatalog catalog = LoadItemCatalog(*ds);
   TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
-  LoadModel(model, o.run_dir + "/model", comm);
+  if (o.add_items.empty()) {
+    LoadModel(model, o.run_dir + "/model", comm);
+  } else {
+    const int64_t n = LoadModelForCatalogue(model, o.run_dir + "/model", comm);
+    if (added) *added = n;
+  }
   model.train(false);
   torch::NoGradGuard no_grad;
   const std::string version = StartVersion(o, comm);
@@ -159,7 +165,7 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm) {
   const VectorShard users = ExportUsers(model, *ds, o, comm);
   RunAgreed(comm, [&] { WriteVectorShard(partial + "/users-" + me + ".h5", "users", users); }, remove_partial);
   RunAgreed(comm, [&] {
-    if (comm.rank() == 0) PublishVersion(o, ds->info(), version, comm.world_size());
+    if (comm.rank() == 0) PublishVersion(o, data, ds->info(), version, comm.world_size());
   }, remove_partial);
   return o.root + "/" + version;
 }

@@ -13,6 +13,11 @@ namespace shardrec {
 struct ExportOptions {
   std::string run_dir;   // the trained model: run_dir/model
   std::string data;      // the dataset it was trained on
+  // A dataset whose catalogue holds items new since training (its own users and events are the
+  // ones exported): the model's rows move to its ids by raw id and each new item is embedded from
+  // its content and categories by the trained item tower (LoadModelForCatalogue). The export's
+  // `data` is then this file. "" = export `data` as trained.
+  std::string add_items;
   std::string root;      // ROOT: versions live in ROOT/<version>
   std::string version;   // "" = v<UTC time>
   ModelConfig model;
@@ -23,7 +28,8 @@ struct ExportOptions {
   bool move_latest = true;
 };
 
-// COLLECTIVE. Returns ROOT/<version>.
-std::string ExportEmbeddings(const ExportOptions& options, Communicator& comm);
+// COLLECTIVE. Returns ROOT/<version>; `added` (optional): the items embedded from content alone
+// (new since training; 0 without add_items).
+std::string ExportEmbeddings(const ExportOptions& options, Communicator& comm, int64_t* added = nullptr);
 
 }  // namespace shardrec

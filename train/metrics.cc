@@ -73,10 +73,10 @@ std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vect
 namespace {
 
 constexpr int kCuts = static_cast<int>(std::size(kListCutoffs));
-// Per-user figures gathered from every rank: user, rank, history, target, then per cut-off the
-// list's length and its mean novelty, mean popularity percentile and diversity.
+// Per-user figures gathered from every rank: user, rank, history, target, rank among cold items,
+// then per cut-off the list's length and its mean novelty, mean popularity percentile and diversity.
 constexpr int kPerCut = 4;
-constexpr int kFirstCut = 4;
+constexpr int kFirstCut = 5;
 constexpr int kWidth = kFirstCut + kPerCut * kCuts;
 
 struct HistoryBucket {
@@ -180,6 +180,7 @@ void MetricsAccumulator::Add(const std::vector<UserResult>& results) {
     row[1] = static_cast<double>(r.rank);
     row[2] = static_cast<double>(r.history);
     row[3] = static_cast<double>(r.target);
+    row[4] = static_cast<double>(r.cold_rank);
     std::fill(sum.begin(), sum.end(), 0.0);
     double novelty = 0, popularity = 0, norm2 = 0;
     size_t k = 0, summed = 0;
@@ -273,6 +274,10 @@ std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) con
         const double pop = static_cast<double>(c_.cold_popularity_rank[static_cast<size_t>(target)]);
         if (pop < 10) m["cold.pop_hr@10"] += 1, m["cold.pop_ndcg@10"] += 1.0 / std::log2(pop + 2.0);
         if (pop < 50) m["cold.pop_hr@50"] += 1;
+        const double among = r[4];
+        if (among >= 0 && among < 10) m["cold.among_cold_hr@10"] += 1, m["cold.among_cold_ndcg@10"] += 1.0 / std::log2(among + 2.0);
+        if (among >= 0 && among < 50) m["cold.among_cold_hr@50"] += 1;
+        if (among >= 0) users_at["among_cold"] += 1;
       }
     }
   }
@@ -301,6 +306,11 @@ std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) con
       m[p + "users"] = users;
     }
     for (const char* name : {"pop_hr@10", "pop_ndcg@10", "pop_hr@50"}) m[std::string("cold.") + name] = mean(m[std::string("cold.") + name], users_at["cold"]);
+    if (users_at["among_cold"] > 0) {
+      for (const char* name : {"among_cold_hr@10", "among_cold_ndcg@10", "among_cold_hr@50"}) {
+        m[std::string("cold.") + name] = mean(m[std::string("cold.") + name], users_at["among_cold"]);
+      }
+    }
   }
   m["mrr"] = mean(mrr, n);
   m["users"] = n;

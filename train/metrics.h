@@ -24,6 +24,7 @@ struct UserResult {
   int64_t history = 0;         // the user's training events (history-length slices)
   std::vector<int64_t> top;    // the best items, best first: min(kListLength, items ranked)
   int64_t target = -1;         // the held-out item (warm / cold slices)
+  int64_t cold_rank = -1;      // a cold target's rank among the cold items alone (-1: not computed)
 };
 
 // Ranks of targets for a batch: scores [B x I]; excluded[b] = items not ranked for row b (the
@@ -70,7 +71,8 @@ class MetricsAccumulator {
   //   under the cold-start protocol (context.cold), by the target: warm.* and cold.* (hr@10,
   //   ndcg@10, hr@50, ndcg@50, mrr, users), all.* (the same over every user), and the popularity
   //   baseline on the cold slice, ranking only cold items: cold.pop_hr@10, cold.pop_ndcg@10,
-  //   cold.pop_hr@50;
+  //   cold.pop_hr@50, and the model ranking only cold items the same way (from cold_rank):
+  //   cold.among_cold_hr@10, cold.among_cold_ndcg@10, cold.among_cold_hr@50;
   //   users, items.
   std::map<std::string, double> Reduce(Communicator& comm) const;
 

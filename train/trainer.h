@@ -169,9 +169,16 @@ std::string ColdStartDataPath(const std::string& run_dir);
 std::string PrepareColdStartData(const std::string& data, double fraction, uint64_t seed, const std::string& path,
                           Communicator& comm);
 
-// Writes / reads a model (train/checkpoint.h layout without training state).
+// Writes / reads a model (train/checkpoint.h layout without training state). LoadModel imputes the
+// untrained id rows when the config says so (ModelConfig::impute_untrained).
 void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired = nullptr,
                int64_t step = 0);
 void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
+// COLLECTIVE. LoadModel for a catalogue that may have grown since training (`shardrec export
+// --add-items`, and the queries of such an export): rows go to the model's items by raw id, and an
+// item the model was not trained on gets zero id rows, so it is served from its content and
+// categories alone (or, with ModelConfig::impute_untrained, from its nearest trained items). Returns the number of such items. A UserError if there are any and the model
+// has no content path (nothing to embed them from).
+int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Communicator& comm);
 
 }  // namespace shardrec

@@ -210,5 +210,59 @@ TEST(TwoTowerColdStart, UntrainedRowsAreZeroAndIdDropoutLeavesTheContentPath) {
   });
 }
 
+// Imputation: an untrained (all-zero) id row becomes the mean direction of the id rows of the
+// trained items whose content-path vectors are nearest, at their mean length; checked against a brute-force search over the content
+// projection computed by hand.
+TEST(TwoTowerColdStart, UntrainedRowsAreImputedFromTheNearestTrainedItems) {
+  for (const int64_t k : {1, 2}) {
+    ModelConfig c;
+    c.dim = 4;
+    c.blocks = 0;
+    c.max_len = 4;
+    c.time_buckets = 0;
+    c.cosine = false;
+    ItemCatalog catalog;
+    catalog.num_items = 7;
+    at::manual_seed(11);
+    catalog.content = at::randn({7, 5});
+    catalog.content[1] = catalog.content[4] * 2;  // the same direction as item 4's
+    catalog.content[3] = catalog.content[0];
+    RunRanks(1, [&](Communicator& comm) {
+      TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/5);
+      model.ZeroIdRows({1, 0, 1, 0, 1, 1, 1});
+      const at::Tensor before = model.embeddings().LocalWeights("item_id").clone();
+      at::Tensor w, b;
+      for (const auto& [name, p] : model.named_dense_parameters()) {
+        if (name == "content.weight") w = p.detach();
+        if (name == "content.bias") b = p.detach();
+      }
+      const at::Tensor proj = at::addmm(b, catalog.content, w.t());
+      const at::Tensor unit = proj / proj.norm(2, 1, true);
+      EXPECT_EQ(model.ImputeUntrainedIdRows(k), 2);
+      const at::Tensor after = model.embeddings().LocalWeights("item_id");
+      for (int64_t i : {0, 2, 4, 5, 6}) EXPECT_TRUE(at::equal(after[i], before[i])) << "trained row " << i << " kept";
+      for (int64_t j : {1, 3}) {
+        // Brute force: similarities to the trained items, best first.
+        std::vector<std::pair<float, int64_t>> sims;
+        for (int64_t i : {0, 2, 4, 5, 6}) sims.emplace_back(at::dot(unit[j], unit[i]).item<float>(), i);
+        std::sort(sims.begin(), sims.end(), std::greater<>());
+        at::Tensor expected = at::zeros({4});
+        double length = 0;
+        for (int64_t n = 0; n < k; ++n) {
+          expected += before[sims[n].second] / static_cast<double>(k);
+          length += before[sims[n].second].norm().item<double>() / static_cast<double>(k);
+        }
+        expected = expected * (length / expected.norm().item<double>());  // their mean direction, at their mean length
+        EXPECT_TRUE(at::allclose(after[j], expected, 1e-5, 1e-6)) << "item " << j << " k " << k;
+      }
+      if (k == 1) {
+        EXPECT_TRUE(at::equal(after[1], before[4]));  // the nearest by content is item 4
+        EXPECT_TRUE(at::equal(after[3], before[0]));
+      }
+      EXPECT_EQ(model.ImputeUntrainedIdRows(k), 0) << "nothing left untrained";
+    });
+  }
+}
+
 }  // namespace
 }  // namespace shardrec

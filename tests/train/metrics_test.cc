@@ -77,6 +77,8 @@ TEST(ReduceMetrics, WarmAndColdSlicesAndThePopularityOfColdItems) {
   // (user, rank, history, list, target): targets 0 and 3 are cold, 1 and 2 warm.
   std::vector<UserResult> all = {{0, 0, 3, {1}, 0}, {1, 4, 3, {1}, 1}, {2, 30, 3, {1}, 3}, {3, 60, 3, {1}, 2},
                                  {4, 2, 3, {1}, 3}};
+  all[0].cold_rank = 3;  // the model among the cold items alone (two cold users of three measured)
+  all[2].cold_rank = 12;
   ListContext items;
   items.num_items = 4;
   items.item_counts = {0, 5, 5, 0};
@@ -99,6 +101,9 @@ TEST(ReduceMetrics, WarmAndColdSlicesAndThePopularityOfColdItems) {
     EXPECT_NEAR(m["cold.pop_hr@10"], 2.0 / 3, 1e-12);
     EXPECT_NEAR(m["cold.pop_ndcg@10"], 2.0 / 3, 1e-12);
     EXPECT_NEAR(m["cold.pop_hr@50"], 1.0, 1e-12);
+    EXPECT_NEAR(m["cold.among_cold_hr@10"], 0.5, 1e-12);
+    EXPECT_NEAR(m["cold.among_cold_ndcg@10"], 0.5 / std::log2(5.0), 1e-12);
+    EXPECT_NEAR(m["cold.among_cold_hr@50"], 1.0, 1e-12);
   };
   RunRanks(1, [&](Communicator& c) { expect(ReduceMetrics(c, all, items)); });
   RunRanks(2, [&](Communicator& c) {
