@@ -5,8 +5,9 @@
 //
 // The protocol's data is a dataset file of its own (io/dataset.h), derived from the source:
 //   - the same items, rows, titles, categories and content (the same id space and fingerprint);
-//   - every event on a cold item that precedes a user's held-out targets is removed, so histories
-//     and training sequences never contain a cold item;
+//   - every event on a cold item that precedes a user's held-out targets is removed, so training
+//     sequences and validation histories never contain a cold item (a test history may: a cold
+//     validation target stays);
 //   - the validation and test targets (a user's last two events) are kept, cold or not;
 //   - a user left with no training events (every one of them was cold) is dropped: there is
 //     nothing to recall from, and with only the held-out events left the leave-one-out split would

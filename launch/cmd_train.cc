@@ -257,7 +257,7 @@ std::string ColdStartProtocolText(const EvalOptions& o, const std::string& histo
          "): cold.* = users whose target is a cold item, warm.* = the others, all.* = every user; cold.pop_* = the "
          "cold items alone ranked by their event count in the whole of " + o.data + "; histories from " +
          (histories == o.data ? histories + " (every event: the model was not trained under this protocol)"
-                              : histories + " (the run's own: no cold item in them)");
+                              : histories + " (the run's own: cold items removed before the held-out events)");
 }
 
 int RunEval(const std::vector<std::string>&) {

@@ -58,10 +58,14 @@ void RankBatch(const Batch& b, Split split, const at::Tensor& scores, std::vecto
     for (int64_t i = 0; i < b.rows; ++i) {
       const int64_t t = b.targets[i];
       if (!cold->cold[static_cast<size_t>(t)]) continue;
-      // Histories under the protocol hold no cold item, so nothing is excluded among them.
+      // The user's earlier items are excluded here too (a cold validation event stays in the test
+      // history, and a model trained on everything is ranked on every event).
+      const std::unordered_set<int64_t> skip(excluded[i].begin(), excluded[i].end());
       const float* s = cpu.data_ptr<float>() + i * n;
       int64_t rank = 0;
-      for (int64_t j = 0; j < n; ++j) rank += cold->cold[static_cast<size_t>(j)] && (s[j] > s[t] || (s[j] == s[t] && j < t));
+      for (int64_t j = 0; j < n; ++j) {
+        rank += cold->cold[static_cast<size_t>(j)] && j != t && !skip.count(j) && (s[j] > s[t] || (s[j] == s[t] && j < t));
+      }
       r[i].cold_rank = rank;
     }
   }

@@ -148,6 +148,18 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t
   if (o.add_items.empty()) {
     LoadModel(model, o.run_dir + "/model", comm);
   } else {
+    // The new catalogue must feed the item tower what it was trained with: a missing content matrix
+    // or category list would silently drop that path for every item.
+    const DatasetInfo trained = Dataset::Open(o.data)->info();
+    const DatasetInfo now = ds->info();
+    if (o.model.use_content && trained.content_dim != now.content_dim) {
+      Fail("--add-items ", o.add_items, ": content vectors of ", now.content_dim, " dimensions, the model was trained with ",
+           trained.content_dim, " (", o.data, "); run tools/embed_item_text.py on it as on the training data");
+    }
+    if (o.model.use_categories && (trained.num_categories > 0) != (now.num_categories > 0)) {
+      Fail("--add-items ", o.add_items, (now.num_categories > 0 ? ": has categories, " : ": has no categories, "),
+           "the training data ", o.data, (trained.num_categories > 0 ? " has" : " has none"));
+    }
     const int64_t n = LoadModelForCatalogue(model, o.run_dir + "/model", comm);
     if (added) *added = n;
   }

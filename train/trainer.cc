@@ -38,16 +38,18 @@ void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm)
 
 int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
   if (!PathExists(dir)) Fail(dir, ": no trained model; run `shardrec train` first");
+  // Every id row starts at zero: what the load does not fill (items new to the model; rows kept as
+  // retired come back) stays zero, so a new item is served from its content.
+  model.ZeroIdRows(std::vector<int64_t>(static_cast<size_t>(model.catalog().num_items), 0));
   const LoadReport r = LoadCheckpoint(dir, model, nullptr, nullptr, comm, /*verified=*/false, /*remap_by_raw_id=*/true);
-  if (!r.remapped) return 0;
-  const at::Tensor known = r.items_known.to(torch::kCPU, torch::kLong).contiguous();
-  std::vector<int64_t> trained(known.data_ptr<int64_t>(), known.data_ptr<int64_t>() + known.numel());
-  const int64_t added = static_cast<int64_t>(std::count(trained.begin(), trained.end(), 0));
-  if (added > 0 && !model.has_content_path()) {
-    Fail(model.catalog().data, ": ", added, " items are new to the model in ", dir,
-         ", which has neither categories nor content vectors to embed them from");
+  int64_t added = 0;
+  if (r.remapped) {
+    added = r.items_known.numel() - r.items_known.sum().item<int64_t>() - r.returned;
+    if (added > 0 && !model.has_content_path()) {
+      Fail(model.catalog().data, ": ", added, " items are new to the model in ", dir,
+           ", which has neither categories nor content vectors to embed them from");
+    }
   }
-  model.ZeroIdRows(trained);
   if (model.config().impute_untrained) model.ImputeUntrainedIdRows();
   return added;
 }

@@ -64,7 +64,8 @@ TEST(ColdStart, HistoriesLoseColdItemsTargetsStayUsersWithoutHistoryGo) {
                                  {"u2", {2, 4, 5}},        // train 2 (cold): dropped
                                  {"u3", {0, 2}},           // train only -> 0
                                  {"u4", {2, 2, 0, 1}},     // train 2 2 (cold): dropped
-                                 {"u5", {0, 1, 5}}});      // train 0, valid 1, test 5 (a cold target)
+                                 {"u5", {0, 1, 5}},        // train 0, valid 1, test 5 (a cold target)
+                                 {"u6", {0, 1, 2, 3}}});   // train 0 1, valid 2 (cold: kept), test 3
   auto ds = Dataset::Open(src);
   ColdItems cold;
   cold.fraction = 0.3;
@@ -73,18 +74,19 @@ TEST(ColdStart, HistoriesLoseColdItemsTargetsStayUsersWithoutHistoryGo) {
   cold.num_cold = 2;
   const std::string out = dir.File("cold.h5");
   const ColdStartReport r = WriteColdStartDataset(*ds, cold, out);
-  EXPECT_EQ(r.users, 4);
+  EXPECT_EQ(r.users, 5);
   EXPECT_EQ(r.dropped_users, 2);
   EXPECT_EQ(r.removed_events, 5);  // u0 1, u2 1, u3 1, u4 2
   EXPECT_EQ(r.cold_targets, 1);
   auto got = Dataset::Open(out);
   auto ev = Events(*got);
-  ASSERT_EQ(ev.size(), 4u);
+  ASSERT_EQ(ev.size(), 5u);
   EXPECT_EQ(ev["u0"].first, (std::vector<int32_t>{0, 1, 3, 4}));
   EXPECT_EQ(ev["u0"].second, (std::vector<int64_t>{100, 101, 103, 104}));
   EXPECT_EQ(ev["u1"].first, (std::vector<int32_t>{1, 1}));
   EXPECT_EQ(ev["u3"].first, (std::vector<int32_t>{0}));
   EXPECT_EQ(ev["u5"].first, (std::vector<int32_t>{0, 1, 5}));
+  EXPECT_EQ(ev["u6"].first, (std::vector<int32_t>{0, 1, 2, 3}));  // a held-out event is never removed
   // The catalogue is the source's: the same id space, titles, categories and content.
   EXPECT_EQ(got->ItemIdsFingerprint(), ds->ItemIdsFingerprint());
   EXPECT_EQ(got->ReadItemTitles(0, 6), ds->ReadItemTitles(0, 6));
