@@ -359,6 +359,7 @@ at::Tensor TwoTowerModel::EncodeContent(const at::Tensor& ids_in) {
 
 int64_t TwoTowerModel::ImputeUntrainedIdRows(int64_t neighbours) {
   Impl& m = *impl_;
+  CHECK_GE(neighbours, 1);
   if (!has_content_path()) return 0;
   torch::NoGradGuard no_grad;
   const int64_t n = m.catalog.num_items;
