@@ -45,7 +45,7 @@ def shardrec_rate(binary, data, work, row, precision, ranks=1, one_core=False):
            "--batch-size", str(row["batch"]), "--max-len", str(row["max_len"]), "--dim", "64", "--blocks", "2",
            "--heads", "1", "--dropout", str(row["dropout"]), "--loss", row["loss"], "--negatives", "512",
            "--temperature", "0.05", "--eval-every", "0", "--checkpoint-every", "0", "--precision", precision,
-           "--log-every", "1000"]
+           "--log-every", "1000", "--context=false"]  # the eager twin has no context features
     env = None
     if ranks > 1:
         cmd = [os.path.join(ROOT, "launch", "mpirun.sh"), "-np", str(ranks)] + cmd
@@ -68,7 +68,8 @@ def two_independent_rates(binary, data, work, row):
         cmd = ["taskset", "-c", str(core), binary, "train", "--data", data, "--run-dir", run_dir,
                "--max-steps", str(row["steps"]), "--batch-size", str(row["batch"]), "--max-len", str(row["max_len"]),
                "--dim", "64", "--blocks", "2", "--heads", "1", "--dropout", str(row["dropout"]), "--loss", row["loss"],
-               "--negatives", "512", "--eval-every", "0", "--checkpoint-every", "0", "--log-every", "1000"]
+               "--negatives", "512", "--eval-every", "0", "--checkpoint-every", "0", "--log-every", "1000",
+               "--context=false"]
         procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")))
     total = 0.0
     for p in procs:

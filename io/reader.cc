@@ -170,8 +170,9 @@ std::optional<Batch> SequenceReader::Next() {
     std::copy(items.begin(), items.begin() + (s.end - s.begin), batch.items.begin() + i * width);
     if (s.target >= 0) batch.targets.push_back(items.back());
     if (ts) {
-      std::vector<int64_t> t = dataset_->ReadTimestamps(s.begin, s.end);
-      std::copy(t.begin(), t.end(), batch.timestamps.begin() + i * width);
+      std::vector<int64_t> t = dataset_->ReadTimestamps(s.begin, read_end);
+      std::copy(t.begin(), t.begin() + (s.end - s.begin), batch.timestamps.begin() + i * width);
+      if (s.target >= 0) batch.target_timestamps.push_back(t.back());
     }
   }
   return batch;

@@ -64,6 +64,7 @@ struct Batch {
   std::vector<int64_t> timestamps;  // [rows x width]; empty if the dataset has none (0 = padding)
   std::vector<int32_t> lengths;     // [rows]
   std::vector<int64_t> targets;     // [rows]; valid/test only
+  std::vector<int64_t> target_timestamps;  // [rows]; valid/test with timestamps only
   // With ReaderOptions::full_history: row i's whole input (not cut to max_len) is
   // history_items[history_offsets[i] .. history_offsets[i+1]).
   std::vector<int64_t> history_offsets;

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 #include <thread>
 #include <unordered_set>
@@ -40,7 +41,7 @@ void ApplyRunConfig(const std::string& run_dir) {
   std::vector<std::string> only = ModelFlags();
   only.push_back("data");
   only.push_back("seed");
-  ApplyConfigFile(cfg, TrainKeys(), only);
+  ApplyRunConfigFile(cfg, TrainKeys(), only);
 }
 
 int RunExport(const std::vector<std::string>&) {
@@ -263,13 +264,29 @@ int RunQuery(const std::vector<std::string>&) {
     if (items.empty()) Fail("--history: no items given");
     who = "history of " + std::to_string(items.size()) + " items";
   }
+  int64_t request = kUnknownTime;
+  if (!FLAGS_at.empty()) {
+    auto t = FLAGS_at == "now" ? std::optional<int64_t>(static_cast<int64_t>(std::time(nullptr))) : ParseInt64(FLAGS_at);
+    if (!t) Fail("--at: expected unix seconds or 'now', got '", FLAGS_at, "'");
+    if (stamps.empty()) {
+      Fail("--at: the history has no timestamps (", FLAGS_user.empty() ? "give RAW_ID@UNIX_SECONDS in --history" : "the data has none",
+           "), so the request time has nothing to be measured from");
+    }
+    if (*t < stamps.back()) Fail("--at ", *t, " is before the history's last event (", stamps.back(), ")");
+    request = *t;
+  }
   std::vector<Hit> hits;
   Reasons because;
   double explain_ms = 0;
-  if (!FLAGS_history.empty() || FLAGS_explain) {
-    // The exported model: its user tower encodes a given history, and explains the hits.
+  if (!FLAGS_history.empty() || FLAGS_explain || request != kUnknownTime) {
+    // The exported model: its user tower encodes the history (given, or the user's with a request
+    // time), and explains the hits.
     ApplyRunConfig(Dirname(m.source));
     ModelConfig mc = ModelConfigFromFlags();
+    if (request != kUnknownTime && !mc.context) {
+      std::fprintf(stderr, "shardrec: warning: --at: the model of export %s has no context (trained with --context=false); "
+                   "the request time changes nothing\n", m.version.c_str());
+    }
     const int64_t keep = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));
     const std::vector<int64_t> tail(items.end() - keep, items.end());
     const std::vector<int64_t> tail_ts = stamps.empty() ? stamps : std::vector<int64_t>(stamps.end() - keep, stamps.end());
@@ -280,9 +297,10 @@ int RunQuery(const std::vector<std::string>&) {
       LoadModelForCatalogue(model, m.source, c);  // an export may serve items added since training
       model.train(false);
       torch::NoGradGuard no_grad;
-      if (!FLAGS_history.empty()) {
-        const std::vector<int64_t> len = {keep};
-        at::Tensor v = model.EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, mc.time_buckets, torch::kCPU))[0].contiguous();
+      if (!FLAGS_history.empty() || request != kUnknownTime) {
+        const std::vector<int64_t> len = {keep}, req = {request};
+        at::Tensor v =
+            model.EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, req, mc.history_features(), torch::kCPU))[0].contiguous();
         query.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
       }
       hits = index->Search(query.data(), FLAGS_k, exclude);
@@ -290,7 +308,7 @@ int RunQuery(const std::vector<std::string>&) {
       const auto start = std::chrono::steady_clock::now();
       std::vector<int64_t> ids;
       for (const Hit& h : hits) ids.push_back(h.id);
-      because = TopReasons(HistoryContributions(model, tail, tail_ts, ids), tail, 3);
+      because = TopReasons(HistoryContributions(model, tail, tail_ts, ids, request), tail, 3);
       explain_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     });
   } else {
@@ -424,9 +442,9 @@ Registrar index_cmd({
 Registrar query_cmd({
     .name = "query",
     .summary = "top-K items for a known user or a history of items, with raw ids, titles and scores",
-    .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID[@UNIX_SECONDS],...) [--k 10 --json "
+    .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID[@UNIX_SECONDS],...) [--at UNIX_SECONDS --k 10 --json "
              "--explain]",
-    .flags = {"export_dir", "user", "history", "k", "json", "exact", "explain", "seed"},
+    .flags = {"export_dir", "user", "history", "k", "json", "exact", "explain", "at", "seed"},
     .positional = 0,
     .run = RunQuery,
 });

@@ -20,7 +20,7 @@
 namespace shardrec::cli {
 
 const std::vector<std::string>& ModelFlags() {
-  static const std::vector<std::string> f = {"dim", "blocks", "heads", "max_len", "dropout", "time_buckets",
+  static const std::vector<std::string> f = {"dim", "blocks", "heads", "max_len", "dropout", "time_buckets", "context",
                                              "use_categories", "use_content", "embedding_optimizer",
                                              "embedding_lr", "sharding", "positions", "score", "input_vectors", "id_dropout", "untrained_items"};
   return f;
@@ -44,6 +44,7 @@ ModelConfig ModelConfigFromFlags() {
   m.id_dropout = FLAGS_id_dropout;
   m.impute_untrained = IsSecondChoice("untrained-items", FLAGS_untrained_items, "content", "neighbours");
   m.time_buckets = FLAGS_time_buckets;
+  m.context = FLAGS_context;
   m.use_categories = FLAGS_use_categories;
   m.use_content = FLAGS_use_content;
   m.embedding_optimizer.type = ParseOptimizer(FLAGS_embedding_optimizer);
@@ -160,7 +161,7 @@ int RunTrain(const std::vector<std::string>&) {
     if (!PathExists(run + "/config.yaml")) Fail(run, ": no config.yaml; not a run directory");
     if (FLAGS_run_dir.empty()) gflags::SetCommandLineOption("run_dir", run.c_str());
     if (FLAGS_run_dir != run) Fail("--resume ", run, " and --run-dir ", FLAGS_run_dir, " differ");
-    ApplyConfigFile(run + "/config.yaml", TrainKeys());
+    ApplyRunConfigFile(run + "/config.yaml", TrainKeys());
   }
   if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
   std::string derived;
@@ -266,7 +267,7 @@ int RunEval(const std::vector<std::string>&) {
   // A run's own configuration rebuilds its model; flags given here still win.
   if (!FLAGS_run_dir.empty() && PathExists(FLAGS_run_dir + "/config.yaml")) {
     std::vector<std::string> keys = TrainKeys();
-    ApplyConfigFile(FLAGS_run_dir + "/config.yaml", keys);
+    ApplyRunConfigFile(FLAGS_run_dir + "/config.yaml", keys);
   } else if (!baseline) {
     Fail(FLAGS_run_dir, ": no config.yaml; is this a run directory of `shardrec train`?");
   }

@@ -65,6 +65,21 @@ void ApplyConfigFile(const std::string& path, const std::vector<std::string>& al
   }
 }
 
+void ApplyRunConfigFile(const std::string& path, const std::vector<std::string>& allowed,
+                        const std::vector<std::string>& only) {
+  ApplyConfigFile(path, allowed, only);
+  // Model keys newer than some runs, with the value that reproduces the model those runs trained.
+  static const std::vector<std::pair<std::string, std::string>> kBefore = {{"context", "false"}};
+  std::set<std::string> present;
+  for (const auto& kv : LoadFlatMapping(path)) present.insert(FlagName(kv.first.Scalar()));
+  for (const auto& [key, value] : kBefore) {
+    if (present.count(key) || (!only.empty() && std::find(only.begin(), only.end(), key) == only.end())) continue;
+    gflags::CommandLineFlagInfo info;
+    if (!gflags::GetCommandLineFlagInfo(key.c_str(), &info) || !info.is_default) continue;
+    CHECK(!gflags::SetCommandLineOption(key.c_str(), value.c_str()).empty()) << key;
+  }
+}
+
 std::string EffectiveConfig(const std::vector<std::string>& keys) {
   YAML::Emitter out;
   out << YAML::BeginMap;

@@ -95,6 +95,8 @@ DEFINE_string(untrained_items, "content", "eval, export and query: serve an item
               "content (neighbours)");
 DEFINE_uint64(cold_seed, 1, "cold-start protocol: the seed that picks the cold items");
 DEFINE_int64(time_buckets, 16, "time-gap buckets (0 = off)");
+DEFINE_bool(context, true, "user tower: hour of day and day of week (UTC) of each event and of the request, and the gap "
+            "from the last event to the request (off without timestamps)");
 DEFINE_bool(use_categories, true, "item tower: add pooled category embeddings when the data has categories");
 DEFINE_bool(use_content, true, "item tower: add projected content vectors when the data has them");
 DEFINE_string(embedding_optimizer, "rowwise_adagrad", "sparse optimizer of embedding tables: sgd, rowwise_adagrad, adam");
@@ -133,6 +135,8 @@ DEFINE_int64(train_vectors, 0,
              "64 x lists), at most the shard)");
 DEFINE_string(user, "", "query: a raw user id of the export");
 DEFINE_string(history, "", "query: raw item ids, oldest first, comma-separated (runs the user tower)");
+DEFINE_string(at, "", "query: the request time (unix seconds, or 'now'): its hour, day and gap to the last event enter the "
+              "user tower (context); without it the request adds nothing");
 DEFINE_int64(k, 10, "query, recall: how many items per user");
 DEFINE_int32(threads, 0, "recall: search threads per rank (0 = this machine's cores divided by the ranks on it)");
 DEFINE_bool(exact, false, "query: exact search instead of the ANN index");

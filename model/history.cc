@@ -3,7 +3,9 @@
 #include <ATen/ATen.h>
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 namespace shardrec {
@@ -14,6 +16,27 @@ int64_t GapBucket(int64_t gap_seconds, int64_t buckets) {
   return std::min(b, buckets - 1);
 }
 
+void ContextIndices(int64_t time, int64_t request, int64_t out[ContextRows::kPerPosition]) {
+  // Floor division, so times before 1970 land in the right hour and day; 1970-01-01 was a Thursday.
+  auto floor_div = [](int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); };
+  auto hour = [&](int64_t t) { return floor_div(t, 3600) - floor_div(t, 86400) * 24; };
+  auto day = [&](int64_t t) { const int64_t d = (floor_div(t, 86400) + 3) % 7; return d < 0 ? d + 7 : d; };
+  out[0] = ContextRows::kEventHour + hour(time);
+  out[1] = ContextRows::kEventDay + day(time);
+  if (request == kUnknownTime) {
+    out[2] = ContextRows::kRequestHour;
+    out[3] = ContextRows::kRequestDay;
+    out[4] = ContextRows::kRequestGap;
+    return;
+  }
+  out[2] = ContextRows::kRequestHour + 1 + hour(request);
+  out[3] = ContextRows::kRequestDay + 1 + day(request);
+  // A gap so large that request - time overflows is as good as the largest (or a negative) one.
+  int64_t gap = 0;
+  if (__builtin_sub_overflow(request, time, &gap)) gap = request > time ? std::numeric_limits<int64_t>::max() : -1;
+  out[4] = ContextRows::kRequestGap + 1 + GapBucket(gap, ContextRows::kRequestGapBuckets);
+}
+
 HistoryBatch HistoryBatch::Prefix(int64_t w) const {
   CHECK_LE(w, width);
   HistoryBatch h;
@@ -22,6 +45,7 @@ HistoryBatch HistoryBatch::Prefix(int64_t w) const {
   h.items = items.narrow(1, 0, w);
   h.lengths = lengths.clamp_max(w);
   if (gaps.defined()) h.gaps = gaps.narrow(1, 0, w);
+  if (context.defined()) h.context = context.narrow(1, 0, w);
   return h;
 }
 
@@ -33,24 +57,42 @@ HistoryBatch HistoryBatch::IndexedBy(const at::Tensor& sorted_ids) const {
 
 HistoryBatch MakeHistoryBatch(int64_t rows, int64_t width, std::span<const int64_t> items,
                               std::span<const int64_t> timestamps, std::span<const int64_t> lengths,
-                              int64_t time_buckets, const c10::Device& device) {
+                              std::span<const int64_t> requests, const HistoryFeatures& features,
+                              const c10::Device& device) {
   CHECK_EQ(static_cast<int64_t>(items.size()), rows * width);
   CHECK_EQ(static_cast<int64_t>(lengths.size()), rows);
-  const bool gaps = !timestamps.empty() && time_buckets > 0;
-  if (gaps) CHECK_EQ(static_cast<int64_t>(timestamps.size()), rows * width);
-  at::Tensor ids = at::empty({rows, width}, at::kLong), g;
+  const bool gaps = !timestamps.empty() && features.time_buckets > 0;
+  const bool context = !timestamps.empty() && features.context;
+  if (!timestamps.empty()) CHECK_EQ(static_cast<int64_t>(timestamps.size()), rows * width);
+  if (!requests.empty()) CHECK_EQ(static_cast<int64_t>(requests.size()), rows);
+  at::Tensor ids = at::empty({rows, width}, at::kLong), g, c;
   int64_t* id = ids.data_ptr<int64_t>();
   int64_t* gp = nullptr;
+  int64_t* cp = nullptr;
   if (gaps) {
     g = at::zeros({rows, width}, at::kLong);
     gp = g.data_ptr<int64_t>();
   }
+  if (context) {
+    c = at::empty({rows, width, ContextRows::kPerPosition}, at::kLong);
+    cp = c.data_ptr<int64_t>();
+  }
   for (int64_t i = 0; i < rows; ++i) {
     CHECK(lengths[i] >= 0 && lengths[i] <= width) << "history length " << lengths[i] << " outside [0, " << width << "]";
     for (int64_t k = 0; k < width; ++k) id[i * width + k] = k < lengths[i] ? items[i * width + k] : -1;
-    if (!gaps) continue;
-    const int64_t* ts = timestamps.data() + i * width;
-    for (int64_t k = 1; k < lengths[i]; ++k) gp[i * width + k] = GapBucket(ts[k] - ts[k - 1], time_buckets);
+    const int64_t* ts = gaps || context ? timestamps.data() + i * width : nullptr;
+    if (gaps) {
+      for (int64_t k = 1; k < lengths[i]; ++k) gp[i * width + k] = GapBucket(ts[k] - ts[k - 1], features.time_buckets);
+    }
+    if (context) {
+      // Position k's request is the next event; after the last event, the row's request time.
+      // Padding positions (never read by a real one under causal attention) repeat the last event.
+      const int64_t last = requests.empty() ? kUnknownTime : requests[i];
+      for (int64_t k = 0; k < width; ++k) {
+        const int64_t t = lengths[i] == 0 ? 0 : ts[std::min(k, lengths[i] - 1)];
+        ContextIndices(t, k + 1 < lengths[i] ? ts[k + 1] : last, cp + (i * width + k) * ContextRows::kPerPosition);
+      }
+    }
   }
   HistoryBatch h;
   h.rows = rows;
@@ -58,6 +100,7 @@ HistoryBatch MakeHistoryBatch(int64_t rows, int64_t width, std::span<const int64
   h.items = ids.to(device);
   h.lengths = at::tensor(std::vector<int64_t>(lengths.begin(), lengths.end()), at::kLong).to(device);
   if (gaps) h.gaps = g.to(device);
+  if (context) h.context = c.to(device);
   return h;
 }
 

@@ -6,6 +6,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <limits>
 #include <span>
 
 namespace shardrec {
@@ -14,6 +15,34 @@ namespace shardrec {
 // 1 + floor(log2(1 + gap/60)), capped at buckets - 1.
 int64_t GapBucket(int64_t gap_seconds, int64_t buckets);
 
+// A request time nobody gave (an exported user vector, `query` without --at).
+inline constexpr int64_t kUnknownTime = std::numeric_limits<int64_t>::min();
+
+// Context features (ModelConfig::context): rows of one embedding table, five per position. An
+// event brings the hour of day and the day of week (UTC) of its own time, and of the request it
+// precedes (the next event's time, or the request time after the last event) with the gap to it.
+// A request feature takes the first row of its range when the request time is unknown; those rows
+// stay zero, so an unknown request adds nothing.
+struct ContextRows {
+  static constexpr int64_t kEventHour = 0;      // 24 rows
+  static constexpr int64_t kEventDay = 24;      // 7 rows, Monday first
+  static constexpr int64_t kRequestHour = 31;   // 1 + 24 rows
+  static constexpr int64_t kRequestDay = 56;    // 1 + 7 rows
+  static constexpr int64_t kRequestGap = 64;    // 1 + kRequestGapBuckets rows
+  static constexpr int64_t kRequestGapBuckets = 23;
+  static constexpr int64_t kTotal = 88;
+  static constexpr int64_t kPerPosition = 5;
+};
+// The five context rows of an event at `time` (unix seconds) followed by a request at `request`
+// (kUnknownTime: unknown). The request gap bucket is GapBucket(request - time, kRequestGapBuckets).
+void ContextIndices(int64_t time, int64_t request, int64_t out[ContextRows::kPerPosition]);
+
+// What MakeHistoryBatch computes besides the items (ModelConfig::history_features()).
+struct HistoryFeatures {
+  int64_t time_buckets = 0;  // gap buckets between events; 0 = none
+  bool context = false;      // ContextRows per position
+};
+
 // rows histories, left-aligned in a [rows x width] layout; row i holds lengths[i] >= 0 events.
 struct HistoryBatch {
   int64_t rows = 0;
@@ -21,6 +50,7 @@ struct HistoryBatch {
   at::Tensor items;    // int64 [rows x width]; padding positions hold -1
   at::Tensor lengths;  // int64 [rows]
   at::Tensor gaps;     // int64 [rows x width] gap buckets (0 at the first event and padding), or undefined
+  at::Tensor context;  // int64 [rows x width x ContextRows::kPerPosition], or undefined
 
   // The first `width` positions (lengths capped at width): a training step's inputs.
   HistoryBatch Prefix(int64_t width) const;
@@ -30,10 +60,13 @@ struct HistoryBatch {
 };
 
 // items: [rows x width] (values at padding positions are ignored); timestamps: [rows x width] or
-// empty (no gaps); lengths: [rows]. gaps are computed when timestamps are given and buckets > 0.
-// Filled on the host in one pass, then moved to `device` once.
+// empty (no time features); lengths: [rows]; requests: [rows], the request time after each
+// history's last event (kUnknownTime where unknown), or empty (all unknown). Gaps are computed
+// when timestamps are given and features.time_buckets > 0, context when timestamps are given and
+// features.context. Filled on the host in one pass, then moved to `device` once.
 HistoryBatch MakeHistoryBatch(int64_t rows, int64_t width, std::span<const int64_t> items,
                               std::span<const int64_t> timestamps, std::span<const int64_t> lengths,
-                              int64_t time_buckets, const c10::Device& device);
+                              std::span<const int64_t> requests, const HistoryFeatures& features,
+                              const c10::Device& device);
 
 }  // namespace shardrec

@@ -74,13 +74,14 @@ struct DenseImpl : torch::nn::Module {
       gaps = register_module("gaps", torch::nn::Embedding(c.time_buckets, c.dim));
       torch::nn::init::normal_(gaps->weight, 0.0, 0.02);
     }
+    if (c.context) context = register_module("context", torch::nn::Embedding(ContextRows::kTotal, c.dim));
     if (content_dim > 0) content = register_module("content", torch::nn::Linear(content_dim, c.dim));
     for (int64_t i = 0; i < c.blocks; ++i) {
       blocks.push_back(register_module("block" + std::to_string(i), Block(c.dim, c.heads, c.dropout)));
     }
     ln_final = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.dim})));
   }
-  torch::nn::Embedding positions{nullptr}, gaps{nullptr};
+  torch::nn::Embedding positions{nullptr}, gaps{nullptr}, context{nullptr};
   torch::nn::Linear content{nullptr};
   std::vector<Block> blocks;
   torch::nn::LayerNorm ln_final{nullptr};
@@ -103,8 +104,13 @@ void InitDense(torch::nn::Module& module, uint64_t seed) {
     const bool norm = name.find("ln") != std::string::npos;
     if (norm) {
       cpu.fill_(name.find("weight") != std::string::npos ? 1.0 : 0.0);
-    } else if (name.rfind("positions", 0) == 0 || name.rfind("gaps", 0) == 0) {
+    } else if (name.rfind("positions", 0) == 0 || name.rfind("gaps", 0) == 0 || name.rfind("context", 0) == 0) {
       cpu.normal_(0.0, 0.02, gen);
+      if (name.rfind("context", 0) == 0) {
+        // The unknown-request rows stay zero: no real position reads them in training, so they
+        // get no gradient, and an unknown request adds nothing.
+        for (int64_t row : {ContextRows::kRequestHour, ContextRows::kRequestDay, ContextRows::kRequestGap}) cpu[row].zero_();
+      }
     } else {
       const int64_t fan_in = t.dim() == 2 ? t.size(1) : std::max<int64_t>(1, t.size(0));
       const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
@@ -301,6 +307,7 @@ at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor&
   if (m.config.positions_from_newest) pos = (pos + (m.config.max_len - h.lengths).unsqueeze(1)).clamp_max(m.config.max_len);
   x = x + m.dense->positions(pos);
   if (m.dense->gaps && h.gaps.defined() && h.width > 0) x = x + m.dense->gaps(h.gaps);
+  if (m.dense->context && h.context.defined() && h.width > 0) x = x + m.dense->context(h.context).sum(2);
   x = Dropout(x, m.config.dropout, m.dense->is_training(), m.dropout_gen);
   // Left-aligned histories under causal attention: positions < length never see padding.
   for (auto& block : m.dense->blocks) x = block->forward(x, m.dropout_gen);

@@ -2,7 +2,8 @@
 //   Item tower: sharded item-id embedding + pooled category embedding + projected content vector,
 //               summed (and L2-normalised under cosine scores).
 //   User tower: a causal pre-norm Transformer over the item-tower outputs of the history, with
-//               learned positions and time-gap buckets; one vector per position (L2-normalised
+//               learned positions, time-gap buckets and context (the hour and day of each event
+//               and of the request, and the gap to it); one vector per position (L2-normalised
 //               under cosine scores).
 // Embedding tables live in a ShardedEmbeddingCollection (sparse optimizer, row gradients sent to
 // their owners); dense parameters are replicated (identical at start, gradients all-reduced by the
@@ -30,6 +31,9 @@ struct ModelConfig {
   int64_t max_len = 50;
   double dropout = 0.2;
   int64_t time_buckets = 16;  // 0 = off (also off when the data has no timestamps)
+  // Context (also off when the data has no timestamps): hour of day and day of week of each event
+  // and of the request, and the gap from the last event to the request (model/history.h).
+  bool context = true;
   bool use_categories = true;
   bool use_content = true;
   OptimizerConfig embedding_optimizer{.type = OptimizerType::kRowWiseAdagrad, .lr = 0.05};
@@ -52,6 +56,8 @@ struct ModelConfig {
   // false: from its content path alone; true: its id rows imputed from its nearest trained items by
   // content (ImputeUntrainedIdRows), which puts it on the trained items' scale.
   bool impute_untrained = false;
+
+  HistoryFeatures history_features() const { return {.time_buckets = time_buckets, .context = context}; }
 };
 
 // The item tower's vectors for a set of items: `output` (what scores are taken against) and `input`

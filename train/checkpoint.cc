@@ -269,10 +269,17 @@ void VerifyCheckpoint(const std::string& dir, Communicator& comm) {
 
 namespace {
 
-// Dense parameters (and, when given, their AdamW state) from dense.h5.
-void LoadDense(const std::string& dir, const h5::File& f, TwoTowerModel& model, torch::optim::AdamW* adam) {
+// Dense parameters (and, when given, their AdamW state) from dense.h5. A warm start (`fresh`
+// given) from a model saved before context features existed keeps the context rows as initialised
+// and lists them in *fresh.
+void LoadDense(const std::string& dir, const h5::File& f, TwoTowerModel& model, torch::optim::AdamW* adam,
+               std::vector<std::string>* fresh) {
   for (auto& [name, p] : model.named_dense_parameters()) {
     const std::string key = "/dense/" + name;
+    if (!f.Exists(key) && fresh && name.rfind("context.", 0) == 0) {
+      fresh->push_back(name);
+      continue;
+    }
     if (!f.Exists(key)) Fail(dir, "/dense.h5: no parameter ", name, " (a model of another configuration?)");
     std::vector<float> v = f.ReadAll<float>(key);
     if (static_cast<int64_t>(v.size()) != p.numel()) {
@@ -602,7 +609,7 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
   torch::NoGradGuard no_grad;
   {
     h5::File f = h5::File::Open(dir + "/dense.h5");
-    LoadDense(dir, f, model, adam);
+    LoadDense(dir, f, model, adam, remap_by_raw_id ? &report.fresh_dense : nullptr);
     if (state) LoadTrainerState(dir, f, state);
   }
   std::string error;  // a rank-local failure (a damaged shard file) reaches every rank
@@ -642,6 +649,8 @@ int64_t SavedMaxLen(const std::string& dir, int64_t dim) {
   if (rows < 2 || rows * width != size("/dense/positions.weight")) Fail(path, ": /dense/positions.weight is not (max-len + 1) x ", width);
   return rows - 1;
 }
+
+bool SavedHasContext(const std::string& dir) { return h5::File::Open(dir + "/dense.h5").Exists("/dense/context.weight"); }
 
 std::string CheckpointDir(const std::string& run_dir, int64_t step) {
   char name[32];

@@ -58,6 +58,8 @@ int64_t SavedStep(const std::string& dir);
 // its position table. Throws UserError naming the file if it is unreadable or its width is not
 // `dim` (a model of another --dim).
 int64_t SavedMaxLen(const std::string& dir, int64_t dim);
+// Whether the model saved in `dir` has context features (ModelConfig::context).
+bool SavedHasContext(const std::string& dir);
 // What a load did to the rows (counts of ids; all zero unless the id space changed).
 struct LoadReport {
   struct Counts {
@@ -73,6 +75,9 @@ struct LoadReport {
   // remapping and `keep_retired`, the saved ids the model lacks plus the saved retired rows still
   // retired. Null when there are none to keep.
   std::shared_ptr<RetiredRows> retired;
+  // A warm start (remap_by_raw_id) from a model saved without context features: the dense
+  // parameters left as initialised.
+  std::vector<std::string> fresh_dense;
   // When remapped: bool [I], true where the model's item was saved (its row carried over).
   at::Tensor items_known;
 };

@@ -32,9 +32,10 @@ SequenceReader EvalReader(const std::string& data, Split split, int64_t batch_si
   return SequenceReader(data, ro);
 }
 
-HistoryBatch BatchHistories(const Batch& b, int64_t time_buckets, const c10::Device& dev) {
+// The request after each history is its target's time: when the user came back.
+HistoryBatch BatchHistories(const Batch& b, const HistoryFeatures& features, const c10::Device& dev) {
   std::vector<int64_t> lengths(b.lengths.begin(), b.lengths.end());
-  return MakeHistoryBatch(b.rows, b.width, b.items, b.timestamps, lengths, time_buckets, dev);
+  return MakeHistoryBatch(b.rows, b.width, b.items, b.timestamps, lengths, b.target_timestamps, features, dev);
 }
 
 // Training events of row i: its history, less the validation event when the target is the test one.
@@ -129,7 +130,7 @@ at::Tensor ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split
   const ItemVectors items = EncodeCatalogue(model, reader.info().num_items);
   while (auto b = reader.Next()) {
     if (b->rows == 0) continue;
-    fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().time_buckets, dev), items.input), items.output);
+    fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().history_features(), dev), items.input), items.output);
   }
   model.train(was_training);
   return items.output;

@@ -10,7 +10,8 @@
 namespace shardrec {
 
 at::Tensor HistoryContributions(TwoTowerModel& model, const std::vector<int64_t>& items,
-                                const std::vector<int64_t>& timestamps, const std::vector<int64_t>& candidates) {
+                                const std::vector<int64_t>& timestamps, const std::vector<int64_t>& candidates,
+                                int64_t request) {
   if (items.empty()) Fail("explain: the history is empty");
   if (!timestamps.empty() && timestamps.size() != items.size()) Fail("explain: ", items.size(), " items and ", timestamps.size(), " timestamps");
   for (int64_t c : candidates) {
@@ -38,7 +39,8 @@ at::Tensor HistoryContributions(TwoTowerModel& model, const std::vector<int64_t>
       ++w;
     }
   }
-  at::Tensor users = model.EncodeHistory(MakeHistoryBatch(rows, n, batch, stamps, lengths, mc.time_buckets, dev));
+  at::Tensor users = model.EncodeHistory(MakeHistoryBatch(rows, n, batch, stamps, lengths, std::vector<int64_t>(static_cast<size_t>(rows), request),
+                                                     mc.history_features(), dev));
   // Candidate output vectors, looked up sorted and distinct, then put back in the caller's order.
   std::vector<int64_t> distinct(candidates);
   std::sort(distinct.begin(), distinct.end());

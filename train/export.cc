@@ -98,7 +98,7 @@ VectorShard ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOpt
         if (!stamps.empty()) stamps[(u - b) * width + k] = ts_read[s + k - off[b]];
       }
     }
-    const HistoryBatch h = MakeHistoryBatch(n, width, flat, stamps, lengths, o.model.time_buckets, dev);
+    const HistoryBatch h = MakeHistoryBatch(n, width, flat, stamps, lengths, {}, o.model.history_features(), dev);
     at::Tensor last = model.EncodeHistory(h);  // collective, even when n == 0
     if (n == 0) continue;
     auto f = Floats(last);

@@ -31,6 +31,7 @@ std::map<std::string, double> EvaluateDir(const PublishOptions& o, const Holdout
   // from each run's data): each is built with its own.
   ModelConfig mc = e.model;
   mc.max_len = SavedMaxLen(model_dir, mc.dim);
+  mc.context = SavedHasContext(model_dir);  // and the served one may predate context features
   TwoTowerModel model(mc, h.catalog, PlanItemTables(mc, h.catalog, comm), &comm, e.seed);
   const LoadReport r = LoadCheckpoint(model_dir, model, nullptr, nullptr, comm, /*verified=*/false, remap);
   at::Tensor unknown;

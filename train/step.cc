@@ -43,10 +43,12 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
     int64_t width = 0;
     for (int64_t r = first; r < last; ++r) width = std::max<int64_t>(width, b.lengths[order[r]]);
     const int64_t n = last - first, l = std::max<int64_t>(0, width - 1);
-    std::vector<int64_t> items(static_cast<size_t>(n * l), -1), stamps(gaps ? items.size() : 0, 0), lengths, pos;
+    std::vector<int64_t> items(static_cast<size_t>(n * l), -1), stamps(gaps ? items.size() : 0, 0), lengths, pos, requests;
     for (int64_t r = 0; r < n; ++r) {
       const int64_t row = order[first + r], len = b.lengths[row] - 1;
       lengths.push_back(len);
+      // The last input's request is the time of the row's last event, the one it predicts.
+      if (gaps) requests.push_back(len >= 0 ? b.timestamps[row * b.width + len] : kUnknownTime);
       for (int64_t k = 0; k < len; ++k) {
         items[r * l + k] = b.items[row * b.width + k];
         if (gaps) stamps[r * l + k] = b.timestamps[row * b.width + k];
@@ -63,7 +65,7 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
         targets.push_back(target);
       }
     }
-    in.groups.push_back(MakeHistoryBatch(n, l, items, stamps, lengths, model_.config().time_buckets, dev));
+    in.groups.push_back(MakeHistoryBatch(n, l, items, stamps, lengths, requests, model_.config().history_features(), dev));
     in.positions.push_back(at::tensor(pos, at::kLong).to(dev));
   }
   in.targets = at::tensor(targets, at::kLong).to(dev);

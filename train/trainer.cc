@@ -338,6 +338,13 @@ void TrainingRun::Start(TrainingSink* sink) {
   sinks_.OnPlan(plan_table_);
   WritePlanFile(o_.run_dir + "/plan.txt", plan_, plan_table_);
   if (!warm_from_.empty()) sinks_.OnWarmStart(warm_from_, warm_ids_);
+  // Options that only act through the item tower's content path, on a tower without one.
+  if (!model_->has_content_path()) {
+    if (o_.model.id_dropout > 0) sinks_.OnWarning("--id-dropout has no effect: the item tower has no categories or content");
+    if (o_.model.impute_untrained) {
+      sinks_.OnWarning("--untrained-items neighbours has no effect: the item tower has no categories or content to find neighbours by");
+    }
+  }
   if (!o_.resume) return;
   for (const auto& w : resumed_.skipped) sinks_.OnWarning(w);
   sinks_.OnResume(resumed_.dir, state_.step, state_.epoch, state_.next_batch);
@@ -403,6 +410,7 @@ void TrainingRun::WarmStart() {
   warm_ids_ = r.remapped ? counts("items", r.items, o_.keep_retired ? "retired" : "dropped") + back + kept + "; " +
                                counts("categories", r.categories, "dropped")
                          : "the same item ids (" + std::to_string(catalog_.num_items) + " items)" + kept;
+  if (!r.fresh_dense.empty()) warm_ids_ += "; context rows start fresh (" + warm_from_ + " was trained without context)";
 }
 
 int TrainingRun::LocalStopSignal() const { return o_.stop_signal != nullptr ? o_.stop_signal->load() : 0; }

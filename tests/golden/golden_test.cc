@@ -57,6 +57,7 @@ ModelConfig TinyModel() {
   m.max_len = 4;
   m.dropout = 0;
   m.time_buckets = 4;
+  m.context = false;  // the golden checkpoint predates context features
   return m;
 }
 

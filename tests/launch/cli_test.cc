@@ -423,8 +423,9 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   EXPECT_NE(r.output.find("--history: unknown item id '99999'"), std::string::npos) << r.output;
 }
 
-// The one history -> user vector path: `query --history RAW@SECONDS,...` on a user's test-split
-// history gives the vector that evaluation ranks that user with (same items, same time gaps).
+// The one history -> user vector path: `query --history RAW@SECONDS,... --at T` on a user's
+// test-split history, T the test event's time, gives the vector that evaluation ranks that user
+// with (same items, same time gaps, the same request context). Without --at it differs.
 TEST(Cli, QueryWithTimestampsGivesTheVectorEvaluationUses) {
   TempDir dir;
   ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 200 --items 300 --events 4000").exit_code, 0);
@@ -454,27 +455,61 @@ TEST(Cli, QueryWithTimestampsGivesTheVectorEvaluationUses) {
     const auto raw = ds->ReadItemRawIds(0, ds->info().num_items);
     const auto items = ds->ReadItems(b, e);
     const auto ts = ds->ReadTimestamps(b, e);
+    const int64_t request = ds->ReadTimestamps(e, e + 1)[0];
     std::string history;
     for (size_t k = 0; k < items.size(); ++k) {
       history += (k ? "," : "") + raw[items[k]] + "@" + std::to_string(ts[k]);
     }
-    auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history " + history + " --k 3 --json");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    const auto at = r.output.find("\"user_vector\": [");
-    ASSERT_NE(at, std::string::npos) << r.output;
-    std::vector<float> got;
-    std::string list = r.output.substr(at + 16, r.output.find(']', at) - at - 16);
-    std::replace(list.begin(), list.end(), ',', ' ');
-    std::istringstream values(list);
-    for (float v; values >> v;) got.push_back(v);
+    auto vector_of = [&](const std::string& extra) {
+      auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history " + history + " --k 3 --json" + extra);
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      const auto at = r.output.find("\"user_vector\": [");
+      EXPECT_NE(at, std::string::npos) << r.output;
+      std::vector<float> got;
+      if (at == std::string::npos) return got;
+      std::string list = r.output.substr(at + 16, r.output.find(']', at) - at - 16);
+      std::replace(list.begin(), list.end(), ',', ' ');
+      std::istringstream values(list);
+      for (float v; values >> v;) got.push_back(v);
+      return got;
+    };
+    const std::vector<float> got = vector_of(" --at " + std::to_string(request));
     ASSERT_EQ(got.size(), 8u);
     for (int64_t k = 0; k < 8; ++k) EXPECT_NEAR(got[k], eval.vectors[i][k].item<float>(), 1e-5) << "user " << u << " dim " << k;
+    const std::vector<float> without = vector_of("");
+    ASSERT_EQ(without.size(), 8u);
+    float diff = 0;
+    for (int64_t k = 0; k < 8; ++k) diff = std::max(diff, std::abs(without[k] - got[k]));
+    EXPECT_GT(diff, 1e-4) << "the request time enters the user tower";
+    if (checked == 0) {
+      auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history " + history + " --at " + std::to_string(ts.back() - 1));
+      EXPECT_EQ(r.exit_code, 2);
+      EXPECT_NE(r.output.find("before the history's last event"), std::string::npos) << r.output;
+    }
     ++checked;
   }
   EXPECT_EQ(checked, 3);
   auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5@100,9");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("timestamp for every item"), std::string::npos) << r.output;
+  for (const std::string& bad : {std::string(" --history 5,9 --at 100"), std::string(" --history 5@100,9@200 --at noon")}) {
+    r = RunCommand(kBin + " query --export " + dir.File("exp") + bad);
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.output.find("--at"), std::string::npos) << r.output;
+  }
+  // --user with --at re-encodes the user's history with that request time.
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 3 --k 3 --at now");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // A run from before context existed (its config.yaml has no `context` key) is rebuilt without it.
+  ASSERT_EQ(RunCommand(kBin + " train --data " + dir.File("s.h5") + " --run-dir " + dir.File("old") +
+                       " --max-steps 2 --eval-every 0 --context=false" + model_flags).exit_code, 0);
+  std::string cfg = ReadFileToString(dir.File("old/config.yaml"));
+  const auto line = cfg.find("context: false\n");
+  ASSERT_NE(line, std::string::npos) << cfg;
+  cfg.erase(line, std::string("context: false\n").size());
+  WriteFileAtomically(dir.File("old/config.yaml"), cfg);
+  r = RunCommand(kBin + " eval --run-dir " + dir.File("old"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 // The nightly path on a 3-day synthetic scenario: a warm start on day 2 is published through the

@@ -7,6 +7,9 @@
 #include <c10/core/InferenceMode.h>
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <vector>
+
 #include "distributed/inprocess.h"
 
 namespace shardrec {
@@ -59,7 +62,7 @@ TEST_P(TwoTowerOracle, VectorsComeFromTheRightTableAndPosition) {
     ASSERT_TRUE(positions.defined());
     // Histories [2, 4] and [1, 0, 3] in one batch of width 3 (the first row padded).
     const std::vector<int64_t> hist = {2, 4, -1, 1, 0, 3}, lengths = {2, 3};
-    const HistoryBatch h = MakeHistoryBatch(2, 3, hist, {}, lengths, 0, c10::Device(at::kCPU));
+    const HistoryBatch h = MakeHistoryBatch(2, 3, hist, {}, lengths, {}, {}, c10::Device(at::kCPU));
     const at::Tensor users = model.EncodeHistory(h);
     const int64_t last_item[] = {4, 3};
     for (int64_t r = 0; r < 2; ++r) {
@@ -69,7 +72,7 @@ TEST_P(TwoTowerOracle, VectorsComeFromTheRightTableAndPosition) {
       EXPECT_TRUE(at::allclose(users[r], expected, 1e-4, 1e-5)) << "row " << r;
     }
     // The same histories one at a time (no padding) give the same vectors.
-    const HistoryBatch alone = MakeHistoryBatch(1, 2, std::vector<int64_t>{2, 4}, {}, std::vector<int64_t>{2}, 0,
+    const HistoryBatch alone = MakeHistoryBatch(1, 2, std::vector<int64_t>{2, 4}, {}, std::vector<int64_t>{2}, {}, {},
                                                 c10::Device(at::kCPU));
     EXPECT_TRUE(at::allclose(model.EncodeHistory(alone)[0], users[0], 1e-5, 1e-6));
   });
@@ -93,7 +96,7 @@ TEST(TwoTowerDropout, MasksFollowTheSeedAndTheAttentionMatchesTheFusedKernel) {
   ItemCatalog catalog;
   catalog.num_items = 30;
   const std::vector<int64_t> hist = {2, 4, 7, 9, 1, 0, 3, -1}, lengths = {4, 3};
-  const HistoryBatch h = MakeHistoryBatch(2, 4, hist, {}, lengths, 0, c10::Device(at::kCPU));
+  const HistoryBatch h = MakeHistoryBatch(2, 4, hist, {}, lengths, {}, {}, c10::Device(at::kCPU));
   for (const double rate : {0.3, 1e-12}) {
     ModelConfig c;
     c.dim = 8;
@@ -262,6 +265,98 @@ TEST(TwoTowerColdStart, UntrainedRowsAreImputedFromTheNearestTrainedItems) {
       EXPECT_EQ(model.ImputeUntrainedIdRows(k), 0) << "nothing left untrained";
     });
   }
+}
+
+
+// Context rows by hand. 1970-01-01 was a Thursday: time 0 is hour 0 of day 3 (Monday = 0), and
+// 90000 s later it is 01:00 on the Friday.
+TEST(HistoryContext, RowsOfTheHourDayAndRequestGap) {
+  int64_t r[ContextRows::kPerPosition];
+  ContextIndices(0, 90000, r);  // a gap of 1500 min: bucket 1 + floor(log2(1501)) = 11
+  EXPECT_EQ(std::vector<int64_t>(r, r + 5), (std::vector<int64_t>{0, 24 + 3, 31 + 1 + 1, 56 + 1 + 4, 64 + 1 + 11}));
+  ContextIndices(90000, 90000 + 7200, r);  // 03:00 on the Friday, 120 min later: bucket 1 + 6
+  EXPECT_EQ(std::vector<int64_t>(r, r + 5), (std::vector<int64_t>{1, 24 + 4, 31 + 1 + 3, 56 + 1 + 4, 64 + 1 + 7}));
+  ContextIndices(-1, kUnknownTime, r);  // 23:59:59 on Wednesday 1969-12-31; the request unknown
+  EXPECT_EQ(std::vector<int64_t>(r, r + 5), (std::vector<int64_t>{23, 24 + 2, 31, 56, 64}));
+  ContextIndices(100, 50, r);  // a request before the event: gap bucket 0
+  EXPECT_EQ(r[4], 64 + 1 + 0);
+  ContextIndices(std::numeric_limits<int64_t>::min() + 1, std::numeric_limits<int64_t>::max(), r);  // no overflow
+  EXPECT_EQ(r[4], 64 + ContextRows::kRequestGapBuckets);
+  EXPECT_EQ(ContextRows::kRequestGap + 1 + ContextRows::kRequestGapBuckets, ContextRows::kTotal);
+}
+
+// With no blocks, the vector at position k is LayerNorm(input vector + position + the five context
+// rows of event k and its request): the next event's time, and after the last event the row's
+// request time. An unknown request adds nothing; the request changes only the last position.
+TEST(HistoryContext, UserVectorsReadTheEventAndRequestRows) {
+  ModelConfig c;
+  c.dim = 8;
+  c.blocks = 0;
+  c.max_len = 4;
+  c.dropout = 0.0;
+  c.time_buckets = 0;
+  c.cosine = false;
+  ItemCatalog catalog;
+  catalog.num_items = 6;
+  RunRanks(1, [&](Communicator& comm) {
+    TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/5);
+    model.train(false);
+    c10::InferenceMode no_grad;
+    at::Tensor positions, context;
+    for (const auto& [name, p] : model.named_dense_parameters()) {
+      if (name == "positions.weight") positions = p;
+      if (name == "context.weight") context = p;
+    }
+    ASSERT_TRUE(context.defined());
+    ASSERT_EQ(context.size(0), ContextRows::kTotal);
+    for (int64_t row : {31, 56, 64}) EXPECT_EQ(context[row].abs().sum().item<float>(), 0.0f) << "unknown row " << row;
+    EXPECT_GT(context[33].abs().sum().item<float>(), 0.0f);
+    const at::Tensor in = model.EncodeItemVectors(at::empty({0}, at::kLong), at::arange(6, at::kLong)).input;
+    const std::vector<int64_t> items = {2, 4}, ts = {0, 90000}, len = {2};
+    auto rows = [&](std::vector<int64_t> r) { return context.index_select(0, at::tensor(r, at::kLong)).sum(0); };
+    const at::Tensor first = at::layer_norm(in[2] + positions[0] + rows({0, 27, 33, 61, 76}), {c.dim});
+    const at::Tensor with_request = at::layer_norm(in[4] + positions[1] + rows({1, 28, 35, 61, 72}), {c.dim});
+    const at::Tensor unknown = at::layer_norm(in[4] + positions[1] + rows({1, 28}), {c.dim});
+    const std::vector<int64_t> request = {90000 + 7200};
+    const at::Tensor all = model.EncodeHistory(
+        MakeHistoryBatch(1, 2, items, ts, len, request, c.history_features(), c10::Device(at::kCPU)).IndexedBy(at::arange(6, at::kLong)),
+        in, /*all_positions=*/true)[0];
+    EXPECT_TRUE(at::allclose(all[0], first, 1e-4, 1e-5));
+    EXPECT_TRUE(at::allclose(all[1], with_request, 1e-4, 1e-5));
+    const at::Tensor none = model.EncodeHistory(MakeHistoryBatch(1, 2, items, ts, len, {}, c.history_features(), c10::Device(at::kCPU)));
+    EXPECT_TRUE(at::allclose(none[0], unknown, 1e-4, 1e-5));
+    // Without timestamps, or with context off, nothing of it is read.
+    const HistoryBatch plain = MakeHistoryBatch(1, 2, items, {}, len, request, c.history_features(), c10::Device(at::kCPU));
+    EXPECT_FALSE(plain.context.defined());
+    EXPECT_FALSE(MakeHistoryBatch(1, 2, items, ts, len, request, {.time_buckets = 4}, c10::Device(at::kCPU)).context.defined());
+  });
+}
+
+// Under causal attention the request time after the last event moves only the last position.
+TEST(HistoryContext, TheRequestMovesOnlyTheLastPosition) {
+  ModelConfig c;
+  c.dim = 8;
+  c.blocks = 2;
+  c.max_len = 5;
+  c.dropout = 0.0;
+  ItemCatalog catalog;
+  catalog.num_items = 9;
+  RunRanks(1, [&](Communicator& comm) {
+    TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/7);
+    model.train(false);
+    c10::InferenceMode no_grad;
+    const at::Tensor ids = at::arange(9, at::kLong);
+    const at::Tensor in = model.EncodeItemVectors(at::empty({0}, at::kLong), ids).input;
+    const std::vector<int64_t> items = {3, 1, 8, 5}, ts = {1000, 5000, 90000, 200000}, len = {4};
+    auto encode = [&](int64_t request) {
+      const std::vector<int64_t> r = {request};
+      return model.EncodeHistory(MakeHistoryBatch(1, 4, items, ts, len, r, c.history_features(), c10::Device(at::kCPU)).IndexedBy(ids),
+                                 in, /*all_positions=*/true)[0];
+    };
+    const at::Tensor soon = encode(200060), later = encode(200000 + 40 * 86400 + 5 * 3600);
+    EXPECT_TRUE(at::allclose(soon.slice(0, 0, 3), later.slice(0, 0, 3), 1e-5, 1e-6));
+    EXPECT_GT((soon[3] - later[3]).abs().max().item<float>(), 1e-3);
+  });
 }
 
 }  // namespace

@@ -21,11 +21,11 @@ namespace {
 // The model's score of each candidate for one history, encoded on its own (the oracle: one
 // forward pass per history, no batching).
 std::vector<float> Scores(TwoTowerModel& model, const std::vector<int64_t>& items, const std::vector<int64_t>& stamps,
-                          const std::vector<int64_t>& candidates) {
+                          const std::vector<int64_t>& candidates, int64_t request = kUnknownTime) {
   torch::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(items.size());
-  const std::vector<int64_t> len = {n};
-  at::Tensor u = model.EncodeHistory(MakeHistoryBatch(1, n, items, stamps, len, model.config().time_buckets, torch::kCPU))[0];
+  const std::vector<int64_t> len = {n}, req = {request};
+  at::Tensor u = model.EncodeHistory(MakeHistoryBatch(1, n, items, stamps, len, req, model.config().history_features(), torch::kCPU))[0];
   const ItemVectors all = EncodeCatalogue(model, model.catalog().num_items);
   std::vector<float> out;
   for (int64_t c : candidates) out.push_back(torch::dot(u, all.output[c]).item<float>());
@@ -71,20 +71,24 @@ TEST_F(ExplainTest, ContributionsAreLeaveOneOutScoreDrops) {
     const std::vector<int64_t> items = {5, 17, 3, 99, 42, 7, 250, 11};  // 8 events: the last 6 count
     const std::vector<int64_t> stamps = {100, 200, 4000, 4100, 90000, 90060, 90120, 200000};
     const std::vector<int64_t> candidates = {1, 17, 200, 1};  // repeats and a history item are fine
-    for (bool with_time : {true, false}) {
-      SCOPED_TRACE(with_time ? "timestamps" : "no timestamps");
+    // Timestamps with a request time (context: the request gap follows the last event kept), without
+    // one, and no timestamps at all.
+    for (int variant : {0, 1, 2}) {
+      const bool with_time = variant < 2;
+      const int64_t request = variant == 0 ? 260000 : kUnknownTime;
+      SCOPED_TRACE(variant == 0 ? "timestamps and a request" : with_time ? "timestamps" : "no timestamps");
       const std::vector<int64_t> ts = with_time ? stamps : std::vector<int64_t>();
-      at::Tensor got = HistoryContributions(model, items, ts, candidates);
+      at::Tensor got = HistoryContributions(model, items, ts, candidates, request);
       ASSERT_EQ(got.size(0), 6);
       ASSERT_EQ(got.size(1), 4);
       const std::vector<int64_t> kept(items.end() - 6, items.end());
       const std::vector<int64_t> kept_ts = with_time ? std::vector<int64_t>(stamps.end() - 6, stamps.end()) : ts;
-      const std::vector<float> whole = Scores(model, kept, kept_ts, candidates);
+      const std::vector<float> whole = Scores(model, kept, kept_ts, candidates, request);
       for (int64_t j = 0; j < 6; ++j) {
         std::vector<int64_t> without = kept, without_ts = kept_ts;
         without.erase(without.begin() + j);
         if (with_time) without_ts.erase(without_ts.begin() + j);
-        const std::vector<float> less = Scores(model, without, without_ts, candidates);
+        const std::vector<float> less = Scores(model, without, without_ts, candidates, request);
         for (size_t k = 0; k < candidates.size(); ++k) {
           EXPECT_NEAR(got[j][k].item<float>(), whole[k] - less[k], 1e-4) << "event " << j << " candidate " << k;
         }
@@ -141,7 +145,7 @@ TEST_F(ExplainTest, PlantedSuccessorsAreExplainedByTheirPredecessor) {
       std::vector<int64_t> ts = stamps.empty() ? stamps : std::vector<int64_t>(stamps.end() - n, stamps.end());
       // The model's top 10, the whole history excluded.
       const std::vector<int64_t> len = {n};
-      at::Tensor v = model.EncodeHistory(MakeHistoryBatch(1, n, hist, ts, len, o.model.time_buckets, torch::kCPU))[0];
+      at::Tensor v = model.EncodeHistory(MakeHistoryBatch(1, n, hist, ts, len, {}, o.model.history_features(), torch::kCPU))[0];
       at::Tensor scores = torch::matmul(all.output, v);
       for (int32_t it : events) scores[it] = -1e30f;
       at::Tensor top = std::get<1>(scores.topk(10)).contiguous();

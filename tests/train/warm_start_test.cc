@@ -1,6 +1,7 @@
 // Stable identity across datasets: checkpoints record the id space of their rows; loading into
 // other ids is an error unless rows are mapped by raw id (warm start, `--init-from`).
 #include <gtest/gtest.h>
+#include <ATen/core/grad_mode.h>
 
 #include <algorithm>
 #include <map>
@@ -193,6 +194,46 @@ TEST_F(WarmStart, RowsCarryOverByRawIdAtAnyWorldSize) {
     WarmStartAndSave(world, sharding, out);
     EXPECT_EQ(testing::ReadSavedModel(out), warm);
   }
+}
+
+// A model saved before context features existed warm-starts a model with them: its context rows
+// are a fresh model's, every other dense parameter is the saved one. Loading it as the same model
+// (no warm start) is still an error naming the parameter.
+TEST_F(WarmStart, AModelWithoutContextWarmStartsOneWithFreshContextRows) {
+  TrainOptions without = Options("day1.h5", "unused");
+  without.model.context = false;
+  RunRanks(1, [&](Communicator& c) {
+    auto m = Build(without, c);
+    at::NoGradGuard no_grad;
+    for (auto& [name, p] : m->named_dense_parameters()) p.add_(1.0);  // unlike any fresh model
+    SaveCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c);
+  });
+  std::vector<std::string> names, kept;
+  RunRanks(1, [&](Communicator& c) {
+    auto m = Build(Options("day2.h5", "unused"), c);
+    for (auto& [name, p] : m->named_dense_parameters()) names.push_back(name);
+    SaveCheckpoint(dir_.File("fresh"), *m, nullptr, nullptr, c);
+    const LoadReport r = LoadCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c, false, /*remap=*/true);
+    EXPECT_EQ(r.fresh_dense, std::vector<std::string>{"context.weight"});
+    SaveCheckpoint(dir_.File("warm"), *m, nullptr, nullptr, c);
+  });
+  ASSERT_NE(std::find(names.begin(), names.end(), "context.weight"), names.end());
+  for (const auto& n : names) {
+    if (n != "context.weight") kept.push_back(n);
+  }
+  EXPECT_EQ(testing::ReadDense(dir_.File("warm"), {"context.weight"}), testing::ReadDense(dir_.File("fresh"), {"context.weight"}));
+  EXPECT_EQ(testing::ReadDense(dir_.File("warm"), kept), testing::ReadDense(dir_.File("old"), kept));
+  EXPECT_NE(testing::ReadDense(dir_.File("warm"), kept), testing::ReadDense(dir_.File("fresh"), kept));
+  EXPECT_FALSE(SavedHasContext(dir_.File("old")));
+  EXPECT_TRUE(SavedHasContext(dir_.File("warm")));
+  testing::ExpectUserError(
+      [&] {
+        RunRanks(1, [&](Communicator& c) {
+          auto m = Build(Options("day1.h5", "unused"), c);
+          LoadCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c);
+        });
+      },
+      {"no parameter context.weight"});
 }
 
 // Warm-started training (from the day-1 run directory: its newest checkpoint) at 1, 2 and 4 ranks
