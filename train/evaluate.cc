@@ -210,7 +210,6 @@ std::unordered_map<int64_t, std::unordered_map<int64_t, float>> Transitions(cons
 
 std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicator& comm, const ColdItems* cold) {
   auto ds = Dataset::Open(o.data);
-  const int64_t n_items = ds->info().num_items;
   const Split split = o.split == "valid" ? Split::kValid : Split::kTest;
   std::vector<int64_t> counts = TrainItemCounts(*ds, comm);
   at::Tensor pop = torch::tensor(counts, torch::kLong).to(torch::kFloat);
@@ -262,7 +261,22 @@ std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm,
   TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
   LoadModel(model, o.run_dir + "/model", comm);
   std::unique_ptr<ShardedIndex> ann;
-  if (!o.ann_export.empty()) ann = ShardedIndex::Open(ResolveExport(o.ann_export));
+  if (!o.ann_export.empty()) {
+    ann = ShardedIndex::Open(ResolveExport(o.ann_export));
+    // Ranks are item rows: the export must hold the evaluation data's items, row for row (an
+    // export made with --add-items holds more).
+    const ExportManifest& m = ann->manifest();
+    bool same = m.num_items == catalog.num_items;
+    if (same) {
+      const std::vector<std::string> raw = ds->ReadItemRawIds(0, catalog.num_items);
+      for (int64_t i = 0; same && i < catalog.num_items; ++i) same = ann->raw_id(i) == raw[static_cast<size_t>(i)];
+    }
+    if (!same) {
+      Fail("--ann ", o.ann_export, ": export ", m.version, " holds the catalogue of ", m.data, " (", m.num_items,
+           " items), not the ", catalog.num_items, " items of ", data,
+           "; evaluate an export of the evaluation data (an export with --add-items serves items it does not have)");
+    }
+  }
   return EvaluateModel(model, data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm, counts,
                        ann.get(), {}, cold ? &*cold : nullptr);
 }

@@ -100,6 +100,9 @@ def main():
     with h5py.File(os.path.join(exports, open(os.path.join(exports, "LATEST")).read().strip(), "items-0.h5"), "r") as f:
         exported = strings(f["raw_ids"])
     assert "9001" in exported and "9002" in exported, exported[-5:]
+    # Evaluating through this index against the training data is refused: its rows are another catalogue.
+    r = subprocess.run([a.shardrec, "eval", "--run-dir", runs, "--ann", "--export", exports], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "--add-items" in r.stderr + r.stdout, (r.returncode, r.stdout[-2000:], r.stderr[-2000:])
 
     def top20(history):
         q = sh("query", "--export", exports, "--exact", "--history", ",".join(history), "--k", "20", "--json")
