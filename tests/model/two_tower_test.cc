@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "distributed/inprocess.h"
@@ -190,6 +191,29 @@ TEST(TwoTowerColdStart, UntrainedRowsAreZeroAndIdDropoutLeavesTheContentPath) {
       }
       EXPECT_GT(dropped, 4);
       EXPECT_GT(kept, 4);
+      // Output and input ids that differ (a step's candidates and its history items): each vector is
+      // whole or its content projection, and an item on both sides is dropped on both or neither.
+      const auto near = [](const at::Tensor& a, const at::Tensor& b) { return at::allclose(a, b, 1e-5, 1e-6); };
+      const std::vector<int64_t> out_ids = {0, 2, 4}, in_ids = {2, 4, 5};
+      int both_dropped = 0;
+      for (uint64_t seed = 1; seed <= 8; ++seed) {
+        model.SeedDropout(seed);
+        const ItemVectors t = model.EncodeItemVectors(at::tensor(out_ids, at::kLong), at::tensor(in_ids, at::kLong));
+        ASSERT_EQ(t.output.size(0), 3);
+        ASSERT_EQ(t.input.size(0), 3);
+        for (int64_t r = 0; r < 3; ++r) {
+          const int64_t o = out_ids[r], i = in_ids[r];
+          EXPECT_TRUE(near(t.output[r], content_only[o]) || near(t.output[r], eval.output[o])) << o;
+          EXPECT_TRUE(near(t.input[r], content_only[i]) || near(t.input[r], eval.input[i])) << i;
+        }
+        for (const auto& [item, ro, ri] : {std::tuple<int64_t, int64_t, int64_t>{2, 1, 0}, {4, 2, 1}}) {
+          const bool dropped_out = near(t.output[ro], content_only[item]);
+          EXPECT_EQ(dropped_out, near(t.input[ri], content_only[item])) << "item " << item << ": one draw for both sides";
+          both_dropped += dropped_out;
+        }
+      }
+      EXPECT_GT(both_dropped, 0);
+      EXPECT_LT(both_dropped, 16);
     });
   }
   // Without categories or content, id dropout does nothing.
