@@ -347,6 +347,22 @@ void TwoTowerModel::ZeroIdRows(const std::vector<int64_t>& train_counts) {
   }
 }
 
+void TwoTowerModel::ZeroUnknownCategoryRows(const std::vector<bool>& known) {
+  Impl& m = *impl_;
+  if (m.catalog.num_categories == 0) return;
+  CHECK_EQ(static_cast<int64_t>(known.size()), m.catalog.num_categories);
+  const Shard* s = m.embeddings->LocalShard("item_category");
+  if (!s) return;
+  torch::NoGradGuard no_grad;
+  std::vector<int64_t> rows;
+  for (int64_t r = s->row_begin; r < s->row_end; ++r) {
+    if (!known[static_cast<size_t>(r)]) rows.push_back(r - s->row_begin);
+  }
+  if (rows.empty()) return;
+  at::Tensor w = m.embeddings->LocalWeights("item_category");
+  w.index_fill_(0, torch::tensor(rows, torch::kLong).to(w.device()), 0.0);
+}
+
 at::Tensor TwoTowerModel::EncodeContent(const at::Tensor& ids_in) {
   Impl& m = *impl_;
   torch::NoGradGuard no_grad;

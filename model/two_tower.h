@@ -129,6 +129,10 @@ class TwoTowerModel {
   // whose train_counts entry is 0 ([I]), so an item nobody trained on is served from its content
   // and categories alone, not from its random initial row. Optimizer state is left as it is.
   void ZeroIdRows(const std::vector<int64_t>& train_counts);
+  // Local. Sets to zero this rank's rows of the category table for the categories whose entry in
+  // `known` ([C]) is false: categories a loaded model never trained (new in a later catalogue) add
+  // nothing to their items' vectors instead of their random initial rows.
+  void ZeroUnknownCategoryRows(const std::vector<bool>& known);
   // COLLECTIVE. The content path's vectors (categories + projected content, before any
   // normalisation) of item ids [n]: [n x dim], zeros without a content path.
   at::Tensor EncodeContent(const at::Tensor& ids);

@@ -382,8 +382,11 @@ RowMaps MatchIds(const std::string& dir, const TwoTowerModel& model, bool remap,
   const int64_t now_cats = ds->info().has_categories ? ds->info().num_categories : 0;
   const std::vector<std::string> saved_names =
       f.Exists("/categories/names/offsets") ? AllStrings(f, "/categories/names", saved_cats) : std::vector<std::string>();
-  maps["item_category"] =
+  const at::Tensor cats =
       MapByKey(CategoryKeys(saved_names, saved_cats), CategoryKeys(ds->ReadCategoryNames(), now_cats), &report->categories);
+  maps["item_category"] = cats;
+  report->categories_known = torch::zeros({now_cats}, torch::kBool);
+  report->categories_known.index_fill_(0, cats.masked_select(cats >= 0), true);
   report->remapped = true;
   return maps;
 }

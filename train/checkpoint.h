@@ -78,6 +78,8 @@ struct LoadReport {
   // A warm start (remap_by_raw_id) from a model saved without context features: the dense
   // parameters left as initialised.
   std::vector<std::string> fresh_dense;
+  // When remapped: bool [C], true where the model's category was saved (its row carried over).
+  at::Tensor categories_known;
   // When remapped: bool [I], true where the model's item was saved (its row carried over).
   at::Tensor items_known;
 };

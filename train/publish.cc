@@ -34,6 +34,8 @@ std::map<std::string, double> EvaluateDir(const PublishOptions& o, const Holdout
   mc.context = SavedHasContext(model_dir);  // and the served one may predate context features
   TwoTowerModel model(mc, h.catalog, PlanItemTables(mc, h.catalog, comm), &comm, e.seed);
   const LoadReport r = LoadCheckpoint(model_dir, model, nullptr, nullptr, comm, /*verified=*/false, remap);
+  // Served as eval, export and query serve it: untrained items imputed under `untrained-items: neighbours`.
+  if (mc.impute_untrained) model.ImputeUntrainedIdRows();
   at::Tensor unknown;
   if (r.remapped) unknown = r.items_known.logical_not();
   model.train(false);

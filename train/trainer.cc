@@ -49,6 +49,10 @@ int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Comm
       Fail(model.catalog().data, ": ", added, " items are new to the model in ", dir,
            ", which has neither categories nor content vectors to embed them from");
     }
+    if (r.categories_known.numel() > 0 && model.catalog().num_categories == r.categories_known.numel()) {
+      const at::Tensor k = r.categories_known.contiguous();
+      model.ZeroUnknownCategoryRows(std::vector<bool>(k.data_ptr<bool>(), k.data_ptr<bool>() + k.numel()));
+    }
   }
   if (model.config().impute_untrained) model.ImputeUntrainedIdRows();
   return added;

@@ -292,6 +292,54 @@ TEST(TwoTowerColdStart, UntrainedRowsAreImputedFromTheNearestTrainedItems) {
 }
 
 
+// The content path and the imputation read rows through the sharded lookup: 2, 3 and 4 ranks under
+// each sharding type give the 1-rank vectors (categories, content and separate input vectors).
+TEST(TwoTowerColdStart, ContentAndImputationAreTheSameAtAnyWorldSize) {
+  ItemCatalog catalog;
+  catalog.num_items = 12;
+  catalog.num_categories = 3;
+  for (int64_t i = 0; i < 12; ++i) {
+    catalog.category_offsets.push_back(static_cast<int64_t>(catalog.category_values.size()));
+    catalog.category_values.push_back(i % 3);
+    if (i % 4 == 0) catalog.category_values.push_back((i + 1) % 3);
+  }
+  catalog.category_offsets.push_back(static_cast<int64_t>(catalog.category_values.size()));
+  at::manual_seed(3);
+  catalog.content = at::randn({12, 5});
+  const std::vector<int64_t> counts = {3, 0, 1, 1, 0, 2, 5, 0, 1, 1, 0, 4};
+  auto run = [&](int world, const std::string& sharding) {
+    ModelConfig c;
+    c.dim = 6;
+    c.blocks = 0;
+    c.max_len = 4;
+    c.time_buckets = 0;
+    c.cosine = false;
+    c.separate_input_vectors = true;
+    c.sharding = sharding;
+    std::vector<at::Tensor> out(3);  // rank 0's content vectors, output and input vectors after imputing
+    RunRanks(world, [&](Communicator& comm) {
+      TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/9);
+      model.ZeroIdRows(counts);
+      const at::Tensor ids = at::arange(12, at::kLong);
+      const at::Tensor content = model.EncodeContent(ids);
+      EXPECT_EQ(model.ImputeUntrainedIdRows(2), 4);
+      c10::InferenceMode no_grad;
+      model.train(false);
+      const ItemVectors v = model.EncodeItemVectors(ids, ids);
+      if (comm.rank() == 0) out = {content, v.output, v.input};
+    });
+    return out;
+  };
+  const std::vector<at::Tensor> one = run(1, "auto");
+  for (const auto& [world, sharding] : {std::pair{2, "row_wise"}, std::pair{3, "column_wise"}, std::pair{4, "table_wise"},
+                                        std::pair{2, "column_wise"}, std::pair{3, "row_wise"}}) {
+    SCOPED_TRACE(std::to_string(world) + " ranks, " + sharding);
+    const std::vector<at::Tensor> got = run(world, sharding);
+    for (size_t k = 0; k < 3; ++k) EXPECT_TRUE(at::allclose(got[k], one[k], 1e-5, 1e-6)) << "vectors " << k;
+  }
+}
+
+
 // Context rows by hand. 1970-01-01 was a Thursday: time 0 is hour 0 of day 3 (Monday = 0), and
 // 90000 s later it is 01:00 on the Friday.
 TEST(HistoryContext, RowsOfTheHourDayAndRequestGap) {

@@ -236,6 +236,42 @@ TEST_F(WarmStart, AModelWithoutContextWarmStartsOneWithFreshContextRows) {
       {"no parameter context.weight"});
 }
 
+// Serving a later catalogue without retraining (export --add-items, query): a category the model
+// never trained gets a zero row, not its random initial one, so it adds nothing to its items; the
+// known categories keep their trained rows wherever they moved, at 1 and 2 ranks.
+TEST_F(WarmStart, ACategoryNewToTheModelAddsNothing) {
+  DatasetWriterOptions wo;
+  wo.timestamps = true;
+  wo.categories = true;
+  {
+    auto w = DatasetWriter::Create(dir_.File("later.h5"), wo);
+    const std::vector<int32_t> ev = {0, 1, 2};
+    const std::vector<int64_t> ts = {10, 20, 30};
+    w->AddUser("u0", ev, ts);
+    for (int i = 0; i < 80; ++i) w->AddItem("i" + std::to_string(i), {}, std::vector<int32_t>{i % 5});
+    w->AddItem("n500", {}, std::vector<int32_t>{5});
+    w->SetCategoryNames({"c0", "c1", "c2", "c3", "c4", "zz"});
+    w->Finish();
+  }
+  const auto saved = testing::ReadSavedModel(dir_.File("run1/model"));
+  for (int world : {1, 2}) {
+    SCOPED_TRACE(std::to_string(world) + " ranks");
+    TrainOptions o = Options("later.h5", "unused");
+    o.model.sharding = world == 1 ? "auto" : "row_wise";
+    RunRanks(world, [&](Communicator& c) {
+      auto m = Build(o, c);
+      EXPECT_EQ(LoadModelForCatalogue(*m, dir_.File("run1/model"), c), 1);
+      SaveCheckpoint(dir_.File("later" + std::to_string(world)), *m, nullptr, nullptr, c);
+    });
+    const auto got = testing::ReadSavedModel(dir_.File("later" + std::to_string(world)));
+    EXPECT_EQ(got.at("item_category/5"), std::vector<float>(got.at("item_category/5").size(), 0.f));
+    for (int k = 0; k < 5; ++k) {
+      const std::string key = "item_category/" + std::to_string(k);
+      EXPECT_EQ(got.at(key), saved.at(key)) << key;
+    }
+  }
+}
+
 // Warm-started training (from the day-1 run directory: its newest checkpoint) at 1, 2 and 4 ranks
 // trains the same model; a PREV that is nothing loadable is an error that leaves nothing behind.
 TEST_F(WarmStart, TrainingFromAWarmStartIsWorldSizeInvariant) {
