@@ -226,6 +226,12 @@ void File::Write(const std::string& name, const std::vector<T>& data, int64_t wi
   a.Flush();
 }
 
+namespace {
+thread_local int64_t g_bytes_read = 0;
+}  // namespace
+
+int64_t ThreadBytesRead() { return g_bytes_read; }
+
 template <typename T>
 std::vector<T> File::Read(const std::string& name, int64_t begin, int64_t end) const {
   H5_LOCKED;
@@ -250,6 +256,7 @@ std::vector<T> File::Read(const std::string& name, int64_t begin, int64_t end) c
     Fail(path_, ": ", name, ": read of rows [", begin, ", ", end,
          ") failed (wrong type, or corrupted data)");
   }
+  g_bytes_read += static_cast<int64_t>(out.size() * sizeof(T));
   return out;
 }
 

@@ -53,6 +53,10 @@ struct CreateOptions {
   int deflate_level = 4;          // 0 = no compression; shuffle filter is added when > 0
 };
 
+// Bytes the calling thread's File::Read / ReadAll calls have returned so far (decoded values), for
+// tests of what a rank reads (the in-process backend's ranks are threads).
+int64_t ThreadBytesRead();
+
 // An open HDF5 file. Paths inside are absolute ("/events/item"); groups are created on demand.
 class File {
  public:

@@ -477,6 +477,31 @@ class RetiredCollector {
   std::unordered_map<std::string, int64_t> slot_;
 };
 
+// The rows at positions `keep` (ascending) of a [n x width] float dataset, [keep x width]. Kept
+// positions closer than kSpanGap share one read, so a rank reads about the rows it keeps (one span
+// when they are contiguous, as a row-wise shard's are), not the whole file.
+at::Tensor ReadKeptRows(const h5::File& f, const std::string& key, const at::Tensor& keep, int64_t width) {
+  constexpr int64_t kSpanGap = 4096;
+  const at::Tensor k_cpu = keep.to(torch::kCPU).contiguous();
+  const int64_t* k = k_cpu.data_ptr<int64_t>();
+  const int64_t n = k_cpu.numel();
+  std::vector<at::Tensor> parts;
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i;
+    while (j + 1 < n && k[j + 1] - k[j] <= kSpanGap) ++j;
+    const int64_t begin = k[i], end = k[j] + 1;
+    std::vector<float> v = f.Read<float>(key, begin, end);
+    if (static_cast<int64_t>(v.size()) != (end - begin) * width) {
+      Fail(f.path(), ": ", key, " has ", v.size(), " values in rows [", begin, ", ", end, "), expected ", (end - begin) * width,
+           " (damaged?)");
+    }
+    const at::Tensor block = FromFloats(v, {end - begin, width});
+    parts.push_back(end - begin == j - i + 1 ? block : block.index_select(0, k_cpu.slice(0, i, j + 1) - begin));
+    i = j + 1;
+  }
+  return parts.size() == 1 ? parts[0] : at::cat(parts);
+}
+
 void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model, const RowMaps& maps,
                     RetiredCollector* retired) {
   ShardedEmbeddingCollection& emb = model.embeddings();
@@ -512,13 +537,11 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
         Fail(dir, "/embeddings-rank", r, ".h5: table ", spec.name, " has row ", ids.max().item<int64_t>(),
              " but the model has ", spec.rows, " rows (another dataset?)");
       }
-      const int64_t n = static_cast<int64_t>(rows.size());
       at::Tensor w = emb.LocalWeights(spec.name);
       const auto dev = w.device();
       at::Tensor local_rows = (ids.index_select(0, keep) - s->row_begin).to(dev);
       auto place = [&](at::Tensor dst, const std::string& key, int64_t width, bool per_col) {
-        std::vector<float> v = f.ReadAll<float>(key);
-        at::Tensor src = FromFloats(v, {n, width}).index_select(0, keep);
+        at::Tensor src = ReadKeptRows(f, key, keep, width);
         if (per_col) src = src.narrow(1, lo - cb, hi - lo);
         at::Tensor target = per_col ? dst.narrow(1, lo - s->col_begin, hi - lo) : dst;
         if (!per_col) target = target.view({-1, 1});

@@ -10,6 +10,7 @@
 #include "common/file_util.h"
 #include "distributed/inprocess.h"
 #include "io/dataset.h"
+#include "io/h5.h"
 #include "io/synth.h"
 #include "model/two_tower.h"
 #include "tests/test_util.h"
@@ -298,6 +299,49 @@ TEST_F(CheckpointTest, ReshardFourRanksToTwoAndOne) {
   TrainResult on2 = Run(2, o2);
   ASSERT_EQ(on4.losses.size(), 4u);
   for (size_t i = 0; i < on4.losses.size(); ++i) EXPECT_NEAR(on4.losses[i], on2.losses[i], 1e-4 * on4.losses[i]);
+}
+
+// Loading reads what a rank keeps: a checkpoint saved at 2 ranks, loaded at 1, 2 and 3 ranks with
+// row-wise tables, each rank's HDF5 reads (h5::ThreadBytesRead) cover its own rows' vectors and
+// optimizer state, every file's row ids and the dense parameters, not the other ranks' rows. The
+// loaded model is the saved one, row for row.
+TEST(CheckpointLoad, EachRankReadsOnlyTheRowsItOwns) {
+  testing::TempDir dir;
+  ItemCatalog catalog;
+  catalog.num_items = 30000;
+  ModelConfig mc;
+  mc.dim = 16;
+  mc.blocks = 1;
+  mc.max_len = 8;
+  mc.sharding = "row_wise";
+  mc.embedding_optimizer.type = OptimizerType::kAdam;  // vectors + two moments: 3 x 16 floats a row
+  const int64_t row_bytes = 3 * 16 * 4;
+  RunRanks(2, [&](Communicator& c) {
+    TwoTowerModel m(mc, catalog, PlanItemTables(mc, catalog, c), &c, 3);
+    SaveCheckpoint(dir.File("saved"), m, nullptr, nullptr, c);
+  });
+  const auto saved = testing::ReadSavedModel(dir.File("saved"));
+  for (int world : {1, 2, 3}) {
+    SCOPED_TRACE(std::to_string(world) + " ranks");
+    std::vector<int64_t> bytes(static_cast<size_t>(world)), owned(static_cast<size_t>(world));
+    RunRanks(world, [&](Communicator& c) {
+      TwoTowerModel m(mc, catalog, PlanItemTables(mc, catalog, c), &c, 4);  // another seed: every row must be loaded
+      int64_t dense = 0;
+      for (const auto& p : m.dense_parameters()) dense += p.numel() * 4;
+      const int64_t before = h5::ThreadBytesRead();
+      LoadCheckpoint(dir.File("saved"), m, nullptr, nullptr, c, /*verified=*/true);
+      bytes[c.rank()] = h5::ThreadBytesRead() - before - dense;
+      const Shard* s = m.embeddings().LocalShard("item_id");
+      owned[c.rank()] = s ? s->row_end - s->row_begin : 0;
+      SaveCheckpoint(dir.File("again" + std::to_string(world)), m, nullptr, nullptr, c);
+    });
+    for (int r = 0; r < world; ++r) {
+      const int64_t ids = catalog.num_items * 8;  // every saved file's row ids
+      EXPECT_GE(bytes[r], owned[r] * row_bytes) << "rank " << r;
+      EXPECT_LE(bytes[r], owned[r] * row_bytes + ids + 4096) << "rank " << r << " of " << world << " owns " << owned[r] << " rows";
+    }
+    EXPECT_EQ(testing::ReadSavedModel(dir.File("again" + std::to_string(world))), saved);
+  }
 }
 
 // Runs fn on `world` ranks; returns each rank's UserError message ("" if it threw none).
