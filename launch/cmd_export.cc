@@ -268,6 +268,7 @@ int RunQuery(const std::vector<std::string>&) {
   if (!FLAGS_at.empty()) {
     auto t = FLAGS_at == "now" ? std::optional<int64_t>(static_cast<int64_t>(std::time(nullptr))) : ParseInt64(FLAGS_at);
     if (!t) Fail("--at: expected unix seconds or 'now', got '", FLAGS_at, "'");
+    if (items.empty()) Fail("--at: user ", FLAGS_user, " has no events, so the request time has nothing to be measured from");
     if (stamps.empty()) {
       Fail("--at: the history has no timestamps (", FLAGS_user.empty() ? "give RAW_ID@UNIX_SECONDS in --history" : "the data has none",
            "), so the request time has nothing to be measured from");
@@ -284,7 +285,8 @@ int RunQuery(const std::vector<std::string>&) {
     ApplyRunConfig(Dirname(m.source));
     ModelConfig mc = ModelConfigFromFlags();
     if (request != kUnknownTime && !mc.context) {
-      std::fprintf(stderr, "shardrec: warning: --at: the model of export %s has no context (trained with --context=false); "
+      std::fprintf(stderr, "shardrec: warning: --at: the model of export %s has no context (trained with --context=false, on data "
+                   "without timestamps, or before context existed); "
                    "the request time changes nothing\n", m.version.c_str());
     }
     const int64_t keep = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));

@@ -172,6 +172,10 @@ int RunTrain(const std::vector<std::string>&) {
     gflags::SetCommandLineOption("max_len", std::to_string(c.max_len).c_str());
     derived = c.reason;
   }
+  // Context reads timestamps: on data without them the run is built, and recorded, without it.
+  if (FLAGS_context && !FLAGS_data.empty() && PathExists(FLAGS_data) && !Dataset::Open(FLAGS_data)->info().has_timestamps) {
+    gflags::SetCommandLineOption("context", "false");
+  }
   TrainOptions o;
   o.derived = derived;
   o.data = FLAGS_data;

@@ -477,11 +477,14 @@ class RetiredCollector {
   std::unordered_map<std::string, int64_t> slot_;
 };
 
-// The rows at positions `keep` (ascending) of a [n x width] float dataset, [keep x width]. Kept
-// positions closer than kSpanGap share one read, so a rank reads about the rows it keeps (one span
+// The rows at positions `keep` (ascending) of a [rows x width] float dataset, [keep x width]. Kept
+// positions at most kSpanGap apart share one read, so a rank reads about the rows it keeps (one span
 // when they are contiguous, as a row-wise shard's are), not the whole file.
-at::Tensor ReadKeptRows(const h5::File& f, const std::string& key, const at::Tensor& keep, int64_t width) {
+at::Tensor ReadKeptRows(const h5::File& f, const std::string& key, int64_t rows, const at::Tensor& keep, int64_t width) {
   constexpr int64_t kSpanGap = 4096;
+  if (f.Shape(key)[0] != rows) {
+    Fail(f.path(), ": ", key, " has ", f.Shape(key)[0], " rows, its table's row ids ", rows, " (damaged?)");
+  }
   const at::Tensor k_cpu = keep.to(torch::kCPU).contiguous();
   const int64_t* k = k_cpu.data_ptr<int64_t>();
   const int64_t n = k_cpu.numel();
@@ -541,7 +544,7 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
       const auto dev = w.device();
       at::Tensor local_rows = (ids.index_select(0, keep) - s->row_begin).to(dev);
       auto place = [&](at::Tensor dst, const std::string& key, int64_t width, bool per_col) {
-        at::Tensor src = ReadKeptRows(f, key, keep, width);
+        at::Tensor src = ReadKeptRows(f, key, static_cast<int64_t>(rows.size()), keep, width);
         if (per_col) src = src.narrow(1, lo - cb, hi - lo);
         at::Tensor target = per_col ? dst.narrow(1, lo - s->col_begin, hi - lo) : dst;
         if (!per_col) target = target.view({-1, 1});
@@ -622,7 +625,7 @@ int64_t RestoreRetired(const std::string& path, const RetiredRows& prev, const s
 }  // namespace
 
 LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
-                          Communicator& comm, bool verified, bool remap_by_raw_id, bool keep_retired) {
+                          Communicator& comm, bool verified, bool remap_by_raw_id, bool keep_retired, bool fresh_context) {
   if (!verified) VerifyCheckpoint(dir, comm);
   const int64_t saved_world = ReadManifest(dir).world_size;
   LoadReport report;
@@ -635,7 +638,7 @@ LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::o
   torch::NoGradGuard no_grad;
   {
     h5::File f = h5::File::Open(dir + "/dense.h5");
-    LoadDense(dir, f, model, adam, remap_by_raw_id ? &report.fresh_dense : nullptr);
+    LoadDense(dir, f, model, adam, fresh_context ? &report.fresh_dense : nullptr);
     if (state) LoadTrainerState(dir, f, state);
   }
   std::string error;  // a rank-local failure (a damaged shard file) reaches every rank

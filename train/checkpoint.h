@@ -93,9 +93,11 @@ struct LoadReport {
 // `remap_by_raw_id`: then every saved row goes to the model's row of the same raw item id (category
 // name), ids the model lacks are dropped (kept as retired rows with `keep_retired`) and ids new to
 // it keep their initial rows, except ids whose rows the directory kept as retired: those come back.
+// `fresh_context` (a warm start): a saved model without context features loads into one with them,
+// whose context rows keep their initial values (LoadReport::fresh_dense); otherwise that is an error.
 LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                           TrainerState* state, Communicator& comm, bool verified = false,
-                          bool remap_by_raw_id = false, bool keep_retired = false);
+                          bool remap_by_raw_id = false, bool keep_retired = false, bool fresh_context = false);
 // Throws UserError naming the checkpoint and file if the manifest is missing or a file's size or
 // checksum does not match it. Checks the files whose position in name order is `part` modulo `parts`.
 void VerifyCheckpoint(const std::string& dir, int part = 0, int parts = 1);

@@ -273,8 +273,9 @@ std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm,
     }
     if (!same) {
       Fail("--ann ", o.ann_export, ": export ", m.version, " holds the catalogue of ", m.data, " (", m.num_items,
-           " items), not the ", catalog.num_items, " items of ", data,
-           "; evaluate an export of the evaluation data (an export with --add-items serves items it does not have)");
+           " items), not the item ids of ", data, " (", catalog.num_items,
+           " items); evaluate an export of the evaluation data (an export made with --add-items also serves items "
+           "the data does not have)");
     }
   }
   return EvaluateModel(model, data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm, counts,

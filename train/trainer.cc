@@ -403,7 +403,7 @@ void TrainingRun::WarmStart() {
   const InitSource from = ResolveInitFrom(o_.init_from, comm_);
   warm_from_ = from.dir;
   const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_, from.verified,
-                                      /*remap_by_raw_id=*/true, o_.keep_retired);
+                                      /*remap_by_raw_id=*/true, o_.keep_retired, /*fresh_context=*/true);
   retired_ = r.retired;
   auto counts = [](const char* what, const LoadReport::Counts& c, const char* gone) {
     return std::string(what) + " " + std::to_string(c.carried) + " carried over, " + std::to_string(c.fresh) + " new, " +

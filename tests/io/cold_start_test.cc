@@ -125,7 +125,9 @@ TEST(ColdStart, TheChoiceIsASeededFractionOfTheItemsWithEvents) {
   EXPECT_EQ(a.num_cold, std::llround(0.2 * static_cast<double>(with_events)));
   EXPECT_EQ(std::count(a.cold.begin(), a.cold.end(), 1), a.num_cold);
   for (int i = 0; i < 100; ++i) {
-    if (counts[i] == 0) EXPECT_EQ(a.cold[i], 0) << "item " << i << " has no events";
+    if (counts[i] == 0) {
+      EXPECT_EQ(a.cold[i], 0) << "item " << i << " has no events";
+    }
   }
   EXPECT_EQ(a.cold, b.cold);  // a function of (data, fraction, seed)
   EXPECT_NE(a.cold, c.cold);
@@ -138,7 +140,9 @@ TEST(ColdStart, TheChoiceIsASeededFractionOfTheItemsWithEvents) {
   std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return counts[x] > counts[y] || (counts[x] == counts[y] && x < y); });
   for (size_t k = 0; k < order.size(); ++k) EXPECT_EQ(rank[order[k]], static_cast<int64_t>(k));
   for (int i = 0; i < 100; ++i) {
-    if (!a.cold[i]) EXPECT_EQ(rank[i], -1);
+    if (!a.cold[i]) {
+      EXPECT_EQ(rank[i], -1);
+    }
   }
   ExpectUserError([&] { ChooseColdItems(*ds, 0, 1); }, {"--cold-items"});
   ExpectUserError([&] { ChooseColdItems(*ds, 1, 1); }, {"--cold-items"});

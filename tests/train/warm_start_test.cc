@@ -213,7 +213,8 @@ TEST_F(WarmStart, AModelWithoutContextWarmStartsOneWithFreshContextRows) {
     auto m = Build(Options("day2.h5", "unused"), c);
     for (auto& [name, p] : m->named_dense_parameters()) names.push_back(name);
     SaveCheckpoint(dir_.File("fresh"), *m, nullptr, nullptr, c);
-    const LoadReport r = LoadCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c, false, /*remap=*/true);
+    const LoadReport r = LoadCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c, false, /*remap=*/true,
+                                        /*keep_retired=*/false, /*fresh_context=*/true);
     EXPECT_EQ(r.fresh_dense, std::vector<std::string>{"context.weight"});
     SaveCheckpoint(dir_.File("warm"), *m, nullptr, nullptr, c);
   });
@@ -231,6 +232,15 @@ TEST_F(WarmStart, AModelWithoutContextWarmStartsOneWithFreshContextRows) {
         RunRanks(1, [&](Communicator& c) {
           auto m = Build(Options("day1.h5", "unused"), c);
           LoadCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c);
+        });
+      },
+      {"no parameter context.weight"});
+  // Serving a catalogue (a remap that is not a warm start) does not invent context rows either.
+  testing::ExpectUserError(
+      [&] {
+        RunRanks(1, [&](Communicator& c) {
+          auto m = Build(Options("day2.h5", "unused"), c);
+          LoadModelForCatalogue(*m, dir_.File("old"), c);
         });
       },
       {"no parameter context.weight"});
