@@ -347,20 +347,17 @@ void TwoTowerModel::ZeroIdRows(const std::vector<int64_t>& train_counts) {
   }
 }
 
-void TwoTowerModel::ZeroUnknownCategoryRows(const std::vector<bool>& known) {
+void TwoTowerModel::ZeroUnknownCategoryRows(const at::Tensor& known) {
   Impl& m = *impl_;
-  if (m.catalog.num_categories == 0) return;
-  CHECK_EQ(static_cast<int64_t>(known.size()), m.catalog.num_categories);
+  if (m.catalog.num_categories == 0 || !known.defined()) return;
+  CHECK_EQ(known.numel(), m.catalog.num_categories);
   const Shard* s = m.embeddings->LocalShard("item_category");
   if (!s) return;
   torch::NoGradGuard no_grad;
-  std::vector<int64_t> rows;
-  for (int64_t r = s->row_begin; r < s->row_end; ++r) {
-    if (!known[static_cast<size_t>(r)]) rows.push_back(r - s->row_begin);
-  }
-  if (rows.empty()) return;
+  const at::Tensor rows = at::nonzero(known.narrow(0, s->row_begin, s->row_end - s->row_begin).logical_not()).view({-1});
+  if (rows.numel() == 0) return;
   at::Tensor w = m.embeddings->LocalWeights("item_category");
-  w.index_fill_(0, torch::tensor(rows, torch::kLong).to(w.device()), 0.0);
+  w.index_fill_(0, rows.to(w.device()), 0.0);
 }
 
 at::Tensor TwoTowerModel::EncodeContent(const at::Tensor& ids_in) {

@@ -130,9 +130,10 @@ class TwoTowerModel {
   // and categories alone, not from its random initial row. Optimizer state is left as it is.
   void ZeroIdRows(const std::vector<int64_t>& train_counts);
   // Local. Sets to zero this rank's rows of the category table for the categories whose entry in
-  // `known` ([C]) is false: categories a loaded model never trained (new in a later catalogue) add
-  // nothing to their items' vectors instead of their random initial rows.
-  void ZeroUnknownCategoryRows(const std::vector<bool>& known);
+  // `known` (bool [C], LoadReport::categories_known) is false: categories a loaded model never
+  // trained (new in a later catalogue) add nothing to their items' vectors instead of their random
+  // initial rows. Does nothing when `known` is undefined or the model reads no categories.
+  void ZeroUnknownCategoryRows(const at::Tensor& known);
   // COLLECTIVE. The content path's vectors (categories + projected content, before any
   // normalisation) of item ids [n]: [n x dim], zeros without a content path.
   at::Tensor EncodeContent(const at::Tensor& ids);

@@ -482,8 +482,8 @@ class RetiredCollector {
 // when they are contiguous, as a row-wise shard's are), not the whole file.
 at::Tensor ReadKeptRows(const h5::File& f, const std::string& key, int64_t rows, const at::Tensor& keep, int64_t width) {
   constexpr int64_t kSpanGap = 4096;
-  if (f.Shape(key)[0] != rows) {
-    Fail(f.path(), ": ", key, " has ", f.Shape(key)[0], " rows, its table's row ids ", rows, " (damaged?)");
+  if (const int64_t saved = f.Shape(key)[0]; saved != rows) {
+    Fail(f.path(), ": ", key, " has ", saved, " rows, its table's row ids ", rows, " (damaged?)");
   }
   const at::Tensor k_cpu = keep.to(torch::kCPU).contiguous();
   const int64_t* k = k_cpu.data_ptr<int64_t>();

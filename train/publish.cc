@@ -11,6 +11,7 @@
 #include "train/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/item_data.h"
+#include "train/trainer.h"
 
 namespace shardrec {
 namespace {
@@ -33,16 +34,13 @@ std::map<std::string, double> EvaluateDir(const PublishOptions& o, const Holdout
   mc.max_len = SavedMaxLen(model_dir, mc.dim);
   mc.context = SavedHasContext(model_dir);  // and the served one may predate context features
   TwoTowerModel model(mc, h.catalog, PlanItemTables(mc, h.catalog, comm), &comm, e.seed);
-  // Served as eval, export and query serve it (LoadModelForCatalogue): rows the load does not fill
-  // (items and categories new to the served model) are zero, and untrained items are imputed under
-  // `untrained-items: neighbours` from trained rows only.
-  if (remap) model.ZeroIdRows(std::vector<int64_t>(static_cast<size_t>(h.catalog.num_items), 0));
-  const LoadReport r = LoadCheckpoint(model_dir, model, nullptr, nullptr, comm, /*verified=*/false, remap);
-  if (r.remapped && r.categories_known.numel() > 0 && model.catalog().num_categories == r.categories_known.numel()) {
-    const at::Tensor k = r.categories_known.contiguous();
-    model.ZeroUnknownCategoryRows(std::vector<bool>(k.data_ptr<bool>(), k.data_ptr<bool>() + k.numel()));
+  // Each loaded as eval, export and query load it; the served model's items new since are masked.
+  LoadReport r;
+  if (remap) {
+    r = LoadModelForServing(model, model_dir, comm);
+  } else {
+    LoadModel(model, model_dir, comm);
   }
-  if (mc.impute_untrained) model.ImputeUntrainedIdRows();
   at::Tensor unknown;
   if (r.remapped) unknown = r.items_known.logical_not();
   model.train(false);

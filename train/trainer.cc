@@ -36,25 +36,25 @@ void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm)
   if (model.config().impute_untrained) model.ImputeUntrainedIdRows();
 }
 
-int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
+LoadReport LoadModelForServing(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
   if (!PathExists(dir)) Fail(dir, ": no trained model; run `shardrec train` first");
   // Every id row starts at zero: what the load does not fill (items new to the model; rows kept as
-  // retired come back) stays zero, so a new item is served from its content.
+  // retired come back) stays zero, so a new item is served from its content; so do new categories.
   model.ZeroIdRows(std::vector<int64_t>(static_cast<size_t>(model.catalog().num_items), 0));
   const LoadReport r = LoadCheckpoint(dir, model, nullptr, nullptr, comm, /*verified=*/false, /*remap_by_raw_id=*/true);
-  int64_t added = 0;
-  if (r.remapped) {
-    added = r.items_known.numel() - r.items_known.sum().item<int64_t>() - r.returned;
-    if (added > 0 && !model.has_content_path()) {
-      Fail(model.catalog().data, ": ", added, " items are new to the model in ", dir,
-           ", which has neither categories nor content vectors to embed them from");
-    }
-    if (r.categories_known.numel() > 0 && model.catalog().num_categories == r.categories_known.numel()) {
-      const at::Tensor k = r.categories_known.contiguous();
-      model.ZeroUnknownCategoryRows(std::vector<bool>(k.data_ptr<bool>(), k.data_ptr<bool>() + k.numel()));
-    }
-  }
+  if (r.remapped) model.ZeroUnknownCategoryRows(r.categories_known);
   if (model.config().impute_untrained) model.ImputeUntrainedIdRows();
+  return r;
+}
+
+int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
+  const LoadReport r = LoadModelForServing(model, dir, comm);
+  if (!r.remapped) return 0;
+  const int64_t added = r.items_known.numel() - r.items_known.sum().item<int64_t>() - r.returned;
+  if (added > 0 && !model.has_content_path()) {
+    Fail(model.catalog().data, ": ", added, " items are new to the model in ", dir,
+         ", which has neither categories nor content vectors to embed them from");
+  }
   return added;
 }
 

@@ -11,6 +11,7 @@
 #include "distributed/communicator.h"
 #include "model/two_tower.h"
 #include "sharding/plan.h"
+#include "train/checkpoint.h"
 #include "train/item_data.h"
 #include "train/report.h"
 
@@ -180,5 +181,10 @@ void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm)
 // categories alone (or, with ModelConfig::impute_untrained, from its nearest trained items). Returns the number of such items. A UserError if there are any and the model
 // has no content path (nothing to embed them from).
 int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Communicator& comm);
+// COLLECTIVE. What LoadModelForCatalogue does, without requiring a content path for new items (a
+// caller that masks them, such as the publish gate ranking the served model): zero rows for
+// items and categories the model lacks, rows by raw id, imputation per the config. Returns the
+// load's report (LoadReport::items_known says which items the model has).
+LoadReport LoadModelForServing(TwoTowerModel& model, const std::string& dir, Communicator& comm);
 
 }  // namespace shardrec
