@@ -88,6 +88,17 @@ struct DenseImpl : torch::nn::Module {
 };
 TORCH_MODULE(Dense);
 
+}  // namespace
+
+int64_t DenseParameterCount(const ModelConfig& config, int64_t content_dim) {
+  Dense dense(config, content_dim);
+  int64_t n = 0;
+  for (const auto& p : dense->parameters()) n += p.numel();
+  return n;
+}
+
+namespace {
+
 at::Tensor Normalize(const at::Tensor& x) { return x / x.norm(2, -1, true).clamp_min(1e-12); }
 
 // Deterministic initialisation from a private generator: torch's default generator is shared by

@@ -81,6 +81,9 @@ struct ItemCatalog {
   std::string item_ids_fingerprint;
 };
 
+// Parameters of the dense tower (user tower, position, time, context and content layers).
+int64_t DenseParameterCount(const ModelConfig& config, int64_t content_dim);
+
 // The item tower's embedding tables (item ids; categories when the catalogue has them and the
 // config uses them): what the planner places.
 std::vector<TableSpec> ItemTowerTables(const ModelConfig& config, const ItemCatalog& catalog);

@@ -1,5 +1,7 @@
 #include "tests/test_util.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,5 +68,37 @@ CommandResult RunCommand(const std::string& command) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return r;
 }
+
+CommandResult RunProgram(const std::string& program, const std::vector<std::string>& args, int64_t* peak_rss_bytes) {
+  CommandResult r;
+  TempDir dir;
+  const std::string out = dir.File("output");
+  std::vector<std::string> argv_s = {program};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    const int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) ::_exit(126);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    ::execv(program.c_str(), argv.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  struct rusage usage {};
+  if (pid < 0 || ::wait4(pid, &status, 0, &usage) != pid) {
+    r.exit_code = -1;
+    return r;
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.output = ReadFileToString(out);
+  if (peak_rss_bytes) *peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  return r;
+}
+
+std::string SourceDir() { return SHARDREC_SOURCE_DIR; }
 
 }  // namespace shardrec::testing

@@ -38,5 +38,10 @@ struct CommandResult {
 };
 // Runs a shell command line, capturing output.
 CommandResult RunCommand(const std::string& command);
+// Runs a program (no shell) with `args`, capturing output; *peak_rss_bytes gets its peak resident
+// memory as the kernel counted it (wait4).
+CommandResult RunProgram(const std::string& program, const std::vector<std::string>& args, int64_t* peak_rss_bytes);
+// The project's source directory (configs/, tools/, ...).
+std::string SourceDir();
 
 }  // namespace shardrec::testing

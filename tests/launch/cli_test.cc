@@ -42,6 +42,39 @@ TEST(Cli, HelpForEveryCommand) {
   EXPECT_NE(h.output.find("--min-user-events"), std::string::npos);  // dashed names
 }
 
+// `shardrec plan` for 1B items x 128 on 64 H200s: the row-wise plan, memory per GPU in GiB and
+// the all-to-all, without allocating the tables it describes (its peak memory stays far below
+// the 7.45 GiB of one rank's shard).
+TEST(Cli, PlanForABillionItemsOnSixtyFourGpus) {
+  int64_t peak = 0;
+  auto r = testing::RunProgram(kBin, {"plan", "--cluster", testing::SourceDir() + "/configs/cluster-h200x64.yaml", "--items",
+                                      "1000000000", "--dim", "128"}, &peak);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* want : {"8 node(s) x 8 GPU(s) = 64 ranks", "row_wise [984375000,1000000000)x[0,128)", "memory per GPU, GiB",
+                           "all-to-all per step", ": fits"}) {
+    EXPECT_NE(r.output.find(want), std::string::npos) << want << "\n" << r.output;
+  }
+  // Every rank holds 15,625,000 rows x 128 floats = 7.45 GiB, and one float per row of Adagrad state.
+  const size_t row = r.output.find("0-63 ");
+  ASSERT_NE(row, std::string::npos) << r.output;
+  std::istringstream fields(r.output.substr(row + 5));
+  double tables = 0, optimizer = 0;
+  fields >> tables >> optimizer;
+  EXPECT_NEAR(tables, 15625000.0 * 128 * 4 / (1ULL << 30), 0.006);
+  EXPECT_NEAR(optimizer, 15625000.0 * 4 / (1ULL << 30), 0.006);
+  EXPECT_LT(peak, int64_t{2} << 30);
+  // A cluster file with a mistake names the file, the line and the key.
+  TempDir dir;
+  WriteFileAtomically(dir.File("c.yaml"), "nodes: 2\ngpus-per-node: 8\nmemory-per-gpu-gib: -1\n");
+  auto bad = RunCommand(kBin + " plan --cluster " + dir.File("c.yaml") + " --items 1000");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("c.yaml:3"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("memory-per-gpu-gib"), std::string::npos) << bad.output;
+  WriteFileAtomically(dir.File("c.yaml"), "nodes: 2\ngpus-per-node: 8\n");
+  bad = RunCommand(kBin + " plan --cluster " + dir.File("c.yaml") + " --items 1000");
+  EXPECT_NE(bad.output.find("missing key 'memory-per-gpu-gib'"), std::string::npos) << bad.output;
+}
+
 TEST(Cli, SynthStatsJson) {
   TempDir dir;
   auto r = RunCommand(kBin + " data synth --output " + dir.File("s.h5") +

@@ -1,0 +1,128 @@
+#include "model/footprint.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+namespace shardrec {
+
+std::vector<TableWorkload> ItemTowerWorkloads(const ModelConfig& config, const std::vector<TableSpec>& specs,
+                                              const TrainingShape& shape) {
+  const double positions = static_cast<double>(shape.global_batch) * static_cast<double>(config.max_len);
+  const double local_rows = std::ceil(static_cast<double>(shape.global_batch) / std::max(1, shape.world_size));
+  std::vector<TableWorkload> out;
+  for (const TableSpec& s : specs) {
+    TableWorkload w;
+    if (s.name == "item_category") {
+      // The categories of the items looked up (each item's categories, pooled): uniform ids.
+      w.ids = {.zipf = 0, .sorted = false};
+      const double per_item = shape.num_items > 0 ? static_cast<double>(shape.category_values) / static_cast<double>(shape.num_items) : 1.0;
+      const double items = shape.full_softmax ? static_cast<double>(shape.num_items)
+                                              : ExpectedDistinct(shape.ids.zipf, shape.num_items, positions,
+                                                                 static_cast<double>(shape.negatives), 1, shape.num_items + 1);
+      w.local_draws = items * per_item;
+      w.outputs = w.local_draws;
+    } else if (shape.full_softmax) {
+      // Every rank encodes the whole catalogue each step.
+      w.all_rows = true;
+      w.outputs = static_cast<double>(s.rows);
+    } else {
+      w.ids = shape.ids;
+      w.shared_draws = positions;
+      w.uniform_draws = static_cast<double>(shape.negatives);
+      // Output vectors of the candidates and input vectors of this rank's history items.
+      const double distinct = ExpectedDistinct(shape.ids.zipf, s.rows, positions, w.uniform_draws, 1, s.rows + 1);
+      w.outputs = distinct + std::min(distinct, local_rows * static_cast<double>(config.max_len));
+    }
+    out.push_back(w);
+  }
+  return out;
+}
+
+std::vector<MemoryEstimate> EstimateTrainingMemory(const ModelConfig& config, const ShardingPlan& plan,
+                                                   const TrainingShape& shape, const ClusterSpec& cluster,
+                                                   CapacityEstimate* capacity) {
+  ItemCatalog shell;
+  shell.num_items = shape.num_items;
+  shell.num_categories = shape.num_categories;
+  const std::vector<TableSpec> specs = ItemTowerTables(config, shell);
+  const CapacityEstimate c = EstimateCapacity(specs, plan, ItemTowerWorkloads(config, specs, shape), cluster);
+  if (capacity) *capacity = c;
+  const double f = 4;  // float32
+  const double d = static_cast<double>(config.dim), len = static_cast<double>(config.max_len);
+  const double heads = static_cast<double>(config.heads), blocks = static_cast<double>(config.blocks);
+  const double rows = std::ceil(static_cast<double>(shape.global_batch) / std::max(1, shape.world_size));
+  const double positions = rows * len;  // every row padded to max_len: the upper bound
+  // Saved for backward, per position: the input stage (item, position, time and context vectors,
+  // their sum, layer norm, dropout) ~10 d; per block 24 d (norms, q k v, attention output and its
+  // projection, residuals, the 4 d feed-forward twice, dropout masks and outputs) + 4 h L
+  // (scores, softmax, dropout mask and dropped weights).
+  double act = f * positions * (10 * d + blocks * (24 * d + 4 * heads * len));
+  // The loss: position vectors and their gradients; candidate vectors, normalised copies and
+  // gradients; three blocks of about 1 MB of logits.
+  const double items_looked_up = c.ranks.empty() ? 0 : c.ranks[0].distinct;
+  const double candidates = shape.full_softmax ? static_cast<double>(shape.num_items) : items_looked_up;
+  act += f * positions * d * 2 + f * candidates * d * 3 + 3 * (1 << 20);
+  const double dense = f * 4 * static_cast<double>(DenseParameterCount(config, shape.content_dim));
+  // Per item, on every rank. Device: the loss's sampling weights (float) and unseen mask (bool),
+  // the content vectors (float) when the tower reads them. Host: training counts (int64) and the
+  // catalogue's categories (CSR, int64) held by the trainer, by the model and as its tensors.
+  const double items = static_cast<double>(shape.num_items), values = static_cast<double>(shape.category_values);
+  double items_device = 5 * items, items_host = 8 * items;
+  if (config.use_content && shape.content_dim > 0) {
+    items_device += f * items * static_cast<double>(shape.content_dim);
+    items_host += f * items * static_cast<double>(shape.content_dim);
+  }
+  if (config.use_categories && shape.num_categories > 0) items_host += 3 * (8 * (items + 1) + 8 * values);
+  // Per user: the dataset's offsets (int64), opened by the trainer and by the reader; the reader's
+  // eligible users (int64), row lengths (int32) and epoch order (int64).
+  const double users = static_cast<double>(shape.num_users) * (8 * 2 + 8 + 4 + 8);
+  std::vector<MemoryEstimate> out(c.ranks.size());
+  for (size_t r = 0; r < out.size(); ++r) {
+    MemoryEstimate& m = out[r];
+    m.tables = c.ranks[r].tables;
+    m.optimizer = c.ranks[r].optimizer;
+    m.buffers = c.ranks[r].buffers;
+    m.dense = dense;
+    m.activations = act;
+    m.items_device = items_device;
+    m.items_host = items_host;
+    m.users = users;
+    m.runtime = cluster.reserved_bytes;
+  }
+  return out;
+}
+
+std::string MemoryTable(const std::vector<MemoryEstimate>& m, bool gib, bool device) {
+  const double unit = gib ? double(1ULL << 30) : double(1 << 20);
+  std::ostringstream os;
+  char buf[400];
+  std::snprintf(buf, sizeof(buf), "%-9s %9s %9s %9s %9s %11s %9s %9s %9s %10s\n", "ranks", "tables", "optimizer",
+                "buffers", "dense", "activations", "items", "runtime", device ? "device" : "users", device ? "host" : "total");
+  os << buf;
+  auto line = [&](const MemoryEstimate& e) {
+    char b[256];
+    const char* fmt = gib ? "%9.2f %9.2f %9.2f %9.2f %11.2f %9.2f %9.2f %9.2f %10.2f" : "%9.0f %9.0f %9.0f %9.0f %11.0f %9.0f %9.0f %9.0f %10.0f";
+    const double items = device ? e.items_device : e.items_device + e.items_host;
+    std::snprintf(b, sizeof(b), fmt, e.tables / unit, e.optimizer / unit, e.buffers / unit, e.dense / unit,
+                  e.activations / unit, items / unit, e.runtime / unit, (device ? e.device() : e.users) / unit,
+                  (device ? e.host() : e.total()) / unit);
+    return std::string(b);
+  };
+  size_t i = 0;
+  while (i < m.size()) {
+    size_t j = i + 1;
+    while (j < m.size() && line(m[j]) == line(m[i])) ++j;
+    const std::string ranks = j - i == 1 ? std::to_string(i) : std::to_string(i) + "-" + std::to_string(j - 1);
+    std::snprintf(buf, sizeof(buf), "%-9s %s\n", ranks.c_str(), line(m[i]).c_str());
+    os << buf;
+    i = j;
+  }
+  os << "(" << (gib ? "GiB" : "MiB") << (device ? "; items: the per-item arrays on the device; host: per-item and per-user arrays in host memory)\n" : "; items: per-item arrays; users: per-user arrays)\n");
+  return os.str();
+}
+
+}  // namespace shardrec
