@@ -2,7 +2,9 @@
 
 namespace shardrec {
 
-uint32_t Crc32c(const void* data, size_t n) {
+uint32_t Crc32c(const void* data, size_t n) { return Crc32cExtend(0, data, n); }
+
+uint32_t Crc32cExtend(uint32_t value, const void* data, size_t n) {
   static const auto table = [] {
     struct T {
       uint32_t v[256];
@@ -14,7 +16,7 @@ uint32_t Crc32c(const void* data, size_t n) {
     }
     return t;
   }();
-  uint32_t crc = 0xFFFFFFFFu;
+  uint32_t crc = value ^ 0xFFFFFFFFu;
   const auto* p = static_cast<const unsigned char*>(data);
   for (size_t i = 0; i < n; ++i) crc = table.v[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
   return crc ^ 0xFFFFFFFFu;

@@ -7,5 +7,8 @@
 namespace shardrec {
 
 uint32_t Crc32c(const void* data, size_t n);
+// The CRC-32C of (the bytes whose CRC is `crc`) followed by data[0, n): Crc32c(a + b) ==
+// Crc32cExtend(Crc32c(a), b), and Crc32cExtend(0, x) == Crc32c(x).
+uint32_t Crc32cExtend(uint32_t crc, const void* data, size_t n);
 
 }  // namespace shardrec

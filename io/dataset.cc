@@ -3,6 +3,7 @@
 #include <glog/logging.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -106,9 +107,12 @@ std::unique_ptr<DatasetWriter> DatasetWriter::Create(const std::string& path,
   impl->event_offsets = std::make_unique<h5::Appender<int64_t>>(f, "/users/event_offsets", 1, st);
   impl->event_offsets->Append(int64_t{0});
   impl->user_raw_ids = std::make_unique<h5::StringAppender>(f, "/users/raw_ids", st);
-  impl->event_items = std::make_unique<h5::Appender<int32_t>>(f, "/events/item", 1, st);
+  // Small chunks for the events: a reader takes one user's events at a time, in random order.
+  h5::CreateOptions events = st;
+  events.chunk_elems = std::min(st.chunk_elems, Dataset::kEventChunk);
+  impl->event_items = std::make_unique<h5::Appender<int32_t>>(f, "/events/item", 1, events);
   if (options.timestamps) {
-    impl->event_timestamps = std::make_unique<h5::Appender<int64_t>>(f, "/events/timestamp", 1, st);
+    impl->event_timestamps = std::make_unique<h5::Appender<int64_t>>(f, "/events/timestamp", 1, events);
   }
   impl->item_raw_ids = std::make_unique<h5::StringAppender>(f, "/items/raw_ids", st);
   if (options.titles) impl->item_titles = std::make_unique<h5::StringAppender>(f, "/items/titles", st);
@@ -247,9 +251,10 @@ DatasetInfo DatasetWriter::Finish() {
 
 // ------------------------------------------------------------------------------------------------
 
-std::unique_ptr<Dataset> Dataset::Open(const std::string& path) {
+std::unique_ptr<Dataset> Dataset::Open(const std::string& path, int64_t event_cache_bytes) {
   h5::File file = h5::File::Open(path);
   std::unique_ptr<Dataset> ds(new Dataset(std::move(file)));
+  ds->event_cache_bytes_ = event_cache_bytes;
   const h5::File& f = ds->file_;
   auto format = f.GetStringAttr("/", "format");
   if (!format || *format != kDatasetFormatName) {
@@ -289,6 +294,10 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& path) {
   expect_rows("/users/raw_ids/offsets", info.num_users + 1);
   expect_rows("/events/item", info.num_events);
   if (info.has_timestamps) expect_rows("/events/timestamp", info.num_events);
+  f.OpenDatasetUncached("/events/item");  // read through the Dataset's own bounded block cache
+  if (info.has_timestamps) f.OpenDatasetUncached("/events/timestamp");
+  const int64_t chunk = f.ChunkRows("/events/item");
+  ds->event_block_ = chunk > 0 ? chunk : int64_t{1} << 16;
   expect_rows("/items/raw_ids/offsets", info.num_items + 1);
   if (info.has_titles) expect_rows("/items/titles/offsets", info.num_items + 1);
   if (info.has_categories) expect_rows("/items/categories/offsets", info.num_items + 1);
@@ -311,8 +320,41 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& path) {
   return ds;
 }
 
+template <typename T>
+std::vector<T> Dataset::ReadEvents(const std::string& name, BlockCache& cache, int64_t begin, int64_t end) const {
+  const int64_t n = info_.num_events;
+  if (begin < 0 || end < begin || end > n) {
+    Fail(path(), ": ", name, ": rows [", begin, ", ", end, ") out of range (", n, " rows); the file is inconsistent or truncated");
+  }
+  std::vector<T> out(static_cast<size_t>(end - begin));
+  const int64_t rows = event_block_;
+  const size_t max_blocks = static_cast<size_t>(std::max<int64_t>(2, event_cache_bytes_ / (rows * static_cast<int64_t>(sizeof(T)))));
+  for (int64_t at = begin; at < end;) {
+    const int64_t b = at / rows, first = b * rows, last = std::min(n, first + rows);
+    auto it = cache.blocks.find(b);
+    if (it == cache.blocks.end()) {
+      if (cache.blocks.size() >= max_blocks) {
+        cache.blocks.erase(cache.order.back());
+        cache.order.pop_back();
+      }
+      const std::vector<T> values = file_.Read<T>(name, first, last);
+      std::vector<char> bytes(values.size() * sizeof(T));
+      std::memcpy(bytes.data(), values.data(), bytes.size());
+      cache.order.push_front(b);
+      it = cache.blocks.emplace(b, std::make_pair(std::move(bytes), cache.order.begin())).first;
+    } else if (it->second.second != cache.order.begin()) {
+      cache.order.splice(cache.order.begin(), cache.order, it->second.second);
+    }
+    const int64_t stop = std::min(end, last);
+    std::memcpy(out.data() + (at - begin), it->second.first.data() + (at - first) * static_cast<int64_t>(sizeof(T)),
+                static_cast<size_t>(stop - at) * sizeof(T));
+    at = stop;
+  }
+  return out;
+}
+
 std::vector<int32_t> Dataset::ReadItems(int64_t begin, int64_t end) const {
-  std::vector<int32_t> items = file_.Read<int32_t>("/events/item", begin, end);
+  std::vector<int32_t> items = ReadEvents<int32_t>("/events/item", item_blocks_, begin, end);
   for (int32_t it : items) {
     if (it < 0 || it >= info_.num_items) {
       Fail(path(), ": /events/item holds item id ", it, " outside [0, ", info_.num_items, ")");
@@ -323,7 +365,7 @@ std::vector<int32_t> Dataset::ReadItems(int64_t begin, int64_t end) const {
 
 std::vector<int64_t> Dataset::ReadTimestamps(int64_t begin, int64_t end) const {
   if (!info_.has_timestamps) return {};
-  return file_.Read<int64_t>("/events/timestamp", begin, end);
+  return ReadEvents<int64_t>("/events/timestamp", timestamp_blocks_, begin, end);
 }
 
 std::vector<std::string> Dataset::ReadUserRawIds(int64_t begin, int64_t end) const {

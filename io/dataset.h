@@ -18,11 +18,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "io/h5.h"
@@ -95,7 +97,13 @@ class DatasetWriter {
 // Not thread-safe: use one Dataset per thread.
 class Dataset {
  public:
-  static std::unique_ptr<Dataset> Open(const std::string& path);
+  // Events per chunk of the arrays a writer creates (older files have the writer's storage chunk,
+  // 16,384 by default).
+  static constexpr int64_t kEventChunk = 4096;
+  // The most a Dataset keeps of each events array (decompressed blocks, least recently used out).
+  static constexpr int64_t kEventCacheBytes = int64_t{32} << 20;
+  // `event_cache_bytes`: what it keeps of each events array (tests make it small).
+  static std::unique_ptr<Dataset> Open(const std::string& path, int64_t event_cache_bytes = kEventCacheBytes);
 
   const DatasetInfo& info() const { return info_; }
   const std::string& path() const { return file_.path(); }
@@ -137,10 +145,24 @@ class Dataset {
   std::optional<std::string> StringAttribute(const std::string& group, const std::string& name) const;
 
  private:
+  // The events arrays are read in aligned blocks of one chunk (kEventChunk events as the writer
+  // lays them out: a user's events cost one small chunk to decompress), kept in a bounded cache per
+  // array (kEventCacheBytes), with HDF5's chunk cache off for them:
+  // memory stays bounded however many users are read.
+  struct BlockCache {
+    std::list<int64_t> order;  // most recent first
+    std::unordered_map<int64_t, std::pair<std::vector<char>, std::list<int64_t>::iterator>> blocks;
+  };
+  template <typename T>
+  std::vector<T> ReadEvents(const std::string& name, BlockCache& cache, int64_t begin, int64_t end) const;
+
   explicit Dataset(h5::File file) : file_(std::move(file)) {}
   h5::File file_;
   DatasetInfo info_;
   std::vector<int64_t> offsets_;
+  int64_t event_block_ = 1;  // rows per read of the events arrays (their chunk)
+  int64_t event_cache_bytes_ = kEventCacheBytes;
+  mutable BlockCache item_blocks_, timestamp_blocks_;
 };
 
 }  // namespace shardrec

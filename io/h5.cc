@@ -188,6 +188,26 @@ Handle File::OpenObject(const std::string& object) const {
   return h;
 }
 
+int64_t File::ChunkRows(const std::string& name) const {
+  H5_LOCKED;
+  Handle plist(H5Dget_create_plist(OpenDataset(name)));
+  if (H5Pget_layout(plist.get()) != H5D_CHUNKED) return 0;
+  hsize_t dims[2] = {0, 0};
+  if (H5Pget_chunk(plist.get(), 2, dims) < 1) return 0;
+  return static_cast<int64_t>(dims[0]);
+}
+
+void File::OpenDatasetUncached(const std::string& name) const {
+  H5_LOCKED;
+  datasets_.erase(name);  // reopened without the cache
+  if (!Exists(name)) Fail(path_, ": missing dataset ", name);
+  Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
+  H5Pset_chunk_cache(dapl.get(), 0, 0, 1.0);
+  Handle d(H5Dopen2(file_.get(), name.c_str(), dapl.get()));
+  if (!d.valid()) Fail(path_, ": ", name, " is not a readable dataset");
+  datasets_.emplace(name, std::move(d));
+}
+
 hid_t File::OpenDataset(const std::string& name) const {
   H5_LOCKED;
   auto cached = datasets_.find(name);

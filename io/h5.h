@@ -88,6 +88,8 @@ class File {
              const CreateOptions& opt = {});
   // Shape of a dataset: {rows} or {rows, width}.
   std::vector<int64_t> Shape(const std::string& name) const;
+  // Rows per chunk of a chunked dataset; 0 for a contiguous one.
+  int64_t ChunkRows(const std::string& name) const;
   // Rows [begin, end) of a 1-D or 2-D dataset (row-major, end-begin rows x width).
   template <typename T>
   std::vector<T> Read(const std::string& name, int64_t begin, int64_t end) const;
@@ -112,6 +114,10 @@ class File {
   // Opens a dataset or throws "<file>: missing dataset <name>". Handles are cached per file
   // (with their chunk cache), so repeated slice reads do not re-open or re-decompress.
   hid_t OpenDataset(const std::string& name) const;
+  // (Re)opens `name` without HDF5's chunk cache, for a caller that reads
+  // whole chunks and keeps its own bounded cache: HDF5 1.10 keeps every chunk a reader has
+  // decompressed, whatever the cache's byte limit, so random access grows to the whole array.
+  void OpenDatasetUncached(const std::string& name) const;
 
  private:
   File(std::string path, Handle h, std::string written = "")

@@ -21,6 +21,7 @@ const char* SplitName(Split s) {
 namespace {
 constexpr uint64_t kShuffleStream = 0x5348554646ULL;  // "SHUFF"
 constexpr uint64_t kBucketStream = 0x4255434BULL;     // "BUCK"
+constexpr uint64_t kSampleStream = 0x53414D50ULL;     // "SAMP"
 
 // [begin, end) of the events that form the input of `split`, plus the target position (or -1).
 struct Span {
@@ -62,6 +63,16 @@ SequenceReader::SequenceReader(const std::string& path, const ReaderOptions& opt
       eligible_.push_back(u);
       row_length_[u] = static_cast<int32_t>(std::min(keep, s->end - s->begin));
     }
+  }
+  if (options_.sample_users < 0) Fail("reader: sample_users must be >= 0, got ", options_.sample_users);
+  if (options_.sample_users > 0 && options_.sample_users < static_cast<int64_t>(eligible_.size())) {
+    Rng rng(HashKeys({options_.seed, kSampleStream}));
+    rng.Shuffle(eligible_.begin(), eligible_.end());
+    eligible_.resize(static_cast<size_t>(options_.sample_users));
+    std::sort(eligible_.begin(), eligible_.end());
+    std::vector<int32_t> kept(row_length_.size(), 0);
+    for (int64_t u : eligible_) kept[u] = row_length_[u];
+    row_length_.swap(kept);
   }
   StartEpoch(0);
 }

@@ -41,6 +41,9 @@ struct ReaderOptions {
   // again, so a batch holds sequences of similar length and padding is hardly computed. The
   // batches are still a function of (seed, epoch) alone, whatever the world size. 0 = off.
   int64_t bucket_batches = 0;
+  // > 0: only a uniform sample of this many of the split's users (drawn from `seed`, kept in
+  // dense-id order), e.g. to evaluate a large dataset on a subset. 0 = every user.
+  int64_t sample_users = 0;
 };
 
 // One rank's piece of a global batch. Row-major [rows x width] arrays, left-aligned: row i holds

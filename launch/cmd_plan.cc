@@ -52,6 +52,7 @@ int RunPlan(const std::vector<std::string>&) {
   const ModelConfig config = ModelConfigFromFlags();
   TrainingShape shape;
   shape.world_size = cluster.world_size();
+  shape.event_cache_bytes = static_cast<double>(Dataset::kEventCacheBytes);
   if (!FLAGS_data.empty()) {
     if (!FLAGS_items.empty()) Fail("give --data or --items, not both");
     auto ds = Dataset::Open(FLAGS_data);
@@ -59,6 +60,7 @@ int RunPlan(const std::vector<std::string>&) {
     shape.num_items = info.num_items;
     shape.num_users = info.num_users;
     shape.content_dim = info.content_dim;
+    shape.timestamps = info.has_timestamps;
     if (info.has_categories) {
       shape.num_categories = info.num_categories;
       shape.category_values = static_cast<int64_t>(ds->ReadItemCategories(0, info.num_items).values.size());
@@ -79,7 +81,10 @@ int RunPlan(const std::vector<std::string>&) {
   }
   if (!(FLAGS_zipf >= 0) || !std::isfinite(FLAGS_zipf)) Fail("--zipf must be >= 0 (0 = uniform ids)");
   if (FLAGS_id_order != "shuffled" && FLAGS_id_order != "sorted") Fail("--id-order: expected shuffled or sorted, got ", Quote(FLAGS_id_order));
-  if (FLAGS_loss != "auto" && FLAGS_loss != "full" && FLAGS_loss != "sampled") Fail("--loss: expected auto, full or sampled");
+  if (FLAGS_loss != "auto" && FLAGS_loss != "full" && FLAGS_loss != "sampled") {
+    Fail("--loss: expected auto, full or sampled, got ", Quote(FLAGS_loss));
+  }
+  if (FLAGS_negatives < 0) Fail("--negatives must be >= 0, got ", FLAGS_negatives);
   shape.global_batch = FLAGS_batch_size;
   shape.full_softmax = FLAGS_loss == "full" || (FLAGS_loss == "auto" && shape.num_items <= FLAGS_full_softmax_max_items);
   shape.negatives = FLAGS_negatives;

@@ -243,6 +243,10 @@ int RunTrain(const std::vector<std::string>&) {
                 static_cast<long long>(r.steps), static_cast<long long>(r.epochs), r.seconds, r.examples_per_second, best,
                 o.run_dir.c_str());
   }
+  // Every rank its own line (no collective after the run's agreed saves).
+  std::printf("rank %d: peak memory %.0f MiB%s, estimate %.0f MiB printed with the plan (%+.1f%%)\n", job.comm->rank(),
+              r.peak_memory_bytes / (1 << 20), job.comm->device() == "cpu" ? " (saves included)" : " of host memory",
+              r.estimated_memory_bytes / (1 << 20), 100.0 * (r.estimated_memory_bytes / r.peak_memory_bytes - 1.0));
   return 0;
 }
 
@@ -287,6 +291,8 @@ int RunEval(const std::vector<std::string>&) {
   o.seed = FLAGS_seed;
   o.cold_items = FLAGS_cold_items;
   o.cold_seed = FLAGS_cold_seed;
+  if (FLAGS_eval_users < 0) Fail("--eval-users must be >= 0 (0 = every user), got ", FLAGS_eval_users);
+  o.sample_users = FLAGS_eval_users;
   if (FLAGS_ann) {
     if (FLAGS_export_dir.empty()) Fail("--ann needs --export ROOT (an export of this run with `shardrec index`)");
     o.ann_export = FLAGS_export_dir;
@@ -309,7 +315,10 @@ int RunEval(const std::vector<std::string>&) {
                           "items, novelty@K = mean -log2 training popularity share of listed items, popularity_bias@K = "
                           "mean popularity percentile of listed items (1 = most trained), diversity@K = 1 - mean cosine "
                           "of listed pairs (" + DiversityBasis(o.data, baseline) + "); hist_B.* = users with B training events" +
-                          ColdStartProtocolText(o, histories));
+                          ColdStartProtocolText(o, histories) +
+                          (o.sample_users > 0 ? "; a uniform sample of at most " + std::to_string(o.sample_users) +
+                                                    " of the split's users (--eval-users; the same users for every model)"
+                                              : std::string()));
     std::string out = FLAGS_out;
     if (out.empty() && !FLAGS_run_dir.empty()) {
       out = FLAGS_run_dir + (baseline ? "/eval-" + o.baseline + ".json" : "/eval.json");
@@ -331,7 +340,7 @@ Registrar train_cmd({
 
 std::vector<std::string> EvalKeys() {
   std::vector<std::string> k = WithConfig(TrainKeys());
-  for (const char* f : {"split", "baseline", "out", "ann", "export_dir"}) k.push_back(f);
+  for (const char* f : {"split", "baseline", "out", "ann", "export_dir", "eval_users"}) k.push_back(f);
   return k;
 }
 

@@ -71,6 +71,7 @@ DECLARE_bool(logq);
 DECLARE_int64(eval_every);
 DECLARE_int64(patience);
 DECLARE_int64(eval_batch_size);
+DECLARE_int64(eval_users);
 DECLARE_double(log_every);
 DECLARE_int64(dim);
 DECLARE_int64(blocks);

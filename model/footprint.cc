@@ -8,6 +8,16 @@
 #include <sstream>
 
 namespace shardrec {
+namespace {
+
+// Distinct items among a step's `positions` targets and the shared negatives.
+double DistinctItems(const TrainingShape& shape, double positions) {
+  const double negatives = static_cast<double>(shape.negatives);
+  if (shape.ids.weights) return ExpectedDistinct(*shape.ids.weights, positions, negatives, 0, shape.num_items);
+  return ExpectedDistinct(shape.ids.zipf, shape.num_items, positions, negatives, 1, shape.num_items + 1);
+}
+
+}  // namespace
 
 std::vector<TableWorkload> ItemTowerWorkloads(const ModelConfig& config, const std::vector<TableSpec>& specs,
                                               const TrainingShape& shape) {
@@ -20,21 +30,24 @@ std::vector<TableWorkload> ItemTowerWorkloads(const ModelConfig& config, const s
       // The categories of the items looked up (each item's categories, pooled): uniform ids.
       w.ids = {.zipf = 0, .sorted = false};
       const double per_item = shape.num_items > 0 ? static_cast<double>(shape.category_values) / static_cast<double>(shape.num_items) : 1.0;
-      const double items = shape.full_softmax ? static_cast<double>(shape.num_items)
-                                              : ExpectedDistinct(shape.ids.zipf, shape.num_items, positions,
-                                                                 static_cast<double>(shape.negatives), 1, shape.num_items + 1);
+      const double items = shape.full_softmax ? static_cast<double>(shape.num_items) : DistinctItems(shape, positions);
       w.local_draws = items * per_item;
       w.outputs = w.local_draws;
     } else if (shape.full_softmax) {
       // Every rank encodes the whole catalogue each step.
       w.all_rows = true;
       w.outputs = static_cast<double>(s.rows);
+    } else if (s.name == "item_input_id") {
+      // Separate input vectors: only this rank's history items.
+      w.ids = shape.ids;
+      w.local_draws = local_rows * static_cast<double>(config.max_len);
+      w.outputs = w.local_draws;
     } else {
       w.ids = shape.ids;
       w.shared_draws = positions;
       w.uniform_draws = static_cast<double>(shape.negatives);
       // Output vectors of the candidates and input vectors of this rank's history items.
-      const double distinct = ExpectedDistinct(shape.ids.zipf, s.rows, positions, w.uniform_draws, 1, s.rows + 1);
+      const double distinct = DistinctItems(shape, positions);
       w.outputs = distinct + std::min(distinct, local_rows * static_cast<double>(config.max_len));
     }
     out.push_back(w);
@@ -63,23 +76,32 @@ std::vector<MemoryEstimate> EstimateTrainingMemory(const ModelConfig& config, co
   double act = f * positions * (10 * d + blocks * (24 * d + 4 * heads * len));
   // The loss: position vectors and their gradients; candidate vectors, normalised copies and
   // gradients; three blocks of about 1 MB of logits.
-  const double items_looked_up = c.ranks.empty() ? 0 : c.ranks[0].distinct;
-  const double candidates = shape.full_softmax ? static_cast<double>(shape.num_items) : items_looked_up;
+  const double candidates = shape.full_softmax ? static_cast<double>(shape.num_items) : DistinctItems(shape, static_cast<double>(shape.global_batch) * len);
   act += f * positions * d * 2 + f * candidates * d * 3 + 3 * (1 << 20);
-  const double dense = f * 4 * static_cast<double>(DenseParameterCount(config, shape.content_dim));
+  const double content_dim = config.use_content ? static_cast<double>(shape.content_dim) : 0.0;
+  const double dense = f * 4 * static_cast<double>(DenseParameterCount(config, static_cast<int64_t>(content_dim)));
   // Per item, on every rank. Device: the loss's sampling weights (float) and unseen mask (bool),
   // the content vectors (float) when the tower reads them. Host: training counts (int64) and the
   // catalogue's categories (CSR, int64) held by the trainer, by the model and as its tensors.
   const double items = static_cast<double>(shape.num_items), values = static_cast<double>(shape.category_values);
   double items_device = 5 * items, items_host = 8 * items;
-  if (config.use_content && shape.content_dim > 0) {
-    items_device += f * items * static_cast<double>(shape.content_dim);
-    items_host += f * items * static_cast<double>(shape.content_dim);
-  }
+  items_device += f * items * content_dim;
+  items_host += f * items * content_dim;
   if (config.use_categories && shape.num_categories > 0) items_host += 3 * (8 * (items + 1) + 8 * values);
   // Per user: the dataset's offsets (int64), opened by the trainer and by the reader; the reader's
   // eligible users (int64), row lengths (int32) and epoch order (int64).
-  const double users = static_cast<double>(shape.num_users) * (8 * 2 + 8 + 4 + 8);
+  // Two open datasets read events: the trainer's, which counts the items, and the reader's (items
+  // and timestamps); each keeps at most event_cache_bytes of decompressed chunks per array.
+  const double events = static_cast<double>(shape.num_events);
+  auto cache = [&](double bytes_per_event) { return std::min(shape.event_cache_bytes, events * bytes_per_event); };
+  const double data = static_cast<double>(shape.num_users) * (8 * 2 + 8 + 4 + 8) + 2 * cache(4) + (shape.timestamps ? cache(8) : 0);
+  // Validation: the catalogue's vectors (one matrix when input and output vectors are tied), a
+  // batch of scores, and its reader's offsets and caches.
+  double evaluation = 0;
+  if (shape.validation) {
+    evaluation = f * items * d * (config.separate_input_vectors ? 2 : 1) + std::min(shape.score_bytes, f * items * rows) +
+                 static_cast<double>(shape.num_users) * 8 * 3 + cache(4) + (shape.timestamps ? cache(8) : 0);
+  }
   std::vector<MemoryEstimate> out(c.ranks.size());
   for (size_t r = 0; r < out.size(); ++r) {
     MemoryEstimate& m = out[r];
@@ -88,9 +110,10 @@ std::vector<MemoryEstimate> EstimateTrainingMemory(const ModelConfig& config, co
     m.buffers = c.ranks[r].buffers;
     m.dense = dense;
     m.activations = act;
+    m.evaluation = evaluation;
     m.items_device = items_device;
     m.items_host = items_host;
-    m.users = users;
+    m.data = data;
     m.runtime = cluster.reserved_bytes;
   }
   return out;
@@ -100,15 +123,16 @@ std::string MemoryTable(const std::vector<MemoryEstimate>& m, bool gib, bool dev
   const double unit = gib ? double(1ULL << 30) : double(1 << 20);
   std::ostringstream os;
   char buf[400];
-  std::snprintf(buf, sizeof(buf), "%-9s %9s %9s %9s %9s %11s %9s %9s %9s %10s\n", "ranks", "tables", "optimizer",
-                "buffers", "dense", "activations", "items", "runtime", device ? "device" : "users", device ? "host" : "total");
+  std::snprintf(buf, sizeof(buf), "%-9s %9s %9s %9s %9s %11s %9s %9s %9s %9s %10s\n", "ranks", "tables", "optimizer",
+                "buffers", "dense", "activations", "eval", "items", "runtime", device ? "device" : "data", device ? "host" : "total");
   os << buf;
   auto line = [&](const MemoryEstimate& e) {
     char b[256];
-    const char* fmt = gib ? "%9.2f %9.2f %9.2f %9.2f %11.2f %9.2f %9.2f %9.2f %10.2f" : "%9.0f %9.0f %9.0f %9.0f %11.0f %9.0f %9.0f %9.0f %10.0f";
+    const char* fmt = gib ? "%9.2f %9.2f %9.2f %9.2f %11.2f %9.2f %9.2f %9.2f %9.2f %10.2f"
+                          : "%9.0f %9.0f %9.0f %9.0f %11.0f %9.0f %9.0f %9.0f %9.0f %10.0f";
     const double items = device ? e.items_device : e.items_device + e.items_host;
     std::snprintf(b, sizeof(b), fmt, e.tables / unit, e.optimizer / unit, e.buffers / unit, e.dense / unit,
-                  e.activations / unit, items / unit, e.runtime / unit, (device ? e.device() : e.users) / unit,
+                  e.activations / unit, e.evaluation / unit, items / unit, e.runtime / unit, (device ? e.device() : e.data) / unit,
                   (device ? e.host() : e.total()) / unit);
     return std::string(b);
   };
@@ -121,7 +145,7 @@ std::string MemoryTable(const std::vector<MemoryEstimate>& m, bool gib, bool dev
     os << buf;
     i = j;
   }
-  os << "(" << (gib ? "GiB" : "MiB") << (device ? "; items: the per-item arrays on the device; host: per-item and per-user arrays in host memory)\n" : "; items: per-item arrays; users: per-user arrays)\n");
+  os << "(" << (gib ? "GiB" : "MiB") << "; eval: validation, which does not overlap a step's buffers and activations" << (device ? "; items: the per-item arrays on the device; host: per-item arrays, per-user arrays and event caches in host memory)\n" : "; items: per-item arrays; data: per-user arrays and event caches)\n");
   return os.str();
 }
 

@@ -6,6 +6,7 @@
 // measured peak (docs/sharding.md, "The memory model").
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -22,9 +23,14 @@ struct TrainingShape {
   int64_t category_values = 0;   // category assignments over all items
   int64_t content_dim = 0;       // 0 = none
   int64_t num_users = 0;         // users of the training data (the reader keeps a few ints per user)
+  int64_t num_events = 0;        // events of the data (bounds what the readers cache)
   int64_t global_batch = 256;    // users per step over all ranks
   int world_size = 1;
   bool full_softmax = false;     // every step scores the whole catalogue
+  bool timestamps = true;        // the events have timestamps (a second cached events array)
+  double event_cache_bytes = 0;  // what a dataset reader keeps of each events array (io/dataset.h)
+  bool validation = false;       // the run validates (ranks the whole catalogue between epochs)
+  double score_bytes = 512.0 * (1 << 20);  // evaluation's cap on one rank's [rows x items] scores
   int64_t negatives = 256;       // sampled softmax: shared uniform negatives per step
   IdDistribution ids;            // of the items users interact with
 };
@@ -36,13 +42,18 @@ struct MemoryEstimate {
   double buffers = 0;      // one step's all-to-all id and row buffers
   double dense = 0;        // dense parameters, gradients and AdamW moments
   double activations = 0;  // what one step keeps for its backward pass, and the loss's blocks
+  double evaluation = 0;   // validation (not at the same time as a step's buffers and activations):
+                           // every item's vector, one batch of scores, a reader
   double items_device = 0; // per-item arrays on every rank's device: the loss's sampling weights, content
   double items_host = 0;   // per-item arrays in every rank's host memory: categories, training counts
-  double users = 0;        // per-user arrays (host): the dataset's offsets and the reader's order
+  double data = 0;         // host: per-user arrays (the dataset's offsets, the reader's order) and the
+                           // readers' caches of event blocks
   double runtime = 0;      // the program and its libraries (and a device's context)
   // What lives where the model runs (on a GPU: its memory), and in all.
-  double device() const { return tables + optimizer + buffers + dense + activations + items_device + runtime; }
-  double host() const { return items_host + users; }
+  double device() const {
+    return tables + optimizer + dense + items_device + runtime + std::max(buffers + activations, evaluation);
+  }
+  double host() const { return items_host + data; }
   double total() const { return device() + host(); }
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "common/error.h"
 
@@ -58,10 +59,12 @@ double ExpectedDistinct(double zipf, int64_t rows, double draws, double uniform,
   begin = std::max<int64_t>(begin, 1);
   end = std::min<int64_t>(end, rows + 1);
   if (end <= begin) return 0;
-  const double keep_uniform = uniform * std::log1p(-1.0 / static_cast<double>(rows));  // log P(no uniform draw hits i)
+  if (rows == 1) return draws + uniform > 0 ? 1.0 : 0.0;
+  // log P(no uniform draw hits a row)
+  const double keep_uniform = uniform > 0 ? uniform * std::log1p(-1.0 / static_cast<double>(rows)) : 0.0;
   if (zipf == 0 || draws == 0) {
     const double p = 1.0 / static_cast<double>(rows);
-    return static_cast<double>(end - begin) * -std::expm1(draws * std::log1p(-p) + keep_uniform);
+    return static_cast<double>(end - begin) * -std::expm1((draws > 0 ? draws * std::log1p(-p) : 0.0) + keep_uniform);
   }
   const double norm = PowerSum(zipf, 1, rows + 1);
   // P(rank i is hit) = 1 - (1 - p_i)^draws (1 - 1/rows)^uniform.
@@ -74,6 +77,23 @@ double ExpectedDistinct(double zipf, int64_t rows, double draws, double uniform,
   for (int64_t i = begin; i < exact_end; ++i) sum += hit(static_cast<double>(i));
   const int64_t a = std::max(begin, exact_end);
   if (a < end) sum += LogIntegral(hit, a - 0.5, end - 0.5);
+  return sum;
+}
+
+double ExpectedDistinct(const std::vector<double>& weights, double draws, double uniform, int64_t begin, int64_t end) {
+  return ExpectedDistinct(weights, std::accumulate(weights.begin(), weights.end(), 0.0), draws, uniform, begin, end);
+}
+
+double ExpectedDistinct(const std::vector<double>& weights, double total, double draws, double uniform, int64_t begin,
+                        int64_t end) {
+  CHECK(total > 0) << "popularity weights are all zero";
+  if (weights.size() == 1) return draws + uniform > 0 && begin <= 0 && end >= 1 ? 1.0 : 0.0;
+  const double keep_uniform = uniform > 0 ? uniform * std::log1p(-1.0 / static_cast<double>(weights.size())) : 0.0;
+  double sum = 0;
+  for (int64_t i = std::max<int64_t>(0, begin); i < std::min<int64_t>(end, static_cast<int64_t>(weights.size())); ++i) {
+    const double p = std::min(weights[static_cast<size_t>(i)] / total, 1.0 - 1e-15);
+    sum += -std::expm1(draws * std::log1p(-p) + keep_uniform);
+  }
   return sum;
 }
 
@@ -102,10 +122,18 @@ CapacityEstimate EstimateCapacity(const std::vector<TableSpec>& specs, const Sha
     }
     const double draws = wl.local_draws + wl.shared_draws;
     // Distinct ids of a rank among rows [begin, end) of the table (the same on every rank).
+    const std::vector<double>* weights = wl.ids.weights.get();
+    if (weights && static_cast<int64_t>(weights->size()) != s.rows) {
+      Fail("capacity: table '", s.name, "' has ", s.rows, " rows, its popularity ", weights->size());
+    }
+    const double weight_sum = weights ? std::accumulate(weights->begin(), weights->end(), 0.0) : 0.0;
     const double whole = wl.all_rows ? static_cast<double>(s.rows)
+                         : weights   ? ExpectedDistinct(*weights, weight_sum, draws, wl.uniform_draws, 0, s.rows)
                                      : ExpectedDistinct(wl.ids.zipf, s.rows, draws, wl.uniform_draws, 1, s.rows + 1);
     auto distinct = [&](int64_t begin, int64_t end) {
       if (wl.all_rows) return static_cast<double>(end - begin);
+      if (weights && whole > 0 && end - begin == s.rows) return whole;
+      if (weights) return ExpectedDistinct(*weights, weight_sum, draws, wl.uniform_draws, begin, end);
       if (wl.ids.sorted) return ExpectedDistinct(wl.ids.zipf, s.rows, draws, wl.uniform_draws, begin + 1, end + 1);
       return whole * static_cast<double>(end - begin) / static_cast<double>(s.rows);
     };

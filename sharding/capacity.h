@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,9 @@ struct ClusterSpec {
 struct IdDistribution {
   double zipf = 1.05;
   bool sorted = false;
+  // When set: the measured popularity of each row (e.g. training events per item), used instead
+  // of Zipf; weights->size() must equal the table's rows.
+  std::shared_ptr<const std::vector<double>> weights;
 };
 
 // What one table serves per step on every rank.
@@ -50,8 +54,14 @@ struct TableWorkload {
 
 // Expected number of distinct popularity ranks in [begin, end) (1-based, end exclusive) hit by
 // `draws` draws from Zipf(exponent) over 1..rows together with `uniform` uniform draws. Exact sums
-// for the first 2^20 ranks, a midpoint integral beyond (relative error < 1e-6).
+// below rank 2^20, a midpoint integral from there (relative error < 1e-6).
 double ExpectedDistinct(double zipf, int64_t rows, double draws, double uniform, int64_t begin, int64_t end);
+
+// The same for a measured popularity (`weights` by row, not all zero): rows [begin, end) (0-based).
+double ExpectedDistinct(const std::vector<double>& weights, double draws, double uniform, int64_t begin, int64_t end);
+// With the weights' sum given (a table's shards share it).
+double ExpectedDistinct(const std::vector<double>& weights, double total, double draws, double uniform, int64_t begin,
+                        int64_t end);
 
 struct RankTraffic {
   double distinct = 0;          // distinct ids this rank requests per step, over all its tables

@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include <glog/logging.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -77,6 +78,20 @@ int64_t NeedInt(const h5::File& f, const std::string& object, const std::string&
 namespace {
 
 // This rank's tables: rows, vectors and optimizer state.
+// Writes a [rows x width] (or [rows]) float tensor as a dataset a block of rows at a time, so a
+// shard is never copied whole (a rank's table can be most of its memory).
+void StreamRows(h5::File& f, const std::string& name, const at::Tensor& t, int64_t width) {
+  h5::Appender<float> out(&f, name, width);
+  const at::Tensor all = t.detach();
+  const int64_t rows = all.size(0), block = std::max<int64_t>(1, (int64_t{1} << 20) / width);
+  for (int64_t b = 0; b < rows; b += block) {
+    const at::Tensor part = all.narrow(0, b, std::min(block, rows - b)).to(torch::kCPU, torch::kFloat).contiguous();
+    CHECK_EQ(part.numel(), part.size(0) * width);
+    out.Append(part.data_ptr<float>(), part.size(0));
+  }
+  out.Flush();
+}
+
 void WriteEmbeddings(const std::string& path, TwoTowerModel& model, Communicator& comm) {
   ShardedEmbeddingCollection& emb = model.embeddings();
   h5::File f = h5::File::Create(path);
@@ -88,19 +103,20 @@ void WriteEmbeddings(const std::string& path, TwoTowerModel& model, Communicator
     // Replicas of data-parallel tables are identical: rank 0 writes one.
     if (emb.plan().Find(spec.name).type == ShardingType::kDataParallel && comm.rank() != 0) continue;
     const std::string g = "/tables/" + spec.name;
-    std::vector<int64_t> rows;
-    for (int64_t r = s->row_begin; r < s->row_end; ++r) rows.push_back(r);
-    at::Tensor w = emb.LocalWeights(spec.name);
     const int64_t cols = s->col_end - s->col_begin;
-    f.Write<int64_t>(g + "/rows", rows);
-    f.Write<float>(g + "/vectors", ToFloats(w), cols);
+    {
+      h5::Appender<int64_t> rows(&f, g + "/rows");
+      for (int64_t r = s->row_begin; r < s->row_end; ++r) rows.Append(r);
+      rows.Flush();
+    }
+    StreamRows(f, g + "/vectors", emb.LocalWeights(spec.name), cols);
     f.SetAttr(g, "col_begin", s->col_begin);
     f.SetAttr(g, "col_end", s->col_end);
     SparseOptimizer* opt = emb.LocalOptimizer(spec.name);
     f.SetAttr(g, "optimizer", std::string(OptimizerName(opt->config().type)));
     f.SetAttr(g, "optimizer_steps", opt->steps());
-    if (opt->state1().defined()) f.Write<float>(g + "/state1", ToFloats(opt->state1()), opt->state1().dim() == 2 ? cols : 1);
-    if (opt->state2().defined()) f.Write<float>(g + "/state2", ToFloats(opt->state2()), cols);
+    if (opt->state1().defined()) StreamRows(f, g + "/state1", opt->state1(), opt->state1().dim() == 2 ? cols : 1);
+    if (opt->state2().defined()) StreamRows(f, g + "/state2", opt->state2(), cols);
   }
   f.Close();
 }
@@ -477,32 +493,34 @@ class RetiredCollector {
   std::unordered_map<std::string, int64_t> slot_;
 };
 
-// The rows at positions `keep` (ascending) of a [rows x width] float dataset, [keep x width]. Kept
-// positions at most kSpanGap apart share one read, so a rank reads about the rows it keeps (one span
-// when they are contiguous, as a row-wise shard's are), not the whole file.
-at::Tensor ReadKeptRows(const h5::File& f, const std::string& key, int64_t rows, const at::Tensor& keep, int64_t width) {
+// The rows at positions `keep` (ascending) of a [rows x width] float dataset, a block at a time:
+// fn(i, j, rows of keep[i, j)). Kept positions at most kSpanGap apart share one read, so a rank
+// reads about the rows it keeps, not the whole file; a read spans at most kSpanRows rows.
+void ForEachKeptBlock(const h5::File& f, const std::string& key, int64_t rows, const at::Tensor& keep, int64_t width,
+                      const std::function<void(int64_t, int64_t, const at::Tensor&)>& fn) {
   constexpr int64_t kSpanGap = 4096;
+  // A span is read whole and handed on before the next: at most kSpanRows rows are in memory, not
+  // a copy of the shard.
+  constexpr int64_t kSpanRows = int64_t{1} << 16;
   if (const int64_t saved = f.Shape(key)[0]; saved != rows) {
     Fail(f.path(), ": ", key, " has ", saved, " rows, its table's row ids ", rows, " (damaged?)");
   }
   const at::Tensor k_cpu = keep.to(torch::kCPU).contiguous();
   const int64_t* k = k_cpu.data_ptr<int64_t>();
   const int64_t n = k_cpu.numel();
-  std::vector<at::Tensor> parts;
   for (int64_t i = 0; i < n;) {
     int64_t j = i;
-    while (j + 1 < n && k[j + 1] - k[j] <= kSpanGap) ++j;
+    while (j + 1 < n && k[j + 1] - k[j] <= kSpanGap && k[j + 1] - k[i] < kSpanRows) ++j;
     const int64_t begin = k[i], end = k[j] + 1;
     std::vector<float> v = f.Read<float>(key, begin, end);
     if (static_cast<int64_t>(v.size()) != (end - begin) * width) {
       Fail(f.path(), ": ", key, " has ", v.size(), " values in rows [", begin, ", ", end, "), expected ", (end - begin) * width,
            " (damaged?)");
     }
-    const at::Tensor block = FromFloats(v, {end - begin, width});
-    parts.push_back(end - begin == j - i + 1 ? block : block.index_select(0, k_cpu.slice(0, i, j + 1) - begin));
+    const at::Tensor block = torch::from_blob(v.data(), {end - begin, width}, torch::kFloat);  // v outlives fn
+    fn(i, j + 1, end - begin == j - i + 1 ? block : block.index_select(0, k_cpu.slice(0, i, j + 1) - begin));
     i = j + 1;
   }
-  return parts.size() == 1 ? parts[0] : at::cat(parts);
 }
 
 void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& model, const RowMaps& maps,
@@ -544,11 +562,13 @@ void LoadEmbeddings(const std::string& dir, int64_t saved_world, TwoTowerModel& 
       const auto dev = w.device();
       at::Tensor local_rows = (ids.index_select(0, keep) - s->row_begin).to(dev);
       auto place = [&](at::Tensor dst, const std::string& key, int64_t width, bool per_col) {
-        at::Tensor src = ReadKeptRows(f, key, static_cast<int64_t>(rows.size()), keep, width);
-        if (per_col) src = src.narrow(1, lo - cb, hi - lo);
         at::Tensor target = per_col ? dst.narrow(1, lo - s->col_begin, hi - lo) : dst;
         if (!per_col) target = target.view({-1, 1});
-        target.index_copy_(0, local_rows, src.to(dev));
+        ForEachKeptBlock(f, key, static_cast<int64_t>(rows.size()), keep, width,
+                         [&](int64_t i, int64_t j, const at::Tensor& block) {
+                           const at::Tensor src = per_col ? block.narrow(1, lo - cb, hi - lo) : block;
+                           target.index_copy_(0, local_rows.slice(0, i, j), src.to(dev));
+                         });
       };
       place(w, g + "/vectors", ce - cb, true);
       SparseOptimizer* opt = emb.LocalOptimizer(spec.name);

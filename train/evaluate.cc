@@ -19,11 +19,22 @@
 namespace shardrec {
 namespace {
 
+// A rank scores its piece of a batch against the whole catalogue at once ([rows x items] floats):
+// the global batch shrinks so that a piece's scores stay within kScoreBytes (metrics are per user,
+// so the batch size does not change them).
+constexpr int64_t kScoreBytes = int64_t{512} << 20;
+
+int64_t EvalBatchSize(int64_t batch_size, int64_t num_items, int world_size) {
+  const int64_t rows = std::max<int64_t>(1, kScoreBytes / (std::max<int64_t>(1, num_items) * 4));
+  return std::min(batch_size, rows * world_size);
+}
+
 SequenceReader EvalReader(const std::string& data, Split split, int64_t batch_size, int64_t max_len,
-                          Communicator& comm) {
+                          Communicator& comm, int64_t num_items, int64_t sample_users = 0) {
   ReaderOptions ro;
+  ro.sample_users = sample_users;
   ro.split = split;
-  ro.global_batch_size = batch_size;
+  ro.global_batch_size = EvalBatchSize(batch_size, num_items, comm.world_size());
   ro.max_len = max_len;
   ro.shuffle = false;
   ro.rank = comm.rank();
@@ -121,12 +132,12 @@ ListContext MakeListContext(const std::string& data, const std::vector<int64_t>&
 // returns the catalogue vectors (encoded once, on every rank).
 template <typename Fn>
 at::Tensor ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split split, int64_t batch_size,
-                      Communicator& comm, Fn&& fn) {
+                      Communicator& comm, Fn&& fn, int64_t sample_users = 0) {
   const c10::Device dev(comm.device());
   const bool was_training = model.is_training();
   model.train(false);
   torch::NoGradGuard no_grad;
-  SequenceReader reader = EvalReader(data, split, batch_size, model.config().max_len, comm);
+  SequenceReader reader = EvalReader(data, split, batch_size, model.config().max_len, comm, model.catalog().num_items, sample_users);
   const ItemVectors items = EncodeCatalogue(model, reader.info().num_items);
   while (auto b = reader.Next()) {
     if (b->rows == 0) continue;
@@ -140,21 +151,29 @@ at::Tensor ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split
 
 ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
   torch::NoGradGuard no_grad;
-  std::vector<at::Tensor> output, input;
+  // Written chunk by chunk into one matrix (no list of chunks to concatenate), and one matrix for
+  // both sides when the vectors are tied: at 20M x 64 each copy is 5 GB on every rank.
+  const bool tied = !model.config().separate_input_vectors;
+  ItemVectors all;
   const int64_t chunk = 65536;
   for (int64_t b = 0; b < num_items; b += chunk) {
-    const at::Tensor ids = torch::arange(b, std::min(num_items, b + chunk), torch::kLong);
+    const int64_t n = std::min(num_items - b, chunk);
+    const at::Tensor ids = torch::arange(b, b + n, torch::kLong);
     ItemVectors v = model.EncodeItemVectors(ids, ids);
-    output.push_back(v.output);
-    input.push_back(v.input);
+    if (!all.output.defined()) {
+      all.output = at::empty({num_items, v.output.size(1)}, v.output.options());
+      all.input = tied ? all.output : at::empty({num_items, v.input.size(1)}, v.input.options());
+    }
+    all.output.narrow(0, b, n).copy_(v.output);
+    if (!tied) all.input.narrow(0, b, n).copy_(v.input);
   }
-  return {torch::cat(output), torch::cat(input)};
+  return all;
 }
 
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm,
                                             const std::vector<int64_t>& counts, const ShardedIndex* ann,
-                                            const at::Tensor& unknown, const ColdItems* cold) {
+                                            const at::Tensor& unknown, const ColdItems* cold, int64_t sample_users) {
   // Each batch's results are reduced to per-user figures at once (lists are not kept).
   std::optional<MetricsAccumulator> exact, approximate;
   auto start = [&](const at::Tensor& catalogue) {
@@ -175,7 +194,7 @@ std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::str
     results.clear();
     RankBatchWithIndex(b, split, users, *ann, &results);
     approximate->Add(results);
-  });
+  }, sample_users);
   start(catalogue);  // a rank without users
   auto m = exact->Reduce(comm);
   if (ann) {
@@ -215,7 +234,7 @@ std::map<std::string, double> EvaluateBaseline(const EvalOptions& o, Communicato
   at::Tensor pop = torch::tensor(counts, torch::kLong).to(torch::kFloat);
   if (o.baseline != "pop" && o.baseline != "cooc") Fail("--baseline: expected pop or cooc, got '", o.baseline, "'");
   const auto next = o.baseline == "cooc" ? Transitions(*ds) : decltype(Transitions(*ds))();
-  SequenceReader reader = EvalReader(o.data, split, o.batch_size, 1, comm);
+  SequenceReader reader = EvalReader(o.data, split, o.batch_size, 1, comm, ds->info().num_items, o.sample_users);
   // Popularity breaks ties (and ranks everything the transitions do not reach), scaled below 1.
   const at::Tensor tie = pop / (pop.max().item<float>() + 1.0f);
   // Baselines have no item vectors: diversity by categories only.
@@ -279,7 +298,7 @@ std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm,
     }
   }
   return EvaluateModel(model, data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm, counts,
-                       ann.get(), {}, cold ? &*cold : nullptr);
+                       ann.get(), {}, cold ? &*cold : nullptr, o.sample_users);
 }
 
 }  // namespace shardrec

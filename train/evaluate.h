@@ -24,12 +24,13 @@ ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items);
 // history excluded; a target outside them is a miss), returned under "ann_" keys. `unknown`
 // (bool [I], optional): items the model cannot recall (it was trained before they existed): they
 // score -inf, so a target among them is a miss. `cold` (optional): the cold-start protocol's items,
-// for the warm / cold slices (train/metrics.h).
+// for the warm / cold slices (train/metrics.h). `sample_users` > 0: only a seeded uniform sample of
+// that many of the split's users (io/reader.h).
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm,
                                             const std::vector<int64_t>& item_counts,
                                             const ShardedIndex* ann = nullptr, const at::Tensor& unknown = {},
-                                            const ColdItems* cold = nullptr);
+                                            const ColdItems* cold = nullptr, int64_t sample_users = 0);
 
 // COLLECTIVE. The user vectors evaluation ranks with for `split`: this rank's users (dense ids)
 // and their vectors [n x dim], in reader order. Exactly what EvaluateModel scores.

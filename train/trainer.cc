@@ -10,12 +10,14 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "common/process_memory.h"
 #include "common/file_util.h"
 #include "io/cold_start.h"
 #include "io/dataset.h"
 #include "io/export.h"
 #include "io/h5.h"
 #include "io/reader.h"
+#include "model/footprint.h"
 #include "model/losses.h"
 #include "model/precision.h"
 #include "train/checkpoint.h"
@@ -242,6 +244,8 @@ class TrainingRun {
   std::unique_ptr<TrainingSink> jsonl_, tb_;
   std::string cold_line_;  // rank 0: what the cold-start protocol did (printed with the plan)
   std::string data_;  // what the run trains on: o_.data, or the cold-start protocol's file
+  double runtime_bytes_ = static_cast<double>(ReadProcessMemory().resident_bytes);  // the program before the run
+  std::vector<MemoryEstimate> memory_;  // the memory model's per-rank estimate
   std::unique_ptr<Dataset> ds_;
   ItemCatalog catalog_;
   std::vector<int64_t> counts_;
@@ -359,11 +363,35 @@ void TrainingRun::Plan() {
   PlannerOptions po = o_.planner;
   po.global_batch_size = o_.batch_size;
   plan_ = PlanItemTables(o_.model, catalog_, comm_, po);
+  // The memory model for this run, on this machine: the program as loaded so far is the runtime.
+  TrainingShape shape;
+  shape.num_items = catalog_.num_items;
+  shape.num_categories = catalog_.num_categories;
+  shape.category_values = static_cast<int64_t>(catalog_.category_values.size());
+  shape.content_dim = catalog_.content.defined() ? catalog_.content.size(1) : 0;
+  shape.num_users = ds_->info().num_users;
+  shape.num_events = ds_->info().num_events;
+  shape.validation = o_.eval_every > 0;
+  shape.global_batch = o_.batch_size;
+  shape.world_size = comm_.world_size();
+  const RetrievalLossOptions lo = LossOptions(o_, ds_->info(), comm_.world_size());
+  shape.full_softmax = lo.full;
+  shape.timestamps = ds_->info().has_timestamps;
+  shape.event_cache_bytes = static_cast<double>(Dataset::kEventCacheBytes);
+  shape.negatives = lo.negatives;
+  auto weights = std::make_shared<std::vector<double>>(counts_.begin(), counts_.end());
+  if (std::any_of(weights->begin(), weights->end(), [](double w) { return w > 0; })) shape.ids.weights = weights;
+  ClusterSpec here{.name = "this job", .nodes = 1, .gpus_per_node = comm_.world_size(), .reserved_bytes = runtime_bytes_,
+                   .memory_bandwidth = po.memory_bandwidth, .intra_node_bandwidth = po.link_bandwidth,
+                   .inter_node_bandwidth = po.link_bandwidth};
+  memory_ = EstimateTrainingMemory(o_.model, plan_, shape, here);
   if (!root_) return;
   char head[256];
   std::snprintf(head, sizeof(head), "sharding plan: %d rank(s); budget %.1f GiB/rank, memory %.0f GB/s, link %.1f GB/s\n",
                 comm_.world_size(), po.memory_budget_bytes / (1 << 30), po.memory_bandwidth / 1e9, po.link_bandwidth / 1e9);
-  plan_table_ = o_.derived + cold_line_ + DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_));
+  plan_table_ = o_.derived + cold_line_ + DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_)) +
+                "memory estimate per rank, MiB (docs/sharding.md, \"The memory model\"; runtime: this process before the run)\n" +
+                MemoryTable(memory_, /*gib=*/false, /*device=*/false);
 }
 
 void TrainingRun::Resume() {
@@ -402,6 +430,7 @@ static InitSource ResolveInitFrom(const std::string& prev, Communicator& comm) {
 void TrainingRun::WarmStart() {
   const InitSource from = ResolveInitFrom(o_.init_from, comm_);
   warm_from_ = from.dir;
+  const Clock::time_point load_start = Clock::now();
   const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_, from.verified,
                                       /*remap_by_raw_id=*/true, o_.keep_retired, /*fresh_context=*/true);
   retired_ = r.retired;
@@ -415,6 +444,9 @@ void TrainingRun::WarmStart() {
                                counts("categories", r.categories, "dropped")
                          : "the same item ids (" + std::to_string(catalog_.num_items) + " items)" + kept;
   if (!r.fresh_dense.empty()) warm_ids_ += "; context rows start fresh (" + warm_from_ + " was trained without context)";
+  char took[64];
+  std::snprintf(took, sizeof(took), "; loaded in %.1f s", Since(load_start));
+  warm_ids_ += took;
 }
 
 int TrainingRun::LocalStopSignal() const { return o_.stop_signal != nullptr ? o_.stop_signal->load() : 0; }
@@ -578,6 +610,10 @@ TrainResult TrainingRun::Run() {
   if (last_checkpoint_ != res_.steps && res_.steps > steps_before_) {
     Checkpoint(stopped_mid_epoch_ ? state_.next_batch : 0);
   }
+  // Not collective: a rank that failed after the agreed saves must not leave the others waiting.
+  const MemoryEstimate& m = memory_[comm_.rank()];
+  res_.peak_memory_bytes = static_cast<double>(ReadProcessMemory().peak_bytes);
+  res_.estimated_memory_bytes = comm_.device() == "cpu" ? m.total() : m.host() + m.runtime;
   return res_;
 }
 

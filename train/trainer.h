@@ -114,6 +114,10 @@ struct TrainResult {
   int stop_signal = 0;             // the signal that stopped the run early (0: it ran to its end)
   bool out_of_time = false;        // stopped before an epoch that would have passed time_budget_seconds
   std::string last_checkpoint;     // the run's newest checkpoint directory ("" if none was written)
+  // This rank's memory: the process's peak resident bytes at the end of the run (saves included)
+  // and the memory model's estimate of it (model/footprint.h) made when the run was planned. On an
+  // accelerator both are the host's share (the device's is printed with the plan).
+  double peak_memory_bytes = 0, estimated_memory_bytes = 0;
 };
 
 // Throws UserError naming the option (as its flag) for a value out of range. Train calls it first.
@@ -158,6 +162,9 @@ struct EvalOptions {
   // protocol, else `data`'s own (a model trained on everything, sliced the same way). 0 = off.
   double cold_items = 0;
   uint64_t cold_seed = 1;
+  // > 0: evaluate a uniform sample of this many of the split's users, drawn from a fixed seed (the
+  // same users for every model of the data); 0 = all.
+  int64_t sample_users = 0;
 };
 // Fills `histories` with the data it ranked: the protocol's file or `options.data`.
 std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm, std::string* histories = nullptr);

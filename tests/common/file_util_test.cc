@@ -6,6 +6,7 @@
 
 #include <fstream>
 
+#include "common/crc32c.h"
 #include "common/error.h"
 #include "tests/test_util.h"
 
@@ -62,6 +63,23 @@ TEST(DirectoryLock, ExcludesASecondHolderAndNamesTheFirst) {
   }
   DirectoryLock again(run, "a training run");
   testing::ExpectUserError([&] { DirectoryLock on_a_file(run + "/.lock", "x"); }, {"exists and is not a directory"});
+}
+
+// The published CRC-32C check value, and a file digested block by block (it spans several 4 MiB
+// blocks) equals the CRC of its bytes at once.
+TEST(Files, DigestIsTheCrcOfTheWholeFileReadInBlocks) {
+  EXPECT_EQ(Crc32c("123456789", 9), 0xE3069283u);
+  EXPECT_EQ(Crc32cExtend(Crc32c("1234", 4), "56789", 5), 0xE3069283u);
+  testing::TempDir dir;
+  std::string data(9u << 20, '\0');
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>((i * 2654435761u) >> 13);
+  WriteFileAtomically(dir.File("f"), data);
+  const FileDigest d = DigestFile(dir.File("f"));
+  EXPECT_EQ(d.bytes, static_cast<int64_t>(data.size()));
+  EXPECT_EQ(d.crc32c, Crc32c(data.data(), data.size()));
+  WriteFileAtomically(dir.File("empty"), "");
+  EXPECT_EQ(DigestFile(dir.File("empty")).bytes, 0);
+  EXPECT_EQ(DigestFile(dir.File("empty")).crc32c, 0u);
 }
 
 TEST(Files, ReadMissingFileNamesPath) {

@@ -143,5 +143,85 @@ TEST(Dataset, ReadOutOfRangeIsAnError) {
   ExpectUserError([&] { ds->ReadItems(5, 9); }, {"/events/item", "out of range"});
 }
 
+// Events are read through the Dataset's own cache of whole chunks: any span, in any order, with a
+// cache of a few chunks (so blocks are evicted and read again), equals the file's bytes read
+// directly (one HDF5 read of the span), for the small chunks a writer makes now and for larger
+// chunks of older files.
+TEST(Dataset, EventReadsThroughTheBlockCacheEqualDirectReads) {
+  for (int64_t chunk : {Dataset::kEventChunk, int64_t{1} << 16}) {
+    TempDir dir;
+    const std::string path = dir.File("big.h5");
+    DatasetWriterOptions o;
+    o.timestamps = true;
+    // A writer's events chunk is min(storage chunk, kEventChunk); an older file's is written below.
+    o.storage = {.chunk_elems = std::min<int64_t>(chunk, Dataset::kEventChunk), .deflate_level = 1};
+    auto w = DatasetWriter::Create(path, o);
+    const int64_t users = 3000, items = 50;
+    std::vector<int64_t> begin{0};
+    for (int64_t u = 0; u < users; ++u) {
+      const int64_t n = 30 + (u * 37) % 150;  // ~3e5 events in all: ~70 small chunks or 5 large ones
+      std::vector<int32_t> it(n);
+      std::vector<int64_t> ts(n);
+      for (int64_t k = 0; k < n; ++k) {
+        it[k] = static_cast<int32_t>((u * 7 + k * 13) % items);
+        ts[k] = u * 1000 + k;
+      }
+      w->AddUser("u" + std::to_string(u), it, ts);
+      begin.push_back(begin.back() + n);
+    }
+    for (int64_t i = 0; i < items; ++i) w->AddItem("i" + std::to_string(i), "", {}, {});
+    w->Finish();
+    if (chunk != Dataset::kEventChunk) {
+      // Rewrite the events as an older file had them, in chunks of `chunk`.
+      std::vector<int32_t> all_items;
+      std::vector<int64_t> all_times;
+      {
+        h5::File f = h5::File::Open(path);
+        all_items = f.ReadAll<int32_t>("/events/item");
+        all_times = f.ReadAll<int64_t>("/events/timestamp");
+      }
+      hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+      ASSERT_GE(file, 0);
+      ASSERT_GE(H5Ldelete(file, "/events/item", H5P_DEFAULT), 0);
+      ASSERT_GE(H5Ldelete(file, "/events/timestamp", H5P_DEFAULT), 0);
+      // h5::File writes only new files: the raw API, with the old chunk size.
+      for (int k = 0; k < 2; ++k) {
+        const hsize_t n = all_items.size(), c = static_cast<hsize_t>(chunk);
+        hid_t space = H5Screate_simple(1, &n, nullptr);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        H5Pset_chunk(dcpl, 1, &c);
+        H5Pset_deflate(dcpl, 1);
+        const char* name = k == 0 ? "/events/item" : "/events/timestamp";
+        hid_t d = H5Dcreate2(file, name, k == 0 ? H5T_STD_I32LE : H5T_STD_I64LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        ASSERT_GE(d, 0);
+        ASSERT_GE(H5Dwrite(d, k == 0 ? H5T_NATIVE_INT32 : H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                           k == 0 ? static_cast<const void*>(all_items.data()) : static_cast<const void*>(all_times.data())),
+                  0);
+        H5Dclose(d);
+        H5Pclose(dcpl);
+        H5Sclose(space);
+      }
+      H5Fclose(file);
+    }
+    // Room for 3 blocks of timestamps (6 of items): every pass below evicts.
+    auto ds = Dataset::Open(path, 3 * chunk * 8);
+    h5::File direct = h5::File::Open(path);
+    EXPECT_EQ(direct.ChunkRows("/events/item"), chunk);
+    // Users in a scattered order (every user once, twice), then spans across users and chunk edges.
+    for (int64_t k = 0; k < 2 * users; ++k) {
+      const int64_t u = (k * 1237) % users;
+      ASSERT_EQ(ds->ReadItems(begin[u], begin[u + 1]), direct.Read<int32_t>("/events/item", begin[u], begin[u + 1])) << u;
+      ASSERT_EQ(ds->ReadTimestamps(begin[u], begin[u + 1]), direct.Read<int64_t>("/events/timestamp", begin[u], begin[u + 1]));
+    }
+    const int64_t n = begin.back();
+    for (int64_t a : {int64_t{0}, chunk - 3, 2 * chunk - 1, n - 5000}) {
+      const int64_t b = std::min(n, a + 5000);
+      EXPECT_EQ(ds->ReadItems(a, b), direct.Read<int32_t>("/events/item", a, b)) << a;
+      EXPECT_EQ(ds->ReadTimestamps(a, b), direct.Read<int64_t>("/events/timestamp", a, b)) << a;
+    }
+    EXPECT_TRUE(ds->ReadItems(n, n).empty());
+  }
+}
+
 }  // namespace
 }  // namespace shardrec

@@ -235,6 +235,52 @@ TEST(Reader, ShuffleIsDeterministicPerSeedAndEpoch) {
   EXPECT_NE(e0, order(c, 0));
 }
 
+// A user sample: the requested number of distinct users of the split, in dense-id order, the same
+// set for any world size and batch size, a subset of the full split's users, and each user's
+// target and history as the full reader gives them.
+TEST(Reader, UserSampleIsASeededSubsetOfTheSplit) {
+  TempDir dir;
+  WriteSynthetic(dir, 301, 400, 4000);
+  ReaderOptions o;
+  o.split = Split::kTest;
+  o.shuffle = false;
+  o.global_batch_size = 50;
+  o.max_len = 8;
+  std::map<int64_t, int64_t> target;
+  for (const Batch& b : ReadAll(dir.File("s.h5"), o)) {
+    for (int64_t i = 0; i < b.rows; ++i) target[b.users[i]] = b.targets[i];
+  }
+  ASSERT_GT(target.size(), 200u);
+  auto sample = [&](int world, int64_t batch) {
+    std::vector<int64_t> users;
+    for (int r = 0; r < world; ++r) {
+      ReaderOptions ro = o;
+      ro.sample_users = 120;
+      ro.rank = r;
+      ro.world_size = world;
+      ro.global_batch_size = batch;
+      for (const Batch& b : ReadAll(dir.File("s.h5"), ro)) {
+        for (int64_t i = 0; i < b.rows; ++i) {
+          users.push_back(b.users[i]);
+          EXPECT_EQ(b.targets[i], target.at(b.users[i]));
+        }
+      }
+    }
+    std::sort(users.begin(), users.end());
+    return users;
+  };
+  const std::vector<int64_t> one = sample(1, 50);
+  ASSERT_EQ(one.size(), 120u);
+  EXPECT_EQ(std::set<int64_t>(one.begin(), one.end()).size(), 120u);
+  EXPECT_EQ(sample(3, 32), one);
+  // Not simply the first users.
+  EXPECT_GT(one.back(), 150);
+  // A sample as large as the split is the split.
+  ReaderOptions all = o;
+  all.sample_users = 100000;
+  EXPECT_EQ(SequenceReader(dir.File("s.h5"), all).num_users(), static_cast<int64_t>(target.size()));
+}
+
 TEST(Reader, BadOptions) {
   TempDir dir;
   const std::string path = WriteLadder(dir);
