@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "sharding/capacity.h"
+#include "sharding/cluster.h"
 
 namespace shardrec::cli {
 
