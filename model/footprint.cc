@@ -5,15 +5,21 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 #include <sstream>
 
 namespace shardrec {
 namespace {
 
-// Distinct items among a step's `positions` targets and the shared negatives.
+// Distinct items a step looks up as candidates: among its `positions` targets and the shared
+// negatives, or the whole catalogue under a full softmax.
 double DistinctItems(const TrainingShape& shape, double positions) {
+  if (shape.full_softmax) return static_cast<double>(shape.num_items);
   const double negatives = static_cast<double>(shape.negatives);
-  if (shape.ids.weights) return ExpectedDistinct(*shape.ids.weights, positions, negatives, 0, shape.num_items);
+  if (const std::vector<int64_t>* c = shape.ids.counts) {
+    return ExpectedDistinct(*c, static_cast<double>(std::accumulate(c->begin(), c->end(), int64_t{0})), positions, negatives, 0,
+                            shape.num_items);
+  }
   return ExpectedDistinct(shape.ids.zipf, shape.num_items, positions, negatives, 1, shape.num_items + 1);
 }
 
@@ -23,6 +29,7 @@ std::vector<TableWorkload> ItemTowerWorkloads(const ModelConfig& config, const s
                                               const TrainingShape& shape) {
   const double positions = static_cast<double>(shape.global_batch) * static_cast<double>(config.max_len);
   const double local_rows = std::ceil(static_cast<double>(shape.global_batch) / std::max(1, shape.world_size));
+  const double candidates = DistinctItems(shape, positions);  // one pass over the catalogue's counts
   std::vector<TableWorkload> out;
   for (const TableSpec& s : specs) {
     TableWorkload w;
@@ -30,8 +37,7 @@ std::vector<TableWorkload> ItemTowerWorkloads(const ModelConfig& config, const s
       // The categories of the items looked up (each item's categories, pooled): uniform ids.
       w.ids = {.zipf = 0, .sorted = false};
       const double per_item = shape.num_items > 0 ? static_cast<double>(shape.category_values) / static_cast<double>(shape.num_items) : 1.0;
-      const double items = shape.full_softmax ? static_cast<double>(shape.num_items) : DistinctItems(shape, positions);
-      w.local_draws = items * per_item;
+      w.local_draws = candidates * per_item;
       w.outputs = w.local_draws;
     } else if (shape.full_softmax) {
       // Every rank encodes the whole catalogue each step.
@@ -47,8 +53,7 @@ std::vector<TableWorkload> ItemTowerWorkloads(const ModelConfig& config, const s
       w.shared_draws = positions;
       w.uniform_draws = static_cast<double>(shape.negatives);
       // Output vectors of the candidates and input vectors of this rank's history items.
-      const double distinct = DistinctItems(shape, positions);
-      w.outputs = distinct + std::min(distinct, local_rows * static_cast<double>(config.max_len));
+      w.outputs = candidates + std::min(candidates, local_rows * static_cast<double>(config.max_len));
     }
     out.push_back(w);
   }
@@ -76,7 +81,9 @@ std::vector<MemoryEstimate> EstimateTrainingMemory(const ModelConfig& config, co
   double act = f * positions * (10 * d + blocks * (24 * d + 4 * heads * len));
   // The loss: position vectors and their gradients; candidate vectors, normalised copies and
   // gradients; three blocks of about 1 MB of logits.
-  const double candidates = shape.full_softmax ? static_cast<double>(shape.num_items) : DistinctItems(shape, static_cast<double>(shape.global_batch) * len);
+  // The candidates every rank looks up (the item table's distinct ids; its capacity figure also
+  // counts other tables' ids).
+  const double candidates = DistinctItems(shape, static_cast<double>(shape.global_batch) * len);
   act += f * positions * d * 2 + f * candidates * d * 3 + 3 * (1 << 20);
   const double content_dim = config.use_content ? static_cast<double>(shape.content_dim) : 0.0;
   const double dense = f * 4 * static_cast<double>(DenseParameterCount(config, static_cast<int64_t>(content_dim)));

@@ -80,18 +80,14 @@ double ExpectedDistinct(double zipf, int64_t rows, double draws, double uniform,
   return sum;
 }
 
-double ExpectedDistinct(const std::vector<double>& weights, double draws, double uniform, int64_t begin, int64_t end) {
-  return ExpectedDistinct(weights, std::accumulate(weights.begin(), weights.end(), 0.0), draws, uniform, begin, end);
-}
-
-double ExpectedDistinct(const std::vector<double>& weights, double total, double draws, double uniform, int64_t begin,
+double ExpectedDistinct(const std::vector<int64_t>& weights, double total, double draws, double uniform, int64_t begin,
                         int64_t end) {
   CHECK(total > 0) << "popularity weights are all zero";
   if (weights.size() == 1) return draws + uniform > 0 && begin <= 0 && end >= 1 ? 1.0 : 0.0;
   const double keep_uniform = uniform > 0 ? uniform * std::log1p(-1.0 / static_cast<double>(weights.size())) : 0.0;
   double sum = 0;
   for (int64_t i = std::max<int64_t>(0, begin); i < std::min<int64_t>(end, static_cast<int64_t>(weights.size())); ++i) {
-    const double p = std::min(weights[static_cast<size_t>(i)] / total, 1.0 - 1e-15);
+    const double p = std::min(static_cast<double>(weights[static_cast<size_t>(i)]) / total, 1.0 - 1e-15);
     sum += -std::expm1(draws * std::log1p(-p) + keep_uniform);
   }
   return sum;
@@ -122,11 +118,11 @@ CapacityEstimate EstimateCapacity(const std::vector<TableSpec>& specs, const Sha
     }
     const double draws = wl.local_draws + wl.shared_draws;
     // Distinct ids of a rank among rows [begin, end) of the table (the same on every rank).
-    const std::vector<double>* weights = wl.ids.weights.get();
+    const std::vector<int64_t>* weights = wl.ids.counts;
     if (weights && static_cast<int64_t>(weights->size()) != s.rows) {
       Fail("capacity: table '", s.name, "' has ", s.rows, " rows, its popularity ", weights->size());
     }
-    const double weight_sum = weights ? std::accumulate(weights->begin(), weights->end(), 0.0) : 0.0;
+    const double weight_sum = weights ? static_cast<double>(std::accumulate(weights->begin(), weights->end(), int64_t{0})) : 0.0;
     const double whole = wl.all_rows ? static_cast<double>(s.rows)
                          : weights   ? ExpectedDistinct(*weights, weight_sum, draws, wl.uniform_draws, 0, s.rows)
                                      : ExpectedDistinct(wl.ids.zipf, s.rows, draws, wl.uniform_draws, 1, s.rows + 1);

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,9 +23,9 @@ namespace shardrec {
 struct IdDistribution {
   double zipf = 1.05;
   bool sorted = false;
-  // When set: the measured popularity of each row (e.g. training events per item), used instead
-  // of Zipf; weights->size() must equal the table's rows.
-  std::shared_ptr<const std::vector<double>> weights;
+  // When set: the measured popularity of each row (training events per item), used instead of
+  // Zipf; counts->size() must equal the table's rows. Not owned: it must outlive the estimate.
+  const std::vector<int64_t>* counts = nullptr;
 };
 
 // What one table serves per step on every rank.
@@ -44,10 +43,9 @@ struct TableWorkload {
 // below rank 2^20, a midpoint integral from there (relative error < 1e-6).
 double ExpectedDistinct(double zipf, int64_t rows, double draws, double uniform, int64_t begin, int64_t end);
 
-// The same for a measured popularity (`weights` by row, not all zero): rows [begin, end) (0-based).
-double ExpectedDistinct(const std::vector<double>& weights, double draws, double uniform, int64_t begin, int64_t end);
-// With the weights' sum given (a table's shards share it).
-double ExpectedDistinct(const std::vector<double>& weights, double total, double draws, double uniform, int64_t begin,
+// The same for a measured popularity (`counts` by row, summing to `total` > 0): rows [begin, end)
+// (0-based).
+double ExpectedDistinct(const std::vector<int64_t>& counts, double total, double draws, double uniform, int64_t begin,
                         int64_t end);
 
 struct RankTraffic {
