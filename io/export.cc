@@ -6,6 +6,9 @@
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <optional>
+
+#include <glog/logging.h>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -29,38 +32,75 @@ std::string ShardsJson(const std::vector<ExportShard>& shards) {
 
 }  // namespace
 
-void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& s) {
-  h5::File f = h5::File::Create(path);
-  f.SetAttr("/", "format", std::string("shardrec.export.") + kind);
-  f.SetAttr("/", "format_version", kExportFormatVersion);
-  f.SetAttr("/", "dim", s.dim);
-  f.Write<int64_t>("/ids", s.ids);
-  f.Write<float>("/vectors", s.vectors, std::max<int64_t>(1, s.dim));
-  {
-    h5::StringAppender raw(&f, "/raw_ids");
-    for (const auto& r : s.raw_ids) raw.Append(r);
-    raw.Flush();
+struct VectorShardWriter::Impl {
+  Impl(const std::string& path, int64_t dim, bool with_titles)
+      : file(h5::File::Create(path)), dim(dim), ids(std::in_place, &file, "/ids"),
+        vectors(std::in_place, &file, "/vectors", std::max<int64_t>(1, dim)), raw(std::in_place, &file, "/raw_ids") {
+    if (with_titles) titles.emplace(&file, "/titles");
   }
-  if (!s.titles.empty()) {
-    h5::StringAppender t(&f, "/titles");
-    for (const auto& x : s.titles) t.Append(x);
-    t.Flush();
-  }
-  f.Close();
+  h5::File file;  // destroyed after the appenders (declared first)
+  int64_t dim;
+  std::optional<h5::Appender<int64_t>> ids;
+  std::optional<h5::Appender<float>> vectors;
+  std::optional<h5::StringAppender> raw, titles;
+  bool with_titles() const { return titles.has_value(); }
+};
+
+VectorShardWriter::VectorShardWriter(const std::string& path, const std::string& kind, int64_t dim, bool with_titles)
+    : impl_(std::make_unique<Impl>(path, dim, with_titles)) {
+  impl_->file.SetAttr("/", "format", std::string("shardrec.export.") + kind);
+  impl_->file.SetAttr("/", "format_version", kExportFormatVersion);
+  impl_->file.SetAttr("/", "dim", dim);
 }
 
-VectorShard ReadVectorShard(const std::string& path, bool with_vectors) {
+VectorShardWriter::~VectorShardWriter() = default;
+
+void VectorShardWriter::Append(const std::vector<int64_t>& ids, const std::vector<std::string>& raw_ids,
+                               const std::vector<std::string>& titles, const float* vectors) {
+  CHECK(impl_->ids) << "Append after Close";
+  CHECK_EQ(raw_ids.size(), ids.size());
+  CHECK_EQ(titles.size(), impl_->with_titles() ? ids.size() : 0);
+  const int64_t n = static_cast<int64_t>(ids.size());
+  impl_->ids->Append(ids.data(), n);
+  if (impl_->dim > 0) impl_->vectors->Append(vectors, n);
+  for (const auto& r : raw_ids) impl_->raw->Append(r);
+  for (const auto& t : titles) impl_->titles->Append(t);
+}
+
+int64_t VectorShardWriter::rows() const { return impl_->ids ? impl_->ids->rows() : -1; }
+
+void VectorShardWriter::Close() {
+  impl_->ids->Flush();
+  impl_->vectors->Flush();
+  impl_->raw->Flush();
+  if (impl_->titles) impl_->titles->Flush();
+  impl_->ids.reset();
+  impl_->vectors.reset();
+  impl_->raw.reset();
+  impl_->titles.reset();
+  impl_->file.Close();
+}
+
+void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& s) {
+  VectorShardWriter w(path, kind, s.dim, !s.titles.empty());
+  w.Append(s.ids, s.raw_ids, s.titles, s.vectors.data());
+  w.Close();
+}
+
+VectorShard ReadVectorShard(const std::string& path, bool with_vectors, int64_t max_rows) {
   h5::File f = h5::File::Open(path);
   VectorShard s;
   auto dim = f.GetIntAttr("/", "dim");
   if (!dim) Fail(path, ": not an export shard (no dim attribute)");
   s.dim = *dim;
-  s.ids = f.ReadAll<int64_t>("/ids");
-  const int64_t n = static_cast<int64_t>(s.ids.size());
+  const std::vector<int64_t> id_shape = f.Shape("/ids");
+  const int64_t rows = id_shape.empty() ? 0 : id_shape[0];
+  const int64_t n = max_rows >= 0 ? std::min(rows, max_rows) : rows;
+  s.ids = f.Read<int64_t>("/ids", 0, n);
   const std::vector<int64_t> shape = f.Shape("/vectors");
   const int64_t values = shape.empty() ? 0 : std::accumulate(shape.begin(), shape.end(), int64_t{1}, std::multiplies<>());
-  if (values != n * s.dim) Fail(path, ": /vectors does not hold ", n, " x ", s.dim);
-  if (with_vectors) s.vectors = f.ReadAll<float>("/vectors");
+  if (values != rows * s.dim) Fail(path, ": /vectors does not hold ", rows, " x ", s.dim);
+  if (with_vectors) s.vectors = n == rows ? f.ReadAll<float>("/vectors") : f.Read<float>("/vectors", 0, n);
   s.raw_ids = h5::ReadStrings(f, "/raw_ids", 0, n);
   if (f.Exists("/titles/offsets")) s.titles = h5::ReadStrings(f, "/titles", 0, n);
   return s;

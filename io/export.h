@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,29 @@ struct VectorShard {
 
 // Writes one shard file (kind "items" or "users").
 void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& shard);
-// Reads a shard (without `vectors` unless `with_vectors`); a damaged file is a UserError naming it.
-VectorShard ReadVectorShard(const std::string& path, bool with_vectors = true);
+
+// Writes a shard file as its rows come, in bounded memory (one HDF5 chunk per column): an export
+// of 10M vectors never holds them. The file is complete only after Close(); a writer destroyed
+// before (a failed write) leaves a partial file for the caller to remove.
+class VectorShardWriter {
+ public:
+  VectorShardWriter(const std::string& path, const std::string& kind, int64_t dim, bool with_titles);
+  ~VectorShardWriter();
+  VectorShardWriter(const VectorShardWriter&) = delete;
+  VectorShardWriter& operator=(const VectorShardWriter&) = delete;
+  // Rows: ids [n], raw ids [n], titles [n] (exactly when with_titles), vectors [n x dim].
+  void Append(const std::vector<int64_t>& ids, const std::vector<std::string>& raw_ids,
+              const std::vector<std::string>& titles, const float* vectors);
+  int64_t rows() const;
+  void Close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+// Reads a shard (without `vectors` unless `with_vectors`), its first `max_rows` rows when >= 0; a
+// damaged file is a UserError naming it.
+VectorShard ReadVectorShard(const std::string& path, bool with_vectors = true, int64_t max_rows = -1);
 
 struct ExportShard {
   std::string file;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <memory>
 #include <optional>
 #include <thread>
 #include <unordered_set>
@@ -58,6 +59,14 @@ int RunExport(const std::vector<std::string>&) {
   o.model = ModelConfigFromFlags();
   o.seed = FLAGS_seed;
   o.add_items = FLAGS_add_items;
+  if (job.is_root()) {
+    // Each pass's clock starts with the pass (its first chunk's time is not counted).
+    auto meter = std::make_shared<std::pair<std::string, std::unique_ptr<ProgressMeter>>>();
+    o.progress = [meter](const char* pass, int64_t done, int64_t chunks, int64_t rows) {
+      if (meter->first != pass) meter->first = pass, meter->second = std::make_unique<ProgressMeter>(std::string("export ") + pass, "chunks", pass);
+      meter->second->Update(done, chunks, rows);
+    };
+  }
   int64_t added = 0;
   const auto start = std::chrono::steady_clock::now();
   const std::string dir = ExportEmbeddings(o, *job.comm, &added);

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -293,9 +294,25 @@ int RunEval(const std::vector<std::string>&) {
   o.cold_seed = FLAGS_cold_seed;
   if (FLAGS_eval_users < 0) Fail("--eval-users must be >= 0 (0 = every user), got ", FLAGS_eval_users);
   o.sample_users = FLAGS_eval_users;
+  if (FLAGS_eval_scoring == "auto") {
+    o.scoring = EvalScoring::kAuto;
+  } else if (FLAGS_eval_scoring == "replicated") {
+    o.scoring = EvalScoring::kReplicated;
+  } else if (FLAGS_eval_scoring == "sharded") {
+    o.scoring = EvalScoring::kSharded;
+  } else {
+    Fail("--eval-scoring: expected auto, replicated or sharded, got '", FLAGS_eval_scoring, "'");
+  }
   if (FLAGS_ann) {
     if (FLAGS_export_dir.empty()) Fail("--ann needs --export ROOT (an export of this run with `shardrec index`)");
     o.ann_export = FLAGS_export_dir;
+  }
+  if (job.is_root()) {  // a catalogue of millions takes minutes
+    auto meter = std::make_shared<std::unique_ptr<ProgressMeter>>();  // its clock starts with the first batch
+    o.progress = [meter](int64_t done, int64_t batches, int64_t users) {
+      if (!*meter) *meter = std::make_unique<ProgressMeter>("eval", "batches", "users");
+      (*meter)->Update(done, batches, users);
+    };
   }
   std::string histories;
   auto m = Evaluate(o, *job.comm, &histories);
@@ -340,7 +357,7 @@ Registrar train_cmd({
 
 std::vector<std::string> EvalKeys() {
   std::vector<std::string> k = WithConfig(TrainKeys());
-  for (const char* f : {"split", "baseline", "out", "ann", "export_dir", "eval_users"}) k.push_back(f);
+  for (const char* f : {"split", "baseline", "out", "ann", "export_dir", "eval_users", "eval_scoring"}) k.push_back(f);
   return k;
 }
 

@@ -69,6 +69,9 @@ DEFINE_bool(logq, true, "sampled softmax: subtract log of each candidate's sampl
 DEFINE_int64(eval_every, 1, "validate every N epochs (0 = never); early stopping on NDCG@10");
 DEFINE_int64(patience, 5, "validations without improvement before stopping");
 DEFINE_int64(eval_batch_size, 256, "users per evaluation batch (global)");
+DEFINE_string(eval_scoring, "auto",
+              "eval: auto | replicated (every rank encodes the whole catalogue) | sharded (each rank 1/W of it; "
+              "the ranks merge their top lists); auto = sharded above 1 GiB of catalogue vectors with 2+ ranks");
 DEFINE_int64(eval_users, 0, "eval: rank only a uniform sample of this many users of the split (the same users for every model of the data; 0 = all)");
 DEFINE_double(log_every, 10, "seconds between progress lines");
 DEFINE_int64(length_groups, 8,

@@ -102,11 +102,15 @@ std::vector<MemoryEstimate> EstimateTrainingMemory(const ModelConfig& config, co
   const double events = static_cast<double>(shape.num_events);
   auto cache = [&](double bytes_per_event) { return std::min(shape.event_cache_bytes, events * bytes_per_event); };
   const double data = static_cast<double>(shape.num_users) * (8 * 2 + 8 + 4 + 8) + 2 * cache(4) + (shape.timestamps ? cache(8) : 0);
-  // Validation: the catalogue's vectors (one matrix when input and output vectors are tied), a
-  // batch of scores, and its reader's offsets and caches.
+  // Validation: the catalogue's vectors (one matrix when input and output vectors are tied; 1/W
+  // of the output vectors when evaluation shards them), a batch of scores, and its reader's
+  // offsets and caches.
   double evaluation = 0;
   if (shape.validation) {
-    evaluation = f * items * d * (config.separate_input_vectors ? 2 : 1) + std::min(shape.score_bytes, f * items * rows) +
+    const double vectors = f * items * d * (config.separate_input_vectors ? 2 : 1);
+    const double world = static_cast<double>(c.ranks.size());
+    const bool sharded = world > 1 && vectors > kShardedEvaluationBytes;
+    evaluation = (sharded ? f * items * d / world : vectors) + std::min(shape.score_bytes, f * items * rows) +
                  static_cast<double>(shape.num_users) * 8 * 3 + cache(4) + (shape.timestamps ? cache(8) : 0);
   }
   std::vector<MemoryEstimate> out(c.ranks.size());

@@ -36,6 +36,10 @@ struct TrainingShape {
 };
 
 // Bytes per rank, by what holds them.
+// Above this many bytes of catalogue vectors, a multi-rank evaluation shards them over the ranks
+// (train/evaluate.h, EvalScoring::kAuto).
+inline constexpr double kShardedEvaluationBytes = double(int64_t{1} << 30);
+
 struct MemoryEstimate {
   double tables = 0;       // embedding shards
   double optimizer = 0;    // their sparse optimizer state

@@ -239,7 +239,6 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   rep.factory = o.factory != "auto" ? o.factory
                 : largest < 100000  ? "Flat"
                                     : "IVF" + std::to_string(static_cast<int64_t>(4 * std::sqrt(double(largest)))) + ",Flat";
-  const auto start = Clock::now();
   // A build that fails (a full disk) removes the files of its generation: the manifest, and the
   // generation it names, stay as they were.
   struct Unfinished {
@@ -257,10 +256,24 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
       }
     }
   } unfinished{dir, generation};
-  std::vector<std::unique_ptr<faiss::Index>> built, flat;
-  std::vector<int64_t> begin;
+  // Recall against exact search, with user-tower vectors as queries (read before the shards, a
+  // prefix of the user shards only).
+  std::vector<float> queries;
+  for (const auto& sh : m.user_shards) {
+    const int64_t have = static_cast<int64_t>(queries.size()) / std::max<int64_t>(1, m.dim);
+    if (have >= o.queries) break;
+    VectorShard u = ReadVectorShard(dir + "/" + sh.file, /*with_vectors=*/true, /*max_rows=*/o.queries - have);
+    queries.insert(queries.end(), u.vectors.begin(), u.vectors.end());
+  }
+  const int64_t nq = std::min<int64_t>(o.queries, static_cast<int64_t>(queries.size()) / std::max<int64_t>(1, m.dim));
+  // Each shard in turn: read, build, write, and search for every query (exact and through the
+  // index), then freed: the build holds one shard, never the catalogue. The per-shard hits are
+  // merged per query after the last shard, as a search over the sharded index merges them.
+  std::vector<std::vector<Hit>> exact100(static_cast<size_t>(nq)), index10(exact100.size()), index100(exact100.size());
+  double t_exact = 0, t_index = 0;
   for (size_t s = 0; s < m.item_shards.size(); ++s) {
     const ExportShard& sh = m.item_shards[s];
+    const auto shard_start = Clock::now();
     VectorShard v = ReadVectorShard(dir + "/" + sh.file);
     std::unique_ptr<faiss::Index> ix;
     try {
@@ -284,40 +297,40 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
     SetSearchParams(ix.get(), o.ef_search, o.nprobe, o.refine);
     // The next generation, beside the current one: readers keep using what their manifest names.
     WriteIndexFile(*ix, dir + "/" + IndexFileName(s, generation));
-    auto exact_shard = std::make_unique<faiss::IndexFlatIP>(m.dim);
-    exact_shard->add(n, v.vectors.data());
-    flat.push_back(std::move(exact_shard));
-    built.push_back(std::move(ix));
-    begin.push_back(sh.begin);
-  }
-  rep.build_seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  // Recall against exact search, with user-tower vectors as queries (one at a time, one thread).
-  const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  std::vector<float> queries;
-  for (const auto& sh : m.user_shards) {
-    if (static_cast<int64_t>(queries.size()) >= o.queries * m.dim) break;
-    VectorShard u = ReadVectorShard(dir + "/" + sh.file);
-    queries.insert(queries.end(), u.vectors.begin(), u.vectors.end());
-  }
-  const int64_t nq = std::min<int64_t>(o.queries, static_cast<int64_t>(queries.size()) / std::max<int64_t>(1, m.dim));
-  double hit10 = 0, hit100 = 0;
-  double t_exact = 0, t_index = 0;
-  for (int64_t q = 0; q < nq; ++q) {
-    const float* qv = queries.data() + q * m.dim;
+    rep.build_seconds += std::chrono::duration<double>(Clock::now() - shard_start).count();
     // Each recall@K comes from a k = K search of the index (a deeper search can find more: HNSW's
     // breadth and RFlat's candidates grow with k); the exact top-100 holds the exact top-10.
-    // Queries/s: exact search vs the index at k = 10.
-    auto t0 = Clock::now();
-    auto want = SearchIndexes(flat, begin, qv, 100, {});
-    auto t1 = Clock::now();
-    auto got10 = SearchIndexes(built, begin, qv, 10, {});
-    auto t2 = Clock::now();
-    auto got100 = SearchIndexes(built, begin, qv, 100, {});
-    t_exact += std::chrono::duration<double>(t1 - t0).count();
-    t_index += std::chrono::duration<double>(t2 - t1).count();
+    // Queries/s: exact search vs the index at k = 10, single queries on one thread.
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    std::vector<std::unique_ptr<faiss::Index>> built;
+    built.push_back(std::move(ix));
+    const std::vector<int64_t> begin = {sh.begin}, sizes = {n};
+    for (int64_t q = 0; q < nq; ++q) {
+      const float* qv = queries.data() + q * m.dim;
+      const ShardSearch exact_q = [&](size_t, int64_t k, float* d, faiss::Index::idx_t* l) {
+        faiss::knn_inner_product(qv, v.vectors.data(), static_cast<size_t>(m.dim), 1, static_cast<size_t>(n), static_cast<size_t>(k),
+                                 d, l);
+      };
+      auto t0 = Clock::now();
+      auto want = SearchShards(begin, sizes, exact_q, 100, {});
+      auto t1 = Clock::now();
+      auto got10 = SearchIndexes(built, begin, qv, 10, {});
+      auto t2 = Clock::now();
+      auto got100 = SearchIndexes(built, begin, qv, 100, {});
+      t_exact += std::chrono::duration<double>(t1 - t0).count();
+      t_index += std::chrono::duration<double>(t2 - t1).count();
+      exact100[q].insert(exact100[q].end(), want.begin(), want.end());
+      index10[q].insert(index10[q].end(), got10.begin(), got10.end());
+      index100[q].insert(index100[q].end(), got100.begin(), got100.end());
+    }
+    omp_set_num_threads(threads);
+  }
+  double hit10 = 0, hit100 = 0;
+  for (int64_t q = 0; q < nq; ++q) {
+    const auto want = Merge(std::move(exact100[q]), 100);
     for (int k : {10, 100}) {
-      const auto& got = k == 10 ? got10 : got100;
+      const auto got = Merge(std::move(k == 10 ? index10[q] : index100[q]), k);
       std::unordered_set<int64_t> truth;
       for (int i = 0; i < k && i < static_cast<int>(want.size()); ++i) truth.insert(want[i].id);
       int found = 0;
@@ -325,7 +338,6 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
       (k == 10 ? hit10 : hit100) += truth.empty() ? 1.0 : static_cast<double>(found) / truth.size();
     }
   }
-  omp_set_num_threads(threads);
   rep.queries = nq;
   rep.recall10 = nq ? hit10 / nq : 0;
   rep.recall100 = nq ? hit100 / nq : 0;

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <limits>
+#include <numeric>
 #include <optional>
 #include <unordered_map>
 #include <unordered_set>
@@ -10,6 +11,7 @@
 #include "common/error.h"
 #include "io/cold_start.h"
 #include "io/dataset.h"
+#include "model/footprint.h"
 #include "retrieval/index.h"
 #include "train/checkpoint.h"
 #include "train/item_data.h"
@@ -106,10 +108,209 @@ void RankBatchWithIndex(const Batch& b, Split split, const at::Tensor& queries, 
   }
 }
 
+bool UseShardedScoring(EvalScoring scoring, const TwoTowerModel& model, int64_t num_items, int world_size) {
+  if (world_size < 2 || scoring == EvalScoring::kReplicated) return false;
+  if (scoring == EvalScoring::kSharded) return true;
+  const int64_t copies = model.config().separate_input_vectors ? 2 : 1;
+  return static_cast<double>(num_items * model.config().dim * 4 * copies) > kShardedEvaluationBytes;
+}
+
+// Rank r's items under sharded scoring, as the export shards them.
+std::pair<int64_t, int64_t> ItemRange(int64_t num_items, int world_size, int rank) {
+  return {num_items * rank / world_size, num_items * (rank + 1) / world_size};
+}
+
+// Catalogue-sharded scoring, for catalogues whose vectors should not sit on every rank: rank r
+// encodes only its items [I r / W, I (r + 1) / W) and scores every rank's users of a batch against
+// them. For each user the ranks add up the target's rank among their items (all-reduce), and send
+// their best kListLength back to the user's rank, which merges them by (score, id): the ranks and
+// lists of scoring the whole catalogue in one place, from 1/W of its vectors per rank.
+class ShardedScorer {
+ public:
+  // COLLECTIVE. `unknown` ([I] bool, optional) and `cold` as for EvaluateModel.
+  ShardedScorer(TwoTowerModel& model, int64_t num_items, Communicator& comm, const at::Tensor& unknown, const ColdItems* cold)
+      : comm_(comm), cold_(cold), num_items_(num_items) {
+    std::tie(begin_, end_) = ItemRange(num_items, comm.world_size(), comm.rank());
+    const int64_t chunk = 65536, most = (num_items + comm.world_size() - 1) / comm.world_size();
+    const auto dev = c10::Device(comm.device());
+    items_ = at::empty({end_ - begin_, model.config().dim}, at::TensorOptions().dtype(at::kFloat).device(dev));
+    for (int64_t c = 0; c < std::max<int64_t>(1, (most + chunk - 1) / chunk); ++c) {  // the same calls on every rank
+      const int64_t b = std::min(end_, begin_ + c * chunk), e = std::min(end_, b + chunk);
+      at::Tensor v = model.EncodeDistinctItems(torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev)));
+      if (e > b) items_.narrow(0, b - begin_, e - b).copy_(v.to(at::kFloat));
+    }
+    if (unknown.defined()) unknown_ = unknown.narrow(0, begin_, end_ - begin_).to(at::kCPU).contiguous();
+  }
+
+  // COLLECTIVE: on every rank for every batch, also one without rows. The results of this rank's
+  // rows of `b`, whose user vectors are `users` [rows x dim].
+  std::vector<UserResult> Rank(const Batch& b, Split split, const at::Tensor& users) {
+    const int w = comm_.world_size();
+    const auto dev = items_.device();
+    const int64_t rows = b.rows, n = end_ - begin_;
+    const auto longs = at::TensorOptions().dtype(at::kLong);
+    // 1. Every rank gets every row of the batch: its user vector and target, and the history items
+    //    in the receiving rank's range (the target is never excluded).
+    const std::vector<int64_t> mine(static_cast<size_t>(w), rows);
+    AllToAllResult u = comm_.AllToAll(users.to(dev, at::kFloat).contiguous().repeat({w, 1}), mine);
+    const std::vector<int64_t> from = u.recv_splits;
+    std::vector<int64_t> first(static_cast<size_t>(w) + 1, 0);  // row g of the gathered batch: rank r's rows start at first[r]
+    for (int r = 0; r < w; ++r) first[r + 1] = first[r] + from[r];
+    const int64_t g_rows = first[w];
+    at::Tensor targets = comm_.AllToAll(torch::tensor(b.targets, longs).view({rows}).repeat({w}).to(dev), mine, from).output.cpu();
+    std::vector<int64_t> pairs, pair_splits(static_cast<size_t>(w), 0);
+    for (int q = 0; q < w; ++q) {
+      const auto [qb, qe] = ItemRange(num_items_, w, q);
+      for (int64_t i = 0; i < rows; ++i) {
+        for (int64_t k = b.history_offsets[i]; k < b.history_offsets[i + 1]; ++k) {
+          const int64_t e = b.history_items[k];
+          if (e >= qb && e < qe && e != b.targets[i]) pairs.push_back(i), pairs.push_back(e), ++pair_splits[q];
+        }
+      }
+    }
+    AllToAllResult ex = comm_.AllToAll(torch::tensor(pairs, longs).view({-1, 2}).to(dev), pair_splits);
+    const at::Tensor ex_cpu = ex.output.cpu().contiguous();
+    // 2. Scores of every row against this rank's items, excluded and unknown items at -inf.
+    at::Tensor scores = at::matmul(u.output, items_.t()).to(at::kCPU, at::kFloat).contiguous();
+    constexpr float kOut = -std::numeric_limits<float>::infinity();
+    if (unknown_.defined() && n > 0) scores.masked_fill_(unknown_.unsqueeze(0), kOut);
+    float* s = scores.data_ptr<float>();
+    const int64_t* t = targets.data_ptr<int64_t>();
+    std::vector<std::vector<int64_t>> excluded(static_cast<size_t>(g_rows));  // local columns
+    {
+      const int64_t* p = ex_cpu.data_ptr<int64_t>();
+      int64_t at_pair = 0;
+      for (int r = 0; r < w; ++r) {
+        for (int64_t k = 0; k < ex.recv_splits[r]; ++k, ++at_pair) {
+          const int64_t g = first[r] + p[2 * at_pair], col = p[2 * at_pair + 1] - begin_;
+          CHECK(g >= first[r] && g < first[r + 1] && col >= 0 && col < n);
+          excluded[g].push_back(col);
+        }
+      }
+    }
+    // The rank of a cold target among the cold items is counted before the exclusions (which are
+    // skipped explicitly there), as RankBatch does.
+    at::Tensor target_scores = at::zeros({g_rows}, at::kFloat);
+    for (int64_t g = 0; g < g_rows; ++g) {
+      if (t[g] >= begin_ && t[g] < end_) target_scores[g] = s[g * n + t[g] - begin_];
+    }
+    target_scores = target_scores.to(dev);
+    comm_.AllReduce(target_scores, ReduceOp::kSum);  // one rank holds each target: x + 0 = x
+    target_scores = target_scores.cpu();
+    const float* st = target_scores.data_ptr<float>();
+    at::Tensor counts = at::zeros({2, g_rows}, longs);  // [0]: items above the target, [1]: cold items above it
+    int64_t* above = counts.data_ptr<int64_t>();
+    int64_t* cold_above = above + g_rows;
+    std::vector<uint8_t> skip(static_cast<size_t>(n), 0);
+    for (int64_t g = 0; g < g_rows; ++g) {
+      const float* row = s + g * n;
+      const int64_t tl = t[g] - begin_;  // the target's column (outside [0, n) on other ranks)
+      if (cold_ && cold_->cold[static_cast<size_t>(t[g])]) {
+        for (int64_t c : excluded[g]) skip[c] = 1;
+        const uint8_t* cold = cold_->cold.data() + begin_;
+        for (int64_t j = 0; j < n; ++j) {
+          cold_above[g] += cold[j] && j != tl && !skip[j] && (row[j] > st[g] || (row[j] == st[g] && j < tl));
+        }
+        for (int64_t c : excluded[g]) skip[c] = 0;
+      }
+      float* mut = s + g * n;
+      for (int64_t c : excluded[g]) mut[c] = kOut;
+      for (int64_t j = 0; j < n; ++j) above[g] += (row[j] > st[g]) || (row[j] == st[g] && j < tl);
+    }
+    counts = counts.to(dev);
+    comm_.AllReduce(counts, ReduceOp::kSum);
+    counts = counts.cpu();
+    // 3. This rank's best kListLength of every row, back to the row's rank: ids (-1 pads a shorter
+    //    list) and scores.
+    const std::vector<std::vector<int64_t>> lists = TopLists(scores);
+    const int64_t L = kListLength;
+    at::Tensor list_ids = at::full({g_rows, L}, -1, longs), list_scores = at::full({g_rows, L}, kOut, at::kFloat);
+    for (int64_t g = 0; g < g_rows; ++g) {
+      for (size_t k = 0; k < lists[g].size(); ++k) {
+        const int64_t c = lists[g][k];
+        list_ids[g][static_cast<int64_t>(k)] = begin_ + c;
+        list_scores[g][static_cast<int64_t>(k)] = s[g * n + c];
+      }
+    }
+    const std::vector<int64_t> back(from.begin(), from.end());
+    const at::Tensor got_ids = comm_.AllToAll(list_ids.to(dev), back, mine).output.cpu().contiguous();
+    const at::Tensor got_scores = comm_.AllToAll(list_scores.to(dev), back, mine).output.cpu().contiguous();
+    // 4. Merge the W lists of each of this rank's rows.
+    std::vector<UserResult> out(static_cast<size_t>(rows));
+    const int64_t me = first[comm_.rank()];
+    const int64_t* above_all = counts.data_ptr<int64_t>();
+    for (int64_t i = 0; i < rows; ++i) {
+      struct Entry {
+        float score;
+        int64_t id;
+      };
+      std::vector<Entry> all;
+      for (int r = 0; r < w; ++r) {
+        const int64_t at_row = (r * rows + i) * L;
+        for (int64_t k = 0; k < L; ++k) {
+          const int64_t id = got_ids.data_ptr<int64_t>()[at_row + k];
+          const float sc = got_scores.data_ptr<float>()[at_row + k];
+          if (id >= 0 && sc != kOut) all.push_back({sc, id});
+        }
+      }
+      std::sort(all.begin(), all.end(), [](const Entry& a, const Entry& c) { return a.score > c.score || (a.score == c.score && a.id < c.id); });
+      if (static_cast<int64_t>(all.size()) > L) all.resize(static_cast<size_t>(L));
+      UserResult& r = out[i];
+      r.user = b.users[i];
+      r.target = b.targets[i];
+      r.rank = above_all[me + i];
+      if (cold_ && cold_->cold[static_cast<size_t>(r.target)]) r.cold_rank = above_all[g_rows + me + i];
+      r.history = TrainingEvents(b, i, split);
+      for (const Entry& e : all) r.top.push_back(e.id);
+    }
+    return out;
+  }
+
+  // COLLECTIVE. The unit vectors [n x dim] (CPU) of any items, from the ranks that hold them (the
+  // lists' vectors for diversity where the data has no categories).
+  at::Tensor UnitVectors(const std::vector<int64_t>& ids) {
+    const int w = comm_.world_size();
+    const auto dev = items_.device();
+    const int64_t d = items_.size(1);
+    std::vector<int> owner(ids.size());
+    std::vector<int64_t> splits(static_cast<size_t>(w), 0);
+    for (size_t k = 0; k < ids.size(); ++k) {
+      CHECK(ids[k] >= 0 && ids[k] < num_items_) << "item " << ids[k];
+      int r = static_cast<int>(std::min<int64_t>(w - 1, ids[k] * w / std::max<int64_t>(1, num_items_)));
+      while (ItemRange(num_items_, w, r).first > ids[k]) --r;
+      while (ItemRange(num_items_, w, r).second <= ids[k]) ++r;
+      owner[k] = r;
+      ++splits[r];
+    }
+    std::vector<size_t> order(ids.size());
+    std::iota(order.begin(), order.end(), size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t c) { return owner[a] < owner[c]; });
+    std::vector<int64_t> sorted;
+    for (size_t k : order) sorted.push_back(ids[k]);
+    AllToAllResult asked = comm_.AllToAll(torch::tensor(sorted, torch::kLong).view({-1}).to(dev), splits);
+    const at::Tensor rows = (asked.output - begin_).to(dev);
+    at::Tensor v = items_.index_select(0, rows);
+    v = v / v.norm(2, 1, true).clamp_min(1e-12);
+    const at::Tensor got = comm_.AllToAll(v.contiguous(), asked.recv_splits, splits).output.cpu().contiguous();
+    at::Tensor out = at::empty({static_cast<int64_t>(ids.size()), d}, at::kFloat);
+    for (size_t k = 0; k < order.size(); ++k) out[static_cast<int64_t>(order[k])].copy_(got[static_cast<int64_t>(k)]);
+    return out;
+  }
+
+ private:
+  Communicator& comm_;
+  const ColdItems* cold_;
+  int64_t num_items_;
+  int64_t begin_ = 0, end_ = 0;
+  at::Tensor items_;    // [end - begin x dim] output vectors of this rank's items, on the device
+  at::Tensor unknown_;  // [end - begin] bool, CPU (undefined: none)
+};
+
 // What the list metrics need: training counts, and the data's categories for diversity where it
-// has them, else `item_vectors` (undefined: no diversity).
+// has them, else `item_vectors` (undefined: no diversity), or with `list_vector_dim` > 0 the
+// vectors each result brings (sharded scoring).
 ListContext MakeListContext(const std::string& data, const std::vector<int64_t>& counts, const at::Tensor& item_vectors,
-                            const ColdItems* cold) {
+                            const ColdItems* cold, int64_t list_vector_dim = 0) {
   ListContext c{.num_items = static_cast<int64_t>(counts.size()), .item_counts = counts};
   if (cold) {
     c.cold = cold->cold;
@@ -122,6 +323,9 @@ ListContext MakeListContext(const std::string& data, const std::vector<int64_t>&
     c.num_categories = info.num_categories;
     c.category_offsets = cats.offsets;
     c.category_values.assign(cats.values.begin(), cats.values.end());
+  } else if (list_vector_dim > 0) {
+    c.list_vectors = true;
+    c.list_vector_dim = list_vector_dim;
   } else {
     c.vectors = item_vectors;
   }
@@ -132,16 +336,20 @@ ListContext MakeListContext(const std::string& data, const std::vector<int64_t>&
 // returns the catalogue vectors (encoded once, on every rank).
 template <typename Fn>
 at::Tensor ForEachEvalBatch(TwoTowerModel& model, const std::string& data, Split split, int64_t batch_size,
-                      Communicator& comm, Fn&& fn, int64_t sample_users = 0) {
+                      Communicator& comm, Fn&& fn, int64_t sample_users = 0, const EvalProgress& progress = {}) {
   const c10::Device dev(comm.device());
   const bool was_training = model.is_training();
   model.train(false);
   torch::NoGradGuard no_grad;
   SequenceReader reader = EvalReader(data, split, batch_size, model.config().max_len, comm, model.catalog().num_items, sample_users);
   const ItemVectors items = EncodeCatalogue(model, reader.info().num_items);
+  int64_t batches_done = 0, users_done = 0;
   while (auto b = reader.Next()) {
-    if (b->rows == 0) continue;
-    fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().history_features(), dev), items.input), items.output);
+    users_done += b->global_rows;
+    if (b->rows > 0) {
+      fn(*b, model.EncodeHistory(BatchHistories(*b, model.config().history_features(), dev), items.input), items.output);
+    }
+    if (progress) progress(++batches_done, reader.num_batches(), users_done);
   }
   model.train(was_training);
   return items.output;
@@ -170,10 +378,67 @@ ItemVectors EncodeCatalogue(TwoTowerModel& model, int64_t num_items) {
   return all;
 }
 
+namespace {
+
+// EvaluateModel under sharded scoring.
+std::map<std::string, double> EvaluateSharded(TwoTowerModel& model, const std::string& data, Split split, int64_t batch_size,
+                                              Communicator& comm, const std::vector<int64_t>& counts, const ShardedIndex* ann,
+                                              const at::Tensor& unknown, const ColdItems* cold, int64_t sample_users,
+                                              const EvalProgress& progress) {
+  const c10::Device dev(comm.device());
+  const bool was_training = model.is_training();
+  model.train(false);
+  torch::NoGradGuard no_grad;
+  SequenceReader reader = EvalReader(data, split, batch_size, model.config().max_len, comm, model.catalog().num_items, sample_users);
+  const bool categories = reader.info().has_categories && reader.info().num_categories > 0;
+  const int64_t list_dim = categories ? 0 : model.config().dim;
+  MetricsAccumulator exact(MakeListContext(data, counts, at::Tensor(), cold, list_dim));
+  std::optional<MetricsAccumulator> approximate;
+  if (ann) approximate.emplace(MakeListContext(data, counts, at::Tensor(), cold, list_dim));
+  ShardedScorer scorer(model, reader.info().num_items, comm, unknown, cold);
+  int64_t batches_done = 0, users_done = 0;
+  while (auto b = reader.Next()) {
+    // Collective on every rank, also for a piece without rows.
+    const at::Tensor users = model.EncodeHistory(BatchHistories(*b, model.config().history_features(), dev));
+    std::vector<UserResult> results = scorer.Rank(*b, split, users), listed;
+    if (ann && b->rows > 0) RankBatchWithIndex(*b, split, users, *ann, &listed);
+    if (!categories) {  // diversity by the listed items' vectors, fetched from their ranks
+      std::vector<int64_t> ids;
+      for (const auto* set : {&results, &listed}) {
+        for (const UserResult& r : *set) ids.insert(ids.end(), r.top.begin(), r.top.end());
+      }
+      const at::Tensor v = scorer.UnitVectors(ids);
+      int64_t at = 0;
+      for (auto* set : {&results, &listed}) {
+        for (UserResult& r : *set) {
+          r.top_vectors = v.narrow(0, at, static_cast<int64_t>(r.top.size())).contiguous();
+          at += static_cast<int64_t>(r.top.size());
+        }
+      }
+    }
+    exact.Add(results);
+    if (ann) approximate->Add(listed);
+    users_done += b->global_rows;
+    if (progress) progress(++batches_done, reader.num_batches(), users_done);
+  }
+  model.train(was_training);
+  auto m = exact.Reduce(comm);
+  if (ann) {
+    for (const auto& [k, v] : approximate->Reduce(comm)) m["ann_" + k] = v;
+  }
+  return m;
+}
+
+}  // namespace
+
 std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::string& data, Split split,
                                             int64_t batch_size, Communicator& comm,
                                             const std::vector<int64_t>& counts, const ShardedIndex* ann,
-                                            const at::Tensor& unknown, const ColdItems* cold, int64_t sample_users) {
+                                            const at::Tensor& unknown, const ColdItems* cold, int64_t sample_users,
+                                            EvalScoring scoring, const EvalProgress& progress) {
+  if (UseShardedScoring(scoring, model, model.catalog().num_items, comm.world_size())) {
+    return EvaluateSharded(model, data, split, batch_size, comm, counts, ann, unknown, cold, sample_users, progress);
+  }
   // Each batch's results are reduced to per-user figures at once (lists are not kept).
   std::optional<MetricsAccumulator> exact, approximate;
   auto start = [&](const at::Tensor& catalogue) {
@@ -194,7 +459,7 @@ std::map<std::string, double> EvaluateModel(TwoTowerModel& model, const std::str
     results.clear();
     RankBatchWithIndex(b, split, users, *ann, &results);
     approximate->Add(results);
-  }, sample_users);
+  }, sample_users, progress);
   start(catalogue);  // a rank without users
   auto m = exact->Reduce(comm);
   if (ann) {
@@ -298,7 +563,7 @@ std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm,
     }
   }
   return EvaluateModel(model, data, o.split == "valid" ? Split::kValid : Split::kTest, o.batch_size, comm, counts,
-                       ann.get(), {}, cold ? &*cold : nullptr, o.sample_users);
+                       ann.get(), {}, cold ? &*cold : nullptr, o.sample_users, o.scoring, o.progress);
 }
 
 }  // namespace shardrec

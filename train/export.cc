@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <ctime>
+#include <functional>
+#include <numeric>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -47,28 +49,67 @@ std::string StartVersion(const ExportOptions& o, Communicator& comm) {
   return version;
 }
 
-// Items: this rank's dense-id range, encoded in chunks (the same number of calls on every rank).
-VectorShard ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm) {
+// A rank's shard file, written as it is encoded. A failed write (a full disk) is kept, not thrown:
+// the rank goes on making the collective calls the others make, the ranks agree after each chunk
+// whether any failed, and they stop together (Finish then ends every rank with the first error).
+class StreamedShard {
+ public:
+  StreamedShard(const std::string& path, const std::string& kind, int64_t dim, bool with_titles) {
+    Try([&] { writer_ = std::make_unique<VectorShardWriter>(path, kind, dim, with_titles); });
+  }
+  void Try(const std::function<void()>& write) {
+    if (!error_.empty()) return;
+    try {
+      write();
+    } catch (const UserError& e) {
+      error_ = e.what();
+    }
+  }
+  VectorShardWriter& writer() { return *writer_; }
+  // COLLECTIVE. Whether some rank's write failed.
+  bool AnyFailed(Communicator& comm) const {
+    at::Tensor f = torch::tensor({error_.empty() ? 0 : 1}, torch::kInt).to(torch::Device(comm.device()));
+    comm.AllReduce(f, ReduceOp::kMax);
+    return f.item<int>() != 0;
+  }
+  // COLLECTIVE. Completes the file, or ends every rank with the first rank's error.
+  void Finish(Communicator& comm, const std::function<void()>& clean_up) {
+    RunAgreed(comm, [&] {
+      if (!error_.empty()) Fail(error_);
+      writer_->Close();
+    }, clean_up);
+  }
+
+ private:
+  std::unique_ptr<VectorShardWriter> writer_;
+  std::string error_;
+};
+
+// Items: this rank's dense-id range, encoded and written in chunks (the same number of calls on
+// every rank).
+void ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm,
+                 StreamedShard& out) {
   const torch::Device dev(comm.device());
   const int64_t n = ds.info().num_items, w = comm.world_size(), me = comm.rank();
   const int64_t ib = n * me / w, ie = n * (me + 1) / w;
   const int64_t chunks = ((n + w - 1) / w + o.chunk - 1) / o.chunk;
-  VectorShard items;
-  items.dim = o.model.dim;
   for (int64_t c = 0; c < std::max<int64_t>(1, chunks); ++c) {
     const int64_t b = std::min(ie, ib + c * o.chunk), e = std::min(ie, b + o.chunk);
-    auto f = Floats(model.EncodeDistinctItems(torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev))));
-    items.vectors.insert(items.vectors.end(), f.begin(), f.end());
+    const auto f = Floats(model.EncodeDistinctItems(torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev))));
+    out.Try([&] {
+      std::vector<int64_t> ids(static_cast<size_t>(e - b));
+      std::iota(ids.begin(), ids.end(), b);
+      out.writer().Append(ids, ds.ReadItemRawIds(b, e), ds.info().has_titles ? ds.ReadItemTitles(b, e) : std::vector<std::string>(),
+                          f.data());
+    });
+    if (out.AnyFailed(comm)) break;
+    if (o.progress) o.progress("items", c + 1, std::max<int64_t>(1, chunks), std::min(n, (c + 1) * o.chunk * w));
   }
-  for (int64_t i = ib; i < ie; ++i) items.ids.push_back(i);
-  items.raw_ids = ds.ReadItemRawIds(ib, ie);
-  if (ds.info().has_titles) items.titles = ds.ReadItemTitles(ib, ie);
-  return items;
 }
 
 // Users: the user tower over each user's whole known history (its last max_len events), this
-// rank's dense-id range, 256 users per (collective) call.
-VectorShard ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm) {
+// rank's dense-id range, 256 users per (collective) call, written as they come.
+void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm, StreamedShard& out) {
   const torch::Device dev(comm.device());
   const DatasetInfo& info = ds.info();
   const int64_t w = comm.world_size(), me = comm.rank();
@@ -76,8 +117,6 @@ VectorShard ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOpt
   const int64_t per_call = 256;
   const int64_t user_chunks = ((info.num_users + w - 1) / w + per_call - 1) / per_call;
   const auto& off = ds.user_offsets();
-  VectorShard users;
-  users.dim = o.model.dim;
   const int64_t max_len = o.model.max_len;
   for (int64_t c = 0; c < std::max<int64_t>(1, user_chunks); ++c) {
     const int64_t b = std::min(ue, ub + c * per_call), e = std::min(ue, b + per_call);
@@ -100,13 +139,17 @@ VectorShard ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOpt
     }
     const HistoryBatch h = MakeHistoryBatch(n, width, flat, stamps, lengths, {}, o.model.history_features(), dev);
     at::Tensor last = model.EncodeHistory(h);  // collective, even when n == 0
-    if (n == 0) continue;
-    auto f = Floats(last);
-    users.vectors.insert(users.vectors.end(), f.begin(), f.end());
+    if (n > 0) {
+      const auto f = Floats(last);
+      out.Try([&] {
+        std::vector<int64_t> ids(static_cast<size_t>(n));
+        std::iota(ids.begin(), ids.end(), b);
+        out.writer().Append(ids, ds.ReadUserRawIds(b, e), {}, f.data());
+      });
+    }
+    if (out.AnyFailed(comm)) break;
+    if (o.progress) o.progress("users", c + 1, std::max<int64_t>(1, user_chunks), std::min(info.num_users, (c + 1) * per_call * w));
   }
-  for (int64_t u = ub; u < ue; ++u) users.ids.push_back(u);
-  users.raw_ids = ds.ReadUserRawIds(ub, ue);
-  return users;
 }
 
 // Rank 0 writes the manifest (with the run's eval.json metrics) and publishes the version.
@@ -172,10 +215,16 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t
   const auto remove_partial = [&] {
     if (comm.rank() == 0) RemoveAll(partial);
   };
-  const VectorShard items = ExportItems(model, *ds, o, comm);
-  RunAgreed(comm, [&] { WriteVectorShard(partial + "/items-" + me + ".h5", "items", items); }, remove_partial);
-  const VectorShard users = ExportUsers(model, *ds, o, comm);
-  RunAgreed(comm, [&] { WriteVectorShard(partial + "/users-" + me + ".h5", "users", users); }, remove_partial);
+  {
+    StreamedShard items(partial + "/items-" + me + ".h5", "items", o.model.dim, ds->info().has_titles);
+    ExportItems(model, *ds, o, comm, items);
+    items.Finish(comm, remove_partial);
+  }
+  {
+    StreamedShard users(partial + "/users-" + me + ".h5", "users", o.model.dim, /*with_titles=*/false);
+    ExportUsers(model, *ds, o, comm, users);
+    users.Finish(comm, remove_partial);
+  }
   RunAgreed(comm, [&] {
     if (comm.rank() == 0) PublishVersion(o, data, ds->info(), version, comm.world_size());
   }, remove_partial);

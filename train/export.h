@@ -3,6 +3,7 @@
 // (io/export.h) atomically.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "distributed/communicator.h"
@@ -26,6 +27,9 @@ struct ExportOptions {
   // Point ROOT/LATEST at the new version; false: it is complete but not served (`shardrec publish`
   // serves it only once its index is built and the gate passes).
   bool move_latest = true;
+  // After each chunk, on every rank: the pass ("items", "users"), chunks done and in all, rows
+  // encoded so far by every rank.
+  std::function<void(const char* pass, int64_t done, int64_t chunks, int64_t rows)> progress;
 };
 
 // COLLECTIVE. Returns ROOT/<version>; `added` (optional): the items embedded from content alone

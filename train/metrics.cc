@@ -12,28 +12,14 @@
 
 namespace shardrec {
 
-std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vector<int64_t>& users,
-                                    const std::vector<int64_t>& targets,
-                                    const std::vector<std::vector<int64_t>>& excluded) {
-  at::Tensor scores = scores_in.to(at::kCPU, at::kFloat).contiguous().clone();
+std::vector<std::vector<int64_t>> TopLists(const at::Tensor& scores) {
+  CHECK(scores.device().is_cpu() && scores.scalar_type() == at::kFloat && scores.is_contiguous());
   const int64_t b = scores.size(0), n = scores.size(1);
   constexpr float kOut = -std::numeric_limits<float>::infinity();
-  std::vector<UserResult> out(static_cast<size_t>(b));
-  float* base = scores.data_ptr<float>();
-  for (int64_t i = 0; i < b; ++i) {
-    float* s = base + i * n;
-    const int64_t t = targets[i];
-    for (int64_t e : excluded[i]) {
-      if (e != t && e >= 0 && e < n) s[e] = kOut;
-    }
-    const float st = s[t];
-    int64_t rank = 0;
-    for (int64_t j = 0; j < n; ++j) rank += (s[j] > st) || (s[j] == st && j < t);
-    out[i].user = users[i];
-    out[i].rank = rank;
-    out[i].target = t;
-  }
+  std::vector<std::vector<int64_t>> out(static_cast<size_t>(b));
   const int64_t want = std::min<int64_t>(kListLength, n);
+  if (b == 0 || want == 0) return out;
+  const float* base = scores.data_ptr<float>();
   auto [top_scores, top_ids] = at::topk(scores, want, 1, true, true);
   const at::Tensor top = top_ids.contiguous();
   // Rows where more items tie with the last listed score than the list holds: only those need the
@@ -65,8 +51,34 @@ std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vect
     std::sort(ids.begin(), ids.end(), [&](int64_t a, int64_t c) { return s[a] > s[c] || (s[a] == s[c] && a < c); });
     // Excluded items are not recommendations: a list of a small catalogue ends before them.
     while (!ids.empty() && s[ids.back()] == kOut) ids.pop_back();
-    out[i].top = std::move(ids);
+    out[i] = std::move(ids);
   }
+  return out;
+}
+
+std::vector<UserResult> RankTargets(const at::Tensor& scores_in, const std::vector<int64_t>& users,
+                                    const std::vector<int64_t>& targets,
+                                    const std::vector<std::vector<int64_t>>& excluded) {
+  at::Tensor scores = scores_in.to(at::kCPU, at::kFloat).contiguous().clone();
+  const int64_t b = scores.size(0), n = scores.size(1);
+  constexpr float kOut = -std::numeric_limits<float>::infinity();
+  std::vector<UserResult> out(static_cast<size_t>(b));
+  float* base = scores.data_ptr<float>();
+  for (int64_t i = 0; i < b; ++i) {
+    float* s = base + i * n;
+    const int64_t t = targets[i];
+    for (int64_t e : excluded[i]) {
+      if (e != t && e >= 0 && e < n) s[e] = kOut;
+    }
+    const float st = s[t];
+    int64_t rank = 0;
+    for (int64_t j = 0; j < n; ++j) rank += (s[j] > st) || (s[j] == st && j < t);
+    out[i].user = users[i];
+    out[i].rank = rank;
+    out[i].target = t;
+  }
+  auto lists = TopLists(scores);
+  for (int64_t i = 0; i < b; ++i) out[i].top = std::move(lists[i]);
   return out;
 }
 
@@ -142,8 +154,9 @@ MetricsAccumulator::MetricsAccumulator(ListContext context) : c_(std::move(conte
 // Adds list[*done, end) to the running sum of unit feature vectors `sum` and its squared norm;
 // returns the list's diversity so far: 1 - (|sum|^2 - sum of |v|^2) / (n (n - 1)), the mean over
 // ordered pairs i != j of 1 - <v_i, v_j>. Each item's vector has unit length.
-double MetricsAccumulator::Diversity(const std::vector<int64_t>& list, size_t end, std::vector<double>* sum,
-                                     double* norm2, size_t* done) const {
+double MetricsAccumulator::Diversity(const UserResult& r, size_t end, std::vector<double>* sum, double* norm2,
+                                     size_t* done) const {
+  const std::vector<int64_t>& list = r.top;
   if (c_.num_categories > 0) {  // sparse: the squared norm follows each added coordinate
     for (; *done < end; ++*done) {
       const int64_t item = list[*done];
@@ -156,10 +169,12 @@ double MetricsAccumulator::Diversity(const std::vector<int64_t>& list, size_t en
       }
     }
   } else {  // dense: add whole rows (vectorised), then the squared norm once
-    const int64_t d = c_.vectors.size(1);
+    const bool own = c_.list_vectors;
+    const int64_t d = static_cast<int64_t>(sum->size());
+    if (own) CHECK(r.top_vectors.size(0) == static_cast<int64_t>(list.size()) && r.top_vectors.size(1) == d);
     double* s = sum->data();
     for (; *done < end; ++*done) {
-      const float* v = c_.vectors.data_ptr<float>() + list[*done] * d;
+      const float* v = own ? r.top_vectors.data_ptr<float>() + *done * d : c_.vectors.data_ptr<float>() + list[*done] * d;
       for (int64_t k = 0; k < d; ++k) s[k] += v[k];
     }
     *norm2 = 0;
@@ -170,8 +185,11 @@ double MetricsAccumulator::Diversity(const std::vector<int64_t>& list, size_t en
 }
 
 void MetricsAccumulator::Add(const std::vector<UserResult>& results) {
-  const bool diverse = c_.num_categories > 0 || c_.vectors.defined();
-  std::vector<double> sum(diverse ? static_cast<size_t>(c_.num_categories > 0 ? c_.num_categories + 1 : c_.vectors.size(1)) : 0);
+  const bool diverse = c_.num_categories > 0 || c_.vectors.defined() || c_.list_vectors;
+  const int64_t width = c_.num_categories > 0 ? c_.num_categories + 1 : c_.list_vectors ? c_.list_vector_dim
+                        : c_.vectors.defined()  ? c_.vectors.size(1)
+                                                : 0;
+  std::vector<double> sum(static_cast<size_t>(width));
   for (const UserResult& r : results) {
     const size_t at = rows_.size();
     rows_.resize(at + kWidth, 0.0);
@@ -198,7 +216,7 @@ void MetricsAccumulator::Add(const std::vector<UserResult>& results) {
       at_cut[0] = static_cast<double>(end);
       at_cut[1] = end ? novelty / static_cast<double>(end) : 0;
       at_cut[2] = end ? popularity / static_cast<double>(end) : 0;
-      at_cut[3] = diverse && end >= 2 ? Diversity(r.top, end, &sum, &norm2, &summed) : 0;
+      at_cut[3] = diverse && end >= 2 ? Diversity(r, end, &sum, &norm2, &summed) : 0;
     }
   }
 }
@@ -225,7 +243,7 @@ std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) con
   }
   // User order: independent of the world size.
   std::sort(results.begin(), results.end(), [](const double* a, const double* b) { return a[0] < b[0]; });
-  const bool diverse = c_.num_categories > 0 || c_.vectors.defined();
+  const bool diverse = c_.num_categories > 0 || c_.vectors.defined() || c_.list_vectors;
   std::map<std::string, double> m, users_at;
   double mrr = 0;
   for (const double* r : results) {

@@ -25,7 +25,14 @@ struct UserResult {
   std::vector<int64_t> top;    // the best items, best first: min(kListLength, items ranked)
   int64_t target = -1;         // the held-out item (warm / cold slices)
   int64_t cold_rank = -1;      // a cold target's rank among the cold items alone (-1: not computed)
+  // With ListContext::list_vectors: the unit vectors of `top` [top.size() x list_vector_dim], CPU
+  // float (an evaluation that holds no catalogue-wide vectors ships them with the lists).
+  at::Tensor top_vectors;
 };
+
+// The best min(kListLength, n) columns of each row of `scores` [B x n] (CPU, float, contiguous),
+// best first: by score, ties by lower column; -inf columns (excluded) are not listed.
+std::vector<std::vector<int64_t>> TopLists(const at::Tensor& scores);
 
 // Ranks of targets for a batch: scores [B x I]; excluded[b] = items not ranked for row b (the
 // target itself is never excluded). Returns 0-based ranks and the top-kListLength lists
@@ -46,6 +53,9 @@ struct ListContext {
   int64_t num_categories = 0;
   std::vector<int64_t> category_offsets, category_values;
   at::Tensor vectors;
+  // Or: every UserResult brings its listed items' unit vectors (top_vectors) of this width.
+  bool list_vectors = false;
+  int64_t list_vector_dim = 0;
   // The cold-start protocol (io/cold_start.h), when evaluated under it: cold[i] = 1 for a cold item
   // (empty: no warm / cold slices) and each cold item's rank among the cold items by its eventual
   // popularity (ColdPopularityRanks), the cold slice's popularity baseline.
@@ -77,7 +87,7 @@ class MetricsAccumulator {
   std::map<std::string, double> Reduce(Communicator& comm) const;
 
  private:
-  double Diversity(const std::vector<int64_t>& list, size_t end, std::vector<double>* sum, double* norm2, size_t* done) const;
+  double Diversity(const UserResult& r, size_t end, std::vector<double>* sum, double* norm2, size_t* done) const;
 
   ListContext c_;
   std::vector<double> percentile_;

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -12,6 +13,7 @@
 #include "model/two_tower.h"
 #include "sharding/plan.h"
 #include "train/checkpoint.h"
+#include "train/eval_scoring.h"
 #include "train/item_data.h"
 #include "train/report.h"
 
@@ -165,6 +167,9 @@ struct EvalOptions {
   // > 0: evaluate a uniform sample of this many of the split's users, drawn from a fixed seed (the
   // same users for every model of the data); 0 = all.
   int64_t sample_users = 0;
+  EvalScoring scoring = EvalScoring::kAuto;  // --eval-scoring (train/evaluate.h)
+  // After each batch, on every rank: batches done, batches in all, users ranked so far (all ranks').
+  std::function<void(int64_t, int64_t, int64_t)> progress;
 };
 // Fills `histories` with the data it ranked: the protocol's file or `options.data`.
 std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm, std::string* histories = nullptr);

@@ -1,6 +1,8 @@
 // Two ranks under mpiexec train the same model as one in-process rank on the same global batches.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "tests/mpi_test_main.h"
 
 #include "distributed/inprocess.h"
@@ -8,6 +10,7 @@
 #include "io/synth.h"
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
+#include "train/trainer.h"
 
 namespace shardrec {
 namespace {
@@ -40,6 +43,23 @@ TEST(MpiInvariance, TwoProcessesEqualOneRank) {
     }
     g_comm->Barrier();
   }
+  // Evaluation with the catalogue sharded over the two processes (each holds half the item
+  // vectors) equals the whole catalogue scored on one in-process rank.
+  EvalOptions e;
+  e.data = base + "/s.h5";
+  e.run_dir = base + "/mpi-full";
+  e.model = testing::InvarianceOptions(e.data, e.run_dir, "full").model;
+  e.scoring = EvalScoring::kSharded;
+  const auto sharded = Evaluate(e, *g_comm);
+  if (g_comm->rank() == 0) {
+    std::map<std::string, double> whole;
+    e.scoring = EvalScoring::kReplicated;
+    RunRanks(1, [&](Communicator& c) { whole = Evaluate(e, c); });
+    ASSERT_EQ(whole.size(), sharded.size());
+    EXPECT_GT(whole.at("hr@50"), 0);
+    for (const auto& [k, v] : whole) EXPECT_NEAR(sharded.at(k), v, 1e-9 * std::max(1.0, std::abs(v))) << k;
+  }
+  g_comm->Barrier();
   if (g_comm->rank() == 0) delete dir;
 }
 
