@@ -3,7 +3,12 @@
 #include <sys/resource.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 namespace shardrec {
 
@@ -23,6 +28,12 @@ ProcessMemory ReadProcessMemory() {
     if (getrusage(RUSAGE_SELF, &u) == 0) m.peak_bytes = static_cast<int64_t>(u.ru_maxrss) * 1024;
   }
   return m;
+}
+
+void ReleaseFreeMemory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
 }
 
 }  // namespace shardrec

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "io/cold_start.h"
+#include "common/process_memory.h"
 #include "io/dataset.h"
 #include "model/footprint.h"
 #include "retrieval/index.h"
@@ -192,7 +193,7 @@ class ShardedScorer {
     // skipped explicitly there), as RankBatch does.
     at::Tensor target_scores = at::zeros({g_rows}, at::kFloat);
     for (int64_t g = 0; g < g_rows; ++g) {
-      if (t[g] >= begin_ && t[g] < end_) target_scores[g] = s[g * n + t[g] - begin_];
+      if (t[g] >= begin_ && t[g] < end_) target_scores.data_ptr<float>()[g] = s[g * n + t[g] - begin_];
     }
     target_scores = target_scores.to(dev);
     comm_.AllReduce(target_scores, ReduceOp::kSum);  // one rank holds each target: x + 0 = x
@@ -225,11 +226,13 @@ class ShardedScorer {
     const std::vector<std::vector<int64_t>> lists = TopLists(scores);
     const int64_t L = kListLength;
     at::Tensor list_ids = at::full({g_rows, L}, -1, longs), list_scores = at::full({g_rows, L}, kOut, at::kFloat);
+    int64_t* ids_out = list_ids.data_ptr<int64_t>();
+    float* scores_out = list_scores.data_ptr<float>();
     for (int64_t g = 0; g < g_rows; ++g) {
       for (size_t k = 0; k < lists[g].size(); ++k) {
         const int64_t c = lists[g][k];
-        list_ids[g][static_cast<int64_t>(k)] = begin_ + c;
-        list_scores[g][static_cast<int64_t>(k)] = s[g * n + c];
+        ids_out[g * L + static_cast<int64_t>(k)] = begin_ + c;
+        scores_out[g * L + static_cast<int64_t>(k)] = s[g * n + c];
       }
     }
     const std::vector<int64_t> back(from.begin(), from.end());
@@ -292,9 +295,8 @@ class ShardedScorer {
     at::Tensor v = items_.index_select(0, rows);
     v = v / v.norm(2, 1, true).clamp_min(1e-12);
     const at::Tensor got = comm_.AllToAll(v.contiguous(), asked.recv_splits, splits).output.cpu().contiguous();
-    at::Tensor out = at::empty({static_cast<int64_t>(ids.size()), d}, at::kFloat);
-    for (size_t k = 0; k < order.size(); ++k) out[static_cast<int64_t>(order[k])].copy_(got[static_cast<int64_t>(k)]);
-    return out;
+    std::vector<int64_t> place(order.begin(), order.end());
+    return at::empty({static_cast<int64_t>(ids.size()), d}, at::kFloat).index_copy_(0, torch::tensor(place, torch::kLong), got);
   }
 
  private:
@@ -419,6 +421,7 @@ std::map<std::string, double> EvaluateSharded(TwoTowerModel& model, const std::s
     exact.Add(results);
     if (ann) approximate->Add(listed);
     users_done += b->global_rows;
+    ReleaseFreeMemory();  // a batch takes seconds here (common/process_memory.h)
     if (progress) progress(++batches_done, reader.num_batches(), users_done);
   }
   model.train(was_training);

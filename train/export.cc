@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/process_memory.h"
 #include "io/dataset.h"
 #include "io/export.h"
 #include "train/evaluate.h"
@@ -103,6 +104,7 @@ void ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
                           f.data());
     });
     if (out.AnyFailed(comm)) break;
+    if (c % 64 == 63) ReleaseFreeMemory();
     if (o.progress) o.progress("items", c + 1, std::max<int64_t>(1, chunks), std::min(n, (c + 1) * o.chunk * w));
   }
 }
@@ -148,6 +150,7 @@ void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
       });
     }
     if (out.AnyFailed(comm)) break;
+    if (c % 64 == 63) ReleaseFreeMemory();
     if (o.progress) o.progress("users", c + 1, std::max<int64_t>(1, user_chunks), std::min(info.num_users, (c + 1) * per_call * w));
   }
 }
