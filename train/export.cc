@@ -64,6 +64,8 @@ class StreamedShard {
       write();
     } catch (const UserError& e) {
       error_ = e.what();
+    } catch (const std::exception& e) {  // agreed too (as RunAgreed does): the others must not wait
+      error_ = std::string("internal error: ") + e.what();
     }
   }
   VectorShardWriter& writer() { return *writer_; }
@@ -76,7 +78,10 @@ class StreamedShard {
   // COLLECTIVE. Completes the file, or ends every rank with the first rank's error.
   void Finish(Communicator& comm, const std::function<void()>& clean_up) {
     RunAgreed(comm, [&] {
-      if (!error_.empty()) Fail(error_);
+      if (!error_.empty()) {
+        writer_.reset();  // closed before rank 0 removes the unpublished version
+        Fail(error_);
+      }
       writer_->Close();
     }, clean_up);
   }
