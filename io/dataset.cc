@@ -321,7 +321,7 @@ std::unique_ptr<Dataset> Dataset::Open(const std::string& path, int64_t event_ca
 }
 
 template <typename T>
-std::vector<T> Dataset::ReadEvents(const std::string& name, BlockCache& cache, int64_t begin, int64_t end) const {
+std::vector<T> Dataset::ReadEvents(const std::string& name, BlockCache<T>& cache, int64_t begin, int64_t end) const {
   const int64_t n = info_.num_events;
   if (begin < 0 || end < begin || end > n) {
     Fail(path(), ": ", name, ": rows [", begin, ", ", end, ") out of range (", n, " rows); the file is inconsistent or truncated");
@@ -337,17 +337,13 @@ std::vector<T> Dataset::ReadEvents(const std::string& name, BlockCache& cache, i
         cache.blocks.erase(cache.order.back());
         cache.order.pop_back();
       }
-      const std::vector<T> values = file_.Read<T>(name, first, last);
-      std::vector<char> bytes(values.size() * sizeof(T));
-      std::memcpy(bytes.data(), values.data(), bytes.size());
       cache.order.push_front(b);
-      it = cache.blocks.emplace(b, std::make_pair(std::move(bytes), cache.order.begin())).first;
+      it = cache.blocks.emplace(b, std::make_pair(file_.Read<T>(name, first, last), cache.order.begin())).first;
     } else if (it->second.second != cache.order.begin()) {
       cache.order.splice(cache.order.begin(), cache.order, it->second.second);
     }
     const int64_t stop = std::min(end, last);
-    std::memcpy(out.data() + (at - begin), it->second.first.data() + (at - first) * static_cast<int64_t>(sizeof(T)),
-                static_cast<size_t>(stop - at) * sizeof(T));
+    std::copy(it->second.first.begin() + (at - first), it->second.first.begin() + (stop - first), out.begin() + (at - begin));
     at = stop;
   }
   return out;

@@ -149,12 +149,13 @@ class Dataset {
   // lays them out: a user's events cost one small chunk to decompress), kept in a bounded cache per
   // array (kEventCacheBytes), with HDF5's chunk cache off for them:
   // memory stays bounded however many users are read.
+  template <typename T>
   struct BlockCache {
     std::list<int64_t> order;  // most recent first
-    std::unordered_map<int64_t, std::pair<std::vector<char>, std::list<int64_t>::iterator>> blocks;
+    std::unordered_map<int64_t, std::pair<std::vector<T>, std::list<int64_t>::iterator>> blocks;
   };
   template <typename T>
-  std::vector<T> ReadEvents(const std::string& name, BlockCache& cache, int64_t begin, int64_t end) const;
+  std::vector<T> ReadEvents(const std::string& name, BlockCache<T>& cache, int64_t begin, int64_t end) const;
 
   explicit Dataset(h5::File file) : file_(std::move(file)) {}
   h5::File file_;
@@ -162,7 +163,8 @@ class Dataset {
   std::vector<int64_t> offsets_;
   int64_t event_block_ = 1;  // rows per read of the events arrays (their chunk)
   int64_t event_cache_bytes_ = kEventCacheBytes;
-  mutable BlockCache item_blocks_, timestamp_blocks_;
+  mutable BlockCache<int32_t> item_blocks_;
+  mutable BlockCache<int64_t> timestamp_blocks_;
 };
 
 }  // namespace shardrec

@@ -108,9 +108,8 @@ std::vector<MemoryEstimate> EstimateTrainingMemory(const ModelConfig& config, co
   double evaluation = 0;
   if (shape.validation) {
     const double vectors = f * items * d * (config.separate_input_vectors ? 2 : 1);
-    const double world = static_cast<double>(c.ranks.size());
-    const bool sharded = world > 1 && vectors > kShardedEvaluationBytes;
-    evaluation = (sharded ? f * items * d / world : vectors) + std::min(shape.score_bytes, f * items * rows) +
+    const int world = static_cast<int>(c.ranks.size());
+    evaluation = (EvaluationShardsCatalogue(vectors, world) ? f * items * d / world : vectors) + std::min(shape.score_bytes, f * items * rows) +
                  static_cast<double>(shape.num_users) * 8 * 3 + cache(4) + (shape.timestamps ? cache(8) : 0);
   }
   std::vector<MemoryEstimate> out(c.ranks.size());

@@ -36,9 +36,11 @@ struct TrainingShape {
 };
 
 // Bytes per rank, by what holds them.
-// Above this many bytes of catalogue vectors, a multi-rank evaluation shards them over the ranks
-// (train/evaluate.h, EvalScoring::kAuto).
-inline constexpr double kShardedEvaluationBytes = double(int64_t{1} << 30);
+// Whether a multi-rank evaluation shards the catalogue's vectors over the ranks (train/evaluate.h,
+// EvalScoring::kAuto): above 1 GiB of them, with more than one rank.
+inline bool EvaluationShardsCatalogue(double vector_bytes, int world_size) {
+  return world_size > 1 && vector_bytes > double(int64_t{1} << 30);
+}
 
 struct MemoryEstimate {
   double tables = 0;       // embedding shards

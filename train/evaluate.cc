@@ -113,7 +113,7 @@ bool UseShardedScoring(EvalScoring scoring, const TwoTowerModel& model, int64_t 
   if (world_size < 2 || scoring == EvalScoring::kReplicated) return false;
   if (scoring == EvalScoring::kSharded) return true;
   const int64_t copies = model.config().separate_input_vectors ? 2 : 1;
-  return static_cast<double>(num_items * model.config().dim * 4 * copies) > kShardedEvaluationBytes;
+  return EvaluationShardsCatalogue(static_cast<double>(num_items * model.config().dim * 4 * copies), world_size);
 }
 
 // Rank r's items under sharded scoring, as the export shards them.
