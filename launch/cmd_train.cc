@@ -60,7 +60,7 @@ ModelConfig ModelConfigFromFlags() {
 
 std::vector<std::string> TrainKeys() {
   std::vector<std::string> k = {"data", "run_dir", "epochs", "max_steps", "time_budget", "batch_size", "seed", "lr",
-                                "weight_decay", "warmup_steps", "init_from", "retired", "lr_schedule", "min_lr_ratio", "exclude_history", "clip_norm", "loss", "negatives", "full_softmax_max_items", "precision",
+                                "weight_decay", "warmup_steps", "init_from", "retired", "lr_schedule", "min_lr_ratio", "exclude_history", "content_loss", "clip_norm", "loss", "negatives", "full_softmax_max_items", "precision",
                                 "temperature", "logq", "eval_every", "patience", "eval_batch_size", "log_every",
                                 "checkpoint_every", "keep_checkpoints", "length_groups", "bucket_batches", "memory_per_rank", "cold_items", "cold_seed",
                                 "memory_bandwidth", "link_bandwidth"};
@@ -197,6 +197,7 @@ int RunTrain(const std::vector<std::string>&) {
   if (o.keep_retired && o.init_from.empty()) Fail("--retired keep goes with --init-from (a warm start)");
   o.min_lr_ratio = FLAGS_min_lr_ratio;
   o.exclude_history = FLAGS_exclude_history;
+  o.content_loss = FLAGS_content_loss;
   o.clip_norm = FLAGS_clip_norm;
   o.loss = FLAGS_loss;
   o.precision = FLAGS_precision;

@@ -61,6 +61,7 @@ DECLARE_string(init_from);
 DECLARE_string(retired);
 DECLARE_double(min_lr_ratio);
 DECLARE_bool(exclude_history);
+DECLARE_double(content_loss);
 DECLARE_double(clip_norm);
 DECLARE_string(loss);
 DECLARE_string(precision);

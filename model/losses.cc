@@ -24,14 +24,19 @@ using torch::autograd::variable_list;
 // and the candidates are computed in the forward pass (the loss is a scalar: backward only scales
 // them). Three products per chunk, as autograd's, but no pass over a [P x C] tensor in memory.
 struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEntropy> {
+  // target_vectors: [P x d] (the target's logit of position i is taken against row i instead of the
+  // target's candidate row, which then gets no gradient from that position), or [0 x d] for none.
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& users, const at::Tensor& candidates,
-                            const at::Tensor& targets, const at::Tensor* log_q_or_null, double temperature,
-                            const LogitMask* mask) {
+                            const at::Tensor& target_vectors, const at::Tensor& targets, const at::Tensor* log_q_or_null,
+                            double temperature, const LogitMask* mask) {
     // (log_q and the mask come by pointer: an undefined tensor cannot be an autograd input.)
     const at::Tensor log_q = log_q_or_null ? *log_q_or_null : at::Tensor();
     const int64_t p = users.size(0), c = candidates.size(0);
     const at::Tensor u = users.detach().contiguous(), v = candidates.detach().contiguous();
-    at::Tensor grad_u = at::empty_like(u), grad_v = at::zeros_like(v);
+    const bool override = target_vectors.size(0) > 0;
+    CHECK(!override || target_vectors.size(0) == p) << "one target vector per position";
+    const at::Tensor w = target_vectors.detach().contiguous();
+    at::Tensor grad_u = at::empty_like(u), grad_v = at::zeros_like(v), grad_w = override ? at::empty_like(w) : at::Tensor();
     at::Tensor total = at::zeros({}, u.options().dtype(at::kDouble));
     // About 1 MB of logits per chunk: it stays in a core's L2 cache through the softmax and both products.
     const int64_t chunk = std::max<int64_t>(16, (int64_t{1} << 18) / std::max<int64_t>(1, c));
@@ -45,6 +50,14 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
       const at::Tensor uc = u.narrow(0, b, n), tc = targets.narrow(0, b, n).unsqueeze(1);
       at::Tensor logits = neg_log_q.defined() ? at::addmm(neg_log_q, uc, v.t(), 1.0, inv_t)
                                               : at::mm(uc, v.t()).mul_(inv_t);
+      at::Tensor wc;
+      if (override) {
+        // The target's logit against its own vector; the candidate's log_q still applies.
+        wc = w.narrow(0, b, n);
+        at::Tensor t = (uc * wc).sum(1, true).mul_(inv_t);
+        if (neg_log_q.defined()) t.add_(neg_log_q.squeeze(0).index_select(0, tc.view({-1})).unsqueeze(1));
+        logits.scatter_(1, tc, t);
+      }
       if (mask != nullptr) MaskChunk(*mask, b, n, logits);
       // One fused pass (ATen's softmax) gives the probabilities; the loss needs only the
       // target's: -log p_t, floored at the smallest normal float (a loss of 87.3, far beyond the
@@ -53,17 +66,25 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
       total.add_(g.gather(1, tc).clamp_min(std::numeric_limits<float>::min()).log().sum().neg());
       // d loss / d logits = softmax - onehot(target); the 1/temperature scale goes into the products.
       g.scatter_add_(1, tc, at::full({n, 1}, -1.0, g.options()));
-      grad_u.narrow(0, b, n).copy_(at::mm(g, v).mul_(inv_t));
+      if (override) {
+        // The target's entry belongs to its own vector: taken out of the candidate products.
+        const at::Tensor gt = g.gather(1, tc);
+        g.scatter_(1, tc, 0.0);
+        grad_u.narrow(0, b, n).copy_(at::mm(g, v).add_(gt * wc).mul_(inv_t));
+        grad_w.narrow(0, b, n).copy_(uc * gt).mul_(inv_t);
+      } else {
+        grad_u.narrow(0, b, n).copy_(at::mm(g, v).mul_(inv_t));
+      }
       grad_v.addmm_(g.t(), uc, 1.0, inv_t);
     }
-    ctx->save_for_backward({grad_u, grad_v});
+    ctx->save_for_backward({grad_u, grad_v, override ? grad_w : at::zeros_like(w)});
     return total.to(users.scalar_type());
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_out) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor g = grad_out[0];
-    return {saved[0] * g, saved[1] * g, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return {saved[0] * g, saved[1] * g, saved[2] * g, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 
   // Sets the masked logits of positions [b, b + n) to -inf (accumulated, so repeated pairs and
@@ -82,18 +103,40 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
 
 }  // namespace
 
+namespace {
+
+at::Tensor NoTargetVectors(const at::Tensor& users) { return at::empty({0, users.size(1)}, users.options()); }
+
+at::Tensor FusedSum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
+                    const at::Tensor& targets, const at::Tensor& log_q, double temperature, const LogitMask* mask) {
+  if (mask == nullptr) {
+    return FusedSoftmaxCrossEntropy::apply(users, candidates, target_vectors, targets, log_q.defined() ? &log_q : nullptr,
+                                           temperature, static_cast<const LogitMask*>(nullptr));
+  }
+  CHECK(mask->positions.device().is_cpu() && mask->positions.scalar_type() == at::kLong) << "mask positions: int64 on the host";
+  CHECK(mask->rows.numel() == mask->positions.numel() && mask->keep.numel() == mask->positions.numel());
+  const LogitMask m{mask->positions.contiguous(), mask->rows, mask->keep};
+  return FusedSoftmaxCrossEntropy::apply(users, candidates, target_vectors, targets, log_q.defined() ? &log_q : nullptr,
+                                         temperature, &m);
+}
+
+}  // namespace
+
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature) {
-  return FusedSoftmaxCrossEntropy::apply(users, candidates, targets, log_q.defined() ? &log_q : nullptr, temperature,
-                                         static_cast<const LogitMask*>(nullptr));
+  return FusedSum(users, candidates, NoTargetVectors(users), targets, log_q, temperature, nullptr);
 }
 
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature, const LogitMask& mask) {
-  CHECK(mask.positions.device().is_cpu() && mask.positions.scalar_type() == at::kLong) << "mask positions: int64 on the host";
-  CHECK(mask.rows.numel() == mask.positions.numel() && mask.keep.numel() == mask.positions.numel());
-  const LogitMask m{mask.positions.contiguous(), mask.rows, mask.keep};
-  return FusedSoftmaxCrossEntropy::apply(users, candidates, targets, log_q.defined() ? &log_q : nullptr, temperature, &m);
+  return FusedSum(users, candidates, NoTargetVectors(users), targets, log_q, temperature, &mask);
+}
+
+at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
+                                  const at::Tensor& targets, const at::Tensor& log_q, double temperature,
+                                  const LogitMask* mask) {
+  CHECK_EQ(target_vectors.size(0), users.size(0)) << "one target vector per position";
+  return FusedSum(users, candidates, target_vectors, targets, log_q, temperature, mask);
 }
 
 RetrievalLoss::RetrievalLoss(const RetrievalLossOptions& options, const std::vector<int64_t>& item_counts,
@@ -146,11 +189,13 @@ Candidates RetrievalLoss::MakeCandidates(const at::Tensor& targets, int64_t glob
 }
 
 at::Tensor RetrievalLoss::Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
-                              const Candidates& candidates, const ExcludedItems* excluded) const {
+                              const Candidates& candidates, const ExcludedItems* excluded,
+                              const at::Tensor& target_vectors) const {
   // Full softmax: candidate c is item c. Sampled: targets become rows of the sorted candidates.
   const at::Tensor rows = options_.full ? targets : at::searchsorted(candidates.ids, targets);
+  const at::Tensor own = target_vectors.defined() ? target_vectors : NoTargetVectors(users);
   if (excluded == nullptr || excluded->items.numel() == 0) {
-    return SoftmaxCrossEntropySum(users, candidate_vectors, rows, candidates.log_q, options_.temperature);
+    return FusedSum(users, candidate_vectors, own, rows, candidates.log_q, options_.temperature, nullptr);
   }
   LogitMask mask{excluded->positions, excluded->items, {}};
   if (options_.full) {
@@ -161,7 +206,7 @@ at::Tensor RetrievalLoss::Sum(const at::Tensor& users, const at::Tensor& candida
     mask.rows = at::searchsorted(candidates.ids, excluded->items).clamp_max(c - 1);
     mask.keep = candidates.ids.index_select(0, mask.rows).eq(excluded->items);
   }
-  return SoftmaxCrossEntropySum(users, candidate_vectors, rows, candidates.log_q, options_.temperature, mask);
+  return FusedSum(users, candidate_vectors, own, rows, candidates.log_q, options_.temperature, &mask);
 }
 
 }  // namespace shardrec

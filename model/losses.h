@@ -35,6 +35,14 @@ struct LogitMask {
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature, const LogitMask& mask);
 
+// The same, with position i's target logit taken against target_vectors[i] ([P x d]) instead of
+// against the target's candidate row (which gets no gradient from that position), and the target's
+// log_q kept: how a vector that is not in the set scores against the set (for example an item's
+// content-only vector against every other item's full vector). mask optional.
+at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
+                                  const at::Tensor& targets, const at::Tensor& log_q, double temperature,
+                                  const LogitMask* mask);
+
 struct RetrievalLossOptions {
   bool full = true;             // full softmax over the catalogue; false: sampled softmax
   int64_t negatives = 256;      // sampled: uniform negatives shared by the global batch
@@ -79,8 +87,11 @@ class RetrievalLoss {
   // the item candidates.ids[c]; targets int64 [P] item ids (every one among the candidates).
   // excluded (optional): items left out of a position's softmax; an excluded item that is not a
   // candidate is ignored, and one that is the position's target must not be given.
+  // target_vectors (optional, [P x d]): each position's target scored against its own vector
+  // (SoftmaxCrossEntropySum above).
   at::Tensor Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
-                 const Candidates& candidates, const ExcludedItems* excluded = nullptr) const;
+                 const Candidates& candidates, const ExcludedItems* excluded = nullptr,
+                 const at::Tensor& target_vectors = at::Tensor()) const;
 
  private:
   RetrievalLossOptions options_;

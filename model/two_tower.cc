@@ -254,7 +254,7 @@ at::Tensor TwoTowerModel::EncodeDistinctItems(const at::Tensor& sorted_ids) {
   return EncodeItemVectors(sorted_ids, at::empty({0}, at::kLong)).output;
 }
 
-ItemVectors TwoTowerModel::EncodeItemVectors(const at::Tensor& output_ids, const at::Tensor& input_ids) {
+ItemVectors TwoTowerModel::EncodeItemVectors(const at::Tensor& output_ids, const at::Tensor& input_ids, bool with_content) {
   Impl& m = *impl_;
   const at::Tensor out_ids = output_ids.to(m.device, at::kLong).view({-1});
   const at::Tensor in_ids = input_ids.to(m.device, at::kLong).view({-1});
@@ -294,6 +294,10 @@ ItemVectors TwoTowerModel::EncodeItemVectors(const at::Tensor& output_ids, const
     return m.config.cosine ? Normalize(v) : v;
   };
   ItemVectors r;
+  if (with_content && shared.defined()) {
+    const at::Tensor c = rows_of(shared, out_ids);
+    r.content = m.config.cosine ? Normalize(c) : c;
+  }
   if (m.config.separate_input_vectors) {
     r.output = finish(looked_up["item_id"], out_ids);
     r.input = finish(looked_up["item_input_id"], in_ids);

@@ -65,6 +65,9 @@ struct ModelConfig {
 struct ItemVectors {
   at::Tensor output;  // [n_out x dim], row i the item output_ids[i]
   at::Tensor input;   // [n_in x dim], row i the item input_ids[i]
+  // [n_out x dim], only when asked for: the output vectors without the id rows (categories +
+  // content, normalised under cosine scores), as an item without a trained id row is served.
+  at::Tensor content;
 };
 
 // What the item tower knows about the catalogue (on every rank; small next to the id table).
@@ -113,7 +116,8 @@ class TwoTowerModel {
   at::Tensor EncodeDistinctItems(const at::Tensor& sorted_ids);
   // COLLECTIVE. Output vectors of `output_ids` and input vectors of `input_ids` (each sorted and
   // distinct; either may be empty) in one lookup; every row looked up receives a gradient.
-  ItemVectors EncodeItemVectors(const at::Tensor& output_ids, const at::Tensor& input_ids);
+  // with_content (and a content path): also ItemVectors::content, differentiable like the others.
+  ItemVectors EncodeItemVectors(const at::Tensor& output_ids, const at::Tensor& input_ids, bool with_content = false);
 
   // Local. The user tower over histories whose items index rows of `input_vectors` (an [n x dim]
   // tensor of ItemVectors::input: the catalogue's, or the rows a step encoded). Returns one vector

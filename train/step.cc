@@ -90,7 +90,8 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
     ids = history_items.empty() ? at::empty({0}, in.targets.options())
                                 : std::get<0>(at::_unique2(at::cat(history_items), true, false, false));
   }
-  const ItemVectors vectors = model_.EncodeItemVectors(cand.ids, ids);
+  const bool content_loss = options_.content_loss > 0 && model_.has_content_path();
+  const ItemVectors vectors = model_.EncodeItemVectors(cand.ids, ids, content_loss);
   if (in.targets.numel() == 0) return (vectors.output.sum() + vectors.input.sum()) * 0.0;  // a collective backward
   std::vector<at::Tensor> users;
   {
@@ -101,8 +102,13 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
       users.push_back(out.reshape({-1, out.size(-1)}).index_select(0, in.positions[g]));
     }
   }
-  return loss_.Sum(at::cat(users).to(at::kFloat), vectors.output, in.targets, cand,
-                   options_.exclude_history ? &in.excluded : nullptr);
+  const at::Tensor u = at::cat(users).to(at::kFloat);
+  const ExcludedItems* excluded = options_.exclude_history ? &in.excluded : nullptr;
+  at::Tensor sum = loss_.Sum(u, vectors.output, in.targets, cand, excluded);
+  if (!content_loss) return sum;
+  const at::Tensor rows = loss_.full() ? in.targets : at::searchsorted(cand.ids, in.targets);
+  return sum + options_.content_loss * loss_.Sum(u, vectors.output, in.targets, cand, excluded,
+                                                 vectors.content.index_select(0, rows).to(at::kFloat));
 }
 
 void TrainStep::Update(int64_t step) {

@@ -81,6 +81,8 @@ void CheckTrainOptions(const TrainOptions& o) {
   RequireFlag(std::isfinite(o.min_lr_ratio) && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1, "min-lr-ratio", "a ratio in [0, 1]",
               o.min_lr_ratio);
   RequireFlag(std::isfinite(o.clip_norm) && o.clip_norm >= 0, "clip-norm", "a finite norm >= 0 (0 = off)", o.clip_norm);
+  RequireFlag(std::isfinite(o.content_loss) && o.content_loss >= 0, "content-loss", "a finite weight >= 0 (0 = off)",
+              o.content_loss);
   if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") {
     Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
   }
@@ -318,7 +320,7 @@ void TrainingRun::Build(TrainingSink* sink) {
   step_options_ = StepOptions{.lr = o.lr, .warmup_steps = o.warmup_steps, .cosine = o.lr_schedule == "cosine",
                               .min_lr_ratio = o.min_lr_ratio, .total_steps = total_, .clip_norm = o.clip_norm, .seed = o.seed,
                               .bfloat16 = IsBfloat16(o.precision), .length_groups = o.length_groups,
-                              .exclude_history = o.exclude_history};
+                              .exclude_history = o.exclude_history, .content_loss = o.content_loss};
   step_fn_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm, step_options_);
   if (o.resume) {
     Resume();
@@ -346,12 +348,17 @@ void TrainingRun::Start(TrainingSink* sink) {
   sinks_.OnPlan(plan_table_);
   WritePlanFile(o_.run_dir + "/plan.txt", plan_, plan_table_);
   if (!warm_from_.empty()) sinks_.OnWarmStart(warm_from_, warm_ids_);
-  // Options that only act through the item tower's content path, on a tower without one.
+  // Options that only act through the item tower's content path, on a tower without one; the
+  // content loss without id dropout.
   if (!model_->has_content_path()) {
     if (o_.model.id_dropout > 0) sinks_.OnWarning("--id-dropout has no effect: the item tower has no categories or content");
+    if (o_.content_loss > 0) sinks_.OnWarning("--content-loss has no effect: the item tower has no categories or content");
     if (o_.model.impute_untrained) {
       sinks_.OnWarning("--untrained-items neighbours has no effect: the item tower has no categories or content to find neighbours by");
     }
+  } else if (o_.content_loss > 0 && o_.model.id_dropout == 0) {
+    sinks_.OnWarning("--content-loss without --id-dropout: content-only targets then compete against a catalogue that always "
+                     "has its id rows, which made training collapse in measurements (docs/training.md)");
   }
   if (!o_.resume) return;
   for (const auto& w : resumed_.skipped) sinks_.OnWarning(w);

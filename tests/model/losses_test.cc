@@ -132,6 +132,57 @@ TEST(Losses, MaskedLogitsEqualThePlainFormulaWithoutThem) {
   EXPECT_GT(SoftmaxCrossEntropySum(u, v, t, {}, 0.1).item<double>(), fused.item<double>() + 10.0);
 }
 
+// Target vectors: position i's target logit taken against its own vector w[i] (the target's
+// candidate row stays out of that position's softmax): the fused loss equals autograd through the
+// plain formula with the target column replaced, value and all three gradients, with logQ and a
+// mask, over several chunks. The target's candidate row gets no gradient from its own position.
+TEST(Losses, TargetVectorsReplaceTheTargetsLogit) {
+  at::manual_seed(8);
+  const int64_t p = 300, c = 5000, d = 8;
+  at::Tensor u = Unit(at::randn({p, d})).requires_grad_(true);
+  at::Tensor v = Unit(at::randn({c, d})).requires_grad_(true);
+  at::Tensor w = (at::randn({p, d}) * 0.5).requires_grad_(true);
+  at::Tensor t = at::randint(0, c, {p}, at::kLong);
+  at::Tensor lq = at::log(at::rand({c}) + 0.1);
+  std::vector<int64_t> pos, rows;
+  at::Tensor dense_mask = at::zeros({p, c}, at::kBool);
+  for (int64_t i = 0; i < p; ++i) {
+    const int64_t r = (i * 37 + 11) % c;
+    if (r == t[i].item<int64_t>()) continue;
+    pos.push_back(i);
+    rows.push_back(r);
+    dense_mask[i][r] = true;
+  }
+  const LogitMask mask{at::tensor(pos, at::kLong), at::tensor(rows, at::kLong),
+                       at::ones({static_cast<int64_t>(pos.size())}, at::kBool)};
+  at::Tensor fused = SoftmaxCrossEntropySum(u, v, w, t, lq, 0.1, &mask);
+  fused.backward();
+  const at::Tensor gu = u.grad().clone(), gv = v.grad().clone(), gw = w.grad().clone();
+  for (at::Tensor* x : {&u, &v, &w}) x->mutable_grad() = at::Tensor();
+  // The plain formula: the full logits, the target's column replaced by u[i].w[i] / t - log_q[t].
+  at::Tensor logits = at::matmul(u, v.t()) / 0.1 - lq.unsqueeze(0);
+  const at::Tensor own = (u * w).sum(1, true) / 0.1 - lq.index_select(0, t).unsqueeze(1);
+  logits = logits.scatter(1, t.unsqueeze(1), own).masked_fill(dense_mask, -std::numeric_limits<float>::infinity());
+  at::Tensor plain = at::cross_entropy_loss(logits, t, {}, at::Reduction::Sum);
+  plain.backward();
+  EXPECT_NEAR(fused.item<double>(), plain.item<double>(), 1e-5 * plain.item<double>());
+  EXPECT_LT((gu - u.grad()).abs().max().item<float>(), 1e-5 * u.grad().abs().max().item<float>());
+  EXPECT_LT((gv - v.grad()).abs().max().item<float>(), 1e-5 * v.grad().abs().max().item<float>());
+  EXPECT_LT((gw - w.grad()).abs().max().item<float>(), 1e-5 * w.grad().abs().max().item<float>());
+  EXPECT_GT(w.grad().abs().max().item<float>(), 0.1);
+  // It differs from the loss against the candidates' own rows.
+  EXPECT_GT(std::abs(SoftmaxCrossEntropySum(u, v, t, lq, 0.1, mask).item<double>() - fused.item<double>()), 10.0);
+  // One position, hand-computed: u = e1, candidates e1 and e2, target 0 scored against w = 2 e1
+  // (t = 1): -log(e^2 / (e^2 + e^0)); candidate 0 gets no gradient, candidate 1 gets p1 * u.
+  at::Tensor u1 = at::tensor({1.0f, 0.0f}).view({1, 2}), v1 = at::eye(2).requires_grad_(true);
+  at::Tensor w1 = at::tensor({2.0f, 0.0f}).view({1, 2});
+  at::Tensor one = SoftmaxCrossEntropySum(u1, v1, w1, at::tensor({int64_t{0}}), at::Tensor(), 1.0, nullptr);
+  EXPECT_NEAR(one.item<double>(), -std::log(std::exp(2.0) / (std::exp(2.0) + 1.0)), 1e-6);
+  one.backward();
+  EXPECT_TRUE(at::equal(v1.grad()[0], at::zeros({2})));
+  EXPECT_NEAR(v1.grad()[1][0].item<double>(), 1.0 / (std::exp(2.0) + 1.0), 1e-6);
+}
+
 // RetrievalLoss with excluded items, against the hand-built mask: under full softmax an item is its
 // own row; under sampled softmax an excluded item that is not a candidate is ignored.
 TEST(Losses, ExcludedItemsLeaveTheirCandidatesOut) {

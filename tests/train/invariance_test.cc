@@ -20,7 +20,7 @@ void SmallDataset(const std::string& path, int64_t content_dim) {
 
 // Parameter: the loss ("full" or "sampled"), optionally followed by "/variant": separate input
 // vectors, dot-product scores, positions from the newest event, earlier items out of each
-// position's softmax and a cosine learning-rate schedule.
+// position's softmax, a cosine learning-rate schedule and the content loss.
 class Invariance : public ::testing::TestWithParam<std::string> {
  protected:
   TrainOptions Options(const std::string& data, const std::string& run) const {
@@ -33,6 +33,7 @@ class Invariance : public ::testing::TestWithParam<std::string> {
       o.temperature = 1.0;
       o.exclude_history = true;
       o.lr_schedule = "cosine";
+      o.content_loss = 0.5;
     }
     return o;
   }
@@ -79,6 +80,31 @@ TEST_P(Invariance, OneTwoAndFourRanksTrainTheSameModel) {
     testing::ExpectSameTraining(results[1], results[world], dir.File("run1/model"),
                                 dir.File("run" + std::to_string(world) + "/model"));
   }
+}
+
+// The content loss: each target also scored by its content-only vector against the other items'
+// full vectors. It adds a second softmax's sum to every step's loss (larger than the plain loss at
+// the same parameters: the first step's), the model still learns under it, and a tower without a
+// content path ignores it.
+TEST(ContentLoss, AddsASoftmaxOfContentOnlyTargets) {
+  testing::TempDir dir;
+  SmallDataset(dir.File("s.h5"), /*content_dim=*/4);
+  std::map<double, TrainResult> results;
+  for (double w : {0.0, 1.0}) {
+    TrainOptions o = testing::InvarianceOptions(dir.File("s.h5"), dir.File("w" + std::to_string(w)), "full");
+    o.content_loss = w;
+    RunRanks(1, [&](Communicator& c) { results[w] = Train(o, c); });
+  }
+  const auto& plain = results[0.0].losses;
+  const auto& with = results[1.0].losses;
+  ASSERT_EQ(with.size(), 20u);
+  // Step 1 starts from the same parameters: the content softmax adds about as much again.
+  EXPECT_GT(with.front(), 1.5 * plain.front());
+  EXPECT_LT(with.front(), 2.5 * plain.front());
+  EXPECT_LT(with.back(), with.front()) << "it still learns";
+  TrainOptions bad = testing::InvarianceOptions(dir.File("s.h5"), dir.File("bad"), "full");
+  bad.content_loss = -1;
+  testing::ExpectUserError([&] { RunRanks(1, [&](Communicator& c) { Train(bad, c); }); }, {"--content-loss"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Losses, Invariance, ::testing::Values("full", "sampled", "full/variant", "sampled/variant"),
