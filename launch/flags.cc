@@ -90,9 +90,9 @@ DEFINE_int64(heads, 1, "attention heads");
 DEFINE_double(dropout, 0.2, "dropout of the user tower");
 DEFINE_double(id_dropout, 0, "item tower: probability that an item of a step loses its id vector (training only; needs "
               "categories or content), so the content path can serve items never trained on");
-DEFINE_double(content_loss, 0, "item tower: weight of a second softmax in which each target is scored by its content-only "
-              "vector (no id row) against every other item's full vector, as a cold item competes when served; 0 = off "
-              "(needs categories or content; docs/training.md)");
+DEFINE_double(content_loss, 0, "item tower: weight of a second softmax over the same candidates in which each target is "
+              "scored by its content-only vector (no id row), as a cold item is served; 0 = off (needs categories or content; "
+              "use with --id-dropout; docs/training.md)");
 DEFINE_double(cold_items, 0, "cold-start protocol: hold this fraction of the items with events out of training "
               "(train), or slice the metrics by them (eval); 0 = off (docs/training.md)");
 DEFINE_string(add_items, "", "export: a dataset whose catalogue holds items new since training (e.g. converted with "

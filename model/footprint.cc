@@ -86,6 +86,10 @@ std::vector<MemoryEstimate> EstimateTrainingMemory(const ModelConfig& config, co
   const double candidates = DistinctItems(shape, static_cast<double>(shape.global_batch) * len);
   act += f * positions * d * 2 + f * candidates * d * 3 + 3 * (1 << 20);
   const double content_dim = config.use_content ? static_cast<double>(shape.content_dim) : 0.0;
+  // The content loss: the candidates' content-only vectors (and normalised copies), its own
+  // candidate gradient; the targets' content vectors, their gradient and a second user gradient.
+  const bool content_path = content_dim > 0 || (config.use_categories && shape.num_categories > 0);
+  if (shape.content_loss && content_path) act += f * candidates * d * 3 + f * positions * d * 3;
   const double dense = f * 4 * static_cast<double>(DenseParameterCount(config, static_cast<int64_t>(content_dim)));
   // Per item, on every rank. Device: the loss's sampling weights (float) and unseen mask (bool),
   // the content vectors (float) when the tower reads them. Host: training counts (int64) and the

@@ -32,6 +32,7 @@ struct TrainingShape {
   bool validation = false;       // the run validates (ranks the whole catalogue between epochs)
   double score_bytes = 512.0 * (1 << 20);  // evaluation's cap on one rank's [rows x items] scores
   int64_t negatives = 256;       // sampled softmax: shared uniform negatives per step
+  bool content_loss = false;     // the second, content-only softmax of train/step.h
   IdDistribution ids;            // of the items users interact with
 };
 

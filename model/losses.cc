@@ -54,7 +54,7 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
       if (override) {
         // The target's logit against its own vector; the candidate's log_q still applies.
         wc = w.narrow(0, b, n);
-        at::Tensor t = (uc * wc).sum(1, true).mul_(inv_t);
+        at::Tensor t = (uc * wc).sum(1, true).mul_(inv_t).to(logits.scalar_type());
         if (neg_log_q.defined()) t.add_(neg_log_q.squeeze(0).index_select(0, tc.view({-1})).unsqueeze(1));
         logits.scatter_(1, tc, t);
       }
@@ -107,6 +107,12 @@ namespace {
 
 at::Tensor NoTargetVectors(const at::Tensor& users) { return at::empty({0, users.size(1)}, users.options()); }
 
+void CheckTargetVectors(const at::Tensor& users, const at::Tensor& target_vectors) {
+  CHECK(target_vectors.dim() == 2 && target_vectors.size(0) == users.size(0) && target_vectors.size(1) == users.size(1) &&
+        target_vectors.scalar_type() == users.scalar_type() && target_vectors.device() == users.device())
+      << "target vectors: one per position, [P x d] like the users";
+}
+
 at::Tensor FusedSum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
                     const at::Tensor& targets, const at::Tensor& log_q, double temperature, const LogitMask* mask) {
   if (mask == nullptr) {
@@ -135,7 +141,7 @@ at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& can
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
                                   const at::Tensor& targets, const at::Tensor& log_q, double temperature,
                                   const LogitMask* mask) {
-  CHECK_EQ(target_vectors.size(0), users.size(0)) << "one target vector per position";
+  CheckTargetVectors(users, target_vectors);
   return FusedSum(users, candidates, target_vectors, targets, log_q, temperature, mask);
 }
 
@@ -193,6 +199,7 @@ at::Tensor RetrievalLoss::Sum(const at::Tensor& users, const at::Tensor& candida
                               const at::Tensor& target_vectors) const {
   // Full softmax: candidate c is item c. Sampled: targets become rows of the sorted candidates.
   const at::Tensor rows = options_.full ? targets : at::searchsorted(candidates.ids, targets);
+  if (target_vectors.defined()) CheckTargetVectors(users, target_vectors);
   const at::Tensor own = target_vectors.defined() ? target_vectors : NoTargetVectors(users);
   if (excluded == nullptr || excluded->items.numel() == 0) {
     return FusedSum(users, candidate_vectors, own, rows, candidates.log_q, options_.temperature, nullptr);

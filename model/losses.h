@@ -38,7 +38,7 @@ at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& can
 // The same, with position i's target logit taken against target_vectors[i] ([P x d]) instead of
 // against the target's candidate row (which gets no gradient from that position), and the target's
 // log_q kept: how a vector that is not in the set scores against the set (for example an item's
-// content-only vector against every other item's full vector). mask optional.
+// content-only vector against the other candidates). mask optional.
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
                                   const at::Tensor& targets, const at::Tensor& log_q, double temperature,
                                   const LogitMask* mask);

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cmath>
 #include <functional>
+#include <numeric>
 #include <unordered_map>
 
 #include "common/error.h"
@@ -111,6 +112,25 @@ std::vector<Hit> SearchIndexes(const std::vector<std::unique_ptr<faiss::Index>>&
   return SearchShards(begin, sizes, [&](size_t s, int64_t n, float* d, faiss::Index::idx_t* l) { shards[s]->search(1, q, n, d, l); },
                       k, exclude);
 }
+
+}  // namespace
+
+double RecallAtK(const std::vector<Hit>& exact, const std::vector<Hit>& got,
+                 const std::unordered_map<int64_t, float>& exact_score, int64_t k) {
+  const size_t n = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(exact.size())));
+  if (n == 0) return 1.0;
+  std::unordered_set<int64_t> truth;
+  for (size_t i = 0; i < n; ++i) truth.insert(exact[i].id);
+  const float kth = exact[n - 1].score, tie = kth - 1e-5f * std::max(1.0f, std::abs(kth));
+  std::unordered_set<int64_t> found;
+  for (size_t i = 0; i < got.size() && static_cast<int64_t>(i) < k; ++i) {
+    const auto e = exact_score.find(got[i].id);
+    if (truth.count(got[i].id) || (e != exact_score.end() && e->second >= tie)) found.insert(got[i].id);
+  }
+  return static_cast<double>(std::min(found.size(), n)) / static_cast<double>(n);
+}
+
+namespace {
 
 // Sets OpenMP's thread count for the scope, and restores it on the way out (an exception too).
 class ThreadCount {
@@ -286,6 +306,8 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   // index), then freed: the build holds one shard, never the catalogue. The per-shard hits are
   // merged per query after the last shard, as a search over the sharded index merges them.
   std::vector<std::vector<Hit>> exact100(static_cast<size_t>(nq)), index10(exact100.size()), index100(exact100.size());
+  // The exact score of every item the index returned, per query (for ties at the K-th place, below).
+  std::vector<std::unordered_map<int64_t, float>> returned(exact100.size());
   double t_exact = 0, t_index = 0;
   for (size_t s = 0; s < m.item_shards.size(); ++s) {
     const ExportShard& sh = m.item_shards[s];
@@ -351,6 +373,12 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
       auto t2 = Clock::now();
       auto got100 = SearchIndexes(built, begin, qv, 100, {});
       t_index += std::chrono::duration<double>(t2 - t1).count();
+      for (const auto* got : {&got10, &got100}) {
+        for (const Hit& h : *got) {
+          const float* row = v.vectors.data() + (h.id - sh.begin) * m.dim;
+          returned[q].emplace(h.id, std::inner_product(qv, qv + m.dim, row, 0.0f));
+        }
+      }
       index10[q].insert(index10[q].end(), got10.begin(), got10.end());
       index100[q].insert(index100[q].end(), got100.begin(), got100.end());
     }
@@ -360,11 +388,7 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
     const auto want = Merge(std::move(exact100[q]), 100);
     for (int k : {10, 100}) {
       const auto got = Merge(std::move(k == 10 ? index10[q] : index100[q]), k);
-      std::unordered_set<int64_t> truth;
-      for (int i = 0; i < k && i < static_cast<int>(want.size()); ++i) truth.insert(want[i].id);
-      int found = 0;
-      for (int i = 0; i < k && i < static_cast<int>(got.size()); ++i) found += truth.count(got[i].id);
-      (k == 10 ? hit10 : hit100) += truth.empty() ? 1.0 : static_cast<double>(found) / truth.size();
+      (k == 10 ? hit10 : hit100) += RecallAtK(want, got, returned[q], k);
     }
   }
   rep.queries = nq;

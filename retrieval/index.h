@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -45,6 +46,14 @@ struct Hit {
   int64_t id = 0;  // dense item id
   float score = 0;
 };
+
+// The recall protocol of one query: the share of the exact top-k (`exact`, best first) found in
+// the index's first k hits (`got`). A returned item outside the exact top-k whose exact score
+// (`exact_score`, by item id) ties the k-th exact score within 1e-5 (relative) counts as found: an
+// inner product computed in a batch or one query at a time differs in the last bits, which can
+// order near-ties either way. 1 when there is nothing to find; each item counts once.
+double RecallAtK(const std::vector<Hit>& exact, const std::vector<Hit>& got,
+                 const std::unordered_map<int64_t, float>& exact_score, int64_t k);
 
 // Read-only after Open; Search is safe to call from several threads.
 class ShardedIndex {

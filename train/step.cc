@@ -107,6 +107,7 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
   at::Tensor sum = loss_.Sum(u, vectors.output, in.targets, cand, excluded);
   if (!content_loss) return sum;
   const at::Tensor rows = loss_.full() ? in.targets : at::searchsorted(cand.ids, in.targets);
+  // The same candidates as above (under id dropout, about that share of them content-only too).
   return sum + options_.content_loss * loss_.Sum(u, vectors.output, in.targets, cand, excluded,
                                                  vectors.content.index_select(0, rows).to(at::kFloat));
 }

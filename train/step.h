@@ -48,8 +48,8 @@ struct StepOptions {
   // never ranks them), except its own target where a user repeats an item.
   bool exclude_history = false;
   // Content loss (a weight; 0 = off; needs a content path): a second softmax over the same
-  // candidates in which each position's target is scored by its content-only vector (no id row)
-  // while every other item keeps its full vector, as a cold item competes at serving time.
+  // candidates and vectors (id dropout included) in which each position's target is scored by
+  // its content-only vector (no id row), as a cold item is served.
   double content_loss = 0;
   int64_t bucket_elements = 4 << 20;  // dense all-reduce bucket size (floats)
 };

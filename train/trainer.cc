@@ -386,6 +386,7 @@ void TrainingRun::Plan() {
   shape.timestamps = ds_->info().has_timestamps;
   shape.event_cache_bytes = static_cast<double>(Dataset::kEventCacheBytes);
   shape.negatives = lo.negatives;
+  shape.content_loss = o_.content_loss > 0;
   if (std::any_of(counts_.begin(), counts_.end(), [](int64_t c) { return c > 0; })) shape.ids.counts = &counts_;
   ClusterSpec here{.name = "this job", .nodes = 1, .gpus_per_node = comm_.world_size(), .reserved_bytes = runtime_bytes_,
                    .memory_bandwidth = po.memory_bandwidth, .intra_node_bandwidth = po.link_bandwidth,

@@ -71,7 +71,7 @@ struct TrainOptions {
   // excludes too (train/step.h); off for data where users repeat items they had.
   bool exclude_history = false;
   // Weight of the content loss (train/step.h: each target also scored by its content-only vector
-  // against every other item's full vector); 0 = off. Needs categories or content.
+  // against the step's candidates); 0 = off. Needs categories or content.
   double content_loss = 0;
   // Length bucketing of training batches (io/reader.h): windows of this many global batches are
   // sorted by length, so a batch holds similar lengths; 0 = off (random batches).

@@ -89,6 +89,22 @@ TEST_F(ExportTest, ShardsCoverEverythingAndAnyWorldSizeExportsTheSameVectors) {
   testing::ExpectUserError([&] { Export(1, dir_->File("exp"), "one"); }, {"exists already"});
 }
 
+// The recall of one query by hand: the exact top 3 are 7 (0.9), 4 (0.8) and 2 (0.5).
+TEST(Recall, CountsTheExactTopKAndTiesAtItsEdge) {
+  const std::vector<Hit> exact = {{7, 0.9f}, {4, 0.8f}, {2, 0.5f}, {9, 0.4f}};
+  const std::unordered_map<int64_t, float> score = {{7, 0.9f}, {4, 0.8f}, {2, 0.5f}, {9, 0.4f}, {5, 0.5f - 1e-7f}, {6, 0.49f}};
+  EXPECT_DOUBLE_EQ(RecallAtK(exact, {{7, 0.9f}, {4, 0.8f}, {2, 0.5f}}, score, 3), 1.0);
+  EXPECT_DOUBLE_EQ(RecallAtK(exact, {{7, 0.9f}, {9, 0.4f}, {6, 0.49f}}, score, 3), 1.0 / 3);
+  // 5 ties the 3rd exact score in the last bits: found; 6 is 0.01 below it: not.
+  EXPECT_DOUBLE_EQ(RecallAtK(exact, {{7, 0.9f}, {4, 0.8f}, {5, 0.5f}}, score, 3), 1.0);
+  EXPECT_DOUBLE_EQ(RecallAtK(exact, {{7, 0.9f}, {4, 0.8f}, {6, 0.5f}}, score, 3), 2.0 / 3);
+  // Only the first k hits count, each once; fewer exact items than k; nothing to find.
+  EXPECT_DOUBLE_EQ(RecallAtK(exact, {{6, 0.9f}, {7, 0.9f}, {4, 0.8f}, {2, 0.5f}}, score, 3), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(RecallAtK(exact, {{7, 0.9f}, {7, 0.9f}, {4, 0.8f}}, score, 3), 2.0 / 3);
+  EXPECT_DOUBLE_EQ(RecallAtK({{7, 0.9f}}, {{7, 0.9f}, {4, 0.8f}}, score, 3), 1.0);
+  EXPECT_DOUBLE_EQ(RecallAtK({}, {}, score, 3), 1.0);
+}
+
 TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   const std::string v = Export(2, dir_->File("exp2"), "v");
   IndexOptions o;

@@ -102,6 +102,16 @@ TEST(ContentLoss, AddsASoftmaxOfContentOnlyTargets) {
   EXPECT_GT(with.front(), 1.5 * plain.front());
   EXPECT_LT(with.front(), 2.5 * plain.front());
   EXPECT_LT(with.back(), with.front()) << "it still learns";
+  // Ids only (no categories, no content): the same training with and without it.
+  std::map<double, TrainResult> ids_only;
+  for (double w : {0.0, 1.0}) {
+    TrainOptions o = testing::InvarianceOptions(dir.File("s.h5"), dir.File("ids" + std::to_string(w)), "full");
+    o.model.use_categories = false;
+    o.model.use_content = false;
+    o.content_loss = w;
+    RunRanks(1, [&](Communicator& c) { ids_only[w] = Train(o, c); });
+  }
+  EXPECT_EQ(ids_only[0.0].losses, ids_only[1.0].losses);
   TrainOptions bad = testing::InvarianceOptions(dir.File("s.h5"), dir.File("bad"), "full");
   bad.content_loss = -1;
   testing::ExpectUserError([&] { RunRanks(1, [&](Communicator& c) { Train(bad, c); }); }, {"--content-loss"});
