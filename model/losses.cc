@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
 
 #include "common/error.h"
 #include "common/rng.h"
@@ -101,47 +102,43 @@ struct FusedSoftmaxCrossEntropy : torch::autograd::Function<FusedSoftmaxCrossEnt
   }
 };
 
-}  // namespace
-
-namespace {
-
-at::Tensor NoTargetVectors(const at::Tensor& users) { return at::empty({0, users.size(1)}, users.options()); }
-
-void CheckTargetVectors(const at::Tensor& users, const at::Tensor& target_vectors) {
-  CHECK(target_vectors.dim() == 2 && target_vectors.size(0) == users.size(0) && target_vectors.size(1) == users.size(1) &&
-        target_vectors.scalar_type() == users.scalar_type() && target_vectors.device() == users.device())
-      << "target vectors: one per position, [P x d] like the users";
-}
-
+// The one entry to the fused loss: target_vectors undefined (none) or [P x d] like the users;
+// mask optional.
 at::Tensor FusedSum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
                     const at::Tensor& targets, const at::Tensor& log_q, double temperature, const LogitMask* mask) {
+  at::Tensor own = at::empty({0, users.size(1)}, users.options());
+  if (target_vectors.defined()) {
+    CHECK(target_vectors.dim() == 2 && target_vectors.size(0) == users.size(0) && target_vectors.size(1) == users.size(1) &&
+          target_vectors.scalar_type() == users.scalar_type() && target_vectors.device() == users.device())
+        << "target vectors: one per position, [P x d] like the users";
+    own = target_vectors;
+  }
+  const at::Tensor* lq = log_q.defined() ? &log_q : nullptr;
   if (mask == nullptr) {
-    return FusedSoftmaxCrossEntropy::apply(users, candidates, target_vectors, targets, log_q.defined() ? &log_q : nullptr,
-                                           temperature, static_cast<const LogitMask*>(nullptr));
+    return FusedSoftmaxCrossEntropy::apply(users, candidates, own, targets, lq, temperature, static_cast<const LogitMask*>(nullptr));
   }
   CHECK(mask->positions.device().is_cpu() && mask->positions.scalar_type() == at::kLong) << "mask positions: int64 on the host";
   CHECK(mask->rows.numel() == mask->positions.numel() && mask->keep.numel() == mask->positions.numel());
   const LogitMask m{mask->positions.contiguous(), mask->rows, mask->keep};
-  return FusedSoftmaxCrossEntropy::apply(users, candidates, target_vectors, targets, log_q.defined() ? &log_q : nullptr,
-                                         temperature, &m);
+  return FusedSoftmaxCrossEntropy::apply(users, candidates, own, targets, lq, temperature, &m);
 }
 
 }  // namespace
 
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature) {
-  return FusedSum(users, candidates, NoTargetVectors(users), targets, log_q, temperature, nullptr);
+  return FusedSum(users, candidates, at::Tensor(), targets, log_q, temperature, nullptr);
 }
 
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& targets,
                                   const at::Tensor& log_q, double temperature, const LogitMask& mask) {
-  return FusedSum(users, candidates, NoTargetVectors(users), targets, log_q, temperature, &mask);
+  return FusedSum(users, candidates, at::Tensor(), targets, log_q, temperature, &mask);
 }
 
 at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& candidates, const at::Tensor& target_vectors,
                                   const at::Tensor& targets, const at::Tensor& log_q, double temperature,
                                   const LogitMask* mask) {
-  CheckTargetVectors(users, target_vectors);
+  CHECK(target_vectors.defined()) << "target vectors: one per position";
   return FusedSum(users, candidates, target_vectors, targets, log_q, temperature, mask);
 }
 
@@ -196,24 +193,26 @@ Candidates RetrievalLoss::MakeCandidates(const at::Tensor& targets, int64_t glob
 
 at::Tensor RetrievalLoss::Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
                               const Candidates& candidates, const ExcludedItems* excluded,
-                              const at::Tensor& target_vectors) const {
+                              const TargetVariant* variant) const {
   // Full softmax: candidate c is item c. Sampled: targets become rows of the sorted candidates.
   const at::Tensor rows = options_.full ? targets : at::searchsorted(candidates.ids, targets);
-  if (target_vectors.defined()) CheckTargetVectors(users, target_vectors);
-  const at::Tensor own = target_vectors.defined() ? target_vectors : NoTargetVectors(users);
-  if (excluded == nullptr || excluded->items.numel() == 0) {
-    return FusedSum(users, candidate_vectors, own, rows, candidates.log_q, options_.temperature, nullptr);
+  std::optional<LogitMask> mask;
+  if (excluded != nullptr && excluded->items.numel() > 0) {
+    mask = LogitMask{excluded->positions, excluded->items, {}};
+    if (options_.full) {
+      mask->keep = at::ones_like(excluded->items, excluded->items.options().dtype(at::kBool));
+    } else {
+      // The candidate row an item would have, kept where the item is really there (no host round trip).
+      const int64_t c = candidates.ids.numel();
+      mask->rows = at::searchsorted(candidates.ids, excluded->items).clamp_max(c - 1);
+      mask->keep = candidates.ids.index_select(0, mask->rows).eq(excluded->items);
+    }
   }
-  LogitMask mask{excluded->positions, excluded->items, {}};
-  if (options_.full) {
-    mask.keep = at::ones_like(excluded->items, excluded->items.options().dtype(at::kBool));
-  } else {
-    // The candidate row an item would have, kept where the item is really there (no host round trip).
-    const int64_t c = candidates.ids.numel();
-    mask.rows = at::searchsorted(candidates.ids, excluded->items).clamp_max(c - 1);
-    mask.keep = candidates.ids.index_select(0, mask.rows).eq(excluded->items);
-  }
-  return FusedSum(users, candidate_vectors, own, rows, candidates.log_q, options_.temperature, &mask);
+  const LogitMask* m = mask ? &*mask : nullptr;
+  at::Tensor sum = FusedSum(users, candidate_vectors, at::Tensor(), rows, candidates.log_q, options_.temperature, m);
+  if (variant == nullptr || variant->weight == 0) return sum;
+  const at::Tensor own = variant->vectors.index_select(0, rows).to(users.scalar_type());
+  return sum + variant->weight * FusedSum(users, candidate_vectors, own, rows, candidates.log_q, options_.temperature, m);
 }
 
 }  // namespace shardrec

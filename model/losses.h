@@ -62,6 +62,14 @@ struct ExcludedItems {
   at::Tensor items;
 };
 
+// Another vector of every candidate item (row c for candidate c: for example its content-only
+// vector), against which RetrievalLoss::Sum scores each position's target in a second softmax
+// over the same candidates, added with `weight`.
+struct TargetVariant {
+  at::Tensor vectors;  // [C x d]
+  double weight = 0;
+};
+
 // The items a step scores every position against.
 struct Candidates {
   at::Tensor ids;    // int64 [C], sorted and distinct (full softmax: 0 .. I-1)
@@ -87,11 +95,12 @@ class RetrievalLoss {
   // the item candidates.ids[c]; targets int64 [P] item ids (every one among the candidates).
   // excluded (optional): items left out of a position's softmax; an excluded item that is not a
   // candidate is ignored, and one that is the position's target must not be given.
-  // target_vectors (optional, [P x d]): each position's target scored against its own vector
-  // (SoftmaxCrossEntropySum above).
+  // variant (optional): plus variant->weight x the same softmax with each target's logit taken
+  // against its row of variant->vectors (SoftmaxCrossEntropySum with target vectors); the rows and
+  // the mask are built once for both.
   at::Tensor Sum(const at::Tensor& users, const at::Tensor& candidate_vectors, const at::Tensor& targets,
                  const Candidates& candidates, const ExcludedItems* excluded = nullptr,
-                 const at::Tensor& target_vectors = at::Tensor()) const;
+                 const TargetVariant* variant = nullptr) const;
 
  private:
   RetrievalLossOptions options_;

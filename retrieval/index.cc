@@ -113,25 +113,6 @@ std::vector<Hit> SearchIndexes(const std::vector<std::unique_ptr<faiss::Index>>&
                       k, exclude);
 }
 
-}  // namespace
-
-double RecallAtK(const std::vector<Hit>& exact, const std::vector<Hit>& got,
-                 const std::unordered_map<int64_t, float>& exact_score, int64_t k) {
-  const size_t n = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(exact.size())));
-  if (n == 0) return 1.0;
-  std::unordered_set<int64_t> truth;
-  for (size_t i = 0; i < n; ++i) truth.insert(exact[i].id);
-  const float kth = exact[n - 1].score, tie = kth - 1e-5f * std::max(1.0f, std::abs(kth));
-  std::unordered_set<int64_t> found;
-  for (size_t i = 0; i < got.size() && static_cast<int64_t>(i) < k; ++i) {
-    const auto e = exact_score.find(got[i].id);
-    if (truth.count(got[i].id) || (e != exact_score.end() && e->second >= tie)) found.insert(got[i].id);
-  }
-  return static_cast<double>(std::min(found.size(), n)) / static_cast<double>(n);
-}
-
-namespace {
-
 // Sets OpenMP's thread count for the scope, and restores it on the way out (an exception too).
 class ThreadCount {
  public:
@@ -149,6 +130,21 @@ class ThreadCount {
 constexpr int64_t kExactTimedQueries = 20;
 
 }  // namespace
+
+double RecallAtK(const std::vector<Hit>& exact, const std::vector<Hit>& got,
+                 const std::unordered_map<int64_t, float>& exact_score, int64_t k) {
+  const size_t n = static_cast<size_t>(std::min<int64_t>(k, static_cast<int64_t>(exact.size())));
+  if (n == 0) return 1.0;
+  std::unordered_set<int64_t> truth;
+  for (size_t i = 0; i < n; ++i) truth.insert(exact[i].id);
+  const float kth = exact[n - 1].score, tie = kth - 1e-5f * std::max(1.0f, std::abs(kth));
+  std::unordered_set<int64_t> found;
+  for (size_t i = 0; i < got.size() && static_cast<int64_t>(i) < k; ++i) {
+    const auto e = exact_score.find(got[i].id);
+    if (truth.count(got[i].id) || (e != exact_score.end() && e->second >= tie)) found.insert(got[i].id);
+  }
+  return static_cast<double>(std::min(found.size(), n)) / static_cast<double>(n);
+}
 
 ShardedIndex::~ShardedIndex() = default;
 

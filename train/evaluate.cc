@@ -9,8 +9,8 @@
 #include <unordered_set>
 
 #include "common/error.h"
-#include "io/cold_start.h"
 #include "common/process_memory.h"
+#include "io/cold_start.h"
 #include "io/dataset.h"
 #include "model/footprint.h"
 #include "retrieval/index.h"

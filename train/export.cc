@@ -19,6 +19,9 @@
 namespace shardrec {
 namespace {
 
+// Export loops return free heap to the system every this many chunks (common/process_memory.h).
+constexpr int64_t kTrimEveryChunks = 64;
+
 std::vector<float> Floats(const at::Tensor& t) {
   at::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
@@ -109,7 +112,7 @@ void ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
                           f.data());
     });
     if (out.AnyFailed(comm)) break;
-    if (c % 64 == 63) ReleaseFreeMemory();
+    if (c % kTrimEveryChunks == kTrimEveryChunks - 1) ReleaseFreeMemory();
     if (o.progress) o.progress("items", c + 1, std::max<int64_t>(1, chunks), std::min(n, (c + 1) * o.chunk * w));
   }
 }
@@ -155,7 +158,7 @@ void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
       });
     }
     if (out.AnyFailed(comm)) break;
-    if (c % 64 == 63) ReleaseFreeMemory();
+    if (c % kTrimEveryChunks == kTrimEveryChunks - 1) ReleaseFreeMemory();
     if (o.progress) o.progress("users", c + 1, std::max<int64_t>(1, user_chunks), std::min(info.num_users, (c + 1) * per_call * w));
   }
 }

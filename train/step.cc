@@ -102,14 +102,11 @@ at::Tensor TrainStep::LossSum(const Inputs& in, int64_t step) {
       users.push_back(out.reshape({-1, out.size(-1)}).index_select(0, in.positions[g]));
     }
   }
-  const at::Tensor u = at::cat(users).to(at::kFloat);
-  const ExcludedItems* excluded = options_.exclude_history ? &in.excluded : nullptr;
-  at::Tensor sum = loss_.Sum(u, vectors.output, in.targets, cand, excluded);
-  if (!content_loss) return sum;
-  const at::Tensor rows = loss_.full() ? in.targets : at::searchsorted(cand.ids, in.targets);
-  // The same candidates as above (under id dropout, about that share of them content-only too).
-  return sum + options_.content_loss * loss_.Sum(u, vectors.output, in.targets, cand, excluded,
-                                                 vectors.content.index_select(0, rows).to(at::kFloat));
+  // The content loss scores each target by its content-only vector against the same candidates
+  // (under id dropout, about that share of them content-only too).
+  const TargetVariant content{vectors.content, options_.content_loss};
+  return loss_.Sum(at::cat(users).to(at::kFloat), vectors.output, in.targets, cand,
+                   options_.exclude_history ? &in.excluded : nullptr, content_loss ? &content : nullptr);
 }
 
 void TrainStep::Update(int64_t step) {

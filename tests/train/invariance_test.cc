@@ -82,8 +82,8 @@ TEST_P(Invariance, OneTwoAndFourRanksTrainTheSameModel) {
   }
 }
 
-// The content loss: each target also scored by its content-only vector against the other items'
-// full vectors. It adds a second softmax's sum to every step's loss (larger than the plain loss at
+// The content loss: each target also scored by its content-only vector against the step's
+// candidates. It adds a second softmax's sum to every step's loss (larger than the plain loss at
 // the same parameters: the first step's), the model still learns under it, and a tower without a
 // content path ignores it.
 TEST(ContentLoss, AddsASoftmaxOfContentOnlyTargets) {
