@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "distributed/inprocess.h"
-#include "distributed/launch_env.h"
+#include "distributed/factory.h"
 
 namespace shardrec {
 namespace {

@@ -18,7 +18,7 @@
 
 #include "common/rng.h"
 #include "distributed/inprocess.h"
-#include "distributed/launch_env.h"
+#include "distributed/factory.h"
 #include "sharding/embedding_collection.h"
 
 namespace shardrec {

@@ -3,14 +3,14 @@
 
 Independent of ShardRec's code (it shares nothing with model/ or train/), it reads a ShardRec dataset
 file (docs/formats.md) with h5py and follows ShardRec's protocol exactly (io/reader.h,
-train/evaluate.cc):
+eval/evaluate.cc):
   - a user with n >= 3 events trains on the first n - 2, validates on event n - 2 given the events
     before it, and is tested on event n - 1 given all events before it; a user with fewer events
     only trains (when it has at least 2);
   - training inputs are the last max_len + 1 training events (next-item targets at every position);
     evaluation histories are the last max_len events before the target;
   - full ranking over the whole catalogue, with the user's earlier items (except the target) removed;
-    ties rank by item id; HR@K, NDCG@K and MRR as in train/metrics.cc.
+    ties rank by item id; HR@K, NDCG@K and MRR as in eval/metrics.cc.
 
 The model is textbook SASRec (Kang & McAuley, ICDM 2018, in its common PyTorch form): left-padded
 sequences, item embeddings scaled by sqrt(d) plus learned absolute positions (so the newest event

@@ -41,8 +41,19 @@ void Communicator::CheckTensor(const at::Tensor& t, const char* op, bool cuda) c
 
 std::vector<int64_t> EvenSplits(int64_t n, int world_size) {
   std::vector<int64_t> out(static_cast<size_t>(world_size));
-  for (int r = 0; r < world_size; ++r) out[r] = n * (r + 1) / world_size - n * r / world_size;
+  for (int r = 0; r < world_size; ++r) {
+    const auto [begin, end] = RankRange(n, world_size, r);
+    out[r] = end - begin;
+  }
   return out;
+}
+
+std::pair<int64_t, int64_t> RankRange(int64_t n, int world_size, int rank) {
+  return {n * rank / world_size, n * (rank + 1) / world_size};
+}
+
+std::pair<int64_t, int64_t> RankRange(int64_t n, const Communicator& comm) {
+  return RankRange(n, comm.world_size(), comm.rank());
 }
 
 bool AllRanksHaveData(Communicator& comm, bool local_has_data, const std::string& what) {

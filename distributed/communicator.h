@@ -1,4 +1,4 @@
-// Collective communication between the ranks of one job (DESIGN section 5). The interface is the
+// Collective communication between the ranks of one job (docs/architecture.md, "Collectives"). The interface is the
 // contract shared by three backends: in-process threads (tests), MPI (CPU tensors) and NCCL (CUDA
 // tensors). Collective algorithms built on top (sharded lookups, gradient buckets) live elsewhere.
 //
@@ -22,6 +22,7 @@
 #include <optional>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -83,8 +84,12 @@ class Communicator {
   int64_t step_ = -1;
 };
 
-// Rows per rank for splitting n rows as evenly as possible (first ranks get the extra rows).
+// Rows per rank for splitting n rows as evenly as possible: rank r holds [n r / W, n (r + 1) / W).
 std::vector<int64_t> EvenSplits(int64_t n, int world_size);
+// Rank `rank`'s rows [begin, end) of that split (the one formula of every per-rank range: users,
+// items, export shards).
+std::pair<int64_t, int64_t> RankRange(int64_t n, int world_size, int rank);
+std::pair<int64_t, int64_t> RankRange(int64_t n, const Communicator& comm);
 
 // Collective: true when every rank has data; false when none has. When only some ranks have data
 // (uneven work, e.g. one rank out of batches) throws CommError naming the ranks without data.

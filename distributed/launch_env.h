@@ -1,5 +1,5 @@
-// Where this process sits in the job, read from the launcher's environment, and the factory
-// that picks a communicator backend.
+// Where this process sits in the job, read from the launcher's environment
+// (distributed/factory.h picks the communicator from it).
 #pragma once
 
 #include <functional>
@@ -26,14 +26,5 @@ struct LaunchEnv {
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 LaunchEnv DetectLaunchEnv(const EnvLookup& getenv);
 LaunchEnv DetectLaunchEnv();  // from the process environment
-
-// backend: "auto" (one rank: in-process group of 1; several: "nccl" when device is "cuda",
-// else "mpi"), "inprocess" (one rank only), "mpi" or "nccl". device: "cpu" or "cuda" (NCCL uses
-// GPU local_rank). Throws UserError for an unknown or unavailable backend.
-std::unique_ptr<Communicator> CreateCommunicator(const std::string& backend, const std::string& device,
-                                                 const LaunchEnv& env, const CommOptions& options);
-
-// Whether this build has the NCCL backend.
-bool HaveNccl();
 
 }  // namespace shardrec

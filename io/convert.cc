@@ -399,42 +399,34 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) {
-  if (IsDirectory(path)) Fail(path, ": is a directory; --format csv reads one file");
-  const std::string text = ReadTextInput(path);
-  LineIterator it(text);
-  std::string_view header_line;
-  while (it.Next(&header_line) && Trim(header_line).empty()) {
-  }
-  if (Trim(header_line).empty()) Fail(path, ": empty input (expected a header line and events)");
-  char delim = opt.delimiter;
-  if (delim == 0) {
-    size_t best = 0;
-    for (char c : {',', '\t', ';'}) {
-      size_t n = std::count(header_line.begin(), header_line.end(), c);
-      if (n > best) {
-        best = n;
-        delim = c;
-      }
-    }
-    if (delim == 0) {
-      Fail(Where(path, it.line_number()), "cannot find a delimiter (',', ';' or tab) in the header ",
-           Quote(header_line));
+// The delimiter of a CSV file: --delimiter, else the most frequent of ',', tab and ';' in the header.
+char DetectDelimiter(std::string_view header_line, char given, const std::string& where) {
+  if (given != 0) return given;
+  char delim = 0;
+  size_t best = 0;
+  for (char c : {',', '\t', ';'}) {
+    size_t n = std::count(header_line.begin(), header_line.end(), c);
+    if (n > best) {
+      best = n;
+      delim = c;
     }
   }
-  const long long header_no = it.line_number();
-  std::vector<std::string> header = SplitCsv(header_line, delim, path, header_no);
-  for (auto& h : header) h = std::string(Trim(h));
+  if (delim == 0) Fail(where, "cannot find a delimiter (',', ';' or tab) in the header ", Quote(header_line));
+  return delim;
+}
 
-  // Column roles: explicit --columns first, then well-known names.
+// Column of each role in a CSV header (-1: absent): explicit --columns first, then well-known names.
+struct CsvColumns {
+  int user = -1, item = -1, timestamp = -1, rating = -1;
+};
+CsvColumns FindColumns(const std::vector<std::string>& header, const std::string& columns, const std::string& where) {
   std::map<std::string, std::string> mapping;
-  if (!opt.columns.empty()) {
-    for (auto kv : Split(opt.columns, ",")) {
+  if (!columns.empty()) {
+    for (auto kv : Split(columns, ",")) {
       auto p = Split(kv, "=");
       std::string role = p.size() == 2 ? Lower(Trim(p[0])) : "";
       if (role != "user" && role != "item" && role != "timestamp" && role != "rating") {
-        Fail("--columns: expected role=NAME with role user, item, timestamp or rating, got ",
-             Quote(kv));
+        Fail("--columns: expected role=NAME with role user, item, timestamp or rating, got ", Quote(kv));
       }
       mapping[role] = std::string(Trim(p[1]));
     }
@@ -452,8 +444,7 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
       for (size_t i = 0; i < header.size(); ++i) {
         if (header[i] == m->second) return static_cast<int>(i);
       }
-      Fail(Where(path, header_no), "no column named ", Quote(m->second), " (given for ", role,
-           " by --columns); the header has: ", header_list);
+      Fail(where, "no column named ", Quote(m->second), " (given for ", role, " by --columns); the header has: ", header_list);
     }
     for (const auto& name : known.at(role)) {
       for (size_t i = 0; i < header.size(); ++i) {
@@ -461,21 +452,69 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
       }
     }
     if (required) {
-      Fail(Where(path, header_no), "no ", role, " column; the header has: ", header_list,
-           " (name it with --columns ", role, "=NAME)");
+      Fail(where, "no ", role, " column; the header has: ", header_list, " (name it with --columns ", role, "=NAME)");
     }
     return -1;
   };
-  const int cu = column_of("user", true);
-  const int ci = column_of("item", true);
-  const int ct = column_of("timestamp", false);
-  const int cr = column_of("rating", false);
-  raw->has_timestamps = ct >= 0;
-  raw->has_ratings = cr >= 0;
+  CsvColumns c;
+  c.user = column_of("user", true);
+  c.item = column_of("item", true);
+  c.timestamp = column_of("timestamp", false);
+  c.rating = column_of("rating", false);
+  return c;
+}
+
+// One event from the fields `f` of a data line.
+Event CsvEvent(const std::vector<std::string_view>& f, const std::vector<std::string>& header, const CsvColumns& c,
+               const std::string& path, long long line_no, RawData* raw) {
+  auto id = [&](int col, const char* what) {
+    std::string_view v = Trim(f[col]);
+    if (v.empty()) Fail(Where(path, line_no), "empty ", what, " in column ", header[col]);
+    if (!IsValidUtf8(v)) {
+      Fail(Where(path, line_no), what, " in column ", header[col], " is not UTF-8: ", Quote(v),
+           " (convert the file, e.g. iconv -f latin1 -t utf-8)");
+    }
+    return v;
+  };
+  // Raw ids may be strings (e.g. ASINs); integers are canonicalised.
+  auto intern = [](Interner& in, std::string_view v) {
+    auto n = ParseInt64(v);
+    return n ? in.GetInt(*n) : in.Get(v);
+  };
+  Event e;
+  e.user = intern(raw->users, id(c.user, "user id"));
+  e.item = intern(raw->items, id(c.item, "item id"));
+  e.ts = 0;
+  if (c.timestamp >= 0) {
+    double t = NeedNumber(f[c.timestamp], path, line_no, ("timestamp in column " + header[c.timestamp]).c_str());
+    e.ts = static_cast<int64_t>(std::floor(t));
+  }
+  e.rating = c.rating >= 0
+                 ? static_cast<float>(NeedNumber(f[c.rating], path, line_no, ("rating in column " + header[c.rating]).c_str()))
+                 : 0.f;
+  e.order = static_cast<int64_t>(raw->events.size());
+  return e;
+}
+
+void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) {
+  if (IsDirectory(path)) Fail(path, ": is a directory; --format csv reads one file");
+  const std::string text = ReadTextInput(path);
+  LineIterator it(text);
+  std::string_view header_line;
+  while (it.Next(&header_line) && Trim(header_line).empty()) {
+  }
+  if (Trim(header_line).empty()) Fail(path, ": empty input (expected a header line and events)");
+  const char delim = DetectDelimiter(header_line, opt.delimiter, Where(path, it.line_number()));
+  const long long header_no = it.line_number();
+  std::vector<std::string> header = SplitCsv(header_line, delim, path, header_no);
+  for (auto& h : header) h = std::string(Trim(h));
+  const CsvColumns c = FindColumns(header, opt.columns, Where(path, header_no));
+  raw->has_timestamps = c.timestamp >= 0;
+  raw->has_ratings = c.rating >= 0;
   raw->detected = std::string("csv (delimiter ") + (delim == '\t' ? "tab" : std::string(1, delim)) +
-                  "; user=" + header[cu] + ", item=" + header[ci] +
-                  (ct >= 0 ? ", timestamp=" + header[ct] : "") +
-                  (cr >= 0 ? ", rating=" + header[cr] : "") + ")";
+                  "; user=" + header[c.user] + ", item=" + header[c.item] +
+                  (c.timestamp >= 0 ? ", timestamp=" + header[c.timestamp] : "") +
+                  (c.rating >= 0 ? ", rating=" + header[c.rating] : "") + ")";
   std::string_view line;
   const std::string delim_str(1, delim);
   std::vector<std::string> quoted;
@@ -493,33 +532,7 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
       Fail(Where(path, it.line_number()), "expected ", header.size(), " fields (as in the header), got ",
            f.size(), ": ", Quote(line));
     }
-    auto id = [&](int col, const char* what) {
-      std::string_view v = Trim(f[col]);
-      if (v.empty()) Fail(Where(path, it.line_number()), "empty ", what, " in column ", header[col]);
-      if (!IsValidUtf8(v)) {
-        Fail(Where(path, it.line_number()), what, " in column ", header[col], " is not UTF-8: ", Quote(v),
-             " (convert the file, e.g. iconv -f latin1 -t utf-8)");
-      }
-      return v;
-    };
-    // Raw ids may be strings (e.g. ASINs); integers are canonicalised.
-    auto intern = [](Interner& in, std::string_view v) {
-      auto n = ParseInt64(v);
-      return n ? in.GetInt(*n) : in.Get(v);
-    };
-    Event e;
-    e.user = intern(raw->users, id(cu, "user id"));
-    e.item = intern(raw->items, id(ci, "item id"));
-    e.ts = 0;
-    if (ct >= 0) {
-      double t = NeedNumber(f[ct], path, it.line_number(), ("timestamp in column " + header[ct]).c_str());
-      e.ts = static_cast<int64_t>(std::floor(t));
-    }
-    e.rating = cr >= 0 ? static_cast<float>(NeedNumber(f[cr], path, it.line_number(),
-                                                       ("rating in column " + header[cr]).c_str()))
-                       : 0.f;
-    e.order = static_cast<int64_t>(raw->events.size());
-    raw->events.push_back(e);
+    raw->events.push_back(CsvEvent(f, header, c, path, it.line_number(), raw));
   }
 }
 
@@ -594,8 +607,8 @@ std::vector<int32_t> RawIdOrder(const std::vector<std::string>& names,
 
 }  // namespace
 
-ConvertReport ConvertToDataset(const std::string& input, const std::string& output,
-                               const ConvertOptions& opt) {
+// Checks that the output replaces no input, and reads the input (and --items) into `raw`.
+void ParseInput(const std::string& input, const std::string& output, const ConvertOptions& opt, RawData& raw) {
   // The output must not replace an input (the rename that publishes it would).
   const std::string input_dir = IsDirectory(input) ? input : Dirname(input);
   for (const std::string& in : {input, input_dir + "/u.data", input_dir + "/u.item", input_dir + "/u.genre",
@@ -605,7 +618,6 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
   if (!opt.items_file.empty() && opt.format == "movielens") {
     Fail("--items: MovieLens reads its own catalogue (u.item or movies.dat)");
   }
-  RawData raw;
   if (opt.format == "movielens") {
     ParseMovieLens(input, &raw);
   } else if (opt.format == "seq") {
@@ -619,12 +631,57 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
     if (SameFile(output, opt.items_file)) Fail("--output ", output, " is the --items file; write the dataset elsewhere");
     ParseItemsFile(opt.items_file, &raw);
   }
-  ConvertReport report;
-  report.detected = raw.detected;
-  report.input_events = static_cast<int64_t>(raw.events.size());
-  if (raw.events.empty()) Fail(input, ": empty input: no events found");
-  if (opt.min_user_events < 0 || opt.min_item_events < 0) Fail("--min-user-events/--min-item-events must be >= 0");
+}
 
+// Keeps the first event of each (user, item) of `ev` (sorted by user, then time).
+void DropDuplicates(std::vector<Event>& ev, ConvertReport& report) {
+  std::vector<Event> kept;
+  kept.reserve(ev.size());
+  size_t i = 0;
+  while (i < ev.size()) {
+    size_t j = i;
+    while (j < ev.size() && ev[j].user == ev[i].user) ++j;
+    std::vector<int32_t> seen;
+    for (size_t k = i; k < j; ++k) seen.push_back(ev[k].item);
+    std::sort(seen.begin(), seen.end());
+    seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
+    std::vector<bool> used(seen.size(), false);
+    for (size_t k = i; k < j; ++k) {
+      size_t pos = std::lower_bound(seen.begin(), seen.end(), ev[k].item) - seen.begin();
+      if (!used[pos]) {
+        used[pos] = true;
+        kept.push_back(ev[k]);
+      }
+    }
+    i = j;
+  }
+  report.dropped_duplicates = static_cast<int64_t>(ev.size() - kept.size());
+  ev.swap(kept);
+}
+
+// k-core: drop users/items below the thresholds until nothing changes.
+void KCore(std::vector<Event>& ev, size_t nu, size_t ni, const ConvertOptions& opt, ConvertReport& report) {
+  if (opt.min_user_events > 0 || opt.min_item_events > 0) {
+    const size_t before = ev.size();
+    while (true) {
+      std::vector<int64_t> uc(nu, 0), ic(ni, 0);
+      for (const auto& e : ev) {
+        ++uc[e.user];
+        ++ic[e.item];
+      }
+      auto end = std::remove_if(ev.begin(), ev.end(), [&](const Event& e) {
+        return uc[e.user] < opt.min_user_events || ic[e.item] < opt.min_item_events;
+      });
+      ++report.kcore_rounds;
+      if (end == ev.end()) break;
+      ev.erase(end, ev.end());
+    }
+    report.dropped_by_kcore = static_cast<int64_t>(before - ev.size());
+  }
+}
+
+// The events the options keep, sorted by (user, time, input order).
+void FilterEvents(RawData& raw, const ConvertOptions& opt, const std::string& input, ConvertReport& report) {
   std::vector<Event>& ev = raw.events;
   if (opt.since || opt.until) {
     if (!raw.has_timestamps) Fail("--since/--until: ", input, " has no timestamps");
@@ -649,55 +706,21 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
     if (a.ts != b.ts) return a.ts < b.ts;
     return a.order < b.order;
   });
-  if (opt.dedup) {
-    std::vector<Event> kept;
-    kept.reserve(ev.size());
-    size_t i = 0;
-    while (i < ev.size()) {
-      size_t j = i;
-      while (j < ev.size() && ev[j].user == ev[i].user) ++j;
-      std::vector<int32_t> seen;
-      for (size_t k = i; k < j; ++k) seen.push_back(ev[k].item);
-      std::sort(seen.begin(), seen.end());
-      seen.erase(std::unique(seen.begin(), seen.end()), seen.end());
-      std::vector<bool> used(seen.size(), false);
-      for (size_t k = i; k < j; ++k) {
-        size_t pos = std::lower_bound(seen.begin(), seen.end(), ev[k].item) - seen.begin();
-        if (!used[pos]) {
-          used[pos] = true;
-          kept.push_back(ev[k]);
-        }
-      }
-      i = j;
-    }
-    report.dropped_duplicates = static_cast<int64_t>(ev.size() - kept.size());
-    ev.swap(kept);
-  }
-  // k-core: drop users/items below the thresholds until nothing changes.
-  const size_t nu = raw.users.names().size(), ni = raw.items.names().size();
-  if (opt.min_user_events > 0 || opt.min_item_events > 0) {
-    const size_t before = ev.size();
-    while (true) {
-      std::vector<int64_t> uc(nu, 0), ic(ni, 0);
-      for (const auto& e : ev) {
-        ++uc[e.user];
-        ++ic[e.item];
-      }
-      auto end = std::remove_if(ev.begin(), ev.end(), [&](const Event& e) {
-        return uc[e.user] < opt.min_user_events || ic[e.item] < opt.min_item_events;
-      });
-      ++report.kcore_rounds;
-      if (end == ev.end()) break;
-      ev.erase(end, ev.end());
-    }
-    report.dropped_by_kcore = static_cast<int64_t>(before - ev.size());
-  }
+  if (opt.dedup) DropDuplicates(ev, report);
+  KCore(ev, raw.users.names().size(), raw.items.names().size(), opt, report);
   if (ev.empty()) {
     Fail(input, ": no events left after filtering (", report.dropped_by_time, " by --since/--until, ", report.dropped_by_rating,
          " by --min-rating, ",
          report.dropped_by_kcore, " by --min-user-events/--min-item-events)");
   }
 
+}
+
+// Writes the dataset of the filtered events; report.info holds what it wrote.
+void WriteConverted(RawData& raw, const ConvertOptions& opt, const std::string& input, const std::string& output,
+                    ConvertReport& report) {
+  const std::vector<Event>& ev = raw.events;
+  const size_t nu = raw.users.names().size();
   // The catalogue's items join those with events (the k-core, when asked for, leaves them out:
   // it counts events, and they have none).
   if (opt.min_item_events <= 0) {
@@ -758,6 +781,19 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
                                        : std::span<const int32_t>());
   }
   report.info = writer->Finish();
+}
+
+ConvertReport ConvertToDataset(const std::string& input, const std::string& output, const ConvertOptions& opt) {
+  RawData raw;
+  ParseInput(input, output, opt, raw);
+  ConvertReport report;
+  report.detected = raw.detected;
+  report.input_events = static_cast<int64_t>(raw.events.size());
+  if (raw.events.empty()) Fail(input, ": empty input: no events found");
+  if (opt.min_user_events < 0 || opt.min_item_events < 0) Fail("--min-user-events/--min-item-events must be >= 0");
+
+  FilterEvents(raw, opt, input, report);
+  WriteConverted(raw, opt, input, output, report);
   return report;
 }
 

@@ -62,7 +62,7 @@ void RejectForeignFlags(const Command& c) {
   gflags::GetAllFlags(&all);
   for (const auto& info : all) {
     if (info.is_default || mine.count(info.name)) continue;
-    if (info.filename.find("launch/flags.cc") == std::string::npos) continue;  // glog's etc.
+    if (info.filename.find("launch/") == std::string::npos) continue;  // glog's etc.
     Fail("--", Dashed(info.name), " is not a flag of 'shardrec ", c.name, "' (see shardrec ", c.name,
          " --help)");
   }
@@ -142,8 +142,10 @@ void ProgressMeter::Update(int64_t done, int64_t total, int64_t count) {
   if (done >= total) ProgressDone();
 }
 
-int Main(int argc, char** argv) {
-  // gflags wants underscores; users type dashes (--min-rating). Rewrite flag names only.
+namespace {
+
+// gflags wants underscores; users type dashes (--min-rating). Rewrites flag names only.
+std::vector<std::string> UnderscoredArgs(int argc, char** argv) {
   std::vector<std::string> storage(argv, argv + argc);
   for (size_t i = 1; i < storage.size(); ++i) {
     std::string& a = storage[i];
@@ -158,6 +160,59 @@ int Main(int argc, char** argv) {
       if (a.compare(start, std::min(eq, a.size()) - start, "export") == 0) a.insert(start + 6, "_dir");
     }
   }
+  return storage;
+}
+
+// The command whose name is the longest prefix of the positional words, and how many words it
+// takes (nullptr: none).
+std::pair<const Command*, size_t> FindCommand(const std::vector<std::string>& pos) {
+  const Command* cmd = nullptr;
+  size_t words = 0;
+  for (const auto& c : Registry()) {
+    const std::vector<std::string_view> parts = Split(c.name, " ");
+    if (parts.size() <= pos.size() && std::equal(parts.begin(), parts.end(), pos.begin()) && parts.size() > words) {
+      cmd = &c;
+      words = parts.size();
+    }
+  }
+  return {cmd, words};
+}
+
+// Runs a command and turns its errors into one message and an exit code (docs/errors.md).
+int RunCommand(const Command& cmd, const std::vector<std::string>& rest) {
+  try {
+    if (static_cast<int>(rest.size()) < cmd.positional ||
+        static_cast<int>(rest.size()) > cmd.positional + cmd.optional_positional) {
+      Fail("'shardrec ", cmd.name, "' takes ", cmd.positional, " positional argument(s), got ", rest.size(), "; usage: ",
+           cmd.usage);
+    }
+    RejectForeignFlags(cmd);
+    return cmd.run(rest);
+  } catch (const AgreedUserError& e) {
+    // Every rank has this same error: rank 0 says it once; all exit, none is left waiting.
+    if (DetectLaunchEnv().rank == 0) {
+      std::cerr << "shardrec: error: " << e.what() << "\n";
+      std::cerr.flush();
+    }
+    return 2;
+  } catch (const UserError& e) {
+    std::cerr << "shardrec: error: " << e.what() << "\n";
+    std::cerr.flush();
+    // In a multi-rank job the others may be waiting for this rank: end them all.
+    if (MpiActive()) AbortJob(2);
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "shardrec: internal error: " << e.what() << "\n";
+    std::cerr.flush();
+    if (MpiActive()) AbortJob(3);
+    return 3;
+  }
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  std::vector<std::string> storage = UnderscoredArgs(argc, argv);
   std::vector<char*> args;
   for (auto& s : storage) args.push_back(s.data());
   args.push_back(nullptr);
@@ -181,60 +236,17 @@ int Main(int argc, char** argv) {
     PrintOverview();
     return pos.empty() && !help ? 2 : 0;
   }
-  // Longest command name that prefixes the positional words.
-  const Command* cmd = nullptr;
-  size_t words = 0;
-  for (const auto& c : Registry()) {
-    std::vector<std::string> parts;
-    size_t s = 0, e;
-    while ((e = c.name.find(' ', s)) != std::string::npos) {
-      parts.push_back(c.name.substr(s, e - s));
-      s = e + 1;
-    }
-    parts.push_back(c.name.substr(s));
-    if (parts.size() <= pos.size() && std::equal(parts.begin(), parts.end(), pos.begin()) &&
-        parts.size() > words) {
-      cmd = &c;
-      words = parts.size();
-    }
-  }
+  const auto [cmd, words] = FindCommand(pos);
   if (cmd == nullptr) {
-    std::cerr << "shardrec: error: unknown command '" << pos[0] << (pos.size() > 1 ? " " + pos[1] : "")
-              << "'; see shardrec help\n";
+    std::cerr << "shardrec: error: unknown command " << Quote(pos[0] + (pos.size() > 1 ? " " + pos[1] : ""))
+              << "; see shardrec help\n";
     return 2;
   }
   if (help) {
     PrintHelp(*cmd);
     return 0;
   }
-  std::vector<std::string> rest(pos.begin() + static_cast<long>(words), pos.end());
-  try {
-    if (static_cast<int>(rest.size()) < cmd->positional ||
-        static_cast<int>(rest.size()) > cmd->positional + cmd->optional_positional) {
-      Fail("'shardrec ", cmd->name, "' takes ", cmd->positional, " positional argument(s), got ",
-           rest.size(), "; usage: ", cmd->usage);
-    }
-    RejectForeignFlags(*cmd);
-    return cmd->run(rest);
-  } catch (const AgreedUserError& e) {
-    // Every rank has this same error: rank 0 says it once; all exit, none is left waiting.
-    if (DetectLaunchEnv().rank == 0) {
-      std::cerr << "shardrec: error: " << e.what() << "\n";
-      std::cerr.flush();
-    }
-    return 2;
-  } catch (const UserError& e) {
-    std::cerr << "shardrec: error: " << e.what() << "\n";
-    std::cerr.flush();
-    // In a multi-rank job the others may be waiting for this rank: end them all.
-    if (MpiActive()) AbortJob(2);
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "shardrec: internal error: " << e.what() << "\n";
-    std::cerr.flush();
-    if (MpiActive()) AbortJob(3);
-    return 3;
-  }
+  return RunCommand(*cmd, std::vector<std::string>(pos.begin() + static_cast<long>(words), pos.end()));
 }
 
 }  // namespace shardrec::cli

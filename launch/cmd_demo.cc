@@ -1,5 +1,7 @@
-// shardrec demo: the main job end to end on the built-in synthetic dataset. For now: generate,
-// round-trip through the CSV converter, read with sharded readers, print statistics.
+// shardrec demo: the main job end to end on the built-in synthetic dataset, with the settings of
+// configs/demo.yaml (built into the binary; flags given on the command line win): generate,
+// round-trip through the CSV converter, check the sharded reader, train, evaluate against the
+// baselines and the generator's oracle, export, index, query.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -12,16 +14,19 @@
 #include "common/file_util.h"
 #include "io/convert.h"
 #include "io/dataset.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "io/reader.h"
 #include "io/synth.h"
 #include "launch/cli.h"
+#include "launch/config.h"
+#include "launch/demo_config.h"
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "launch/job.h"
 #include "retrieval/index.h"
-#include "train/export.h"
+#include "serve/export.h"
 #include "train/trainer.h"
+#include "train/evaluate_run.h"
 
 namespace shardrec::cli {
 namespace {
@@ -52,10 +57,8 @@ void WriteCsv(const Dataset& ds, const std::string& path) {
   out.Commit();
 }
 
-int RunDataSteps(const std::vector<std::string>&) {
-  const std::string dir = FLAGS_workdir;
-  MakeDirs(dir);
-  const std::string synth_path = dir + "/synth.h5";
+// 1. The synthetic dataset.
+void SynthStep(const std::string& synth_path) {
   std::printf("== 1. synthetic data -> %s\n", synth_path.c_str());
   auto t0 = Clock::now();
   SynthReport sr = GenerateSynthetic(synth_path, SynthOptionsFromFlags());
@@ -64,7 +67,10 @@ int RunDataSteps(const std::vector<std::string>&) {
   std::printf("   %lld users, %lld items, %lld events in %.2f s\n   %s\n",
               static_cast<long long>(sr.info.num_users), static_cast<long long>(sr.info.num_items),
               static_cast<long long>(sr.info.num_events), secs, OracleLine(sr).c_str());
+}
 
+// 2. Its events through the CSV converter and back: the same users, items and order.
+void CsvRoundTripStep(const std::string& dir, const std::string& synth_path) {
   const std::string csv_path = dir + "/synth_events.csv";
   const std::string conv_path = dir + "/synth_from_csv.h5";
   std::printf("== 2. CSV round trip: %s -> data convert --format csv -> %s\n", csv_path.c_str(),
@@ -73,9 +79,9 @@ int RunDataSteps(const std::vector<std::string>&) {
   WriteCsv(*ds, csv_path);
   ConvertOptions co;
   co.format = "csv";
-  t0 = Clock::now();
+  const auto t0 = Clock::now();
   ConvertReport cr = ConvertToDataset(csv_path, conv_path, co);
-  secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   auto back = Dataset::Open(conv_path);
   // Items that never occur are not in the CSV, so compare events by raw ids, not dense ids.
   bool same = back->info().num_users == ds->info().num_users &&
@@ -92,7 +98,10 @@ int RunDataSteps(const std::vector<std::string>&) {
               static_cast<long long>(cr.input_events), secs, cr.input_events / std::max(secs, 1e-9),
               same ? "identical users, items and event order" : "MISMATCH");
   if (!same) Fail("demo: the CSV round trip changed the data (this is a bug; please report it)");
+}
 
+// 3. The sharded reader: --world-size ranks' pieces of each batch are the single reader's batch.
+void ReaderStep(const std::string& synth_path) {
   const int world = FLAGS_world_size;
   std::printf("== 3. sharded reader: train split, %d ranks x global batch %lld, max_len %lld\n", world,
               static_cast<long long>(FLAGS_batch_size), static_cast<long long>(FLAGS_max_len));
@@ -109,7 +118,7 @@ int RunDataSteps(const std::vector<std::string>&) {
     o.world_size = world;
     ranks.push_back(std::make_unique<SequenceReader>(synth_path, o));
   }
-  t0 = Clock::now();
+  const auto t0 = Clock::now();
   int64_t batches = 0, rows = 0, positions = 0;
   bool equal = true;
   while (auto whole = single.Next()) {
@@ -124,59 +133,21 @@ int RunDataSteps(const std::vector<std::string>&) {
     ++batches;
     rows += whole->rows;
   }
-  secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::printf("   %lld global batches, %lld sequences, %lld events read by %d ranks in %.2f s "
               "(%.0f events/s); rank pieces == single-process batches: %s\n",
               static_cast<long long>(batches), static_cast<long long>(rows),
               static_cast<long long>(positions), world, secs, positions / std::max(secs, 1e-9),
               equal ? "yes" : "NO");
   if (!equal) Fail("demo: sharded reader disagrees with the single reader (bug)");
-
-  std::printf("== 4. statistics (shardrec data stats %s)\n", synth_path.c_str());
-  PrintStats(synth_path, false);
-  return 0;
 }
 
-bool FlagSet(const char* name) {
-  gflags::CommandLineFlagInfo info;
-  return gflags::GetCommandLineFlagInfo(name, &info) && !info.is_default;
-}
-
-int RunDemo(const std::vector<std::string>& args) {
-  Job job = StartJob();
-  const std::string dir = FLAGS_workdir;
-  const std::string synth_path = dir + "/synth.h5";
-  if (job.is_root()) {
-    const int rc = RunDataSteps(args);
-    if (rc != 0) return rc;
-  }
-  job.comm->Barrier();
-  // 5. train on the synthetic data, 6. evaluate against the baselines and the generator's oracle.
-  TrainOptions o;
-  o.data = synth_path;
-  o.run_dir = dir + "/run";
-  o.overwrite = true;  // the demo replaces its own earlier run
-  o.epochs = FlagSet("epochs") ? FLAGS_epochs : 8;
-  o.max_steps = FLAGS_max_steps;
-  o.batch_size = FLAGS_batch_size;
-  o.seed = FLAGS_seed;
-  o.warmup_steps = 50;
-  o.loss = "full";
-  o.patience = 3;
-  o.log_every_seconds = FLAGS_log_every;
-  o.model.dim = 64;
-  o.model.heads = 2;
-  o.model.dropout = 0.1;
-  o.model.max_len = FLAGS_max_len;
-  // Separate input vectors, dot-product scores, positions from the newest event: the data's planted
-  // item -> successor transitions (docs/results.md, "Quality against a plain SASRec").
-  o.model.separate_input_vectors = true;
-  o.model.cosine = false;
-  o.model.positions_from_newest = true;
-  // No softmax over a user's earlier items (evaluation never ranks them), and a cosine schedule
-  // (docs/results.md, "The demo ahead of item-to-item").
-  o.exclude_history = true;
-  o.lr_schedule = "cosine";
+// 5. Train on the synthetic data; 6. evaluate against the baselines and the generator's oracle.
+TrainOptions TrainAndEvaluate(const std::string& synth_path, const std::string& run_dir, Job& job) {
+  gflags::SetCommandLineOption("data", synth_path.c_str());
+  gflags::SetCommandLineOption("run_dir", run_dir.c_str());
+  gflags::SetCommandLineOption("overwrite", "true");  // the demo replaces its own earlier run
+  TrainOptions o = TrainOptionsFromFlags();
   if (job.is_root()) {
     std::printf("== 5. train: %lld epochs, global batch %lld, on %d rank(s) -> %s\n", static_cast<long long>(o.epochs),
                 static_cast<long long>(o.batch_size), job.comm->world_size(), o.run_dir.c_str());
@@ -194,44 +165,64 @@ int RunDemo(const std::vector<std::string>& args) {
   auto pop = Evaluate(eo, *job.comm);
   eo.baseline = "cooc";
   auto cooc = Evaluate(eo, *job.comm);
-  if (job.is_root()) {
-    auto oracle = Dataset::Open(synth_path)->NumericAttributes("/oracle");
-    std::printf("== 6. test metrics (full ranking, history excluded; %lld steps, %.0f sequences/s)\n",
-                static_cast<long long>(tr.steps), tr.examples_per_second);
-    std::printf("   %-22s %8s %8s %8s %8s\n", "", "HR@10", "NDCG@10", "HR@50", "MRR");
-    auto row = [](const char* name, std::map<std::string, double>& m) {
-      std::printf("   %-22s %8.4f %8.4f %8.4f %8.4f\n", name, m["hr@10"], m["ndcg@10"], m["hr@50"], m["mrr"]);
-    };
-    row("two-tower (ours)", model);
-    row("item-to-item (cooc)", cooc);
-    row("most popular", pop);
-    std::printf("   %-22s %8.4f %8.4f\n", "generator's oracle", oracle["hr@10"], oracle["ndcg@10"]);
-    const bool ok = model["hr@10"] > 2 * pop["hr@10"];
-    std::printf("   two-tower vs most popular: %.1fx HR@10 (%s)\n", model["hr@10"] / std::max(1e-9, pop["hr@10"]),
-                ok ? "ok: well above popularity" : "WARNING: not clearly above popularity");
-    std::printf("   run directory: %s (config.yaml, metrics.jsonl, TensorBoard events, model/)\n", o.run_dir.c_str());
-  }
-  // 7. export (every rank its row range), 8. index + recall against exact search, 9. one query.
+  if (!job.is_root()) return o;
+  auto oracle = Dataset::Open(synth_path)->NumericAttributes("/oracle");
+  std::printf("== 6. test metrics (full ranking, history excluded; %lld steps, %.0f sequences/s)\n",
+              static_cast<long long>(tr.steps), tr.examples_per_second);
+  std::printf("   %-22s %8s %8s %8s %8s\n", "", "HR@10", "NDCG@10", "HR@50", "MRR");
+  auto row = [](const char* name, std::map<std::string, double>& m) {
+    std::printf("   %-22s %8.4f %8.4f %8.4f %8.4f\n", name, m["hr@10"], m["ndcg@10"], m["hr@50"], m["mrr"]);
+  };
+  row("two-tower (ours)", model);
+  row("item-to-item (cooc)", cooc);
+  row("most popular", pop);
+  std::printf("   %-22s %8.4f %8.4f\n", "generator's oracle", oracle["hr@10"], oracle["ndcg@10"]);
+  const bool ok = model["hr@10"] > 2 * pop["hr@10"];
+  std::printf("   two-tower vs most popular: %.1fx HR@10 (%s)\n", model["hr@10"] / std::max(1e-9, pop["hr@10"]),
+              ok ? "ok: well above popularity" : "WARNING: not clearly above popularity");
+  std::printf("   run directory: %s (config.yaml, metrics.jsonl, TensorBoard events, model/)\n", o.run_dir.c_str());
+  return o;
+}
+
+// 7. Export (every rank its row range); 8. index + recall against exact search; 9. one query.
+void ExportAndQuery(const TrainOptions& o, const std::string& dir, Job& job) {
   ExportOptions xo;
   xo.run_dir = o.run_dir;
-  xo.data = synth_path;
+  xo.data = o.data;
   xo.root = dir + "/exports";
   xo.model = o.model;
   xo.seed = o.seed;
   const std::string version_dir = ExportEmbeddings(xo, *job.comm);
+  if (!job.is_root()) return;
+  std::printf("== 7. export -> %s (LATEST -> %s)\n", version_dir.c_str(), Basename(version_dir).c_str());
+  IndexOptions io;
+  IndexReport r = BuildExportIndex(version_dir, io);
+  std::printf("== 8. index: %s, recall@10 %.4f, recall@100 %.4f against exact search (%lld user queries)\n",
+              r.factory.c_str(), r.recall10, r.recall100, static_cast<long long>(r.queries));
+  const std::string user = Dataset::Open(o.data)->ReadUserRawIds(0, 1).at(0);
+  RecommenderOptions ro;
+  ro.export_dir = version_dir;
+  const RecommendResponse q = Recommender::Open(ro)->Recommend({.user = user, .k = 5});
+  std::printf("== 9. shardrec query --export %s --user %s --k 5\n", xo.root.c_str(), user.c_str());
+  PrintRecommendations(q, 5);
+}
+
+int RunDemo(const std::vector<std::string>&) {
+  ApplyConfigText(kDemoConfig, "configs/demo.yaml", TrainKeys());
+  Job job = StartJob();
+  const std::string dir = FLAGS_workdir;
+  const std::string synth_path = dir + "/synth.h5";
   if (job.is_root()) {
-    std::printf("== 7. export -> %s (LATEST -> %s)\n", version_dir.c_str(), Basename(version_dir).c_str());
-    IndexOptions io;
-    IndexReport r = BuildExportIndex(version_dir, io);
-    std::printf("== 8. index: %s, recall@10 %.4f, recall@100 %.4f against exact search (%lld user queries)\n",
-                r.factory.c_str(), r.recall10, r.recall100, static_cast<long long>(r.queries));
-    auto index = ShardedIndex::Open(version_dir);
-    const std::string user = Dataset::Open(synth_path)->ReadUserRawIds(0, 1).at(0);
-    std::optional<UserQuery> q = FindExportedUser(*index, version_dir, user);
-    if (!q) Fail("demo: user ", user, " is missing from its own export (bug)");
-    std::printf("== 9. shardrec query --export %s --user %s --k 5\n", xo.root.c_str(), user.c_str());
-    PrintHits(*index, "user " + user, q->events, 5, index->Search(q->vector.data(), 5, q->seen));
+    MakeDirs(dir);
+    SynthStep(synth_path);
+    CsvRoundTripStep(dir, synth_path);
+    ReaderStep(synth_path);
+    std::printf("== 4. statistics (shardrec data stats %s)\n", synth_path.c_str());
+    PrintStats(synth_path, false);
   }
+  job.comm->Barrier();
+  const TrainOptions o = TrainAndEvaluate(synth_path, dir + "/run", job);
+  ExportAndQuery(o, dir, job);
   return 0;
 }
 

@@ -13,31 +13,48 @@
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/strings.h"
-#include "distributed/inprocess.h"
 #include "io/dataset.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
 #include "launch/config.h"
 #include "launch/flags.h"
 #include "launch/job.h"
 #include "retrieval/index.h"
-#include "train/export.h"
-#include "train/publish.h"
-#include "train/recall.h"
-#include "train/item_data.h"
-#include "train/explain.h"
+#include "serve/export.h"
+#include "serve/publish.h"
+#include "serve/recall.h"
+#include "model/catalogue.h"
+#include "serve/recommender.h"
 #include "train/trainer.h"
+#include "train/run_dir.h"
 
 #include <torch/torch.h>
 
 namespace shardrec::cli {
 
+void PrintRecommendations(const RecommendResponse& r, int64_t k) {
+  std::printf("%s (%lld events) -> top %lld [%s, export %s]\n", r.query.c_str(), static_cast<long long>(r.events),
+              static_cast<long long>(k), r.search.c_str(), r.version.c_str());
+  for (size_t i = 0; i < r.items.size(); ++i) {
+    const Recommendation& it = r.items[i];
+    std::printf("  %2zu. %-8s %-45s %.3f\n", i + 1, it.item.c_str(), it.title.c_str(), it.score);
+    if (!r.explained) continue;
+    std::string line;
+    for (const Reason& why : it.because) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), " (%+.3f)", static_cast<double>(why.contribution));
+      line += (line.empty() ? "" : ", ") + why.item + (why.title.empty() ? "" : " " + why.title) + buf;
+    }
+    std::printf("      because: %s\n", line.empty() ? "(no single event raises its score)" : line.c_str());
+  }
+}
+
 namespace {
 
 // The model flags (and data, seed) of a run, from RUN/config.yaml; flags given now still win.
 void ApplyRunConfig(const std::string& run_dir) {
-  const std::string cfg = run_dir + "/config.yaml";
+  const std::string cfg = RunDir(run_dir).config();
   if (!PathExists(cfg)) Fail(run_dir, ": no config.yaml; not a run directory of `shardrec train`");
   std::vector<std::string> only = ModelFlags();
   only.push_back("data");
@@ -113,7 +130,7 @@ void PrintMetricsRow(const char* name, const std::map<std::string, double>& m) {
   std::printf("  %-22s %8.4f %8.4f %8.4f\n", name, get("hr@10"), get("ndcg@10"), get("mrr"));
 }
 
-// `shardrec publish`: the gate (train/publish.h), or --rollback.
+// `shardrec publish`: the gate (serve/publish.h), or --rollback.
 int RunPublish(const std::vector<std::string>& pos) {
   if (FLAGS_export_root.empty()) Fail("--export-root is required (the export root the serving tier reads)");
   if (FLAGS_rollback) {
@@ -166,206 +183,64 @@ int RunPublish(const std::vector<std::string>& pos) {
   return 0;
 }
 
-}  // namespace
-
-std::optional<UserQuery> FindExportedUser(const ShardedIndex& index, const std::string& dir, const std::string& raw_user) {
-  const ExportManifest& m = index.manifest();
-  for (const auto& sh : m.user_shards) {
-    VectorShard u = ReadVectorShard(dir + "/" + sh.file);
-    for (size_t i = 0; i < u.raw_ids.size(); ++i) {
-      if (u.raw_ids[i] != raw_user) continue;
-      UserQuery q;
-      q.vector.assign(u.vectors.begin() + i * m.dim, u.vectors.begin() + (i + 1) * m.dim);
-      auto ds = Dataset::Open(m.data);
-      const int64_t user = u.ids[i];
-      const int64_t b = ds->user_offsets()[user], e = ds->user_offsets()[user + 1];
-      for (int32_t it : ds->ReadItems(b, e)) {
-        q.seen.insert(it);
-        q.items.push_back(it);
-      }
-      q.timestamps = ds->ReadTimestamps(b, e);
-      q.events = ds->user_length(user);
-      return q;
+// --history RAW_ID[@UNIX_SECONDS],... and --at into a request (the ids are the Recommender's to
+// check).
+RecommendRequest QueryRequestFromFlags() {
+  RecommendRequest q;
+  q.user = FLAGS_user;
+  q.k = FLAGS_k;
+  q.explain = FLAGS_explain;
+  // Timestamps give the user tower the same time gaps as training.
+  for (auto raw : FLAGS_history.empty() ? std::vector<std::string_view>() : Split(FLAGS_history, ",")) {
+    const std::string entry(Trim(raw));
+    const size_t at = entry.find('@');
+    if (!q.history.empty() && (at != std::string::npos) != !q.timestamps.empty()) {
+      Fail("--history: give a timestamp for every item (RAW_ID@SECONDS) or for none; ", Quote(entry), " differs");
     }
-  }
-  return std::nullopt;
-}
-
-void PrintHits(const ShardedIndex& index, const std::string& who, int64_t events, int64_t k, const std::vector<Hit>& hits,
-               const Reasons& because) {
-  const ExportManifest& m = index.manifest();
-  std::printf("%s (%lld events) -> top %lld [%s, export %s]\n", who.c_str(), static_cast<long long>(events),
-              static_cast<long long>(k), index.approximate() ? m.index_factory.c_str() : "exact", m.version.c_str());
-  for (size_t i = 0; i < hits.size(); ++i) {
-    std::printf("  %2zu. %-8s %-45s %.3f\n", i + 1, index.raw_id(hits[i].id).c_str(), index.title(hits[i].id).c_str(),
-                hits[i].score);
-    if (i >= because.size()) continue;
-    std::string line;
-    for (const auto& [item, c] : because[i]) {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), " (%+.3f)", static_cast<double>(c));
-      const std::string title = index.title(item);
-      line += (line.empty() ? "" : ", ") + index.raw_id(item) + (title.empty() ? "" : " " + title) + buf;
+    if (at != std::string::npos) {
+      auto ts = ParseInt64(entry.substr(at + 1));
+      if (!ts) Fail("--history: ", Quote(entry), ": expected RAW_ID@UNIX_SECONDS");
+      q.timestamps.push_back(*ts);
     }
-    std::printf("      because: %s\n", line.empty() ? "(no single event raises its score)" : line.c_str());
+    q.history.push_back(entry.substr(0, at));
   }
-}
-
-namespace {
-
-// The history events with the largest positive contributions to each hit (train/explain.h), at
-// most `top`.
-Reasons TopReasons(const at::Tensor& contributions, const std::vector<int64_t>& kept_items, size_t top) {
-  Reasons out(static_cast<size_t>(contributions.size(1)));
-  const float* c = contributions.data_ptr<float>();
-  const int64_t n = contributions.size(0), hits = contributions.size(1);
-  for (int64_t h = 0; h < hits; ++h) {
-    std::vector<int64_t> order(static_cast<size_t>(n));
-    for (int64_t j = 0; j < n; ++j) order[j] = j;
-    // Largest first; among equals the newer event.
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return c[a * hits + h] > c[b * hits + h] || (c[a * hits + h] == c[b * hits + h] && a > b); });
-    for (size_t k = 0; k < order.size() && out[h].size() < top; ++k) {
-      const float v = c[order[k] * hits + h];
-      if (v > 0) out[h].emplace_back(kept_items[order[k]], v);  // only events that raise the score
-    }
+  if (!FLAGS_history.empty() && q.history.empty()) Fail("--history: no items given");
+  if (!FLAGS_at.empty()) {
+    auto t = FLAGS_at == "now" ? std::optional<int64_t>(static_cast<int64_t>(std::time(nullptr))) : ParseInt64(FLAGS_at);
+    if (!t) Fail("--at: expected unix seconds or 'now', got ", Quote(FLAGS_at));
+    q.at = *t;
   }
-  return out;
+  return q;
 }
 
 int RunQuery(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
   if (FLAGS_user.empty() == FLAGS_history.empty()) Fail("give exactly one of --user RAW_ID and --history RAW_ID,...");
   if (FLAGS_k < 1) Fail("--k must be >= 1");
-  const std::string dir = ResolveExport(FLAGS_export_dir);
-  auto index = ShardedIndex::Open(dir, FLAGS_exact);
-  const ExportManifest& m = index->manifest();
-  std::vector<float> query;
-  std::unordered_set<int64_t> exclude;
-  std::vector<int64_t> items, stamps;  // the history, oldest first
-  std::string who;
-  if (!FLAGS_user.empty()) {
-    std::optional<UserQuery> u = FindExportedUser(*index, dir, FLAGS_user);
-    if (!u) Fail("--user: unknown user id '", FLAGS_user, "' (not in export ", m.version, ")");
-    query = std::move(u->vector);
-    exclude = std::move(u->seen);
-    items = std::move(u->items);
-    stamps = std::move(u->timestamps);
-    who = "user " + FLAGS_user;
-  } else {
-    // RAW_ID[@UNIX_SECONDS],...: timestamps give the user tower the same time gaps as training.
-    for (auto raw : Split(FLAGS_history, ",")) {
-      const std::string entry(Trim(raw));
-      const size_t at = entry.find('@');
-      const std::string r = entry.substr(0, at);
-      const int64_t id = index->FindItem(r);
-      if (id < 0) Fail("--history: unknown item id '", r, "' (not in export ", m.version, ")");
-      if (!items.empty() && (at != std::string::npos) != !stamps.empty()) {
-        Fail("--history: give a timestamp for every item (RAW_ID@SECONDS) or for none; '", entry, "' differs");
-      }
-      if (at != std::string::npos) {
-        auto ts = ParseInt64(entry.substr(at + 1));
-        if (!ts) Fail("--history: '", entry, "': expected RAW_ID@UNIX_SECONDS");
-        stamps.push_back(*ts);
-      }
-      items.push_back(id);
-      exclude.insert(id);
-    }
-    if (items.empty()) Fail("--history: no items given");
-    who = "history of " + std::to_string(items.size()) + " items";
-  }
-  int64_t request = kUnknownTime;
-  if (!FLAGS_at.empty()) {
-    auto t = FLAGS_at == "now" ? std::optional<int64_t>(static_cast<int64_t>(std::time(nullptr))) : ParseInt64(FLAGS_at);
-    if (!t) Fail("--at: expected unix seconds or 'now', got '", FLAGS_at, "'");
-    if (items.empty()) Fail("--at: user ", FLAGS_user, " has no events, so the request time has nothing to be measured from");
-    if (stamps.empty()) {
-      Fail("--at: the history has no timestamps (", FLAGS_user.empty() ? "give RAW_ID@UNIX_SECONDS in --history" : "the data has none",
-           "), so the request time has nothing to be measured from");
-    }
-    if (*t < stamps.back()) Fail("--at ", *t, " is before the history's last event (", stamps.back(), ")");
-    request = *t;
-  }
-  std::vector<Hit> hits;
-  Reasons because;
-  double explain_ms = 0;
-  if (!FLAGS_history.empty() || FLAGS_explain || request != kUnknownTime) {
-    // The exported model: its user tower encodes the history (given, or the user's with a request
-    // time), and explains the hits.
-    ApplyRunConfig(Dirname(m.source));
-    ModelConfig mc = ModelConfigFromFlags();
-    if (request != kUnknownTime && !mc.context) {
-      std::fprintf(stderr, "shardrec: warning: --at: the model of export %s has no context (trained with --context=false, on data "
-                   "without timestamps, or before context existed); "
-                   "the request time changes nothing\n", m.version.c_str());
-    }
-    const int64_t keep = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));
-    const std::vector<int64_t> tail(items.end() - keep, items.end());
-    const std::vector<int64_t> tail_ts = stamps.empty() ? stamps : std::vector<int64_t>(stamps.end() - keep, stamps.end());
-    RunRanks(1, [&](Communicator& c) {
-      auto ds = Dataset::Open(m.data);
-      ItemCatalog cat = LoadItemCatalog(*ds);
-      TwoTowerModel model(mc, cat, PlanItemTables(mc, cat, c), &c, FLAGS_seed);
-      LoadModelForCatalogue(model, m.source, c);  // an export may serve items added since training
-      model.train(false);
-      torch::NoGradGuard no_grad;
-      if (!FLAGS_history.empty() || request != kUnknownTime) {
-        const std::vector<int64_t> len = {keep}, req = {request};
-        at::Tensor v =
-            model.EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, req, mc.history_features(), torch::kCPU))[0].contiguous();
-        query.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
-      }
-      hits = index->Search(query.data(), FLAGS_k, exclude);
-      if (!FLAGS_explain) return;
-      const auto start = std::chrono::steady_clock::now();
-      std::vector<int64_t> ids;
-      for (const Hit& h : hits) ids.push_back(h.id);
-      because = TopReasons(HistoryContributions(model, tail, tail_ts, ids, request), tail, 3);
-      explain_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    });
-  } else {
-    hits = index->Search(query.data(), FLAGS_k, exclude);
-  }
+  const RecommendRequest request = QueryRequestFromFlags();
+  RecommenderOptions o;
+  o.export_dir = FLAGS_export_dir;
+  o.exact = FLAGS_exact;
+  o.seed = FLAGS_seed;
+  o.model_config = [](const std::string& model_dir) {
+    ApplyRunConfig(Dirname(model_dir));
+    return ModelConfigFromFlags();
+  };
+  const RecommendResponse r = Recommender::Open(o)->Recommend(request);
+  if (!r.warning.empty()) std::fprintf(stderr, "shardrec: warning: %s\n", r.warning.c_str());
   if (FLAGS_json) {
-    std::string arr = "[";
-    for (size_t i = 0; i < hits.size(); ++i) {
-      JsonObject h;
-      h.Add("rank", static_cast<int64_t>(i + 1)).Add("item", index->raw_id(hits[i].id)).Add("score", static_cast<double>(hits[i].score));
-      if (!index->title(hits[i].id).empty()) h.Add("title", index->title(hits[i].id));
-      if (i < because.size()) {
-        std::string reasons = "[";
-        for (const auto& [item, contribution] : because[i]) {
-          JsonObject r;
-          r.Add("item", index->raw_id(item)).Add("contribution", static_cast<double>(contribution));
-          reasons += (reasons.size() > 1 ? ", " : "") + r.str();
-        }
-        h.AddRaw("because", reasons + "]");
-      }
-      arr += (i ? ", " : "") + h.str();
-    }
-    JsonObject o;
-    o.Add("version", m.version).Add("query", who).Add("search", index->approximate() ? m.index_factory : "exact").AddRaw("items", arr + "]");
-    if (FLAGS_explain) o.Add("explain_ms", explain_ms);
-    if (!FLAGS_history.empty()) {
-      std::string vec = "[";
-      char buf[32];
-      for (size_t i = 0; i < query.size(); ++i) {
-        std::snprintf(buf, sizeof(buf), "%s%.9g", i ? ", " : "", static_cast<double>(query[i]));
-        vec += buf;
-      }
-      o.AddRaw("user_vector", vec + "]");
-    }
-    std::printf("%s\n", o.str().c_str());
+    std::printf("%s\n", RecommendResponseJson(r, /*with_user_vector=*/!FLAGS_history.empty()).c_str());
     return 0;
   }
-  PrintHits(*index, who, static_cast<int64_t>(items.size()), FLAGS_k, hits, because);
+  PrintRecommendations(r, FLAGS_k);
   if (FLAGS_explain) {
     std::printf("because: the history events whose removal lowers the item's score most (leave-one-out over the last "
-                "%lld events, %.1f ms)\n", static_cast<long long>(std::min<int64_t>(items.size(), ModelConfigFromFlags().max_len)), explain_ms);
+                "%lld events, %.1f ms)\n", static_cast<long long>(r.explained_events), r.explain_ms);
   }
   return 0;
 }
 
-// `shardrec recall`: lists for many users (train/recall.h); each rank a range of them.
+// `shardrec recall`: lists for many users (serve/recall.h); each rank a range of them.
 int RunRecall(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
   if (FLAGS_out.empty()) Fail("--out is required (the directory the lists go to; it must not exist)");

@@ -14,11 +14,7 @@
 #include "launch/config.h"
 #include "launch/flags.h"
 #include "model/footprint.h"
-
-DEFINE_string(cluster, "", "plan: a cluster description (configs/cluster-*.yaml: nodes, GPUs, memory, bandwidths)");
-DEFINE_string(id_order, "shuffled",
-              "plan: how item popularity maps to rows: shuffled (independent of the row, as raw-id order gives) or "
-              "sorted (row 0 the most popular: the worst case for row-wise blocks)");
+#include "model/losses.h"
 
 namespace shardrec::cli {
 namespace {
@@ -46,10 +42,8 @@ std::string Bytes(double b) {
   return buf;
 }
 
-int RunPlan(const std::vector<std::string>&) {
-  if (FLAGS_cluster.empty()) Fail("--cluster is required (for example configs/cluster-h200x64.yaml)");
-  const ClusterSpec cluster = ReadClusterFile(FLAGS_cluster);
-  const ModelConfig config = ModelConfigFromFlags();
+// The training job's shape from --data (its catalogue) or --items and friends.
+TrainingShape ShapeFromFlags(const ClusterSpec& cluster) {
   TrainingShape shape;
   shape.world_size = cluster.world_size();
   shape.event_cache_bytes = static_cast<double>(Dataset::kEventCacheBytes);
@@ -81,29 +75,19 @@ int RunPlan(const std::vector<std::string>&) {
   }
   if (!(FLAGS_zipf >= 0) || !std::isfinite(FLAGS_zipf)) Fail("--zipf must be >= 0 (0 = uniform ids)");
   if (FLAGS_id_order != "shuffled" && FLAGS_id_order != "sorted") Fail("--id-order: expected shuffled or sorted, got ", Quote(FLAGS_id_order));
-  if (FLAGS_loss != "auto" && FLAGS_loss != "full" && FLAGS_loss != "sampled") {
-    Fail("--loss: expected auto, full or sampled, got ", Quote(FLAGS_loss));
-  }
   if (FLAGS_negatives < 0) Fail("--negatives must be >= 0, got ", FLAGS_negatives);
   shape.global_batch = FLAGS_batch_size;
-  shape.full_softmax = FLAGS_loss == "full" || (FLAGS_loss == "auto" && shape.num_items <= FLAGS_full_softmax_max_items);
+  shape.full_softmax = UsesFullSoftmax(FLAGS_loss, shape.num_items, FLAGS_full_softmax_max_items);
   shape.negatives = FLAGS_negatives;
   shape.ids = {.zipf = FLAGS_zipf, .sorted = FLAGS_id_order == "sorted"};
 
-  ItemCatalog shell;
-  shell.num_items = shape.num_items;
-  shell.num_categories = shape.num_categories;
-  const std::vector<TableSpec> specs = ItemTowerTables(config, shell);
-  PlannerOptions po;
-  po.world_size = shape.world_size;
-  po.memory_budget_bytes = cluster.memory_per_gpu_bytes - cluster.reserved_bytes;
-  po.memory_bandwidth = cluster.memory_bandwidth;
-  po.link_bandwidth = cluster.nodes > 1 ? cluster.inter_node_bandwidth : cluster.intra_node_bandwidth;
-  po.global_batch_size = shape.global_batch;
-  const ShardingPlan plan = PlanSharding(specs, po);
-  CapacityEstimate cap;
-  const std::vector<MemoryEstimate> mem = EstimateTrainingMemory(config, plan, shape, cluster, &cap);
+  return shape;
+}
 
+// The job's catalogue and step, then its plan and memory per GPU.
+void PrintPlanAndMemory(const ClusterSpec& cluster, const ModelConfig& config, const TrainingShape& shape,
+                        const std::vector<TableSpec>& specs, const PlannerOptions& po, const ShardingPlan& plan,
+                        const std::vector<MemoryEstimate>& mem, const CapacityEstimate& cap) {
   const double gib = double(1ULL << 30);
   std::printf("cluster %s: %d node(s) x %d GPU(s) = %d ranks; %.0f GiB per GPU (%.1f reserved); memory %.0f GB/s; "
               "intra-node %.0f GB/s, inter-node %.0f GB/s per GPU and direction; %.0f us per all-to-all\n",
@@ -126,7 +110,7 @@ int RunPlan(const std::vector<std::string>&) {
                 shape.global_batch, config.max_len, local, shape.negatives, cap.ranks.empty() ? 0.0 : cap.ranks[0].distinct);
   }
   std::printf("\nsharding plan (planner budget %.1f GiB per GPU: memory per GPU less reserved)\n%s", po.memory_budget_bytes / gib,
-              plan.ToTable(specs).c_str());
+              plan.ToTable().c_str());
   std::printf("\nmemory per GPU, GiB\n%s", MemoryTable(mem, /*gib=*/true, /*device=*/true).c_str());
   double peak = 0, host = 0;
   for (const auto& m : mem) {
@@ -135,6 +119,10 @@ int RunPlan(const std::vector<std::string>&) {
   }
   std::printf("peak %.2f GiB of %.0f GiB per GPU: %s; host memory per rank %.2f GiB\n", peak / gib, cluster.memory_per_gpu_bytes / gib,
               peak <= cluster.memory_per_gpu_bytes ? "fits" : "DOES NOT FIT", host / gib);
+}
+
+// The all-to-all traffic per rank (ranks with equal rows merged) and the step's communication time.
+void PrintTraffic(const ModelConfig& config, const CapacityEstimate& cap) {
   std::printf("\nall-to-all per step (ids 8 B, rows and gradients %" PRId64 " x 4 B; intra- and inter-node transfers overlap)\n", config.dim);
   std::printf("%-9s %14s %14s %14s %14s %14s %10s\n", "ranks", "distinct ids", "sent intra", "sent inter", "recv intra", "recv inter",
               "time ms");
@@ -157,6 +145,29 @@ int RunPlan(const std::vector<std::string>&) {
               Bytes(cap.total_bytes).c_str(), cap.step_seconds * 1e3);
   if (cap.dense_allreduce_seconds > 0) std::printf("; replicated tables' all-reduce %.3f ms", cap.dense_allreduce_seconds * 1e3);
   std::printf("\n");
+}
+
+int RunPlan(const std::vector<std::string>&) {
+  if (FLAGS_cluster.empty()) Fail("--cluster is required (for example configs/cluster-h200x64.yaml)");
+  const ClusterSpec cluster = ReadClusterFile(FLAGS_cluster);
+  const ModelConfig config = ModelConfigFromFlags();
+  const TrainingShape shape = ShapeFromFlags(cluster);
+  ItemCatalog shell;
+  shell.num_items = shape.num_items;
+  shell.num_categories = shape.num_categories;
+  const std::vector<TableSpec> specs = ItemTowerTables(config, shell);
+  PlannerOptions po;
+  po.world_size = shape.world_size;
+  po.memory_budget_bytes = cluster.memory_per_gpu_bytes - cluster.reserved_bytes;
+  po.memory_bandwidth = cluster.memory_bandwidth;
+  po.link_bandwidth = cluster.nodes > 1 ? cluster.inter_node_bandwidth : cluster.intra_node_bandwidth;
+  po.global_batch_size = shape.global_batch;
+  const ShardingPlan plan = PlanSharding(specs, po);
+  CapacityEstimate cap;
+  const std::vector<MemoryEstimate> mem = EstimateTrainingMemory(config, plan, shape, cluster, &cap);
+
+  PrintPlanAndMemory(cluster, config, shape, specs, po, plan, mem, cap);
+  PrintTraffic(config, cap);
   return 0;
 }
 

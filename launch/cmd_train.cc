@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/error.h"
+#include "common/strings.h"
 #include "common/file_util.h"
 #include "common/json.h"
 #include "launch/cli.h"
@@ -14,9 +15,13 @@
 #include "launch/config.h"
 #include "launch/flags.h"
 #include "launch/job.h"
+#include "model/precision.h"
 #include "launch/signals.h"
+#include "eval/evaluate.h"
 #include "io/dataset.h"
+#include "train/run_dir.h"
 #include "train/trainer.h"
+#include "train/evaluate_run.h"
 
 namespace shardrec::cli {
 
@@ -28,10 +33,10 @@ const std::vector<std::string>& ModelFlags() {
 }
 
 namespace {
-// A two-valued flag: false for `first`, true for `second`, a user error naming the flag otherwise.
-bool IsSecondChoice(const char* flag, const std::string& value, const char* first, const char* second) {
-  if (value != first && value != second) Fail("--", flag, ": expected ", first, " or ", second, ", got '", value, "'");
-  return value == second;
+// Whether a two-valued flag says `on` rather than `off`; another value is a user error naming the flag.
+bool FlagSays(const char* flag, const std::string& value, const char* off, const char* on) {
+  if (value != off && value != on) Fail("--", flag, ": expected ", off, " or ", on, ", got ", Quote(value));
+  return value == on;
 }
 }  // namespace
 
@@ -43,7 +48,7 @@ ModelConfig ModelConfigFromFlags() {
   m.max_len = FLAGS_max_len;
   m.dropout = FLAGS_dropout;
   m.id_dropout = FLAGS_id_dropout;
-  m.impute_untrained = IsSecondChoice("untrained-items", FLAGS_untrained_items, "content", "neighbours");
+  m.impute_untrained = FlagSays("untrained-items", FLAGS_untrained_items, "content", "neighbours");
   m.time_buckets = FLAGS_time_buckets;
   m.context = FLAGS_context;
   m.use_categories = FLAGS_use_categories;
@@ -51,9 +56,9 @@ ModelConfig ModelConfigFromFlags() {
   m.embedding_optimizer.type = ParseOptimizer(FLAGS_embedding_optimizer);
   m.embedding_optimizer.lr = FLAGS_embedding_lr;
   m.sharding = FLAGS_sharding;
-  m.positions_from_newest = IsSecondChoice("positions", FLAGS_positions, "oldest", "newest");
-  m.cosine = !IsSecondChoice("score", FLAGS_score, "cosine", "dot");
-  m.separate_input_vectors = IsSecondChoice("input-vectors", FLAGS_input_vectors, "tied", "separate");
+  m.positions_from_newest = FlagSays("positions", FLAGS_positions, "oldest", "newest");
+  m.cosine = !FlagSays("score", FLAGS_score, "cosine", "dot");
+  m.separate_input_vectors = FlagSays("input-vectors", FLAGS_input_vectors, "tied", "separate");
   CheckModelConfig(m);
   return m;
 }
@@ -141,8 +146,10 @@ std::vector<std::string> TrainCommandFlags() {
   return k;
 }
 
-int RunTrain(const std::vector<std::string>&) {
-  // --resume RUN | latest | latest-valid (the last two name the policy for the run of --run-dir).
+// --resume RUN | latest | latest-valid (the last two name the policy for the run of --run-dir):
+// the run's own configuration, under the flags given now (e.g. a larger --max-steps). Returns the
+// policy.
+std::string ApplyResumeFlags() {
   std::string resume_policy = "latest";
   if (!FLAGS_resume.empty() && FLAGS_overwrite) {
     Fail("--resume and --overwrite contradict each other: continue the run or replace it");
@@ -159,11 +166,17 @@ int RunTrain(const std::vector<std::string>&) {
       if (run.empty()) Fail("--resume=", FLAGS_resume, " needs --run-dir (the run to continue)");
     }
     // The run's own configuration; flags given now still win (e.g. a larger --max-steps).
-    if (!PathExists(run + "/config.yaml")) Fail(run, ": no config.yaml; not a run directory");
+    if (!PathExists(RunDir(run).config())) Fail(run, ": no config.yaml; not a run directory");
     if (FLAGS_run_dir.empty()) gflags::SetCommandLineOption("run_dir", run.c_str());
     if (FLAGS_run_dir != run) Fail("--resume ", run, " and --run-dir ", FLAGS_run_dir, " differ");
-    ApplyRunConfigFile(run + "/config.yaml", TrainKeys());
+    ApplyRunConfigFile(RunDir(run).config(), TrainKeys());
   }
+  return resume_policy;
+}
+
+// --config, then what the command line derives from the data (--max-len 0, context without
+// timestamps); returns the derived lines printed with the plan.
+std::string ApplyConfigAndDerive() {
   if (!FLAGS_config.empty()) ApplyConfigFile(FLAGS_config, TrainKeys());
   std::string derived;
   if (FLAGS_max_len == 0) {  // auto; RUN/config.yaml records the number chosen
@@ -177,8 +190,13 @@ int RunTrain(const std::vector<std::string>&) {
   if (FLAGS_context && !FLAGS_data.empty() && PathExists(FLAGS_data) && !Dataset::Open(FLAGS_data)->info().has_timestamps) {
     gflags::SetCommandLineOption("context", "false");
   }
+  return derived;
+}
+
+}  // namespace
+
+TrainOptions TrainOptionsFromFlags() {
   TrainOptions o;
-  o.derived = derived;
   o.data = FLAGS_data;
   o.run_dir = FLAGS_run_dir;
   o.cold_items = FLAGS_cold_items;
@@ -188,19 +206,19 @@ int RunTrain(const std::vector<std::string>&) {
   o.time_budget_seconds = FLAGS_time_budget;
   o.batch_size = FLAGS_batch_size;
   o.seed = FLAGS_seed;
-  o.lr = FLAGS_lr;
+  o.step.lr = FLAGS_lr;
   o.weight_decay = FLAGS_weight_decay;
-  o.warmup_steps = FLAGS_warmup_steps;
-  o.lr_schedule = FLAGS_lr_schedule;
+  o.step.warmup_steps = FLAGS_warmup_steps;
+  o.step.cosine = FlagSays("lr-schedule", FLAGS_lr_schedule, "constant", "cosine");
   o.init_from = FLAGS_init_from;
-  o.keep_retired = IsSecondChoice("retired", FLAGS_retired, "drop", "keep");
+  o.keep_retired = FlagSays("retired", FLAGS_retired, "drop", "keep");
   if (o.keep_retired && o.init_from.empty()) Fail("--retired keep goes with --init-from (a warm start)");
-  o.min_lr_ratio = FLAGS_min_lr_ratio;
-  o.exclude_history = FLAGS_exclude_history;
-  o.content_loss = FLAGS_content_loss;
-  o.clip_norm = FLAGS_clip_norm;
+  o.step.min_lr_ratio = FLAGS_min_lr_ratio;
+  o.step.exclude_history = FLAGS_exclude_history;
+  o.step.content_loss = FLAGS_content_loss;
+  o.step.clip_norm = FLAGS_clip_norm;
   o.loss = FLAGS_loss;
-  o.precision = FLAGS_precision;
+  o.step.bfloat16 = IsBfloat16(FLAGS_precision);
   o.negatives = FLAGS_negatives;
   o.full_softmax_max_items = FLAGS_full_softmax_max_items;
   o.temperature = FLAGS_temperature;
@@ -211,14 +229,43 @@ int RunTrain(const std::vector<std::string>&) {
   o.log_every_seconds = FLAGS_log_every;
   o.checkpoint_every = FLAGS_checkpoint_every;
   o.keep_checkpoints = FLAGS_keep_checkpoints;
-  o.resume = !FLAGS_resume.empty();
-  o.resume_from = resume_policy;
   o.bucket_batches = FLAGS_bucket_batches;
-  o.length_groups = FLAGS_length_groups;
+  o.step.length_groups = FLAGS_length_groups;
   o.overwrite = FLAGS_overwrite;
   o.model = ModelConfigFromFlags();
   o.planner = PlannerOptionsFromFlags();
   o.config_text = EffectiveConfig(TrainKeys());
+  return o;
+}
+
+namespace {
+
+// The run's last lines: what it trained (rank 0), and every rank's peak memory against the
+// estimate printed with the plan.
+void PrintTrainResult(const TrainResult& r, const TrainOptions& o, const Job& job) {
+  if (job.is_root()) {
+    char best[96] = "no validation (--eval-every 0)";
+    if (r.best_epoch >= 0) {
+      std::snprintf(best, sizeof(best), "best valid NDCG@10 %.4f (epoch %lld)", r.best_valid_ndcg10,
+                    static_cast<long long>(r.best_epoch));
+    }
+    std::printf("trained %lld steps (%lld epochs) in %.1f s, %.0f sequences/s; %s; model in %s/model\n",
+                static_cast<long long>(r.steps), static_cast<long long>(r.epochs), r.seconds, r.examples_per_second, best,
+                o.run_dir.c_str());
+  }
+  // Every rank its own line (no collective after the run's agreed saves).
+  std::printf("rank %d: peak memory %.0f MiB%s, estimate %.0f MiB printed with the plan (%+.1f%%)\n", job.comm->rank(),
+              r.peak_memory_bytes / (1 << 20), job.comm->device() == "cpu" ? " (saves included)" : " of host memory",
+              r.estimated_memory_bytes / (1 << 20), 100.0 * (r.estimated_memory_bytes / r.peak_memory_bytes - 1.0));
+}
+
+int RunTrain(const std::vector<std::string>&) {
+  const std::string resume_policy = ApplyResumeFlags();
+  const std::string derived = ApplyConfigAndDerive();
+  TrainOptions o = TrainOptionsFromFlags();
+  o.derived = derived;
+  o.resume = !FLAGS_resume.empty();
+  o.resume_from = resume_policy;
   CheckTrainOptions(o);  // before the job starts: a bad flag is reported once, by every process alike
   Job job = StartJob();
   InstallStopHandlers(job.is_root());
@@ -235,49 +282,17 @@ int RunTrain(const std::vector<std::string>&) {
     }
     return kExitStopped;
   }
-  if (job.is_root()) {
-    char best[96] = "no validation (--eval-every 0)";
-    if (r.best_epoch >= 0) {
-      std::snprintf(best, sizeof(best), "best valid NDCG@10 %.4f (epoch %lld)", r.best_valid_ndcg10,
-                    static_cast<long long>(r.best_epoch));
-    }
-    std::printf("trained %lld steps (%lld epochs) in %.1f s, %.0f sequences/s; %s; model in %s/model\n",
-                static_cast<long long>(r.steps), static_cast<long long>(r.epochs), r.seconds, r.examples_per_second, best,
-                o.run_dir.c_str());
-  }
-  // Every rank its own line (no collective after the run's agreed saves).
-  std::printf("rank %d: peak memory %.0f MiB%s, estimate %.0f MiB printed with the plan (%+.1f%%)\n", job.comm->rank(),
-              r.peak_memory_bytes / (1 << 20), job.comm->device() == "cpu" ? " (saves included)" : " of host memory",
-              r.estimated_memory_bytes / (1 << 20), 100.0 * (r.estimated_memory_bytes / r.peak_memory_bytes - 1.0));
+  PrintTrainResult(r, o, job);
   return 0;
-}
-
-// What diversity@K compares listed items by (train/evaluate.cc).
-std::string DiversityBasis(const std::string& data, bool baseline) {
-  const DatasetInfo info = Dataset::Open(data)->info();
-  if (info.has_categories && info.num_categories > 0) return "by the items' categories";
-  return baseline ? "not reported: the data has no categories" : "by the model's item vectors";
-}
-
-// The cold-start part of eval.json's protocol line ("" when off).
-std::string ColdStartProtocolText(const EvalOptions& o, const std::string& histories) {
-  if (o.cold_items <= 0) return "";
-  char f[32];
-  std::snprintf(f, sizeof(f), "%g", o.cold_items);
-  return std::string("; cold start (--cold-items ") + f + " --cold-seed " + std::to_string(o.cold_seed) +
-         "): cold.* = users whose target is a cold item, warm.* = the others, all.* = every user; cold.pop_* = the "
-         "cold items alone ranked by their event count in the whole of " + o.data + "; histories from " +
-         (histories == o.data ? histories + " (every event: the model was not trained under this protocol)"
-                              : histories + " (the run's own: cold items removed before the held-out events)");
 }
 
 int RunEval(const std::vector<std::string>&) {
   const bool baseline = !FLAGS_baseline.empty();
   if (!baseline && FLAGS_run_dir.empty()) Fail("--run-dir is required (or --baseline pop|cooc with --data)");
   // A run's own configuration rebuilds its model; flags given here still win.
-  if (!FLAGS_run_dir.empty() && PathExists(FLAGS_run_dir + "/config.yaml")) {
+  if (!FLAGS_run_dir.empty() && PathExists(RunDir(FLAGS_run_dir).config())) {
     std::vector<std::string> keys = TrainKeys();
-    ApplyRunConfigFile(FLAGS_run_dir + "/config.yaml", keys);
+    ApplyRunConfigFile(RunDir(FLAGS_run_dir).config(), keys);
   } else if (!baseline) {
     Fail(FLAGS_run_dir, ": no config.yaml; is this a run directory of `shardrec train`?");
   }
@@ -295,15 +310,7 @@ int RunEval(const std::vector<std::string>&) {
   o.cold_seed = FLAGS_cold_seed;
   if (FLAGS_eval_users < 0) Fail("--eval-users must be >= 0 (0 = every user), got ", FLAGS_eval_users);
   o.sample_users = FLAGS_eval_users;
-  if (FLAGS_eval_scoring == "auto") {
-    o.scoring = EvalScoring::kAuto;
-  } else if (FLAGS_eval_scoring == "replicated") {
-    o.scoring = EvalScoring::kReplicated;
-  } else if (FLAGS_eval_scoring == "sharded") {
-    o.scoring = EvalScoring::kSharded;
-  } else {
-    Fail("--eval-scoring: expected auto, replicated or sharded, got '", FLAGS_eval_scoring, "'");
-  }
+  o.scoring = ParseEvalScoring(FLAGS_eval_scoring);
   if (FLAGS_ann) {
     if (FLAGS_export_dir.empty()) Fail("--ann needs --export ROOT (an export of this run with `shardrec index`)");
     o.ann_export = FLAGS_export_dir;
@@ -318,31 +325,13 @@ int RunEval(const std::vector<std::string>&) {
   std::string histories;
   auto m = Evaluate(o, *job.comm, &histories);
   if (job.is_root()) {
-    JsonObject j;
-    for (const auto& [k, v] : m) {
-      if (k == "users" || k == "items" || k.ends_with(".users")) {
-        j.Add(k, static_cast<int64_t>(v));
-      } else {
-        j.Add(k, v);
-      }
-    }
-    j.Add("split", o.split).Add("model", baseline ? "baseline:" + o.baseline : "two_tower").Add("data", o.data);
-    j.Add("protocol", "leave-one-out (" + o.split + " target = the user's " + (o.split == "test" ? "last" : "second-to-last") +
-                          " event); ranked against all items; the user's earlier items are excluded; ties broken by item id; "
-                          "HR@K = Recall@K (one target per user); at K = 10, 50, 200: coverage@K = distinct items in top-K lists / "
-                          "items, novelty@K = mean -log2 training popularity share of listed items, popularity_bias@K = "
-                          "mean popularity percentile of listed items (1 = most trained), diversity@K = 1 - mean cosine "
-                          "of listed pairs (" + DiversityBasis(o.data, baseline) + "); hist_B.* = users with B training events" +
-                          ColdStartProtocolText(o, histories) +
-                          (o.sample_users > 0 ? "; a uniform sample of at most " + std::to_string(o.sample_users) +
-                                                    " of the split's users (--eval-users; the same users for every model)"
-                                              : std::string()));
+    const std::string json = EvalReportJson(o, m, histories);
     std::string out = FLAGS_out;
     if (out.empty() && !FLAGS_run_dir.empty()) {
-      out = FLAGS_run_dir + (baseline ? "/eval-" + o.baseline + ".json" : "/eval.json");
+      out = RunDir(FLAGS_run_dir).eval(baseline ? o.baseline : "");
     }
-    std::printf("%s\n", j.str().c_str());
-    if (!out.empty()) WriteFileAtomically(out, j.str() + "\n");
+    std::printf("%s\n", json.c_str());
+    if (!out.empty()) WriteFileAtomically(out, json + "\n");
   }
   return 0;
 }
@@ -356,9 +345,13 @@ Registrar train_cmd({
     .run = RunTrain,
 });
 
+// What eval reads: the run's model (from its config.yaml, which command-line model flags override),
+// the data, the protocol, and the job; training keys (--lr, --config) are not its flags.
 std::vector<std::string> EvalKeys() {
-  std::vector<std::string> k = WithConfig(TrainKeys());
-  for (const char* f : {"split", "baseline", "out", "ann", "export_dir", "eval_users", "eval_scoring"}) k.push_back(f);
+  std::vector<std::string> k = {"data", "run_dir", "seed", "eval_batch_size", "cold_items", "cold_seed", "split",
+                                "baseline", "out", "ann", "export_dir", "eval_users", "eval_scoring"};
+  k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
+  k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
   return k;
 }
 

@@ -25,9 +25,9 @@ std::string Shown(std::string key) {
   return key;
 }
 
-// The file's one document: a mapping of scalars, or nothing (empty, comments only).
-YAML::Node LoadFlatMapping(const std::string& path) {
-  const std::string text = ReadFileToString(path);
+// The text's one document: a mapping of scalars, or nothing (empty, comments only). `path` names
+// it in messages.
+YAML::Node ParseFlatMapping(const std::string& text, const std::string& path) {
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(text);
@@ -40,14 +40,14 @@ YAML::Node LoadFlatMapping(const std::string& path) {
   return docs[0];
 }
 
-}  // namespace
+YAML::Node LoadFlatMapping(const std::string& path) { return ParseFlatMapping(ReadFileToString(path), path); }
 
-void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed,
-                     const std::vector<std::string>& only) {
+void ApplyMapping(const YAML::Node& mapping, const std::string& path, const std::vector<std::string>& allowed,
+                  const std::vector<std::string>& only) {
   const std::set<std::string> ok(allowed.begin(), allowed.end());
   const std::set<std::string> apply(only.begin(), only.end());
   std::set<std::string> seen;
-  for (const auto& kv : LoadFlatMapping(path)) {
+  for (const auto& kv : mapping) {
     const std::string where = Where(path, kv.first.Mark().line + 1);
     if (!kv.first.IsScalar()) Fail(where, "expected 'key: value', got a ", kv.first.IsMap() ? "mapping" : "sequence", " as key");
     const std::string shown = kv.first.Scalar();
@@ -64,6 +64,17 @@ void ApplyConfigFile(const std::string& path, const std::vector<std::string>& al
       Fail(where, "bad value ", Quote(value), " for '", shown, "' (", info.type, ")");
     }
   }
+}
+
+}  // namespace
+
+void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed,
+                     const std::vector<std::string>& only) {
+  ApplyMapping(LoadFlatMapping(path), path, allowed, only);
+}
+
+void ApplyConfigText(const std::string& text, const std::string& name, const std::vector<std::string>& allowed) {
+  ApplyMapping(ParseFlatMapping(text, name), name, allowed, {});
 }
 
 void ApplyRunConfigFile(const std::string& path, const std::vector<std::string>& allowed,

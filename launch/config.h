@@ -14,6 +14,9 @@ namespace shardrec::cli {
 // accepted and ignored (e.g. reading a run's model keys out of its full config.yaml).
 void ApplyConfigFile(const std::string& path, const std::vector<std::string>& allowed,
                      const std::vector<std::string>& only = {});
+// ApplyConfigFile for a config held in memory (a built-in one); `name` stands for the file in
+// messages.
+void ApplyConfigText(const std::string& text, const std::string& name, const std::vector<std::string>& allowed);
 // ApplyConfigFile for a run's own RUN/config.yaml: a model key the run predates (written by an
 // older version) takes the value that rebuilds the model it trained, not today's default.
 void ApplyRunConfigFile(const std::string& path, const std::vector<std::string>& allowed,

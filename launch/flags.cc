@@ -149,3 +149,9 @@ DEFINE_int32(threads, 0, "recall: search threads per rank (0 = this machine's co
 DEFINE_bool(exact, false, "query: exact search instead of the ANN index");
 DEFINE_bool(explain, false, "query: under each recalled item, the history events that drove it (leave-one-out contributions)");
 DEFINE_bool(ann, false, "eval: also rank through the ANN index of --export (ann_* metrics beside exact)");
+
+// shardrec plan
+DEFINE_string(cluster, "", "plan: a cluster description (configs/cluster-*.yaml: nodes, GPUs, memory, bandwidths)");
+DEFINE_string(id_order, "shuffled",
+              "plan: how item popularity maps to rows: shuffled (independent of the row, as raw-id order gives) or "
+              "sorted (row 0 the most popular: the worst case for row-wise blocks)");

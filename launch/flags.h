@@ -74,6 +74,8 @@ DECLARE_int64(patience);
 DECLARE_int64(eval_batch_size);
 DECLARE_int64(eval_users);
 DECLARE_string(eval_scoring);
+DECLARE_string(cluster);
+DECLARE_string(id_order);
 DECLARE_double(log_every);
 DECLARE_int64(dim);
 DECLARE_int64(blocks);

@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "distributed/communicator.h"
-#include "distributed/launch_env.h"
+#include "distributed/factory.h"
 
 namespace shardrec::cli {
 

@@ -37,7 +37,7 @@ struct TrainingShape {
 };
 
 // Bytes per rank, by what holds them.
-// Whether a multi-rank evaluation shards the catalogue's vectors over the ranks (train/evaluate.h,
+// Whether a multi-rank evaluation shards the catalogue's vectors over the ranks (eval/evaluate.h,
 // EvalScoring::kAuto): above 1 GiB of them, with more than one rank.
 inline bool EvaluationShardsCatalogue(double vector_bytes, int world_size) {
   return world_size > 1 && vector_bytes > double(int64_t{1} << 30);

@@ -37,18 +37,6 @@ void ContextIndices(int64_t time, int64_t request, int64_t out[ContextRows::kPer
   out[4] = ContextRows::kRequestGap + 1 + GapBucket(gap, ContextRows::kRequestGapBuckets);
 }
 
-HistoryBatch HistoryBatch::Prefix(int64_t w) const {
-  CHECK_LE(w, width);
-  HistoryBatch h;
-  h.rows = rows;
-  h.width = w;
-  h.items = items.narrow(1, 0, w);
-  h.lengths = lengths.clamp_max(w);
-  if (gaps.defined()) h.gaps = gaps.narrow(1, 0, w);
-  if (context.defined()) h.context = context.narrow(1, 0, w);
-  return h;
-}
-
 HistoryBatch HistoryBatch::IndexedBy(const at::Tensor& sorted_ids) const {
   HistoryBatch h = *this;
   h.items = at::where(items >= 0, at::searchsorted(sorted_ids, items.clamp_min(0)), items);

@@ -52,8 +52,6 @@ struct HistoryBatch {
   at::Tensor gaps;     // int64 [rows x width] gap buckets (0 at the first event and padding), or undefined
   at::Tensor context;  // int64 [rows x width x ContextRows::kPerPosition], or undefined
 
-  // The first `width` positions (lengths capped at width): a training step's inputs.
-  HistoryBatch Prefix(int64_t width) const;
   // The same histories with each item replaced by its row in `sorted_ids` (sorted, distinct, and
   // holding every item of the histories); padding stays -1.
   HistoryBatch IndexedBy(const at::Tensor& sorted_ids) const;

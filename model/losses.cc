@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/rng.h"
+#include "common/strings.h"
 
 namespace shardrec {
 
@@ -213,6 +214,11 @@ at::Tensor RetrievalLoss::Sum(const at::Tensor& users, const at::Tensor& candida
   if (variant == nullptr || variant->weight == 0) return sum;
   const at::Tensor own = variant->vectors.index_select(0, rows).to(users.scalar_type());
   return sum + variant->weight * FusedSum(users, candidate_vectors, own, rows, candidates.log_q, options_.temperature, m);
+}
+
+bool UsesFullSoftmax(const std::string& loss, int64_t num_items, int64_t full_softmax_max_items) {
+  if (loss != "full" && loss != "sampled" && loss != "auto") Fail("--loss: expected full, sampled or auto, got ", Quote(loss));
+  return loss == "full" || (loss == "auto" && num_items <= full_softmax_max_items);
 }
 
 }  // namespace shardrec

@@ -1,5 +1,5 @@
-// Retrieval losses over item and user vectors (L2-normalised or raw) with a temperature (DESIGN
-// section 3, step 6).
+// Retrieval losses over item and user vectors (L2-normalised or raw) with a temperature
+// (docs/architecture.md, "One batch", step 6).
 // Each returns the SUM of per-position losses (callers divide by the global position count so
 // that N ranks compute the same gradient as one rank).
 #pragma once
@@ -43,6 +43,11 @@ at::Tensor SoftmaxCrossEntropySum(const at::Tensor& users, const at::Tensor& can
                                   const at::Tensor& targets, const at::Tensor& log_q, double temperature,
                                   const LogitMask* mask);
 
+// The `--loss` rule: "full" (softmax over every item), "sampled", or "auto" (full up to
+// `full_softmax_max_items` items, where every step can afford to encode and score the catalogue;
+// sampled above). Throws UserError for another name. Training and `shardrec plan` both ask it.
+bool UsesFullSoftmax(const std::string& loss, int64_t num_items, int64_t full_softmax_max_items);
+
 struct RetrievalLossOptions {
   bool full = true;             // full softmax over the catalogue; false: sampled softmax
   int64_t negatives = 256;      // sampled: uniform negatives shared by the global batch
@@ -76,7 +81,7 @@ struct Candidates {
   at::Tensor log_q;  // float [C] (sampled with logQ) or undefined
 };
 
-// Next-item retrieval loss of a training step (DESIGN section 3, step 6): owns the candidate set
+// Next-item retrieval loss of a training step (docs/architecture.md, "One batch", step 6): owns the candidate set
 // (the catalogue, or the global batch's targets + shared uniform negatives), its logQ correction
 // and the softmax over it. The loss of N ranks' pieces summed equals the loss of the global batch.
 class RetrievalLoss {

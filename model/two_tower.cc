@@ -245,11 +245,6 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catal
 
 TwoTowerModel::~TwoTowerModel() = default;
 
-at::Tensor TwoTowerModel::EncodeItems(const at::Tensor& ids) {
-  auto [uniq, inv, counts] = at::_unique2(ids.to(impl_->device, at::kLong).view({-1}), true, true, false);
-  return EncodeDistinctItems(uniq).index_select(0, inv);
-}
-
 at::Tensor TwoTowerModel::EncodeDistinctItems(const at::Tensor& sorted_ids) {
   return EncodeItemVectors(sorted_ids, at::empty({0}, at::kLong)).output;
 }

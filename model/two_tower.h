@@ -1,4 +1,4 @@
-// The two-tower recall model (DESIGN section 3, steps 5-7).
+// The two-tower recall model (docs/architecture.md, "One batch", steps 5-7).
 //   Item tower: sharded item-id embedding + pooled category embedding + projected content vector,
 //               summed (and L2-normalised under cosine scores).
 //   User tower: a causal pre-norm Transformer over the item-tower outputs of the history, with
@@ -107,11 +107,7 @@ class TwoTowerModel {
                 uint64_t seed);
   ~TwoTowerModel();
 
-  // COLLECTIVE. Item-tower vectors [n x dim] for item ids (int64 [n], any order, duplicates ok).
-  // Under grad mode the result takes part in autograd, and the backward pass (collective) updates
-  // the embedding rows through the sparse optimizer (sharding/lookup_function.h).
-  at::Tensor EncodeItems(const at::Tensor& ids);
-  // COLLECTIVE. The same for ids already sorted and distinct (no deduplication pass): output
+  // COLLECTIVE. Item-tower vectors [n x dim] for ids already sorted and distinct (no deduplication pass): output
   // vectors only (the export's item vectors).
   at::Tensor EncodeDistinctItems(const at::Tensor& sorted_ids);
   // COLLECTIVE. Output vectors of `output_ids` and input vectors of `input_ids` (each sorted and

@@ -257,91 +257,98 @@ int64_t ShardedIndex::FindItem(const std::string& raw) const {
   return -1;
 }
 
-IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
-  ExportManifest m = ReadExportManifest(dir);
-  const int64_t old_generation = m.index_generation;
-  const bool had_index = !m.index_factory.empty();
-  const int64_t generation = old_generation + 1;
-  IndexReport rep;
+namespace {
+
+// By measurement (docs/results.md, bench/index_bench): exact search is as fast as any index below
+// ~100k items; above, IVF-Flat with 4 sqrt(n) lists and nprobe 32 kept recall@10 at 1.0 while
+// 6-13x faster than exact at 1M, where this FAISS's HNSW32 reached 0.94 at 2-3x.
+std::string ChooseFactory(const std::string& factory, const ExportManifest& m) {
   int64_t largest = 0;
   for (const auto& s : m.item_shards) largest = std::max(largest, s.end - s.begin);
-  // By measurement (docs/results.md, bench/index_bench): exact search is as fast as any index
-  // below ~100k items; above, IVF-Flat with 4 sqrt(n) lists and nprobe 32 kept recall@10 at 1.0
-  // while 6-13x faster than exact at 1M, where this FAISS's HNSW32 reached 0.94 at 2-3x.
-  rep.factory = o.factory != "auto" ? o.factory
-                : largest < 100000  ? "Flat"
-                                    : "IVF" + std::to_string(static_cast<int64_t>(4 * std::sqrt(double(largest)))) + ",Flat";
-  // A build that fails (a full disk) removes the files of its generation: the manifest, and the
-  // generation it names, stay as they were.
-  struct Unfinished {
-    const std::string& dir;
-    int64_t generation;
-    bool done = false;
-    ~Unfinished() {
-      if (done) return;
-      try {
-        for (const auto& name : ListDirectory(dir)) {
-          int64_t g = -1;
-          if (ParseIndexFileName(name, nullptr, &g) && g == generation) RemoveAll(dir + "/" + name);
-        }
-      } catch (const UserError&) {  // an unreadable directory: the manifest still names the old files
+  return factory != "auto" ? factory
+         : largest < 100000 ? "Flat"
+                            : "IVF" + std::to_string(static_cast<int64_t>(4 * std::sqrt(double(largest)))) + ",Flat";
+}
+
+// A build that fails (a full disk) removes the files of its generation: the manifest, and the
+// generation it names, stay as they were.
+struct Unfinished {
+  const std::string& dir;
+  int64_t generation;
+  bool done = false;
+  ~Unfinished() {
+    if (done) return;
+    try {
+      for (const auto& name : ListDirectory(dir)) {
+        int64_t g = -1;
+        if (ParseIndexFileName(name, nullptr, &g) && g == generation) RemoveAll(dir + "/" + name);
       }
+    } catch (const UserError&) {  // an unreadable directory: the manifest still names the old files
     }
-  } unfinished{dir, generation};
-  // Recall against exact search, with user-tower vectors as queries (read before the shards, a
-  // prefix of the user shards only).
+  }
+};
+
+// Up to `want` user-tower vectors of the export (a prefix of the user shards), the queries recall
+// is measured with.
+std::vector<float> ReadRecallQueries(const std::string& dir, const ExportManifest& m, int64_t want) {
   std::vector<float> queries;
   for (const auto& sh : m.user_shards) {
     const int64_t have = static_cast<int64_t>(queries.size()) / std::max<int64_t>(1, m.dim);
-    if (have >= o.queries) break;
-    VectorShard u = ReadVectorShard(dir + "/" + sh.file, /*with_vectors=*/true, /*max_rows=*/o.queries - have);
+    if (have >= want) break;
+    VectorShard u = ReadVectorShard(dir + "/" + sh.file, /*with_vectors=*/true, /*max_rows=*/want - have);
     queries.insert(queries.end(), u.vectors.begin(), u.vectors.end());
   }
-  const int64_t nq = std::min<int64_t>(o.queries, static_cast<int64_t>(queries.size()) / std::max<int64_t>(1, m.dim));
-  // Each shard in turn: read, build, write, and search for every query (exact and through the
-  // index), then freed: the build holds one shard, never the catalogue. The per-shard hits are
-  // merged per query after the last shard, as a search over the sharded index merges them.
-  std::vector<std::vector<Hit>> exact100(static_cast<size_t>(nq)), index10(exact100.size()), index100(exact100.size());
-  // The exact score of every item the index returned, per query (for ties at the K-th place, below).
-  std::vector<std::unordered_map<int64_t, float>> returned(exact100.size());
-  double t_exact = 0, t_index = 0;
-  for (size_t s = 0; s < m.item_shards.size(); ++s) {
-    const ExportShard& sh = m.item_shards[s];
-    const auto shard_start = Clock::now();
-    VectorShard v = ReadVectorShard(dir + "/" + sh.file);
-    std::unique_ptr<faiss::Index> ix;
-    try {
-      ix.reset(faiss::index_factory(static_cast<int>(m.dim), rep.factory.c_str(), faiss::METRIC_INNER_PRODUCT));
-    } catch (const std::exception& e) {
-      Fail("--factory: FAISS cannot build '", rep.factory, "': ", e.what());
-    }
+  return queries;
+}
+
+// The index of shard `s` (n vectors), trained on a sample of them when the factory needs training.
+std::unique_ptr<faiss::Index> BuildShardIndex(const std::string& factory, const IndexOptions& o, size_t s,
+                                              const std::vector<float>& vectors, int64_t n, int64_t dim,
+                                              IndexReport& rep) {
+  std::unique_ptr<faiss::Index> ix;
+  try {
+    ix.reset(faiss::index_factory(static_cast<int>(dim), factory.c_str(), faiss::METRIC_INNER_PRODUCT));
+  } catch (const std::exception& e) {
+    Fail("--factory: FAISS cannot build '", factory, "': ", e.what());
+  }
+  if (!ix->is_trained) {
+    if (n < 1) Fail("--factory ", factory, " needs training vectors but shard ", s, " is empty");
+    const faiss::Index* base = ix.get();
+    if (const auto* r = dynamic_cast<const faiss::IndexRefine*>(base)) base = r->base_index;
+    const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(base);
+    const int64_t want = o.train_vectors > 0 ? o.train_vectors
+                                             : std::max<int64_t>(100000, 64 * (ivf ? static_cast<int64_t>(ivf->nlist) : 0));
+    const std::vector<float> sample = SampleRows(vectors, n, dim, want, /*seed=*/static_cast<uint64_t>(s));
+    ix->train(static_cast<int64_t>(sample.size()) / dim, sample.data());
+    rep.train_vectors += static_cast<int64_t>(sample.size()) / dim;
+  }
+  ix->add(n, vectors.data());
+  SetSearchParams(ix.get(), o.ef_search, o.nprobe, o.refine);
+  return ix;
+}
+
+// Recall of the index against exact search, shard by shard: the per-shard hits are merged per
+// query after the last shard, as a search over the sharded index merges them.
+class RecallMeasure {
+ public:
+  RecallMeasure(std::vector<float> queries, int64_t nq, int64_t dim)
+      : queries_(std::move(queries)), nq_(nq), dim_(dim), exact100_(static_cast<size_t>(nq)), index10_(exact100_.size()),
+        index100_(exact100_.size()), returned_(exact100_.size()) {}
+
+  // Searches shard `sh` (its vectors and its built index) for every query, exactly and through
+  // the index.
+  void AddShard(const ExportShard& sh, const std::vector<float>& vectors, std::unique_ptr<faiss::Index> ix) {
     const int64_t n = sh.end - sh.begin;
-    if (!ix->is_trained) {
-      if (n < 1) Fail("--factory ", rep.factory, " needs training vectors but shard ", s, " is empty");
-      const faiss::Index* base = ix.get();
-      if (const auto* r = dynamic_cast<const faiss::IndexRefine*>(base)) base = r->base_index;
-      const auto* ivf = dynamic_cast<const faiss::IndexIVF*>(base);
-      const int64_t want = o.train_vectors > 0 ? o.train_vectors
-                                               : std::max<int64_t>(100000, 64 * (ivf ? static_cast<int64_t>(ivf->nlist) : 0));
-      const std::vector<float> sample = SampleRows(v.vectors, n, m.dim, want, /*seed=*/static_cast<uint64_t>(s));
-      ix->train(static_cast<int64_t>(sample.size()) / m.dim, sample.data());
-      rep.train_vectors += static_cast<int64_t>(sample.size()) / m.dim;
-    }
-    ix->add(n, v.vectors.data());
-    SetSearchParams(ix.get(), o.ef_search, o.nprobe, o.refine);
-    // The next generation, beside the current one: readers keep using what their manifest names.
-    WriteIndexFile(*ix, dir + "/" + IndexFileName(s, generation));
-    rep.build_seconds += std::chrono::duration<double>(Clock::now() - shard_start).count();
     // The exact top-100 of every query, in one batched product (BLAS): the ground truth.
     const int64_t k_exact = std::min<int64_t>(100, n);
-    if (k_exact > 0 && nq > 0) {
-      std::vector<float> d(static_cast<size_t>(nq * k_exact));
+    if (k_exact > 0 && nq_ > 0) {
+      std::vector<float> d(static_cast<size_t>(nq_ * k_exact));
       std::vector<faiss::Index::idx_t> l(d.size());
-      faiss::knn_inner_product(queries.data(), v.vectors.data(), static_cast<size_t>(m.dim), static_cast<size_t>(nq),
+      faiss::knn_inner_product(queries_.data(), vectors.data(), static_cast<size_t>(dim_), static_cast<size_t>(nq_),
                                static_cast<size_t>(n), static_cast<size_t>(k_exact), d.data(), l.data());
-      for (int64_t q = 0; q < nq; ++q) {
+      for (int64_t q = 0; q < nq_; ++q) {
         for (int64_t i = q * k_exact; i < (q + 1) * k_exact; ++i) {
-          if (l[i] >= 0) exact100[q].push_back({sh.begin + l[i], d[i]});
+          if (l[i] >= 0) exact100_[q].push_back({sh.begin + l[i], d[i]});
         }
       }
     }
@@ -353,45 +360,86 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
     std::vector<std::unique_ptr<faiss::Index>> built;
     built.push_back(std::move(ix));
     const std::vector<int64_t> begin = {sh.begin}, sizes = {n};
-    for (int64_t q = 0; q < nq; ++q) {
-      const float* qv = queries.data() + q * m.dim;
+    for (int64_t q = 0; q < nq_; ++q) {
+      const float* qv = queries_.data() + q * dim_;
       if (q < kExactTimedQueries) {
         const ShardSearch exact_q = [&](size_t, int64_t k, float* d, faiss::Index::idx_t* l) {
-          faiss::knn_inner_product(qv, v.vectors.data(), static_cast<size_t>(m.dim), 1, static_cast<size_t>(n),
+          faiss::knn_inner_product(qv, vectors.data(), static_cast<size_t>(dim_), 1, static_cast<size_t>(n),
                                    static_cast<size_t>(k), d, l);
         };
         const auto t0 = Clock::now();
         SearchShards(begin, sizes, exact_q, 10, {});
-        t_exact += std::chrono::duration<double>(Clock::now() - t0).count();
+        t_exact_ += std::chrono::duration<double>(Clock::now() - t0).count();
       }
       auto t1 = Clock::now();
       auto got10 = SearchIndexes(built, begin, qv, 10, {});
       auto t2 = Clock::now();
       auto got100 = SearchIndexes(built, begin, qv, 100, {});
-      t_index += std::chrono::duration<double>(t2 - t1).count();
+      t_index_ += std::chrono::duration<double>(t2 - t1).count();
       for (const auto* got : {&got10, &got100}) {
         for (const Hit& h : *got) {
-          const float* row = v.vectors.data() + (h.id - sh.begin) * m.dim;
-          returned[q].emplace(h.id, std::inner_product(qv, qv + m.dim, row, 0.0f));
+          const float* row = vectors.data() + (h.id - sh.begin) * dim_;
+          returned_[q].emplace(h.id, std::inner_product(qv, qv + dim_, row, 0.0f));
         }
       }
-      index10[q].insert(index10[q].end(), got10.begin(), got10.end());
-      index100[q].insert(index100[q].end(), got100.begin(), got100.end());
+      index10_[q].insert(index10_[q].end(), got10.begin(), got10.end());
+      index100_[q].insert(index100_[q].end(), got100.begin(), got100.end());
     }
   }
-  double hit10 = 0, hit100 = 0;
-  for (int64_t q = 0; q < nq; ++q) {
-    const auto want = Merge(std::move(exact100[q]), 100);
-    for (int k : {10, 100}) {
-      const auto got = Merge(std::move(k == 10 ? index10[q] : index100[q]), k);
-      (k == 10 ? hit10 : hit100) += RecallAtK(want, got, returned[q], k);
+
+  // Recall@10 and @100 and queries/s into `rep`, after the last shard.
+  void Finish(IndexReport& rep) {
+    double hit10 = 0, hit100 = 0;
+    for (int64_t q = 0; q < nq_; ++q) {
+      const auto want = Merge(std::move(exact100_[q]), 100);
+      for (int k : {10, 100}) {
+        const auto got = Merge(std::move(k == 10 ? index10_[q] : index100_[q]), k);
+        (k == 10 ? hit10 : hit100) += RecallAtK(want, got, returned_[q], k);
+      }
     }
+    rep.queries = nq_;
+    rep.recall10 = nq_ ? hit10 / nq_ : 0;
+    rep.recall100 = nq_ ? hit100 / nq_ : 0;
+    rep.exact_qps = t_exact_ > 0 ? static_cast<double>(std::min<int64_t>(nq_, kExactTimedQueries)) / t_exact_ : 0;
+    rep.index_qps = t_index_ > 0 ? nq_ / t_index_ : 0;
   }
-  rep.queries = nq;
-  rep.recall10 = nq ? hit10 / nq : 0;
-  rep.recall100 = nq ? hit100 / nq : 0;
-  rep.exact_qps = t_exact > 0 ? static_cast<double>(std::min<int64_t>(nq, kExactTimedQueries)) / t_exact : 0;
-  rep.index_qps = t_index > 0 ? nq / t_index : 0;
+
+ private:
+  std::vector<float> queries_;
+  int64_t nq_, dim_;
+  std::vector<std::vector<Hit>> exact100_, index10_, index100_;
+  // The exact score of every item the index returned, per query (for ties at the K-th place).
+  std::vector<std::unordered_map<int64_t, float>> returned_;
+  double t_exact_ = 0, t_index_ = 0;
+};
+
+}  // namespace
+
+IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
+  ExportManifest m = ReadExportManifest(dir);
+  const int64_t old_generation = m.index_generation;
+  const bool had_index = !m.index_factory.empty();
+  const int64_t generation = old_generation + 1;
+  IndexReport rep;
+  rep.factory = ChooseFactory(o.factory, m);
+  Unfinished unfinished{dir, generation};
+  // Recall against exact search, with user-tower vectors as queries (read before the shards).
+  std::vector<float> queries = ReadRecallQueries(dir, m, o.queries);
+  const int64_t nq = std::min<int64_t>(o.queries, static_cast<int64_t>(queries.size()) / std::max<int64_t>(1, m.dim));
+  RecallMeasure recall(std::move(queries), nq, m.dim);
+  // Each shard in turn: read, build, write, and search for every query (exact and through the
+  // index), then freed: the build holds one shard, never the catalogue.
+  for (size_t s = 0; s < m.item_shards.size(); ++s) {
+    const ExportShard& sh = m.item_shards[s];
+    const auto shard_start = Clock::now();
+    VectorShard v = ReadVectorShard(dir + "/" + sh.file);
+    std::unique_ptr<faiss::Index> ix = BuildShardIndex(rep.factory, o, s, v.vectors, sh.end - sh.begin, m.dim, rep);
+    // The next generation, beside the current one: readers keep using what their manifest names.
+    WriteIndexFile(*ix, dir + "/" + IndexFileName(s, generation));
+    rep.build_seconds += std::chrono::duration<double>(Clock::now() - shard_start).count();
+    recall.AddShard(sh, v.vectors, std::move(ix));
+  }
+  recall.Finish(rep);
   m.index_generation = generation;
   m.index_factory = rep.factory;
   m.index_ef_search = o.ef_search;

@@ -1,4 +1,4 @@
-// Sharded approximate nearest-neighbour search over an export (DESIGN section 7): one FAISS index
+// Sharded approximate nearest-neighbour search over an export (docs/retrieval.md): one FAISS index
 // per item shard, inner product on the exported vectors; a query fans out to every shard and the
 // per-shard top-K lists are merged by score. Exact search (FAISS IndexFlatIP) is the oracle.
 #pragma once
@@ -10,7 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "io/export.h"
+#include "io/export_format.h"
 
 namespace faiss {
 struct Index;

@@ -93,6 +93,68 @@ double ExpectedDistinct(const std::vector<int64_t>& weights, double total, doubl
   return sum;
 }
 
+namespace {
+
+// The all-to-all traffic and buffers of a sharded table: every rank asks each shard's owner for
+// asked_of[k] distinct rows (of `all` distinct ids in a batch) and gets them back.
+void AddShardedTraffic(const TableSpec& s, const TableWorkload& wl, const TablePlan& tp, double all,
+                       const std::vector<double>& asked_of, const ClusterSpec& cluster, double b, CapacityEstimate& e) {
+  const int w = static_cast<int>(e.ranks.size());
+  auto node = [&](int r) { return r / cluster.gpus_per_node; };
+  for (int r = 0; r < w; ++r) {
+    RankTraffic& me = e.ranks[r];
+    me.distinct += all;
+    me.buffers += all * (8.0 + 2.0 * static_cast<double>(s.dim) * b) + wl.outputs * static_cast<double>(s.dim) * b * 2;
+    for (size_t k = 0; k < tp.shards.size(); ++k) {
+      const Shard& sh = tp.shards[k];
+      const double cols = static_cast<double>(sh.col_end - sh.col_begin);
+      const double asked = asked_of[k];  // distinct ids of rank r that fall into this shard's rows
+      RankTraffic& owner = e.ranks[sh.rank];
+      owner.buffers += asked * (8.0 + 2.0 * cols * b);  // ids it serves, rows it sends, gradients it gets
+      if (sh.rank == r) continue;
+      const double up = asked * (8.0 + cols * b);  // ids, then gradients, from r to the owner
+      const double down = asked * cols * b;       // rows, from the owner to r
+      const bool same = node(r) == node(sh.rank);
+      (same ? me.sent_intra : me.sent_inter) += up;
+      (same ? owner.received_intra : owner.received_inter) += up;
+      (same ? owner.sent_intra : owner.sent_inter) += down;
+      (same ? me.received_intra : me.received_inter) += down;
+    }
+  }
+}
+
+// The (rank, table) counts of the all-to-alls, then each rank's and the step's communication
+// time (the busier link of each rank), and the dense all-reduce's.
+void FinishTimes(int sharded_tables, double allreduce_bytes, const ClusterSpec& cluster, CapacityEstimate& e) {
+  const int w = static_cast<int>(e.ranks.size());
+  auto node = [&](int r) { return r / cluster.gpus_per_node; };
+  if (sharded_tables > 0 && w > 1) {
+    // The (rank, table) counts: one int64 per peer and table, twice forward (ids, rows share them).
+    for (int r = 0; r < w; ++r) {
+      for (int p = 0; p < w; ++p) {
+        if (p == r) continue;
+        const bool same = node(r) == node(p);
+        (same ? e.ranks[r].sent_intra : e.ranks[r].sent_inter) += 8.0 * sharded_tables;
+        (same ? e.ranks[p].received_intra : e.ranks[p].received_inter) += 8.0 * sharded_tables;
+      }
+    }
+  }
+  for (auto& r : e.ranks) {
+    const double intra = std::max(r.sent_intra, r.received_intra) / cluster.intra_node_bandwidth;
+    const double inter = std::max(r.sent_inter, r.received_inter) / cluster.inter_node_bandwidth;
+    r.seconds = std::max(intra, inter) + (sharded_tables > 0 && w > 1 ? 4 * cluster.latency_seconds : 0.0);
+    e.total_bytes += r.sent_intra + r.sent_inter;
+    e.step_seconds = std::max(e.step_seconds, r.seconds);
+  }
+  if (allreduce_bytes > 0) {
+    const double bw = cluster.nodes > 1 ? std::min(cluster.intra_node_bandwidth, cluster.inter_node_bandwidth)
+                                        : cluster.intra_node_bandwidth;
+    e.dense_allreduce_seconds = allreduce_bytes / bw;
+  }
+}
+
+}  // namespace
+
 CapacityEstimate EstimateCapacity(const std::vector<TableSpec>& specs, const ShardingPlan& plan,
                                   const std::vector<TableWorkload>& workloads, const ClusterSpec& cluster,
                                   int64_t bytes_per_element) {
@@ -102,7 +164,6 @@ CapacityEstimate EstimateCapacity(const std::vector<TableSpec>& specs, const Sha
     Fail("capacity: the plan is for ", w, " ranks, the cluster '", cluster.name, "' has ", cluster.world_size());
   }
   const double b = static_cast<double>(bytes_per_element);
-  auto node = [&](int r) { return r / cluster.gpus_per_node; };
   CapacityEstimate e;
   e.ranks.assign(w, RankTraffic());
   int sharded_tables = 0;
@@ -146,50 +207,9 @@ CapacityEstimate EstimateCapacity(const std::vector<TableSpec>& specs, const Sha
     const double all = whole;
     std::vector<double> asked_of(tp.shards.size());
     for (size_t k = 0; k < tp.shards.size(); ++k) asked_of[k] = distinct(tp.shards[k].row_begin, tp.shards[k].row_end);
-    for (int r = 0; r < w; ++r) {
-      RankTraffic& me = e.ranks[r];
-      me.distinct += all;
-      me.buffers += all * (8.0 + 2.0 * static_cast<double>(s.dim) * b) + wl.outputs * static_cast<double>(s.dim) * b * 2;
-      for (size_t k = 0; k < tp.shards.size(); ++k) {
-        const Shard& sh = tp.shards[k];
-        const double cols = static_cast<double>(sh.col_end - sh.col_begin);
-        const double asked = asked_of[k];  // distinct ids of rank r that fall into this shard's rows
-        RankTraffic& owner = e.ranks[sh.rank];
-        owner.buffers += asked * (8.0 + 2.0 * cols * b);  // ids it serves, rows it sends, gradients it gets
-        if (sh.rank == r) continue;
-        const double up = asked * (8.0 + cols * b);  // ids, then gradients, from r to the owner
-        const double down = asked * cols * b;       // rows, from the owner to r
-        const bool same = node(r) == node(sh.rank);
-        (same ? me.sent_intra : me.sent_inter) += up;
-        (same ? owner.received_intra : owner.received_inter) += up;
-        (same ? owner.sent_intra : owner.sent_inter) += down;
-        (same ? me.received_intra : me.received_inter) += down;
-      }
-    }
+    AddShardedTraffic(s, wl, tp, all, asked_of, cluster, b, e);
   }
-  if (sharded_tables > 0 && w > 1) {
-    // The (rank, table) counts: one int64 per peer and table, twice forward (ids, rows share them).
-    for (int r = 0; r < w; ++r) {
-      for (int p = 0; p < w; ++p) {
-        if (p == r) continue;
-        const bool same = node(r) == node(p);
-        (same ? e.ranks[r].sent_intra : e.ranks[r].sent_inter) += 8.0 * sharded_tables;
-        (same ? e.ranks[p].received_intra : e.ranks[p].received_inter) += 8.0 * sharded_tables;
-      }
-    }
-  }
-  for (auto& r : e.ranks) {
-    const double intra = std::max(r.sent_intra, r.received_intra) / cluster.intra_node_bandwidth;
-    const double inter = std::max(r.sent_inter, r.received_inter) / cluster.inter_node_bandwidth;
-    r.seconds = std::max(intra, inter) + (sharded_tables > 0 && w > 1 ? 4 * cluster.latency_seconds : 0.0);
-    e.total_bytes += r.sent_intra + r.sent_inter;
-    e.step_seconds = std::max(e.step_seconds, r.seconds);
-  }
-  if (allreduce_bytes > 0) {
-    const double bw = cluster.nodes > 1 ? std::min(cluster.intra_node_bandwidth, cluster.inter_node_bandwidth)
-                                        : cluster.intra_node_bandwidth;
-    e.dense_allreduce_seconds = allreduce_bytes / bw;
-  }
+  FinishTimes(sharded_tables, allreduce_bytes, cluster, e);
   return e;
 }
 

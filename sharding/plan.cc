@@ -164,9 +164,7 @@ ShardingPlan PlanSharding(const std::vector<TableSpec>& specs, const PlannerOpti
   return plan;
 }
 
-std::string ShardingPlan::ToTable(const std::vector<TableSpec>& specs) const {
-  std::map<std::string, const TableSpec*> by_name;
-  for (const auto& s : specs) by_name[s.name] = &s;
+std::string ShardingPlan::ToTable() const {
   std::ostringstream os;
   char buf[256];
   std::snprintf(buf, sizeof(buf), "%-5s %-14s %-34s %12s %12s %12s\n", "rank", "table", "sharding (rows x cols)",
@@ -191,7 +189,6 @@ std::string ShardingPlan::ToTable(const std::vector<TableSpec>& specs) const {
                   "(total)", "", "", l.memory_bytes / (1 << 20), l.seconds * 1e3);
     os << buf;
   }
-  (void)by_name;
   return os.str();
 }
 

@@ -39,7 +39,7 @@ struct ShardingPlan {
 
   const TablePlan& Find(const std::string& table) const;  // CHECKs presence
   // Per-rank table: tables and shards held, rows, memory, estimated time.
-  std::string ToTable(const std::vector<TableSpec>& specs) const;
+  std::string ToTable() const;
   // Line-oriented text; Parse(Serialize(p)) == p. Parse throws UserError on malformed text.
   std::string Serialize() const;
   static ShardingPlan Parse(const std::string& text);

@@ -25,22 +25,6 @@ ShardingType ParseShardingType(const std::string& s) {
   Fail("sharding: expected table_wise, row_wise, column_wise or data_parallel, got ", Quote(s));
 }
 
-const char* PoolingName(Pooling p) {
-  switch (p) {
-    case Pooling::kNone: return "none";
-    case Pooling::kSum: return "sum";
-    case Pooling::kMean: return "mean";
-  }
-  return "?";
-}
-
-Pooling ParsePooling(const std::string& s) {
-  if (s == "none") return Pooling::kNone;
-  if (s == "sum") return Pooling::kSum;
-  if (s == "mean") return Pooling::kMean;
-  Fail("pooling: expected none, sum or mean, got ", Quote(s));
-}
-
 const char* OptimizerName(OptimizerType o) {
   switch (o) {
     case OptimizerType::kSgd: return "sgd";

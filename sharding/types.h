@@ -20,8 +20,6 @@ const char* ShardingTypeName(ShardingType t);  // "table_wise", ...
 ShardingType ParseShardingType(const std::string& s);
 
 enum class Pooling { kNone, kSum, kMean };  // kNone: one vector per id (sequence features)
-const char* PoolingName(Pooling p);
-Pooling ParsePooling(const std::string& s);
 
 enum class OptimizerType { kSgd, kRowWiseAdagrad, kAdam };
 const char* OptimizerName(OptimizerType o);

@@ -16,8 +16,10 @@
 #include "common/json.h"
 #include "common/manifest.h"
 #include "common/strings.h"
+#include "distributed/staged_dir.h"
 #include "io/dataset.h"
 #include "io/h5.h"
+#include "train/run_dir.h"
 
 namespace shardrec {
 namespace {
@@ -222,41 +224,22 @@ RetiredRows ReadRetired(const std::string& path) {
 
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                     const TrainerState* state, Communicator& comm, const RetiredRows* retired, int64_t step) {
-  const std::string tmp = dir + ".partial";
-  const auto remove_tmp = [&] {
-    if (comm.rank() == 0) RemoveAll(tmp);
-  };
-  RunAgreed(comm, [&] {
-    if (comm.rank() != 0) return;
-    RemoveAll(tmp);
-    MakeDirs(tmp);
-  }, remove_tmp);
   // Every write is checked, up to each file's close; a failure on any rank (a full disk) ends the
-  // save on every rank with that rank's message, and nothing partial stays behind.
-  RunAgreed(comm, [&] {
+  // save on every rank with that rank's message, and nothing partial stays behind. An older
+  // directory of the same name disappears only once the new one is in place.
+  StagedDir out(dir, comm, StagedDir::Existing::kReplace, "checkpoint");
+  const std::string& tmp = out.path();
+  out.Run([&] {
     WriteEmbeddings(tmp + "/embeddings-rank" + std::to_string(comm.rank()) + ".h5", model, comm);
     if (comm.rank() != 0) return;
     // The plan the tables were trained under (any plan can load the checkpoint: rows are global).
     ShardedEmbeddingCollection& emb = model.embeddings();
-    WritePlanFile(tmp + "/plan.txt", emb.plan(), emb.plan().ToTable(emb.specs()));
+    WritePlanFile(tmp + "/plan.txt", emb.plan(), emb.plan().ToTable());
     WriteDense(tmp + "/dense.h5", model, adam, state);
     if (!model.catalog().data.empty()) WriteIds(tmp + "/" + kIdsFile, model.catalog());
     if (retired != nullptr && !retired->empty()) WriteRetired(tmp + "/" + kRetiredFile, *retired);
-  }, remove_tmp);
-  RunAgreed(comm, [&] {
-    if (comm.rank() != 0) return;
-    WriteManifest(tmp, comm.world_size(), state ? state->step : step);
-    // Publish: an older directory of the same name disappears only now.
-    const std::string old = dir + ".old";
-    RemoveAll(old);
-    if (PathExists(dir) && std::rename(dir.c_str(), old.c_str()) != 0) Fail(dir, ": cannot replace: ", std::strerror(errno));
-    if (std::rename(tmp.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish the checkpoint: ", std::strerror(errno));
-    RemoveAll(old);
-    try {
-      SyncPath(Dirname(dir));
-    } catch (const UserError&) {  // published already: the directory entry's sync is best effort
-    }
-  }, remove_tmp);
+  });
+  out.Commit([&] { WriteManifest(tmp, comm.world_size(), state ? state->step : step); });
 }
 
 void VerifyCheckpoint(const std::string& dir, int part, int parts) {
@@ -645,8 +628,10 @@ int64_t RestoreRetired(const std::string& path, const RetiredRows& prev, const s
 }  // namespace
 
 LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam, TrainerState* state,
-                          Communicator& comm, bool verified, bool remap_by_raw_id, bool keep_retired, bool fresh_context) {
-  if (!verified) VerifyCheckpoint(dir, comm);
+                          Communicator& comm, const LoadOptions& options) {
+  const bool remap_by_raw_id = options.remap_by_raw_id, keep_retired = options.keep_retired;
+  const bool fresh_context = options.fresh_context;
+  if (!options.verified) VerifyCheckpoint(dir, comm);
   const int64_t saved_world = ReadManifest(dir).world_size;
   LoadReport report;
   IdSpaces ids;
@@ -701,15 +686,11 @@ int64_t SavedMaxLen(const std::string& dir, int64_t dim) {
 
 bool SavedHasContext(const std::string& dir) { return h5::File::Open(dir + "/dense.h5").Exists("/dense/context.weight"); }
 
-std::string CheckpointDir(const std::string& run_dir, int64_t step) {
-  char name[32];
-  std::snprintf(name, sizeof(name), "step-%09lld", static_cast<long long>(step));
-  return run_dir + "/checkpoints/" + name;
-}
+std::string CheckpointDir(const std::string& run_dir, int64_t step) { return RunDir(run_dir).checkpoint(step); }
 
 std::vector<std::string> ListCheckpoints(const std::string& run_dir) {
   std::vector<std::string> out;
-  const std::string root = run_dir + "/checkpoints";
+  const std::string root = RunDir(run_dir).checkpoints();
   if (!IsDirectory(root)) return out;
   for (const auto& n : ListDirectory(root)) {
     if (n.rfind("step-", 0) == 0 && n.find('.') == std::string::npos && PathExists(root + "/" + n + "/" + kManifest)) {

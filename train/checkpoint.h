@@ -1,4 +1,4 @@
-// Checkpoints (DESIGN section 6): RUN/checkpoints/step-<S>/ holds one HDF5 file per rank with its
+// Checkpoints (docs/formats.md): RUN/checkpoints/step-<S>/ holds one HDF5 file per rank with its
 // embedding shards as (global row id, vector, optimizer state) -- so any world size can load them --
 // and dense.h5 with the dense parameters, AdamW state, trainer state (step, epoch, reader position,
 // early-stopping state) and the random generator state. manifest.json, with every file's size and
@@ -84,6 +84,14 @@ struct LoadReport {
   at::Tensor items_known;
 };
 
+// How a load treats the saved directory (LoadCheckpoint, below).
+struct LoadOptions {
+  bool verified = false;         // the directory came from PickCheckpoint: its checksums were verified
+  bool remap_by_raw_id = false;  // rows go to the model's row of the same raw id (another id space)
+  bool keep_retired = false;     // with remapping: keep the rows of saved ids the model lacks
+  bool fresh_context = false;    // a warm start: context rows the saved model lacks keep their initial values
+};
+
 // COLLECTIVE. Loads what `dir` holds into this rank's shards (re-bucketing rows saved by any world
 // size), the dense parameters and, when given, the AdamW and trainer state. Unless `verified` (the
 // directory came from PickCheckpoint), verifies checksums first; a missing manifest or a damaged file
@@ -96,8 +104,7 @@ struct LoadReport {
 // `fresh_context` (a warm start): a saved model without context features loads into one with them,
 // whose context rows keep their initial values (LoadReport::fresh_dense); otherwise that is an error.
 LoadReport LoadCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                          TrainerState* state, Communicator& comm, bool verified = false,
-                          bool remap_by_raw_id = false, bool keep_retired = false, bool fresh_context = false);
+                          TrainerState* state, Communicator& comm, const LoadOptions& options = {});
 // Throws UserError naming the checkpoint and file if the manifest is missing or a file's size or
 // checksum does not match it. Checks the files whose position in name order is `part` modulo `parts`.
 void VerifyCheckpoint(const std::string& dir, int part = 0, int parts = 1);

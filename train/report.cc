@@ -4,6 +4,7 @@
 
 #include "common/error.h"
 #include "common/json.h"
+#include "train/run_dir.h"
 #include "train/tensorboard.h"
 
 namespace shardrec {
@@ -38,7 +39,7 @@ namespace {
 
 class JsonlSink : public TrainingSink {
  public:
-  explicit JsonlSink(const std::string& run_dir) : path_(run_dir + "/metrics.jsonl") {
+  explicit JsonlSink(const std::string& run_dir) : path_(RunDir(run_dir).metrics()) {
     file_ = std::fopen(path_.c_str(), "a");
     if (!file_) Fail(path_, ": cannot open for writing");
   }

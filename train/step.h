@@ -1,4 +1,4 @@
-// One training step (DESIGN section 3), start to end, in one object:
+// One training step (docs/architecture.md, "One batch"), start to end, in one object:
 //   reader batch -> HistoryBatch (model/history.h)
 //   -> RetrievalLoss::MakeCandidates (model/losses.h)
 //   -> TwoTowerModel::EncodeItemVectors: the sharded lookup (input_dist -> lookup -> output_dist) as

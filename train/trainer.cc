@@ -14,51 +14,21 @@
 #include "common/file_util.h"
 #include "io/cold_start.h"
 #include "io/dataset.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "io/h5.h"
 #include "io/reader.h"
 #include "model/footprint.h"
 #include "model/losses.h"
 #include "model/precision.h"
 #include "train/checkpoint.h"
-#include "train/evaluate.h"
+#include "eval/evaluate.h"
+#include "train/run_dir.h"
 #include "train/step.h"
+#include "train/model_files.h"
+#include "eval/cold_start.h"
+#include "model/catalogue.h"
 
 namespace shardrec {
-
-// ---- model files -------------------------------------------------------------------------------
-
-void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired, int64_t step) {
-  SaveCheckpoint(dir, model, nullptr, nullptr, comm, retired, step);
-}
-
-void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
-  if (!PathExists(dir)) Fail(dir, ": no trained model; run `shardrec train` first");
-  LoadCheckpoint(dir, model, nullptr, nullptr, comm);
-  if (model.config().impute_untrained) model.ImputeUntrainedIdRows();
-}
-
-LoadReport LoadModelForServing(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
-  if (!PathExists(dir)) Fail(dir, ": no trained model; run `shardrec train` first");
-  // Every id row starts at zero: what the load does not fill (items new to the model; rows kept as
-  // retired come back) stays zero, so a new item is served from its content; so do new categories.
-  model.ZeroIdRows(std::vector<int64_t>(static_cast<size_t>(model.catalog().num_items), 0));
-  const LoadReport r = LoadCheckpoint(dir, model, nullptr, nullptr, comm, /*verified=*/false, /*remap_by_raw_id=*/true);
-  if (r.remapped) model.ZeroUnknownCategoryRows(r.categories_known);
-  if (model.config().impute_untrained) model.ImputeUntrainedIdRows();
-  return r;
-}
-
-int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Communicator& comm) {
-  const LoadReport r = LoadModelForServing(model, dir, comm);
-  if (!r.remapped) return 0;
-  const int64_t added = r.items_known.numel() - r.items_known.sum().item<int64_t>() - r.returned;
-  if (added > 0 && !model.has_content_path()) {
-    Fail(model.catalog().data, ": ", added, " items are new to the model in ", dir,
-         ", which has neither categories nor content vectors to embed them from");
-  }
-  return added;
-}
 
 // ---- training ----------------------------------------------------------------------------------
 
@@ -72,17 +42,15 @@ void CheckTrainOptions(const TrainOptions& o) {
   RequireFlag(o.time_budget_seconds >= 0 && std::isfinite(o.time_budget_seconds), "time-budget",
               "0 (no limit) or more seconds", o.time_budget_seconds);
   RequireFlag(o.batch_size >= 1, "batch-size", "at least 1", o.batch_size);
-  RequireFlag(std::isfinite(o.lr) && o.lr > 0, "lr", "a finite rate > 0", o.lr);
+  RequireFlag(std::isfinite(o.step.lr) && o.step.lr > 0, "lr", "a finite rate > 0", o.step.lr);
   RequireFlag(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weight-decay", "a finite value >= 0", o.weight_decay);
-  RequireFlag(o.warmup_steps >= 0, "warmup-steps", "0 or more", o.warmup_steps);
-  if (o.lr_schedule != "constant" && o.lr_schedule != "cosine") {
-    Fail("--lr-schedule: expected constant or cosine, got '", o.lr_schedule, "'");
-  }
-  RequireFlag(std::isfinite(o.min_lr_ratio) && o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1, "min-lr-ratio", "a ratio in [0, 1]",
-              o.min_lr_ratio);
-  RequireFlag(std::isfinite(o.clip_norm) && o.clip_norm >= 0, "clip-norm", "a finite norm >= 0 (0 = off)", o.clip_norm);
-  RequireFlag(std::isfinite(o.content_loss) && o.content_loss >= 0, "content-loss", "a finite weight >= 0 (0 = off)",
-              o.content_loss);
+  RequireFlag(o.step.warmup_steps >= 0, "warmup-steps", "0 or more", o.step.warmup_steps);
+  RequireFlag(std::isfinite(o.step.min_lr_ratio) && o.step.min_lr_ratio >= 0 && o.step.min_lr_ratio <= 1, "min-lr-ratio",
+              "a ratio in [0, 1]", o.step.min_lr_ratio);
+  RequireFlag(std::isfinite(o.step.clip_norm) && o.step.clip_norm >= 0, "clip-norm", "a finite norm >= 0 (0 = off)",
+              o.step.clip_norm);
+  RequireFlag(std::isfinite(o.step.content_loss) && o.step.content_loss >= 0, "content-loss", "a finite weight >= 0 (0 = off)",
+              o.step.content_loss);
   if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") {
     Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
   }
@@ -90,47 +58,18 @@ void CheckTrainOptions(const TrainOptions& o) {
   RequireFlag(o.full_softmax_max_items >= 0, "full-softmax-max-items", "0 (always sampled under auto) or more", o.full_softmax_max_items);
   RequireFlag(std::isfinite(o.temperature) && o.temperature >= 0, "temperature", "a finite value > 0 (0 = by --score)",
           o.temperature);
-  IsBfloat16(o.precision);
   RequireFlag(o.eval_every >= 0, "eval-every", "0 (never) or more", o.eval_every);
   RequireFlag(o.patience >= 1, "patience", "at least 1", o.patience);
   RequireFlag(o.eval_batch_size >= 1, "eval-batch-size", "at least 1", o.eval_batch_size);
   RequireFlag(std::isfinite(o.log_every_seconds) && o.log_every_seconds >= 0, "log-every", "seconds >= 0", o.log_every_seconds);
   RequireFlag(o.loss_every_steps >= 1, "loss_every_steps", "at least 1", o.loss_every_steps);
-  RequireFlag(o.length_groups >= 1, "length-groups", "at least 1", o.length_groups);
+  RequireFlag(o.step.length_groups >= 1, "length-groups", "at least 1", o.step.length_groups);
   RequireFlag(o.bucket_batches >= 0, "bucket-batches", "0 (off) or more", o.bucket_batches);
   RequireFlag(o.checkpoint_every >= 0, "checkpoint-every", "0 (only at the end) or more steps", o.checkpoint_every);
   RequireFlag(o.keep_checkpoints >= 1, "keep-checkpoints", "at least 1", o.keep_checkpoints);
   RequireFlag(std::isfinite(o.cold_items) && o.cold_items >= 0 && o.cold_items < 1, "cold-items",
               "a fraction in [0, 1) (0 = off)", o.cold_items);
   CheckModelConfig(o.model);
-}
-
-std::string ColdStartDataPath(const std::string& run_dir) { return run_dir + "/cold-start.h5"; }
-
-std::string PrepareColdStartData(const std::string& data, double fraction, uint64_t seed, const std::string& path,
-                                 Communicator& comm) {
-  std::string line;
-  RunAgreed(comm, [&] {
-    if (comm.rank() != 0) return;
-    auto src = Dataset::Open(data);
-    char f[32];
-    std::snprintf(f, sizeof(f), "%g", fraction);
-    const std::string head = " of the items with events are cold (--cold-items " + std::string(f) + " --cold-seed " +
-                             std::to_string(seed) + "); ";
-    // A resumed run's file is reused as it is (its count read back), without a pass over the events.
-    if (IsColdStartDatasetOf(path, *src, fraction, seed)) {
-      const double n = Dataset::Open(path)->NumericAttributes("/cold_start").at("cold_items");
-      line = "cold start: " + std::to_string(static_cast<int64_t>(n)) + head + "the run's " + path + " already holds them\n";
-      return;
-    }
-    const ColdItems cold = ChooseColdItems(*src, fraction, seed);
-    line = "cold start: " + std::to_string(cold.num_cold) + head;
-    const ColdStartReport r = WriteColdStartDataset(*src, cold, path);
-    line += std::to_string(r.removed_events) + " of their events removed from histories; " + std::to_string(r.users) +
-            " users (" + std::to_string(r.cold_targets) + " with a cold test target), " + std::to_string(r.dropped_users) +
-            " dropped with no training event left; data " + path + "\n";
-  });
-  return line;
 }
 
 namespace {
@@ -140,7 +79,7 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info, int world_size) {
   RetrievalLossOptions l;
-  l.full = o.loss == "full" || (o.loss == "auto" && info.num_items <= o.full_softmax_max_items);
+  l.full = UsesFullSoftmax(o.loss, info.num_items, o.full_softmax_max_items);
   l.negatives = o.negatives;
   l.temperature = o.temperature != 0 ? o.temperature : (o.model.cosine ? 0.05 : 1.0);
   l.logq = o.logq;
@@ -148,23 +87,6 @@ RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info,
   // A rank's piece holds at most ceil(batch / world) rows of at most max_len positions.
   l.max_positions_per_rank = (o.batch_size + world_size - 1) / world_size * o.model.max_len;
   return l;
-}
-
-// A dense.h5 of PREV (a checkpoint or model directory, a run, an export root or version); "" if none.
-std::string PreviousDenseFile(const std::string& prev) {
-  for (const std::string& f : {prev + "/dense.h5", prev + "/model/dense.h5"}) {
-    if (PathExists(f)) return f;
-  }
-  if (IsDirectory(prev + "/checkpoints")) {
-    for (const std::string& c : ListCheckpoints(prev)) {
-      if (PathExists(c + "/dense.h5")) return c + "/dense.h5";
-    }
-  }
-  if (PathExists(prev + "/LATEST") || PathExists(prev + "/manifest.json")) {
-    const std::string f = ReadExportManifest(ResolveExport(prev)).source + "/dense.h5";
-    if (PathExists(f)) return f;
-  }
-  return "";
 }
 
 // One line on the loss the run uses and, under `auto`, why (printed with the plan, in plan.txt).
@@ -178,15 +100,6 @@ std::string DescribeLoss(const TrainOptions& o, const DatasetInfo& info) {
             std::to_string(info.num_items) + ")";
   }
   return "loss: " + what + "\n";
-}
-
-// The entries of a run directory that Train writes; `overwrite` removes them.
-bool IsRunEntry(const std::string& name) {
-  for (const char* exact : {"config.yaml", "metrics.jsonl", "plan.txt", "model", "checkpoints", "eval.json"}) {
-    if (name == exact) return true;
-  }
-  return name.rfind("events.out.tfevents.", 0) == 0 || (name.rfind("eval-", 0) == 0 && name.size() > 10 &&
-                                                          name.compare(name.size() - 5, 5, ".json") == 0);
 }
 
 // Rank 0's checks of the run directory, taken under its lock: a fresh run does not land on an old one.
@@ -297,7 +210,7 @@ void TrainingRun::Build(TrainingSink* sink) {
   Communicator& comm = comm_;
   data_ = o.data;
   if (o.cold_items > 0) {
-    data_ = ColdStartDataPath(o.run_dir);
+    data_ = RunDir(o.run_dir).cold_start_data();
     cold_line_ = PrepareColdStartData(o.data, o.cold_items, o.cold_seed, data_, comm);
   }
   ds_ = Dataset::Open(data_);
@@ -310,17 +223,16 @@ void TrainingRun::Build(TrainingSink* sink) {
   // of the ids PREV trained; a resumed run loads its own).
   if (model_->has_content_path()) model_->ZeroIdRows(counts_);
   adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(),
-                                                torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+                                                torch::optim::AdamWOptions(o.step.lr).weight_decay(o.weight_decay));
   RetrievalLossOptions lo = LossOptions(o, ds_->info(), comm.world_size());
   lo.mask_unseen = model_->has_content_path();
   loss_ = std::make_unique<RetrievalLoss>(lo, counts_, c10::Device(comm.device()));
   reader_ = std::make_unique<SequenceReader>(data_, TrainReaderOptions(o, comm));
   const int64_t per_epoch = reader_->num_batches();
   total_ = o.max_steps > 0 ? std::min(o.max_steps, per_epoch * o.epochs) : per_epoch * o.epochs;
-  step_options_ = StepOptions{.lr = o.lr, .warmup_steps = o.warmup_steps, .cosine = o.lr_schedule == "cosine",
-                              .min_lr_ratio = o.min_lr_ratio, .total_steps = total_, .clip_norm = o.clip_norm, .seed = o.seed,
-                              .bfloat16 = IsBfloat16(o.precision), .length_groups = o.length_groups,
-                              .exclude_history = o.exclude_history, .content_loss = o.content_loss};
+  step_options_ = o.step;
+  step_options_.total_steps = total_;
+  step_options_.seed = o.seed;
   step_fn_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm, step_options_);
   if (o.resume) {
     Resume();
@@ -336,27 +248,27 @@ void TrainingRun::Build(TrainingSink* sink) {
 void TrainingRun::Start(TrainingSink* sink) {
   if (o_.overwrite) {
     for (const auto& name : ListDirectory(o_.run_dir)) {
-      if (IsRunEntry(name)) RemoveAll(o_.run_dir + "/" + name);
+      if (RunDir::IsRunEntry(name)) RemoveAll(o_.run_dir + "/" + name);
     }
   }
-  if (!o_.config_text.empty()) WriteFileAtomically(o_.run_dir + "/config.yaml", o_.config_text);
+  if (!o_.config_text.empty()) WriteFileAtomically(RunDir(o_.run_dir).config(), o_.config_text);
   jsonl_ = MakeJsonlSink(o_.run_dir);
   tb_ = MakeTensorBoardSink(o_.run_dir);
   sinks_.Add(sink);
   sinks_.Add(jsonl_.get());
   sinks_.Add(tb_.get());
   sinks_.OnPlan(plan_table_);
-  WritePlanFile(o_.run_dir + "/plan.txt", plan_, plan_table_);
+  WritePlanFile(RunDir(o_.run_dir).plan(), plan_, plan_table_);
   if (!warm_from_.empty()) sinks_.OnWarmStart(warm_from_, warm_ids_);
   // Options that only act through the item tower's content path, on a tower without one; the
   // content loss without id dropout.
   if (!model_->has_content_path()) {
     if (o_.model.id_dropout > 0) sinks_.OnWarning("--id-dropout has no effect: the item tower has no categories or content");
-    if (o_.content_loss > 0) sinks_.OnWarning("--content-loss has no effect: the item tower has no categories or content");
+    if (o_.step.content_loss > 0) sinks_.OnWarning("--content-loss has no effect: the item tower has no categories or content");
     if (o_.model.impute_untrained) {
       sinks_.OnWarning("--untrained-items neighbours has no effect: the item tower has no categories or content to find neighbours by");
     }
-  } else if (o_.content_loss > 0 && o_.model.id_dropout == 0) {
+  } else if (o_.step.content_loss > 0 && o_.model.id_dropout == 0) {
     sinks_.OnWarning("--content-loss without --id-dropout: content-only targets then compete against a catalogue that always "
                      "has its id rows, which made training collapse in measurements (docs/training.md)");
   }
@@ -386,7 +298,7 @@ void TrainingRun::Plan() {
   shape.timestamps = ds_->info().has_timestamps;
   shape.event_cache_bytes = static_cast<double>(Dataset::kEventCacheBytes);
   shape.negatives = lo.negatives;
-  shape.content_loss = o_.content_loss > 0;
+  shape.content_loss = o_.step.content_loss > 0;
   if (std::any_of(counts_.begin(), counts_.end(), [](int64_t c) { return c > 0; })) shape.ids.counts = &counts_;
   ClusterSpec here{.name = "this job", .nodes = 1, .gpus_per_node = comm_.world_size(), .reserved_bytes = runtime_bytes_,
                    .memory_bandwidth = po.memory_bandwidth, .intra_node_bandwidth = po.link_bandwidth,
@@ -396,50 +308,25 @@ void TrainingRun::Plan() {
   char head[256];
   std::snprintf(head, sizeof(head), "sharding plan: %d rank(s); budget %.1f GiB/rank, memory %.0f GB/s, link %.1f GB/s\n",
                 comm_.world_size(), po.memory_budget_bytes / (1 << 30), po.memory_bandwidth / 1e9, po.link_bandwidth / 1e9);
-  plan_table_ = o_.derived + cold_line_ + DescribeLoss(o_, ds_->info()) + head + plan_.ToTable(ItemTowerTables(o_.model, catalog_)) +
+  plan_table_ = o_.derived + cold_line_ + DescribeLoss(o_, ds_->info()) + head + plan_.ToTable() +
                 "memory estimate per rank, MiB (docs/sharding.md, \"The memory model\"; runtime: this process before the run)\n" +
                 MemoryTable(memory_, /*gib=*/false, /*device=*/false);
 }
 
 void TrainingRun::Resume() {
   resumed_ = PickCheckpoint(o_.run_dir, o_.resume_from, comm_);
-  retired_ = LoadCheckpoint(resumed_.dir, *model_, adam_.get(), &state_, comm_, /*verified=*/true).retired;
+  retired_ = LoadCheckpoint(resumed_.dir, *model_, adam_.get(), &state_, comm_, {.verified = true}).retired;
   res_.best_valid_ndcg10 = state_.best_valid_ndcg10;
   res_.best_epoch = state_.best_epoch;
 }
 
-// The directory --init-from loads, and whether its checksums were verified on the way (a run's
-// checkpoint, picked by PickCheckpoint).
-struct InitSource {
-  std::string dir;
-  bool verified = false;
-};
-
-static InitSource ResolveInitFrom(const std::string& prev, Communicator& comm) {
-  if (PathExists(prev + "/dense.h5")) return {prev};  // a checkpoint or model directory
-  if (PathExists(prev + "/config.yaml") || IsDirectory(prev + "/checkpoints") || IsDirectory(prev + "/model")) {  // a run
-    if (!ListCheckpoints(prev).empty()) return {PickCheckpoint(prev, "latest-valid", comm).dir, true};
-    if (PathExists(prev + "/model/dense.h5")) return {prev + "/model"};
-    Fail("--init-from ", prev, ": the run has no checkpoint and no model yet");
-  }
-  if (PathExists(prev + "/LATEST") || PathExists(prev + "/manifest.json")) {  // an export root or version
-    // The exported model; the checkpoint its run wrote at the same step when there is one (the
-    // same rows and dense parameters, with the AdamW state too).
-    const std::string model = ReadExportManifest(ResolveExport(prev)).source;
-    const int64_t step = PathExists(model + "/manifest.json") ? SavedStep(model) : 0;
-    const std::string same = CheckpointDir(Dirname(model), step);
-    if (step > 0 && PathExists(same + "/manifest.json") && SavedStep(same) == step) return {same};
-    return {model};
-  }
-  Fail("--init-from ", prev, ": not a run directory, checkpoint, model or export");
-}
-
 void TrainingRun::WarmStart() {
-  const InitSource from = ResolveInitFrom(o_.init_from, comm_);
+  const PreviousModel from = ResolvePreviousModel(o_.init_from, &comm_);
   warm_from_ = from.dir;
   const Clock::time_point load_start = Clock::now();
-  const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_, from.verified,
-                                      /*remap_by_raw_id=*/true, o_.keep_retired, /*fresh_context=*/true);
+  const LoadReport r = LoadCheckpoint(warm_from_, *model_, adam_.get(), nullptr, comm_,
+                                      {.verified = from.verified, .remap_by_raw_id = true, .keep_retired = o_.keep_retired,
+                                       .fresh_context = true});
   retired_ = r.retired;
   auto counts = [](const char* what, const LoadReport::Counts& c, const char* gone) {
     return std::string(what) + " " + std::to_string(c.carried) + " carried over, " + std::to_string(c.fresh) + " new, " +
@@ -554,13 +441,14 @@ bool TrainingRun::RunEpoch() {
 }
 
 bool TrainingRun::Validate() {
-  auto m = EvaluateModel(*model_, data_, Split::kValid, o_.eval_batch_size, comm_, counts_);
+  auto m = EvaluateModel(*model_, {.data = data_, .split = Split::kValid, .batch_size = o_.eval_batch_size, .item_counts = counts_},
+                         comm_);
   if (root_) sinks_.OnValidation(res_.steps, state_.epoch, m);
   if (m["ndcg@10"] > res_.best_valid_ndcg10) {
     res_.best_valid_ndcg10 = m["ndcg@10"];
     res_.best_epoch = state_.epoch;
     state_.bad_validations = 0;
-    if (o_.save_model) SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get(), res_.steps);
+    if (o_.save_model) SaveModel(*model_, RunDir(o_.run_dir).model(), comm_, retired_.get(), res_.steps);
     return true;
   }
   if (++state_.bad_validations < o_.patience) return true;
@@ -611,7 +499,7 @@ TrainResult TrainingRun::Run() {
   res_.stop_signal = stop_signal_;
   // A run stopped by a signal saves only its checkpoint (the model follows when it is resumed).
   if (o_.save_model && stop_signal_ == 0 && (o_.eval_every == 0 || res_.best_epoch < 0)) {
-    SaveModel(*model_, o_.run_dir + "/model", comm_, retired_.get(), res_.steps);
+    SaveModel(*model_, RunDir(o_.run_dir).model(), comm_, retired_.get(), res_.steps);
   }
   // Final checkpoint: where a stopped run resumes (the position after the last step taken).
   if (last_checkpoint_ != res_.steps && res_.steps > steps_before_) {
@@ -628,9 +516,7 @@ TrainResult TrainingRun::Run() {
 
 MaxLenChoice ChooseMaxLen(const std::string& data, const std::string& init_from, int64_t dim) {
   if (!init_from.empty()) {
-    const std::string dense = PreviousDenseFile(init_from);
-    if (dense.empty()) Fail("--max-len 0 (auto) with --init-from ", init_from, ": no saved model there to read its max-len from; pass --max-len N");
-    const int64_t n = SavedMaxLen(Dirname(dense), dim);
+    const int64_t n = SavedMaxLen(ResolvePreviousModel(init_from, nullptr).dir, dim);
     return {n, "max-len: " + std::to_string(n) + " (--max-len 0: as " + init_from + " was trained)\n"};
   }
   auto ds = Dataset::Open(data);

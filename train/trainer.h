@@ -1,5 +1,5 @@
-// Training and evaluation of the two-tower model (DESIGN sections 3 and 8). Options structs only;
-// the CLI maps flags/config keys onto them.
+// The training loop of the two-tower model (docs/architecture.md, "One batch"): options, the run's
+// start (plan, warm start, resume), epochs with validation through eval/, checkpoints and the model.
 #pragma once
 
 #include <atomic>
@@ -13,9 +13,9 @@
 #include "model/two_tower.h"
 #include "sharding/plan.h"
 #include "train/checkpoint.h"
-#include "train/eval_scoring.h"
-#include "train/item_data.h"
+#include "model/catalogue.h"
 #include "train/report.h"
+#include "train/step.h"
 
 namespace shardrec {
 
@@ -38,14 +38,7 @@ struct TrainOptions {
   double time_budget_seconds = 0;
   int64_t batch_size = 256;  // global, whatever the world size
   uint64_t seed = 1;
-  double lr = 1e-3;
   double weight_decay = 0.0;
-  int64_t warmup_steps = 100;
-  // After warm-up, the dense rate stays (constant) or follows a cosine from lr down to
-  // lr x min_lr_ratio at the run's last step (epochs x batches per epoch, or max_steps).
-  std::string lr_schedule = "constant";
-  double min_lr_ratio = 0.0;
-  double clip_norm = 1.0;  // on the dense gradient; 0 = off
   std::string loss = "auto";  // full | sampled | auto (full when items <= full_softmax_max_items)
   // Where full softmax stops being affordable (every item is encoded and scored at every position
   // of every step); sampled softmax, which scales to any catalogue, above it.
@@ -53,9 +46,6 @@ struct TrainOptions {
   int64_t negatives = 256;    // sampled: uniform negatives shared by the global batch
   double temperature = 0;  // 0: by the model's scores (0.05 for cosine, 1 for dot)
   bool logq = true;
-  // float32 | bfloat16: the user tower's products in the training step run under bfloat16 autocast
-  // (the loss, the item tower, evaluation and export stay float32).
-  std::string precision = "float32";
   int64_t eval_every = 1;     // epochs between validations (0 = never)
   int64_t patience = 5;       // validations without a better NDCG@10 before stopping
   int64_t eval_batch_size = 256;
@@ -64,15 +54,6 @@ struct TrainOptions {
   // where a diverged loss is detected). Progress is reported at the first read after
   // log_every_seconds.
   int64_t loss_every_steps = 20;
-  // Rows of a batch go through the user tower in this many groups of similar length, each padded
-  // to its own longest row (train/step.h); the batches themselves are unchanged.
-  int64_t length_groups = 8;
-  // A position's softmax leaves out the items earlier in its own sequence, which evaluation
-  // excludes too (train/step.h); off for data where users repeat items they had.
-  bool exclude_history = false;
-  // Weight of the content loss (train/step.h: each target also scored by its content-only vector
-  // against the step's candidates); 0 = off. Needs categories or content.
-  double content_loss = 0;
   // Length bucketing of training batches (io/reader.h): windows of this many global batches are
   // sorted by length, so a batch holds similar lengths; 0 = off (random batches).
   int64_t bucket_batches = 0;
@@ -104,6 +85,11 @@ struct TrainOptions {
   // checkpoint at the position after the last step, and Train returns with stop_signal set.
   const std::atomic<int>* stop_signal = nullptr;
   ModelConfig model;
+  // The step: the dense rate and its schedule (after warm-up constant, or a cosine from lr down to
+  // lr x min_lr_ratio at the run's last step), clipping, precision, length groups, history
+  // exclusion, the content loss (train/step.h). total_steps and seed are filled in by Train (from
+  // epochs or max_steps, and from `seed`).
+  StepOptions step;
   // Budget of the sharding plan (world_size and global_batch_size are filled in by Train).
   PlannerOptions planner;
 };
@@ -148,58 +134,5 @@ MaxLenChoice ChooseMaxLen(const std::string& data, const std::string& init_from,
 // reports to `sink` (may be null) and writes RUN/metrics.jsonl and TensorBoard events. Throws
 // UserError on bad data or options, including a NaN/Inf loss (naming the step).
 TrainResult Train(const TrainOptions& options, Communicator& comm, TrainingSink* sink = nullptr);
-
-// COLLECTIVE. Full-ranking metrics on `split` ("valid" or "test") of a model saved by Train, or of a
-// baseline ("pop": most popular; "cooc": item-to-item transitions from the previous item).
-struct EvalOptions {
-  std::string data;
-  std::string run_dir;   // model source (ignored by baselines)
-  std::string split = "test";
-  std::string baseline;  // "", "pop" or "cooc"
-  int64_t batch_size = 256;
-  ModelConfig model;
-  uint64_t seed = 1;
-  // Also rank through the ANN index of this export (ROOT or ROOT/<version>): "ann_" metrics,
-  // computed from the index's top 200 (MRR is then MRR@200).
-  std::string ann_export;
-  // The cold-start protocol: warm / cold slices by the cold items of (data, cold_items, cold_seed).
-  // The histories are the protocol's (RUN/cold-start.h5) when the run was trained under the same
-  // protocol, else `data`'s own (a model trained on everything, sliced the same way). 0 = off.
-  double cold_items = 0;
-  uint64_t cold_seed = 1;
-  // > 0: evaluate a uniform sample of this many of the split's users, drawn from a fixed seed (the
-  // same users for every model of the data); 0 = all.
-  int64_t sample_users = 0;
-  EvalScoring scoring = EvalScoring::kAuto;  // --eval-scoring (train/evaluate.h)
-  // After each batch, on every rank: batches done, batches in all, users ranked so far (all ranks').
-  std::function<void(int64_t, int64_t, int64_t)> progress;
-};
-// Fills `histories` with the data it ranked: the protocol's file or `options.data`.
-std::map<std::string, double> Evaluate(const EvalOptions& options, Communicator& comm, std::string* histories = nullptr);
-
-// The protocol's dataset of a run (RUN/cold-start.h5).
-std::string ColdStartDataPath(const std::string& run_dir);
-// COLLECTIVE. Makes sure `path` holds the protocol's dataset of `data` for (fraction, seed): rank 0
-// writes it unless it already does (atomically), and every rank learns whether that worked.
-// Returns, on rank 0, a line saying what it did.
-std::string PrepareColdStartData(const std::string& data, double fraction, uint64_t seed, const std::string& path,
-                          Communicator& comm);
-
-// Writes / reads a model (train/checkpoint.h layout without training state). LoadModel imputes the
-// untrained id rows when the config says so (ModelConfig::impute_untrained).
-void SaveModel(TwoTowerModel& model, const std::string& dir, Communicator& comm, const RetiredRows* retired = nullptr,
-               int64_t step = 0);
-void LoadModel(TwoTowerModel& model, const std::string& dir, Communicator& comm);
-// COLLECTIVE. LoadModel for a catalogue that may have grown since training (`shardrec export
-// --add-items`, and the queries of such an export): rows go to the model's items by raw id, and an
-// item the model was not trained on gets zero id rows, so it is served from its content and
-// categories alone (or, with ModelConfig::impute_untrained, from its nearest trained items). Returns the number of such items. A UserError if there are any and the model
-// has no content path (nothing to embed them from).
-int64_t LoadModelForCatalogue(TwoTowerModel& model, const std::string& dir, Communicator& comm);
-// COLLECTIVE. What LoadModelForCatalogue does, without requiring a content path for new items (a
-// caller that masks them, such as the publish gate ranking the served model): zero rows for
-// items and categories the model lacks, rows by raw id, imputation per the config. Returns the
-// load's report (LoadReport::items_known says which items the model has).
-LoadReport LoadModelForServing(TwoTowerModel& model, const std::string& dir, Communicator& comm);
 
 }  // namespace shardrec

@@ -1,4 +1,4 @@
-#include "distributed/launch_env.h"
+#include "distributed/factory.h"
 
 #include <gtest/gtest.h>
 

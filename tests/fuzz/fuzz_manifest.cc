@@ -5,7 +5,7 @@
 
 #include "common/json.h"
 #include "common/manifest.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "io/recall_lists.h"
 #include "tests/fuzz/fuzz_util.h"
 

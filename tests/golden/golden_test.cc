@@ -11,13 +11,14 @@
 #include "distributed/inprocess.h"
 #include "io/convert.h"
 #include "io/dataset.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "io/h5.h"
 #include "retrieval/index.h"
 #include "tests/test_util.h"
 #include "train/checkpoint.h"
-#include "train/export.h"
+#include "serve/export.h"
 #include "train/trainer.h"
+#include "model/catalogue.h"
 
 namespace shardrec {
 namespace {

@@ -9,16 +9,17 @@
 
 #include "common/file_util.h"
 #include "io/dataset.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "io/recall_lists.h"
 #include "common/json.h"
 #include "sharding/plan.h"
 #include "train/checkpoint.h"
-#include "train/evaluate.h"
-#include "train/item_data.h"
+#include "eval/evaluate.h"
+#include "model/catalogue.h"
 #include "train/trainer.h"
 #include "distributed/inprocess.h"
 #include "tests/test_util.h"
+#include "train/model_files.h"
 
 namespace shardrec {
 namespace {
@@ -125,6 +126,28 @@ TEST(Cli, UserMistakesExitNonZero) {
   }
   EXPECT_FALSE(PathExists(dir.File("o.h5")));
   EXPECT_FALSE(PathExists(dir.File("s.h5")));
+}
+
+// A flag the command does not read is an error naming it, whichever file defines it (the plan's
+// --cluster, training keys given to eval, eval's flags given to train), before anything runs.
+TEST(Cli, ForeignFlagsExitTwoNamingTheFlag) {
+  TempDir dir;
+  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"train --data x.h5 --run-dir " + dir.File("r") + " --cluster x", "--cluster"},
+           {"train --data x.h5 --run-dir " + dir.File("r") + " --id-order sorted", "--id-order"},
+           {"eval --run-dir " + dir.File("r") + " --lr 0.1", "--lr"},
+           {"eval --run-dir " + dir.File("r") + " --config c.yaml", "--config"},
+           {"eval --run-dir " + dir.File("r") + " --epochs 3", "--epochs"},
+           {"train --data x.h5 --run-dir " + dir.File("r") + " --split valid", "--split"},
+           {"query --export " + dir.File("e") + " --user 1 --lr 0.1", "--lr"},
+           {"demo --workdir " + dir.File("d") + " --cluster x", "--cluster"},
+       }) {
+    auto r = RunCommand(kBin + " " + args);
+    EXPECT_EQ(r.exit_code, 2) << args << " -> " << r.output;
+    const std::string command = args.substr(0, args.find(' '));
+    EXPECT_NE(r.output.find(flag + " is not a flag of 'shardrec " + command + "'"), std::string::npos) << args << " -> " << r.output;
+  }
+  EXPECT_EQ(testing::ListDir(dir.path()), std::vector<std::string>{});
 }
 
 // Out-of-range and malformed flags end in one "shardrec: error:" line naming the flag, exit 2, and
@@ -450,10 +473,10 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   EXPECT_NE(r.output.find("\"explain_ms\": "), std::string::npos) << r.output;
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user nobody");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("--user: unknown user id 'nobody'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("user: unknown user id 'nobody'"), std::string::npos) << r.output;
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,99999");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("--history: unknown item id '99999'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("history: unknown item id '99999'"), std::string::npos) << r.output;
 }
 
 // The one history -> user vector path: `query --history RAW@SECONDS,... --at T` on a user's
@@ -525,10 +548,12 @@ TEST(Cli, QueryWithTimestampsGivesTheVectorEvaluationUses) {
   auto r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5@100,9");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("timestamp for every item"), std::string::npos) << r.output;
-  for (const std::string& bad : {std::string(" --history 5,9 --at 100"), std::string(" --history 5@100,9@200 --at noon")}) {
+  for (const auto& [bad, says] : std::vector<std::pair<std::string, std::string>>{
+           {" --history 5,9 --at 100", "at: the history has no timestamps"},
+           {" --history 5@100,9@200 --at noon", "--at: expected unix seconds or 'now'"}}) {
     r = RunCommand(kBin + " query --export " + dir.File("exp") + bad);
     EXPECT_EQ(r.exit_code, 2) << bad;
-    EXPECT_NE(r.output.find("--at"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << r.output;
   }
   // --user with --at re-encodes the user's history with that request time.
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 3 --k 3 --at now");

@@ -5,11 +5,11 @@
 
 #include "common/file_util.h"
 #include "distributed/inprocess.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "io/synth.h"
 #include "retrieval/index.h"
 #include "tests/test_util.h"
-#include "train/export.h"
+#include "serve/export.h"
 #include "train/trainer.h"
 
 namespace shardrec {

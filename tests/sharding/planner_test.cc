@@ -30,7 +30,7 @@ TEST(Planner, CoversEveryTableAndRespectsTheBudget) {
   EXPECT_NE(p.Find("items").type, ShardingType::kDataParallel);
   // The tiny, hot genre table is replicated or put whole somewhere, never split into row slivers.
   EXPECT_TRUE(p.Find("genres").type == ShardingType::kDataParallel || p.Find("genres").type == ShardingType::kTableWise);
-  const std::string table = p.ToTable(Tables());
+  const std::string table = p.ToTable();
   EXPECT_NE(table.find("items"), std::string::npos);
   EXPECT_NE(table.find("(total)"), std::string::npos);
 }

@@ -15,7 +15,9 @@
 #include "model/two_tower.h"
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
-#include "train/export.h"
+#include "serve/export.h"
+#include "train/evaluate_run.h"
+#include "model/catalogue.h"
 
 namespace shardrec {
 namespace {
@@ -329,7 +331,7 @@ TEST(CheckpointLoad, EachRankReadsOnlyTheRowsItOwns) {
       int64_t dense = 0;
       for (const auto& p : m.dense_parameters()) dense += p.numel() * 4;
       const int64_t before = h5::ThreadBytesRead();
-      LoadCheckpoint(dir.File("saved"), m, nullptr, nullptr, c, /*verified=*/true);
+      LoadCheckpoint(dir.File("saved"), m, nullptr, nullptr, c, {.verified = true});
       bytes[c.rank()] = h5::ThreadBytesRead() - before - dense;
       const Shard* s = m.embeddings().LocalShard("item_id");
       owned[c.rank()] = s ? s->row_end - s->row_begin : 0;

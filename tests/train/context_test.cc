@@ -12,6 +12,7 @@
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
 #include "train/trainer.h"
+#include "train/evaluate_run.h"
 
 namespace shardrec {
 namespace {
@@ -44,7 +45,7 @@ double TestMrr(const testing::TempDir& dir, bool context) {
   o.max_steps = 150;
   o.model.time_buckets = 0;  // the gap buckets would hint at the hour; context alone carries time here
   o.model.context = context;
-  o.exclude_history = false;  // hours come back
+  o.step.exclude_history = false;  // hours come back
   EvalOptions e;
   e.data = o.data;
   e.run_dir = run;

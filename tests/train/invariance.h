@@ -22,8 +22,8 @@ inline TrainOptions InvarianceOptions(const std::string& data, const std::string
   o.max_steps = 20;
   o.batch_size = 64;
   o.seed = 5;
-  o.lr = 3e-3;
-  o.warmup_steps = 5;
+  o.step.lr = 3e-3;
+  o.step.warmup_steps = 5;
   o.loss = loss;
   o.negatives = 32;
   o.eval_every = 0;

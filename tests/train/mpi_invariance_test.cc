@@ -11,6 +11,7 @@
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
 #include "train/trainer.h"
+#include "train/evaluate_run.h"
 
 namespace shardrec {
 namespace {

@@ -16,7 +16,8 @@
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
 #include "train/checkpoint.h"
-#include "train/item_data.h"
+#include "model/catalogue.h"
+#include "train/model_files.h"
 
 namespace shardrec {
 namespace {
@@ -108,7 +109,7 @@ class WarmStart : public ::testing::Test {
     o.model.sharding = sharding;
     RunRanks(world, [&](Communicator& c) {
       auto m = Build(o, c);
-      const LoadReport r = LoadCheckpoint(checkpoint_, *m, nullptr, nullptr, c, false, /*remap=*/true);
+      const LoadReport r = LoadCheckpoint(checkpoint_, *m, nullptr, nullptr, c, {.remap_by_raw_id = true});
       EXPECT_TRUE(r.remapped);
       EXPECT_EQ(r.items.carried, 70);
       EXPECT_EQ(r.items.fresh, 20);
@@ -213,8 +214,8 @@ TEST_F(WarmStart, AModelWithoutContextWarmStartsOneWithFreshContextRows) {
     auto m = Build(Options("day2.h5", "unused"), c);
     for (auto& [name, p] : m->named_dense_parameters()) names.push_back(name);
     SaveCheckpoint(dir_.File("fresh"), *m, nullptr, nullptr, c);
-    const LoadReport r = LoadCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c, false, /*remap=*/true,
-                                        /*keep_retired=*/false, /*fresh_context=*/true);
+    const LoadReport r = LoadCheckpoint(dir_.File("old"), *m, nullptr, nullptr, c,
+                                        {.remap_by_raw_id = true, .fresh_context = true});
     EXPECT_EQ(r.fresh_dense, std::vector<std::string>{"context.weight"});
     SaveCheckpoint(dir_.File("warm"), *m, nullptr, nullptr, c);
   });
@@ -323,7 +324,7 @@ TEST_F(WarmStart, RetiredRowsKeptComeBackWithTheirIds) {
   for (bool keep : {true, false}) {
     RunRanks(1, [&](Communicator& c) {
       auto m = Build(Options("day2.h5", "unused"), c);
-      const LoadReport r = LoadCheckpoint(checkpoint_, *m, nullptr, nullptr, c, false, /*remap=*/true, keep);
+      const LoadReport r = LoadCheckpoint(checkpoint_, *m, nullptr, nullptr, c, {.remap_by_raw_id = true, .keep_retired = keep});
       EXPECT_EQ(r.items.dropped, 10);
       EXPECT_EQ(r.returned, 0);
       ASSERT_EQ(r.retired != nullptr, keep);
@@ -347,7 +348,8 @@ TEST_F(WarmStart, RetiredRowsKeptComeBackWithTheirIds) {
       const std::string out = dir_.File("day3-" + std::to_string(world) + sharding + (kept ? "keep" : "drop"));
       RunRanks(world, [&](Communicator& c) {
         auto m = Build(o, c);
-        const LoadReport r = LoadCheckpoint(dir_.File(kept ? "day2keep" : "day2drop"), *m, nullptr, nullptr, c, false, true, true);
+        const LoadReport r = LoadCheckpoint(dir_.File(kept ? "day2keep" : "day2drop"), *m, nullptr, nullptr, c,
+                                            {.remap_by_raw_id = true, .keep_retired = true});
         EXPECT_EQ(r.items.carried, 90);
         EXPECT_EQ(r.returned, kept ? 5 : 0);
         if (c.rank() == 0 && kept) {

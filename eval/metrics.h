@@ -1,4 +1,4 @@
-// Full-ranking evaluation metrics (DESIGN section 8): every item is a candidate, the user's
+// Full-ranking evaluation metrics (docs/training.md, "Evaluation"): every item is a candidate, the user's
 // earlier items are excluded, ties are broken by item id (lower id ranks first) so results are
 // deterministic. Per-user results are reduced to per-user figures on their own rank, gathered, and
 // summed in user order on every rank, so the metrics are bitwise identical for any world size.

@@ -1,6 +1,6 @@
 // `shardrec export`: runs the item tower over the whole catalogue and the user tower over every
 // known user, each rank its own id range (no gather to rank 0), and publishes ROOT/<version>
-// (io/export.h) atomically.
+// (io/export_format.h) atomically.
 #pragma once
 
 #include <functional>

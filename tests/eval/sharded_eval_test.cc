@@ -1,4 +1,4 @@
-// Sharded scoring (train/evaluate.h, EvalScoring::kSharded) against the replicated evaluation on
+// Sharded scoring (eval/evaluate.h, EvalScoring::kSharded) against the replicated evaluation on
 // one rank, the oracle: each rank holds 1/W of the catalogue's vectors, and the metrics (ranks,
 // lists, coverage, novelty, diversity, the cold slices, the index's lists) come out the same.
 #include <gtest/gtest.h>
@@ -11,9 +11,12 @@
 #include "retrieval/index.h"
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
-#include "train/evaluate.h"
-#include "train/export.h"
+#include "eval/evaluate.h"
+#include "serve/export.h"
 #include "train/trainer.h"
+#include "train/model_files.h"
+#include "train/evaluate_run.h"
+#include "model/catalogue.h"
 
 namespace shardrec {
 namespace {
@@ -104,8 +107,11 @@ TEST_P(ShardedEvalTest, IndexListsAndUnknownItems) {
       LoadModel(model, dir_.File("run/model"), c);
       at::Tensor unknown = at::zeros({catalog.num_items}, at::kBool);
       for (int64_t i = 0; i < catalog.num_items; i += 7) unknown[i] = true;
-      auto m = EvaluateModel(model, dir_.File("s.h5"), Split::kTest, 64, c, TrainItemCounts(*ds, c), nullptr, unknown,
-                             nullptr, 0, world == 1 ? EvalScoring::kReplicated : EvalScoring::kSharded);
+      const std::vector<int64_t> counts = TrainItemCounts(*ds, c);
+      auto m = EvaluateModel(model,
+                             {.data = dir_.File("s.h5"), .batch_size = 64, .item_counts = counts, .unknown = unknown,
+                              .scoring = world == 1 ? EvalScoring::kReplicated : EvalScoring::kSharded},
+                             c);
       if (c.rank() == 0) by_world[world] = m;
     });
   }

@@ -1,4 +1,4 @@
-#include "train/metrics.h"
+#include "eval/metrics.h"
 
 #include <ATen/ATen.h>
 
@@ -114,6 +114,114 @@ std::vector<double> PopularityPercentiles(const std::vector<int64_t>& counts) {
     lo = hi;
   }
   return out;
+}
+
+// Sums of the per-user figures, in user order, before they become means.
+struct Totals {
+  std::map<std::string, double> m;         // metric -> sum over users
+  std::map<std::string, double> users_at;  // slice -> users it counts
+  double mrr = 0;
+};
+
+double Mean(double total, double n) { return n > 0 ? total / n : 0.0; }
+
+// Adds one user's gathered row `r` (kWidth figures: user, rank, history, target, cold rank, then
+// kPerCut per cut-off).
+void AddUser(const double* r, const ListContext& c, bool diverse, Totals& t) {
+  std::map<std::string, double>& m = t.m;
+  std::map<std::string, double>& users_at = t.users_at;
+  double& mrr = t.mrr;
+  const double rank = r[1];
+  for (int k : kListCutoffs) {
+    if (rank < k) {
+      m["hr@" + std::to_string(k)] += 1;
+      m["ndcg@" + std::to_string(k)] += 1.0 / std::log2(rank + 2.0);
+    }
+  }
+  mrr += 1.0 / (rank + 1.0);
+  for (int cut = 0; cut < kCuts; ++cut) {
+    const std::string at = "@" + std::to_string(kListCutoffs[cut]);
+    const double* f = r + kFirstCut + kPerCut * cut;
+    if (f[0] >= 1) {
+      users_at["listed" + at] += 1;
+      m["novelty" + at] += f[1];
+      m["popularity_bias" + at] += f[2];
+    }
+    if (diverse && f[0] >= 2) {
+      users_at["pairs" + at] += 1;
+      m["diversity" + at] += f[3];
+    }
+  }
+  for (const HistoryBucket& b : kBuckets) {
+    if (r[2] < static_cast<double>(b.lo) || r[2] > static_cast<double>(b.hi)) continue;
+    const std::string p = std::string(b.name) + ".";
+    users_at[b.name] += 1;
+    if (rank < 10) m[p + "hr@10"] += 1, m[p + "ndcg@10"] += 1.0 / std::log2(rank + 2.0);
+    if (rank < 50) m[p + "hr@50"] += 1;
+    m[p + "mrr"] += 1.0 / (rank + 1.0);
+  }
+  if (!c.cold.empty()) {
+    const int64_t target = static_cast<int64_t>(r[3]);
+    CHECK(target >= 0 && target < static_cast<int64_t>(c.cold.size())) << "target " << target;
+    const bool cold = c.cold[static_cast<size_t>(target)] != 0;
+    for (const char* slice : {"all", cold ? "cold" : "warm"}) {
+      const std::string p = std::string(slice) + ".";
+      users_at[slice] += 1;
+      for (int k : {10, 50}) {
+        if (rank < k) m[p + "hr@" + std::to_string(k)] += 1, m[p + "ndcg@" + std::to_string(k)] += 1.0 / std::log2(rank + 2.0);
+      }
+      m[p + "mrr"] += 1.0 / (rank + 1.0);
+    }
+    if (cold) {
+      const double pop = static_cast<double>(c.cold_popularity_rank[static_cast<size_t>(target)]);
+      if (pop < 10) m["cold.pop_hr@10"] += 1, m["cold.pop_ndcg@10"] += 1.0 / std::log2(pop + 2.0);
+      if (pop < 50) m["cold.pop_hr@50"] += 1;
+      const double among = r[4];
+      if (among >= 0 && among < 10) m["cold.among_cold_hr@10"] += 1, m["cold.among_cold_ndcg@10"] += 1.0 / std::log2(among + 2.0);
+      if (among >= 0 && among < 50) m["cold.among_cold_hr@50"] += 1;
+      if (among >= 0) users_at["among_cold"] += 1;
+    }
+  }
+}
+
+// The metrics from the sums over `n` users; listed[cut] = distinct items in some list at that cut.
+std::map<std::string, double> Means(Totals t, double n, const at::Tensor& listed, const ListContext& c, bool diverse) {
+  std::map<std::string, double>& m = t.m;
+  std::map<std::string, double>& users_at = t.users_at;
+  const double mrr = t.mrr;
+  for (int cut = 0; cut < kCuts; ++cut) {
+    const std::string at = "@" + std::to_string(kListCutoffs[cut]);
+    m["hr" + at] = Mean(m["hr" + at], n);
+    m["ndcg" + at] = Mean(m["ndcg" + at], n);
+    m["novelty" + at] = Mean(m["novelty" + at], users_at["listed" + at]);
+    m["popularity_bias" + at] = Mean(m["popularity_bias" + at], users_at["listed" + at]);
+    if (diverse) m["diversity" + at] = Mean(m["diversity" + at], users_at["pairs" + at]);
+    m["coverage" + at] = c.num_items ? static_cast<double>(listed[cut].item<int64_t>()) / static_cast<double>(c.num_items) : 0;
+  }
+  for (const HistoryBucket& b : kBuckets) {
+    const std::string p = std::string(b.name) + ".";
+    const double users = users_at[b.name];
+    for (const char* name : {"hr@10", "ndcg@10", "hr@50", "mrr"}) m[p + name] = Mean(m[p + name], users);
+    m[p + "users"] = users;
+  }
+  if (!c.cold.empty()) {
+    for (const char* slice : {"all", "warm", "cold"}) {
+      const std::string p = std::string(slice) + ".";
+      const double users = users_at[slice];
+      for (const char* name : {"hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr"}) m[p + name] = Mean(m[p + name], users);
+      m[p + "users"] = users;
+    }
+    for (const char* name : {"pop_hr@10", "pop_ndcg@10", "pop_hr@50"}) m[std::string("cold.") + name] = Mean(m[std::string("cold.") + name], users_at["cold"]);
+    if (users_at["among_cold"] > 0) {
+      for (const char* name : {"among_cold_hr@10", "among_cold_ndcg@10", "among_cold_hr@50"}) {
+        m[std::string("cold.") + name] = Mean(m[std::string("cold.") + name], users_at["among_cold"]);
+      }
+    }
+  }
+  m["mrr"] = Mean(mrr, n);
+  m["users"] = n;
+  m["items"] = static_cast<double>(c.num_items);
+  return m;
 }
 
 }  // namespace
@@ -244,96 +352,9 @@ std::map<std::string, double> MetricsAccumulator::Reduce(Communicator& comm) con
   // User order: independent of the world size.
   std::sort(results.begin(), results.end(), [](const double* a, const double* b) { return a[0] < b[0]; });
   const bool diverse = c_.num_categories > 0 || c_.vectors.defined() || c_.list_vectors;
-  std::map<std::string, double> m, users_at;
-  double mrr = 0;
-  for (const double* r : results) {
-    const double rank = r[1];
-    for (int k : kListCutoffs) {
-      if (rank < k) {
-        m["hr@" + std::to_string(k)] += 1;
-        m["ndcg@" + std::to_string(k)] += 1.0 / std::log2(rank + 2.0);
-      }
-    }
-    mrr += 1.0 / (rank + 1.0);
-    for (int cut = 0; cut < kCuts; ++cut) {
-      const std::string at = "@" + std::to_string(kListCutoffs[cut]);
-      const double* f = r + kFirstCut + kPerCut * cut;
-      if (f[0] >= 1) {
-        users_at["listed" + at] += 1;
-        m["novelty" + at] += f[1];
-        m["popularity_bias" + at] += f[2];
-      }
-      if (diverse && f[0] >= 2) {
-        users_at["pairs" + at] += 1;
-        m["diversity" + at] += f[3];
-      }
-    }
-    for (const HistoryBucket& b : kBuckets) {
-      if (r[2] < static_cast<double>(b.lo) || r[2] > static_cast<double>(b.hi)) continue;
-      const std::string p = std::string(b.name) + ".";
-      users_at[b.name] += 1;
-      if (rank < 10) m[p + "hr@10"] += 1, m[p + "ndcg@10"] += 1.0 / std::log2(rank + 2.0);
-      if (rank < 50) m[p + "hr@50"] += 1;
-      m[p + "mrr"] += 1.0 / (rank + 1.0);
-    }
-    if (!c_.cold.empty()) {
-      const int64_t target = static_cast<int64_t>(r[3]);
-      CHECK(target >= 0 && target < static_cast<int64_t>(c_.cold.size())) << "target " << target;
-      const bool cold = c_.cold[static_cast<size_t>(target)] != 0;
-      for (const char* slice : {"all", cold ? "cold" : "warm"}) {
-        const std::string p = std::string(slice) + ".";
-        users_at[slice] += 1;
-        for (int k : {10, 50}) {
-          if (rank < k) m[p + "hr@" + std::to_string(k)] += 1, m[p + "ndcg@" + std::to_string(k)] += 1.0 / std::log2(rank + 2.0);
-        }
-        m[p + "mrr"] += 1.0 / (rank + 1.0);
-      }
-      if (cold) {
-        const double pop = static_cast<double>(c_.cold_popularity_rank[static_cast<size_t>(target)]);
-        if (pop < 10) m["cold.pop_hr@10"] += 1, m["cold.pop_ndcg@10"] += 1.0 / std::log2(pop + 2.0);
-        if (pop < 50) m["cold.pop_hr@50"] += 1;
-        const double among = r[4];
-        if (among >= 0 && among < 10) m["cold.among_cold_hr@10"] += 1, m["cold.among_cold_ndcg@10"] += 1.0 / std::log2(among + 2.0);
-        if (among >= 0 && among < 50) m["cold.among_cold_hr@50"] += 1;
-        if (among >= 0) users_at["among_cold"] += 1;
-      }
-    }
-  }
-  auto mean = [](double total, double n) { return n > 0 ? total / n : 0.0; };
-  const double n = static_cast<double>(results.size());
-  for (int cut = 0; cut < kCuts; ++cut) {
-    const std::string at = "@" + std::to_string(kListCutoffs[cut]);
-    m["hr" + at] = mean(m["hr" + at], n);
-    m["ndcg" + at] = mean(m["ndcg" + at], n);
-    m["novelty" + at] = mean(m["novelty" + at], users_at["listed" + at]);
-    m["popularity_bias" + at] = mean(m["popularity_bias" + at], users_at["listed" + at]);
-    if (diverse) m["diversity" + at] = mean(m["diversity" + at], users_at["pairs" + at]);
-    m["coverage" + at] = c_.num_items ? static_cast<double>(listed[cut].item<int64_t>()) / static_cast<double>(c_.num_items) : 0;
-  }
-  for (const HistoryBucket& b : kBuckets) {
-    const std::string p = std::string(b.name) + ".";
-    const double users = users_at[b.name];
-    for (const char* name : {"hr@10", "ndcg@10", "hr@50", "mrr"}) m[p + name] = mean(m[p + name], users);
-    m[p + "users"] = users;
-  }
-  if (!c_.cold.empty()) {
-    for (const char* slice : {"all", "warm", "cold"}) {
-      const std::string p = std::string(slice) + ".";
-      const double users = users_at[slice];
-      for (const char* name : {"hr@10", "ndcg@10", "hr@50", "ndcg@50", "mrr"}) m[p + name] = mean(m[p + name], users);
-      m[p + "users"] = users;
-    }
-    for (const char* name : {"pop_hr@10", "pop_ndcg@10", "pop_hr@50"}) m[std::string("cold.") + name] = mean(m[std::string("cold.") + name], users_at["cold"]);
-    if (users_at["among_cold"] > 0) {
-      for (const char* name : {"among_cold_hr@10", "among_cold_ndcg@10", "among_cold_hr@50"}) {
-        m[std::string("cold.") + name] = mean(m[std::string("cold.") + name], users_at["among_cold"]);
-      }
-    }
-  }
-  m["mrr"] = mean(mrr, n);
-  m["users"] = n;
-  m["items"] = static_cast<double>(c_.num_items);
-  return m;
+  Totals totals;
+  for (const double* r : results) AddUser(r, c_, diverse, totals);
+  return Means(std::move(totals), static_cast<double>(results.size()), listed, c_, diverse);
 }
 
 std::map<std::string, double> ReduceMetrics(Communicator& comm, const std::vector<UserResult>& local,

@@ -1,4 +1,4 @@
-#include "train/publish.h"
+#include "serve/publish.h"
 
 #include <torch/torch.h>
 
@@ -7,11 +7,13 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "io/dataset.h"
-#include "io/export.h"
+#include "io/export_format.h"
 #include "train/checkpoint.h"
-#include "train/evaluate.h"
-#include "train/item_data.h"
+#include "eval/evaluate.h"
+#include "model/catalogue.h"
 #include "train/trainer.h"
+#include "train/model_files.h"
+#include "train/run_dir.h"
 
 namespace shardrec {
 namespace {
@@ -33,18 +35,12 @@ std::map<std::string, double> EvaluateDir(const PublishOptions& o, const Holdout
   ModelConfig mc = e.model;
   mc.max_len = SavedMaxLen(model_dir, mc.dim);
   mc.context = SavedHasContext(model_dir);  // and the served one may predate context features
-  TwoTowerModel model(mc, h.catalog, PlanItemTables(mc, h.catalog, comm), &comm, e.seed);
   // Each loaded as eval, export and query load it; the served model's items new since are masked.
-  LoadReport r;
-  if (remap) {
-    r = LoadModelForServing(model, model_dir, comm);
-  } else {
-    LoadModel(model, model_dir, comm);
-  }
+  OpenedModel opened = OpenModel(model_dir, mc, h.catalog, remap ? LoadMode::kServing : LoadMode::kSameData, e.seed, comm);
   at::Tensor unknown;
-  if (r.remapped) unknown = r.items_known.logical_not();
-  model.train(false);
-  return EvaluateModel(model, e.data, Split::kTest, o.eval_batch_size, comm, h.counts, nullptr, unknown);
+  if (opened.report.remapped) unknown = opened.report.items_known.logical_not();
+  return EvaluateModel(*opened.model,
+                       {.data = e.data, .batch_size = o.eval_batch_size, .item_counts = h.counts, .unknown = unknown}, comm);
 }
 
 // The gate: empty when the candidate may be served, else why not.
@@ -79,24 +75,10 @@ std::vector<std::string> Prune(const std::string& root, int64_t keep, const std:
   return removed;
 }
 
-}  // namespace
-
-std::vector<std::string> ListVersions(const std::string& root) {
-  std::vector<std::string> out;
-  if (!IsDirectory(root)) return out;
-  for (const auto& n : ListDirectory(root)) {
-    if (!n.empty() && n[0] != '.' && PathExists(root + "/" + n + "/manifest.json")) out.push_back(n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-PublishResult Publish(const PublishOptions& o, Communicator& comm) {
-  if (!(o.tolerance >= 0 && o.tolerance < 1)) Fail("--tolerance: expected a share in [0, 1), got ", o.tolerance);
-  if (!(o.min_recall >= 0 && o.min_recall <= 1)) Fail("--min-recall: expected a value in [0, 1], got ", o.min_recall);
-  if (o.keep < 0) Fail("--keep: expected 0 (keep all) or more versions, got ", o.keep);
+// COLLECTIVE. Finishes a publish of this run that was interrupted after its export; returns false
+// (nothing done) when there is none.
+bool ResumeInterrupted(const PublishOptions& o, PublishResult& r, Communicator& comm) {
   const ExportOptions& e = o.export_options;
-  PublishResult r;
   // A named version that exists already: a publish of this run that was interrupted (kill -9)
   // after the export. Its decision stands and is finished; without one, the unserved version is
   // removed and the gate runs again. A version from another run is an error.
@@ -105,7 +87,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     if (comm.rank() != 0 || e.version.empty() || !PathExists(e.root + "/" + e.version + "/manifest.json")) return;
     const std::string dir = e.root + "/" + e.version;
     const ExportManifest m = ReadExportManifest(dir);
-    if (!SameFile(m.source, e.run_dir + "/model")) {
+    if (!SameFile(m.source, RunDir(e.run_dir).model())) {
       Fail(dir, ": this version exists already, exported from ", m.source, "; pick another --export-version");
     }
     const std::string latest = ReadLatest(e.root);
@@ -142,37 +124,18 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     r.removed = Prune(e.root, o.keep, ReadLatest(e.root), r.version);
     resumed = r.decision;
   });
-  if (!BroadcastString(comm, resumed, 0).empty()) {
-    r.decision = BroadcastString(comm, r.decision, 0);
-    r.reason = BroadcastString(comm, r.reason, 0);
-    r.resumed = true;
-    return r;
-  }
-  RunAgreed(comm, [&] {
-    if (comm.rank() == 0) r.parent = ReadLatest(e.root);
-  });
-  r.parent = BroadcastString(comm, r.parent, 0);
-  // 1. Both evaluations on the candidate's holdout.
-  auto ds = Dataset::Open(e.data);
-  const Holdout holdout{LoadItemCatalog(*ds), TrainItemCounts(*ds, comm)};
-  r.candidate = EvaluateDir(o, holdout, e.run_dir + "/model", /*remap=*/false, comm);
-  if (!r.parent.empty()) {
-    const ExportManifest served = ReadExportManifest(e.root + "/" + r.parent);
-    if (!PathExists(served.source + "/manifest.json")) {
-      Fail(e.root, "/", r.parent, ": its model ", served.source, " is gone; the gate needs it to score the served version");
-    }
-    if (SameFile(served.source, e.run_dir + "/model")) {
-      Fail("the served version ", r.parent, " came from ", served.source, ", the candidate's own model directory (the run "
-           "directory was reused): give each night's run its own --run-dir");
-    }
-    r.served = EvaluateDir(o, holdout, served.source, /*remap=*/true, comm);
-  }
-  // 2. The export, complete but not served.
-  ExportOptions eo = e;
-  eo.move_latest = false;
-  const std::string dir = ExportEmbeddings(eo, comm);
-  r.version = Basename(dir);
-  // 3.-6. On rank 0; every rank learns the outcome (a failure removes the unserved version).
+  if (BroadcastString(comm, resumed, 0).empty()) return false;
+  r.decision = BroadcastString(comm, r.decision, 0);
+  r.reason = BroadcastString(comm, r.reason, 0);
+  r.resumed = true;
+  return true;
+}
+
+// COLLECTIVE. Steps 3.-6. of a publish on rank 0: the index of the exported `dir`, the gate, the
+// lineage in its manifest, LATEST, pruning; every rank learns the outcome (a failure removes the
+// unserved version).
+void GateAndServe(const PublishOptions& o, const std::string& dir, const Dataset& ds, PublishResult& r, Communicator& comm) {
+  const ExportOptions& e = o.export_options;
   RunAgreed(comm, [&] {
     if (comm.rank() != 0) return;
     r.recall10 = BuildExportIndex(dir, o.index).recall10;
@@ -181,7 +144,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     ExportManifest m = ReadExportManifest(dir);
     m.has_lineage = true;
     m.parent = r.parent;
-    m.data_fingerprint = ds->DataFingerprint();
+    m.data_fingerprint = ds.DataFingerprint();
     m.gate_candidate = r.candidate;
     m.gate_served = r.served;
     m.gate_decision = r.decision;
@@ -199,6 +162,52 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   });
   r.decision = BroadcastString(comm, r.decision, 0);
   r.reason = BroadcastString(comm, r.reason, 0);
+}
+
+}  // namespace
+
+std::vector<std::string> ListVersions(const std::string& root) {
+  std::vector<std::string> out;
+  if (!IsDirectory(root)) return out;
+  for (const auto& n : ListDirectory(root)) {
+    if (!n.empty() && n[0] != '.' && PathExists(root + "/" + n + "/manifest.json")) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+PublishResult Publish(const PublishOptions& o, Communicator& comm) {
+  if (!(o.tolerance >= 0 && o.tolerance < 1)) Fail("--tolerance: expected a share in [0, 1), got ", o.tolerance);
+  if (!(o.min_recall >= 0 && o.min_recall <= 1)) Fail("--min-recall: expected a value in [0, 1], got ", o.min_recall);
+  if (o.keep < 0) Fail("--keep: expected 0 (keep all) or more versions, got ", o.keep);
+  const ExportOptions& e = o.export_options;
+  PublishResult r;
+  if (ResumeInterrupted(o, r, comm)) return r;
+  RunAgreed(comm, [&] {
+    if (comm.rank() == 0) r.parent = ReadLatest(e.root);
+  });
+  r.parent = BroadcastString(comm, r.parent, 0);
+  // 1. Both evaluations on the candidate's holdout.
+  auto ds = Dataset::Open(e.data);
+  const Holdout holdout{LoadItemCatalog(*ds), TrainItemCounts(*ds, comm)};
+  r.candidate = EvaluateDir(o, holdout, RunDir(e.run_dir).model(), /*remap=*/false, comm);
+  if (!r.parent.empty()) {
+    const ExportManifest served = ReadExportManifest(e.root + "/" + r.parent);
+    if (!PathExists(served.source + "/manifest.json")) {
+      Fail(e.root, "/", r.parent, ": its model ", served.source, " is gone; the gate needs it to score the served version");
+    }
+    if (SameFile(served.source, RunDir(e.run_dir).model())) {
+      Fail("the served version ", r.parent, " came from ", served.source, ", the candidate's own model directory (the run "
+           "directory was reused): give each night's run its own --run-dir");
+    }
+    r.served = EvaluateDir(o, holdout, served.source, /*remap=*/true, comm);
+  }
+  // 2. The export, complete but not served.
+  ExportOptions eo = e;
+  eo.move_latest = false;
+  const std::string dir = ExportEmbeddings(eo, comm);
+  r.version = Basename(dir);
+  GateAndServe(o, dir, *ds, r, comm);
   return r;
 }
 

@@ -1,4 +1,4 @@
-#include "train/export.h"
+#include "serve/export.h"
 
 #include <torch/torch.h>
 
@@ -11,10 +11,13 @@
 #include "common/json.h"
 #include "common/process_memory.h"
 #include "io/dataset.h"
-#include "io/export.h"
-#include "train/evaluate.h"
-#include "train/item_data.h"
+#include "distributed/staged_dir.h"
+#include "io/export_format.h"
+#include "eval/evaluate.h"
+#include "model/catalogue.h"
 #include "train/trainer.h"
+#include "train/model_files.h"
+#include "train/run_dir.h"
 
 namespace shardrec {
 namespace {
@@ -34,22 +37,12 @@ std::string DefaultVersion() {
   return buf;
 }
 
-std::string PartialDir(const ExportOptions& o, const std::string& version) { return o.root + "/." + version + ".partial"; }
-
-// Every rank must make the same sequence of collective calls: rank 0 names the version, makes
-// ROOT/.<version>.partial and every rank waits for it.
-std::string StartVersion(const ExportOptions& o, Communicator& comm) {
+// The version's name, the same on every rank (rank 0's): --export-version or the UTC time.
+std::string VersionName(const ExportOptions& o, Communicator& comm) {
   const std::string version = BroadcastString(comm, o.version.empty() ? DefaultVersion() : o.version, 0);
   if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
     Fail("--export-version: ", version, " is not a valid version name");
   }
-  RunAgreed(comm, [&] {
-    if (comm.rank() != 0) return;
-    if (PathExists(o.root + "/" + version)) Fail(o.root, "/", version, ": this version exists already");
-    MakeDirs(o.root);
-    RemoveAll(PartialDir(o, version));
-    MakeDirs(PartialDir(o, version));
-  });
   return version;
 }
 
@@ -100,7 +93,7 @@ void ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
                  StreamedShard& out) {
   const torch::Device dev(comm.device());
   const int64_t n = ds.info().num_items, w = comm.world_size(), me = comm.rank();
-  const int64_t ib = n * me / w, ie = n * (me + 1) / w;
+  const auto [ib, ie] = RankRange(n, comm);
   const int64_t chunks = ((n + w - 1) / w + o.chunk - 1) / o.chunk;
   for (int64_t c = 0; c < std::max<int64_t>(1, chunks); ++c) {
     const int64_t b = std::min(ie, ib + c * o.chunk), e = std::min(ie, b + o.chunk);
@@ -123,7 +116,7 @@ void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
   const torch::Device dev(comm.device());
   const DatasetInfo& info = ds.info();
   const int64_t w = comm.world_size(), me = comm.rank();
-  const int64_t ub = info.num_users * me / w, ue = info.num_users * (me + 1) / w;
+  const auto [ub, ue] = RankRange(info.num_users, comm);
   const int64_t per_call = 256;
   const int64_t user_chunks = ((info.num_users + w - 1) / w + per_call - 1) / per_call;
   const auto& off = ds.user_offsets();
@@ -163,33 +156,30 @@ void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
   }
 }
 
-// Rank 0 writes the manifest (with the run's eval.json metrics) and publishes the version.
-void PublishVersion(const ExportOptions& o, const std::string& data, const DatasetInfo& info, const std::string& version, int w) {
+// The version's manifest (with the run's eval.json metrics), written last into `dir`.
+void WriteManifest(const ExportOptions& o, const std::string& data, const DatasetInfo& info, const std::string& version,
+                   int w, const std::string& dir) {
   ExportManifest m;
   m.version = version;
-  m.source = RealPath(o.run_dir + "/model");  // absolute: publish reloads it from anywhere
+  m.source = RealPath(RunDir(o.run_dir).model());  // absolute: publish reloads it from anywhere
   m.data = data;
   m.dim = o.model.dim;
   m.normalization = o.model.cosine ? "l2" : "none";  // --score dot: raw vectors, scores are inner products
   m.num_items = info.num_items;
   m.num_users = info.num_users;
-  for (int r = 0; r < w; ++r) {
-    m.item_shards.push_back({"items-" + std::to_string(r) + ".h5", info.num_items * r / w, info.num_items * (r + 1) / w});
-    m.user_shards.push_back({"users-" + std::to_string(r) + ".h5", info.num_users * r / w, info.num_users * (r + 1) / w});
+  const std::vector<int64_t> items = EvenSplits(info.num_items, w), users = EvenSplits(info.num_users, w);
+  for (int r = 0, ib = 0, ub = 0; r < w; ib += items[r], ub += users[r], ++r) {
+    m.item_shards.push_back({"items-" + std::to_string(r) + ".h5", ib, ib + items[r]});
+    m.user_shards.push_back({"users-" + std::to_string(r) + ".h5", ub, ub + users[r]});
   }
-  const std::string eval = o.run_dir + "/eval.json";
+  const std::string eval = RunDir(o.run_dir).eval();
   if (PathExists(eval)) {
     JsonValue j = JsonValue::Parse(ReadFileToString(eval), eval);
     for (const auto& [k, v] : j.object) {
       if (v.type == JsonValue::kNumber) m.eval[k] = v.number;
     }
   }
-  WriteExportManifest(PartialDir(o, version), m);
-  if (o.move_latest) {
-    PublishExport(o.root, PartialDir(o, version), version);
-  } else {
-    CommitExportVersion(o.root, PartialDir(o, version), version);
-  }
+  WriteExportManifest(dir, m);
 }
 
 }  // namespace
@@ -197,11 +187,7 @@ void PublishVersion(const ExportOptions& o, const std::string& data, const Datas
 std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t* added) {
   const std::string data = o.add_items.empty() ? o.data : o.add_items;
   auto ds = Dataset::Open(data);
-  ItemCatalog catalog = LoadItemCatalog(*ds);
-  TwoTowerModel model(o.model, catalog, PlanItemTables(o.model, catalog, comm), &comm, o.seed);
-  if (o.add_items.empty()) {
-    LoadModel(model, o.run_dir + "/model", comm);
-  } else {
+  if (!o.add_items.empty()) {
     // The new catalogue must feed the item tower what it was trained with: a missing content matrix
     // or category list would silently drop that path for every item.
     const DatasetInfo trained = Dataset::Open(o.data)->info();
@@ -214,31 +200,43 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t
       Fail("--add-items ", o.add_items, (now.num_categories > 0 ? ": has categories, " : ": has no categories, "),
            "the training data ", o.data, (trained.num_categories > 0 ? " has" : " has none"));
     }
-    const int64_t n = LoadModelForCatalogue(model, o.run_dir + "/model", comm);
-    if (added) *added = n;
   }
-  model.train(false);
+  const ItemCatalog catalog = LoadItemCatalog(*ds);
+  OpenedModel opened = OpenModel(RunDir(o.run_dir).model(), o.model, catalog,
+                                 o.add_items.empty() ? LoadMode::kSameData : LoadMode::kCatalogue, o.seed, comm);
+  TwoTowerModel& model = *opened.model;
+  if (added) *added = opened.added;
   torch::NoGradGuard no_grad;
-  const std::string version = StartVersion(o, comm);
-  const std::string partial = PartialDir(o, version), me = std::to_string(comm.rank());
+  const std::string version = VersionName(o, comm);
   // Every write is checked; a failure on any rank ends every rank with its message and removes
   // the unpublished version (the published ones and LATEST stay as they were).
-  const auto remove_partial = [&] {
-    if (comm.rank() == 0) RemoveAll(partial);
+  StagedDir out(o.root + "/" + version, comm, StagedDir::Existing::kRefuse, "--export-version");
+  const std::string me = std::to_string(comm.rank());
+  const auto remove_staged = [&] {
+    if (comm.rank() == 0) RemoveAll(out.path());
   };
   {
-    StreamedShard items(partial + "/items-" + me + ".h5", "items", o.model.dim, ds->info().has_titles);
+    StreamedShard items(out.path() + "/items-" + me + ".h5", "items", o.model.dim, ds->info().has_titles);
     ExportItems(model, *ds, o, comm, items);
-    items.Finish(comm, remove_partial);
+    items.Finish(comm, remove_staged);
   }
   {
-    StreamedShard users(partial + "/users-" + me + ".h5", "users", o.model.dim, /*with_titles=*/false);
+    StreamedShard users(out.path() + "/users-" + me + ".h5", "users", o.model.dim, /*with_titles=*/false);
     ExportUsers(model, *ds, o, comm, users);
-    users.Finish(comm, remove_partial);
+    users.Finish(comm, remove_staged);
   }
-  RunAgreed(comm, [&] {
-    if (comm.rank() == 0) PublishVersion(o, data, ds->info(), version, comm.world_size());
-  }, remove_partial);
+  out.Commit([&] { WriteManifest(o, data, ds->info(), version, comm.world_size(), out.path()); });
+  if (o.move_latest) {
+    RunAgreed(comm, [&] {
+      if (comm.rank() != 0) return;
+      try {
+        SetLatest(o.root, version);
+      } catch (const UserError&) {
+        RemoveAll(o.root + "/" + version);  // never served: LATEST still names the previous version
+        throw;
+      }
+    });
+  }
   return o.root + "/" + version;
 }
 

@@ -1,4 +1,4 @@
-// How a multi-rank evaluation scores the catalogue (train/evaluate.h), apart so that option
+// How a multi-rank evaluation scores the catalogue (eval/evaluate.h), apart so that option
 // structs can name it without the evaluation's headers.
 #pragma once
 

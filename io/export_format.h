@@ -1,4 +1,4 @@
-// Exported embeddings (DESIGN section 6): ROOT/<version>/ holds item vectors sharded by dense-id
+// Exported embeddings (docs/formats.md): ROOT/<version>/ holds item vectors sharded by dense-id
 // range and user vectors sharded likewise (HDF5: ids, raw ids, titles, vectors, L2-normalised under cosine scores) and a
 // manifest.json written last. A version is published by renaming its directory into place, then
 // ROOT/LATEST (a one-line file naming the version) is replaced atomically: the serving tier never
@@ -25,9 +25,6 @@ struct VectorShard {
   int64_t dim = 0;
 };
 
-// Writes one shard file (kind "items" or "users").
-void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& shard);
-
 // Writes a shard file as its rows come, in bounded memory (one HDF5 chunk per column): an export
 // of 10M vectors never holds them. The file is complete only after Close(); a writer destroyed
 // before (a failed write) leaves a partial file for the caller to remove.
@@ -50,6 +47,10 @@ class VectorShardWriter {
 // Reads a shard (without `vectors` unless `with_vectors`), its first `max_rows` rows when >= 0; a
 // damaged file is a UserError naming it.
 VectorShard ReadVectorShard(const std::string& path, bool with_vectors = true, int64_t max_rows = -1);
+
+// Rows [begin, end) of a shard's vectors ([end - begin x dim]), without the rest of the file; a
+// damaged file or a range outside it is a UserError naming it.
+std::vector<float> ReadShardVectors(const std::string& path, int64_t begin, int64_t end);
 
 struct ExportShard {
   std::string file;
@@ -98,11 +99,6 @@ void WriteExportManifest(const std::string& dir, ExportManifest manifest);
 ExportManifest ReadExportManifest(const std::string& dir);
 // ROOT/<version> for ROOT (through ROOT/LATEST) or a version directory itself.
 std::string ResolveExport(const std::string& root_or_version);
-// Renames `partial` to ROOT/<version> and points ROOT/LATEST at it (atomically).
-void PublishExport(const std::string& root, const std::string& partial, const std::string& version);
-// Renames `partial` to ROOT/<version> (and syncs ROOT) without touching LATEST: the version exists,
-// not served. On failure `partial` keeps its name.
-void CommitExportVersion(const std::string& root, const std::string& partial, const std::string& version);
 // The version ROOT/LATEST names ("" when there is none).
 std::string ReadLatest(const std::string& root);
 // Points ROOT/LATEST at `version` (atomically: temp file + fsync + rename); it must be complete.

@@ -1,4 +1,4 @@
-#include "io/export.h"
+#include "io/export_format.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -81,12 +81,6 @@ void VectorShardWriter::Close() {
   impl_->file.Close();
 }
 
-void WriteVectorShard(const std::string& path, const std::string& kind, const VectorShard& s) {
-  VectorShardWriter w(path, kind, s.dim, !s.titles.empty());
-  w.Append(s.ids, s.raw_ids, s.titles, s.vectors.data());
-  w.Close();
-}
-
 VectorShard ReadVectorShard(const std::string& path, bool with_vectors, int64_t max_rows) {
   h5::File f = h5::File::Open(path);
   VectorShard s;
@@ -104,6 +98,14 @@ VectorShard ReadVectorShard(const std::string& path, bool with_vectors, int64_t 
   s.raw_ids = h5::ReadStrings(f, "/raw_ids", 0, n);
   if (f.Exists("/titles/offsets")) s.titles = h5::ReadStrings(f, "/titles", 0, n);
   return s;
+}
+
+std::vector<float> ReadShardVectors(const std::string& path, int64_t begin, int64_t end) {
+  h5::File f = h5::File::Open(path);
+  const auto dim = f.GetIntAttr("/", "dim");
+  const std::vector<int64_t> shape = f.Shape("/vectors");
+  if (!dim || shape.size() != 2 || shape[1] != *dim) Fail(path, ": not an export shard (no [rows x dim] /vectors)");
+  return f.Read<float>("/vectors", begin, end);
 }
 
 std::string IndexFileName(size_t shard, int64_t generation) {
@@ -234,18 +236,6 @@ std::string ResolveExport(const std::string& root) {
   return root + "/" + v;
 }
 
-void CommitExportVersion(const std::string& root, const std::string& partial, const std::string& version) {
-  const std::string dir = root + "/" + version;
-  if (PathExists(dir)) Fail(dir, ": this version exists already; pick another --export-version");
-  if (std::rename(partial.c_str(), dir.c_str()) != 0) Fail(dir, ": cannot publish: ", std::strerror(errno));
-  try {
-    SyncPath(root);
-  } catch (const UserError&) {
-    std::rename(dir.c_str(), partial.c_str());  // not durably in place: back to its temporary name
-    throw;
-  }
-}
-
 std::string ReadLatest(const std::string& root) {
   const std::string path = root + "/LATEST";
   if (!PathExists(path)) return "";
@@ -261,17 +251,6 @@ void SetLatest(const std::string& root, const std::string& version) {
   }
   if (!PathExists(root + "/" + version + "/manifest.json")) Fail(root, "/", version, ": not a complete export version");
   WriteFileAtomically(root + "/LATEST", version + "\n");
-}
-
-void PublishExport(const std::string& root, const std::string& partial, const std::string& version) {
-  CommitExportVersion(root, partial, version);
-  try {
-    SetLatest(root, version);
-  } catch (const UserError&) {
-    // LATEST still names the previous version: take this one back so it can be written again.
-    std::rename((root + "/" + version).c_str(), partial.c_str());
-    throw;
-  }
 }
 
 }  // namespace shardrec

@@ -24,7 +24,7 @@
 
 #include "distributed/communicator.h"
 #include "retrieval/index.h"
-#include "train/export.h"
+#include "serve/export.h"
 
 namespace shardrec {
 

@@ -1,4 +1,4 @@
-#include "train/item_data.h"
+#include "model/catalogue.h"
 
 #include <ATen/ATen.h>
 
@@ -44,7 +44,8 @@ std::vector<int64_t> TrainItemCounts(const Dataset& ds, Communicator& comm) {
   const int64_t users = ds.info().num_users, w = comm.world_size(), r = comm.rank();
   at::Tensor counts = at::zeros({ds.info().num_items}, at::kLong);
   int64_t* c = counts.data_ptr<int64_t>();
-  ForEachTrainSequence(ds, users * r / w, users * (r + 1) / w, [&](std::span<const int32_t> seq) {
+  const auto [begin, end] = RankRange(users, comm);
+  ForEachTrainSequence(ds, begin, end, [&](std::span<const int32_t> seq) {
     for (int32_t it : seq) ++c[it];
   });
   at::Tensor d = counts.to(c10::Device(comm.device()));

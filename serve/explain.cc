@@ -1,4 +1,4 @@
-#include "train/explain.h"
+#include "serve/explain.h"
 
 #include <torch/torch.h>
 

@@ -1,4 +1,4 @@
-#include "train/explain.h"
+#include "serve/explain.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,9 +11,10 @@
 #include "io/synth.h"
 #include "model/history.h"
 #include "tests/test_util.h"
-#include "train/evaluate.h"
-#include "train/item_data.h"
+#include "eval/evaluate.h"
+#include "model/catalogue.h"
 #include "train/trainer.h"
+#include "train/model_files.h"
 
 namespace shardrec {
 namespace {
@@ -118,7 +119,7 @@ TEST_F(ExplainTest, PlantedSuccessorsAreExplainedByTheirPredecessor) {
   o.batch_size = 128;
   o.loss = "full";
   o.eval_every = 0;
-  o.exclude_history = true;
+  o.step.exclude_history = true;
   o.model = Config();
   o.log_every_seconds = 1e9;
   const std::vector<std::vector<int32_t>> successors = SyntheticSuccessors(so_);

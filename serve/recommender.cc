@@ -1,0 +1,285 @@
+#include "serve/recommender.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <mutex>
+#include <unordered_set>
+
+#include <glog/logging.h>
+
+#include "common/error.h"
+#include "common/json.h"
+#include "common/strings.h"
+#include "distributed/inprocess.h"
+#include "io/dataset.h"
+#include "io/export_format.h"
+#include "model/catalogue.h"
+#include "model/history.h"
+#include "serve/explain.h"
+#include "train/model_files.h"
+
+namespace shardrec {
+
+// The exported model, built on the first request that needs it, on a group of one rank.
+struct Recommender::Model {
+  ModelConfig config;
+  InProcessGroup group{1, CommOptions{}};
+  std::unique_ptr<Communicator> comm = group.Rank(0);
+  std::unique_ptr<TwoTowerModel> tower;
+};
+
+struct Recommender::Lock {
+  std::mutex mu;  // the model: built once, then one request at a time
+};
+
+namespace {
+
+// The history events with the largest positive contributions to each hit (serve/explain.h), at
+// most `top`: (event index into `kept`, contribution) per hit.
+std::vector<std::vector<std::pair<int64_t, float>>> TopReasons(const at::Tensor& contributions, size_t top) {
+  std::vector<std::vector<std::pair<int64_t, float>>> out(static_cast<size_t>(contributions.size(1)));
+  const float* c = contributions.data_ptr<float>();
+  const int64_t n = contributions.size(0), hits = contributions.size(1);
+  for (int64_t h = 0; h < hits; ++h) {
+    std::vector<int64_t> order(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) order[j] = j;
+    // Largest first; among equals the newer event.
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return c[a * hits + h] > c[b * hits + h] || (c[a * hits + h] == c[b * hits + h] && a > b);
+    });
+    for (size_t k = 0; k < order.size() && out[h].size() < top; ++k) {
+      const float v = c[order[k] * hits + h];
+      if (v > 0) out[h].emplace_back(order[k], v);  // only events that raise the score
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+// What a request asks for once its ids are resolved.
+struct Recommender::Query {
+  std::vector<float> vector;  // the exported user's, until the model encodes one
+  std::unordered_set<int64_t> exclude;
+  std::vector<int64_t> items, stamps;  // the history, oldest first
+};
+
+std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
+  std::unique_ptr<Recommender> r(new Recommender());
+  r->options_ = std::move(options);
+  r->lock_ = std::make_unique<Lock>();
+  r->dir_ = ResolveExport(r->options_.export_dir);
+  r->index_ = ShardedIndex::Open(r->dir_, r->options_.exact);
+  const ExportManifest& m = r->index_->manifest();
+  r->items_.reserve(static_cast<size_t>(m.num_items));
+  for (int64_t i = 0; i < m.num_items; ++i) r->items_.emplace(r->index_->raw_id(i), i);
+  r->user_raw_.reserve(static_cast<size_t>(m.num_users));
+  for (const ExportShard& sh : m.user_shards) {
+    VectorShard u = ReadVectorShard(r->dir_ + "/" + sh.file, /*with_vectors=*/false);
+    for (size_t i = 0; i < u.raw_ids.size(); ++i) {
+      if (u.ids[i] != static_cast<int64_t>(r->user_raw_.size()) || u.ids[i] < sh.begin || u.ids[i] >= sh.end) {
+        Fail(r->dir_, "/", sh.file, ": user ", u.ids[i], " out of the shard's dense-id order (damaged export?)");
+      }
+      r->user_raw_.push_back(std::move(u.raw_ids[i]));
+    }
+  }
+  r->user_ids_.reserve(r->user_raw_.size());
+  for (size_t i = 0; i < r->user_raw_.size(); ++i) r->user_ids_.emplace(r->user_raw_[i], static_cast<int64_t>(i));
+  r->data_ = Dataset::Open(m.data);
+  return r;
+}
+
+Recommender::~Recommender() = default;
+
+int64_t Recommender::FindItem(const std::string& raw) const {
+  const auto it = items_.find(raw);
+  return it == items_.end() ? -1 : it->second;
+}
+
+int64_t Recommender::FindUser(const std::string& raw) const {
+  const auto it = user_ids_.find(raw);
+  return it == user_ids_.end() ? -1 : it->second;
+}
+
+std::vector<float> Recommender::UserVector(int64_t user) const {
+  const ExportManifest& m = index_->manifest();
+  for (size_t s = 0; s < m.user_shards.size(); ++s) {
+    const ExportShard& sh = m.user_shards[s];
+    if (user >= sh.begin && user < sh.end) return ReadShardVectors(dir_ + "/" + sh.file, user - sh.begin, user - sh.begin + 1);
+  }
+  Fail(dir_, ": no user shard holds user ", user);
+}
+
+void Recommender::UserHistory(int64_t user, std::vector<int64_t>* items, std::vector<int64_t>* timestamps) const {
+  const int64_t b = data_->user_offsets()[user], e = data_->user_offsets()[user + 1];
+  const std::vector<int32_t> got = data_->ReadItems(b, e);
+  items->assign(got.begin(), got.end());
+  *timestamps = data_->ReadTimestamps(b, e);
+}
+
+std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int64_t>& users, int64_t k, int threads) const {
+  const ExportManifest& m = index_->manifest();
+  const int64_t n = static_cast<int64_t>(users.size());
+  std::vector<float> queries(static_cast<size_t>(n * m.dim));
+  std::vector<std::unordered_set<int64_t>> exclude(static_cast<size_t>(n));
+  for (const ExportShard& sh : m.user_shards) {
+    // The rows of this shard's users, read as one span.
+    int64_t lo = sh.end, hi = sh.begin;
+    for (int64_t u : users) {
+      if (u >= sh.begin && u < sh.end) lo = std::min(lo, u), hi = std::max(hi, u + 1);
+    }
+    if (lo >= hi) continue;
+    const std::vector<float> rows = ReadShardVectors(dir_ + "/" + sh.file, lo - sh.begin, hi - sh.begin);
+    for (int64_t i = 0; i < n; ++i) {
+      if (users[i] < lo || users[i] >= hi) continue;
+      std::copy_n(rows.data() + (users[i] - lo) * m.dim, m.dim, queries.data() + i * m.dim);
+    }
+  }
+  const std::vector<int64_t>& offsets = data_->user_offsets();
+  for (int64_t i = 0; i < n; ++i) {
+    CHECK(users[i] >= 0 && users[i] < num_users()) << "user " << users[i];
+    for (int32_t it : data_->ReadItems(offsets[users[i]], offsets[users[i] + 1])) exclude[i].insert(it);
+  }
+  return index_->SearchMany(queries.data(), n, k, exclude, threads);
+}
+
+Recommender::Model& Recommender::LoadModel() const {
+  if (model_) return *model_;
+  const ExportManifest& m = index_->manifest();
+  if (!options_.model_config) Fail("export ", m.version, ": no model configuration given, so histories cannot be encoded");
+  auto md = std::make_unique<Model>();
+  md->config = options_.model_config(m.source);
+  // An export may serve items added since training.
+  md->tower = OpenModel(m.source, md->config, LoadItemCatalog(*data_), LoadMode::kCatalogue, options_.seed, *md->comm).model;
+  model_ = std::move(md);
+  return *model_;
+}
+
+void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendResponse& out) const {
+  const ExportManifest& m = index_->manifest();
+  if (!req.user.empty()) {
+    const int64_t u = FindUser(req.user);
+    if (u < 0) Fail("user: unknown user id ", Quote(req.user), " (not in export ", m.version, ")");
+    q.vector = UserVector(u);
+    UserHistory(u, &q.items, &q.stamps);
+    q.exclude.insert(q.items.begin(), q.items.end());
+    out.query = "user " + req.user;
+  } else {
+    if (!req.timestamps.empty() && req.timestamps.size() != req.history.size()) {
+      Fail("history: give a timestamp for every item or for none (", req.timestamps.size(), " for ", req.history.size(), " items)");
+    }
+    for (const std::string& raw : req.history) {
+      const int64_t id = FindItem(raw);
+      if (id < 0) Fail("history: unknown item id ", Quote(raw), " (not in export ", m.version, ")");
+      q.items.push_back(id);
+      q.exclude.insert(id);
+    }
+    q.stamps = req.timestamps;
+    out.query = "history of " + std::to_string(q.items.size()) + " items";
+  }
+  out.events = static_cast<int64_t>(q.items.size());
+  if (req.at != kUnknownTime) {
+    if (q.items.empty()) Fail("at: user ", req.user, " has no events, so the request time has nothing to be measured from");
+    if (q.stamps.empty()) {
+      Fail("at: the history has no timestamps (", req.user.empty() ? "give one per item" : "the data has none",
+           "), so the request time has nothing to be measured from");
+    }
+    if (req.at < q.stamps.back()) Fail("at ", req.at, " is before the history's last event (", q.stamps.back(), ")");
+  }
+}
+
+RecommendResponse Recommender::Recommend(const RecommendRequest& req) const {
+  if (req.k < 1) Fail("k must be >= 1, got ", req.k);
+  if (req.user.empty() == req.history.empty()) Fail("give exactly one of a user id and a history of item ids");
+  const ExportManifest& m = index_->manifest();
+  RecommendResponse out;
+  out.version = m.version;
+  out.search = index_->approximate() ? m.index_factory : "exact";
+  Query q;
+  Resolve(req, q, out);
+  std::vector<Hit> hits;
+  std::vector<std::vector<std::pair<int64_t, float>>> because;
+  std::vector<int64_t> tail;
+  if (!req.history.empty() || req.explain || req.at != kUnknownTime) {
+    // The exported model: its user tower encodes the history (given, or the user's with a request
+    // time), and explains the hits.
+    std::lock_guard<std::mutex> lock(lock_->mu);
+    Model& md = LoadModel();
+    if (req.at != kUnknownTime && !md.config.context) {
+      out.warning = "at: the model of export " + m.version + " has no context (trained with --context=false, on data "
+                    "without timestamps, or before context existed); the request time changes nothing";
+    }
+    const int64_t keep = std::min<int64_t>(md.config.max_len, static_cast<int64_t>(q.items.size()));
+    tail.assign(q.items.end() - keep, q.items.end());
+    const std::vector<int64_t> tail_ts = q.stamps.empty() ? q.stamps : std::vector<int64_t>(q.stamps.end() - keep, q.stamps.end());
+    torch::NoGradGuard no_grad;
+    if (!req.history.empty() || req.at != kUnknownTime) {
+      const std::vector<int64_t> len = {keep}, request = {req.at};
+      at::Tensor v = md.tower->EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, request,
+                                                              md.config.history_features(), torch::kCPU))[0].contiguous();
+      q.vector.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
+      out.user_vector = q.vector;
+    }
+    hits = index_->Search(q.vector.data(), req.k, q.exclude);
+    if (req.explain) {
+      const auto start = std::chrono::steady_clock::now();
+      std::vector<int64_t> ids;
+      for (const Hit& h : hits) ids.push_back(h.id);
+      because = TopReasons(HistoryContributions(*md.tower, tail, tail_ts, ids, req.at), req.reasons);
+      out.explain_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      out.explained = true;
+      out.explained_events = keep;
+    }
+  } else {
+    hits = index_->Search(q.vector.data(), req.k, q.exclude);
+  }
+  for (size_t i = 0; i < hits.size(); ++i) {
+    Recommendation r{.id = hits[i].id, .item = index_->raw_id(hits[i].id), .title = index_->title(hits[i].id),
+                     .score = hits[i].score};
+    if (i < because.size()) {
+      for (const auto& [event, c] : because[i]) {
+        r.because.push_back({.item = index_->raw_id(tail[event]), .title = index_->title(tail[event]), .contribution = c});
+      }
+    }
+    out.items.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::string RecommendResponseJson(const RecommendResponse& r, bool with_user_vector) {
+  std::string arr = "[";
+  for (size_t i = 0; i < r.items.size(); ++i) {
+    const Recommendation& it = r.items[i];
+    JsonObject h;
+    h.Add("rank", static_cast<int64_t>(i + 1)).Add("item", it.item).Add("score", static_cast<double>(it.score));
+    if (!it.title.empty()) h.Add("title", it.title);
+    if (r.explained) {
+      std::string reasons = "[";
+      for (const Reason& why : it.because) {
+        JsonObject j;
+        j.Add("item", why.item).Add("contribution", static_cast<double>(why.contribution));
+        reasons += (reasons.size() > 1 ? ", " : "") + j.str();
+      }
+      h.AddRaw("because", reasons + "]");
+    }
+    arr += (i ? ", " : "") + h.str();
+  }
+  JsonObject o;
+  o.Add("version", r.version).Add("query", r.query).Add("search", r.search).AddRaw("items", arr + "]");
+  if (r.explained) o.Add("explain_ms", r.explain_ms);
+  if (with_user_vector) {
+    std::string vec = "[";
+    char buf[32];
+    for (size_t i = 0; i < r.user_vector.size(); ++i) {
+      std::snprintf(buf, sizeof(buf), "%s%.9g", i ? ", " : "", static_cast<double>(r.user_vector[i]));
+      vec += buf;
+    }
+    o.AddRaw("user_vector", vec + "]");
+  }
+  return o.str();
+}
+
+}  // namespace shardrec

@@ -1,0 +1,130 @@
+// Recommendations from a published export, for any front door (`shardrec query`, `shardrec recall`,
+// the publish gate's checks, an HTTP server): opened once on an export root or version, it answers
+// Recommend(request) with raw ids, titles, scores and the version that answered.
+//
+// A request names a known user (their exported vector, their events excluded) or gives a history of
+// raw item ids (optionally with timestamps), which the exported model's user tower encodes: the same
+// code path as training, evaluation and export (model/history.h). A request time (`at`) re-encodes a
+// known user's history with that time's context. `explain` adds, under each item, the history
+// events whose removal lowers its score most (serve/explain.h).
+//
+// Thread-safety: Recommend may be called from several threads; the model's part runs one request at
+// a time.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "model/two_tower.h"
+#include "retrieval/index.h"
+
+namespace shardrec {
+
+class Dataset;
+
+struct RecommenderOptions {
+  std::string export_dir;  // an export root (its LATEST, read once) or a version directory
+  bool exact = false;      // exact search even where the export has an index
+  // The model configuration of the run whose model directory the export came from (the manifest's
+  // source); asked the first time a request needs the model. Required for histories, `at` and
+  // explanations.
+  std::function<ModelConfig(const std::string& model_dir)> model_config;
+  uint64_t seed = 7;  // the model's initialisation before its rows load (no effect on answers)
+};
+
+struct RecommendRequest {
+  std::string user;                   // a raw user id of the export, or "" with `history`
+  std::vector<std::string> history;   // raw item ids, oldest first (when `user` is "")
+  std::vector<int64_t> timestamps;    // unix seconds per history item, or empty
+  int64_t at = kUnknownTime;          // the request time (unix seconds), or kUnknownTime
+  int64_t k = 10;                     // items to return, >= 1
+  bool explain = false;
+  size_t reasons = 3;                 // with explain: at most this many events per item
+};
+
+struct Reason {
+  std::string item;  // raw id of a history event's item
+  std::string title;
+  float contribution = 0;  // the drop in the recommended item's score without that event (> 0)
+};
+
+struct Recommendation {
+  int64_t id = 0;     // dense item id in the export
+  std::string item;   // raw id
+  std::string title;  // "" when unknown
+  float score = 0;    // the model's score (inner product of the export's vectors)
+  std::vector<Reason> because;  // with explain
+};
+
+struct RecommendResponse {
+  std::string version;  // the export version that answered
+  std::string search;   // "exact" or the index's factory string
+  std::string query;    // "user <id>" or "history of <n> items"
+  int64_t events = 0;   // history events of the query
+  std::vector<Recommendation> items;  // best first, at most k
+  std::vector<float> user_vector;     // when the model encoded the query (a history or `at`)
+  bool explained = false;
+  int64_t explained_events = 0;  // with explain: the last max_len events the explanation covers
+  double explain_ms = 0;
+  std::string warning;  // something the caller should hear about ("" when none)
+};
+
+class Recommender {
+ public:
+  // Opens the export: the index (or exact search), the item and user id maps, the dataset of
+  // histories. A UserError names what is missing or damaged.
+  static std::unique_ptr<Recommender> Open(RecommenderOptions options);
+  ~Recommender();
+
+  // A UserError names the field at fault: an unknown user or item id, timestamps for some items
+  // only, a request time before the history's last event or without timestamps, k < 1.
+  RecommendResponse Recommend(const RecommendRequest& request) const;
+
+  const ShardedIndex& index() const { return *index_; }
+  const std::string& dir() const { return dir_; }
+  // Dense id of a raw item id, or -1.
+  int64_t FindItem(const std::string& raw) const;
+  // Dense id of a raw user id, or -1.
+  int64_t FindUser(const std::string& raw) const;
+  // A known user's exported vector [dim].
+  std::vector<float> UserVector(int64_t user) const;
+  // A known user's events: items (dense ids, oldest first) and their timestamps (empty if none).
+  void UserHistory(int64_t user, std::vector<int64_t>* items, std::vector<int64_t>* timestamps) const;
+  // The export's users: raw id of a dense id in [0, num_users).
+  int64_t num_users() const { return static_cast<int64_t>(user_raw_.size()); }
+  const std::string& user_id(int64_t user) const { return user_raw_[static_cast<size_t>(user)]; }
+  // Top-k lists of many known users (dense ids), list i exactly Recommend({user_id(users[i]), k})'s
+  // items and scores, searched on `threads` threads (0: as many as cores); their vectors and events
+  // are read together.
+  std::vector<std::vector<Hit>> RecommendUsers(const std::vector<int64_t>& users, int64_t k, int threads) const;
+
+ private:
+  Recommender() = default;
+  struct Model;
+  Model& LoadModel() const;
+  struct Query;
+  // The request's user or history, resolved to ids and checked; `out` gets its description.
+  void Resolve(const RecommendRequest& request, Query& q, RecommendResponse& out) const;
+
+  RecommenderOptions options_;
+  std::string dir_;
+  std::unique_ptr<ShardedIndex> index_;
+  std::unique_ptr<Dataset> data_;
+  std::unordered_map<std::string, int64_t> items_;
+  std::vector<std::string> user_raw_;                       // by dense id
+  std::unordered_map<std::string_view, int64_t> user_ids_;  // raw -> dense (views of user_raw_)
+  mutable std::unique_ptr<Model> model_;
+  struct Lock;
+  std::unique_ptr<Lock> lock_;
+};
+
+// The response as JSON: {"version", "query", "search", "items": [{"rank", "item", "score",
+// "title"?, "because"?: [{"item", "contribution"}]}], "explain_ms"?, "user_vector"?}.
+std::string RecommendResponseJson(const RecommendResponse& response, bool with_user_vector);
+
+}  // namespace shardrec
