@@ -6,7 +6,7 @@
 
 namespace shardrec {
 
-std::vector<std::string_view> Split(std::string_view text, std::string_view sep) {
+std::vector<std::string_view> SplitText(std::string_view text, std::string_view sep) {
   std::vector<std::string_view> out;
   size_t start = 0;
   while (true) {

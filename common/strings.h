@@ -10,7 +10,7 @@
 namespace shardrec {
 
 // Splits on a single-character or multi-character separator; empty fields are kept.
-std::vector<std::string_view> Split(std::string_view text, std::string_view sep);
+std::vector<std::string_view> SplitText(std::string_view text, std::string_view sep);
 // Splits on runs of spaces/tabs; no empty fields.
 std::vector<std::string_view> SplitWhitespace(std::string_view text);
 std::string_view Trim(std::string_view text);

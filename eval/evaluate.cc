@@ -10,7 +10,6 @@
 
 #include "common/error.h"
 #include "common/process_memory.h"
-#include "common/strings.h"
 #include "io/cold_start.h"
 #include "io/dataset.h"
 #include "model/footprint.h"
@@ -294,7 +293,7 @@ std::unordered_map<int64_t, std::unordered_map<int64_t, float>> Transitions(cons
 }  // namespace
 
 std::map<std::string, double> EvaluateBaseline(const std::string& baseline, const EvalRequest& q, Communicator& comm) {
-  if (baseline != "pop" && baseline != "cooc") Fail("--baseline: expected pop or cooc, got ", Quote(baseline));
+  if (baseline != "pop" && baseline != "cooc") Fail("--baseline: expected pop or cooc, got '", baseline, "'");
   auto ds = Dataset::Open(q.data);
   at::Tensor pop = torch::tensor(std::vector<int64_t>(q.item_counts.begin(), q.item_counts.end()), torch::kLong).to(torch::kFloat);
   const auto next = baseline == "cooc" ? Transitions(*ds) : decltype(Transitions(*ds))();
@@ -323,7 +322,7 @@ EvalScoring ParseEvalScoring(const std::string& name) {
   if (name == "auto") return EvalScoring::kAuto;
   if (name == "replicated") return EvalScoring::kReplicated;
   if (name == "sharded") return EvalScoring::kSharded;
-  Fail("--eval-scoring: expected auto, replicated or sharded, got ", Quote(name));
+  Fail("--eval-scoring: expected auto, replicated or sharded, got '", name, "'");
 }
 
 }  // namespace shardrec

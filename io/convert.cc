@@ -161,7 +161,7 @@ void ParseRatings(const std::string& path, std::string_view sep, const char* exp
   std::string_view line;
   while (lines.Next(&line)) {
     if (Trim(line).empty()) continue;
-    auto f = Split(line, sep);
+    auto f = SplitText(line, sep);
     if (f.size() != 4) {
       Fail(Where(path, lines.line_number()), "expected ", expected, ", got ", f.size(), ": ",
            Quote(line));
@@ -190,7 +190,7 @@ void ParseMovieLens100K(const std::string& dir, RawData* raw) {
     LineIterator g2(gtext);
     while (g2.Next(&line)) {
       if (Trim(line).empty()) continue;
-      auto f = Split(line, "|");
+      auto f = SplitText(line, "|");
       if (f.size() != 2) Fail(Where(genre_path, g2.line_number()), "expected 'name|index', got ", Quote(line));
       genres.emplace_back(NeedInt(f[1], genre_path, g2.line_number(), "genre index"), ToUtf8(f[0]));
     }
@@ -209,7 +209,7 @@ void ParseMovieLens100K(const std::string& dir, RawData* raw) {
     raw->has_categories = true;
     while (il.Next(&line)) {
       if (Trim(line).empty()) continue;
-      auto f = Split(line, "|");
+      auto f = SplitText(line, "|");
       if (f.size() < 6) {
         Fail(Where(item_path, il.line_number()),
              "expected 'id|title|release|video release|url|genre flags...', got ", f.size(), " fields");
@@ -249,14 +249,14 @@ void ParseMovieLensDat(const std::string& dir, RawData* raw) {
     LineIterator ml(mtext);
     while (ml.Next(&line)) {
       if (Trim(line).empty()) continue;
-      auto f = Split(line, "::");
+      auto f = SplitText(line, "::");
       if (f.size() != 3) {
         Fail(Where(movie_path, ml.line_number()),
              "expected 3 '::'-separated fields (MovieID::Title::Genres), got ", f.size());
       }
       ItemMeta m;
       m.title = ToUtf8(f[1]);
-      for (auto g : Split(f[2], "|")) {
+      for (auto g : SplitText(f[2], "|")) {
         if (!Trim(g).empty() && Trim(g) != "(no genres listed)") {
           m.categories.push_back(genres.Get(ToUtf8(Trim(g))));
         }
@@ -422,8 +422,8 @@ struct CsvColumns {
 CsvColumns FindColumns(const std::vector<std::string>& header, const std::string& columns, const std::string& where) {
   std::map<std::string, std::string> mapping;
   if (!columns.empty()) {
-    for (auto kv : Split(columns, ",")) {
-      auto p = Split(kv, "=");
+    for (auto kv : SplitText(columns, ",")) {
+      auto p = SplitText(kv, "=");
       std::string role = p.size() == 2 ? Lower(Trim(p[0])) : "";
       if (role != "user" && role != "item" && role != "timestamp" && role != "rating") {
         Fail("--columns: expected role=NAME with role user, item, timestamp or rating, got ", Quote(kv));
@@ -523,7 +523,7 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
     if (Trim(line).empty()) continue;
     // Fast path without allocations for the common unquoted line.
     if (line.find('"') == std::string_view::npos) {
-      f = Split(line, delim_str);
+      f = SplitText(line, delim_str);
     } else {
       quoted = SplitCsv(line, delim, path, it.line_number());
       f.assign(quoted.begin(), quoted.end());
@@ -546,7 +546,7 @@ void ParseItemsFile(const std::string& path, RawData* raw) {
   bool first = true;
   while (it.Next(&line)) {
     if (Trim(line).empty()) continue;
-    auto f = Split(line, "\t");
+    auto f = SplitText(line, "\t");
     const long long n = it.line_number();
     if (f.size() > 3) Fail(Where(path, n), "expected 'item<TAB>title<TAB>categories' (at most 3 tab-separated fields), got ", f.size());
     const std::string_view id = Trim(f[0]);
@@ -566,7 +566,7 @@ void ParseItemsFile(const std::string& path, RawData* raw) {
     }
     if (f.size() >= 3) {
       raw->has_categories = true;
-      for (auto c : Split(f[2], "|")) {
+      for (auto c : SplitText(f[2], "|")) {
         if (!Trim(c).empty()) m.categories.push_back(categories.Get(Trim(c)));
       }
       std::sort(m.categories.begin(), m.categories.end());

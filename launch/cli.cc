@@ -169,7 +169,7 @@ std::pair<const Command*, size_t> FindCommand(const std::vector<std::string>& po
   const Command* cmd = nullptr;
   size_t words = 0;
   for (const auto& c : Registry()) {
-    const std::vector<std::string_view> parts = Split(c.name, " ");
+    const std::vector<std::string_view> parts = SplitText(c.name, " ");
     if (parts.size() <= pos.size() && std::equal(parts.begin(), parts.end(), pos.begin()) && parts.size() > words) {
       cmd = &c;
       words = parts.size();

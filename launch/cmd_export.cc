@@ -191,7 +191,7 @@ RecommendRequest QueryRequestFromFlags() {
   q.k = FLAGS_k;
   q.explain = FLAGS_explain;
   // Timestamps give the user tower the same time gaps as training.
-  for (auto raw : FLAGS_history.empty() ? std::vector<std::string_view>() : Split(FLAGS_history, ",")) {
+  for (auto raw : FLAGS_history.empty() ? std::vector<std::string_view>() : SplitText(FLAGS_history, ",")) {
     const std::string entry(Trim(raw));
     const size_t at = entry.find('@');
     if (!q.history.empty() && (at != std::string::npos) != !q.timestamps.empty()) {

@@ -41,7 +41,7 @@ void ForEachTrainSequence(const Dataset& ds, int64_t begin, int64_t end,
 }
 
 std::vector<int64_t> TrainItemCounts(const Dataset& ds, Communicator& comm) {
-  const int64_t users = ds.info().num_users, w = comm.world_size(), r = comm.rank();
+  const int64_t users = ds.info().num_users;
   at::Tensor counts = at::zeros({ds.info().num_items}, at::kLong);
   int64_t* c = counts.data_ptr<int64_t>();
   const auto [begin, end] = RankRange(users, comm);

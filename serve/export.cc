@@ -92,7 +92,7 @@ class StreamedShard {
 void ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm,
                  StreamedShard& out) {
   const torch::Device dev(comm.device());
-  const int64_t n = ds.info().num_items, w = comm.world_size(), me = comm.rank();
+  const int64_t n = ds.info().num_items, w = comm.world_size();
   const auto [ib, ie] = RankRange(n, comm);
   const int64_t chunks = ((n + w - 1) / w + o.chunk - 1) / o.chunk;
   for (int64_t c = 0; c < std::max<int64_t>(1, chunks); ++c) {
@@ -115,7 +115,7 @@ void ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
 void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o, Communicator& comm, StreamedShard& out) {
   const torch::Device dev(comm.device());
   const DatasetInfo& info = ds.info();
-  const int64_t w = comm.world_size(), me = comm.rank();
+  const int64_t w = comm.world_size();
   const auto [ub, ue] = RankRange(info.num_users, comm);
   const int64_t per_call = 256;
   const int64_t user_chunks = ((info.num_users + w - 1) / w + per_call - 1) / per_call;

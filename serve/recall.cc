@@ -38,7 +38,7 @@ std::vector<int64_t> SelectUsers(const Recommender& rec, const std::string& user
   std::unordered_map<std::string, int64_t> first_line;
   int64_t line_no = 0;
   const std::string text = ReadFileToString(users);
-  for (const auto& line : Split(text, "\n")) {
+  for (const auto& line : SplitText(text, "\n")) {
     ++line_no;
     const std::string id(Trim(line));
     if (id.empty() || id[0] == '#') continue;

@@ -12,12 +12,12 @@ namespace shardrec {
 namespace {
 
 TEST(Strings, SplitKeepsEmptyFields) {
-  auto f = Split("a::b::::c", "::");
+  auto f = SplitText("a::b::::c", "::");
   ASSERT_EQ(f.size(), 4u);
   EXPECT_EQ(f[0], "a");
   EXPECT_EQ(f[2], "");
   EXPECT_EQ(f[3], "c");
-  EXPECT_EQ(Split("", ",").size(), 1u);
+  EXPECT_EQ(SplitText("", ",").size(), 1u);
 }
 
 TEST(Strings, SplitWhitespaceDropsRuns) {
