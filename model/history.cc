@@ -92,4 +92,42 @@ HistoryBatch MakeHistoryBatch(int64_t rows, int64_t width, std::span<const int64
   return h;
 }
 
+template <typename T>
+int64_t HistoryBuilder::AddAny(std::span<const T> items, std::span<const int64_t> timestamps, int64_t request) {
+  CHECK(timestamps.size() == (timestamps_ ? items.size() : 0)) << "history of " << items.size() << " items, "
+                                                               << timestamps.size() << " timestamps";
+  const int64_t n = static_cast<int64_t>(items.size()), keep = std::min(max_len_, n);
+  items_.insert(items_.end(), items.end() - keep, items.end());
+  if (timestamps_) stamps_.insert(stamps_.end(), timestamps.end() - keep, timestamps.end());
+  lengths_.push_back(keep);
+  requests_.push_back(request);
+  return keep;
+}
+
+int64_t HistoryBuilder::Add(std::span<const int64_t> items, std::span<const int64_t> timestamps, int64_t request) {
+  return AddAny(items, timestamps, request);
+}
+
+int64_t HistoryBuilder::Add(std::span<const int32_t> items, std::span<const int64_t> timestamps, int64_t request) {
+  return AddAny(items, timestamps, request);
+}
+
+HistoryBatch HistoryBuilder::Build(const HistoryFeatures& features, const c10::Device& device) const {
+  const int64_t rows = this->rows();
+  int64_t width = 1;
+  for (int64_t l : lengths_) width = std::max(width, l);
+  std::vector<int64_t> flat(static_cast<size_t>(rows * width), -1), stamps;
+  if (timestamps_) stamps.assign(flat.size(), 0);
+  int64_t at = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t k = 0; k < lengths_[r]; ++k, ++at) {
+      flat[r * width + k] = items_[at];
+      if (timestamps_) stamps[r * width + k] = stamps_[at];
+    }
+  }
+  const bool any_request = std::any_of(requests_.begin(), requests_.end(), [](int64_t t) { return t != kUnknownTime; });
+  return MakeHistoryBatch(rows, width, flat, stamps, lengths_, any_request ? requests_ : std::vector<int64_t>(), features,
+                          device);
+}
+
 }  // namespace shardrec

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <vector>
 
 namespace shardrec {
 
@@ -66,5 +67,29 @@ HistoryBatch MakeHistoryBatch(int64_t rows, int64_t width, std::span<const int64
                               std::span<const int64_t> timestamps, std::span<const int64_t> lengths,
                               std::span<const int64_t> requests, const HistoryFeatures& features,
                               const c10::Device& device);
+
+// Histories given one by one (a user's events, as export, query and explanations have them), each
+// kept to its last `max_len` events and laid out left-aligned for MakeHistoryBatch: the one place
+// that trims and flattens histories outside the reader. Not thread-safe.
+class HistoryBuilder {
+ public:
+  // `timestamps`: whether every history added brings its events' times.
+  HistoryBuilder(int64_t max_len, bool timestamps) : max_len_(max_len), timestamps_(timestamps) {}
+  // Adds a history (oldest event first; `timestamps` empty or one per item) and the request time
+  // after it. Returns how many of its events are kept (the last ones).
+  int64_t Add(std::span<const int64_t> items, std::span<const int64_t> timestamps, int64_t request = kUnknownTime);
+  int64_t Add(std::span<const int32_t> items, std::span<const int64_t> timestamps, int64_t request = kUnknownTime);
+  int64_t rows() const { return static_cast<int64_t>(lengths_.size()); }
+  // The histories added, [rows x width] with width the longest kept (at least 1).
+  HistoryBatch Build(const HistoryFeatures& features, const c10::Device& device) const;
+
+ private:
+  template <typename T>
+  int64_t AddAny(std::span<const T> items, std::span<const int64_t> timestamps, int64_t request);
+  int64_t max_len_;
+  bool timestamps_;
+  std::vector<int64_t> items_, stamps_;  // each history's kept events, one after another
+  std::vector<int64_t> lengths_, requests_;
+};
 
 }  // namespace shardrec

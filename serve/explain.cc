@@ -25,22 +25,20 @@ at::Tensor HistoryContributions(TwoTowerModel& model, const std::vector<int64_t>
   const int64_t n = std::min<int64_t>(mc.max_len, static_cast<int64_t>(items.size()));
   const std::vector<int64_t> kept(items.end() - n, items.end());
   const std::vector<int64_t> kept_ts = timestamps.empty() ? timestamps : std::vector<int64_t>(timestamps.end() - n, timestamps.end());
-  // Row 0: the whole history; row 1 + j: without event j (left-aligned, one shorter).
-  const int64_t rows = n + 1;
-  std::vector<int64_t> batch(static_cast<size_t>(rows * n), 0), stamps, lengths(static_cast<size_t>(rows), n - 1);
-  if (!kept_ts.empty()) stamps.assign(batch.size(), 0);
-  lengths[0] = n;
-  for (int64_t r = 0; r < rows; ++r) {
-    int64_t w = 0;
-    for (int64_t k = 0; k < n; ++k) {
-      if (r > 0 && k == r - 1) continue;
-      batch[r * n + w] = kept[k];
-      if (!kept_ts.empty()) stamps[r * n + w] = kept_ts[k];
-      ++w;
+  // Row 0: the whole history; row 1 + j: without event j (one shorter).
+  HistoryBuilder histories(mc.max_len, !kept_ts.empty());
+  histories.Add(kept, kept_ts, request);
+  std::vector<int64_t> without, without_ts;
+  for (int64_t j = 0; j < n; ++j) {
+    without.assign(kept.begin(), kept.end());
+    without.erase(without.begin() + j);
+    if (!kept_ts.empty()) {
+      without_ts.assign(kept_ts.begin(), kept_ts.end());
+      without_ts.erase(without_ts.begin() + j);
     }
+    histories.Add(without, without_ts, request);
   }
-  at::Tensor users = model.EncodeHistory(MakeHistoryBatch(rows, n, batch, stamps, lengths, std::vector<int64_t>(static_cast<size_t>(rows), request),
-                                                     mc.history_features(), dev));
+  at::Tensor users = model.EncodeHistory(histories.Build(mc.history_features(), dev));
   // Candidate output vectors, looked up sorted and distinct, then put back in the caller's order.
   std::vector<int64_t> distinct(candidates);
   std::sort(distinct.begin(), distinct.end());

@@ -13,6 +13,7 @@
 #include "io/dataset.h"
 #include "distributed/staged_dir.h"
 #include "io/export_format.h"
+#include "model/history.h"
 #include "eval/evaluate.h"
 #include "model/catalogue.h"
 #include "train/trainer.h"
@@ -120,28 +121,19 @@ void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
   const int64_t per_call = 256;
   const int64_t user_chunks = ((info.num_users + w - 1) / w + per_call - 1) / per_call;
   const auto& off = ds.user_offsets();
-  const int64_t max_len = o.model.max_len;
   for (int64_t c = 0; c < std::max<int64_t>(1, user_chunks); ++c) {
     const int64_t b = std::min(ue, ub + c * per_call), e = std::min(ue, b + per_call);
     const int64_t n = e - b;
-    int64_t width = 1;
-    for (int64_t u = b; u < e; ++u) width = std::max<int64_t>(width, std::min<int64_t>(max_len, off[u + 1] - off[u]));
-    std::vector<int64_t> flat(static_cast<size_t>(n * width), -1), lengths, stamps;
     // One read for the chunk's events (its users' events are contiguous).
     const std::vector<int32_t> items_read = n ? ds.ReadItems(off[b], off[e]) : std::vector<int32_t>();
     const std::vector<int64_t> ts_read = n && info.has_timestamps ? ds.ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
-    if (!ts_read.empty()) stamps.assign(flat.size(), 0);
+    HistoryBuilder histories(o.model.max_len, !ts_read.empty());
     for (int64_t u = b; u < e; ++u) {
-      const int64_t s = std::max(off[u], off[u + 1] - max_len);
-      const int64_t len = off[u + 1] - s;
-      lengths.push_back(len);
-      for (int64_t k = 0; k < len; ++k) {
-        flat[(u - b) * width + k] = items_read[s + k - off[b]];
-        if (!stamps.empty()) stamps[(u - b) * width + k] = ts_read[s + k - off[b]];
-      }
+      const size_t at = static_cast<size_t>(off[u] - off[b]), len = static_cast<size_t>(off[u + 1] - off[u]);
+      histories.Add(std::span<const int32_t>(items_read).subspan(at, len),
+                    ts_read.empty() ? std::span<const int64_t>() : std::span<const int64_t>(ts_read).subspan(at, len));
     }
-    const HistoryBatch h = MakeHistoryBatch(n, width, flat, stamps, lengths, {}, o.model.history_features(), dev);
-    at::Tensor last = model.EncodeHistory(h);  // collective, even when n == 0
+    at::Tensor last = model.EncodeHistory(histories.Build(o.model.history_features(), dev));  // collective, even when n == 0
     if (n > 0) {
       const auto f = Floats(last);
       out.Try([&] {

@@ -212,14 +212,13 @@ RecommendResponse Recommender::Recommend(const RecommendRequest& req) const {
       out.warning = "at: the model of export " + m.version + " has no context (trained with --context=false, on data "
                     "without timestamps, or before context existed); the request time changes nothing";
     }
-    const int64_t keep = std::min<int64_t>(md.config.max_len, static_cast<int64_t>(q.items.size()));
+    HistoryBuilder history(md.config.max_len, !q.stamps.empty());
+    const int64_t keep = history.Add(q.items, q.stamps, req.at);
     tail.assign(q.items.end() - keep, q.items.end());
     const std::vector<int64_t> tail_ts = q.stamps.empty() ? q.stamps : std::vector<int64_t>(q.stamps.end() - keep, q.stamps.end());
     torch::NoGradGuard no_grad;
     if (!req.history.empty() || req.at != kUnknownTime) {
-      const std::vector<int64_t> len = {keep}, request = {req.at};
-      at::Tensor v = md.tower->EncodeHistory(MakeHistoryBatch(1, keep, tail, tail_ts, len, request,
-                                                              md.config.history_features(), torch::kCPU))[0].contiguous();
+      at::Tensor v = md.tower->EncodeHistory(history.Build(md.config.history_features(), torch::kCPU))[0].contiguous();
       q.vector.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
       out.user_vector = q.vector;
     }
