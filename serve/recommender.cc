@@ -146,7 +146,7 @@ std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int6
   return index_->SearchMany(queries.data(), n, k, exclude, threads);
 }
 
-Recommender::Model& Recommender::LoadModel() const {
+Recommender::Model& Recommender::ExportedModel() const {
   if (model_) return *model_;
   const ExportManifest& m = index_->manifest();
   if (!options_.model_config) Fail("export ", m.version, ": no model configuration given, so histories cannot be encoded");
@@ -207,7 +207,7 @@ RecommendResponse Recommender::Recommend(const RecommendRequest& req) const {
     // The exported model: its user tower encodes the history (given, or the user's with a request
     // time), and explains the hits.
     std::lock_guard<std::mutex> lock(lock_->mu);
-    Model& md = LoadModel();
+    Model& md = ExportedModel();
     if (req.at != kUnknownTime && !md.config.context) {
       out.warning = "at: the model of export " + m.version + " has no context (trained with --context=false, on data "
                     "without timestamps, or before context existed); the request time changes nothing";

@@ -106,7 +106,7 @@ class Recommender {
  private:
   Recommender() = default;
   struct Model;
-  Model& LoadModel() const;
+  Model& ExportedModel() const;
   struct Query;
   // The request's user or history, resolved to ids and checked; `out` gets its description.
   void Resolve(const RecommendRequest& request, Query& q, RecommendResponse& out) const;
