@@ -72,16 +72,21 @@ void StagedDir::PutInPlace() const {
     if (replacing) std::rename(old.c_str(), final_.c_str());
     Fail(final_, ": cannot rename the finished ", what_, " into place: ", std::strerror(err));
   }
+  if (replacing) {
+    RemoveAll(old);
+    try {
+      SyncPath(Dirname(final_));
+    } catch (const UserError&) {  // in place already: the directory entry's sync is best effort
+    }
+    return;
+  }
   try {
     SyncPath(Dirname(final_));
   } catch (const UserError&) {
-    // Not durably in place: back to the staging name (removed by the caller's clean-up), and the
-    // old directory back where it was.
+    // Not durably in place: back to the staging name (removed by the caller's clean-up).
     std::rename(final_.c_str(), staged_.c_str());
-    if (replacing) std::rename(old.c_str(), final_.c_str());
     throw;
   }
-  if (replacing) RemoveAll(old);
 }
 
 }  // namespace shardrec

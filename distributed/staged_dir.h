@@ -21,7 +21,9 @@ class StagedDir {
   // What the commit does when DIR/NAME exists.
   enum class Existing {
     kRefuse,   // a UserError (at construction and again at the commit): outputs are written once
-    kReplace,  // the old directory gives way only once the new one is in place and synced
+    // The old directory moves aside (DIR/.NAME.old) just before the new one takes its name and is
+    // removed after; syncing DIR is then best effort (the new one is in place), as for a file.
+    kReplace,
   };
   // COLLECTIVE. Rank 0 removes a stale staging directory (a killed writer's) and creates it empty.
   // `what` names the output in messages ("--out", "checkpoint").
@@ -44,7 +46,8 @@ class StagedDir {
   // COLLECTIVE. Rank 0 runs `finish` (the last files, such as a manifest written once every rank's
   // files exist), renames the staging directory into place and syncs the parent directory. On any
   // failure the staging directory is removed (an existing DIR/NAME is left as it was) and every
-  // rank throws the message.
+  // rank throws the message; with kRefuse that includes a failed sync (the new directory goes back
+  // to its staging name and is removed: it was never durably in place).
   void Commit(const std::function<void()>& finish = {});
   bool committed() const { return committed_; }
 

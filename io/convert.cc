@@ -605,8 +605,6 @@ std::vector<int32_t> RawIdOrder(const std::vector<std::string>& names,
   return idx;
 }
 
-}  // namespace
-
 // Checks that the output replaces no input, and reads the input (and --items) into `raw`.
 void ParseInput(const std::string& input, const std::string& output, const ConvertOptions& opt, RawData& raw) {
   // The output must not replace an input (the rename that publishes it would).
@@ -782,6 +780,8 @@ void WriteConverted(RawData& raw, const ConvertOptions& opt, const std::string& 
   }
   report.info = writer->Finish();
 }
+
+}  // namespace
 
 ConvertReport ConvertToDataset(const std::string& input, const std::string& output, const ConvertOptions& opt) {
   RawData raw;

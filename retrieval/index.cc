@@ -250,13 +250,6 @@ const std::string& ShardedIndex::title(int64_t item) const {
   return titles_.empty() ? empty : titles_[item];
 }
 
-int64_t ShardedIndex::FindItem(const std::string& raw) const {
-  for (size_t i = 0; i < raw_ids_.size(); ++i) {
-    if (raw_ids_[i] == raw) return static_cast<int64_t>(i);
-  }
-  return -1;
-}
-
 namespace {
 
 // By measurement (docs/results.md, bench/index_bench): exact search is as fast as any index below

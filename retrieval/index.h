@@ -73,8 +73,6 @@ class ShardedIndex {
   int64_t dim() const { return manifest_.dim; }
   const std::string& raw_id(int64_t item) const { return raw_ids_[item]; }
   const std::string& title(int64_t item) const;  // "" when unknown
-  // Dense id of a raw item id, or -1.
-  int64_t FindItem(const std::string& raw) const;
   // [items x dim], dense-id order, when exact search answers the queries (`exact`, or no index);
   // empty when an ANN index does (the index holds what it needs).
   const std::vector<float>& vectors() const { return vectors_; }

@@ -224,7 +224,10 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t
       try {
         SetLatest(o.root, version);
       } catch (const UserError&) {
-        RemoveAll(o.root + "/" + version);  // never served: LATEST still names the previous version
+        // Never served (LATEST still names the previous version): back to its staging name, so no
+        // reader meets a version being removed, then gone.
+        const std::string staged = StagedDir::StagingPath(o.root + "/" + version);
+        if (std::rename((o.root + "/" + version).c_str(), staged.c_str()) == 0) RemoveAll(staged);
         throw;
       }
     });

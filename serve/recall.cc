@@ -4,7 +4,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <unordered_map>
@@ -12,7 +11,6 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/strings.h"
-#include "io/dataset.h"
 #include "io/export_format.h"
 #include "io/recall_lists.h"
 #include "distributed/staged_dir.h"

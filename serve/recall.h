@@ -28,7 +28,7 @@ struct RecallReport {
   std::string version;  // the export version they come from
   std::string search;   // "exact" or the index factory
   int64_t users = 0;    // over all ranks
-  double seconds = 0;   // the search, the slowest rank (files excluded)
+  double seconds = 0;   // reading the users' vectors and events, and the search: the slowest rank (the lists' files excluded)
 };
 
 // Collective. A user's mistake (an unknown id in the users file, --out existing) or a failed write

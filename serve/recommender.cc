@@ -32,7 +32,9 @@ struct Recommender::Model {
 };
 
 struct Recommender::Lock {
-  std::mutex mu;  // the model: built once, then one request at a time
+  std::mutex mu;       // the model: built once, then one request at a time
+  std::mutex data_mu;  // the dataset of histories (its block cache is not thread-safe)
+  std::once_flag users_once;
 };
 
 namespace {
@@ -76,23 +78,41 @@ std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
   const ExportManifest& m = r->index_->manifest();
   r->items_.reserve(static_cast<size_t>(m.num_items));
   for (int64_t i = 0; i < m.num_items; ++i) r->items_.emplace(r->index_->raw_id(i), i);
-  r->user_raw_.reserve(static_cast<size_t>(m.num_users));
-  for (const ExportShard& sh : m.user_shards) {
-    VectorShard u = ReadVectorShard(r->dir_ + "/" + sh.file, /*with_vectors=*/false);
-    for (size_t i = 0; i < u.raw_ids.size(); ++i) {
-      if (u.ids[i] != static_cast<int64_t>(r->user_raw_.size()) || u.ids[i] < sh.begin || u.ids[i] >= sh.end) {
-        Fail(r->dir_, "/", sh.file, ": user ", u.ids[i], " out of the shard's dense-id order (damaged export?)");
-      }
-      r->user_raw_.push_back(std::move(u.raw_ids[i]));
-    }
-  }
-  r->user_ids_.reserve(r->user_raw_.size());
-  for (size_t i = 0; i < r->user_raw_.size(); ++i) r->user_ids_.emplace(r->user_raw_[i], static_cast<int64_t>(i));
   r->data_ = Dataset::Open(m.data);
   return r;
 }
 
 Recommender::~Recommender() = default;
+
+void Recommender::LoadUsers() const {
+  std::call_once(lock_->users_once, [this] {
+    const ExportManifest& m = index_->manifest();
+    user_raw_.clear();  // a read that failed before (and threw) may have left some
+    user_ids_.clear();
+    user_raw_.reserve(static_cast<size_t>(m.num_users));
+    for (const ExportShard& sh : m.user_shards) {
+      VectorShard u = ReadVectorShard(dir_ + "/" + sh.file, /*with_vectors=*/false);
+      for (size_t i = 0; i < u.raw_ids.size(); ++i) {
+        if (u.ids[i] != static_cast<int64_t>(user_raw_.size()) || u.ids[i] < sh.begin || u.ids[i] >= sh.end) {
+          Fail(dir_, "/", sh.file, ": user ", u.ids[i], " out of the shard's dense-id order (damaged export?)");
+        }
+        user_raw_.push_back(std::move(u.raw_ids[i]));
+      }
+    }
+    user_ids_.reserve(user_raw_.size());
+    for (size_t i = 0; i < user_raw_.size(); ++i) user_ids_.emplace(user_raw_[i], static_cast<int64_t>(i));
+  });
+}
+
+int64_t Recommender::num_users() const {
+  LoadUsers();
+  return static_cast<int64_t>(user_raw_.size());
+}
+
+const std::string& Recommender::user_id(int64_t user) const {
+  LoadUsers();
+  return user_raw_[static_cast<size_t>(user)];
+}
 
 int64_t Recommender::FindItem(const std::string& raw) const {
   const auto it = items_.find(raw);
@@ -100,6 +120,7 @@ int64_t Recommender::FindItem(const std::string& raw) const {
 }
 
 int64_t Recommender::FindUser(const std::string& raw) const {
+  LoadUsers();
   const auto it = user_ids_.find(raw);
   return it == user_ids_.end() ? -1 : it->second;
 }
@@ -114,6 +135,7 @@ std::vector<float> Recommender::UserVector(int64_t user) const {
 }
 
 void Recommender::UserHistory(int64_t user, std::vector<int64_t>* items, std::vector<int64_t>* timestamps) const {
+  std::lock_guard<std::mutex> lock(lock_->data_mu);
   const int64_t b = data_->user_offsets()[user], e = data_->user_offsets()[user + 1];
   const std::vector<int32_t> got = data_->ReadItems(b, e);
   items->assign(got.begin(), got.end());
@@ -125,23 +147,33 @@ std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int6
   const int64_t n = static_cast<int64_t>(users.size());
   std::vector<float> queries(static_cast<size_t>(n * m.dim));
   std::vector<std::unordered_set<int64_t>> exclude(static_cast<size_t>(n));
+  // Each shard's rows of these users in runs: rows closer than kGap share one read, so users in
+  // dense-id order cost one read per shard and scattered ones one read each.
+  constexpr int64_t kGap = 256;
+  std::vector<std::pair<int64_t, int64_t>> order(static_cast<size_t>(n));  // (user, position in `users`)
+  for (int64_t i = 0; i < n; ++i) order[i] = {users[i], i};
+  std::sort(order.begin(), order.end());
   for (const ExportShard& sh : m.user_shards) {
-    // The rows of this shard's users, read as one span.
-    int64_t lo = sh.end, hi = sh.begin;
-    for (int64_t u : users) {
-      if (u >= sh.begin && u < sh.end) lo = std::min(lo, u), hi = std::max(hi, u + 1);
-    }
-    if (lo >= hi) continue;
-    const std::vector<float> rows = ReadShardVectors(dir_ + "/" + sh.file, lo - sh.begin, hi - sh.begin);
-    for (int64_t i = 0; i < n; ++i) {
-      if (users[i] < lo || users[i] >= hi) continue;
-      std::copy_n(rows.data() + (users[i] - lo) * m.dim, m.dim, queries.data() + i * m.dim);
+    auto first = std::lower_bound(order.begin(), order.end(), std::pair<int64_t, int64_t>{sh.begin, 0});
+    const auto last = std::lower_bound(order.begin(), order.end(), std::pair<int64_t, int64_t>{sh.end, 0});
+    while (first != last) {
+      auto end = first + 1;
+      while (end != last && end->first < (end - 1)->first + kGap) ++end;
+      const int64_t lo = first->first, hi = (end - 1)->first + 1;
+      const std::vector<float> rows = ReadShardVectors(dir_ + "/" + sh.file, lo - sh.begin, hi - sh.begin);
+      for (auto it = first; it != end; ++it) {
+        std::copy_n(rows.data() + (it->first - lo) * m.dim, m.dim, queries.data() + it->second * m.dim);
+      }
+      first = end;
     }
   }
-  const std::vector<int64_t>& offsets = data_->user_offsets();
-  for (int64_t i = 0; i < n; ++i) {
-    CHECK(users[i] >= 0 && users[i] < num_users()) << "user " << users[i];
-    for (int32_t it : data_->ReadItems(offsets[users[i]], offsets[users[i] + 1])) exclude[i].insert(it);
+  {
+    std::lock_guard<std::mutex> lock(lock_->data_mu);
+    const std::vector<int64_t>& offsets = data_->user_offsets();
+    for (int64_t i = 0; i < n; ++i) {
+      CHECK(users[i] >= 0 && users[i] < num_users()) << "user " << users[i];
+      for (int32_t it : data_->ReadItems(offsets[users[i]], offsets[users[i] + 1])) exclude[i].insert(it);
+    }
   }
   return index_->SearchMany(queries.data(), n, k, exclude, threads);
 }
@@ -153,7 +185,12 @@ Recommender::Model& Recommender::ExportedModel() const {
   auto md = std::make_unique<Model>();
   md->config = options_.model_config(m.source);
   // An export may serve items added since training.
-  md->tower = OpenModel(m.source, md->config, LoadItemCatalog(*data_), LoadMode::kCatalogue, options_.seed, *md->comm).model;
+  ItemCatalog catalog;
+  {
+    std::lock_guard<std::mutex> lock(lock_->data_mu);
+    catalog = LoadItemCatalog(*data_);
+  }
+  md->tower = OpenModel(m.source, md->config, catalog, LoadMode::kCatalogue, options_.seed, *md->comm).model;
   model_ = std::move(md);
   return *model_;
 }

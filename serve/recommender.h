@@ -8,8 +8,8 @@
 // known user's history with that time's context. `explain` adds, under each item, the history
 // events whose removal lowers its score most (serve/explain.h).
 //
-// Thread-safety: Recommend may be called from several threads; the model's part runs one request at
-// a time.
+// Thread-safety: every method may be called from several threads. Reads of the dataset of
+// histories take one lock, the model's part of a request another (one request at a time).
 #pragma once
 
 #include <cstdint>
@@ -76,8 +76,9 @@ struct RecommendResponse {
 
 class Recommender {
  public:
-  // Opens the export: the index (or exact search), the item and user id maps, the dataset of
-  // histories. A UserError names what is missing or damaged.
+  // Opens the export: the index (or exact search), the item id map, the dataset of histories (the
+  // user id map is read on the first request that names a user). A UserError names what is
+  // missing or damaged.
   static std::unique_ptr<Recommender> Open(RecommenderOptions options);
   ~Recommender();
 
@@ -96,8 +97,8 @@ class Recommender {
   // A known user's events: items (dense ids, oldest first) and their timestamps (empty if none).
   void UserHistory(int64_t user, std::vector<int64_t>* items, std::vector<int64_t>* timestamps) const;
   // The export's users: raw id of a dense id in [0, num_users).
-  int64_t num_users() const { return static_cast<int64_t>(user_raw_.size()); }
-  const std::string& user_id(int64_t user) const { return user_raw_[static_cast<size_t>(user)]; }
+  int64_t num_users() const;
+  const std::string& user_id(int64_t user) const;
   // Top-k lists of many known users (dense ids), list i exactly Recommend({user_id(users[i]), k})'s
   // items and scores, searched on `threads` threads (0: as many as cores); their vectors and events
   // are read together.
@@ -108,6 +109,8 @@ class Recommender {
   struct Model;
   Model& ExportedModel() const;
   struct Query;
+  // The user id map, read from the user shards once (thread-safe).
+  void LoadUsers() const;
   // The request's user or history, resolved to ids and checked; `out` gets its description.
   void Resolve(const RecommendRequest& request, Query& q, RecommendResponse& out) const;
 
@@ -116,8 +119,8 @@ class Recommender {
   std::unique_ptr<ShardedIndex> index_;
   std::unique_ptr<Dataset> data_;
   std::unordered_map<std::string, int64_t> items_;
-  std::vector<std::string> user_raw_;                       // by dense id
-  std::unordered_map<std::string_view, int64_t> user_ids_;  // raw -> dense (views of user_raw_)
+  mutable std::vector<std::string> user_raw_;                       // by dense id
+  mutable std::unordered_map<std::string_view, int64_t> user_ids_;  // raw -> dense (views of user_raw_)
   mutable std::unique_ptr<Model> model_;
   struct Lock;
   std::unique_ptr<Lock> lock_;

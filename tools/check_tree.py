@@ -103,7 +103,7 @@ def _scan_scope(s, begin, end):
         elif CLASS_RE.match(head):
             if not re.match(r"^\s*enum\b", head):
                 yield from _scan_scope(s, i + 1, close)
-        elif "(" in head and "=" not in head.split("(")[0]:
+        elif "(" in head and ("=" not in head.split("(")[0] or re.search(r"\boperator\b", head)):
             if _in_init_list(head) and re.search(r"[\w>]$", head.rstrip()):
                 i = close + 1  # a member's brace initialiser (y_{b}) inside a constructor's list
                 continue
@@ -133,10 +133,7 @@ def _match(s, i):
 
 
 def python_functions(text, path):
-    try:
-        tree = ast.parse(text, filename=path)
-    except SyntaxError:
-        return
+    tree = ast.parse(text, filename=path)  # a SyntaxError is reported by the caller
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             yield (node.name, node.lineno, node.end_lineno)
@@ -183,7 +180,12 @@ def check(root, max_lines):
         if rel.endswith(".py") and top not in EXEMPT_FUNCTION_DIRS:
             with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as f:
                 text = f.read()
-            for name, a, b in python_functions(text, rel):
+            try:
+                functions = list(python_functions(text, rel))
+            except SyntaxError as e:
+                problems.append(f"{rel}:{e.lineno}: cannot be parsed as Python ({e.msg}), so its functions are unchecked")
+                functions = []
+            for name, a, b in functions:
                 if b - a + 1 > max_lines:
                     problems.append(f"{rel}:{a}: function {name} has {b - a + 1} lines (at most {max_lines})")
     # Rule 2: no include cycle between the units of one room.

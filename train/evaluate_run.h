@@ -1,5 +1,6 @@
 // Evaluation of a trained run (its model, or a baseline) from its run directory: what `shardrec
-// eval` and the publish gate call; the ranking itself is eval/evaluate.h's.
+// eval` and the demo call; the ranking itself is eval/evaluate.h's (which the publish gate and the
+// trainer's validation call directly).
 #pragma once
 
 #include <cstdint>

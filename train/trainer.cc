@@ -516,13 +516,12 @@ TrainResult TrainingRun::Run() {
 
 MaxLenChoice ChooseMaxLen(const std::string& data, const std::string& init_from, int64_t dim) {
   if (!init_from.empty()) {
-    std::string dir;
+    int64_t n = 0;
     try {
-      dir = ResolvePreviousModel(init_from, nullptr).dir;
+      n = SavedMaxLen(ResolvePreviousModel(init_from, nullptr).dir, dim);
     } catch (const UserError& e) {
       Fail("--max-len 0 (auto) reads the max-len of the model --init-from names: ", e.what(), "; pass --max-len N");
     }
-    const int64_t n = SavedMaxLen(dir, dim);
     return {n, "max-len: " + std::to_string(n) + " (--max-len 0: as " + init_from + " was trained)\n"};
   }
   auto ds = Dataset::Open(data);

@@ -119,6 +119,8 @@ TEST(Cli, UserMistakesExitNonZero) {
            {"frobnicate", "unknown command"},
            {"index --export " + dir.path() + " --nprobe 0", "--nprobe: must be >= 1, got 0"},
            {"train --resume latest-valid --data x.h5", "--resume=latest-valid needs --run-dir"},
+           {"train --data x.h5 --run-dir " + dir.File("r") + " --precision half",
+            "--precision: expected float32 or bfloat16, got 'half'"},
        }) {
     auto r = RunCommand(kBin + " " + c.args);
     EXPECT_NE(r.exit_code, 0) << c.args;

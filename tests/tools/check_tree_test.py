@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """tools/check_tree.py against small trees with one known fault each, then against this tree."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,9 @@ def main():
         ("long function", {"io/b.cc": '#include "io/b.h"\n' + body(81)}, 1, "function F has 81 lines (at most 80)"),
         ("long method in a class", {"model/m.h": "#pragma once\nclass M {\n public:\n  " + body(90).replace("\n", "\n  ") + "};\n"},
          1, "function F has 90 lines"),
+        ("long operator", {"io/b.cc": '#include "io/b.h"\n' + body(85).replace("int F(int x)", "bool operator==(const B& x)")},
+         1, "has 85 lines"),
+        ("unparsable Python", {"tools/u.py": "def f(:\n"}, 1, "cannot be parsed as Python"),
         ("long Python function", {"tools/t.py": "def f():\n" + "".join(f"    x = {i}\n" for i in range(85))}, 1,
          "function f has 86 lines"),
     ]
@@ -57,6 +61,7 @@ def main():
     for name, change, want_rc, want_text in cases:
         tree = make({**clean, **change})
         rc, out = run(tree)
+        shutil.rmtree(tree)
         ok = rc == want_rc and want_text in out
         failed += not ok
         print(f"{'ok' if ok else 'FAILED'}: {name}: exit {rc}" + ("" if ok else f", expected {want_rc} and {want_text!r}:\n{out}"))
