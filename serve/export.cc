@@ -72,15 +72,16 @@ class StreamedShard {
     comm.AllReduce(f, ReduceOp::kMax);
     return f.item<int>() != 0;
   }
-  // COLLECTIVE. Completes the file, or ends every rank with the first rank's error.
-  void Finish(Communicator& comm, const std::function<void()>& clean_up) {
-    RunAgreed(comm, [&] {
+  // COLLECTIVE. Completes the file in `out`, or ends every rank with the first rank's error (the
+  // staged version is then removed).
+  void Finish(StagedDir& out) {
+    out.Run([&] {
       if (!error_.empty()) {
         writer_.reset();  // closed before rank 0 removes the unpublished version
         Fail(error_);
       }
       writer_->Close();
-    }, clean_up);
+    });
   }
 
  private:
@@ -159,10 +160,11 @@ void WriteManifest(const ExportOptions& o, const std::string& data, const Datase
   m.normalization = o.model.cosine ? "l2" : "none";  // --score dot: raw vectors, scores are inner products
   m.num_items = info.num_items;
   m.num_users = info.num_users;
-  const std::vector<int64_t> items = EvenSplits(info.num_items, w), users = EvenSplits(info.num_users, w);
-  for (int r = 0, ib = 0, ub = 0; r < w; ib += items[r], ub += users[r], ++r) {
-    m.item_shards.push_back({"items-" + std::to_string(r) + ".h5", ib, ib + items[r]});
-    m.user_shards.push_back({"users-" + std::to_string(r) + ".h5", ub, ub + users[r]});
+  for (int r = 0; r < w; ++r) {  // the rows each rank exported (ExportItems, ExportUsers)
+    const auto [ib, ie] = RankRange(info.num_items, w, r);
+    const auto [ub, ue] = RankRange(info.num_users, w, r);
+    m.item_shards.push_back({"items-" + std::to_string(r) + ".h5", ib, ie});
+    m.user_shards.push_back({"users-" + std::to_string(r) + ".h5", ub, ue});
   }
   const std::string eval = RunDir(o.run_dir).eval();
   if (PathExists(eval)) {
@@ -204,18 +206,15 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t
   // the unpublished version (the published ones and LATEST stay as they were).
   StagedDir out(o.root + "/" + version, comm, StagedDir::Existing::kRefuse, "--export-version");
   const std::string me = std::to_string(comm.rank());
-  const auto remove_staged = [&] {
-    if (comm.rank() == 0) RemoveAll(out.path());
-  };
   {
     StreamedShard items(out.path() + "/items-" + me + ".h5", "items", o.model.dim, ds->info().has_titles);
     ExportItems(model, *ds, o, comm, items);
-    items.Finish(comm, remove_staged);
+    items.Finish(out);
   }
   {
     StreamedShard users(out.path() + "/users-" + me + ".h5", "users", o.model.dim, /*with_titles=*/false);
     ExportUsers(model, *ds, o, comm, users);
-    users.Finish(comm, remove_staged);
+    users.Finish(out);
   }
   out.Commit([&] { WriteManifest(o, data, ds->info(), version, comm.world_size(), out.path()); });
   if (o.move_latest) {
