@@ -35,14 +35,20 @@ void WriteManifestFile(const std::string& path, const JsonObject& manifest) {
 }
 
 void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,
-                      const std::function<void(const JsonValue&)>& fields) {
+                      const std::function<void(const JsonValue&)>& fields, int64_t oldest_version) {
+  if (oldest_version < 0) oldest_version = format_version;
   try {
     JsonValue j = JsonValue::Parse(ReadFileToString(path), path);
     if (j.type != JsonValue::kObject || !j.has("format") || j.at("format").str() != format) {
       Fail("not a ", format, " manifest (damaged?)");
     }
     const int64_t v = j.at("format_version").integer();
-    if (v != format_version) Fail("format_version ", v, " is not supported (this build reads ", format_version, ")");
+    if (v < oldest_version || v > format_version) {
+      Fail("format_version ", v, " is not supported (this build reads ",
+           oldest_version == format_version ? std::to_string(format_version)
+                                            : std::to_string(oldest_version) + " to " + std::to_string(format_version),
+           ")");
+    }
     fields(j);
   } catch (const UserError& e) {
     if (std::string(e.what()).rfind(path, 0) == 0) throw;  // already names the file
@@ -52,14 +58,15 @@ void ReadManifestFile(const std::string& path, const std::string& format, int64_
 
 std::map<std::string, FileDigest> ReadVerifiedManifest(const std::string& dir, const std::string& format,
                                                        int64_t format_version, const std::string& what,
-                                                       const std::function<void(const JsonValue&)>& fields) {
+                                                       const std::function<void(const JsonValue&)>& fields,
+                                                       int64_t oldest_version) {
   const std::string path = dir + "/manifest.json";
   if (!PathExists(path)) Fail(dir, ": no manifest.json (not ", what, ", or an unfinished one)");
   std::map<std::string, FileDigest> files;
   ReadManifestFile(path, format, format_version, [&](const JsonValue& j) {
     fields(j);
     files = FileDigestsFromJson(j.at("files"));
-  });
+  }, oldest_version);
   for (const auto& [name, digest] : files) VerifyFileDigest(dir + "/" + name, digest);
   return files;
 }

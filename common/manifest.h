@@ -19,16 +19,18 @@ std::map<std::string, FileDigest> FileDigestsFromJson(const JsonValue& files);
 // Writes `manifest` to `path` (temp file + fsync + rename + fsync of the directory).
 void WriteManifestFile(const std::string& path, const JsonObject& manifest);
 
-// Parses `path`, checks its "format" and "format_version", then calls `fields` on the parsed object.
-// Every UserError (a missing key, a wrong type, one `fields` raises) names `path` once.
+// Parses `path`, checks its "format" and "format_version" (from `oldest_version`, -1: only
+// `format_version`, up to `format_version`), then calls `fields` on the parsed object. Every
+// UserError (a missing key, a wrong type, one `fields` raises) names `path` once.
 void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,
-                      const std::function<void(const JsonValue&)>& fields);
+                      const std::function<void(const JsonValue&)>& fields, int64_t oldest_version = -1);
 
 // DIR/manifest.json of a directory it commits (an export version, recall lists): a missing one is a
 // UserError "DIR: no manifest.json (not <what>, or an unfinished one)"; `fields` reads the rest, and
 // every file its "files" lists is verified (size and CRC-32C). Returns those files.
 std::map<std::string, FileDigest> ReadVerifiedManifest(const std::string& dir, const std::string& format,
                                                        int64_t format_version, const std::string& what,
-                                                       const std::function<void(const JsonValue&)>& fields);
+                                                       const std::function<void(const JsonValue&)>& fields,
+                                                       int64_t oldest_version = -1);
 
 }  // namespace shardrec

@@ -1,5 +1,8 @@
 #include "common/strings.h"
 
+#include <cstdarg>
+#include <cstdio>
+
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -140,6 +143,21 @@ std::string Quote(std::string_view text) {
     }
   }
   return out + "'";
+}
+
+void Appendf(std::string& out, const char* format, ...) {
+  va_list args, again;
+  va_start(args, format);
+  va_copy(again, args);
+  const int n = std::vsnprintf(nullptr, 0, format, args);
+  va_end(args);
+  if (n > 0) {
+    const size_t at = out.size();
+    out.resize(at + static_cast<size_t>(n) + 1);
+    std::vsnprintf(out.data() + at, static_cast<size_t>(n) + 1, format, again);
+    out.resize(at + static_cast<size_t>(n));
+  }
+  va_end(again);
 }
 
 }  // namespace shardrec

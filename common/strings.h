@@ -39,6 +39,8 @@ class LineIterator {
 };
 
 // Readable quoting for messages: 'abc' (truncated at 60 chars, non-printables escaped).
+// printf into `out` (appended), for reports built as text: any length.
+void Appendf(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
 std::string Quote(std::string_view text);
 
 }  // namespace shardrec

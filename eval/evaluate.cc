@@ -13,7 +13,7 @@
 #include "io/cold_start.h"
 #include "io/dataset.h"
 #include "model/footprint.h"
-#include "retrieval/index.h"
+#include "retrieval/sharded_index.h"
 #include "model/catalogue.h"
 #include "eval/sharded_scorer.h"
 #include "eval/metrics.h"

@@ -797,4 +797,57 @@ ConvertReport ConvertToDataset(const std::string& input, const std::string& outp
   return report;
 }
 
+std::string ConvertReportText(const ConvertReport& r, const ConvertOptions& o, const std::string& output, double secs) {
+  std::string out;
+  auto line = [&](const char* what, int64_t n) { Appendf(out, "%s: %lld\n", what, static_cast<long long>(n)); };
+  Appendf(out, "read %s: %lld events\n", r.detected.c_str(), static_cast<long long>(r.input_events));
+  if (o.since || o.until) line("dropped by --since/--until", r.dropped_by_time);
+  if (o.min_rating) line("dropped by --min-rating", r.dropped_by_rating);
+  if (o.dedup) line("dropped duplicates", r.dropped_duplicates);
+  if (o.min_user_events > 0 || o.min_item_events > 0) {
+    Appendf(out, "dropped by k-core: %lld (%d rounds)\n", static_cast<long long>(r.dropped_by_kcore), r.kcore_rounds);
+  }
+  Appendf(out, "wrote %s: %lld users, %lld items (%lld without events), %lld events in %.2f s (%.0f events/s)\n",
+          output.c_str(), static_cast<long long>(r.info.num_users), static_cast<long long>(r.info.num_items),
+          static_cast<long long>(r.items_without_events), static_cast<long long>(r.info.num_events), secs,
+          r.input_events / std::max(secs, 1e-9));
+  return out;
+}
+
+void WriteEventsCsv(const Dataset& ds, const std::string& path) {
+  FileWriter out(path);
+  out.Append("user,item,timestamp\n");
+  const auto& off = ds.user_offsets();
+  const auto item_ids = ds.ReadItemRawIds(0, ds.info().num_items);
+  const int64_t block = 4096;
+  std::string text;
+  for (int64_t ub = 0; ub < ds.info().num_users; ub += block) {
+    const int64_t ue = std::min(ds.info().num_users, ub + block);
+    const auto user_ids = ds.ReadUserRawIds(ub, ue);
+    const auto items = ds.ReadItems(off[ub], off[ue]);
+    const auto ts = ds.ReadTimestamps(off[ub], off[ue]);
+    text.clear();
+    for (int64_t u = ub; u < ue; ++u) {
+      for (int64_t k = off[u]; k < off[u + 1]; ++k) {
+        text += user_ids[u - ub] + ',' + item_ids[items[k - off[ub]]] + ',' + std::to_string(ts[k - off[ub]]) + '\n';
+      }
+    }
+    out.Append(text);
+  }
+  out.Commit();
+}
+
+bool SameEventsByRawId(const Dataset& a, const Dataset& b) {
+  if (a.info().num_users != b.info().num_users || a.info().num_events != b.info().num_events ||
+      a.user_offsets() != b.user_offsets()) {
+    return false;
+  }
+  const auto a_ids = a.ReadItemRawIds(0, a.info().num_items), b_ids = b.ReadItemRawIds(0, b.info().num_items);
+  const auto a_items = a.ReadItems(0, a.info().num_events), b_items = b.ReadItems(0, b.info().num_events);
+  for (size_t k = 0; k < a_items.size(); ++k) {
+    if (a_ids[a_items[k]] != b_ids[b_items[k]]) return false;
+  }
+  return true;
+}
+
 }  // namespace shardrec

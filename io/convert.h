@@ -58,4 +58,16 @@ struct ConvertReport {
 ConvertReport ConvertToDataset(const std::string& input, const std::string& output,
                                const ConvertOptions& options);
 
+// What `shardrec data convert` prints: what was read, what each filter dropped, what was written to
+// `output` in `seconds`.
+std::string ConvertReportText(const ConvertReport& report, const ConvertOptions& options, const std::string& output,
+                              double seconds);
+
+// The dataset's events as "user,item,timestamp" CSV with raw ids, users in dense-id order and each
+// user's events in order: the input `--format csv` reads back into the same events.
+void WriteEventsCsv(const Dataset& dataset, const std::string& path);
+// Whether two datasets hold the same users, events and event order, items compared by raw id
+// (dense item ids may differ: a CSV omits items without events).
+bool SameEventsByRawId(const Dataset& a, const Dataset& b);
+
 }  // namespace shardrec

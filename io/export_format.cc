@@ -18,9 +18,7 @@
 #include "io/h5.h"
 
 namespace shardrec {
-namespace {
-
-std::string ShardsJson(const std::vector<ExportShard>& shards) {
+std::string ExportShardsToJson(const std::vector<ExportShard>& shards) {
   std::string out = "[";
   for (size_t i = 0; i < shards.size(); ++i) {
     JsonObject o;
@@ -30,7 +28,12 @@ std::string ShardsJson(const std::vector<ExportShard>& shards) {
   return out + "]";
 }
 
-}  // namespace
+std::vector<ExportShard> ExportShardsFromJson(const JsonValue& array) {
+  std::vector<ExportShard> out;
+  if (array.type != JsonValue::kArray) Fail("shards: not an array");
+  for (const auto& s : array.array) out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
+  return out;
+}
 
 struct VectorShardWriter::Impl {
   Impl(const std::string& path, int64_t dim, bool with_titles)
@@ -108,36 +111,12 @@ std::vector<float> ReadShardVectors(const std::string& path, int64_t begin, int6
   return f.Read<float>("/vectors", begin, end);
 }
 
-std::string IndexFileName(size_t shard, int64_t generation) {
-  return "index-" + std::to_string(shard) + (generation > 0 ? ".g" + std::to_string(generation) : "") + ".faiss";
-}
-
-bool ParseIndexFileName(const std::string& name, size_t* shard, int64_t* generation) {
-  const std::string prefix = "index-", suffix = ".faiss";
-  if (name.size() <= prefix.size() + suffix.size() || name.compare(0, prefix.size(), prefix) != 0 ||
-      name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) {
-    return false;
-  }
-  const std::string mid = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
-  const size_t dot = mid.find(".g");
-  const std::string s = mid.substr(0, dot), g = dot == std::string::npos ? "0" : mid.substr(dot + 2);
-  auto digits = [](const std::string& t) {
-    return !t.empty() && t.size() < 18 && std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; });
-  };
-  if (!digits(s) || !digits(g)) return false;
-  if (shard) *shard = std::stoull(s);
-  if (generation) *generation = std::stoll(g);
-  return IndexFileName(std::stoull(s), std::stoll(g)) == name;  // canonical spelling only
-}
-
 void WriteExportManifest(const std::string& dir, ExportManifest m) {
+  m.format_version = kExportFormatVersion;  // a version read from format 1 is written as this build's
   m.files.clear();
   std::vector<std::string> names;
   for (const auto& s : m.item_shards) names.push_back(s.file);
   for (const auto& s : m.user_shards) names.push_back(s.file);
-  if (!m.index_factory.empty()) {
-    for (size_t s = 0; s < m.item_shards.size(); ++s) names.push_back(IndexFileName(s, m.index_generation));
-  }
   for (const auto& name : names) m.files[name] = DigestFile(dir + "/" + name);
   JsonObject eval;
   for (const auto& [k, v] : m.eval) eval.Add(k, v);
@@ -145,16 +124,11 @@ void WriteExportManifest(const std::string& dir, ExportManifest m) {
   o.Add("format", "shardrec.export").Add("format_version", m.format_version).Add("version", m.version)
       .Add("source", m.source).Add("data", m.data).Add("dim", m.dim).Add("metric", m.metric)
       .Add("normalization", m.normalization).Add("num_items", m.num_items).Add("num_users", m.num_users)
-      .AddRaw("item_shards", ShardsJson(m.item_shards)).AddRaw("user_shards", ShardsJson(m.user_shards))
+      .AddRaw("item_shards", ExportShardsToJson(m.item_shards)).AddRaw("user_shards", ExportShardsToJson(m.user_shards))
       .Add("eval", eval).Add("files", FileDigestsToJson(m.files));
-  if (!m.index_factory.empty()) {
+  if (!m.index_dir.empty()) {
     JsonObject idx;
-    idx.Add("factory", m.index_factory).Add("generation", m.index_generation).Add("ef_search", m.index_ef_search).Add("nprobe", m.index_nprobe)
-        .Add("refine", m.index_refine)
-        .Add("queries", m.index_queries).Add("recall@10", m.index_recall10).Add("recall@100", m.index_recall100)
-        .Add("recall_protocol", "top-K of a k = K search of the index vs exact inner-product search over all "
-                                "items, for the user-tower vectors of up to `queries` users (never item vectors as "
-                                "queries)");
+    idx.Add("dir", m.index_dir);
     o.Add("index", idx);
   }
   if (m.has_lineage) {
@@ -201,7 +175,7 @@ ExportManifest ReadExportManifest(const std::string& dir) {
     for (const char* key : {"item_shards", "user_shards"}) {
       const bool items = std::string(key) == "item_shards";
       auto& out = items ? m.item_shards : m.user_shards;
-      for (const auto& s : j.at(key).array) out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
+      out = ExportShardsFromJson(j.at(key));
       CheckShards(key, out, items ? m.num_items : m.num_users, j.at("files"));
     }
     for (const auto& [k, v] : j.at("eval").object) m.eval[k] = v.num();
@@ -215,18 +189,37 @@ ExportManifest ReadExportManifest(const std::string& dir) {
       for (const auto& [k, v] : l.at("served").object) m.gate_served[k] = v.num();
     }
     if (j.has("index")) {
-      const JsonValue& idx = j.at("index");
-      m.index_factory = idx.at("factory").str();
-      m.index_generation = idx.has("generation") ? idx.at("generation").integer() : 0;
-      m.index_ef_search = idx.at("ef_search").integer();
-      m.index_nprobe = idx.at("nprobe").integer();
-      m.index_refine = idx.has("refine") ? idx.at("refine").integer() : 1;
-      m.index_queries = idx.at("queries").integer();
-      m.index_recall10 = idx.at("recall@10").num();
-      m.index_recall100 = idx.at("recall@100").num();
+      if (m.format_version == 1) {
+        m.legacy_index = true;
+      } else {
+        m.index_dir = j.at("index").at("dir").str();
+        if (m.index_dir.empty() || m.index_dir.find('/') != std::string::npos || m.index_dir[0] == '.') {
+          Fail("index: dir ", Quote(m.index_dir), " is not a directory of the version");
+        }
+      }
     }
-  });
+  }, /*oldest_version=*/1);
   return m;
+}
+
+ExportedItems ReadExportedItems(const std::string& dir, const ExportManifest& m) {
+  ExportedItems out;
+  bool any_title = false;
+  out.raw_ids.reserve(static_cast<size_t>(m.num_items));
+  for (const ExportShard& sh : m.item_shards) {  // consecutive id ranges (ReadExportManifest)
+    VectorShard v = ReadVectorShard(dir + "/" + sh.file, /*with_vectors=*/false);
+    if (v.dim != m.dim || static_cast<int64_t>(v.ids.size()) != sh.end - sh.begin) {
+      Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
+    }
+    any_title = any_title || !v.titles.empty();
+    v.titles.resize(v.raw_ids.size());  // a shard without titles: "" for each of its items
+    for (size_t i = 0; i < v.ids.size(); ++i) {
+      out.raw_ids.push_back(std::move(v.raw_ids[i]));
+      out.titles.push_back(std::move(v.titles[i]));
+    }
+  }
+  if (!any_title) out.titles.clear();
+  return out;
 }
 
 std::string ResolveExport(const std::string& root) {

@@ -12,10 +12,13 @@
 #include <vector>
 
 #include "common/file_util.h"
+#include "common/json.h"
 
 namespace shardrec {
 
-inline constexpr int64_t kExportFormatVersion = 1;
+// 2: the ANN index is a directory of its own (index.g<N>/, retrieval/export_index.h); 1 named index
+// files and search knobs here (still read: its index is ignored and search is exact).
+inline constexpr int64_t kExportFormatVersion = 2;
 
 struct VectorShard {
   std::vector<int64_t> ids;           // dense ids
@@ -69,14 +72,10 @@ struct ExportManifest {
   std::vector<ExportShard> item_shards, user_shards;
   std::map<std::string, double> eval;  // the run's eval.json metrics, when present
   std::map<std::string, FileDigest> files;  // name -> size and CRC-32C
-  // ANN index (shardrec index): one file per item shard, IndexFileName(shard, index_generation).
-  // Re-indexing writes the next generation beside the current one, switches the manifest and keeps
-  // the replaced generation until the re-index after, so a reader finds the files its manifest names.
-  std::string index_factory;  // "" = no index
-  int64_t index_generation = 0;
-  int64_t index_ef_search = 0, index_nprobe = 0, index_queries = 0;
-  int64_t index_refine = 1;  // k_factor of "...,RFlat" factories (absent before: 1)
-  double index_recall10 = -1, index_recall100 = -1;
+  // The current ANN index generation, a directory of the version ("index.g<N>", "" = none); its
+  // own manifest holds the factory, the search knobs and the recall (retrieval/export_index.h).
+  std::string index_dir;
+  bool legacy_index = false;  // a format-1 manifest named index files: not read (exact search)
   // Lineage, written by `shardrec publish` (absent otherwise): the version served when this one was
   // made ("" on the first), the data fingerprint, and the gate: both evaluations on the same
   // holdout, the decision and whether it was forced.
@@ -87,13 +86,18 @@ struct ExportManifest {
   std::string gate_decision;  // "published", "refused", "forced"
 };
 
-// "index-<shard>.faiss" for generation 0, "index-<shard>.g<generation>.faiss" after.
-std::string IndexFileName(size_t shard, int64_t generation);
-// The inverse: true (and shard, generation where non-null) for a name IndexFileName produces.
-bool ParseIndexFileName(const std::string& name, size_t* shard, int64_t* generation);
+// [{"file", "begin", "end"}] and back (UserError on a malformed entry).
+std::string ExportShardsToJson(const std::vector<ExportShard>& shards);
+std::vector<ExportShard> ExportShardsFromJson(const JsonValue& array);
 
-// Computes the size and CRC-32C of the shard files and the current index generation's files,
-// writes manifest.json atomically.
+// The catalogue side of the item shards: raw ids and titles (empty when the export has none), by
+// dense id; a shard that disagrees with the manifest is a UserError naming it.
+struct ExportedItems {
+  std::vector<std::string> raw_ids, titles;
+};
+ExportedItems ReadExportedItems(const std::string& version_dir, const ExportManifest& manifest);
+
+// Computes the size and CRC-32C of the shard files, writes manifest.json atomically.
 void WriteExportManifest(const std::string& dir, ExportManifest manifest);
 // Reads and verifies (sizes and checksums of every file): UserError naming the file otherwise.
 ExportManifest ReadExportManifest(const std::string& dir);

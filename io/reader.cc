@@ -189,4 +189,30 @@ std::optional<Batch> SequenceReader::Next() {
   return batch;
 }
 
+ShardedReadCheck CheckShardedReading(const std::string& path, ReaderOptions o, int world) {
+  o.rank = 0;
+  o.world_size = 1;
+  SequenceReader single(path, o);
+  std::vector<std::unique_ptr<SequenceReader>> ranks;
+  for (int r = 0; r < world; ++r) {
+    o.rank = r;
+    o.world_size = world;
+    ranks.push_back(std::make_unique<SequenceReader>(path, o));
+  }
+  ShardedReadCheck c;
+  while (auto whole = single.Next()) {
+    std::vector<int64_t> users;
+    for (auto& r : ranks) {
+      auto piece = r->Next();
+      CHECK(piece.has_value());
+      users.insert(users.end(), piece->users.begin(), piece->users.end());
+      for (int32_t l : piece->lengths) c.positions += l;
+    }
+    c.equal = c.equal && users == whole->users;
+    ++c.batches;
+    c.rows += whole->rows;
+  }
+  return c;
+}
+
 }  // namespace shardrec

@@ -106,4 +106,12 @@ class SequenceReader {
   int64_t next_batch_ = 0;
 };
 
+// One epoch of `path` read by `world` readers (ranks 0..world-1 of `options`) against one reader of
+// the whole batch: whether the ranks' pieces, concatenated, are the single reader's batches.
+struct ShardedReadCheck {
+  int64_t batches = 0, rows = 0, positions = 0;  // positions: events the ranks' pieces hold
+  bool equal = true;
+};
+ShardedReadCheck CheckShardedReading(const std::string& path, ReaderOptions options, int world);
+
 }  // namespace shardrec

@@ -190,4 +190,20 @@ std::vector<SynthDay> WriteSyntheticDays(const std::string& world_path, const st
   return out;
 }
 
+std::vector<SynthDay> GenerateSyntheticDays(const std::string& dir, const SynthOptions& synth, const SynthDaysOptions& d) {
+  const std::string world = dir + "/.world.h5";
+  if (PathExists(dir) && !IsDirectory(dir)) Fail("--output ", dir, ": with --days it names a directory, and this is a file");
+  MakeDirs(dir);
+  GenerateSynthetic(world, synth);
+  std::vector<SynthDay> days;
+  try {
+    days = WriteSyntheticDays(world, dir, d);
+  } catch (...) {
+    RemoveAll(world);
+    throw;
+  }
+  RemoveAll(world);
+  return days;
+}
+
 }  // namespace shardrec

@@ -2,12 +2,11 @@
 // the only place that reads gflags; libraries receive Options structs.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
-
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "common/progress.h"
 
 namespace shardrec::cli {
 
@@ -29,22 +28,5 @@ struct Registrar {
 
 // Parses flags (accepting --dashed-names), dispatches, prints errors. Returns the exit code.
 int Main(int argc, char** argv);
-
-// Progress line on stderr, rewritten in place when stderr is a terminal.
-void Progress(const std::string& line);
-void ProgressDone();
-
-// Throttled progress of a long loop: "<what>: <done>/<total> <steps> | <count> <unit> | <rate>
-// <unit>/s | ETA <s> s" at most every `every_seconds`, and once at the end.
-class ProgressMeter {
- public:
-  ProgressMeter(std::string what, std::string steps, std::string unit, double every_seconds = 10);
-  void Update(int64_t done, int64_t total, int64_t count);
-
- private:
-  std::string what_, steps_, unit_;
-  double every_;
-  std::chrono::steady_clock::time_point start_, last_;
-};
 
 }  // namespace shardrec::cli

@@ -12,6 +12,7 @@
 #include "common/strings.h"
 #include "io/convert.h"
 #include "io/dataset.h"
+#include "io/dataset_stats.h"
 #include "io/synth.h"
 #include "launch/cli.h"
 #include "launch/commands.h"
@@ -59,19 +60,7 @@ int RunConvert(const std::vector<std::string>&) {
   }
   auto start = Clock::now();
   ConvertReport r = ConvertToDataset(FLAGS_input, FLAGS_output, o);
-  double secs = Seconds(start);
-  std::printf("read %s: %lld events\n", r.detected.c_str(), static_cast<long long>(r.input_events));
-  if (o.since || o.until) std::printf("dropped by --since/--until: %lld\n", static_cast<long long>(r.dropped_by_time));
-  if (o.min_rating) std::printf("dropped by --min-rating: %lld\n", static_cast<long long>(r.dropped_by_rating));
-  if (o.dedup) std::printf("dropped duplicates: %lld\n", static_cast<long long>(r.dropped_duplicates));
-  if (o.min_user_events > 0 || o.min_item_events > 0) {
-    std::printf("dropped by k-core: %lld (%d rounds)\n", static_cast<long long>(r.dropped_by_kcore),
-                r.kcore_rounds);
-  }
-  std::printf("wrote %s: %lld users, %lld items (%lld without events), %lld events in %.2f s (%.0f events/s)\n",
-              FLAGS_output.c_str(), static_cast<long long>(r.info.num_users),
-              static_cast<long long>(r.info.num_items), static_cast<long long>(r.items_without_events),
-              static_cast<long long>(r.info.num_events), secs, r.input_events / std::max(secs, 1e-9));
+  std::printf("%s", ConvertReportText(r, o, FLAGS_output, Seconds(start)).c_str());
   return 0;
 }
 
@@ -80,23 +69,12 @@ int RunStats(const std::vector<std::string>& pos) {
   return 0;
 }
 
-// --days: the world into a temporary file beside the days, then one file per day.
+// --days: one file per day, cut from one synthetic world.
 int RunSynthDays(const SynthOptions& o) {
-  const std::string dir = FLAGS_output, world = FLAGS_output + "/.world.h5";
-  if (PathExists(dir) && !IsDirectory(dir)) Fail("--output ", dir, ": with --days it names a directory, and this is a file");
-  MakeDirs(dir);
-  GenerateSynthetic(world, o);
-  ProgressDone();
   SynthDaysOptions d{.days = FLAGS_days, .first_day_share = FLAGS_first_day_share, .new_items = FLAGS_new_items,
                      .retired_items = FLAGS_retired_items, .seed = o.seed};
-  std::vector<SynthDay> days;
-  try {
-    days = WriteSyntheticDays(world, dir, d);
-  } catch (...) {
-    RemoveAll(world);
-    throw;
-  }
-  RemoveAll(world);
+  const std::vector<SynthDay> days = GenerateSyntheticDays(FLAGS_output, o, d);
+  ProgressDone();
   for (const auto& day : days) {
     std::printf("wrote %s: %lld users, %lld items, %lld events (new items %lld, retired items %lld, new users %lld)\n",
                 day.path.c_str(), static_cast<long long>(day.info.num_users), static_cast<long long>(day.info.num_items),
@@ -176,20 +154,8 @@ SynthOptions SynthOptionsFromFlags() {
   o.transition = FLAGS_transition;
   o.successors = FLAGS_successors;
   o.titles = FLAGS_titles;
-  const int64_t total_users = o.users;
-  auto start = std::make_shared<Clock::time_point>(Clock::now());
-  auto last = std::make_shared<Clock::time_point>(Clock::now());
-  o.progress = [total_users, start, last](int64_t users, int64_t events) {
-    if (Seconds(*last) < 2.0 || users == 0) return;
-    *last = Clock::now();
-    double secs = Seconds(*start);
-    double eta = secs * (total_users - users) / users;
-    char buf[160];
-    std::snprintf(buf, sizeof(buf), "synth: %lld/%lld users, %lld events, %.0f events/s, ETA %.0f s",
-                  static_cast<long long>(users), static_cast<long long>(total_users),
-                  static_cast<long long>(events), events / secs, eta);
-    Progress(buf);
-  };
+  auto meter = std::make_shared<ProgressMeter>("synth", "users", "events", /*every_seconds=*/2.0);
+  o.progress = [meter, total = o.users](int64_t users, int64_t events) { meter->Update(users, total, events); };
   return o;
 }
 
@@ -204,74 +170,33 @@ std::string OracleLine(const SynthReport& r) {
 }
 
 void PrintStats(const std::string& path, bool json) {
-  auto ds = Dataset::Open(path);
-  const DatasetInfo& info = ds->info();
-  std::vector<int64_t> len(static_cast<size_t>(info.num_users));
-  for (int64_t u = 0; u < info.num_users; ++u) len[u] = ds->user_length(u);
-  std::sort(len.begin(), len.end());
-  const int64_t mn = len.empty() ? 0 : len.front();
-  const int64_t mx = len.empty() ? 0 : len.back();
-  const double median = len.empty() ? 0
-                        : len.size() % 2 ? double(len[len.size() / 2])
-                                         : 0.5 * (len[len.size() / 2 - 1] + len[len.size() / 2]);
-  const double mean = info.num_users ? double(info.num_events) / info.num_users : 0;
-  const int64_t with_content = ds->CountItemsWithContent();
-  const int64_t loo_users = std::count_if(len.begin(), len.end(), [](int64_t n) { return n >= 3; });
-  // Items no event mentions (catalogue items kept by the converter, or held out): recall can reach
-  // them only through their content.
-  std::vector<uint8_t> seen(static_cast<size_t>(info.num_items), 0);
-  for (int64_t b = 0; b < info.num_events; b += int64_t{1} << 22) {
-    for (int32_t it : ds->ReadItems(b, std::min(info.num_events, b + (int64_t{1} << 22)))) seen[static_cast<size_t>(it)] = 1;
-  }
-  const int64_t without_events = info.num_items - std::count(seen.begin(), seen.end(), uint8_t{1});
-  auto oracle = ds->NumericAttributes("/oracle");
+  const DatasetStats s = ComputeDatasetStats(*Dataset::Open(path));
   if (json) {
-    JsonObject per_user;
-    per_user.Add("min", mn).Add("median", median).Add("max", mx).Add("mean", mean);
-    JsonObject o;
-    o.Add("file", path)
-        .Add("format_version", info.format_version)
-        .Add("users", info.num_users)
-        .Add("items", info.num_items)
-        .Add("items_without_events", without_events)
-        .Add("events", info.num_events)
-        .Add("events_per_user", per_user)
-        .Add("users_with_test_event", loo_users)
-        .Add("has_timestamps", info.has_timestamps)
-        .Add("has_titles", info.has_titles)
-        .Add("num_categories", info.num_categories)
-        .Add("content_dim", info.content_dim)
-        .Add("items_with_content", with_content)
-        .Add("source", info.source);
-    if (!oracle.empty()) {
-      JsonObject oj;
-      for (const auto& [k, v] : oracle) oj.Add(k, v);
-      o.Add("oracle", oj);
-    }
-    std::cout << o.str() << "\n";
+    std::cout << DatasetStatsJson(path, s) << "\n";
     return;
   }
+  const DatasetInfo& info = s.info;
+  auto count = [](const char* name, int64_t n, const char* note = "") {
+    std::printf("%-22s %lld%s\n", name, static_cast<long long>(n), note);
+  };
   std::printf("%-22s %s\n", "file", path.c_str());
-  std::printf("%-22s %lld\n", "format_version", static_cast<long long>(info.format_version));
+  count("format_version", info.format_version);
   std::printf("%-22s %s\n", "source", info.source.c_str());
-  std::printf("%-22s %lld\n", "users", static_cast<long long>(info.num_users));
+  count("users", info.num_users);
   std::printf("%-22s %lld (%lld without events)\n", "items", static_cast<long long>(info.num_items),
-              static_cast<long long>(without_events));
-  std::printf("%-22s %lld\n", "events", static_cast<long long>(info.num_events));
-  std::printf("%-22s min %lld, median %.1f, max %lld, mean %.2f\n", "events per user",
-              static_cast<long long>(mn), median, static_cast<long long>(mx), mean);
-  std::printf("%-22s %lld (users with >= 3 events)\n", "leave-one-out users",
-              static_cast<long long>(loo_users));
-  std::printf("%-22s %s\n", "timestamps", info.has_timestamps ? "yes" : "no");
-  std::printf("%-22s %s\n", "titles", info.has_titles ? "yes" : "no");
-  std::printf("%-22s %lld\n", "categories", static_cast<long long>(info.num_categories));
-  std::printf("%-22s %lld\n", "content dim", static_cast<long long>(info.content_dim));
-  std::printf("%-22s %lld (title or content vector)\n", "items with content",
-              static_cast<long long>(with_content));
-  if (!oracle.empty()) {
-    std::printf("%-22s HR@10 %.4f, NDCG@10 %.4f (popularity HR@10 %.4f, NDCG@10 %.4f)\n",
-                "oracle (synthetic)", oracle["hr@10"], oracle["ndcg@10"], oracle["popularity_hr@10"],
-                oracle["popularity_ndcg@10"]);
+              static_cast<long long>(s.items_without_events));
+  count("events", info.num_events);
+  std::printf("%-22s min %lld, median %.1f, max %lld, mean %.2f\n", "events per user", static_cast<long long>(s.min_events),
+              s.median_events, static_cast<long long>(s.max_events), s.mean_events);
+  count("leave-one-out users", s.test_users, " (users with >= 3 events)");
+  std::printf("%-22s %s\n%-22s %s\n", "timestamps", info.has_timestamps ? "yes" : "no", "titles", info.has_titles ? "yes" : "no");
+  count("categories", info.num_categories);
+  count("content dim", info.content_dim);
+  count("items with content", s.items_with_content, " (title or content vector)");
+  if (!s.oracle.empty()) {
+    auto o = [&](const char* k) { return s.oracle.count(k) ? s.oracle.at(k) : 0.0; };
+    std::printf("%-22s HR@10 %.4f, NDCG@10 %.4f (popularity HR@10 %.4f, NDCG@10 %.4f)\n", "oracle (synthetic)", o("hr@10"),
+                o("ndcg@10"), o("popularity_hr@10"), o("popularity_ndcg@10"));
   }
 }
 

@@ -23,7 +23,7 @@
 #include "launch/commands.h"
 #include "launch/flags.h"
 #include "launch/job.h"
-#include "retrieval/index.h"
+#include "serve/index_build.h"
 #include "serve/export.h"
 #include "train/trainer.h"
 #include "train/evaluate_run.h"
@@ -32,30 +32,6 @@ namespace shardrec::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// Writes a dataset's events as "user,item,timestamp" CSV with raw ids.
-void WriteCsv(const Dataset& ds, const std::string& path) {
-  FileWriter out(path);
-  out.Append("user,item,timestamp\n");
-  const auto& off = ds.user_offsets();
-  const auto item_ids = ds.ReadItemRawIds(0, ds.info().num_items);
-  const int64_t block = 4096;
-  std::string text;
-  for (int64_t ub = 0; ub < ds.info().num_users; ub += block) {
-    const int64_t ue = std::min(ds.info().num_users, ub + block);
-    const auto user_ids = ds.ReadUserRawIds(ub, ue);
-    const auto items = ds.ReadItems(off[ub], off[ue]);
-    const auto ts = ds.ReadTimestamps(off[ub], off[ue]);
-    text.clear();
-    for (int64_t u = ub; u < ue; ++u) {
-      for (int64_t k = off[u]; k < off[u + 1]; ++k) {
-        text += user_ids[u - ub] + ',' + item_ids[items[k - off[ub]]] + ',' + std::to_string(ts[k - off[ub]]) + '\n';
-      }
-    }
-    out.Append(text);
-  }
-  out.Commit();
-}
 
 // 1. The synthetic dataset.
 void SynthStep(const std::string& synth_path) {
@@ -75,25 +51,13 @@ void CsvRoundTripStep(const std::string& dir, const std::string& synth_path) {
   const std::string conv_path = dir + "/synth_from_csv.h5";
   std::printf("== 2. CSV round trip: %s -> data convert --format csv -> %s\n", csv_path.c_str(),
               conv_path.c_str());
-  auto ds = Dataset::Open(synth_path);
-  WriteCsv(*ds, csv_path);
+  WriteEventsCsv(*Dataset::Open(synth_path), csv_path);
   ConvertOptions co;
   co.format = "csv";
   const auto t0 = Clock::now();
   ConvertReport cr = ConvertToDataset(csv_path, conv_path, co);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  auto back = Dataset::Open(conv_path);
-  // Items that never occur are not in the CSV, so compare events by raw ids, not dense ids.
-  bool same = back->info().num_users == ds->info().num_users &&
-              back->info().num_events == ds->info().num_events &&
-              back->user_offsets() == ds->user_offsets();
-  if (same) {
-    const auto a_ids = ds->ReadItemRawIds(0, ds->info().num_items);
-    const auto b_ids = back->ReadItemRawIds(0, back->info().num_items);
-    const auto a = ds->ReadItems(0, ds->info().num_events);
-    const auto b = back->ReadItems(0, back->info().num_events);
-    for (size_t k = 0; same && k < a.size(); ++k) same = a_ids[a[k]] == b_ids[b[k]];
-  }
+  const bool same = SameEventsByRawId(*Dataset::Open(synth_path), *Dataset::Open(conv_path));
   std::printf("   converted %lld events in %.2f s (%.0f events/s): %s\n",
               static_cast<long long>(cr.input_events), secs, cr.input_events / std::max(secs, 1e-9),
               same ? "identical users, items and event order" : "MISMATCH");
@@ -109,37 +73,14 @@ void ReaderStep(const std::string& synth_path) {
   ro.global_batch_size = FLAGS_batch_size;
   ro.max_len = FLAGS_max_len;
   ro.seed = FLAGS_seed;
-  ro.world_size = 1;
-  SequenceReader single(synth_path, ro);
-  std::vector<std::unique_ptr<SequenceReader>> ranks;
-  for (int r = 0; r < world; ++r) {
-    ReaderOptions o = ro;
-    o.rank = r;
-    o.world_size = world;
-    ranks.push_back(std::make_unique<SequenceReader>(synth_path, o));
-  }
   const auto t0 = Clock::now();
-  int64_t batches = 0, rows = 0, positions = 0;
-  bool equal = true;
-  while (auto whole = single.Next()) {
-    std::vector<int64_t> users;
-    for (auto& r : ranks) {
-      auto piece = r->Next();
-      CHECK(piece.has_value());
-      users.insert(users.end(), piece->users.begin(), piece->users.end());
-      for (int32_t l : piece->lengths) positions += l;
-    }
-    equal = equal && users == whole->users;
-    ++batches;
-    rows += whole->rows;
-  }
+  const ShardedReadCheck c = CheckShardedReading(synth_path, ro, world);
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::printf("   %lld global batches, %lld sequences, %lld events read by %d ranks in %.2f s "
               "(%.0f events/s); rank pieces == single-process batches: %s\n",
-              static_cast<long long>(batches), static_cast<long long>(rows),
-              static_cast<long long>(positions), world, secs, positions / std::max(secs, 1e-9),
-              equal ? "yes" : "NO");
-  if (!equal) Fail("demo: sharded reader disagrees with the single reader (bug)");
+              static_cast<long long>(c.batches), static_cast<long long>(c.rows), static_cast<long long>(c.positions), world,
+              secs, c.positions / std::max(secs, 1e-9), c.equal ? "yes" : "NO");
+  if (!c.equal) Fail("demo: sharded reader disagrees with the single reader (bug)");
 }
 
 // 5. Train on the synthetic data; 6. evaluate against the baselines and the generator's oracle.
@@ -153,7 +94,7 @@ TrainOptions TrainAndEvaluate(const std::string& synth_path, const std::string& 
                 static_cast<long long>(o.batch_size), job.comm->world_size(), o.run_dir.c_str());
     std::fflush(stdout);
   }
-  std::unique_ptr<TrainingSink> progress = MakeStdoutSink();
+  std::unique_ptr<TrainingSink> progress = MakeConsoleSink();
   TrainResult tr = Train(o, *job.comm, progress.get());
   EvalOptions eo;
   eo.data = synth_path;
@@ -204,7 +145,7 @@ void ExportAndQuery(const TrainOptions& o, const std::string& dir, Job& job) {
   ro.export_dir = version_dir;
   const RecommendResponse q = Recommender::Open(ro)->Recommend({.user = user, .k = 5});
   std::printf("== 9. shardrec query --export %s --user %s --k 5\n", xo.root.c_str(), user.c_str());
-  PrintRecommendations(q, 5);
+  std::printf("%s", RecommendResponseText(q, 5).c_str());
 }
 
 int RunDemo(const std::vector<std::string>&) {

@@ -20,7 +20,7 @@
 #include "launch/config.h"
 #include "launch/flags.h"
 #include "launch/job.h"
-#include "retrieval/index.h"
+#include "serve/index_build.h"
 #include "serve/export.h"
 #include "serve/publish.h"
 #include "serve/recall.h"
@@ -32,23 +32,6 @@
 #include <torch/torch.h>
 
 namespace shardrec::cli {
-
-void PrintRecommendations(const RecommendResponse& r, int64_t k) {
-  std::printf("%s (%lld events) -> top %lld [%s, export %s]\n", r.query.c_str(), static_cast<long long>(r.events),
-              static_cast<long long>(k), r.search.c_str(), r.version.c_str());
-  for (size_t i = 0; i < r.items.size(); ++i) {
-    const Recommendation& it = r.items[i];
-    std::printf("  %2zu. %-8s %-45s %.3f\n", i + 1, it.item.c_str(), it.title.c_str(), it.score);
-    if (!r.explained) continue;
-    std::string line;
-    for (const Reason& why : it.because) {
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), " (%+.3f)", static_cast<double>(why.contribution));
-      line += (line.empty() ? "" : ", ") + why.item + (why.title.empty() ? "" : " " + why.title) + buf;
-    }
-    std::printf("      because: %s\n", line.empty() ? "(no single event raises its score)" : line.c_str());
-  }
-}
 
 namespace {
 
@@ -100,12 +83,12 @@ IndexOptions IndexOptionsFromFlags() {
   IndexOptions o;
   o.factory = FLAGS_factory;
   o.queries = FLAGS_queries;
-  o.ef_search = FLAGS_ef_search;
-  o.nprobe = FLAGS_nprobe;
-  o.refine = FLAGS_refine;
+  o.knobs.ef_search = FLAGS_ef_search;
+  o.knobs.nprobe = FLAGS_nprobe;
+  o.knobs.refine = FLAGS_refine;
   o.train_vectors = FLAGS_train_vectors;
-  for (const auto& [flag, value] : {std::pair<const char*, int64_t>{"--ef-search", o.ef_search}, {"--nprobe", o.nprobe},
-                                     {"--refine", o.refine}}) {
+  for (const auto& [flag, value] : {std::pair<const char*, int64_t>{"--ef-search", o.knobs.ef_search}, {"--nprobe", o.knobs.nprobe},
+                                     {"--refine", o.knobs.refine}}) {
     if (value < 1) Fail(flag, ": must be >= 1, got ", value);
   }
   if (o.train_vectors < 0) Fail("--train-vectors: must be >= 0 (0: auto), got ", o.train_vectors);
@@ -123,11 +106,6 @@ int RunIndex(const std::vector<std::string>&) {
               dir.c_str(), r.factory.c_str(), trained.c_str(), r.build_seconds, r.recall10, r.recall100,
               static_cast<long long>(r.queries), r.index_qps, r.exact_qps);
   return 0;
-}
-
-void PrintMetricsRow(const char* name, const std::map<std::string, double>& m) {
-  auto get = [&](const char* k) { return m.count(k) ? m.at(k) : 0.0; };
-  std::printf("  %-22s %8.4f %8.4f %8.4f\n", name, get("hr@10"), get("ndcg@10"), get("mrr"));
 }
 
 // `shardrec publish`: the gate (serve/publish.h), or --rollback.
@@ -158,28 +136,12 @@ int RunPublish(const std::vector<std::string>& pos) {
   Job job = StartJob();
   const PublishResult r = Publish(o, *job.comm);
   if (!job.is_root()) return r.decision == "refused" ? 1 : 0;
-  if (r.resumed) {
-    std::printf("%s/%s was gated by an earlier, interrupted publish of this run: its recorded decision stands\n",
-                FLAGS_export_root.c_str(), r.version.c_str());
-  }
-  std::printf("candidate %s (from %s) against the served %s, test split of %s, full ranking:\n", r.version.c_str(),
-              FLAGS_run_dir.c_str(), r.parent.empty() ? "(none)" : r.parent.c_str(), FLAGS_data.c_str());
-  std::printf("  %-22s %8s %8s %8s\n", "", "HR@10", "NDCG@10", "MRR");
-  PrintMetricsRow("candidate", r.candidate);
-  if (!r.parent.empty()) PrintMetricsRow("served", r.served);
-  std::printf("  index recall@10 against exact search: %.4f\n", r.recall10);
-  for (const auto& v : r.removed) std::printf("removed %s/%s (--keep %lld)\n", FLAGS_export_root.c_str(), v.c_str(), static_cast<long long>(FLAGS_keep));
+  std::printf("%s", PublishReportText(r, o).c_str());
   if (r.decision == "refused") {
     std::fprintf(stderr, "shardrec: refused: %s; %s/LATEST still names %s (--force serves it anyway)\n", r.reason.c_str(),
                  FLAGS_export_root.c_str(), r.parent.empty() ? "nothing" : r.parent.c_str());
     return 1;
   }
-  if (!r.not_served.empty()) {
-    std::printf("%s earlier; not served now: %s\n", r.decision.c_str(), r.not_served.c_str());
-    return 0;
-  }
-  std::printf("%s: %s/LATEST -> %s%s\n", r.decision.c_str(), FLAGS_export_root.c_str(), r.version.c_str(),
-              r.decision == "forced" ? (" (the gate said: " + r.reason + ")").c_str() : "");
   return 0;
 }
 
@@ -190,21 +152,7 @@ RecommendRequest QueryRequestFromFlags() {
   q.user = FLAGS_user;
   q.k = FLAGS_k;
   q.explain = FLAGS_explain;
-  // Timestamps give the user tower the same time gaps as training.
-  for (auto raw : FLAGS_history.empty() ? std::vector<std::string_view>() : SplitText(FLAGS_history, ",")) {
-    const std::string entry(Trim(raw));
-    const size_t at = entry.find('@');
-    if (!q.history.empty() && (at != std::string::npos) != !q.timestamps.empty()) {
-      Fail("--history: give a timestamp for every item (RAW_ID@SECONDS) or for none; ", Quote(entry), " differs");
-    }
-    if (at != std::string::npos) {
-      auto ts = ParseInt64(entry.substr(at + 1));
-      if (!ts) Fail("--history: ", Quote(entry), ": expected RAW_ID@UNIX_SECONDS");
-      q.timestamps.push_back(*ts);
-    }
-    q.history.push_back(entry.substr(0, at));
-  }
-  if (!FLAGS_history.empty() && q.history.empty()) Fail("--history: no items given");
+  ParseHistoryList(FLAGS_history, "--history", q);  // timestamps: the time gaps of training
   if (!FLAGS_at.empty()) {
     auto t = FLAGS_at == "now" ? std::optional<int64_t>(static_cast<int64_t>(std::time(nullptr))) : ParseInt64(FLAGS_at);
     if (!t) Fail("--at: expected unix seconds or 'now', got ", Quote(FLAGS_at));
@@ -232,7 +180,7 @@ int RunQuery(const std::vector<std::string>&) {
     std::printf("%s\n", RecommendResponseJson(r, /*with_user_vector=*/!FLAGS_history.empty()).c_str());
     return 0;
   }
-  PrintRecommendations(r, FLAGS_k);
+  std::printf("%s", RecommendResponseText(r, FLAGS_k).c_str());
   if (FLAGS_explain) {
     std::printf("because: the history events whose removal lowers the item's score most (leave-one-out over the last "
                 "%lld events, %.1f ms)\n", static_cast<long long>(r.explained_events), r.explain_ms);

@@ -16,7 +16,7 @@
 #include "launch/flags.h"
 #include "launch/job.h"
 #include "model/precision.h"
-#include "launch/signals.h"
+#include "common/stop_signals.h"
 #include "eval/evaluate.h"
 #include "io/dataset.h"
 #include "train/run_dir.h"
@@ -85,52 +85,6 @@ PlannerOptions PlannerOptionsFromFlags() {
   return p;
 }
 
-namespace {
-
-// Progress on standard output (rank 0): the plan, one line per report, validations.
-class StdoutSink : public TrainingSink {
- public:
-  void OnPlan(const std::string& plan) override { Print("%s", plan.c_str()); }
-  void OnResume(const std::string& from, int64_t step, int64_t epoch, int64_t batch) override {
-    Print("resumed from %s: step %lld, epoch %lld, batch %lld\n", from.c_str(), static_cast<long long>(step),
-          static_cast<long long>(epoch), static_cast<long long>(batch));
-  }
-  void OnWarmStart(const std::string& from, const std::string& ids) override {
-    Print("warm start from %s: %s\n", from.c_str(), ids.c_str());
-  }
-  void OnWarning(const std::string& message) override {
-    std::fprintf(stderr, "shardrec: warning: %s\n", message.c_str());
-    std::fflush(stderr);
-  }
-  void OnProgress(const ProgressReport& r) override {
-    Print("epoch %lld step %lld/%lld | loss %.4f | %.0f sequences/s | lr %.2e | ETA %.0f s\n",
-          static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
-          r.sequences_per_second, r.lr, r.eta_seconds);
-  }
-  void OnValidation(int64_t, int64_t epoch, const std::map<std::string, double>& m) override {
-    auto at = [&](const char* k) { auto it = m.find(k); return it == m.end() ? 0.0 : it->second; };
-    Print("epoch %lld valid | HR@10 %.4f NDCG@10 %.4f HR@50 %.4f MRR %.4f\n", static_cast<long long>(epoch), at("hr@10"),
-          at("ndcg@10"), at("hr@50"), at("mrr"));
-  }
-  void OnEarlyStop(int64_t n) override {
-    Print("early stop: no better NDCG@10 for %lld validations\n", static_cast<long long>(n));
-  }
-  void OnTimeBudget(double used, double next, double budget) override {
-    Print("time budget: %.0f s used, the next epoch (~%.0f s) would end past --time-budget %.0f s; stopping\n", used,
-          next, budget);
-  }
-
- private:
-  template <typename... A>
-  static void Print(const char* fmt, A... a) {
-    std::printf(fmt, a...);
-    std::fflush(stdout);
-  }
-};
-
-}  // namespace
-
-std::unique_ptr<TrainingSink> MakeStdoutSink() { return std::make_unique<StdoutSink>(); }
 
 namespace {
 
@@ -270,7 +224,7 @@ int RunTrain(const std::vector<std::string>&) {
   Job job = StartJob();
   InstallStopHandlers(job.is_root());
   o.stop_signal = &StopSignal();
-  std::unique_ptr<TrainingSink> out = MakeStdoutSink();
+  std::unique_ptr<TrainingSink> out = MakeConsoleSink();
   TrainResult r = Train(o, *job.comm, out.get());
   if (r.stop_signal != 0) {
     if (job.is_root()) {
@@ -315,13 +269,7 @@ int RunEval(const std::vector<std::string>&) {
     if (FLAGS_export_dir.empty()) Fail("--ann needs --export ROOT (an export of this run with `shardrec index`)");
     o.ann_export = FLAGS_export_dir;
   }
-  if (job.is_root()) {  // a catalogue of millions takes minutes
-    auto meter = std::make_shared<std::unique_ptr<ProgressMeter>>();  // its clock starts with the first batch
-    o.progress = [meter](int64_t done, int64_t batches, int64_t users) {
-      if (!*meter) *meter = std::make_unique<ProgressMeter>("eval", "batches", "users");
-      (*meter)->Update(done, batches, users);
-    };
-  }
+  if (job.is_root()) o.progress = ProgressCallback("eval", "batches", "users");  // millions of items take minutes
   std::string histories;
   auto m = Evaluate(o, *job.comm, &histories);
   if (job.is_root()) {

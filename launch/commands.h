@@ -28,10 +28,5 @@ std::vector<std::string> TrainKeys();
 TrainOptions TrainOptionsFromFlags();
 // The sharding planner's budget from --memory-per-rank, --memory-bandwidth, --link-bandwidth.
 PlannerOptions PlannerOptionsFromFlags();
-// Training progress, the plan and validations on standard output (rank 0's sink).
-std::unique_ptr<TrainingSink> MakeStdoutSink();
-
-// The ranked list as `shardrec query` prints it (with each item's reasons when explained).
-void PrintRecommendations(const RecommendResponse& response, int64_t k);
 
 }  // namespace shardrec::cli

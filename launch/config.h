@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "sharding/cluster.h"
 
 namespace shardrec::cli {
 
@@ -23,13 +22,5 @@ void ApplyRunConfigFile(const std::string& path, const std::vector<std::string>&
                         const std::vector<std::string>& only = {});
 // "key: value" lines of the current values of `keys`, for RUN/config.yaml.
 std::string EffectiveConfig(const std::vector<std::string>& keys);
-
-// A cluster description for `shardrec plan` (configs/cluster-*.yaml): flat YAML with the keys
-//   name, nodes, gpus-per-node, memory-per-gpu-gib, memory-bandwidth-gbps,
-//   intra-node-bandwidth-gbps, inter-node-bandwidth-gbps (GB/s = 1e9 bytes/s, per GPU and direction),
-//   reserved-gib (optional, 0: per GPU, outside the model), latency-us (optional, 10: per all-to-all).
-// A missing or unknown key, or a value that is not a positive number, is a UserError naming the
-// file, line and key.
-ClusterSpec ReadClusterFile(const std::string& path);
 
 }  // namespace shardrec::cli

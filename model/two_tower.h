@@ -20,7 +20,7 @@
 #include "distributed/communicator.h"
 #include "model/history.h"
 #include "sharding/embedding_collection.h"
-#include "sharding/plan.h"
+#include "sharding/planner.h"
 
 namespace shardrec {
 

@@ -6,11 +6,13 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/strings.h"
 #include "io/dataset.h"
 #include "io/export_format.h"
 #include "train/checkpoint.h"
 #include "eval/evaluate.h"
 #include "model/catalogue.h"
+#include "retrieval/export_index.h"
 #include "train/trainer.h"
 #include "train/model_files.h"
 #include "train/run_dir.h"
@@ -100,7 +102,7 @@ bool ResumeInterrupted(const PublishOptions& o, PublishResult& r, Communicator& 
     r.parent = m.parent;
     r.candidate = m.gate_candidate;
     r.served = m.gate_served;
-    r.recall10 = m.index_recall10;
+    r.recall10 = m.index_dir.empty() ? -1 : ReadIndexManifest(dir + "/" + m.index_dir).recall10;
     r.decision = m.gate_decision;
     r.reason = r.decision == "published" ? "" : Gate(o, r);
     if (r.decision == "refused" && r.reason.empty()) r.reason = "refused when this version was gated (its manifest)";
@@ -229,6 +231,34 @@ std::string Rollback(const std::string& root, const std::string& version) {
   ReadExportManifest(root + "/" + target);  // verifies every file's size and checksum
   SetLatest(root, target);
   return target;
+}
+
+std::string PublishReportText(const PublishResult& r, const PublishOptions& o) {
+  const ExportOptions& e = o.export_options;
+  std::string out;
+  if (r.resumed) {
+    Appendf(out, "%s/%s was gated by an earlier, interrupted publish of this run: its recorded decision stands\n",
+            e.root.c_str(), r.version.c_str());
+  }
+  Appendf(out, "candidate %s (from %s) against the served %s, test split of %s, full ranking:\n", r.version.c_str(),
+          e.run_dir.c_str(), r.parent.empty() ? "(none)" : r.parent.c_str(), e.data.c_str());
+  Appendf(out, "  %-22s %8s %8s %8s\n", "", "HR@10", "NDCG@10", "MRR");
+  auto row = [&](const char* name, const std::map<std::string, double>& m) {
+    auto get = [&](const char* k) { return m.count(k) ? m.at(k) : 0.0; };
+    Appendf(out, "  %-22s %8.4f %8.4f %8.4f\n", name, get("hr@10"), get("ndcg@10"), get("mrr"));
+  };
+  row("candidate", r.candidate);
+  if (!r.parent.empty()) row("served", r.served);
+  Appendf(out, "  index recall@10 against exact search: %.4f\n", r.recall10);
+  for (const auto& v : r.removed) Appendf(out, "removed %s/%s (--keep %lld)\n", e.root.c_str(), v.c_str(), static_cast<long long>(o.keep));
+  if (r.decision == "refused") return out;
+  if (!r.not_served.empty()) {
+    Appendf(out, "%s earlier; not served now: %s\n", r.decision.c_str(), r.not_served.c_str());
+    return out;
+  }
+  Appendf(out, "%s: %s/LATEST -> %s%s\n", r.decision.c_str(), e.root.c_str(), r.version.c_str(),
+          r.decision == "forced" ? (" (the gate said: " + r.reason + ")").c_str() : "");
+  return out;
 }
 
 }  // namespace shardrec

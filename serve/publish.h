@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "distributed/communicator.h"
-#include "retrieval/index.h"
+#include "serve/index_build.h"
 #include "serve/export.h"
 
 namespace shardrec {
@@ -56,6 +56,10 @@ struct PublishResult {
 // COLLECTIVE. Throws UserError on a bad option or a failed stage (LATEST is then unchanged); a
 // refusal is not an error: the result says so (the command exits non-zero).
 PublishResult Publish(const PublishOptions& options, Communicator& comm);
+
+// What `shardrec publish` prints: both evaluations side by side, the index's recall, the versions
+// removed, and what is served now (a refusal's reason is the caller's to report).
+std::string PublishReportText(const PublishResult& result, const PublishOptions& options);
 
 // Points ROOT/LATEST at `version`, or, when empty, at the parent recorded in the served version's
 // lineage. Returns the version now served. UserError if there is nothing to roll back to.

@@ -14,7 +14,7 @@
 #include "io/export_format.h"
 #include "io/recall_lists.h"
 #include "distributed/staged_dir.h"
-#include "retrieval/index.h"
+#include "retrieval/sharded_index.h"
 #include "serve/recommender.h"
 
 namespace shardrec {
@@ -41,7 +41,7 @@ std::vector<int64_t> SelectUsers(const Recommender& rec, const std::string& user
     const std::string id(Trim(line));
     if (id.empty() || id[0] == '#') continue;
     const int64_t u = rec.FindUser(id);
-    if (u < 0) Fail(users, ":", line_no, ": unknown user id ", Quote(id), " (not in export ", rec.index().manifest().version, ")");
+    if (u < 0) Fail(users, ":", line_no, ": unknown user id ", Quote(id), " (not in export ", rec.manifest().version, ")");
     auto [seen, fresh] = first_line.emplace(id, line_no);
     if (!fresh) Fail(users, ":", line_no, ": user id ", Quote(id), " listed twice (first at line ", seen->second, ")");
     picked.push_back(u);
@@ -65,7 +65,7 @@ RecallPart SearchLists(const RecallOptions& o, const Recommender& rec, const std
     for (const auto& h : rec.RecommendUsers(these, o.k, o.threads)) {
       for (int64_t j = 0; j < o.k; ++j) {
         const bool has = j < static_cast<int64_t>(h.size());
-        part.items.push_back(has ? rec.index().raw_id(h[j].id) : std::string());
+        part.items.push_back(has ? rec.item_id(h[j].id) : std::string());
         part.scores.push_back(has ? h[j].score : std::numeric_limits<float>::quiet_NaN());
       }
       part.counts.push_back(static_cast<int32_t>(h.size()));
@@ -94,7 +94,7 @@ RecallReport WriteRecallLists(const RecallOptions& o, Communicator& comm) {
     rec = Recommender::Open({.export_dir = dir, .exact = o.exact});
     selected = SelectUsers(*rec, o.users);
   });
-  const ExportManifest& m = rec->index().manifest();
+  const ExportManifest& m = rec->manifest();
   if (o.k > m.num_items) out.Run([&] { Fail("--k ", o.k, " is more than the export's ", m.num_items, " items"); });
   const int64_t n = static_cast<int64_t>(selected.size()), w = comm.world_size(), me = comm.rank();
   const auto range = RankRange(n, comm);
@@ -110,7 +110,7 @@ RecallReport WriteRecallLists(const RecallOptions& o, Communicator& comm) {
   RecallReport r;
   r.dir = out.final_path();
   r.version = m.version;
-  r.search = rec->index().approximate() ? m.index_factory : "exact";
+  r.search = rec->index().name();
   r.users = n;
   r.seconds = static_cast<double>(seconds.cpu().item<float>());
   out.Commit([&] {

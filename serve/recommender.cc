@@ -18,6 +18,7 @@
 #include "io/export_format.h"
 #include "model/catalogue.h"
 #include "model/history.h"
+#include "retrieval/export_index.h"
 #include "serve/explain.h"
 #include "train/model_files.h"
 
@@ -74,19 +75,26 @@ std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
   r->options_ = std::move(options);
   r->lock_ = std::make_unique<Lock>();
   r->dir_ = ResolveExport(r->options_.export_dir);
-  r->index_ = ShardedIndex::Open(r->dir_, r->options_.exact);
-  const ExportManifest& m = r->index_->manifest();
+  r->manifest_ = ReadExportManifest(r->dir_);
+  const ExportManifest& m = r->manifest_;
+  r->index_ = OpenExportIndex(r->dir_, m, r->options_.exact);
+  r->catalogue_ = ReadExportedItems(r->dir_, m);
   r->items_.reserve(static_cast<size_t>(m.num_items));
-  for (int64_t i = 0; i < m.num_items; ++i) r->items_.emplace(r->index_->raw_id(i), i);
+  for (int64_t i = 0; i < m.num_items; ++i) r->items_.emplace(r->catalogue_.raw_ids[static_cast<size_t>(i)], i);
   r->data_ = Dataset::Open(m.data);
   return r;
 }
 
 Recommender::~Recommender() = default;
 
+const std::string& Recommender::item_title(int64_t item) const {
+  static const std::string none;
+  return catalogue_.titles.empty() ? none : catalogue_.titles[static_cast<size_t>(item)];
+}
+
 void Recommender::LoadUsers() const {
   std::call_once(lock_->users_once, [this] {
-    const ExportManifest& m = index_->manifest();
+    const ExportManifest& m = manifest_;
     user_raw_.clear();  // a read that failed before (and threw) may have left some
     user_ids_.clear();
     user_raw_.reserve(static_cast<size_t>(m.num_users));
@@ -126,7 +134,7 @@ int64_t Recommender::FindUser(const std::string& raw) const {
 }
 
 std::vector<float> Recommender::UserVector(int64_t user) const {
-  const ExportManifest& m = index_->manifest();
+  const ExportManifest& m = manifest_;
   for (size_t s = 0; s < m.user_shards.size(); ++s) {
     const ExportShard& sh = m.user_shards[s];
     if (user >= sh.begin && user < sh.end) return ReadShardVectors(dir_ + "/" + sh.file, user - sh.begin, user - sh.begin + 1);
@@ -143,7 +151,7 @@ void Recommender::UserHistory(int64_t user, std::vector<int64_t>* items, std::ve
 }
 
 std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int64_t>& users, int64_t k, int threads) const {
-  const ExportManifest& m = index_->manifest();
+  const ExportManifest& m = manifest_;
   const int64_t n = static_cast<int64_t>(users.size());
   std::vector<float> queries(static_cast<size_t>(n * m.dim));
   std::vector<std::unordered_set<int64_t>> exclude(static_cast<size_t>(n));
@@ -180,7 +188,7 @@ std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int6
 
 Recommender::Model& Recommender::ExportedModel() const {
   if (model_) return *model_;
-  const ExportManifest& m = index_->manifest();
+  const ExportManifest& m = manifest_;
   if (!options_.model_config) Fail("export ", m.version, ": no model configuration given, so histories cannot be encoded");
   auto md = std::make_unique<Model>();
   md->config = options_.model_config(m.source);
@@ -196,7 +204,7 @@ Recommender::Model& Recommender::ExportedModel() const {
 }
 
 void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendResponse& out) const {
-  const ExportManifest& m = index_->manifest();
+  const ExportManifest& m = manifest_;
   if (!req.user.empty()) {
     const int64_t u = FindUser(req.user);
     if (u < 0) Fail("user: unknown user id ", Quote(req.user), " (not in export ", m.version, ")");
@@ -231,10 +239,10 @@ void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendRespon
 RecommendResponse Recommender::Recommend(const RecommendRequest& req) const {
   if (req.k < 1) Fail("k must be >= 1, got ", req.k);
   if (req.user.empty() == req.history.empty()) Fail("give exactly one of a user id and a history of item ids");
-  const ExportManifest& m = index_->manifest();
+  const ExportManifest& m = manifest_;
   RecommendResponse out;
   out.version = m.version;
-  out.search = index_->approximate() ? m.index_factory : "exact";
+  out.search = index_->name();
   Query q;
   Resolve(req, q, out);
   std::vector<Hit> hits;
@@ -273,11 +281,11 @@ RecommendResponse Recommender::Recommend(const RecommendRequest& req) const {
     hits = index_->Search(q.vector.data(), req.k, q.exclude);
   }
   for (size_t i = 0; i < hits.size(); ++i) {
-    Recommendation r{.id = hits[i].id, .item = index_->raw_id(hits[i].id), .title = index_->title(hits[i].id),
+    Recommendation r{.id = hits[i].id, .item = item_id(hits[i].id), .title = item_title(hits[i].id),
                      .score = hits[i].score};
     if (i < because.size()) {
       for (const auto& [event, c] : because[i]) {
-        r.because.push_back({.item = index_->raw_id(tail[event]), .title = index_->title(tail[event]), .contribution = c});
+        r.because.push_back({.item = item_id(tail[event]), .title = item_title(tail[event]), .contribution = c});
       }
     }
     out.items.push_back(std::move(r));
@@ -316,6 +324,45 @@ std::string RecommendResponseJson(const RecommendResponse& r, bool with_user_vec
     o.AddRaw("user_vector", vec + "]");
   }
   return o.str();
+}
+
+std::string RecommendResponseText(const RecommendResponse& r, int64_t k) {
+  auto pad = [](const std::string& text, size_t width) { return text.size() >= width ? text : text + std::string(width - text.size(), ' '); };
+  std::string out = r.query + " (" + std::to_string(r.events) + " events) -> top " + std::to_string(k) + " [" + r.search +
+                    ", export " + r.version + "]\n";
+  for (size_t i = 0; i < r.items.size(); ++i) {
+    const Recommendation& it = r.items[i];
+    char rank[16], score[32];
+    std::snprintf(rank, sizeof(rank), "  %2zu. ", i + 1);
+    std::snprintf(score, sizeof(score), " %.3f\n", static_cast<double>(it.score));
+    out += rank + pad(it.item, 8) + " " + pad(it.title, 45) + score;
+    if (!r.explained) continue;
+    std::string why_line;
+    for (const Reason& why : it.because) {
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), " (%+.3f)", static_cast<double>(why.contribution));
+      why_line += (why_line.empty() ? "" : ", ") + why.item + (why.title.empty() ? "" : " " + why.title) + buf;
+    }
+    out += "      because: " + (why_line.empty() ? std::string("(no single event raises its score)") : why_line) + "\n";
+  }
+  return out;
+}
+
+void ParseHistoryList(const std::string& text, const std::string& field, RecommendRequest& q) {
+  for (auto raw : text.empty() ? std::vector<std::string_view>() : SplitText(text, ",")) {
+    const std::string entry(Trim(raw));
+    const size_t at = entry.find('@');
+    if (!q.history.empty() && (at != std::string::npos) != !q.timestamps.empty()) {
+      Fail(field, ": give a timestamp for every item (RAW_ID@SECONDS) or for none; ", Quote(entry), " differs");
+    }
+    if (at != std::string::npos) {
+      auto ts = ParseInt64(entry.substr(at + 1));
+      if (!ts) Fail(field, ": ", Quote(entry), ": expected RAW_ID@UNIX_SECONDS");
+      q.timestamps.push_back(*ts);
+    }
+    q.history.push_back(entry.substr(0, at));
+  }
+  if (!text.empty() && q.history.empty()) Fail(field, ": no items given");
 }
 
 }  // namespace shardrec

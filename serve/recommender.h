@@ -21,7 +21,8 @@
 #include <vector>
 
 #include "model/two_tower.h"
-#include "retrieval/index.h"
+#include "io/export_format.h"
+#include "retrieval/sharded_index.h"
 
 namespace shardrec {
 
@@ -87,7 +88,11 @@ class Recommender {
   RecommendResponse Recommend(const RecommendRequest& request) const;
 
   const ShardedIndex& index() const { return *index_; }
+  const ExportManifest& manifest() const { return manifest_; }
   const std::string& dir() const { return dir_; }
+  // Raw id and title ("" when unknown) of a dense item id in [0, num_items).
+  const std::string& item_id(int64_t item) const { return catalogue_.raw_ids[static_cast<size_t>(item)]; }
+  const std::string& item_title(int64_t item) const;
   // Dense id of a raw item id, or -1.
   int64_t FindItem(const std::string& raw) const;
   // Dense id of a raw user id, or -1.
@@ -116,6 +121,8 @@ class Recommender {
 
   RecommenderOptions options_;
   std::string dir_;
+  ExportManifest manifest_;
+  ExportedItems catalogue_;  // raw ids and titles by dense id
   std::unique_ptr<ShardedIndex> index_;
   std::unique_ptr<Dataset> data_;
   std::unordered_map<std::string, int64_t> items_;
@@ -129,5 +136,12 @@ class Recommender {
 // The response as JSON: {"version", "query", "search", "items": [{"rank", "item", "score",
 // "title"?, "because"?: [{"item", "contribution"}]}], "explain_ms"?, "user_vector"?}.
 std::string RecommendResponseJson(const RecommendResponse& response, bool with_user_vector);
+// The response as `shardrec query` prints it: a header line, then one line per item (and its
+// reasons when explained), for a list asked with `k`.
+std::string RecommendResponseText(const RecommendResponse& response, int64_t k);
+
+// "RAW_ID[@UNIX_SECONDS],..." (oldest first) into a request's history and timestamps: a timestamp on
+// every item or on none; a UserError names `field` and the entry at fault.
+void ParseHistoryList(const std::string& text, const std::string& field, RecommendRequest& request);
 
 }  // namespace shardrec

@@ -51,6 +51,13 @@ double OptimizerBytesPerRow(const OptimizerConfig& o, int64_t cols, int64_t byte
   return 0;
 }
 
+// Memory traffic of serving one row of `cols` columns in a step: the forward gather reads it, the
+// sparse update reads and writes it and its optimizer state.
+double RowTrafficBytes(const TableSpec& s, double cols, double b) {
+  const double row = cols * b;
+  return row + 2.0 * (row + OptimizerBytesPerRow(s.optimizer, static_cast<int64_t>(cols), static_cast<int64_t>(b)));
+}
+
 }  // namespace
 
 double ExpectedDistinct(double zipf, int64_t rows, double draws, double uniform, int64_t begin, int64_t end) {
@@ -93,6 +100,28 @@ double ExpectedDistinct(const std::vector<int64_t>& weights, double total, doubl
   return sum;
 }
 
+DistinctIds::DistinctIds(const TableSpec& s, const TableWorkload& wl) : spec_(&s), workload_(&wl) {
+  draws_ = wl.local_draws + wl.shared_draws;
+  const std::vector<int64_t>* weights = wl.ids.counts;
+  if (weights && static_cast<int64_t>(weights->size()) != s.rows) {
+    Fail("capacity: table '", s.name, "' has ", s.rows, " rows, its popularity ", weights->size());
+  }
+  weight_sum_ = weights ? static_cast<double>(std::accumulate(weights->begin(), weights->end(), int64_t{0})) : 0.0;
+  whole_ = wl.all_rows ? static_cast<double>(s.rows)
+           : weights   ? ExpectedDistinct(*weights, weight_sum_, draws_, wl.uniform_draws, 0, s.rows)
+                       : ExpectedDistinct(wl.ids.zipf, s.rows, draws_, wl.uniform_draws, 1, s.rows + 1);
+}
+
+double DistinctIds::rows(int64_t begin, int64_t end) const {
+  const TableWorkload& wl = *workload_;
+  const int64_t n = spec_->rows;
+  if (wl.all_rows) return static_cast<double>(end - begin);
+  if (end - begin == n) return whole_;
+  if (wl.ids.counts) return ExpectedDistinct(*wl.ids.counts, weight_sum_, draws_, wl.uniform_draws, begin, end);
+  if (wl.ids.sorted) return ExpectedDistinct(wl.ids.zipf, n, draws_, wl.uniform_draws, begin + 1, end + 1);
+  return whole_ * static_cast<double>(end - begin) / static_cast<double>(n);
+}
+
 namespace {
 
 // The all-to-all traffic and buffers of a sharded table: every rank asks each shard's owner for
@@ -111,6 +140,7 @@ void AddShardedTraffic(const TableSpec& s, const TableWorkload& wl, const TableP
       const double asked = asked_of[k];  // distinct ids of rank r that fall into this shard's rows
       RankTraffic& owner = e.ranks[sh.rank];
       owner.buffers += asked * (8.0 + 2.0 * cols * b);  // ids it serves, rows it sends, gradients it gets
+      owner.lookup_seconds += asked * RowTrafficBytes(s, cols, b) / cluster.memory_bandwidth;
       if (sh.rank == r) continue;
       const double up = asked * (8.0 + cols * b);  // ids, then gradients, from r to the owner
       const double down = asked * cols * b;       // rows, from the owner to r
@@ -123,9 +153,13 @@ void AddShardedTraffic(const TableSpec& s, const TableWorkload& wl, const TableP
   }
 }
 
+}  // namespace
+
 // The (rank, table) counts of the all-to-alls, then each rank's and the step's communication
 // time (the busier link of each rank), and the dense all-reduce's.
-void FinishTimes(int sharded_tables, double allreduce_bytes, const ClusterSpec& cluster, CapacityEstimate& e) {
+void FinishCapacity(const ClusterSpec& cluster, CapacityEstimate& e) {
+  const int sharded_tables = e.sharded_tables;
+  const double allreduce_bytes = e.allreduce_bytes;
   const int w = static_cast<int>(e.ranks.size());
   auto node = [&](int r) { return r / cluster.gpus_per_node; };
   if (sharded_tables > 0 && w > 1) {
@@ -153,63 +187,46 @@ void FinishTimes(int sharded_tables, double allreduce_bytes, const ClusterSpec& 
   }
 }
 
-}  // namespace
+void AddTableCapacity(const TableSpec& s, const TablePlan& tp, const TableWorkload& wl, const DistinctIds& ids,
+                      const ClusterSpec& cluster, int64_t bytes_per_element, CapacityEstimate& e) {
+  const int w = static_cast<int>(e.ranks.size());
+  const double b = static_cast<double>(bytes_per_element);
+  for (const Shard& sh : tp.shards) {
+    const double rows = static_cast<double>(sh.row_end - sh.row_begin), cols = static_cast<double>(sh.col_end - sh.col_begin);
+    e.ranks[sh.rank].tables += rows * cols * b;
+    e.ranks[sh.rank].optimizer += rows * OptimizerBytesPerRow(s.optimizer, sh.col_end - sh.col_begin, bytes_per_element);
+  }
+  const double whole = ids.whole();
+  if (tp.type == ShardingType::kDataParallel) {
+    // Lookups are local; the dense gradient (rows x dim) is all-reduced (ring: 2 (w-1)/w of it).
+    if (w > 1) e.allreduce_bytes += 2.0 * (w - 1) / w * static_cast<double>(s.rows * s.dim) * b;
+    for (auto& r : e.ranks) {
+      r.distinct += whole;
+      r.buffers += wl.outputs * static_cast<double>(s.dim) * b * 2 + static_cast<double>(s.rows * s.dim) * b;
+      r.lookup_seconds += whole * RowTrafficBytes(s, static_cast<double>(s.dim), b) / cluster.memory_bandwidth;
+    }
+    return;
+  }
+  ++e.sharded_tables;
+  std::vector<double> asked_of(tp.shards.size());
+  for (size_t k = 0; k < tp.shards.size(); ++k) asked_of[k] = ids.rows(tp.shards[k].row_begin, tp.shards[k].row_end);
+  AddShardedTraffic(s, wl, tp, whole, asked_of, cluster, b, e);
+}
 
 CapacityEstimate EstimateCapacity(const std::vector<TableSpec>& specs, const ShardingPlan& plan,
                                   const std::vector<TableWorkload>& workloads, const ClusterSpec& cluster,
                                   int64_t bytes_per_element) {
   CHECK_EQ(specs.size(), workloads.size());
-  const int w = plan.world_size;
-  if (w != cluster.world_size()) {
-    Fail("capacity: the plan is for ", w, " ranks, the cluster '", cluster.name, "' has ", cluster.world_size());
+  if (plan.world_size != cluster.world_size()) {
+    Fail("capacity: the plan is for ", plan.world_size, " ranks, the cluster '", cluster.name, "' has ", cluster.world_size());
   }
-  const double b = static_cast<double>(bytes_per_element);
   CapacityEstimate e;
-  e.ranks.assign(w, RankTraffic());
-  int sharded_tables = 0;
-  double allreduce_bytes = 0;
+  e.ranks.assign(plan.world_size, RankTraffic());
   for (size_t t = 0; t < specs.size(); ++t) {
-    const TableSpec& s = specs[t];
-    const TableWorkload& wl = workloads[t];
-    const TablePlan& tp = plan.Find(s.name);
-    for (const Shard& sh : tp.shards) {
-      const double rows = static_cast<double>(sh.row_end - sh.row_begin), cols = static_cast<double>(sh.col_end - sh.col_begin);
-      e.ranks[sh.rank].tables += rows * cols * b;
-      e.ranks[sh.rank].optimizer += rows * OptimizerBytesPerRow(s.optimizer, sh.col_end - sh.col_begin, bytes_per_element);
-    }
-    const double draws = wl.local_draws + wl.shared_draws;
-    // Distinct ids of a rank among rows [begin, end) of the table (the same on every rank).
-    const std::vector<int64_t>* weights = wl.ids.counts;
-    if (weights && static_cast<int64_t>(weights->size()) != s.rows) {
-      Fail("capacity: table '", s.name, "' has ", s.rows, " rows, its popularity ", weights->size());
-    }
-    const double weight_sum = weights ? static_cast<double>(std::accumulate(weights->begin(), weights->end(), int64_t{0})) : 0.0;
-    const double whole = wl.all_rows ? static_cast<double>(s.rows)
-                         : weights   ? ExpectedDistinct(*weights, weight_sum, draws, wl.uniform_draws, 0, s.rows)
-                                     : ExpectedDistinct(wl.ids.zipf, s.rows, draws, wl.uniform_draws, 1, s.rows + 1);
-    auto distinct = [&](int64_t begin, int64_t end) {
-      if (wl.all_rows) return static_cast<double>(end - begin);
-      if (weights && whole > 0 && end - begin == s.rows) return whole;
-      if (weights) return ExpectedDistinct(*weights, weight_sum, draws, wl.uniform_draws, begin, end);
-      if (wl.ids.sorted) return ExpectedDistinct(wl.ids.zipf, s.rows, draws, wl.uniform_draws, begin + 1, end + 1);
-      return whole * static_cast<double>(end - begin) / static_cast<double>(s.rows);
-    };
-    if (tp.type == ShardingType::kDataParallel) {
-      // Lookups are local; the dense gradient (rows x dim) is all-reduced (ring: 2 (w-1)/w of it).
-      if (w > 1) allreduce_bytes += 2.0 * (w - 1) / w * static_cast<double>(s.rows * s.dim) * b;
-      for (auto& r : e.ranks) {
-        r.distinct += whole;
-        r.buffers += wl.outputs * static_cast<double>(s.dim) * b * 2 + static_cast<double>(s.rows * s.dim) * b;
-      }
-      continue;
-    }
-    ++sharded_tables;
-    const double all = whole;
-    std::vector<double> asked_of(tp.shards.size());
-    for (size_t k = 0; k < tp.shards.size(); ++k) asked_of[k] = distinct(tp.shards[k].row_begin, tp.shards[k].row_end);
-    AddShardedTraffic(s, wl, tp, all, asked_of, cluster, b, e);
+    AddTableCapacity(specs[t], plan.Find(specs[t].name), workloads[t], DistinctIds(specs[t], workloads[t]), cluster,
+                     bytes_per_element, e);
   }
-  FinishTimes(sharded_tables, allreduce_bytes, cluster, e);
+  FinishCapacity(cluster, e);
   return e;
 }
 

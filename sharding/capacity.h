@@ -53,6 +53,9 @@ struct RankTraffic {
   double sent_intra = 0, sent_inter = 0;          // bytes per step, to ranks on its node / others
   double received_intra = 0, received_inter = 0;  // bytes per step
   double seconds = 0;           // this rank's all-to-all time per step
+  // Its memory traffic per step serving the rows asked of its shards (the forward gather reads a
+  // row; the update reads and writes it with its optimizer state) at the memory bandwidth.
+  double lookup_seconds = 0;
   // Memory (bytes)
   double tables = 0;            // its shards' weights
   double optimizer = 0;         // their optimizer state
@@ -64,7 +67,37 @@ struct CapacityEstimate {
   double total_bytes = 0;       // sent by all ranks per step, to other ranks
   double step_seconds = 0;      // the slowest rank's all-to-all time (bandwidth bound + latency)
   double dense_allreduce_seconds = 0;  // data-parallel tables' gradient all-reduce per step
+  // Accumulated table by table (AddTableCapacity), turned into times by FinishCapacity.
+  int sharded_tables = 0;
+  double allreduce_bytes = 0;
+  // A rank's step time as the planner scores it: all-to-all + lookups + the replicated tables'
+  // all-reduce.
+  double RankSeconds(int rank) const {
+    const RankTraffic& r = ranks[static_cast<size_t>(rank)];
+    return r.seconds + r.lookup_seconds + dense_allreduce_seconds;
+  }
 };
+
+// The distinct ids of one table a rank asks for per step, among any rows [begin, end) (the same on
+// every rank): the workload's id distribution (Zipf, or measured counts) with its draws.
+class DistinctIds {
+ public:
+  DistinctIds(const TableSpec& spec, const TableWorkload& workload);
+  double whole() const { return whole_; }  // over all rows
+  double rows(int64_t begin, int64_t end) const;
+
+ private:
+  const TableSpec* spec_;
+  const TableWorkload* workload_;
+  double draws_ = 0, weight_sum_ = 0, whole_ = 0;
+};
+
+// One table's share of an estimate, added to `e` (whose ranks are sized to the cluster): memory,
+// distinct ids, all-to-all bytes, buffers and lookup time of `plan`'s shards.
+void AddTableCapacity(const TableSpec& spec, const TablePlan& plan, const TableWorkload& workload, const DistinctIds& ids,
+                      const ClusterSpec& cluster, int64_t bytes_per_element, CapacityEstimate& e);
+// After the last table: the all-to-alls' (rank, table) counts and every rank's and the step's times.
+void FinishCapacity(const ClusterSpec& cluster, CapacityEstimate& e);
 
 // Traffic and memory of `plan` for `specs` with one workload per spec. All-to-all bytes per step
 // follow ShardedEmbeddingCollection (docs/sharding.md, "One step"): a rank sends each owner its

@@ -1,5 +1,5 @@
-// A cluster description: what `shardrec plan` sizes a job for (sharding/capacity.h). Plain data,
-// no dependencies, so the command line can read it without the tensor library.
+// A cluster description: what `shardrec plan` sizes a job for (sharding/capacity.h), and its file
+// format. Plain data, no tensor library.
 #pragma once
 
 #include <string>
@@ -19,5 +19,13 @@ struct ClusterSpec {
   double latency_seconds = 10e-6;     // per all-to-all
   int world_size() const { return nodes * gpus_per_node; }
 };
+
+// A cluster description for `shardrec plan` (configs/cluster-*.yaml): flat YAML with the keys
+//   name, nodes, gpus-per-node, memory-per-gpu-gib, memory-bandwidth-gbps,
+//   intra-node-bandwidth-gbps, inter-node-bandwidth-gbps (GB/s = 1e9 bytes/s, per GPU and direction),
+//   reserved-gib (optional, 0: per GPU, outside the model), latency-us (optional, 10: per all-to-all).
+// A missing or unknown key, or a value that is not a positive number, is a UserError naming the
+// file, line and key.
+ClusterSpec ReadClusterFile(const std::string& path);
 
 }  // namespace shardrec

@@ -1,5 +1,5 @@
-// Sharding plans and the planner (TorchRec's enumerate -> estimate -> partition). A plan is plain
-// data: printable as a per-rank table, serialisable, computed on rank 0 and broadcast.
+// Sharding plans: which rank holds which block of each table. Plain data: printable as a per-rank
+// table, serialisable, computed on rank 0 (sharding/planner.h) and broadcast.
 #pragma once
 
 #include <cstdint>
@@ -51,21 +51,6 @@ struct ShardingPlan {
 // Shards of one table for a given type (RW: ceil(rows/N) blocks; CW: dim split into
 // min(N, dim) blocks; TW: on `rank`).
 std::vector<Shard> MakeShards(const TableSpec& spec, ShardingType type, int world_size, int rank = 0);
-
-struct PlannerOptions {
-  int world_size = 1;
-  double memory_budget_bytes = 16e9;  // per rank
-  double memory_bandwidth = 50e9;     // bytes/s, for lookups and updates
-  double link_bandwidth = 10e9;       // bytes/s per rank, for all-to-all / all-reduce
-  int64_t global_batch_size = 1024;   // samples per step, for the time estimate
-  int64_t bytes_per_element = 4;
-  int64_t data_parallel_max_rows = 100000;  // larger tables are never replicated
-};
-
-// Enumerates shardings per table (or takes the pinned one), estimates per-rank memory and time,
-// and places tables largest first where they least increase the busiest rank, within the memory
-// budget. Throws UserError naming the table when nothing fits.
-ShardingPlan PlanSharding(const std::vector<TableSpec>& specs, const PlannerOptions& options);
 
 // Writes `path` atomically: `description` (the per-rank table people read) and then, after a line
 // "--- plan ---", the plan's Serialize() text. Throws UserError if the write fails.

@@ -10,6 +10,8 @@ Rules:
      x.cc / x.cu: the .cc's includes count as the unit's).
   3. No function outside tests/ and bench/ passes --max-function-lines lines, from the line its
      signature starts to its closing brace (C++ and Python).
+  4. launch/ stays a thin front door: its C++ sources (.h, .cc, .def, .in) hold at most
+     LAUNCH_MAX_LINES lines in all, and none of its functions passes LAUNCH_MAX_FUNCTION_LINES.
 Prints one line per violation (file:line: what) and exits 1 if there is any, else prints a summary
 and exits 0.
 """
@@ -23,6 +25,9 @@ import sys
 ROOMS = ["common", "io", "distributed", "sharding", "retrieval", "model", "eval", "train", "serve",
          "launch"]
 CXX_EXT = (".h", ".cc", ".cu", ".cuh")
+LAUNCH_MAX_LINES = 1800
+LAUNCH_MAX_FUNCTION_LINES = 60
+LAUNCH_EXT = (".h", ".cc", ".def", ".in")
 EXEMPT_FUNCTION_DIRS = ("tests", "bench")
 INCLUDE_RE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
@@ -170,11 +175,12 @@ def check(root, max_lines):
                 dep = inc.split("/")[0]
                 if dep in room_rank and room_rank[dep] > room_rank[top]:
                     problems.append(f"{rel}:{ln}: room {top} includes {inc} of the higher room {dep}")
-        # Rule 3: function length.
+        # Rule 3 (and 4 in launch/): function length.
         if top not in EXEMPT_FUNCTION_DIRS:
+            limit = min(max_lines, LAUNCH_MAX_FUNCTION_LINES) if top == "launch" else max_lines
             for name, a, b in cxx_functions(text):
-                if b - a + 1 > max_lines:
-                    problems.append(f"{rel}:{a}: function {name} has {b - a + 1} lines (at most {max_lines})")
+                if b - a + 1 > limit:
+                    problems.append(f"{rel}:{a}: function {name} has {b - a + 1} lines (at most {limit})")
     for rel in files:
         top = rel.split(os.sep)[0]
         if rel.endswith(".py") and top not in EXEMPT_FUNCTION_DIRS:
@@ -188,6 +194,15 @@ def check(root, max_lines):
             for name, a, b in functions:
                 if b - a + 1 > max_lines:
                     problems.append(f"{rel}:{a}: function {name} has {b - a + 1} lines (at most {max_lines})")
+    # Rule 4: the size of launch/.
+    launch_lines = 0
+    for rel in files:
+        if rel.split(os.sep)[0] == "launch" and rel.endswith(LAUNCH_EXT):
+            with open(os.path.join(root, rel), encoding="utf-8", errors="replace") as f:
+                launch_lines += sum(1 for _ in f)
+    if launch_lines > LAUNCH_MAX_LINES:
+        problems.append(f"launch: {launch_lines} lines of C++ (at most {LAUNCH_MAX_LINES}): move what a second front "
+                        "door would need below it")
     # Rule 2: no include cycle between the units of one room.
     units = {}
     for rel, incs in includes.items():
@@ -250,7 +265,8 @@ def main():
         print(f"check_tree: {len(problems)} problem(s) in {n} files")
         return 1
     print(f"check_tree: {n} files, rooms {' < '.join(ROOMS)}: no upward include, no cycle inside a room, "
-          f"no function over {args.max_function_lines} lines")
+          f"no function over {args.max_function_lines} lines (launch/: {LAUNCH_MAX_FUNCTION_LINES}), launch/ within "
+          f"{LAUNCH_MAX_LINES} lines")
     return 0
 
 

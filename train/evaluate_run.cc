@@ -12,7 +12,7 @@
 #include "io/dataset.h"
 #include "io/export_format.h"
 #include "model/catalogue.h"
-#include "retrieval/index.h"
+#include "retrieval/export_index.h"
 #include "eval/evaluate.h"
 #include "train/model_files.h"
 #include "train/run_dir.h"
@@ -74,21 +74,19 @@ std::map<std::string, double> Evaluate(const EvalOptions& o, Communicator& comm,
   OpenedModel opened = OpenModel(RunDir(o.run_dir).model(), o.model, catalog, LoadMode::kSameData, o.seed, comm);
   std::unique_ptr<ShardedIndex> ann;
   if (!o.ann_export.empty()) {
-    ann = ShardedIndex::Open(ResolveExport(o.ann_export));
+    const std::string dir = ResolveExport(o.ann_export);
+    const ExportManifest m = ReadExportManifest(dir);
     // Ranks are item rows: the export must hold the evaluation data's items, row for row (an
     // export made with --add-items holds more).
-    const ExportManifest& m = ann->manifest();
     bool same = m.num_items == catalog.num_items;
-    if (same) {
-      const std::vector<std::string> raw = ds->ReadItemRawIds(0, catalog.num_items);
-      for (int64_t i = 0; same && i < catalog.num_items; ++i) same = ann->raw_id(i) == raw[static_cast<size_t>(i)];
-    }
+    if (same) same = ReadExportedItems(dir, m).raw_ids == ds->ReadItemRawIds(0, catalog.num_items);
     if (!same) {
       Fail("--ann ", o.ann_export, ": export ", m.version, " holds the catalogue of ", m.data, " (", m.num_items,
            " items), not the item ids of ", data, " (", catalog.num_items,
            " items); evaluate an export of the evaluation data (an export made with --add-items also serves items "
            "the data does not have)");
     }
+    ann = OpenExportIndex(dir, m);
   }
   request.ann = ann.get();
   return EvaluateModel(*opened.model, request, comm);

@@ -8,6 +8,51 @@
 #include "train/tensorboard.h"
 
 namespace shardrec {
+namespace {
+
+class ConsoleSink : public TrainingSink {
+ public:
+  void OnPlan(const std::string& plan) override { Print("%s", plan.c_str()); }
+  void OnResume(const std::string& from, int64_t step, int64_t epoch, int64_t batch) override {
+    Print("resumed from %s: step %lld, epoch %lld, batch %lld\n", from.c_str(), static_cast<long long>(step),
+          static_cast<long long>(epoch), static_cast<long long>(batch));
+  }
+  void OnWarmStart(const std::string& from, const std::string& ids) override {
+    Print("warm start from %s: %s\n", from.c_str(), ids.c_str());
+  }
+  void OnWarning(const std::string& message) override {
+    std::fprintf(stderr, "shardrec: warning: %s\n", message.c_str());
+    std::fflush(stderr);
+  }
+  void OnProgress(const ProgressReport& r) override {
+    Print("epoch %lld step %lld/%lld | loss %.4f | %.0f sequences/s | lr %.2e | ETA %.0f s\n",
+          static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
+          r.sequences_per_second, r.lr, r.eta_seconds);
+  }
+  void OnValidation(int64_t, int64_t epoch, const std::map<std::string, double>& m) override {
+    auto at = [&](const char* k) { auto it = m.find(k); return it == m.end() ? 0.0 : it->second; };
+    Print("epoch %lld valid | HR@10 %.4f NDCG@10 %.4f HR@50 %.4f MRR %.4f\n", static_cast<long long>(epoch), at("hr@10"),
+          at("ndcg@10"), at("hr@50"), at("mrr"));
+  }
+  void OnEarlyStop(int64_t n) override {
+    Print("early stop: no better NDCG@10 for %lld validations\n", static_cast<long long>(n));
+  }
+  void OnTimeBudget(double used, double next, double budget) override {
+    Print("time budget: %.0f s used, the next epoch (~%.0f s) would end past --time-budget %.0f s; stopping\n", used,
+          next, budget);
+  }
+
+ private:
+  template <typename... A>
+  static void Print(const char* fmt, A... a) {
+    std::printf(fmt, a...);
+    std::fflush(stdout);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<TrainingSink> MakeConsoleSink() { return std::make_unique<ConsoleSink>(); }
 
 void SinkList::OnPlan(const std::string& p) {
   for (auto* s : sinks_) s->OnPlan(p);

@@ -1,6 +1,6 @@
-// Where a training run reports: progress, validation, the sharding plan. Library code never prints;
-// it calls a TrainingSink. The run's files (RUN/metrics.jsonl for plotting, TensorBoard events) are
-// sinks of this library; the command line adds one that prints (launch/).
+// Where a training run reports: progress, validation, the sharding plan. The training loop never
+// prints; it calls a TrainingSink. The run's files (RUN/metrics.jsonl for plotting, TensorBoard
+// events) are sinks of this library, and so is the console a front door chooses to print to.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +55,10 @@ class SinkList : public TrainingSink {
  private:
   std::vector<TrainingSink*> sinks_;
 };
+
+// Progress lines on standard output (the plan, resumes, one line per report, validations, stops)
+// and warnings on standard error, each flushed: what rank 0 of `shardrec train` prints.
+std::unique_ptr<TrainingSink> MakeConsoleSink();
 
 // RUN/metrics.jsonl: one JSON object per progress report ("split": "train") and validation
 // ("split": "valid"), flushed after each line. Throws UserError if the file cannot be written.

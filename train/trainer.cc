@@ -281,7 +281,6 @@ void TrainingRun::Start(TrainingSink* sink) {
 void TrainingRun::Plan() {
   PlannerOptions po = o_.planner;
   po.global_batch_size = o_.batch_size;
-  plan_ = PlanItemTables(o_.model, catalog_, comm_, po);
   // The memory model for this run, on this machine: the program as loaded so far is the runtime.
   TrainingShape shape;
   shape.num_items = catalog_.num_items;
@@ -303,6 +302,10 @@ void TrainingRun::Plan() {
   ClusterSpec here{.name = "this job", .nodes = 1, .gpus_per_node = comm_.world_size(), .reserved_bytes = runtime_bytes_,
                    .memory_bandwidth = po.memory_bandwidth, .intra_node_bandwidth = po.link_bandwidth,
                    .inter_node_bandwidth = po.link_bandwidth};
+  // The planner scores placements with the estimate printed below (one cost model).
+  po.cluster = here;
+  po.workloads = ItemTowerWorkloads(o_.model, ItemTowerTables(o_.model, catalog_), shape);
+  plan_ = PlanItemTables(o_.model, catalog_, comm_, po);
   memory_ = EstimateTrainingMemory(o_.model, plan_, shape, here);
   if (!root_) return;
   char head[256];

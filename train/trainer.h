@@ -11,7 +11,7 @@
 
 #include "distributed/communicator.h"
 #include "model/two_tower.h"
-#include "sharding/plan.h"
+#include "sharding/planner.h"
 #include "train/checkpoint.h"
 #include "model/catalogue.h"
 #include "train/report.h"

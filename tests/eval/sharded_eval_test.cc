@@ -8,7 +8,7 @@
 #include "distributed/inprocess.h"
 #include "io/dataset.h"
 #include "io/synth.h"
-#include "retrieval/index.h"
+#include "serve/index_build.h"
 #include "tests/test_util.h"
 #include "tests/train/invariance.h"
 #include "eval/evaluate.h"

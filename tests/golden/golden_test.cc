@@ -13,7 +13,8 @@
 #include "io/dataset.h"
 #include "io/export_format.h"
 #include "io/h5.h"
-#include "retrieval/index.h"
+#include "retrieval/export_index.h"
+#include "serve/index_build.h"
 #include "tests/test_util.h"
 #include "train/checkpoint.h"
 #include "serve/export.h"
@@ -138,8 +139,33 @@ TEST(Golden, CheckpointV1Loads) {
   });
 }
 
-TEST(Golden, ExportV1OpensAndSearches) {
+// The golden export's catalogue (raw ids, titles) and search: each item's own vector finds itself
+// first (normalised vectors, inner product).
+void ExpectGoldenItems(const std::string& golden, const ExportManifest& m, const VectorIndex& idx) {
+  const ExportedItems items = ReadExportedItems(golden, m);
+  EXPECT_EQ(items.raw_ids[2], "30");
+  EXPECT_EQ(items.titles[4], "Fifty (1994)");
+  VectorShard v = ReadVectorShard(golden + "/" + m.item_shards[0].file);
+  ASSERT_EQ(v.ids.size(), 5u);
+  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(idx.Search(v.vectors.data() + i * 4, 1)[0].id, i);
+}
+
+// Format 1 named its index files and search knobs in the export's manifest: still read, the index
+// ignored (exact search answers, with a warning) until `shardrec index` builds a generation.
+TEST(Golden, ExportV1OpensAndSearchesExactly) {
   const std::string golden = kGolden + "/export_v1";
+  const ExportManifest m = ReadExportManifest(golden);
+  EXPECT_EQ(m.format_version, 1);
+  EXPECT_EQ(m.num_items, 5);
+  EXPECT_TRUE(m.legacy_index);
+  EXPECT_EQ(m.index_dir, "");
+  auto idx = OpenExportIndex(golden, m);
+  EXPECT_EQ(idx->name(), "exact");
+  ExpectGoldenItems(golden, m, *idx);
+}
+
+TEST(Golden, ExportV2OpensAndSearches) {
+  const std::string golden = kGolden + "/export_v2";
   if (Update()) {
     testing::TempDir dir;
     const std::string data = MakeDataset(dir);
@@ -160,18 +186,16 @@ TEST(Golden, ExportV1OpensAndSearches) {
     RemoveAll(golden);
     ASSERT_EQ(testing::RunCommand("cp -r " + dir.File("exp/golden") + " " + golden).exit_code, 0);
   }
-  auto idx = ShardedIndex::Open(golden);
-  EXPECT_EQ(idx->manifest().format_version, 1);
-  EXPECT_EQ(idx->manifest().num_items, 5);
-  EXPECT_EQ(idx->manifest().index_factory, "Flat");
-  EXPECT_TRUE(idx->approximate());
-  EXPECT_EQ(idx->raw_id(2), "30");
-  EXPECT_EQ(idx->title(4), "Fifty (1994)");
-  // Each item's own vector finds itself first (normalised vectors, inner product).
-  EXPECT_TRUE(idx->vectors().empty()) << "the index answers; no second copy of the vectors";
-  VectorShard items = ReadVectorShard(golden + "/" + idx->manifest().item_shards[0].file);
-  ASSERT_EQ(items.ids.size(), 5u);
-  for (int64_t i = 0; i < 5; ++i) EXPECT_EQ(idx->Search(items.vectors.data() + i * 4, 1)[0].id, i);
+  const ExportManifest m = ReadExportManifest(golden);
+  EXPECT_EQ(m.format_version, 2);
+  EXPECT_EQ(m.num_items, 5);
+  EXPECT_EQ(m.index_dir, "index.g1");
+  const IndexManifest ix = ReadIndexManifest(golden + "/" + m.index_dir);
+  EXPECT_EQ(ix.factory, "Flat");
+  EXPECT_EQ(ix.knobs.nprobe, 32);
+  auto idx = OpenExportIndex(golden, m);
+  EXPECT_EQ(idx->name(), "Flat");
+  ExpectGoldenItems(golden, m, *idx);
 }
 
 }  // namespace

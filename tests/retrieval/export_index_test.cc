@@ -7,7 +7,8 @@
 #include "distributed/inprocess.h"
 #include "io/export_format.h"
 #include "io/synth.h"
-#include "retrieval/index.h"
+#include "retrieval/export_index.h"
+#include "serve/index_build.h"
 #include "tests/test_util.h"
 #include "serve/export.h"
 #include "train/trainer.h"
@@ -60,6 +61,20 @@ class ExportTest : public ::testing::Test {
 };
 testing::TempDir* ExportTest::dir_ = nullptr;
 
+std::unique_ptr<ShardedIndex> Open(const std::string& v, bool exact = false) {
+  return OpenExportIndex(v, ReadExportManifest(v), exact);
+}
+
+// Every item vector of an export version, [items x dim] in dense-id order.
+std::vector<float> ItemVectors(const std::string& v) {
+  std::vector<float> out;
+  for (const ExportShard& sh : ReadExportManifest(v).item_shards) {
+    VectorShard s = ReadVectorShard(v + "/" + sh.file);
+    out.insert(out.end(), s.vectors.begin(), s.vectors.end());
+  }
+  return out;
+}
+
 TEST_F(ExportTest, ShardsCoverEverythingAndAnyWorldSizeExportsTheSameVectors) {
   const std::string v1 = Export(1, dir_->File("exp"), "one");
   const std::string v3 = Export(3, dir_->File("exp"), "three");
@@ -68,14 +83,16 @@ TEST_F(ExportTest, ShardsCoverEverythingAndAnyWorldSizeExportsTheSameVectors) {
   EXPECT_EQ(m3.item_shards.size(), 3u);
   EXPECT_EQ(m3.num_items, 500);
   EXPECT_EQ(m3.num_users, 300);
-  auto one = ShardedIndex::Open(v1, true), three = ShardedIndex::Open(v3, true);
-  ASSERT_EQ(one->vectors().size(), 500u * 16);
-  for (size_t i = 0; i < one->vectors().size(); ++i) ASSERT_NEAR(one->vectors()[i], three->vectors()[i], 1e-6);
+  const std::vector<float> one = ItemVectors(v1), three = ItemVectors(v3);
+  ASSERT_EQ(one.size(), 500u * 16);
+  for (size_t i = 0; i < one.size(); ++i) ASSERT_NEAR(one[i], three[i], 1e-6);
+  const ExportedItems items = ReadExportedItems(v3, m3);
+  ASSERT_EQ(items.raw_ids.size(), 500u);
   for (int64_t i = 0; i < 500; ++i) {
     float norm = 0;
-    for (int k = 0; k < 16; ++k) norm += one->vectors()[i * 16 + k] * one->vectors()[i * 16 + k];
+    for (int k = 0; k < 16; ++k) norm += one[i * 16 + k] * one[i * 16 + k];
     ASSERT_NEAR(norm, 1.0f, 1e-4) << "item " << i << " is not L2-normalised";
-    ASSERT_EQ(one->raw_id(i), std::to_string(i + 1));
+    ASSERT_EQ(items.raw_ids[i], std::to_string(i + 1));
   }
   // Users: the same vectors from 1 and 3 ranks.
   VectorShard u1 = ReadVectorShard(v1 + "/users-0.h5");
@@ -115,49 +132,58 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   // IVF trains on a sample of each shard (250 items); probing all 8 lists makes it exact.
   o.factory = "IVF8,Flat";
   o.train_vectors = 100;
-  o.nprobe = 8;
+  o.knobs.nprobe = 8;
   IndexReport ivf = BuildExportIndex(v, o);
   EXPECT_EQ(ivf.train_vectors, 2 * 100);
   EXPECT_DOUBLE_EQ(ivf.recall10, 1.0);
-  EXPECT_EQ(ReadExportManifest(v).index_nprobe, 8);
+  EXPECT_EQ(ReadIndexManifest(v + "/" + ivf.dir).knobs.nprobe, 8) << "the knobs live with the index";
   // IVF-PQ with exact re-ranking ("RFlat"): 2 bytes a vector propose refine x k candidates.
   o.factory = "IVF8,PQ2x4,RFlat";
-  o.refine = 1;
+  o.knobs.refine = 1;
   const double rough = BuildExportIndex(v, o).recall10;
-  o.refine = 8;
+  o.knobs.refine = 8;
   IndexReport refined = BuildExportIndex(v, o);
   EXPECT_GT(refined.recall10, rough + 0.05) << "re-ranking 8x candidates recovers recall";
   EXPECT_GT(refined.recall10, 0.9);
-  EXPECT_EQ(ReadExportManifest(v).index_refine, 8);
-  EXPECT_DOUBLE_EQ(ShardedIndex::Open(v)->manifest().index_recall10, refined.recall10);
+  EXPECT_EQ(ReadIndexManifest(v + "/" + refined.dir).knobs.refine, 8);
+  EXPECT_EQ(Open(v)->name(), "IVF8,PQ2x4,RFlat");
   o.factory = "HNSW16";
   IndexReport hnsw = BuildExportIndex(v, o);
   EXPECT_GT(hnsw.recall10, 0.9);
   ExportManifest m = ReadExportManifest(v);
-  EXPECT_EQ(m.index_factory, "HNSW16");
   // Re-indexing writes a new generation beside the current one; the one before that goes.
-  EXPECT_EQ(m.index_generation, 5);
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 3)));
-  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(0, 4)));
-  EXPECT_TRUE(PathExists(v + "/" + IndexFileName(1, 5)));
-  EXPECT_DOUBLE_EQ(m.index_recall10, hnsw.recall10);
-  EXPECT_EQ(m.index_queries, 300);
-  // A reader that read manifest generation 5 just before a re-index still finds every file it names.
+  EXPECT_EQ(m.index_dir, "index.g5");
+  EXPECT_EQ(hnsw.dir, "index.g5");
+  EXPECT_FALSE(PathExists(v + "/index.g3"));
+  EXPECT_TRUE(PathExists(v + "/index.g4/index-0.faiss"));
+  EXPECT_TRUE(PathExists(v + "/index.g5/index-1.faiss"));
+  const IndexManifest ix = ReadIndexManifest(v + "/index.g5");
+  EXPECT_EQ(ix.factory, "HNSW16");
+  EXPECT_DOUBLE_EQ(ix.recall10, hnsw.recall10);
+  EXPECT_EQ(ix.queries, 300);
+  ASSERT_EQ(ix.shards.size(), 2u);
+  EXPECT_EQ(ix.shards[1].begin, m.item_shards[1].begin);
+  // A reader that read the manifest naming generation 5 just before a re-index still finds every
+  // file it names; a build that died after its rename (a stray later generation) is replaced.
+  MakeDirs(v + "/index.g6");
+  testing::WriteText(v + "/index.g6/stale", "x");
   o.factory = "Flat";
   BuildExportIndex(v, o);
-  EXPECT_EQ(ReadExportManifest(v).index_generation, 6);
-  for (const auto& [name, digest] : m.files) EXPECT_NO_THROW(VerifyFileDigest(v + "/" + name, digest)) << name;
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(0, 4)));
-  EXPECT_FALSE(PathExists(v + "/" + IndexFileName(1, 4)));
+  EXPECT_EQ(ReadExportManifest(v).index_dir, "index.g6");
+  EXPECT_FALSE(PathExists(v + "/index.g6/stale"));
+  EXPECT_NO_THROW(ReadIndexManifest(v + "/index.g5"));
+  EXPECT_FALSE(PathExists(v + "/index.g4"));
   // Brute force oracle for a few queries (user vectors).
-  auto idx = ShardedIndex::Open(v, /*exact=*/true);
+  auto idx = Open(v, /*exact=*/true);
+  EXPECT_EQ(idx->name(), "exact");
+  const std::vector<float> vectors = ItemVectors(v);
   VectorShard users = ReadVectorShard(v + "/users-0.h5");
   for (int q = 0; q < 20; ++q) {
     const float* qv = users.vectors.data() + q * 16;
     std::vector<std::pair<float, int64_t>> all;
     for (int64_t i = 0; i < 500; ++i) {
       float s = 0;
-      for (int k = 0; k < 16; ++k) s += qv[k] * idx->vectors()[i * 16 + k];
+      for (int k = 0; k < 16; ++k) s += qv[k] * vectors[i * 16 + k];
       if (i != 7) all.push_back({-s, i});
     }
     std::sort(all.begin(), all.end());
@@ -170,18 +196,45 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
   }
 }
 
-TEST(IndexFileName, RoundTripsAndRejectsOtherNames) {
-  size_t shard = 0;
-  int64_t gen = 0;
-  for (auto [s, g] : {std::pair<size_t, int64_t>{0, 0}, {3, 1}, {12, 40}}) {
-    ASSERT_TRUE(ParseIndexFileName(IndexFileName(s, g), &shard, &gen)) << IndexFileName(s, g);
-    EXPECT_EQ(shard, s);
+TEST(IndexDirName, RoundTripsAndRejectsOtherNames) {
+  int64_t gen = -1;
+  for (int64_t g : {0, 1, 40}) {
+    ASSERT_TRUE(ParseIndexDirName(IndexDirName(g), &gen)) << IndexDirName(g);
     EXPECT_EQ(gen, g);
   }
-  for (const char* other : {"index-.faiss", "index-1.g.faiss", "index-1.g0.faiss", "index-01.faiss", "items-0.h5",
-                            "index-1.faiss.tmp", "index-x.g2.faiss"}) {
-    EXPECT_FALSE(ParseIndexFileName(other, nullptr, nullptr)) << other;
+  for (const char* other : {"index.g", "index.g01", "index.gx", "index-0.faiss", ".index.g2.partial", "index.g2.old",
+                            "index.g-1", "items-0.h5", "index.g99999999999999999999"}) {
+    EXPECT_FALSE(ParseIndexDirName(other, nullptr)) << other;
   }
+}
+
+// A sharded search is the brute-force merge of its shards, exclusions included, for any split.
+TEST(ShardedIndex, EqualsOneExactIndexOverTheSameRows) {
+  constexpr int64_t n = 50, dim = 4;
+  std::vector<float> all(n * dim);
+  for (int64_t i = 0; i < n * dim; ++i) all[i] = static_cast<float>((i * 37 % 101) - 50) / 50.0f;
+  auto whole = NewExactIndex(all, dim);
+  std::vector<std::unique_ptr<VectorIndex>> shards;
+  for (auto [b, e] : {std::pair<int64_t, int64_t>{0, 7}, {7, 7}, {7, 30}, {30, 50}}) {
+    shards.push_back(NewExactIndex(std::vector<float>(all.begin() + b * dim, all.begin() + e * dim), dim));
+  }
+  ShardedIndex sharded(std::move(shards), {0, 7, 7, 30});
+  EXPECT_EQ(sharded.size(), n);
+  EXPECT_EQ(sharded.dim(), dim);
+  const float q[dim] = {0.3f, -1.0f, 0.5f, 0.25f};
+  std::vector<Hit> want = whole->Search(q, n);
+  SortHits(want);
+  auto got = sharded.Search(q, 12, {want[0].id, want[3].id});
+  want.erase(want.begin() + 3);
+  want.erase(want.begin());
+  ASSERT_EQ(got.size(), 12u);
+  for (size_t r = 0; r < got.size(); ++r) {
+    EXPECT_EQ(got[r].id, want[r].id) << "rank " << r;
+    EXPECT_FLOAT_EQ(got[r].score, want[r].score);
+  }
+  EXPECT_EQ(sharded.Search(q, 100).size(), static_cast<size_t>(n));
+  const auto many = sharded.SearchMany(q, 1, 12, {{want[0].id}}, 2);
+  EXPECT_EQ(many[0].size(), 12u);
 }
 
 TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
@@ -194,31 +247,33 @@ TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   std::string bytes = items;
   bytes[bytes.size() / 3] ^= 0x11;
   testing::WriteText(v + "/items-0.h5", bytes);
-  testing::ExpectUserError([&] { ShardedIndex::Open(v); }, {"items-0.h5", "checksum mismatch"});
-  // Index files are covered by the manifest too: a flipped byte or a truncation names the file.
+  testing::ExpectUserError([&] { Open(v); }, {"items-0.h5", "checksum mismatch"});
+  // Index files are covered by their generation's manifest: a flipped byte or a truncation names
+  // the file.
   testing::WriteText(v + "/items-0.h5", items);
   IndexOptions o;
   o.factory = "HNSW8";
   BuildExportIndex(v, o);
-  const std::string ix = v + "/" + IndexFileName(0, 1);
+  const std::string ix = v + "/index.g1/index-0.faiss";
   const std::string good = ReadFileToString(ix);
   std::string flipped = good;
   flipped[flipped.size() / 2] ^= 0x40;
   testing::WriteText(ix, flipped);
-  testing::ExpectUserError([&] { ShardedIndex::Open(v); }, {IndexFileName(0, 1), "checksum mismatch"});
+  testing::ExpectUserError([&] { Open(v); }, {"index.g1/index-0.faiss", "checksum mismatch"});
+  EXPECT_EQ(Open(v, /*exact=*/true)->name(), "exact") << "exact search does not read the index";
   testing::WriteText(ix, good.substr(0, good.size() / 2));
-  testing::ExpectUserError([&] { ShardedIndex::Open(v); }, {IndexFileName(0, 1), "truncated"});
+  testing::ExpectUserError([&] { Open(v); }, {"index.g1/index-0.faiss", "truncated"});
   testing::WriteText(ix, good);
-  auto idx = ShardedIndex::Open(v);
-  EXPECT_TRUE(idx->approximate());
-  EXPECT_EQ(idx->manifest().num_items, 500);
+  auto idx = Open(v);
+  EXPECT_EQ(idx->name(), "HNSW8");
+  EXPECT_EQ(idx->size(), 500);
   testing::ExpectUserError([&] { ResolveExport(dir_->File("nothing")); }, {"neither an export version"});
   // A manifest whose item shards leave a gap is refused by name.
   ExportManifest m = ReadExportManifest(v);
   ASSERT_EQ(m.item_shards.size(), 1u);
   m.item_shards[0].begin = 1;
   WriteExportManifest(v, m);
-  testing::ExpectUserError([&] { ShardedIndex::Open(v, /*exact=*/true); },
+  testing::ExpectUserError([&] { Open(v, /*exact=*/true); },
                            {"manifest.json: item_shards[0] covers [1, 500); the shards must cover [0, 500) in order"});
   // A shard names one of the version's own (verified) files and rows within the catalogue.
   m.item_shards[0].begin = 0;

@@ -38,7 +38,9 @@ def main():
     vdir = f"{root}/{version}"
     m = json.load(open(f"{vdir}/manifest.json"))
     assert m["format"] == "shardrec.export" and m["metric"] == "inner_product" and m["normalization"] == "l2"
-    assert m["index"]["factory"] == "HNSW16" and 0 < m["index"]["recall@10"] <= 1
+    idir = f"{vdir}/{m['index']['dir']}"
+    ix = json.load(open(f"{idir}/manifest.json"))
+    assert ix["format"] == "shardrec.index" and ix["factory"] == "HNSW16" and 0 < ix["recall@10"] <= 1
     # Items and indexes per shard, users, and each user's history (excluded from results).
     shards = []
     raw = []
@@ -47,10 +49,11 @@ def main():
             v = f["vectors"][...]
             assert v.shape == (s["end"] - s["begin"], m["dim"]) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
             raw += strings(f["raw_ids"])
-        gen = m["index"].get("generation", 0)
-        name = f"index-{len(shards)}" + (f".g{gen}" if gen else "") + ".faiss"
-        assert name in m["files"], name
-        shards.append((s["begin"], faiss.read_index(f"{vdir}/{name}")))
+        shard = ix["shards"][len(shards)]
+        assert (shard["begin"], shard["end"]) == (s["begin"], s["end"]) and shard["file"] in ix["files"]
+        index = faiss.read_index(f"{idir}/{shard['file']}")
+        faiss.ParameterSpace().set_index_parameter(index, "efSearch", ix["search"]["ef_search"])
+        shards.append((s["begin"], index))
     with h5py.File(f"{vdir}/users-0.h5") as f:
         users, user_raw, uvec = f["ids"][...], strings(f["raw_ids"]), f["vectors"][...]
     with h5py.File(m["data"]) as d:

@@ -2,6 +2,7 @@
 // direct sum, and the all-to-all bytes per step against what the real ShardedEmbeddingCollection
 // sends for simulated batches of Zipf ids (counted by a communicator that wraps the in-process one).
 #include "sharding/capacity.h"
+#include "sharding/planner.h"
 
 #include <gtest/gtest.h>
 

@@ -15,6 +15,7 @@
 #include "common/rng.h"
 #include "sharding/embedding_collection.h"
 #include "sharding/lookup_function.h"
+#include "sharding/planner.h"
 
 namespace shardrec::testing {
 

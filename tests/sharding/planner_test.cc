@@ -1,4 +1,4 @@
-#include "sharding/plan.h"
+#include "sharding/planner.h"
 
 #include <gtest/gtest.h>
 
@@ -100,6 +100,57 @@ TEST(Planner, RowWiseBlocksAreCeilDivided) {
   p.Validate({t});
   p.tables[0].shards.pop_back();
   testing::ExpectUserError([&] { p.Validate({t}); }, {"table 't'", "cover"});
+}
+
+}  // namespace
+}  // namespace shardrec
+
+namespace shardrec {
+namespace {
+
+// One cost model: the planner's choice for a table is the candidate whose capacity estimate
+// (EstimateCapacity of the whole plan, the figure `shardrec plan` prints) has the fastest busiest
+// rank, found here by brute force over every sharding the table may take; and the plan's per-rank
+// estimates are that estimate's.
+TEST(Planner, ChoosesTheCandidateTheCapacityModelRanksFastest) {
+  ClusterSpec cluster{.name = "2x2", .nodes = 2, .gpus_per_node = 2, .memory_bandwidth = 100e9,
+                      .intra_node_bandwidth = 50e9, .inter_node_bandwidth = 2e9, .latency_seconds = 1e-5};
+  for (const bool sorted : {false, true}) {
+    for (const int64_t rows : {int64_t{800}, int64_t{50000}, int64_t{2000000}}) {
+      TableSpec spec{.name = "items", .rows = rows, .dim = 32, .features = {"history"}, .lookups_per_sample = 50};
+      TableWorkload wl;
+      wl.ids = {.zipf = 1.1, .sorted = sorted};
+      wl.shared_draws = 256 * 50;
+      wl.uniform_draws = 256;
+      wl.outputs = 4000;
+      PlannerOptions o;
+      o.world_size = 4;
+      o.cluster = cluster;
+      o.workloads = {wl};
+      const ShardingPlan plan = PlanSharding({spec}, o);
+      auto busiest = [&](const ShardingPlan& p) {
+        const CapacityEstimate e = EstimateCapacity({spec}, p, {wl}, cluster);
+        double m = 0;
+        for (int r = 0; r < 4; ++r) m = std::max(m, e.RankSeconds(r));
+        return m;
+      };
+      double best = std::numeric_limits<double>::infinity();
+      for (ShardingType t : {ShardingType::kTableWise, ShardingType::kRowWise, ShardingType::kColumnWise,
+                             ShardingType::kDataParallel}) {
+        if (t == ShardingType::kDataParallel && rows > o.data_parallel_max_rows) continue;
+        for (int r = 0; r < (t == ShardingType::kTableWise ? 4 : 1); ++r) {
+          ShardingPlan p;
+          p.world_size = 4;
+          p.tables.push_back({"items", t, MakeShards(spec, t, 4, r)});
+          best = std::min(best, busiest(p));
+        }
+      }
+      const std::string what = std::to_string(rows) + (sorted ? " rows, sorted" : " rows, shuffled");
+      EXPECT_DOUBLE_EQ(busiest(plan), best) << what << ": chose " << ShardingTypeName(plan.tables[0].type);
+      const CapacityEstimate e = EstimateCapacity({spec}, plan, {wl}, cluster);
+      for (int r = 0; r < 4; ++r) EXPECT_DOUBLE_EQ(plan.loads[r].seconds, e.RankSeconds(r)) << what << " rank " << r;
+    }
+  }
 }
 
 }  // namespace

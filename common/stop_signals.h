@@ -5,7 +5,7 @@
 
 #include <atomic>
 
-namespace shardrec::cli {
+namespace shardrec {
 
 // Installs the handlers. `announce`: say on stderr that the stop was requested (rank 0).
 void InstallStopHandlers(bool announce);
@@ -15,4 +15,4 @@ const std::atomic<int>& StopSignal();
 // The exit status of a command that stopped early on a signal after saving its state.
 inline constexpr int kExitStopped = 75;
 
-}  // namespace shardrec::cli
+}  // namespace shardrec

@@ -1,4 +1,4 @@
-#include "launch/signals.h"
+#include "common/stop_signals.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include <cstring>
 #include <ctime>
 
-namespace shardrec::cli {
+namespace shardrec {
 namespace {
 
 std::atomic<int> g_stop{0};
@@ -62,4 +62,4 @@ void InstallStopHandlers(bool announce) {
 
 const std::atomic<int>& StopSignal() { return g_stop; }
 
-}  // namespace shardrec::cli
+}  // namespace shardrec
