@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "common/crc32c.h"
 #include "common/error.h"
@@ -143,14 +144,30 @@ bool SameFile(const std::string& a, const std::string& b) {
   return ::stat(a.c_str(), &sa) == 0 && ::stat(b.c_str(), &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-std::string ReadFileToString(const std::string& path) {
-  if (IsDirectory(path)) Fail(path, ": is a directory, expected a file");
+void CheckRegularFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) Fail(path, ": cannot open: ", std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) Fail(path, ": is a directory, expected a file");
+  if (!S_ISREG(st.st_mode)) {
+    Fail(path, ": is not a regular file (", S_ISFIFO(st.st_mode) ? "a FIFO" : S_ISSOCK(st.st_mode) ? "a socket" : "a device",
+         "), expected a file: an input is read from a file, whole");
+  }
+}
+
+std::string ReadFileToString(const std::string& path, int64_t max_bytes) {
+  CheckRegularFile(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) Fail(path, ": cannot open: ", std::strerror(errno));
-  std::ostringstream os;
-  os << in.rdbuf();
+  std::string out;
+  std::vector<char> chunk(size_t{1} << 16);
+  while (in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    out.append(chunk.data(), static_cast<size_t>(in.gcount()));
+    // Checked as it grows: the file may grow while it is read.
+    if (static_cast<int64_t>(out.size()) > max_bytes) Fail(path, ": larger than ", max_bytes, " bytes, the most it may hold");
+  }
   if (in.bad()) Fail(path, ": read error");
-  return os.str();
+  return out;
 }
 
 void MakeDirs(const std::string& path) {

@@ -65,8 +65,16 @@ std::string Dirname(const std::string& path);
 std::string Basename(const std::string& path);
 // Absolute path with symlinks resolved; throws UserError if it does not exist.
 std::string RealPath(const std::string& path);
-// Reads a whole file. Throws UserError naming the path if it cannot be read.
-std::string ReadFileToString(const std::string& path);
+// A path an input is read from must be a regular file: a missing one, a directory, a FIFO, a device
+// (/dev/zero) or a socket is a UserError naming the path (reading a FIFO would wait forever, a
+// device without end).
+void CheckRegularFile(const std::string& path);
+// The most ReadFileToString reads unless told otherwise: far above any manifest, config or list of
+// ids it is given, far below what would exhaust memory.
+inline constexpr int64_t kMaxReadBytes = int64_t{1} << 30;
+// Reads a whole regular file (CheckRegularFile) of at most `max_bytes`. Throws UserError naming the
+// path if it cannot be read or is larger.
+std::string ReadFileToString(const std::string& path, int64_t max_bytes = kMaxReadBytes);
 // Writes `contents` to `path` through an AtomicOutput: the file is complete or absent. Every write
 // is checked; a failure (disk full, missing directory) is a UserError naming the path.
 void WriteFileAtomically(const std::string& path, const std::string& contents);

@@ -32,7 +32,9 @@ std::vector<FlatYamlEntry> ParseFlatYaml(const std::string& text, const std::str
   return out;
 }
 
-std::vector<FlatYamlEntry> ReadFlatYaml(const std::string& path) { return ParseFlatYaml(ReadFileToString(path), path); }
+std::vector<FlatYamlEntry> ReadFlatYaml(const std::string& path) {
+  return ParseFlatYaml(ReadFileToString(path, kMaxFlatYamlBytes), path);
+}
 
 std::string WriteFlatYaml(const std::vector<FlatYamlValue>& values) {
   YAML::Emitter out;

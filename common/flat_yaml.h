@@ -2,6 +2,7 @@
 // configurations (launch/config.h) and cluster descriptions (sharding/cluster.h).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,8 @@ struct FlatYamlEntry {
 // (nothing, comments only) has none. Invalid YAML, several documents, anything but a mapping, or
 // a key or value that is not a scalar is a UserError naming name:line.
 std::vector<FlatYamlEntry> ParseFlatYaml(const std::string& text, const std::string& name);
+// Reads `path`: a regular file of at most kMaxFlatYamlBytes (a config is a few hundred bytes).
+inline constexpr int64_t kMaxFlatYamlBytes = int64_t{1} << 20;
 std::vector<FlatYamlEntry> ReadFlatYaml(const std::string& path);
 
 struct FlatYamlValue {

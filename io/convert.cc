@@ -23,11 +23,11 @@ namespace {
 // million events), far below what a binary or endless input would grow to.
 constexpr size_t kMaxLineBytes = size_t{256} << 20;
 
-// A text input, whole: read in chunks, so that a binary file (a NUL byte) or an endless line
-// (/dev/zero, /dev/urandom) ends with a message naming the line instead of exhausting memory; a
-// UTF-8 byte-order mark at the start is dropped.
+// A text input, whole: a regular file (a device or a FIFO is refused), read in chunks, so that a
+// binary file (a NUL byte) or a runaway line ends with a message naming the line instead of
+// exhausting memory; a UTF-8 byte-order mark at the start is dropped.
 std::string ReadTextInput(const std::string& path) {
-  if (IsDirectory(path)) Fail(path, ": is a directory, expected a file");
+  CheckRegularFile(path);
   std::FILE* f = std::fopen(path.c_str(), "rb");
   if (f == nullptr) Fail(path, ": cannot open: ", std::strerror(errno));
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> closer(f, &std::fclose);

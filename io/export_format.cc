@@ -1,6 +1,7 @@
 #include "io/export_format.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -28,9 +29,9 @@ std::string ExportShardsToJson(const std::vector<ExportShard>& shards) {
   return out + "]";
 }
 
-std::vector<ExportShard> ExportShardsFromJson(const JsonValue& array) {
+std::vector<ExportShard> ExportShardsFromJson(const JsonValue& array, const std::string& key) {
   std::vector<ExportShard> out;
-  if (array.type != JsonValue::kArray) Fail("shards: not an array");
+  if (array.type != JsonValue::kArray) Fail(key, ": not an array");
   for (const auto& s : array.array) out.push_back({s.at("file").str(), s.at("begin").integer(), s.at("end").integer()});
   return out;
 }
@@ -52,7 +53,7 @@ struct VectorShardWriter::Impl {
 VectorShardWriter::VectorShardWriter(const std::string& path, const std::string& kind, int64_t dim, bool with_titles)
     : impl_(std::make_unique<Impl>(path, dim, with_titles)) {
   impl_->file.SetAttr("/", "format", std::string("shardrec.export.") + kind);
-  impl_->file.SetAttr("/", "format_version", kExportFormatVersion);
+  impl_->file.SetAttr("/", "format_version", kVectorShardFormatVersion);
   impl_->file.SetAttr("/", "dim", dim);
 }
 
@@ -147,6 +148,7 @@ namespace {
 // Every reader of an export relies on this: each shard is one of the version's own files (listed,
 // so verified) and the shards cover the rows [0, rows) in order.
 void CheckShards(const char* key, const std::vector<ExportShard>& shards, int64_t rows, const JsonValue& files) {
+  if (shards.empty() && rows > 0) Fail(key, ": no shards for ", rows, " rows");
   for (size_t s = 0; s < shards.size(); ++s) {
     const ExportShard& sh = shards[s];
     if (!files.has(sh.file)) Fail(key, ": ", Quote(sh.file), " has no entry in files");
@@ -160,10 +162,17 @@ void CheckShards(const char* key, const std::vector<ExportShard>& shards, int64_
 
 }  // namespace
 
+bool IsLegacyIndexFile(const std::string& name) {
+  return name.rfind("index-", 0) == 0 && name.size() > 12 && name.compare(name.size() - 6, 6, ".faiss") == 0;
+}
+
 ExportManifest ReadExportManifest(const std::string& dir) {
   ExportManifest m;
-  m.files = ReadVerifiedManifest(dir, "shardrec.export", kExportFormatVersion, "an export version", [&](const JsonValue& j) {
+  const std::string path = dir + "/manifest.json";
+  if (!PathExists(path)) Fail(dir, ": no manifest.json (not an export version, or an unfinished one)");
+  ReadManifestFile(path, "shardrec.export", kExportFormatVersion, [&](const JsonValue& j) {
     m.format_version = j.at("format_version").integer();
+    m.files = FileDigestsFromJson(j.at("files"));
     m.version = j.at("version").str();
     m.source = j.at("source").str();
     m.data = j.at("data").str();
@@ -172,10 +181,16 @@ ExportManifest ReadExportManifest(const std::string& dir) {
     m.normalization = j.at("normalization").str();
     m.num_items = j.at("num_items").integer();
     m.num_users = j.at("num_users").integer();
+    // Every field a reader acts on is checked: one flipped bit must not pass for another meaning.
+    if (m.metric != "inner_product") Fail("metric: ", Quote(m.metric), " is not inner_product");
+    if (m.normalization != "l2" && m.normalization != "none") Fail("normalization: ", Quote(m.normalization), " is not l2 or none");
+    if (m.dim < 1) Fail("dim: ", m.dim, " is not >= 1");
+    if (m.num_items < 0 || m.num_users < 0) Fail("num_items ", m.num_items, ", num_users ", m.num_users, ": counts cannot be negative");
+    CheckVersionName(m.version, "version");
     for (const char* key : {"item_shards", "user_shards"}) {
       const bool items = std::string(key) == "item_shards";
       auto& out = items ? m.item_shards : m.user_shards;
-      out = ExportShardsFromJson(j.at(key));
+      out = ExportShardsFromJson(j.at(key), key);
       CheckShards(key, out, items ? m.num_items : m.num_users, j.at("files"));
     }
     for (const auto& [k, v] : j.at("eval").object) m.eval[k] = v.num();
@@ -199,6 +214,15 @@ ExportManifest ReadExportManifest(const std::string& dir) {
       }
     }
   }, /*oldest_version=*/1);
+  for (auto it = m.files.begin(); it != m.files.end();) {
+    // Format 1's index files are not read (exact search answers), so not verified, nor listed again.
+    if (m.legacy_index && IsLegacyIndexFile(it->first)) {
+      it = m.files.erase(it);
+      continue;
+    }
+    VerifyFileDigest(dir + "/" + it->first, it->second);
+    ++it;
+  }
   return m;
 }
 
@@ -222,6 +246,16 @@ ExportedItems ReadExportedItems(const std::string& dir, const ExportManifest& m)
   return out;
 }
 
+void CheckVersionName(const std::string& v, const std::string& what) {
+  const bool chars = std::all_of(v.begin(), v.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '+' || c == '@' || c == '-';
+  });
+  if (v.empty() || v.size() > 128 || !chars || v[0] == '.' || v[0] == '-' || v == "LATEST") {
+    Fail(what, ": ", Quote(v), " is not a version name (1 to 128 of letters, digits and . _ + @ -, not starting with . or -, "
+         "not LATEST)");
+  }
+}
+
 std::string ResolveExport(const std::string& root) {
   if (PathExists(root + "/manifest.json")) return root;
   const std::string v = ReadLatest(root);
@@ -239,9 +273,7 @@ std::string ReadLatest(const std::string& root) {
 }
 
 void SetLatest(const std::string& root, const std::string& version) {
-  if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
-    Fail(Quote(version), " is not a version name (a directory directly under ", root, ")");
-  }
+  CheckVersionName(version, root + "/LATEST");
   if (!PathExists(root + "/" + version + "/manifest.json")) Fail(root, "/", version, ": not a complete export version");
   WriteFileAtomically(root + "/LATEST", version + "\n");
 }

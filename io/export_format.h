@@ -19,6 +19,8 @@ namespace shardrec {
 // 2: the ANN index is a directory of its own (index.g<N>/, retrieval/export_index.h); 1 named index
 // files and search knobs here (still read: its index is ignored and search is exact).
 inline constexpr int64_t kExportFormatVersion = 2;
+// The item and user shard files' own layout (unchanged by export format 2).
+inline constexpr int64_t kVectorShardFormatVersion = 1;
 
 struct VectorShard {
   std::vector<int64_t> ids;           // dense ids
@@ -86,9 +88,9 @@ struct ExportManifest {
   std::string gate_decision;  // "published", "refused", "forced"
 };
 
-// [{"file", "begin", "end"}] and back (UserError on a malformed entry).
+// [{"file", "begin", "end"}] and back (UserError naming `key` on a malformed entry).
 std::string ExportShardsToJson(const std::vector<ExportShard>& shards);
-std::vector<ExportShard> ExportShardsFromJson(const JsonValue& array);
+std::vector<ExportShard> ExportShardsFromJson(const JsonValue& array, const std::string& key);
 
 // The catalogue side of the item shards: raw ids and titles (empty when the export has none), by
 // dense id; a shard that disagrees with the manifest is a UserError naming it.
@@ -99,8 +101,15 @@ ExportedItems ReadExportedItems(const std::string& version_dir, const ExportMani
 
 // Computes the size and CRC-32C of the shard files, writes manifest.json atomically.
 void WriteExportManifest(const std::string& dir, ExportManifest manifest);
-// Reads and verifies (sizes and checksums of every file): UserError naming the file otherwise.
+// Reads and verifies (sizes and checksums of every file it reads; format 1's index files are
+// ignored): UserError naming the file otherwise.
 ExportManifest ReadExportManifest(const std::string& dir);
+// "index-<r>[.g<G>].faiss": an index file of format 1, beside the shards.
+bool IsLegacyIndexFile(const std::string& name);
+// A version name must be a plain directory name of the root that nothing else uses: 1 to 128 of
+// [A-Za-z0-9._+@-], not starting with '.' or '-' (staging and marker files start with '.'), and not
+// "LATEST". Anything else is a UserError naming `what` (the flag or file it came from).
+void CheckVersionName(const std::string& version, const std::string& what);
 // ROOT/<version> for ROOT (through ROOT/LATEST) or a version directory itself.
 std::string ResolveExport(const std::string& root_or_version);
 // The version ROOT/LATEST names ("" when there is none).

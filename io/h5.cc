@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/strings.h"
 
 namespace shardrec::h5 {
@@ -144,6 +145,7 @@ File File::Open(const std::string& path) {
   H5_LOCKED;
   SilenceHdf5();
   if (IsFileMissing(path)) Fail(path, ": no such file");
+  CheckRegularFile(path);  // a FIFO would block the HDF5 library's open
   htri_t is_h5 = H5Fis_hdf5(path.c_str());
   if (is_h5 <= 0) Fail(path, ": not an HDF5 file (or truncated/corrupted)");
   Handle h(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
@@ -151,12 +153,7 @@ File File::Open(const std::string& path) {
   return File(path, std::move(h));
 }
 
-bool File::IsFileMissing(const std::string& path) {
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return true;
-  std::fclose(f);
-  return false;
-}
+bool File::IsFileMissing(const std::string& path) { return !PathExists(path); }
 
 bool File::Exists(const std::string& object) const {
   H5_LOCKED;

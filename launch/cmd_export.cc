@@ -112,6 +112,7 @@ int RunIndex(const std::vector<std::string>&) {
 int RunPublish(const std::vector<std::string>& pos) {
   if (FLAGS_export_root.empty()) Fail("--export-root is required (the export root the serving tier reads)");
   if (FLAGS_rollback) {
+    if (!FLAGS_run_dir.empty() || !FLAGS_export_version.empty()) Fail("--rollback takes a VERSION argument, not --run-dir or --export-version");
     const std::string to = Rollback(FLAGS_export_root, pos.empty() ? std::string() : pos[0]);
     std::printf("rolled back: %s/LATEST -> %s\n", FLAGS_export_root.c_str(), to.c_str());
     return 0;
@@ -164,7 +165,6 @@ RecommendRequest QueryRequestFromFlags() {
 int RunQuery(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
   if (FLAGS_user.empty() == FLAGS_history.empty()) Fail("give exactly one of --user RAW_ID and --history RAW_ID,...");
-  if (FLAGS_k < 1) Fail("--k must be >= 1");
   const RecommendRequest request = QueryRequestFromFlags();
   RecommenderOptions o;
   o.export_dir = FLAGS_export_dir;

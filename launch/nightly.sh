@@ -43,7 +43,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ -n "$day" ] || die "--day is required (the night's name; it names the export version too)"
-case "$day" in */*|.*) die "--day '$day': not a plain name" ;; esac
+# The day names the export version: the rule of CheckVersionName (io/export_format.h).
+[[ "$day" =~ ^[A-Za-z0-9_+@][A-Za-z0-9._+@-]{0,127}$ && "$day" != LATEST ]] \
+  || die "--day '$day': not a version name (1 to 128 of letters, digits and . _ + @ -, not starting with . or -, not LATEST)"
 [ -n "$work" ] || die "--work is required (the job's state directory)"
 [ -n "$root" ] || die "--export-root is required (what the serving tier reads)"
 if [ -n "$data" ] && [ -n "$convert" ]; then die "give --data or --convert, not both"; fi

@@ -48,7 +48,7 @@ IndexManifest ReadIndexManifest(const std::string& dir) {
     const JsonValue& k = j.at("search");
     m.knobs = {.ef_search = k.at("ef_search").integer(), .nprobe = k.at("nprobe").integer(), .refine = k.at("refine").integer()};
     if (m.knobs.ef_search < 1 || m.knobs.nprobe < 1 || m.knobs.refine < 1) Fail("search: every knob must be >= 1");
-    m.shards = ExportShardsFromJson(j.at("shards"));
+    m.shards = ExportShardsFromJson(j.at("shards"), "shards");
     m.queries = j.at("queries").integer();
     m.recall10 = j.at("recall@10").num();
     m.recall100 = j.at("recall@100").num();

@@ -26,8 +26,10 @@ ShardedIndex::ShardedIndex(std::vector<std::unique_ptr<VectorIndex>> shards, std
 std::string ShardedIndex::name() const { return shards_[0]->name(); }
 
 std::vector<Hit> ShardedIndex::Search(const float* q, int64_t k, const std::unordered_set<int64_t>& exclude) const {
-  // Each shard's best k + |exclude| hold the best k that are not excluded.
-  const int64_t want = k + static_cast<int64_t>(exclude.size());
+  // Each shard's best k + |exclude| hold the best k that are not excluded; no shard has more than
+  // size_ rows, so asking for more cannot find more (and k near INT64_MAX does not overflow).
+  if (k <= 0) return {};
+  const int64_t want = std::min(k, size_) + std::min(static_cast<int64_t>(exclude.size()), size_);
   std::vector<Hit> all;
   for (size_t s = 0; s < shards_.size(); ++s) {
     for (const Hit& h : shards_[s]->Search(q, want)) {

@@ -41,9 +41,7 @@ std::string DefaultVersion() {
 // The version's name, the same on every rank (rank 0's): --export-version or the UTC time.
 std::string VersionName(const ExportOptions& o, Communicator& comm) {
   const std::string version = BroadcastString(comm, o.version.empty() ? DefaultVersion() : o.version, 0);
-  if (version.empty() || version.find('/') != std::string::npos || version[0] == '.') {
-    Fail("--export-version: ", version, " is not a valid version name");
-  }
+  CheckVersionName(version, "--export-version");
   return version;
 }
 

@@ -79,12 +79,15 @@ class RecallMeasure {
     // Queries/s: exact search vs the index at k = 10, single queries on one thread (exact search
     // timed on the first kExactTimedQueries queries: one at a time it scans the whole shard).
     const ThreadCount one_thread(1);
-    const auto exact = NewExactIndex(vectors, dim_);
+    const int64_t n = sh.end - sh.begin, k10 = std::min<int64_t>(10, n);
+    std::vector<float> d(static_cast<size_t>(std::max<int64_t>(k10, 1)));
+    std::vector<int64_t> l(d.size());
     for (int64_t q = 0; q < nq_; ++q) {
       const float* qv = queries_.data() + q * dim_;
-      if (q < kExactTimedQueries) {
+      if (q < kExactTimedQueries && k10 > 0) {  // exact search of one query, on the shard's own vectors
         const auto t0 = Clock::now();
-        exact->Search(qv, 10);
+        faiss::knn_inner_product(qv, vectors.data(), static_cast<size_t>(dim_), 1, static_cast<size_t>(n),
+                                 static_cast<size_t>(k10), d.data(), l.data());
         t_exact_ += std::chrono::duration<double>(Clock::now() - t0).count();
       }
       auto t1 = Clock::now();
@@ -151,12 +154,13 @@ class RecallMeasure {
   double t_exact_ = 0, t_index_ = 0;
 };
 
-// Generations other than `keep` and `previous` (and index files of format 1) go: a reader holds
-// the manifest it read, which names one of the two.
-void RemoveOldGenerations(const std::string& dir, const std::string& keep, const std::string& previous) {
+// Generations other than `keep` and `previous` go: a reader holds the manifest it read, which names
+// one of the two. Format 1's index files go at the re-index after the one that replaced them
+// (`legacy_replaced`: the manifest this build read was format 1, so a reader may still hold it).
+void RemoveOldGenerations(const std::string& dir, const std::string& keep, const std::string& previous, bool legacy_replaced) {
   for (const auto& name : ListDirectory(dir)) {
-    const bool legacy_file = name.rfind("index-", 0) == 0 && name.size() > 6 && name.ends_with(".faiss");
-    if ((ParseIndexDirName(name, nullptr) && name != keep && name != previous) || legacy_file) RemoveAll(dir + "/" + name);
+    const bool old_generation = ParseIndexDirName(name, nullptr) && name != keep && name != previous;
+    if (old_generation || (IsLegacyIndexFile(name) && !legacy_replaced)) RemoveAll(dir + "/" + name);
   }
 }
 
@@ -175,7 +179,12 @@ IndexManifest BuildShards(const std::string& dir, const ExportManifest& m, const
     if (v.dim != m.dim || static_cast<int64_t>(v.vectors.size()) != (sh.end - sh.begin) * m.dim) {
       Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
     }
-    auto one = FaissIndex::Build(rep.factory, o.knobs, v.vectors, m.dim, o.train_vectors, /*seed=*/s);
+    std::unique_ptr<FaissIndex> one;
+    try {
+      one = FaissIndex::Build(rep.factory, o.knobs, v.vectors, m.dim, o.train_vectors, /*seed=*/s);
+    } catch (const UserError& e) {
+      Fail(dir, "/", sh.file, " (item shard ", s, "): ", e.what());
+    }
     rep.train_vectors += one->trained_on();
     const std::string file = "index-" + std::to_string(s) + ".faiss";
     one->Write(out + "/" + file);
@@ -195,6 +204,7 @@ IndexManifest BuildShards(const std::string& dir, const ExportManifest& m, const
 
 IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
   ExportManifest m = ReadExportManifest(dir);
+  const bool legacy = m.legacy_index;
   int64_t previous = 0;
   if (!m.index_dir.empty() && !ParseIndexDirName(m.index_dir, &previous)) {
     Fail(dir, "/manifest.json: index: dir ", Quote(m.index_dir), " is not an index generation (index.g<N>)");
@@ -220,7 +230,7 @@ IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
     }
     throw;
   }
-  RemoveOldGenerations(dir, rep.dir, replaced);
+  RemoveOldGenerations(dir, rep.dir, replaced, legacy);
   return rep;
 }
 

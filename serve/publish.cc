@@ -183,6 +183,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   if (!(o.min_recall >= 0 && o.min_recall <= 1)) Fail("--min-recall: expected a value in [0, 1], got ", o.min_recall);
   if (o.keep < 0) Fail("--keep: expected 0 (keep all) or more versions, got ", o.keep);
   const ExportOptions& e = o.export_options;
+  if (!e.version.empty()) CheckVersionName(e.version, "--export-version");  // before anything is written
   PublishResult r;
   if (ResumeInterrupted(o, r, comm)) return r;
   RunAgreed(comm, [&] {

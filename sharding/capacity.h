@@ -82,7 +82,10 @@ struct CapacityEstimate {
 // every rank): the workload's id distribution (Zipf, or measured counts) with its draws.
 class DistinctIds {
  public:
+  // Keeps pointers to both: they must outlive it.
   DistinctIds(const TableSpec& spec, const TableWorkload& workload);
+  DistinctIds(const TableSpec&&, const TableWorkload&) = delete;
+  DistinctIds(const TableSpec&, const TableWorkload&&) = delete;
   double whole() const { return whole_; }  // over all rows
   double rows(int64_t begin, int64_t end) const;
 

@@ -32,6 +32,7 @@ ClusterSpec ReadClusterFile(const std::string& path) {
     const std::string where = Where(path, e.line);
     const std::string& key = e.key;
     if (!seen.insert(key).second) Fail(where, "key '", key, "' given twice");
+    if (e.null) Fail(where, "'", key, "' takes one value");
     const std::string& value = e.value;
     if (key == "name") {
       c.name = value;

@@ -339,13 +339,18 @@ TEST(ConvertBadInput, MissingFile) {
 }
 
 // An endless input (a device) ends at the line-length limit with a message, not by exhausting memory.
-TEST(ConvertBadInput, EndlessInputStopsAtTheLineLimit) {
+// Inputs are regular files: a device that never ends and a FIFO that would wait for a writer are
+// refused by name before anything is read; a binary file stops at its first NUL byte, naming the
+// line.
+TEST(ConvertBadInput, DevicesFifosAndBinaryFilesAreRefused) {
   TempDir dir;
-  ExpectUserError([&] { ConvertToDataset("/dev/zero", dir.File("o.h5"), Format("seq")); }, {"/dev/zero:1:", "NUL byte"});
-  // Endless text with no newline, through a pipe.
+  ExpectUserError([&] { ConvertToDataset("/dev/zero", dir.File("o.h5"), Format("seq")); },
+                  {"/dev/zero: is not a regular file (a device)"});
   const std::string fifo = dir.File("endless");
-  ASSERT_EQ(testing::RunCommand("mkfifo " + fifo + " && ((yes | tr -d '\\n' > " + fifo + ") > /dev/null 2>&1 &)").exit_code, 0);
-  ExpectUserError([&] { ConvertToDataset(fifo, dir.File("o.h5"), Format("seq")); }, {"endless:1:", "line longer than 256 MiB"});
+  ASSERT_EQ(testing::RunCommand("mkfifo " + fifo).exit_code, 0);
+  ExpectUserError([&] { ConvertToDataset(fifo, dir.File("o.h5"), Format("seq")); }, {"endless: is not a regular file (a FIFO)"});
+  WriteText(dir.File("b.txt"), std::string("1 2 3\n4 5") + '\0' + "6\n");
+  ExpectUserError([&] { ConvertToDataset(dir.File("b.txt"), dir.File("o.h5"), Format("seq")); }, {"b.txt:2:", "NUL byte"});
   EXPECT_FALSE(PathExists(dir.File("o.h5")));
 }
 

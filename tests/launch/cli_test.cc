@@ -118,6 +118,8 @@ TEST(Cli, UserMistakesExitNonZero) {
            {"data synth --output " + dir.File("s.h5") + " --users 10 --events 5", "--events"},
            {"frobnicate", "unknown command"},
            {"index --export " + dir.path() + " --nprobe 0", "--nprobe: must be >= 1, got 0"},
+           {"publish --rollback --run-dir " + dir.File("r") + " --export-root " + dir.path(),
+            "--rollback takes a VERSION argument, not --run-dir or --export-version"},
            {"train --resume latest-valid --data x.h5", "--resume=latest-valid needs --run-dir"},
            {"train --data x.h5 --run-dir " + dir.File("r") + " --precision half",
             "--precision: expected float32 or bfloat16, got 'half'"},
@@ -479,6 +481,59 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,99999");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("history: unknown item id '99999'"), std::string::npos) << r.output;
+  // k near INT64_MAX (k + the user's events overflowed to an empty answer): the same list as k =
+  // the catalogue's 300 items, every item the user has not seen.
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 17 --k 9223372036854775807 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto all = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 17 --k 300 --json");
+  EXPECT_EQ(JsonValue::Parse(r.output, "huge k").at("items").array.size(),
+            JsonValue::Parse(all.output, "k 300").at("items").array.size());
+  EXPECT_GT(JsonValue::Parse(r.output, "huge k").at("items").array.size(), 250u) << r.output;
+  EXPECT_EQ(r.output, all.output);
+  r = RunCommand("timeout 60 " + kBin + " recall --export " + dir.File("exp") + " --users /dev/zero --k 3 --out " + dir.File("L"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("/dev/zero: is not a regular file (a device)"), std::string::npos) << r.output;
+  // Reserved and unsafe version names are refused before anything is written: a version named
+  // LATEST would take the place of the root's pointer file.
+  MakeDirs(dir.File("root"));
+  for (const std::string& name : {"LATEST", "-x", "a b", "\x1b[31m"}) {
+    for (const std::string& cmd : {" export --run-dir " + dir.File("run") + " --out " + dir.File("root"),
+                                   " publish --run-dir " + dir.File("run") + " --export-root " + dir.File("root")}) {
+      r = RunCommand(kBin + cmd + " --export-version '" + name + "'");
+      EXPECT_EQ(r.exit_code, 2) << cmd << " " << name << ": " << r.output;
+      EXPECT_NE(r.output.find("--export-version: "), std::string::npos) << r.output;
+      EXPECT_NE(r.output.find("is not a version name"), std::string::npos) << r.output;
+      EXPECT_TRUE(testing::ListDir(dir.File("root")).empty()) << cmd << " " << name;
+    }
+  }
+}
+
+// Inputs are read from regular files, whole: a FIFO would wait forever for a writer and a device
+// (/dev/zero) never ends, so each is refused by name before anything is read (nothing hangs, memory
+// stays bounded).
+TEST(Cli, FifosAndDevicesAreRefusedAsInputs) {
+  TempDir dir;
+  const std::string fifo = dir.File("f");
+  ASSERT_EQ(RunCommand("mkfifo " + fifo).exit_code, 0);
+  ASSERT_EQ(RunCommand(kBin + " data synth --output " + dir.File("s.h5") + " --users 50 --items 40 --events 500").exit_code, 0);
+  struct Case {
+    std::string args, fragment;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"data convert --format csv --input " + fifo + " --output " + dir.File("o.h5"), fifo + ": is not a regular file (a FIFO)"},
+           {"data stats " + fifo, fifo + ": is not a regular file (a FIFO)"},
+           {"train --data " + fifo + " --run-dir " + dir.File("r1"), fifo + ": is not a regular file (a FIFO)"},
+           {"train --data " + dir.File("s.h5") + " --run-dir " + dir.File("r2") + " --config " + fifo,
+            fifo + ": is not a regular file (a FIFO)"},
+           {"train --data " + dir.File("s.h5") + " --run-dir " + dir.File("r3") + " --config /dev/zero",
+            "/dev/zero: is not a regular file (a device)"},
+           {"data stats /dev/zero", "/dev/zero: is not a regular file (a device)"},
+       }) {
+    auto r = RunCommand("timeout 60 " + kBin + " " + c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args << " -> " << r.output;
+    EXPECT_NE(r.output.find(c.fragment), std::string::npos) << c.args << " -> " << r.output;
+  }
+  EXPECT_FALSE(PathExists(dir.File("o.h5")));
 }
 
 // The one history -> user vector path: `query --history RAW@SECONDS,... --at T` on a user's

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 #include "common/file_util.h"
 #include "distributed/inprocess.h"
@@ -233,6 +234,8 @@ TEST(ShardedIndex, EqualsOneExactIndexOverTheSameRows) {
     EXPECT_FLOAT_EQ(got[r].score, want[r].score);
   }
   EXPECT_EQ(sharded.Search(q, 100).size(), static_cast<size_t>(n));
+  // k + |exclude| near INT64_MAX does not overflow: every row but the excluded ones.
+  EXPECT_EQ(sharded.Search(q, std::numeric_limits<int64_t>::max(), {want[0].id, want[1].id}).size(), static_cast<size_t>(n - 2));
   const auto many = sharded.SearchMany(q, 1, 12, {{want[0].id}}, 2);
   EXPECT_EQ(many[0].size(), 12u);
 }
@@ -288,6 +291,15 @@ TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   testing::ExpectUserError([&] { ReadExportManifest(v); }, {"item_shards: '../../outside.h5' has no entry in files"});
   with(R"("begin": 0, "end": 500)", R"("begin": 0, "end": 501)");
   testing::ExpectUserError([&] { ReadExportManifest(v); }, {"item_shards: rows [0, 501) are not within [0, 500)"});
+  // Fields a reader acts on are checked, so a flipped bit does not pass for another meaning.
+  with(R"("normalization": "l2")", R"("normalization": "m2")");
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"manifest.json", "normalization: 'm2' is not l2 or none"});
+  with(R"("metric": "inner_product")", R"("metric": "inner_produce")");
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"metric: 'inner_produce' is not inner_product"});
+  with(R"("dim": 16)", R"("dim": -16)");
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"dim: -16 is not >= 1"});
+  with(R"("version": "good")", R"("version": "LATEST")");
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"version: 'LATEST' is not a version name"});
 }
 
 }  // namespace
