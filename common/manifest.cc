@@ -59,7 +59,8 @@ void ReadManifestFile(const std::string& path, const std::string& format, int64_
 std::map<std::string, FileDigest> ReadVerifiedManifest(const std::string& dir, const std::string& format,
                                                        int64_t format_version, const std::string& what,
                                                        const std::function<void(const JsonValue&)>& fields,
-                                                       int64_t oldest_version) {
+                                                       int64_t oldest_version,
+                                                       const std::function<bool(const std::string&)>& ignore) {
   const std::string path = dir + "/manifest.json";
   if (!PathExists(path)) Fail(dir, ": no manifest.json (not ", what, ", or an unfinished one)");
   std::map<std::string, FileDigest> files;
@@ -67,6 +68,7 @@ std::map<std::string, FileDigest> ReadVerifiedManifest(const std::string& dir, c
     fields(j);
     files = FileDigestsFromJson(j.at("files"));
   }, oldest_version);
+  if (ignore) std::erase_if(files, [&](const auto& f) { return ignore(f.first); });
   for (const auto& [name, digest] : files) VerifyFileDigest(dir + "/" + name, digest);
   return files;
 }

@@ -27,10 +27,12 @@ void ReadManifestFile(const std::string& path, const std::string& format, int64_
 
 // DIR/manifest.json of a directory it commits (an export version, recall lists): a missing one is a
 // UserError "DIR: no manifest.json (not <what>, or an unfinished one)"; `fields` reads the rest, and
-// every file its "files" lists is verified (size and CRC-32C). Returns those files.
+// every file its "files" lists is verified (size and CRC-32C), except those `ignore` (asked after
+// `fields`) names: they are neither verified nor returned. Returns the others.
 std::map<std::string, FileDigest> ReadVerifiedManifest(const std::string& dir, const std::string& format,
                                                        int64_t format_version, const std::string& what,
                                                        const std::function<void(const JsonValue&)>& fields,
-                                                       int64_t oldest_version = -1);
+                                                       int64_t oldest_version = -1,
+                                                       const std::function<bool(const std::string&)>& ignore = {});
 
 }  // namespace shardrec

@@ -168,11 +168,8 @@ bool IsLegacyIndexFile(const std::string& name) {
 
 ExportManifest ReadExportManifest(const std::string& dir) {
   ExportManifest m;
-  const std::string path = dir + "/manifest.json";
-  if (!PathExists(path)) Fail(dir, ": no manifest.json (not an export version, or an unfinished one)");
-  ReadManifestFile(path, "shardrec.export", kExportFormatVersion, [&](const JsonValue& j) {
+  m.files = ReadVerifiedManifest(dir, "shardrec.export", kExportFormatVersion, "an export version", [&](const JsonValue& j) {
     m.format_version = j.at("format_version").integer();
-    m.files = FileDigestsFromJson(j.at("files"));
     m.version = j.at("version").str();
     m.source = j.at("source").str();
     m.data = j.at("data").str();
@@ -213,16 +210,9 @@ ExportManifest ReadExportManifest(const std::string& dir) {
         }
       }
     }
-  }, /*oldest_version=*/1);
-  for (auto it = m.files.begin(); it != m.files.end();) {
-    // Format 1's index files are not read (exact search answers), so not verified, nor listed again.
-    if (m.legacy_index && IsLegacyIndexFile(it->first)) {
-      it = m.files.erase(it);
-      continue;
-    }
-    VerifyFileDigest(dir + "/" + it->first, it->second);
-    ++it;
-  }
+  }, /*oldest_version=*/1,
+  // Format 1's index files are not read (exact search answers), so not verified, nor listed again.
+  [&](const std::string& name) { return m.legacy_index && IsLegacyIndexFile(name); });
   return m;
 }
 

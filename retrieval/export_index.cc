@@ -66,11 +66,12 @@ std::unique_ptr<ShardedIndex> OpenExact(const std::string& dir, const ExportMani
   std::vector<std::unique_ptr<VectorIndex>> shards;
   std::vector<int64_t> begin;
   for (const ExportShard& sh : m.item_shards) {  // consecutive id ranges (ReadExportManifest)
-    VectorShard v = ReadVectorShard(dir + "/" + sh.file);
-    if (v.dim != m.dim || static_cast<int64_t>(v.ids.size()) != sh.end - sh.begin) {
-      Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
+    // The vectors only: raw ids and titles are the catalogue's (ReadExportedItems), read by whoever needs them.
+    std::vector<float> v = ReadShardVectors(dir + "/" + sh.file, 0, sh.end - sh.begin);
+    if (static_cast<int64_t>(v.size()) != (sh.end - sh.begin) * m.dim) {
+      Fail(dir, "/", sh.file, ": holds ", v.size(), " values, the manifest says ", sh.end - sh.begin, " x ", m.dim);
     }
-    shards.push_back(NewExactIndex(std::move(v.vectors), m.dim));
+    shards.push_back(NewExactIndex(std::move(v), m.dim));
     begin.push_back(sh.begin);
   }
   return std::make_unique<ShardedIndex>(std::move(shards), std::move(begin));

@@ -5,6 +5,8 @@
 #include <limits>
 #include <sstream>
 
+#include <glog/logging.h>
+
 #include "common/error.h"
 
 namespace shardrec {
@@ -104,11 +106,10 @@ Placement PlaceTable(const TableSpec& s, const TableWorkload& wl, const PlannerO
 ShardingPlan PlanSharding(const std::vector<TableSpec>& specs, const PlannerOptions& o) {
   ValidateTables(specs);
   if (o.world_size < 1) Fail("planner: world size must be >= 1");
-  if (!o.workloads.empty() && o.workloads.size() != specs.size()) {
-    Fail("planner: ", o.workloads.size(), " workloads for ", specs.size(), " tables");
-  }
+  // The caller's invariants: one workload per table, a cluster of the planned world size.
+  CHECK(o.workloads.empty() || o.workloads.size() == specs.size()) << o.workloads.size() << " workloads, " << specs.size() << " tables";
   const ClusterSpec cluster = PlannerCluster(o);
-  if (cluster.world_size() != o.world_size) Fail("planner: ", o.world_size, " ranks, the cluster '", cluster.name, "' has ", cluster.world_size());
+  CHECK_EQ(cluster.world_size(), o.world_size) << "cluster " << cluster.name;
   // Largest tables first (by bytes), so the big decisions are made while ranks are empty.
   std::vector<size_t> order(specs.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;

@@ -237,7 +237,9 @@ TEST(ShardedIndex, EqualsOneExactIndexOverTheSameRows) {
   // k + |exclude| near INT64_MAX does not overflow: every row but the excluded ones.
   EXPECT_EQ(sharded.Search(q, std::numeric_limits<int64_t>::max(), {want[0].id, want[1].id}).size(), static_cast<size_t>(n - 2));
   const auto many = sharded.SearchMany(q, 1, 12, {{want[0].id}}, 2);
-  EXPECT_EQ(many[0].size(), 12u);
+  const auto one = sharded.Search(q, 12, {want[0].id});
+  ASSERT_EQ(many[0].size(), one.size());
+  for (size_t r = 0; r < one.size(); ++r) EXPECT_EQ(many[0][r].id, one[r].id) << "rank " << r;
 }
 
 TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
