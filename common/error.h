@@ -12,10 +12,16 @@ namespace shardrec {
 
 // Thrown for mistakes the user can fix. what() is the whole message, e.g.
 //   "data/u.data:17: expected 4 tab-separated fields (user item rating timestamp), got 3"
+// The message is kept printable whatever input it echoes: control bytes (but newline and tab), NUL
+// included, and bytes of text that is not UTF-8 become \xNN, and past kMaxErrorBytes it is cut
+// ("... (N more bytes)"); so a 5 MB id or a terminal escape in a flag never reaches a terminal raw.
 class UserError : public std::runtime_error {
  public:
-  explicit UserError(const std::string& message) : std::runtime_error(message) {}
+  explicit UserError(const std::string& message);
 };
+inline constexpr size_t kMaxErrorBytes = 4096;
+// What UserError keeps of a message (idempotent).
+std::string PrintableMessage(const std::string& message);
 
 // A UserError that every rank of a job raised with the same message, agreed through a collective
 // (distributed/communicator.h, FirstError): rank 0 reports it, every rank exits with status 2, and no

@@ -12,9 +12,13 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <chrono>
+#include <thread>
 #include <fstream>
 #include <sstream>
 #include <vector>
+
+#include <glog/logging.h>
 
 #include "common/crc32c.h"
 #include "common/error.h"
@@ -180,13 +184,23 @@ void MakeDirs(const std::string& path) {
   }
 }
 
-DirectoryLock::DirectoryLock(const std::string& dir, const std::string& what) {
+DirectoryLock::DirectoryLock(const std::string& dir, const std::string& what, double wait_seconds) {
   MakeDirs(dir);
   const std::string path = dir + "/.lock";
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) Fail(path, ": cannot open the lock file: ", std::strerror(errno));
   // flock locks belong to the open file description: a second open in this process conflicts too.
-  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+  const double wait = wait_seconds > 0 ? std::min(wait_seconds, 1e6) : 0.0;  // NaN: no wait
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                              std::chrono::duration<double>(wait));
+  bool logged = false;
+  int got = 0;
+  while ((got = ::flock(fd_, LOCK_EX | LOCK_NB)) != 0 && errno == EWOULDBLOCK && std::chrono::steady_clock::now() < deadline) {
+    if (!logged) LOG(INFO) << dir << " is in use (lock " << path << "); waiting up to " << wait_seconds << " s";
+    logged = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (got != 0) {
     const int err = errno;
     ::close(fd_);
     fd_ = -1;
@@ -195,14 +209,15 @@ DirectoryLock::DirectoryLock(const std::string& dir, const std::string& what) {
     std::ifstream in(path);
     std::getline(in, holder);
     std::istringstream fields(holder);
-    std::string pid, host;
+    std::string pid, host, work;
     fields >> pid >> host;
-    Fail(dir, " is in use by ", what, " (process ", pid.empty() ? "?" : pid, " on ", host.empty() ? "?" : host,
+    std::getline(fields >> std::ws, work);  // the holder's own `what` (absent in older lock files)
+    Fail(dir, " is in use by ", work.empty() ? what : work, " (process ", pid.empty() ? "?" : pid, " on ", host.empty() ? "?" : host,
          ", lock ", path, "); wait for it to end or use another directory");
   }
   char host[256] = {0};
   if (::gethostname(host, sizeof(host) - 1) != 0) std::strcpy(host, "?");
-  const std::string line = std::to_string(::getpid()) + " " + host + "\n";
+  const std::string line = std::to_string(::getpid()) + " " + host + " " + what + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, line.data(), line.size(), 0) != static_cast<ssize_t>(line.size())) {
     const int err = errno;
     ::close(fd_);

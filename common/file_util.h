@@ -85,13 +85,14 @@ void RemoveAll(const std::string& path);
 // fsync of a file or directory by path; throws UserError on failure.
 void SyncPath(const std::string& path);
 
-// An exclusive, advisory lock on a directory (flock on DIR/.lock, which records "PID HOST" of the
-// holder). Released when the object dies or the process ends, however it ends. A second holder,
+// An exclusive, advisory lock on a directory (flock on DIR/.lock, which records "PID HOST WHAT" of
+// the holder). Released when the object dies or the process ends, however it ends. A second holder,
 // in this process or another, gets a UserError naming the holder's PID and host.
 class DirectoryLock {
  public:
   // Creates the directory if needed. `what` names the holder's work in the message ("a training run").
-  DirectoryLock(const std::string& dir, const std::string& what);
+  // With `wait_seconds` > 0 a held lock is waited for (polled, the wait logged once) that long first.
+  DirectoryLock(const std::string& dir, const std::string& what, double wait_seconds = 0);
   ~DirectoryLock();
   DirectoryLock(const DirectoryLock&) = delete;
   DirectoryLock& operator=(const DirectoryLock&) = delete;

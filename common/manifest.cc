@@ -1,5 +1,11 @@
 #include "common/manifest.h"
 
+#include <glog/logging.h>
+
+#include <cstdlib>
+#include <string_view>
+
+#include "common/crc32c.h"
 #include "common/error.h"
 #include "common/strings.h"
 
@@ -30,17 +36,54 @@ std::map<std::string, FileDigest> FileDigestsFromJson(const JsonValue& files) {
   return out;
 }
 
+namespace {
+
+constexpr std::string_view kSelfChecksumKey = ", \"manifest_crc32c\": ";
+
+// `text` without its trailing newline(s), when it ends in the self-checksum key: the CRC-32C it
+// records, and where the key starts (the bytes before it are the ones covered). Absent: -1.
+int64_t FindSelfChecksum(std::string_view text, size_t* covered) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  if (text.empty() || text.back() != '}') return -1;
+  const size_t at = text.rfind(kSelfChecksumKey);
+  if (at == std::string_view::npos) return -1;
+  const std::string_view digits = text.substr(at + kSelfChecksumKey.size(), text.size() - 1 - at - kSelfChecksumKey.size());
+  if (digits.empty() || digits.size() > 10 || digits.find_first_not_of("0123456789") != std::string_view::npos) return -1;
+  *covered = at;
+  return std::strtoll(std::string(digits).c_str(), nullptr, 10);
+}
+
+}  // namespace
+
 void WriteManifestFile(const std::string& path, const JsonObject& manifest) {
-  WriteFileAtomically(path, manifest.str() + "\n");
+  // The manifest's own checksum, its last key: the CRC-32C of every byte before ", "manifest_crc32c"".
+  std::string text = manifest.str();
+  CHECK(text.size() > 2 && text.back() == '}') << "an empty manifest";
+  text.pop_back();
+  const uint32_t crc = Crc32c(text.data(), text.size());
+  text += std::string(kSelfChecksumKey) + std::to_string(crc) + "}\n";
+  WriteFileAtomically(path, text);
 }
 
 void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,
                       const std::function<void(const JsonValue&)>& fields, int64_t oldest_version) {
   if (oldest_version < 0) oldest_version = format_version;
   try {
-    JsonValue j = JsonValue::Parse(ReadFileToString(path), path);
+    const std::string text = ReadFileToString(path);
+    JsonValue j = JsonValue::Parse(text, path);
     if (j.type != JsonValue::kObject || !j.has("format") || j.at("format").str() != format) {
       Fail("not a ", format, " manifest (damaged?)");
+    }
+    // Verified wherever present (readers of formats that always write it require the key too).
+    if (j.has(kManifestChecksumKey)) {
+      size_t covered = 0;
+      const int64_t recorded = FindSelfChecksum(text, &covered);
+      if (recorded < 0) Fail(kManifestChecksumKey, " is not the last key, as a number (damaged?)");
+      const uint32_t crc = Crc32c(text.data(), covered);
+      if (recorded != static_cast<int64_t>(crc)) {
+        Fail("the manifest's own checksum does not match: ", kManifestChecksumKey, " ", recorded, ", the bytes before it ",
+             crc, " (the file is damaged)");
+      }
     }
     const int64_t v = j.at("format_version").integer();
     if (v < oldest_version || v > format_version) {

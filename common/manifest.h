@@ -16,11 +16,18 @@ namespace shardrec {
 JsonObject FileDigestsToJson(const std::map<std::string, FileDigest>& files);
 std::map<std::string, FileDigest> FileDigestsFromJson(const JsonValue& files);
 
-// Writes `manifest` to `path` (temp file + fsync + rename + fsync of the directory).
+// The manifest's checksum of itself: its last key, the CRC-32C (uint32) of the file's bytes before
+// `, "manifest_crc32c": ` (docs/formats.md).
+inline constexpr const char* kManifestChecksumKey = "manifest_crc32c";
+
+// Writes `manifest` to `path` with its own checksum as the last key (temp file + fsync + rename +
+// fsync of the directory).
 void WriteManifestFile(const std::string& path, const JsonObject& manifest);
 
-// Parses `path`, checks its "format" and "format_version" (from `oldest_version`, -1: only
-// `format_version`, up to `format_version`), then calls `fields` on the parsed object. Every
+// Parses `path`, checks its own checksum when it has one (a manifest written before the checksum
+// has none: a format whose writers always add it should require the key in `fields`), its "format"
+// and "format_version" (from `oldest_version`, -1: only `format_version`, up to `format_version`),
+// then calls `fields` on the parsed object. Every
 // UserError (a missing key, a wrong type, one `fields` raises) names `path` once.
 void ReadManifestFile(const std::string& path, const std::string& format, int64_t format_version,
                       const std::function<void(const JsonValue&)>& fields, int64_t oldest_version = -1);

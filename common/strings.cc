@@ -120,13 +120,18 @@ bool LineIterator::Next(std::string_view* line) {
   return true;
 }
 
-std::string Quote(std::string_view text) {
-  std::string out = "'";
+std::string Printable(std::string_view text, size_t max_bytes) {
+  std::string out;
   size_t n = 0;
   // Bytes of text that is not UTF-8 are shown as \xNN too (a terminal would print garbage).
   const bool utf8 = IsValidUtf8(text);
-  for (char ch : text) {
-    if (++n > 60) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (++n > max_bytes) {
+      // Whole characters only: a character the cut falls inside goes (its bytes kept so far too).
+      if (utf8) {
+        for (size_t j = i; j > 0 && (static_cast<unsigned char>(text[j]) & 0xC0) == 0x80; --j) out.pop_back();
+      }
       out += "...";
       break;
     }
@@ -142,8 +147,10 @@ std::string Quote(std::string_view text) {
       out.push_back(ch);
     }
   }
-  return out + "'";
+  return out;
 }
+
+std::string Quote(std::string_view text) { return "'" + Printable(text, 60) + "'"; }
 
 void Appendf(std::string& out, const char* format, ...) {
   va_list args, again;

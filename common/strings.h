@@ -38,9 +38,12 @@ class LineIterator {
   long long line_number_ = 0;
 };
 
-// Readable quoting for messages: 'abc' (truncated at 60 chars, non-printables escaped).
 // printf into `out` (appended), for reports built as text: any length.
 void Appendf(std::string& out, const char* format, ...) __attribute__((format(printf, 2, 3)));
+// Readable quoting for messages: 'abc' (truncated at 60 chars, non-printables escaped).
 std::string Quote(std::string_view text);
+// Input echoed into text output: control bytes (tab too), DEL and bytes of text that is not UTF-8
+// as \xNN (\t for tab), cut after `max_bytes` bytes of input with "...".
+std::string Printable(std::string_view text, size_t max_bytes);
 
 }  // namespace shardrec

@@ -39,6 +39,7 @@ void CheckCollectives(Communicator& c) {
 }
 
 CollectiveTiming TimeCollectives(Communicator& c, int64_t bytes) {
+  if (bytes < 1 || bytes > (int64_t{1} << 34)) Fail("--bytes: expected 1 to 2^34 (16 GiB), got ", bytes);
   const int w = c.world_size();
   const int64_t n = std::max<int64_t>(w, bytes / 4 / w * w);
   at::Tensor big = at::full({n}, 1.0, at::TensorOptions().dtype(at::kFloat).device(c.device()));

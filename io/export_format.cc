@@ -184,6 +184,14 @@ ExportManifest ReadExportManifest(const std::string& dir) {
     if (m.dim < 1) Fail("dim: ", m.dim, " is not >= 1");
     if (m.num_items < 0 || m.num_users < 0) Fail("num_items ", m.num_items, ", num_users ", m.num_users, ": counts cannot be negative");
     CheckVersionName(m.version, "version");
+    // A version is its directory: a renamed or copied one would be served under another name.
+    const std::string name = Basename(RealPath(dir));
+    if (m.format_version >= 3) {
+      if (!j.has(kManifestChecksumKey)) Fail("no ", kManifestChecksumKey, " (format 3 records the manifest's own checksum)");
+      if (m.version != name) Fail("version: ", Quote(m.version), " is not its directory's name ", Quote(name));
+    } else {
+      m.version = name;  // formats 1 and 2 did not check it; rewritten as format 3 with this name
+    }
     for (const char* key : {"item_shards", "user_shards"}) {
       const bool items = std::string(key) == "item_shards";
       auto& out = items ? m.item_shards : m.user_shards;

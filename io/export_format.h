@@ -16,9 +16,11 @@
 
 namespace shardrec {
 
-// 2: the ANN index is a directory of its own (index.g<N>/, retrieval/export_index.h); 1 named index
-// files and search knobs here (still read: its index is ignored and search is exact).
-inline constexpr int64_t kExportFormatVersion = 2;
+// 3: the manifest carries its own checksum (common/manifest.h) and its version is its directory's
+// name; 2: the ANN index is a directory of its own (index.g<N>/, retrieval/export_index.h); 1 named
+// index files and search knobs here (still read: its index is ignored and search is exact). Formats
+// 1 and 2 are read with the version taken from the directory's name.
+inline constexpr int64_t kExportFormatVersion = 3;
 // The item and user shard files' own layout (unchanged by export format 2).
 inline constexpr int64_t kVectorShardFormatVersion = 1;
 
@@ -101,8 +103,9 @@ ExportedItems ReadExportedItems(const std::string& version_dir, const ExportMani
 
 // Computes the size and CRC-32C of the shard files, writes manifest.json atomically.
 void WriteExportManifest(const std::string& dir, ExportManifest manifest);
-// Reads and verifies (sizes and checksums of every file it reads; format 1's index files are
-// ignored): UserError naming the file otherwise.
+// Reads and verifies (the manifest's own checksum, every field, the version against the directory's
+// name, sizes and checksums of every file it reads; format 1's index files are ignored): UserError
+// naming the file otherwise.
 ExportManifest ReadExportManifest(const std::string& dir);
 // "index-<r>[.g<G>].faiss": an index file of format 1, beside the shards.
 bool IsLegacyIndexFile(const std::string& name);

@@ -2,11 +2,16 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <string_view>
+#include <unordered_map>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/manifest.h"
+#include "common/strings.h"
 #include "io/h5.h"
 
 namespace shardrec {
@@ -92,6 +97,33 @@ RecallManifest ReadRecallManifest(const std::string& dir) {
     }
   });
   return m;
+}
+
+std::vector<UserListEntry> ParseUserList(const std::string& text, const std::string& name) {
+  std::vector<UserListEntry> out;
+  std::unordered_map<std::string_view, int64_t> first_line;
+  int64_t line_no = 0;
+  for (const auto& line : SplitText(text, "\n")) {
+    ++line_no;
+    const std::string_view id = Trim(line);
+    if (id.empty() || id[0] == '#') continue;
+    if (id.size() > kMaxUserIdBytes) {
+      Fail(name, ":", line_no, ": a user id of ", id.size(), " bytes (at most ", kMaxUserIdBytes, "): ", Quote(id));
+    }
+    if (std::any_of(id.begin(), id.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7F; })) {
+      Fail(name, ":", line_no, ": the user id ", Quote(id), " holds a control byte (one raw user id per line, as text)");
+    }
+    auto [seen, fresh] = first_line.emplace(id, line_no);
+    if (!fresh) Fail(name, ":", line_no, ": user id ", Quote(id), " listed twice (first at line ", seen->second, ")");
+    out.push_back({std::string(id), line_no});
+  }
+  if (out.empty()) Fail(name, ": no user ids (one raw user id per line)");
+  return out;
+}
+
+std::vector<UserListEntry> ReadUserList(const std::string& path) {
+  if (!PathExists(path)) Fail("--users: ", path, ": no such file (give 'all' or a file of raw user ids, one per line)");
+  return ParseUserList(ReadFileToString(path), path);
 }
 
 }  // namespace shardrec

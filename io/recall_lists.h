@@ -51,4 +51,16 @@ void WriteRecallManifest(const std::string& dir, RecallManifest manifest);
 // Reads and verifies (sizes and checksums of every part): UserError naming the file otherwise.
 RecallManifest ReadRecallManifest(const std::string& dir);
 
+// A users file (`shardrec recall --users FILE`): one raw user id per line, surrounding blanks
+// trimmed; empty lines and lines starting with '#' skipped. A UserError names FILE:LINE for an id
+// longer than kMaxUserIdBytes, an id holding a control byte (NUL included), an id listed twice, and
+// a file with no ids (the file itself: a regular file of at most kMaxReadBytes).
+inline constexpr size_t kMaxUserIdBytes = 4096;
+struct UserListEntry {
+  std::string id;
+  int64_t line = 0;
+};
+std::vector<UserListEntry> ParseUserList(const std::string& text, const std::string& name);
+std::vector<UserListEntry> ReadUserList(const std::string& path);
+
 }  // namespace shardrec

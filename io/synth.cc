@@ -389,10 +389,10 @@ class Generator {
 
 }  // namespace
 
-SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in) {
+void CheckSynthOptions(const SynthOptions& in) {
   SynthOptions o = in;
+  if (o.users < 1 || o.users > INT32_MAX) Fail("--users: expected 1 to ", INT32_MAX, ", got ", o.users);
   if (o.events == 0) o.events = 20 * o.users;
-  if (o.users < 1) Fail("--users: must be >= 1, got ", o.users);
   if (o.items < 10) Fail("--items: must be >= 10, got ", o.items);
   if (o.items > INT32_MAX) Fail("--items: at most ", INT32_MAX, ", got ", o.items);
   if (o.events < 3 * o.users) Fail("--events: every user needs at least 3 events; got ", o.events, " for ", o.users, " users");
@@ -401,14 +401,19 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
          o.items, " items (no item repeats within a user); raise --items or --users");
   }
   if (o.topics < 1 || o.topics > o.items) Fail("--topics: must be in [1, items], got ", o.topics);
-  if (o.categories < 0) Fail("--categories: must be >= 0");
-  if (o.content_dim < 0) Fail("--content-dim: must be >= 0");
-  if (o.successors < 0) Fail("--successors: must be >= 0");
+  if (o.categories < 0 || o.categories > (1 << 20)) Fail("--categories: expected 0 to 1048576, got ", o.categories);
+  if (o.content_dim < 0 || o.content_dim > 4096) Fail("--content-dim: expected 0 to 4096, got ", o.content_dim);
+  if (o.successors < 0 || o.successors > 1024) Fail("--successors: expected 0 to 1024, got ", o.successors);
   for (auto [name, p] : {std::pair{"--stay", o.stay}, {"--transition", o.transition}, {"--drift", o.drift}}) {
     if (!(p >= 0 && p <= 1)) Fail(name, ": must be a probability in [0, 1], got ", p);
   }
   if (o.topics_per_user < 1) Fail("--topics-per-user: must be >= 1");
+}
 
+SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in) {
+  CheckSynthOptions(in);
+  SynthOptions o = in;
+  if (o.events == 0) o.events = 20 * o.users;
   Generator gen(o);
   gen.BuildItems();
   DatasetWriterOptions wo;

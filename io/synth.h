@@ -51,6 +51,8 @@ struct SynthReport {
   int64_t test_users = 0;
 };
 
+// UserError naming the flag of an impossible or out-of-range option (GenerateSynthetic calls it).
+void CheckSynthOptions(const SynthOptions& options);
 // Writes the dataset to `output` atomically. Throws UserError on impossible options.
 SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& options);
 
@@ -94,6 +96,8 @@ struct SynthDay {
 // Reads `world` (a dataset with timestamps) and writes `dir`/day-1.h5 ... day-D.h5, each atomically.
 // Throws UserError on bad options or a world without timestamps.
 std::vector<SynthDay> WriteSyntheticDays(const std::string& world, const std::string& dir, const SynthDaysOptions& options);
+// UserError naming the flag of an out-of-range day option (WriteSyntheticDays calls it).
+void CheckSynthDaysOptions(const SynthDaysOptions& options);
 // `shardrec data synth --days`: generates the world (`synth`) into a temporary file in `dir` (made if
 // needed; a file there is a UserError), cuts it into the days and removes the world, also on failure.
 std::vector<SynthDay> GenerateSyntheticDays(const std::string& dir, const SynthOptions& synth, const SynthDaysOptions& days);

@@ -142,12 +142,16 @@ int64_t CountMissing(const std::vector<std::string>& sorted_from, const std::vec
 
 }  // namespace
 
-std::vector<SynthDay> WriteSyntheticDays(const std::string& world_path, const std::string& dir, const SynthDaysOptions& o) {
+void CheckSynthDaysOptions(const SynthDaysOptions& o) {
   if (o.days < 1 || o.days > 1000) Fail("--days: expected 1 to 1000, got ", o.days);
   if (!(o.first_day_share > 0 && o.first_day_share <= 1)) Fail("--first-day-share: expected a share in (0, 1], got ", o.first_day_share);
   for (auto [name, p] : {std::pair{"--new-items", o.new_items}, {"--retired-items", o.retired_items}}) {
     if (!(p >= 0 && p < 1)) Fail(name, ": expected a probability per day in [0, 1), got ", p);
   }
+}
+
+std::vector<SynthDay> WriteSyntheticDays(const std::string& world_path, const std::string& dir, const SynthDaysOptions& o) {
+  CheckSynthDaysOptions(o);
   const World w = ReadWorld(world_path);
   // Day ends at quantiles of the event times: day 1 holds `first_day_share` of the world's events,
   // each later day an equal share of the rest.
@@ -193,13 +197,16 @@ std::vector<SynthDay> WriteSyntheticDays(const std::string& world_path, const st
 std::vector<SynthDay> GenerateSyntheticDays(const std::string& dir, const SynthOptions& synth, const SynthDaysOptions& d) {
   const std::string world = dir + "/.world.h5";
   if (PathExists(dir) && !IsDirectory(dir)) Fail("--output ", dir, ": with --days it names a directory, and this is a file");
+  CheckSynthOptions(synth);  // before anything is made
+  CheckSynthDaysOptions(d);
+  const bool made = !PathExists(dir);
   MakeDirs(dir);
-  GenerateSynthetic(world, synth);
   std::vector<SynthDay> days;
   try {
+    GenerateSynthetic(world, synth);
     days = WriteSyntheticDays(world, dir, d);
   } catch (...) {
-    RemoveAll(world);
+    RemoveAll(made ? dir : world);  // a directory this call made goes whole
     throw;
   }
   RemoveAll(world);

@@ -59,6 +59,7 @@ int RunExport(const std::vector<std::string>&) {
   o.model = ModelConfigFromFlags();
   o.seed = FLAGS_seed;
   o.add_items = FLAGS_add_items;
+  o.lock_wait = FLAGS_lock_wait;
   if (job.is_root()) {
     // Each pass's clock starts with the pass (its first chunk's time is not counted).
     auto meter = std::make_shared<std::pair<std::string, std::unique_ptr<ProgressMeter>>>();
@@ -87,19 +88,14 @@ IndexOptions IndexOptionsFromFlags() {
   o.knobs.nprobe = FLAGS_nprobe;
   o.knobs.refine = FLAGS_refine;
   o.train_vectors = FLAGS_train_vectors;
-  for (const auto& [flag, value] : {std::pair<const char*, int64_t>{"--ef-search", o.knobs.ef_search}, {"--nprobe", o.knobs.nprobe},
-                                     {"--refine", o.knobs.refine}}) {
-    if (value < 1) Fail(flag, ": must be >= 1, got ", value);
-  }
-  if (o.train_vectors < 0) Fail("--train-vectors: must be >= 0 (0: auto), got ", o.train_vectors);
+  CheckIndexOptions(o);
   return o;
 }
 
 int RunIndex(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
-  const IndexOptions o = IndexOptionsFromFlags();
-  const std::string dir = ResolveExport(FLAGS_export_dir);
-  IndexReport r = BuildExportIndex(dir, o);
+  std::string dir;
+  const IndexReport r = IndexExport(FLAGS_export_dir, IndexOptionsFromFlags(), FLAGS_lock_wait, &dir);
   const std::string trained = r.train_vectors ? " (trained on " + std::to_string(r.train_vectors) + " vectors)" : "";
   std::printf("indexed %s with %s%s in %.2f s: recall@10 %.4f, recall@100 %.4f against exact search (%lld user "
               "queries); %.0f queries/s vs %.0f exact\n",
@@ -113,7 +109,7 @@ int RunPublish(const std::vector<std::string>& pos) {
   if (FLAGS_export_root.empty()) Fail("--export-root is required (the export root the serving tier reads)");
   if (FLAGS_rollback) {
     if (!FLAGS_run_dir.empty() || !FLAGS_export_version.empty()) Fail("--rollback takes a VERSION argument, not --run-dir or --export-version");
-    const std::string to = Rollback(FLAGS_export_root, pos.empty() ? std::string() : pos[0]);
+    const std::string to = Rollback(FLAGS_export_root, pos.empty() ? std::string() : pos[0], FLAGS_lock_wait);
     std::printf("rolled back: %s/LATEST -> %s\n", FLAGS_export_root.c_str(), to.c_str());
     return 0;
   }
@@ -133,6 +129,7 @@ int RunPublish(const std::vector<std::string>& pos) {
   o.min_recall = FLAGS_min_recall;
   o.force = FLAGS_force;
   o.keep = FLAGS_keep;
+  o.lock_wait = FLAGS_lock_wait;
   o.eval_batch_size = FLAGS_eval_batch_size;
   Job job = StartJob();
   const PublishResult r = Publish(o, *job.comm);
@@ -174,7 +171,8 @@ int RunQuery(const std::vector<std::string>&) {
     ApplyRunConfig(Dirname(model_dir));
     return ModelConfigFromFlags();
   };
-  const RecommendResponse r = Recommender::Open(o)->Recommend(request);
+  RecommendResponse r;  // on the version served now, read again if it is retired meanwhile
+  ReadServedVersion(FLAGS_export_dir, [&](const std::string& dir) { o.export_dir = dir, r = Recommender::Open(o)->Recommend(request); });
   if (!r.warning.empty()) std::fprintf(stderr, "shardrec: warning: %s\n", r.warning.c_str());
   if (FLAGS_json) {
     std::printf("%s\n", RecommendResponseJson(r, /*with_user_vector=*/!FLAGS_history.empty()).c_str());
@@ -192,7 +190,7 @@ int RunQuery(const std::vector<std::string>&) {
 int RunRecall(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
   if (FLAGS_out.empty()) Fail("--out is required (the directory the lists go to; it must not exist)");
-  if (FLAGS_threads < 0) Fail("--threads must be >= 0 (0: the cores divided by the ranks on this machine), got ", FLAGS_threads);
+  if (FLAGS_threads < 0 || FLAGS_threads > 4096) Fail("--threads: expected 0 (the cores divided by the ranks here) to 4096, got ", FLAGS_threads);
   RecallOptions o;
   o.export_dir = FLAGS_export_dir;
   o.users = FLAGS_users.empty() ? "all" : FLAGS_users;
@@ -223,7 +221,7 @@ int RunRecall(const std::vector<std::string>&) {
 }
 
 std::vector<std::string> ExportFlags() {
-  std::vector<std::string> k = {"run_dir", "data", "out", "export_version", "seed", "add_items"};
+  std::vector<std::string> k = {"run_dir", "data", "out", "export_version", "seed", "add_items", "lock_wait"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
   return k;
@@ -239,7 +237,7 @@ Registrar export_cmd({
 });
 std::vector<std::string> PublishFlags() {
   std::vector<std::string> k = {"run_dir", "data", "export_root", "export_version", "seed", "tolerance", "min_recall",
-                                "force", "keep", "rollback", "eval_batch_size", "factory", "queries", "ef_search", "nprobe", "refine",
+                                "force", "keep", "lock_wait", "rollback", "eval_batch_size", "factory", "queries", "ef_search", "nprobe", "refine",
                                 "train_vectors"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
@@ -269,7 +267,7 @@ Registrar index_cmd({
     .name = "index",
     .summary = "FAISS index per item shard of an export + recall against exact search (stored in its manifest)",
     .usage = "shardrec index --export ROOT[/VERSION] [--factory Flat|HNSW32|IVF1024,Flat|IVF1024,PQ32 --nprobe 32 --queries N]",
-    .flags = {"export_dir", "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors"},
+    .flags = {"export_dir", "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors", "lock_wait"},
     .positional = 0,
     .run = RunIndex,
 });

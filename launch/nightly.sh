@@ -77,6 +77,8 @@ exec 8> "$root/.nightly.lock" || die "cannot open $root/.nightly.lock"
 flock -n 8 || die "$root is in use by another nightly job (lock $root/.nightly.lock)"
 
 note() { echo "nightly $day: $*"; }
+die_with_job=()
+command -v setpriv > /dev/null && die_with_job=(setpriv --pdeathsig TERM --)
 # run_stage NAME CMD...: runs, logs to $dir/logs/NAME.log (appended, shown too), and stops the job
 # naming the stage if it fails.
 run_stage() {
@@ -84,7 +86,9 @@ run_stage() {
   shift
   note "stage $name: $*"
   echo "== $(date -u +%FT%TZ) $*" >> "$dir/logs/$name.log"
-  "$@" 2>&1 | tee -a "$dir/logs/$name.log"
+  # The stage goes with the job: it gets SIGTERM when this script ends, however it ends (kill -9
+  # included; mpirun.sh passes it on to every rank), and it does not inherit the job's locks.
+  ${die_with_job[@]+"${die_with_job[@]}"} "$@" 8>&- 9>&- 2>&1 | tee -a "$dir/logs/$name.log" 8>&- 9>&-
   local rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
     echo "nightly $day: stage $name failed (exit $rc); log: $dir/logs/$name.log; run the same command again to continue" >&2

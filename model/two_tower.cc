@@ -133,16 +133,16 @@ void InitDense(torch::nn::Module& module, uint64_t seed) {
 
 }  // namespace
 
-
 void CheckModelConfig(const ModelConfig& m) {
-  RequireFlag(m.dim >= 1, "dim", "at least 1", m.dim);
-  RequireFlag(m.blocks >= 0, "blocks", "0 or more", m.blocks);
-  RequireFlag(m.heads >= 1, "heads", "at least 1", m.heads);
+  // Upper bounds far past any model that fits a machine: past them a size computation could overflow.
+  RequireFlag(m.dim >= 1 && m.dim <= 65536, "dim", "1 to 65536", m.dim);
+  RequireFlag(m.blocks >= 0 && m.blocks <= 1024, "blocks", "0 to 1024", m.blocks);
+  RequireFlag(m.heads >= 1 && m.heads <= m.dim, "heads", "1 to --dim", m.heads);
   if (m.dim % m.heads != 0) Fail("--dim ", m.dim, " is not divisible by --heads ", m.heads);
-  RequireFlag(m.max_len >= 1, "max-len", "at least 1", m.max_len);
+  RequireFlag(m.max_len >= 1 && m.max_len <= (1 << 20), "max-len", "1 to 1048576", m.max_len);
   RequireFlag(m.dropout >= 0 && m.dropout < 1, "dropout", "a rate in [0, 1)", m.dropout);
   RequireFlag(m.id_dropout >= 0 && m.id_dropout < 1, "id-dropout", "a rate in [0, 1)", m.id_dropout);
-  RequireFlag(m.time_buckets >= 0, "time-buckets", "0 (off) or more", m.time_buckets);
+  RequireFlag(m.time_buckets >= 0 && m.time_buckets <= 4096, "time-buckets", "0 (off) to 4096", m.time_buckets);
   RequireFlag(std::isfinite(m.embedding_optimizer.lr) && m.embedding_optimizer.lr > 0, "embedding-lr", "a finite rate > 0",
           m.embedding_optimizer.lr);
 }

@@ -24,6 +24,7 @@ bool ParseIndexDirName(const std::string& name, int64_t* generation) {
 }
 
 void WriteIndexManifest(const std::string& dir, IndexManifest m) {
+  m.format_version = kIndexFormatVersion;
   m.files.clear();
   for (const auto& s : m.shards) m.files[s.file] = DigestFile(dir + "/" + s.file);
   JsonObject knobs;
@@ -43,20 +44,29 @@ IndexManifest ReadIndexManifest(const std::string& dir) {
   IndexManifest m;
   m.files = ReadVerifiedManifest(dir, "shardrec.index", kIndexFormatVersion, "an index generation", [&](const JsonValue& j) {
     m.format_version = j.at("format_version").integer();
+    if (m.format_version >= 2 && !j.has(kManifestChecksumKey)) {
+      Fail("no ", kManifestChecksumKey, " (format 2 records the manifest's own checksum)");
+    }
     m.factory = j.at("factory").str();
+    if (j.at("metric").str() != "inner_product") Fail("metric: ", Quote(j.at("metric").str()), " is not inner_product");
     m.dim = j.at("dim").integer();
+    if (m.dim < 1) Fail("dim: ", m.dim, " is not >= 1");
     const JsonValue& k = j.at("search");
     m.knobs = {.ef_search = k.at("ef_search").integer(), .nprobe = k.at("nprobe").integer(), .refine = k.at("refine").integer()};
-    if (m.knobs.ef_search < 1 || m.knobs.nprobe < 1 || m.knobs.refine < 1) Fail("search: every knob must be >= 1");
+    CheckSearchKnobs(m.knobs, "search: ");
     m.shards = ExportShardsFromJson(j.at("shards"), "shards");
     m.queries = j.at("queries").integer();
     m.recall10 = j.at("recall@10").num();
     m.recall100 = j.at("recall@100").num();
     m.train_vectors = j.at("train_vectors").integer();
+    if (m.queries < 0 || m.train_vectors < 0) Fail("queries ", m.queries, ", train_vectors ", m.train_vectors, ": counts cannot be negative");
+    for (const double r : {m.recall10, m.recall100}) {
+      if (!(r >= 0 && r <= 1)) Fail("recall@10 ", m.recall10, ", recall@100 ", m.recall100, ": recalls are in [0, 1]");
+    }
     for (const auto& s : m.shards) {
       if (!j.at("files").has(s.file)) Fail("shards: ", Quote(s.file), " has no entry in files");
     }
-  });
+  }, /*oldest_version=*/1);
   return m;
 }
 

@@ -19,7 +19,8 @@
 
 namespace shardrec {
 
-inline constexpr int64_t kIndexFormatVersion = 1;
+// 2: the manifest carries its own checksum (common/manifest.h); 1 (still read) did not.
+inline constexpr int64_t kIndexFormatVersion = 2;
 
 struct IndexManifest {
   int64_t format_version = kIndexFormatVersion;

@@ -9,10 +9,13 @@
 
 #include <algorithm>
 #include <exception>
+#include <tuple>
+#include <typeinfo>
 
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/rng.h"
+#include "common/strings.h"
 
 namespace shardrec {
 namespace {
@@ -52,7 +55,31 @@ void SetKnobs(faiss::Index* index, const SearchKnobs& k) {
   }
 }
 
+// Whether `index` has the structure `factory` builds (the class at each level, an IVF's list count,
+// an HNSW's links per node, the metric): a manifest that names another factory is damaged.
+bool SameStructure(const faiss::Index* index, const faiss::Index* built) {
+  if (typeid(*index) != typeid(*built) || index->metric_type != built->metric_type || index->d != built->d) return false;
+  if (const auto* a = dynamic_cast<const faiss::IndexIVF*>(index)) {
+    return a->nlist == dynamic_cast<const faiss::IndexIVF*>(built)->nlist;
+  }
+  if (const auto* a = dynamic_cast<const faiss::IndexHNSW*>(index)) {
+    const auto* b = dynamic_cast<const faiss::IndexHNSW*>(built);
+    return a->hnsw.nb_neighbors(1) == b->hnsw.nb_neighbors(1);
+  }
+  if (const auto* a = dynamic_cast<const faiss::IndexRefine*>(index)) {
+    return SameStructure(a->base_index, dynamic_cast<const faiss::IndexRefine*>(built)->base_index);
+  }
+  return true;
+}
+
 }  // namespace
+
+void CheckSearchKnobs(const SearchKnobs& k, const std::string& where) {
+  for (const auto& [name, value, most] : {std::tuple<const char*, int64_t, int64_t>{"ef-search", k.ef_search, kMaxSearchBreadth},
+                                          {"nprobe", k.nprobe, kMaxSearchBreadth}, {"refine", k.refine, kMaxRefine}}) {
+    if (value < 1 || value > most) Fail(where, name, ": ", value, " is not in [1, ", most, "]");
+  }
+}
 
 FaissIndex::FaissIndex(std::unique_ptr<faiss::Index> index, std::string factory, const SearchKnobs& knobs)
     : index_(std::move(index)), factory_(std::move(factory)), knobs_(knobs) {
@@ -96,6 +123,23 @@ std::unique_ptr<FaissIndex> FaissIndex::Read(const std::string& path, const std:
   } catch (const std::exception& e) {
     Fail(path, ": cannot read the FAISS index (damaged?): ", e.what());
   }
+  std::unique_ptr<faiss::Index> owned(raw), built;
+  try {
+    // Built empty from the factory, then written and read back: the classes a read produces (FAISS
+    // reads an inner-product "Flat" back as IndexFlatIP, say), to compare like with like.
+    std::unique_ptr<faiss::Index> fresh(faiss::index_factory(owned->d, factory.c_str(), faiss::METRIC_INNER_PRODUCT));
+    faiss::VectorIOWriter w;
+    faiss::write_index(fresh.get(), &w);
+    faiss::VectorIOReader r;
+    r.data = std::move(w.data);
+    built.reset(faiss::read_index(&r));
+  } catch (const std::exception& e) {
+    Fail(path, ": its manifest's factory ", Quote(factory), " is not one FAISS builds (damaged?): ", e.what());
+  }
+  if (!SameStructure(owned.get(), built.get())) {
+    Fail(path, ": the index is not a ", Quote(factory), " index, as its manifest says (damaged?)");
+  }
+  raw = owned.release();
   return std::unique_ptr<FaissIndex>(new FaissIndex(std::unique_ptr<faiss::Index>(raw), factory, knobs));
 }
 

@@ -21,6 +21,10 @@ struct SearchKnobs {
   int64_t nprobe = 32;      // IVF lists probed
   int64_t refine = 4;       // "...,RFlat": the base index proposes refine x k candidates, re-ranked exactly
 };
+// The knobs' ranges (FAISS keeps them as int and float): ef_search and nprobe in [1, 2^20], refine
+// in [1, 1024]. CheckSearchKnobs: a UserError naming `where` and the knob otherwise.
+inline constexpr int64_t kMaxSearchBreadth = int64_t{1} << 20, kMaxRefine = 1024;
+void CheckSearchKnobs(const SearchKnobs& knobs, const std::string& where);
 
 class FaissIndex : public VectorIndex {
  public:

@@ -16,6 +16,7 @@
 #include "model/history.h"
 #include "eval/evaluate.h"
 #include "model/catalogue.h"
+#include "serve/export_root.h"
 #include "train/trainer.h"
 #include "train/model_files.h"
 #include "train/run_dir.h"
@@ -199,7 +200,12 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t
   TwoTowerModel& model = *opened.model;
   if (added) *added = opened.added;
   torch::NoGradGuard no_grad;
-  const std::string version = VersionName(o, comm);
+  const std::string version = VersionName(o, comm);  // checked before anything is written
+  // An export that serves itself is one of the root's writers (a publish holds the lock already).
+  std::unique_ptr<DirectoryLock> lock;
+  RunAgreed(comm, [&] {
+    if (comm.rank() == 0 && o.move_latest) lock = LockExportRoot(o.root, "an export", o.lock_wait);
+  });
   // Every write is checked; a failure on any rank ends every rank with its message and removes
   // the unpublished version (the published ones and LATEST stay as they were).
   StagedDir out(o.root + "/" + version, comm, StagedDir::Existing::kRefuse, "--export-version");

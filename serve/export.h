@@ -27,6 +27,7 @@ struct ExportOptions {
   // Point ROOT/LATEST at the new version; false: it is complete but not served (`shardrec publish`
   // serves it only once its index is built and the gate passes).
   bool move_latest = true;
+  double lock_wait = 0;  // with move_latest: seconds to wait for the root's lock (serve/export_root.h)
   // After each chunk, on every rank: the pass ("items", "users"), chunks done and in all, rows
   // encoded so far by every rank.
   std::function<void(const char* pass, int64_t done, int64_t chunks, int64_t rows)> progress;

@@ -202,7 +202,13 @@ IndexManifest BuildShards(const std::string& dir, const ExportManifest& m, const
 
 }  // namespace
 
+void CheckIndexOptions(const IndexOptions& o) {
+  CheckSearchKnobs(o.knobs, "--");
+  if (o.train_vectors < 0) Fail("--train-vectors: must be >= 0 (0: auto), got ", o.train_vectors);
+}
+
 IndexReport BuildExportIndex(const std::string& dir, const IndexOptions& o) {
+  CheckIndexOptions(o);
   ExportManifest m = ReadExportManifest(dir);
   const bool legacy = m.legacy_index;
   int64_t previous = 0;

@@ -29,6 +29,9 @@ struct IndexReport {
   double exact_qps = 0, index_qps = 0;  // single queries, one thread
 };
 
+// UserError naming the flag of a knob below 1 or a negative --train-vectors.
+void CheckIndexOptions(const IndexOptions& options);
+
 // Builds VERSION/index.g<N+1>/ through a StagedDir (whole or absent), measures recall@10/@100 of the
 // merged search against exact search, points the manifest at it, and removes generations older
 // than the one it replaced (that one stays for readers of the previous manifest).

@@ -2,10 +2,19 @@
 
 #include <torch/torch.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <glog/logging.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "common/error.h"
 #include "common/file_util.h"
+#include "common/manifest.h"
 #include "common/strings.h"
 #include "io/dataset.h"
 #include "io/export_format.h"
@@ -61,22 +70,6 @@ std::string Gate(const PublishOptions& o, const PublishResult& r) {
 
 std::string PublishingMarker(const std::string& root, const std::string& version) { return root + "/." + version + ".publishing"; }
 
-// Removes the oldest complete versions beyond `keep`, never `served` or `candidate`; returns their names.
-std::vector<std::string> Prune(const std::string& root, int64_t keep, const std::string& served, const std::string& candidate) {
-  std::vector<std::string> removed;
-  if (keep <= 0) return removed;
-  std::vector<std::string> versions = ListVersions(root);
-  int64_t excess = static_cast<int64_t>(versions.size()) - keep;
-  for (const auto& v : versions) {
-    if (excess <= 0) break;
-    if (v == served || v == candidate) continue;
-    RemoveAll(root + "/" + v);
-    removed.push_back(v);
-    --excess;
-  }
-  return removed;
-}
-
 // COLLECTIVE. Finishes a publish of this run that was interrupted after its export; returns false
 // (nothing done) when there is none.
 bool ResumeInterrupted(const PublishOptions& o, PublishResult& r, Communicator& comm) {
@@ -123,7 +116,7 @@ bool ResumeInterrupted(const PublishOptions& o, PublishResult& r, Communicator& 
       }
     }
     RemoveAll(marker);
-    r.removed = Prune(e.root, o.keep, ReadLatest(e.root), r.version);
+    r.removed = PruneVersions(e.root, o.keep, r.version);
     resumed = r.decision;
   });
   if (BroadcastString(comm, resumed, 0).empty()) return false;
@@ -158,9 +151,12 @@ void GateAndServe(const PublishOptions& o, const std::string& dir, const Dataset
       SetLatest(e.root, r.version);
       RemoveAll(PublishingMarker(e.root, r.version));
     }
-    r.removed = Prune(e.root, o.keep, ReadLatest(e.root), r.version);
+    r.removed = PruneVersions(e.root, o.keep, r.version);
   }, [&] {
-    if (comm.rank() == 0 && ReadLatest(e.root) != r.version) RemoveAll(dir);
+    if (comm.rank() == 0 && ReadLatest(e.root) != r.version) {
+      RemoveAll(dir);
+      RemoveAll(PublishingMarker(e.root, r.version));  // LATEST never moved: nothing to finish
+    }
   });
   r.decision = BroadcastString(comm, r.decision, 0);
   r.reason = BroadcastString(comm, r.reason, 0);
@@ -168,23 +164,20 @@ void GateAndServe(const PublishOptions& o, const std::string& dir, const Dataset
 
 }  // namespace
 
-std::vector<std::string> ListVersions(const std::string& root) {
-  std::vector<std::string> out;
-  if (!IsDirectory(root)) return out;
-  for (const auto& n : ListDirectory(root)) {
-    if (!n.empty() && n[0] != '.' && PathExists(root + "/" + n + "/manifest.json")) out.push_back(n);
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   if (!(o.tolerance >= 0 && o.tolerance < 1)) Fail("--tolerance: expected a share in [0, 1), got ", o.tolerance);
   if (!(o.min_recall >= 0 && o.min_recall <= 1)) Fail("--min-recall: expected a value in [0, 1], got ", o.min_recall);
   if (o.keep < 0) Fail("--keep: expected 0 (keep all) or more versions, got ", o.keep);
+  CheckIndexOptions(o.index);
   const ExportOptions& e = o.export_options;
   if (!e.version.empty()) CheckVersionName(e.version, "--export-version");  // before anything is written
   PublishResult r;
+  // The root's lock, for the whole publish: a second publisher, a rollback or a re-index of the
+  // root waits for it (--lock-wait) or is refused naming this process.
+  std::unique_ptr<DirectoryLock> lock;
+  RunAgreed(comm, [&] {
+    if (comm.rank() == 0) lock = LockExportRoot(e.root, "a publish", o.lock_wait);
+  });
   if (ResumeInterrupted(o, r, comm)) return r;
   RunAgreed(comm, [&] {
     if (comm.rank() == 0) r.parent = ReadLatest(e.root);
@@ -214,7 +207,9 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   return r;
 }
 
-std::string Rollback(const std::string& root, const std::string& version) {
+std::string Rollback(const std::string& root, const std::string& version, double lock_wait) {
+  if (!IsDirectory(root)) Fail(root, ": no such export root");
+  const auto lock = LockExportRoot(root, "a rollback", lock_wait);
   const std::string current = ReadLatest(root);
   std::string target = version;
   while (target.size() > 1 && target.back() == '/') target.pop_back();  // a shell's completion

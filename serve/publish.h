@@ -19,10 +19,13 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "common/file_util.h"
 #include "distributed/communicator.h"
+#include "serve/export_root.h"
 #include "serve/index_build.h"
 #include "serve/export.h"
 
@@ -34,7 +37,8 @@ struct PublishOptions {
   double tolerance = 0.02;   // the candidate's NDCG@10 may be this share below the served one's
   double min_recall = 0.95;  // the index's recall@10 against exact search
   bool force = false;        // serve even if the gate refuses (recorded as "forced")
-  int64_t keep = 0;          // versions kept under ROOT (the served one always); 0 = all
+  int64_t keep = 0;          // versions kept under ROOT (the served one and its parent always); 0 = all
+  double lock_wait = 0;      // seconds to wait for the root's lock held by another publish or rollback
   int64_t eval_batch_size = 256;
 };
 
@@ -62,11 +66,8 @@ PublishResult Publish(const PublishOptions& options, Communicator& comm);
 std::string PublishReportText(const PublishResult& result, const PublishOptions& options);
 
 // Points ROOT/LATEST at `version`, or, when empty, at the parent recorded in the served version's
-// lineage. Returns the version now served. UserError if there is nothing to roll back to.
-std::string Rollback(const std::string& root, const std::string& version);
-
-// Complete versions under ROOT (directories with a manifest), in name order (oldest first for the
-// default v<UTC time> names).
-std::vector<std::string> ListVersions(const std::string& root);
+// lineage, under the root's lock. Returns the version now served. UserError if there is nothing to
+// roll back to.
+std::string Rollback(const std::string& root, const std::string& version, double lock_wait = 0);
 
 }  // namespace shardrec

@@ -32,21 +32,11 @@ std::vector<int64_t> SelectUsers(const Recommender& rec, const std::string& user
     std::iota(picked.begin(), picked.end(), int64_t{0});
     return picked;
   }
-  if (!PathExists(users)) Fail("--users: ", users, ": no such file (give 'all' or a file of raw user ids, one per line)");
-  std::unordered_map<std::string, int64_t> first_line;
-  int64_t line_no = 0;
-  const std::string text = ReadFileToString(users);
-  for (const auto& line : SplitText(text, "\n")) {
-    ++line_no;
-    const std::string id(Trim(line));
-    if (id.empty() || id[0] == '#') continue;
-    const int64_t u = rec.FindUser(id);
-    if (u < 0) Fail(users, ":", line_no, ": unknown user id ", Quote(id), " (not in export ", rec.manifest().version, ")");
-    auto [seen, fresh] = first_line.emplace(id, line_no);
-    if (!fresh) Fail(users, ":", line_no, ": user id ", Quote(id), " listed twice (first at line ", seen->second, ")");
+  for (const UserListEntry& e : ReadUserList(users)) {
+    const int64_t u = rec.FindUser(e.id);
+    if (u < 0) Fail(users, ":", e.line, ": unknown user id ", Quote(e.id), " (not in export ", rec.manifest().version, ")");
     picked.push_back(u);
   }
-  if (picked.empty()) Fail(users, ": no user ids (one raw user id per line)");
   return picked;
 }
 

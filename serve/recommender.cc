@@ -61,7 +61,39 @@ std::vector<std::vector<std::pair<int64_t, float>>> TopReasons(const at::Tensor&
   return out;
 }
 
+// A version's manifest as it stands ("" when the version is gone).
+std::string ManifestText(const std::string& version_dir) {
+  try {
+    return ReadFileToString(version_dir + "/manifest.json");
+  } catch (const UserError&) {  // gone (retired meanwhile, say)
+    return "";
+  }
+}
+
 }  // namespace
+
+void ReadServedVersion(const std::string& export_dir, const std::function<void(const std::string&)>& read) {
+  const bool via_latest = !PathExists(export_dir + "/manifest.json");
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    const std::string dir = ResolveExport(export_dir);
+    const std::string before = ManifestText(dir);
+    try {
+      read(dir);
+      return;
+    } catch (const UserError& e) {
+      const std::string now = ManifestText(dir);
+      if (!now.empty() && now == before) throw;  // the version stands as it was read: a failure of its own
+      if (now.empty() && !via_latest) {
+        Fail(dir, ": this version was retired (removed by `shardrec publish --keep`) while it was read; read the export "
+             "root's LATEST instead (", e.what(), ")");
+      }
+      if (attempt == kAttempts) Fail(export_dir, ": the served version changed ", kAttempts, " times while it was read (", e.what(), ")");
+      LOG(WARNING) << dir << (now.empty() ? " was retired" : " was re-indexed") << " while it was read; reading "
+                   << (via_latest ? "LATEST" : "it") << " again (" << e.what() << ")";
+    }
+  }
+}
 
 // What a request asks for once its ids are resolved.
 struct Recommender::Query {
@@ -227,7 +259,7 @@ void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendRespon
   }
   out.events = static_cast<int64_t>(q.items.size());
   if (req.at != kUnknownTime) {
-    if (q.items.empty()) Fail("at: user ", req.user, " has no events, so the request time has nothing to be measured from");
+    if (q.items.empty()) Fail("at: user ", Quote(req.user), " has no events, so the request time has nothing to be measured from");
     if (q.stamps.empty()) {
       Fail("at: the history has no timestamps (", req.user.empty() ? "give one per item" : "the data has none",
            "), so the request time has nothing to be measured from");
@@ -327,12 +359,16 @@ std::string RecommendResponseJson(const RecommendResponse& r, bool with_user_vec
 }
 
 std::string RecommendResponseText(const RecommendResponse& r, int64_t k) {
-  auto pad = [](const std::string& text, size_t width) { return text.size() >= width ? text : text + std::string(width - text.size(), ' '); };
-  std::string out = r.query + " (" + std::to_string(r.events) + " events) -> top " + std::to_string(k) + " [" + r.search +
+  // Ids and titles come from users and data: echoed escaped and bounded (common/strings.h).
+  auto pad = [](const std::string& raw, size_t width) {
+    const std::string text = Printable(raw, 200);
+    return text.size() >= width ? text : text + std::string(width - text.size(), ' ');
+  };
+  std::string out = Printable(r.query, 200) + " (" + std::to_string(r.events) + " events) -> top " + std::to_string(k) + " [" + r.search +
                     ", export " + r.version + "]\n";
   for (size_t i = 0; i < r.items.size(); ++i) {
     const Recommendation& it = r.items[i];
-    char rank[16], score[32];
+    char rank[32], score[32];
     std::snprintf(rank, sizeof(rank), "  %2zu. ", i + 1);
     std::snprintf(score, sizeof(score), " %.3f\n", static_cast<double>(it.score));
     out += rank + pad(it.item, 8) + " " + pad(it.title, 45) + score;
@@ -341,7 +377,7 @@ std::string RecommendResponseText(const RecommendResponse& r, int64_t k) {
     for (const Reason& why : it.because) {
       char buf[32];
       std::snprintf(buf, sizeof(buf), " (%+.3f)", static_cast<double>(why.contribution));
-      why_line += (why_line.empty() ? "" : ", ") + why.item + (why.title.empty() ? "" : " " + why.title) + buf;
+      why_line += (why_line.empty() ? "" : ", ") + pad(why.item, 0) + (why.title.empty() ? "" : " " + pad(why.title, 0)) + buf;
     }
     out += "      because: " + (why_line.empty() ? std::string("(no single event raises its score)") : why_line) + "\n";
   }

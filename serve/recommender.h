@@ -133,6 +133,13 @@ class Recommender {
   std::unique_ptr<Lock> lock_;
 };
 
+// Runs `read` on the export version `export_dir` names (through ROOT/LATEST, or a version itself).
+// A version retired while `read` runs (removed by `publish --keep`, or its index generation replaced
+// by a re-index) makes `read` fail: `read` then runs again on what is served now, up to 3 times; a
+// version named directly that is gone is a UserError saying it was retired. Other failures (a
+// damaged file, a bad request) are `read`'s own UserErrors, not retried.
+void ReadServedVersion(const std::string& export_dir, const std::function<void(const std::string& version_dir)>& read);
+
 // The response as JSON: {"version", "query", "search", "items": [{"rank", "item", "score",
 // "title"?, "because"?: [{"item", "contribution"}]}], "explain_ms"?, "user_vector"?}.
 std::string RecommendResponseJson(const RecommendResponse& response, bool with_user_vector);

@@ -686,6 +686,13 @@ int64_t SavedMaxLen(const std::string& dir, int64_t dim) {
 
 bool SavedHasContext(const std::string& dir) { return h5::File::Open(dir + "/dense.h5").Exists("/dense/context.weight"); }
 
+SavedData SavedDataOf(const std::string& dir) {
+  const std::string path = dir + "/" + kIdsFile;
+  if (!PathExists(path)) return {};
+  h5::File f = h5::File::Open(path);
+  return {f.GetStringAttr("/", "data_fingerprint").value_or(""), f.GetStringAttr("/", "data").value_or("")};
+}
+
 std::string CheckpointDir(const std::string& run_dir, int64_t step) { return RunDir(run_dir).checkpoint(step); }
 
 std::vector<std::string> ListCheckpoints(const std::string& run_dir) {

@@ -60,6 +60,12 @@ int64_t SavedStep(const std::string& dir);
 int64_t SavedMaxLen(const std::string& dir, int64_t dim);
 // Whether the model saved in `dir` has context features (ModelConfig::context).
 bool SavedHasContext(const std::string& dir);
+// The fingerprint of the events `dir` was trained on (Dataset::DataFingerprint), and the dataset's
+// path then; empty when the checkpoint predates them.
+struct SavedData {
+  std::string fingerprint, path;
+};
+SavedData SavedDataOf(const std::string& dir);
 // What a load did to the rows (counts of ids; all zero unless the id space changed).
 struct LoadReport {
   struct Counts {

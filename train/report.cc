@@ -25,6 +25,7 @@ class ConsoleSink : public TrainingSink {
     std::fflush(stderr);
   }
   void OnProgress(const ProgressReport& r) override {
+    if (!r.console) return;
     Print("epoch %lld step %lld/%lld | loss %.4f | %.0f sequences/s | lr %.2e | ETA %.0f s\n",
           static_cast<long long>(r.epoch), static_cast<long long>(r.step), static_cast<long long>(r.total_steps), r.loss,
           r.sequences_per_second, r.lr, r.eta_seconds);

@@ -13,11 +13,12 @@ namespace shardrec {
 
 struct ProgressReport {
   int64_t step = 0, total_steps = 0, epoch = 0;
-  double loss = 0;                   // mean over the steps since the previous report
+  double loss = 0;                   // mean over the steps since the previous report (one read of the loss)
   double lr = 0;
   double sequences_per_second = 0;   // over all ranks, since the previous report
   double seconds = 0;                // since training started
   double eta_seconds = 0;
+  bool console = true;  // a line for people is due (every report goes to the metrics file)
 };
 
 // Called on rank 0 only. Not thread-safe.

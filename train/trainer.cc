@@ -41,7 +41,7 @@ void CheckTrainOptions(const TrainOptions& o) {
   RequireFlag(o.max_steps >= 0, "max-steps", "0 (no limit) or more", o.max_steps);
   RequireFlag(o.time_budget_seconds >= 0 && std::isfinite(o.time_budget_seconds), "time-budget",
               "0 (no limit) or more seconds", o.time_budget_seconds);
-  RequireFlag(o.batch_size >= 1, "batch-size", "at least 1", o.batch_size);
+  RequireFlag(o.batch_size >= 1 && o.batch_size <= (int64_t{1} << 30), "batch-size", "1 to 2^30", o.batch_size);
   RequireFlag(std::isfinite(o.step.lr) && o.step.lr > 0, "lr", "a finite rate > 0", o.step.lr);
   RequireFlag(std::isfinite(o.weight_decay) && o.weight_decay >= 0, "weight-decay", "a finite value >= 0", o.weight_decay);
   RequireFlag(o.step.warmup_steps >= 0, "warmup-steps", "0 or more", o.step.warmup_steps);
@@ -54,17 +54,17 @@ void CheckTrainOptions(const TrainOptions& o) {
   if (o.loss != "full" && o.loss != "sampled" && o.loss != "auto") {
     Fail("--loss: expected full, sampled or auto, got '", o.loss, "'");
   }
-  RequireFlag(o.negatives >= 0, "negatives", "0 or more", o.negatives);
+  RequireFlag(o.negatives >= 0 && o.negatives <= (int64_t{1} << 24), "negatives", "0 to 2^24", o.negatives);
   RequireFlag(o.full_softmax_max_items >= 0, "full-softmax-max-items", "0 (always sampled under auto) or more", o.full_softmax_max_items);
   RequireFlag(std::isfinite(o.temperature) && o.temperature >= 0, "temperature", "a finite value > 0 (0 = by --score)",
           o.temperature);
   RequireFlag(o.eval_every >= 0, "eval-every", "0 (never) or more", o.eval_every);
   RequireFlag(o.patience >= 1, "patience", "at least 1", o.patience);
-  RequireFlag(o.eval_batch_size >= 1, "eval-batch-size", "at least 1", o.eval_batch_size);
+  RequireFlag(o.eval_batch_size >= 1 && o.eval_batch_size <= (int64_t{1} << 30), "eval-batch-size", "1 to 2^30", o.eval_batch_size);
   RequireFlag(std::isfinite(o.log_every_seconds) && o.log_every_seconds >= 0, "log-every", "seconds >= 0", o.log_every_seconds);
   RequireFlag(o.loss_every_steps >= 1, "loss_every_steps", "at least 1", o.loss_every_steps);
   RequireFlag(o.step.length_groups >= 1, "length-groups", "at least 1", o.step.length_groups);
-  RequireFlag(o.bucket_batches >= 0, "bucket-batches", "0 (off) or more", o.bucket_batches);
+  RequireFlag(o.bucket_batches >= 0 && o.bucket_batches <= 65536, "bucket-batches", "0 (off) to 65536", o.bucket_batches);
   RequireFlag(o.checkpoint_every >= 0, "checkpoint-every", "0 (only at the end) or more steps", o.checkpoint_every);
   RequireFlag(o.keep_checkpoints >= 1, "keep-checkpoints", "at least 1", o.keep_checkpoints);
   RequireFlag(std::isfinite(o.cold_items) && o.cold_items >= 0 && o.cold_items < 1, "cold-items",
@@ -142,7 +142,7 @@ class TrainingRun {
   void ReadLosses(bool force);
   int LocalStopSignal() const;  // this rank's signal, 0 if none
   void AgreeOnStop();
-  void Report();
+  void Report(bool console);  // `console`: a line for people is due
   bool Validate();  // false: early stop
   bool OutOfTime();  // before an epoch: would it end past --time-budget? (agreed by every rank)
   void Checkpoint(int64_t next_batch);
@@ -181,7 +181,7 @@ class TrainingRun {
   std::vector<at::Tensor> pending_;
   std::vector<int64_t> pending_positions_;
   // Progress window (rank 0).
-  Clock::time_point start_ = Clock::now(), window_start_ = Clock::now();
+  Clock::time_point start_ = Clock::now(), window_start_ = Clock::now(), line_start_ = Clock::now();
   double window_loss_ = 0;
   int64_t window_steps_ = 0, window_sequences_ = 0, sequences_ = 0;
 };
@@ -274,6 +274,14 @@ void TrainingRun::Start(TrainingSink* sink) {
   }
   if (!o_.resume) return;
   for (const auto& w : resumed_.skipped) sinks_.OnWarning(w);
+  // The same item ids (checked by the load) but other events: the run goes on, on what it is given
+  // now, and is no longer the run it would have been.
+  const SavedData saved = SavedDataOf(resumed_.dir);
+  if (!saved.fingerprint.empty() && saved.fingerprint != ds_->DataFingerprint()) {
+    sinks_.OnWarning("resuming on other events: " + resumed_.dir + " was trained on " + saved.path + " (events " +
+                     saved.fingerprint + "), --data " + o_.data + " has the same item ids but other events (" +
+                     ds_->DataFingerprint() + "); the run continues on them, so its model is not the uninterrupted run's");
+  }
   sinks_.OnResume(resumed_.dir, state_.step, state_.epoch, state_.next_batch);
 }
 
@@ -352,7 +360,9 @@ int TrainingRun::LocalStopSignal() const { return o_.stop_signal != nullptr ? o_
 // the same steps. The stop request travels in the same all-reduce: every rank learns of a signal
 // that reached any of them at the same step.
 void TrainingRun::ReadLosses(bool force) {
-  if (pending_.empty() || (!force && static_cast<int64_t>(pending_.size()) < o_.loss_every_steps)) return;
+  // At multiples of loss_every_steps (and where forced: epoch ends, validations, stops), so that the
+  // windows are the same steps in a resumed run as in the uninterrupted one.
+  if (pending_.empty() || (!force && res_.steps % o_.loss_every_steps != 0)) return;
   const float stop = static_cast<float>(LocalStopSignal());
   pending_.push_back(at::full({}, stop, pending_.front().options().dtype(at::kFloat)));
   at::Tensor sums = at::stack(pending_).to(at::kFloat);
@@ -378,7 +388,9 @@ void TrainingRun::ReadLosses(bool force) {
   }
   pending_.clear();
   pending_positions_.clear();
-  if (root_ && (Since(window_start_) >= o_.log_every_seconds || res_.steps == total_)) Report();
+  // Every read is recorded (metrics file, TensorBoard): its steps, so a resumed run logs what the
+  // uninterrupted one does; the console shows one every log_every_seconds.
+  if (root_) Report(Since(line_start_) >= o_.log_every_seconds || res_.steps == total_);
 }
 
 // Outside the step loop (after a validation): one small all-reduce of the stop request.
@@ -389,8 +401,10 @@ void TrainingRun::AgreeOnStop() {
   stop_signal_ = static_cast<int>(flag.cpu().item<float>());
 }
 
-void TrainingRun::Report() {
+void TrainingRun::Report(bool console) {
   ProgressReport r;
+  r.console = console;
+  if (console) line_start_ = Clock::now();
   r.step = res_.steps;
   r.total_steps = total_;
   r.epoch = state_.epoch;
@@ -487,7 +501,7 @@ void TrainingRun::Checkpoint(int64_t next_batch) {
 
 TrainResult TrainingRun::Run() {
   res_.steps = steps_before_ = state_.step;
-  start_ = window_start_ = Clock::now();
+  start_ = window_start_ = line_start_ = Clock::now();
   bool go = true;
   for (; state_.epoch < o_.epochs && go; ++state_.epoch, state_.next_batch = 0) {
     if (OutOfTime()) break;  // resumes at this epoch

@@ -4,7 +4,10 @@
 
 #include <climits>
 #include <cmath>
+#include <tuple>
 
+#include "common/error.h"
+#include "common/flat_yaml.h"
 #include "common/json.h"
 #include "tests/test_util.h"
 
@@ -68,6 +71,30 @@ TEST(Strings, QuoteEscapes) {
   EXPECT_EQ(Quote("a\tb\x01"), "'a\\tb\\x01'");
   EXPECT_EQ(Quote("caf\xc3\xa9"), "'caf\xc3\xa9'");  // UTF-8 stays readable
   EXPECT_EQ(Quote("caf\xe9"), "'caf\\xe9'");          // Latin-1 is shown byte by byte
+  EXPECT_EQ(Quote(std::string(100, 'x')), "'" + std::string(60, 'x') + "...'");
+  EXPECT_EQ(Printable("\xc3\xa9\xc3\xa9", 3), "\xc3\xa9...") << "cut between characters, never inside one";
+  EXPECT_EQ(Printable(std::string("a\0b\x1b[0m", 7), 100), "a\\x00b\\x1b[0m");
+}
+
+// Every UserError's message is printable and bounded, whatever its site echoed (NUL included: a
+// message is never cut at one).
+TEST(Strings, UserErrorMessagesArePrintableAndBounded) {
+  const std::string nul("id 3\0x unknown", 14);
+  try {
+    Fail("users.txt:2: ", nul);
+  } catch (const UserError& e) {
+    EXPECT_EQ(std::string(e.what()), "users.txt:2: id 3\\x00x unknown");
+  }
+  try {
+    Fail("user ", std::string(5000000, 'u'), " unknown\nsecond line");
+  } catch (const UserError& e) {
+    const std::string m = e.what();
+    EXPECT_LE(m.size(), kMaxErrorBytes);
+    EXPECT_NE(m.find("... (4996"), std::string::npos) << m.substr(m.size() - 40);
+    EXPECT_EQ(PrintableMessage(m), m) << "idempotent";
+  }
+  EXPECT_EQ(PrintableMessage("a\tb\nc\x1b\x7f"), "a\tb\nc\\x1b\\x7f") << "tabs and newlines stay";
+  EXPECT_EQ(PrintableMessage("caf\xe9"), "caf\\xe9");
 }
 
 TEST(Json, ObjectsAndEscapes) {
@@ -115,6 +142,39 @@ TEST(Json, IntegersAreCheckedNotCast) {
     testing::ExpectUserError([&] { v.at(k).integer(); }, {"expected an integer"});
   }
   testing::ExpectUserError([&] { v.at("f").at("x"); }, {"expected an object"});
+}
+
+// The flat YAML subset a config is, read by hand: plain, single- and double-quoted values (YAML's
+// escapes), comments, nulls; and what the writer writes reads back as it was.
+TEST(FlatYaml, ValuesReadAsYamlReadsThem) {
+  const auto e = ParseFlatYaml(
+      "\xEF\xBB\xBF# a config\n---\na: plain value  # a comment\nb: a#b\nc: 'it''s'\nd: \"t\\tb\\u00e9\\x41\\\"\\\\\"\n"
+      "e:\nf: ~\n\"g h\": 1e-3\ni:j: 2\n...\n# done\n",
+      "c.yaml");
+  ASSERT_EQ(e.size(), 8u);
+  auto at = [&](size_t i) { return std::make_tuple(e[i].key, e[i].value, e[i].null, e[i].line); };
+  EXPECT_EQ(at(0), std::make_tuple(std::string("a"), std::string("plain value"), false, 3));
+  EXPECT_EQ(at(1), std::make_tuple(std::string("b"), std::string("a#b"), false, 4));
+  EXPECT_EQ(at(2), std::make_tuple(std::string("c"), std::string("it's"), false, 5));
+  EXPECT_EQ(at(3), std::make_tuple(std::string("d"), std::string("t\tb\xc3\xa9" "A\"\\"), false, 6));
+  EXPECT_EQ(at(4), std::make_tuple(std::string("e"), std::string(), true, 7));
+  EXPECT_EQ(at(5), std::make_tuple(std::string("f"), std::string(), true, 8));
+  EXPECT_EQ(at(6), std::make_tuple(std::string("g h"), std::string("1e-3"), false, 9));
+  EXPECT_EQ(at(7), std::make_tuple(std::string("i:j"), std::string("2"), false, 10));
+  EXPECT_TRUE(ParseFlatYaml("# nothing\n\n", "c.yaml").empty());
+  const std::vector<FlatYamlValue> odd = {{"data", "runs/a#1: \"x\" 'y' \\ end\t\x01", false}, {"name", "null", false},
+                                          {"n", "3", false}, {"s", "3", true}, {"empty", "", false}, {"lead", " x", false},
+                                          {"dash", "-x", false}, {"utf", "caf\xc3\xa9", false}};
+  const std::string text = WriteFlatYaml(odd);
+  const auto back = ParseFlatYaml(text, "w.yaml");
+  ASSERT_EQ(back.size(), odd.size()) << text;
+  for (size_t i = 0; i < odd.size(); ++i) {
+    EXPECT_EQ(back[i].key, odd[i].key) << text;
+    EXPECT_EQ(back[i].value, odd[i].value) << text;
+    EXPECT_FALSE(back[i].null) << text;
+  }
+  EXPECT_NE(text.find("n: 3\n"), std::string::npos) << "plain where plain reads back the same: " << text;
+  EXPECT_NE(text.find("s: \"3\"\n"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -164,8 +164,23 @@ TEST(Golden, ExportV1OpensAndSearchesExactly) {
   ExpectGoldenItems(golden, m, *idx);
 }
 
+// Format 2: the index is a generation directory; no checksum of the manifest itself, and the
+// version is taken from the directory's name.
 TEST(Golden, ExportV2OpensAndSearches) {
   const std::string golden = kGolden + "/export_v2";
+  const ExportManifest m = ReadExportManifest(golden);
+  EXPECT_EQ(m.format_version, 2);
+  EXPECT_EQ(m.version, "export_v2");
+  EXPECT_EQ(m.num_items, 5);
+  EXPECT_EQ(m.index_dir, "index.g1");
+  auto idx = OpenExportIndex(golden, m);
+  EXPECT_EQ(idx->name(), "Flat");
+  ExpectGoldenItems(golden, m, *idx);
+}
+
+// Format 3: the manifest checks itself and names its directory (a root's version "golden").
+TEST(Golden, ExportV3OpensAndSearches) {
+  const std::string golden = kGolden + "/export_v3/golden";
   if (Update()) {
     testing::TempDir dir;
     const std::string data = MakeDataset(dir);
@@ -184,10 +199,12 @@ TEST(Golden, ExportV2OpensAndSearches) {
     io.factory = "Flat";
     BuildExportIndex(dir.File("exp/golden"), io);
     RemoveAll(golden);
+    MakeDirs(kGolden + "/export_v3");
     ASSERT_EQ(testing::RunCommand("cp -r " + dir.File("exp/golden") + " " + golden).exit_code, 0);
   }
   const ExportManifest m = ReadExportManifest(golden);
-  EXPECT_EQ(m.format_version, 2);
+  EXPECT_EQ(m.format_version, 3);
+  EXPECT_EQ(m.version, "golden");
   EXPECT_EQ(m.num_items, 5);
   EXPECT_EQ(m.index_dir, "index.g1");
   const IndexManifest ix = ReadIndexManifest(golden + "/" + m.index_dir);

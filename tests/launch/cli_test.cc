@@ -116,8 +116,18 @@ TEST(Cli, UserMistakesExitNonZero) {
            {"data stats", "takes 1 positional argument"},
            {"data stats --users 3 " + dir.File("x.h5"), "--users is not a flag of 'shardrec data stats'"},
            {"data synth --output " + dir.File("s.h5") + " --users 10 --events 5", "--events"},
+           // Counts near INT64_MAX: refused by name (an overflowed default, a hang, a misleading
+           // disk-full message and an allocation failure before).
+           {"data synth --output " + dir.File("s.h5") + " --users 9223372036854775807", "--users: expected 1 to 2147483647"},
+           {"data synth --output " + dir.File("s.h5") + " --users 10 --categories 2147483647", "--categories: expected 0 to 1048576"},
+           {"data synth --output " + dir.File("s.h5") + " --users 10 --content-dim 2147483647", "--content-dim: expected 0 to 4096"},
+           {"data synth --output " + dir.File("s.h5") + " --users 10 --successors 2147483647", "--successors: expected 0 to 1024"},
+           {"data synth --output " + dir.File("s.h5") + " --users 10 --days 2147483647", "--days: expected 1 to 1000"},
+           {"data synth --output " + dir.File("s.h5") + " --users 10 --days 3 --items 9223372036854775807", "--items: at most"},
+           {"comm check --bytes 9223372036854775807", "--bytes: expected 1 to 2^34"},
            {"frobnicate", "unknown command"},
-           {"index --export " + dir.path() + " --nprobe 0", "--nprobe: must be >= 1, got 0"},
+           {"index --export " + dir.path() + " --nprobe 0", "--nprobe: 0 is not in [1, 1048576]"},
+           {"index --export " + dir.path() + " --ef-search 9223372036854775807", "--ef-search: 9223372036854775807 is not in [1, 1048576]"},
            {"publish --rollback --run-dir " + dir.File("r") + " --export-root " + dir.path(),
             "--rollback takes a VERSION argument, not --run-dir or --export-version"},
            {"train --resume latest-valid --data x.h5", "--resume=latest-valid needs --run-dir"},
@@ -166,7 +176,17 @@ TEST(Cli, FlagMistakesNameTheFlagAndLeaveNothing) {
            {"--lr nan", "--lr: expected a finite rate > 0, got nan"},
            {"--lr -1", "--lr: expected a finite rate > 0, got -1"},
            {"--weight-decay nan", "--weight-decay"},
-           {"--batch-size -5", "--batch-size: expected at least 1, got -5"},
+           {"--batch-size -5", "--batch-size: expected 1 to 2^30, got -5"},
+           // Counts near INT64_MAX are refused by name, not met with an allocation that fails.
+           {"--batch-size 9223372036854775807", "--batch-size: expected 1 to 2^30, got 9223372036854775807"},
+           {"--dim 9223372036854775807", "--dim: expected 1 to 65536, got 9223372036854775807"},
+           {"--max-len 9223372036854775807", "--max-len: expected 1 to 1048576"},
+           {"--blocks 9223372036854775807", "--blocks: expected 0 to 1024"},
+           {"--heads 9223372036854775807", "--heads: expected 1 to --dim"},
+           {"--negatives 9223372036854775807", "--negatives: expected 0 to 2^24"},
+           {"--time-buckets 9223372036854775807", "--time-buckets: expected 0 (off) to 4096"},
+           {"--eval-batch-size 9223372036854775807", "--eval-batch-size: expected 1 to 2^30"},
+           {"--bucket-batches 9223372036854775807", "--bucket-batches: expected 0 (off) to 65536"},  // a crash before
            {"--checkpoint-every -1", "--checkpoint-every: expected 0 (only at the end) or more steps, got -1"},
            {"--epochs 0", "--epochs: expected at least 1"},
            {"--negatives -1", "--negatives"},
@@ -493,6 +513,25 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   r = RunCommand("timeout 60 " + kBin + " recall --export " + dir.File("exp") + " --users /dev/zero --k 3 --out " + dir.File("L"));
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("/dev/zero: is not a regular file (a device)"), std::string::npos) << r.output;
+  // Input is echoed escaped and bounded: a NUL in a users file does not cut the message, a
+  // 5,000,000-byte id does not make a 5 MB line, a terminal escape does not reach the terminal.
+  testing::WriteText(dir.File("nul.txt"), std::string("17\n3\0x\n", 8));
+  r = RunCommand(kBin + " recall --export " + dir.File("exp") + " --users " + dir.File("nul.txt") + " --k 3 --out " + dir.File("L"));
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("nul.txt:2: the user id '3\\x00x' holds a control byte"), std::string::npos) << r.output;
+  testing::WriteText(dir.File("long.txt"), "17\n" + std::string(5000000, 'u') + "\n");
+  r = RunCommand(kBin + " recall --export " + dir.File("exp") + " --users " + dir.File("long.txt") + " --k 3 --out " + dir.File("L"));
+  EXPECT_EQ(r.exit_code, 2) << r.output.substr(0, 300);
+  EXPECT_NE(r.output.find("long.txt:2: a user id of 5000000 bytes (at most 4096)"), std::string::npos) << r.output.substr(0, 300);
+  EXPECT_LT(r.output.size(), 5000u);
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user \"$(printf '\\033[31mred')\" --k 3");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("unknown user id '\\x1b[31mred'"), std::string::npos) << r.output;
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5," + std::string(100000, 'h') + " --k 3");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_LT(r.output.size(), 5000u) << r.output.substr(0, 300);
+  EXPECT_FALSE(PathExists(dir.File("L")));
   // Reserved and unsafe version names are refused before anything is written: a version named
   // LATEST would take the place of the root's pointer file.
   MakeDirs(dir.File("root"));

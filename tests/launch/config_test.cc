@@ -55,6 +55,20 @@ TEST(Config, MistakesNameFileAndLine) {
       {"epochs: 1\n  dropout: [0.1\n", "c.yaml:2: invalid YAML"},
       {"- epochs\n- 1\n", "c.yaml:1: expected 'key: value' lines"},
       {"epochs: 1\n---\nepochs: 2\n", "c.yaml: holds 2 YAML documents"},
+      // What the flat subset is not (a YAML library never returned from a document starting with ',').
+      {",", "c.yaml:1: expected 'key: value' lines"},
+      {"# comment\n\n  ,\n", "c.yaml:3: invalid YAML: an indented line"},
+      {"%YAML 1.2\n---\nepochs: 1\n", "c.yaml:1: expected 'key: value' lines"},
+      {"epochs: 1\n...\nepochs: 2\n", "c.yaml: holds 2 YAML documents"},
+      {"#\n&2,", "c.yaml:2: expected 'key: value' lines"},
+      {"epochs:\n  - 1\n", "c.yaml:1: 'epochs' takes one value"},
+      {"epochs: &a 1\n", "c.yaml:1: invalid YAML: anchors, aliases, tags"},
+      {"data: a: b\n", "c.yaml:1: invalid YAML: a value with ': ' in it must be quoted"},
+      {"data: \"abc\n", "c.yaml:1: invalid YAML: a quoted value must end on its line"},
+      {"data: \"a\\qb\"\n", "c.yaml:1: invalid YAML: unknown escape \\q"},
+      {"data: 'a' b\n", "c.yaml:1: invalid YAML: 'b' after the value"},
+      {"data: a\x01" "b\n", "c.yaml:1: invalid YAML: a control character"},
+      {"data: caf\xe9\n", "c.yaml: not UTF-8 text"},
   };
   for (const auto& [text, want] : cases) {
     SCOPED_TRACE(text);

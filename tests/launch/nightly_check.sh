@@ -73,6 +73,24 @@ night serve work day-3 > after-rollback.log 2>&1 || fail "re-run after a rollbac
 grep -q "not served now" after-rollback.log || fail "re-run after a rollback: $(tail -5 after-rollback.log)"
 "$bin" publish --rollback day-3 --export-root serve > rollback.log 2>&1 || fail "rollback to day-3: $(cat rollback.log)"
 
+# 3b. kill -9 of the nightly.sh process alone (not its session): its stage goes with it (SIGTERM,
+# passed on to the ranks) and no process of the job keeps its locks.
+"$nightly" --day day-1 --work work3 --export-root serve3 --data days/day-1.h5 --np "$np" --k 20 --train-args "$train" \
+  > alone.log 2>&1 &
+alone=$!  # the nightly.sh process itself
+for _ in $(seq 1 1200); do grep -q "stage train: " alone.log 2> /dev/null && break; sleep 0.05; done
+sleep 1
+kill -9 $alone
+{ wait $alone; } 2> /dev/null
+gone=0
+for _ in $(seq 1 600); do
+  pgrep -f "shardrec.*work3/day-1" > /dev/null || { gone=1; break; }
+  sleep 0.1
+done
+[ $gone = 1 ] || fail "the train stage outlived the killed nightly.sh: $(pgrep -af 'shardrec.*work3/day-1')"
+flock -n work3/day-1/.lock true || fail "work3/day-1/.lock is still held after the job was killed"
+flock -n serve3/.nightly.lock true || fail "serve3/.nightly.lock is still held after the job was killed"
+
 # 4. kill -9 during each stage, then the same command again (each night is killed more than once:
 # every re-run skips what is done and is killed in a later stage).
 landed=0

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "common/crc32c.h"
 #include "common/file_util.h"
 #include "distributed/inprocess.h"
 #include "io/export_format.h"
@@ -242,6 +243,20 @@ TEST(ShardedIndex, EqualsOneExactIndexOverTheSameRows) {
   for (size_t r = 0; r < one.size(); ++r) EXPECT_EQ(many[0][r].id, one[r].id) << "rank " << r;
 }
 
+// Writes `text` (a manifest) to `path` with one edit, signed again (so that the edited field's own
+// check answers) or not.
+void EditManifest(const std::string& path, const std::string& text, const std::string& from, const std::string& to, bool sign) {
+  const size_t at = text.find(from);
+  ASSERT_NE(at, std::string::npos) << text;
+  std::string t = text.substr(0, at) + to + text.substr(at + from.size());
+  if (sign) {
+    const size_t key = t.rfind(", \"manifest_crc32c\": ");
+    ASSERT_NE(key, std::string::npos) << t;
+    t = t.substr(0, key) + ", \"manifest_crc32c\": " + std::to_string(Crc32c(t.data(), key)) + "}\n";
+  }
+  testing::WriteText(path, t);
+}
+
 TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   const std::string v = Export(1, dir_->File("exp3"), "good");
   // An export that died before publishing leaves only a hidden partial directory: LATEST still
@@ -272,6 +287,18 @@ TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   auto idx = Open(v);
   EXPECT_EQ(idx->name(), "HNSW8");
   EXPECT_EQ(idx->size(), 500);
+  // The generation's manifest is checked as strictly: its factory against the index it names, its
+  // knobs, its own checksum.
+  const std::string gen = v + "/index.g1/manifest.json", gen_text = ReadFileToString(gen);
+  EditManifest(gen, gen_text, R"("factory": "HNSW8")", R"("factory": "Flat")", /*sign=*/true);
+  testing::ExpectUserError([&] { Open(v); }, {"index.g1/index-0.faiss: the index is not a 'Flat' index"});
+  EditManifest(gen, gen_text, R"("factory": "HNSW8")", R"("factory": "HNSW32")", /*sign=*/true);
+  testing::ExpectUserError([&] { Open(v); }, {"index.g1/index-0.faiss: the index is not a 'HNSW32' index"});
+  EditManifest(gen, gen_text, R"("nprobe": 32)", R"("nprobe": -1)", /*sign=*/true);
+  testing::ExpectUserError([&] { Open(v); }, {"index.g1/manifest.json: search: nprobe: -1 is not in [1, 1048576]"});
+  EditManifest(gen, gen_text, R"("factory": "HNSW8")", R"("factory": "HNSW9")", /*sign=*/false);
+  testing::ExpectUserError([&] { Open(v); }, {"index.g1/manifest.json: the manifest's own checksum does not match"});
+  testing::WriteText(gen, gen_text);
   testing::ExpectUserError([&] { ResolveExport(dir_->File("nothing")); }, {"neither an export version"});
   // A manifest whose item shards leave a gap is refused by name.
   ExportManifest m = ReadExportManifest(v);
@@ -284,11 +311,16 @@ TEST_F(ExportTest, DamagedFilesAndUnfinishedVersionsAreNeverServed) {
   m.item_shards[0].begin = 0;
   WriteExportManifest(v, m);
   const std::string text = ReadFileToString(v + "/manifest.json");
-  auto with = [&](const std::string& from, const std::string& to) {
-    const size_t at = text.find(from);
-    ASSERT_NE(at, std::string::npos) << text;
-    testing::WriteText(v + "/manifest.json", text.substr(0, at) + to + text.substr(at + from.size()));
-  };
+  auto edit = [&](const std::string& from, const std::string& to, bool sign) { EditManifest(v + "/manifest.json", text, from, to, sign); };
+  auto with = [&](const std::string& from, const std::string& to) { edit(from, to, /*sign=*/true); };
+  // The manifest checks itself: one flipped bit anywhere in it, or the checksum gone, is refused.
+  edit(R"("normalization": "l2")", R"("normalization": "m2")", /*sign=*/false);
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"manifest.json: the manifest's own checksum does not match"});
+  edit(R"(, "manifest_crc32c": )", R"(, "manifest_crc32d": )", /*sign=*/false);
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"manifest.json: no manifest_crc32c (format 3"});
+  // The version is its directory's name.
+  with(R"("version": "good")", R"("version": "other")");
+  testing::ExpectUserError([&] { ReadExportManifest(v); }, {"version: 'other' is not its directory's name 'good'"});
   with(R"("file": "items-0.h5")", R"("file": "../../outside.h5")");
   testing::ExpectUserError([&] { ReadExportManifest(v); }, {"item_shards: '../../outside.h5' has no entry in files"});
   with(R"("begin": 0, "end": 500)", R"("begin": 0, "end": 501)");

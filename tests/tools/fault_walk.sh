@@ -1,6 +1,6 @@
 #!/bin/bash
 # The fault-injection walk (docs/errors.md): every write and fsync of `data convert`, `train` (with a
-# checkpoint), `export`, `index` and `recall` is made to fail in turn (ENOSPC, or EIO for every third point),
+# checkpoint), `export`, `index`, `recall`, `publish` and `publish --rollback` is made to fail in turn (ENOSPC, or EIO for every third point),
 # through tests/tools/fault_inject.c loaded with LD_PRELOAD. For each point N: exit status 2 with
 # one "shardrec: error:" line, no crash, no temporary or partial file left, and the previously
 # published state byte for byte as it was.
@@ -23,6 +23,11 @@ common=(--dim 8 --blocks 1 --max-len 8 --batch-size 64 --eval-every 0 --log-ever
 "$bin" train --data s.h5 --run-dir run "${common[@]}" --max-steps 2 --checkpoint-every 2 > /dev/null || fail "train"
 "$bin" export --run-dir run --data s.h5 --out exports --export-version v1 > /dev/null || fail "export"
 cp -a exports indexed && "$bin" index --export indexed > /dev/null || fail "index"
+# A root of published versions: p1 (from a copy of the run: a candidate never comes from the served
+# version's own run directory) served, its parent p0.
+cp -a run run1 || fail "copy"
+"$bin" publish --run-dir run --data s.h5 --export-root pub --export-version p0 --force --factory Flat > /dev/null || fail "publish p0"
+"$bin" publish --run-dir run1 --data s.h5 --export-root pub --export-version p1 --force --factory Flat > /dev/null || fail "publish p1"
 
 total=0
 # walk NAME PRISTINE_DIR CHECKED_DIR COMMAND...: CHECKED_DIR (inside a fresh copy of PRISTINE_DIR,
@@ -68,4 +73,8 @@ mkdir -p i && cp -a indexed i/
 walk index i indexed "$bin" index --export indexed
 mkdir -p q && cp -a indexed s.h5 q/
 walk recall q . "$bin" recall --export indexed --k 5 --out lists
+# publish (its lock, the export, the index, the gate and --keep) and a rollback: LATEST and every version stay as they were.
+mkdir -p p && cp -a s.h5 run run1 pub p/
+walk publish p pub "$bin" publish --run-dir run --data s.h5 --export-root pub --export-version p2 --force --keep 1 --factory Flat
+walk rollback p pub "$bin" publish --rollback --export-root pub
 echo "fault walk: $total injection points in all"

@@ -8,6 +8,8 @@
 #include <fstream>
 
 #include "common/file_util.h"
+#include "common/json.h"
+#include "common/strings.h"
 #include "distributed/inprocess.h"
 #include "io/dataset.h"
 #include "io/h5.h"
@@ -17,6 +19,7 @@
 #include "tests/train/invariance.h"
 #include "serve/export.h"
 #include "train/evaluate_run.h"
+#include "train/run_dir.h"
 #include "model/catalogue.h"
 
 namespace shardrec {
@@ -37,6 +40,7 @@ class CheckpointTest : public ::testing::Test {
     o.max_steps = max_steps;
     o.model.embedding_optimizer.type = OptimizerType::kAdam;  // the richest sparse state
     o.model.dropout = 0.3;  // masks drawn on every rank: a resumed run must draw the same ones
+    o.log_every_seconds = 10;  // the default: console lines by the clock
     return o;
   }
   TrainResult Run(int world, const TrainOptions& o) {
@@ -59,6 +63,17 @@ class CheckpointTest : public ::testing::Test {
     });
     return out;
   }
+  // The run's metrics file: step -> loss of its training lines (the last line of a step).
+  std::map<int64_t, double> TrainLines(const std::string& run) {
+    std::map<int64_t, double> out;
+    const std::string text = ReadFileToString(RunDir(dir_.File(run)).metrics());
+    for (const auto& line : SplitText(text, "\n")) {
+      if (line.empty()) continue;
+      const JsonValue j = JsonValue::Parse(std::string(line), "metrics.jsonl");
+      if (j.at("split").str() == "train") out[j.at("step").integer()] = j.at("loss").num();
+    }
+    return out;
+  }
   testing::TempDir dir_;
 };
 
@@ -77,6 +92,12 @@ TEST_F(CheckpointTest, ResumeEqualsOneGo) {
     ASSERT_EQ(joined.size(), whole.losses.size());
     for (size_t i = 0; i < joined.size(); ++i) EXPECT_DOUBLE_EQ(joined[i], whole.losses[i]) << "step " << i + 1;
     EXPECT_EQ(Eval(world, a), Eval(world, b));
+    // The metrics file logs by steps (a line per read of the loss, whatever the console's
+    // --log-every): past the resumed run's first read, its lines are the uninterrupted run's.
+    const std::map<int64_t, double> whole_lines = TrainLines(a), resumed_lines = TrainLines(b);
+    ASSERT_TRUE(whole_lines.count(14) && resumed_lines.count(14));
+    EXPECT_EQ(resumed_lines.at(14), whole_lines.at(14));
+    EXPECT_EQ(whole_lines.size(), 3u) << "reads at the epoch ends (5, 10) and the last step";
   }
 }
 
@@ -111,6 +132,33 @@ TEST_F(CheckpointTest, AStoppedRunResumesToTheUninterruptedOne) {
   EXPECT_EQ(joined, whole.losses);
   EXPECT_EQ(rest.best_valid_ndcg10, whole.best_valid_ndcg10);
   EXPECT_EQ(Eval(2, "stopped"), Eval(2, "whole"));
+}
+
+// Resuming on a dataset with the same item ids but other events goes on, and says so.
+TEST_F(CheckpointTest, ResumingOnOtherEventsIsReported) {
+  SynthOptions so;
+  so.users = 300;
+  so.items = 120;
+  so.events = 4500;
+  so.content_dim = 4;
+  so.seed = 8;  // other events, the same item ids
+  GenerateSynthetic(dir_.File("other.h5"), so);
+  struct Warnings : TrainingSink {
+    std::vector<std::string> seen;
+    void OnWarning(const std::string& m) override { seen.push_back(m); }
+  };
+  Run(1, Options("r", 5));
+  for (const bool other : {false, true}) {
+    TrainOptions more = Options("r", other ? 10 : 7);
+    more.resume = true;
+    if (other) more.data = dir_.File("other.h5");
+    Warnings w;
+    RunRanks(1, [&](Communicator& c) { Train(more, c, &w); });
+    const bool said = std::any_of(w.seen.begin(), w.seen.end(), [](const std::string& m) {
+      return m.find("resuming on other events") != std::string::npos && m.find("other.h5") != std::string::npos;
+    });
+    EXPECT_EQ(said, other) << (w.seen.empty() ? "" : w.seen[0]);
+  }
 }
 
 // A signal that arrives mid-epoch (here: raised by rank 0's sink at its first progress report,
