@@ -213,7 +213,10 @@ struct RecommendServer::Impl {
       lock.lock();
       if (next) {
         served = next;
-      } else if (!latest.empty() && latest != current) {
+        refused.clear();
+      } else if (latest == current) {
+        refused.clear();  // LATEST came back: a refused version is tried again when it is named again
+      } else if (!latest.empty()) {
         refused = latest;
       }
     }

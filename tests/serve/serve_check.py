@@ -55,6 +55,12 @@ def get(port, path, timeout=30):
         return e.code, e.read().decode()
 
 
+def set_latest(root, text):
+    with open(os.path.join(root, "LATEST.tmp"), "w") as f:
+        f.write(text)
+    os.replace(os.path.join(root, "LATEST.tmp"), os.path.join(root, "LATEST"))
+
+
 def same_answer(served, query, what):
     assert served["version"] == query["version"], (what, served["version"], query["version"])
     a = [(i["item"], i["score"]) for i in served["items"]]
@@ -191,6 +197,20 @@ def check_reload(port):
     assert not failures, failures[:3]
     assert {v for _, v in seen} == {"v1", "v2"}, {v for _, v in seen}
     print(f"{answered[0]} requests during a publish and a rollback, none failed")
+    # A version that does not verify (a copy under another name: its manifest names v2) is refused,
+    # the served one stays; named again after LATEST came back, it is tried (and refused) again.
+    root = os.path.join(WORK, "S")
+    shutil.copytree(os.path.join(root, "v2"), os.path.join(root, "bad"))
+    for attempt in (1, 2):
+        served = open(os.path.join(root, "LATEST")).read()
+        set_latest(root, "bad\n")
+        time.sleep(1.0)
+        assert json.loads(get(port, "/healthz")[1])["version"] == served.strip(), "a damaged version was served"
+        assert f'shardrec_reloads_total{{outcome="refused"}} {attempt}' in get(port, "/metrics")[1]
+        set_latest(root, served)
+        time.sleep(1.0)
+    assert post(port, {"user": "1"})[0] == 200
+    print("a version that does not verify: refused twice (named, unnamed, named again), the served one stayed")
 
 
 if __name__ == "__main__":
