@@ -35,8 +35,6 @@
 
 namespace shardrec::cli {
 
-namespace {
-
 // The model flags (and data, seed) of a run, from RUN/config.yaml; flags given now still win.
 void ApplyRunConfig(const std::string& run_dir) {
   const std::string cfg = RunDir(run_dir).config();
@@ -46,6 +44,13 @@ void ApplyRunConfig(const std::string& run_dir) {
   only.push_back("seed");
   ApplyRunConfigFile(cfg, TrainKeys(), only);
 }
+
+ModelConfig RunModelConfig(const std::string& model_dir) {
+  ApplyRunConfig(Dirname(model_dir));
+  return ModelConfigFromFlags();
+}
+
+namespace {
 
 int RunExport(const std::vector<std::string>&) {
   if (FLAGS_run_dir.empty()) Fail("--run-dir is required");
@@ -145,6 +150,7 @@ int RunPublish(const std::vector<std::string>& pos) {
   return 0;
 }
 
+
 // --history RAW_ID[@UNIX_SECONDS],... and --at into a request (the ids are the Recommender's to
 // check).
 RecommendRequest QueryRequestFromFlags() {
@@ -152,6 +158,7 @@ RecommendRequest QueryRequestFromFlags() {
   q.user = FLAGS_user;
   q.k = FLAGS_k;
   q.explain = FLAGS_explain;
+  q.exclude_history = !FLAGS_include_history;
   ParseHistoryList(FLAGS_history, "--history", q);  // timestamps: the time gaps of training
   if (!FLAGS_at.empty()) {
     auto t = FLAGS_at == "now" ? std::optional<int64_t>(static_cast<int64_t>(std::time(nullptr))) : ParseInt64(FLAGS_at);
@@ -169,10 +176,7 @@ int RunQuery(const std::vector<std::string>&) {
   o.export_dir = FLAGS_export_dir;
   o.exact = FLAGS_exact;
   o.seed = FLAGS_seed;
-  o.model_config = [](const std::string& model_dir) {
-    ApplyRunConfig(Dirname(model_dir));
-    return ModelConfigFromFlags();
-  };
+  o.model_config = RunModelConfig;
   RecommendResponse r;  // on the version served now, read again if it is retired meanwhile
   ReadServedVersion(FLAGS_export_dir, [&](const std::string& dir) { o.export_dir = dir, r = Recommender::Open(o)->Recommend(request); });
   if (!r.warning.empty()) std::fprintf(stderr, "shardrec: warning: %s\n", r.warning.c_str());
@@ -224,22 +228,18 @@ int RunRecall(const std::vector<std::string>&) {
 
 // `shardrec serve`: the HTTP server (serve/server.h) until SIGTERM or SIGINT, then a drain.
 int RunServe(const std::vector<std::string>&) {
-  if (FLAGS_export_root.empty()) Fail("--export-root is required (the export root whose LATEST is served)");
   InstallStopHandlers(/*announce=*/false);
-  ServerOptions o{.export_root = FLAGS_export_root, .host = FLAGS_host, .port = FLAGS_port, .threads = FLAGS_threads > 0 ? FLAGS_threads : 8,
-                  .exact = FLAGS_exact, .seed = FLAGS_seed};
-  o.model_config = [](const std::string& model_dir) {
-    ApplyRunConfig(Dirname(model_dir));
-    return ModelConfigFromFlags();
-  };
+  ServerOptions o{.export_root = FLAGS_export_root, .host = FLAGS_host, .port = FLAGS_port, .threads = FLAGS_threads > 0 ? FLAGS_threads : 32,
+                  .max_queued = FLAGS_max_queued, .read_timeout_s = FLAGS_read_timeout, .limits = {.max_k = FLAGS_max_k, .max_history = FLAGS_max_history},
+                  .batch_max = FLAGS_batch_max, .batch_delay_ms = FLAGS_batch_delay_ms, .exact = FLAGS_exact, .seed = FLAGS_seed,
+                  .model_config = RunModelConfig};
   auto server = RecommendServer::Start(o);
-  std::printf("serving %s/%s on http://%s:%d (POST /v1/recommend, GET /v1/items/ID, /healthz, /metrics)\n",
+  std::printf("serving %s/%s on http://%s:%d (console at /; POST /v1/recommend, GET /v1/items/ID, /healthz, /metrics)\n",
               FLAGS_export_root.c_str(), server->version().c_str(), FLAGS_host.c_str(), server->port());
   std::fflush(stdout);
   while (StopSignal().load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server->Stop();  // requests in flight finish first
-  std::printf("stopped (signal %d): every request answered\n", StopSignal().load());
-  return 0;
+  return std::printf("stopped (signal %d): every request answered\n", StopSignal().load()) < 0;
 }
 
 std::vector<std::string> ExportFlags() {
@@ -296,8 +296,9 @@ Registrar index_cmd({
 Registrar serve_cmd({
     .name = "serve",
     .summary = "an HTTP/1.1 JSON recommendation server of an export root, swapping versions as LATEST moves",
-    .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 8 --exact]",
-    .flags = {"export_root", "port", "host", "threads", "exact", "seed"},
+    .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 32 --batch-max 64 --batch-delay-ms 0 --exact]",
+    .flags = {"export_root", "port", "host", "threads", "exact", "seed", "max_queued", "read_timeout", "max_k", "max_history", "batch_max",
+              "batch_delay_ms"},
     .positional = 0,
     .run = RunServe,
 });
@@ -306,7 +307,7 @@ Registrar query_cmd({
     .summary = "top-K items for a known user or a history of items, with raw ids, titles and scores",
     .usage = "shardrec query --export ROOT[/VERSION] (--user RAW_ID | --history RAW_ID[@UNIX_SECONDS],...) [--at UNIX_SECONDS --k 10 --json "
              "--explain]",
-    .flags = {"export_dir", "user", "history", "k", "json", "exact", "explain", "at", "seed"},
+    .flags = {"export_dir", "user", "history", "k", "json", "exact", "explain", "at", "seed", "include_history"},
     .positional = 0,
     .run = RunQuery,
 });

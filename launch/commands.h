@@ -22,6 +22,7 @@ std::string OracleLine(const SynthReport& r);
 // Flags that define the model, and the ModelConfig they describe (validated).
 const std::vector<std::string>& ModelFlags();
 ModelConfig ModelConfigFromFlags();
+ModelConfig RunModelConfig(const std::string& model_dir);  // of the run holding it: its config.yaml over the flags
 // Every key of a run's config.yaml (what `shardrec train` reads from flags or config files).
 std::vector<std::string> TrainKeys();
 // TrainOptions from the flags of TrainKeys() (after any config file), validated only by Train.

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <unordered_set>
 
@@ -114,6 +115,7 @@ std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
   r->items_.reserve(static_cast<size_t>(m.num_items));
   for (int64_t i = 0; i < m.num_items; ++i) r->items_.emplace(r->catalogue_.raw_ids[static_cast<size_t>(i)], i);
   r->data_ = Dataset::Open(m.data);
+  if (r->data_->info().has_categories) r->category_names_ = r->data_->ReadCategoryNames();
   if (r->options_.in_memory) {
     r->LoadUsers();
     r->user_vectors_.reserve(static_cast<size_t>(m.num_users * m.dim));
@@ -161,6 +163,23 @@ int64_t Recommender::num_users() const {
 const std::string& Recommender::user_id(int64_t user) const {
   LoadUsers();
   return user_raw_[static_cast<size_t>(user)];
+}
+
+std::vector<std::string> Recommender::item_categories(int64_t item) const {
+  std::vector<std::string> out;
+  if (category_names_.empty() || item >= data_->info().num_items) return out;  // none, or an item added at export
+  std::lock_guard<std::mutex> lock(lock_->data_mu);
+  const Dataset::Categories c = data_->ReadItemCategories(item, item + 1);
+  for (int32_t v : c.values) {
+    out.push_back(v >= 0 && static_cast<size_t>(v) < category_names_.size() ? category_names_[static_cast<size_t>(v)] : std::to_string(v));
+  }
+  return out;
+}
+
+std::optional<bool> Recommender::item_trained(int64_t item) const {
+  std::lock_guard<std::mutex> lock(lock_->mu);
+  if (!model_) return std::nullopt;
+  return trained_.empty() || trained_[static_cast<size_t>(item)];
 }
 
 int64_t Recommender::FindItem(const std::string& raw) const {
@@ -246,33 +265,52 @@ Recommender::Model& Recommender::ExportedModel() const {
     std::lock_guard<std::mutex> lock(lock_->data_mu);
     catalog = LoadItemCatalog(*data_);
   }
-  md->tower = OpenModel(m.source, md->config, catalog, LoadMode::kCatalogue, options_.seed, *md->comm).model;
+  OpenedModel opened = OpenModel(m.source, md->config, catalog, LoadMode::kCatalogue, options_.seed, *md->comm);
+  md->tower = std::move(opened.model);
+  const at::Tensor& known = opened.report.items_known;  // defined when rows went by raw id
+  if (known.defined() && known.numel() == m.num_items) {
+    const at::Tensor k = known.to(torch::kBool).contiguous();
+    trained_.assign(k.data_ptr<bool>(), k.data_ptr<bool>() + k.numel());
+  }
   model_ = std::move(md);
   return *model_;
 }
 
 void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendResponse& out) const {
   const ExportManifest& m = manifest_;
+  if (req.k < 1) Fail("k must be >= 1, got ", req.k);
+  if (req.user.empty() == req.history.empty()) Fail("give exactly one of a user id and a history of item ids");
+  out.version = m.version;
+  out.search = index_->name();
   if (!req.user.empty()) {
     const int64_t u = FindUser(req.user);
     if (u < 0) Fail("user: unknown user id ", Quote(req.user), " (not in export ", m.version, ")");
     q.vector = UserVector(u);
     UserHistory(u, &q.items, &q.stamps);
-    q.exclude.insert(q.items.begin(), q.items.end());
     out.query = "user " + req.user;
   } else {
     if (!req.timestamps.empty() && req.timestamps.size() != req.history.size()) {
       Fail("history: give a timestamp for every item or for none (", req.timestamps.size(), " for ", req.history.size(), " items)");
     }
-    for (const std::string& raw : req.history) {
-      const int64_t id = FindItem(raw);
-      if (id < 0) Fail("history: unknown item id ", Quote(raw), " (not in export ", m.version, ")");
+    for (size_t i = 0; i < req.history.size(); ++i) {
+      const int64_t id = FindItem(req.history[i]);
+      if (id < 0) {  // an item the export does not know: left out, and said so
+        out.ignored.push_back(req.history[i]);
+        continue;
+      }
       q.items.push_back(id);
-      q.exclude.insert(id);
+      if (!req.timestamps.empty()) q.stamps.push_back(req.timestamps[i]);
     }
-    q.stamps = req.timestamps;
-    out.query = "history of " + std::to_string(q.items.size()) + " items";
+    out.query = "history of " + std::to_string(req.history.size()) + " items";
+    if (q.items.empty()) {
+      out.warning = "history: no item of it is in export " + m.version + ", so there is nothing to recommend from";
+      return;
+    }
+    if (!out.ignored.empty()) {
+      out.warning = "history: " + std::to_string(out.ignored.size()) + " item(s) not in export " + m.version + " left out";
+    }
   }
+  if (req.exclude_history) q.exclude.insert(q.items.begin(), q.items.end());
   out.events = static_cast<int64_t>(q.items.size());
   if (req.at != kUnknownTime) {
     if (q.items.empty()) Fail("at: user ", Quote(req.user), " has no events, so the request time has nothing to be measured from");
@@ -284,59 +322,106 @@ void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendRespon
   }
 }
 
-RecommendResponse Recommender::Recommend(const RecommendRequest& req) const {
-  if (req.k < 1) Fail("k must be >= 1, got ", req.k);
-  if (req.user.empty() == req.history.empty()) Fail("give exactly one of a user id and a history of item ids");
+void Recommender::Encode(const std::vector<const RecommendRequest*>& requests, const std::vector<size_t>& rows,
+                         std::vector<Query>& queries, std::vector<RecommendResult>& out) const {
+  if (rows.empty()) return;
   const ExportManifest& m = manifest_;
-  RecommendResponse out;
-  out.version = m.version;
-  out.search = index_->name();
-  Query q;
-  Resolve(req, q, out);
-  std::vector<Hit> hits;
-  std::vector<std::vector<std::pair<int64_t, float>>> because;
-  std::vector<int64_t> tail;
-  if (!req.history.empty() || req.explain || req.at != kUnknownTime) {
-    // The exported model: its user tower encodes the history (given, or the user's with a request
-    // time), and explains the hits.
-    std::lock_guard<std::mutex> lock(lock_->mu);
-    Model& md = ExportedModel();
-    if (req.at != kUnknownTime && !md.config.context) {
-      out.warning = "at: the model of export " + m.version + " has no context (trained with --context=false, on data "
-                    "without timestamps, or before context existed); the request time changes nothing";
+  std::lock_guard<std::mutex> lock(lock_->mu);  // the model: one pass at a time
+  Model& md = ExportedModel();
+  HistoryBuilder history(md.config.max_len, !queries[rows[0]].stamps.empty());
+  for (size_t i : rows) {
+    history.Add(queries[i].items, queries[i].stamps, requests[i]->at);
+    if (requests[i]->at != kUnknownTime && !md.config.context) {
+      out[i].response.warning = "at: the model of export " + m.version + " has no context (trained with --context=false, on "
+                                "data without timestamps, or before context existed); the request time changes nothing";
     }
-    HistoryBuilder history(md.config.max_len, !q.stamps.empty());
-    const int64_t keep = history.Add(q.items, q.stamps, req.at);
-    tail.assign(q.items.end() - keep, q.items.end());
-    const std::vector<int64_t> tail_ts = q.stamps.empty() ? q.stamps : std::vector<int64_t>(q.stamps.end() - keep, q.stamps.end());
-    torch::NoGradGuard no_grad;
-    if (!req.history.empty() || req.at != kUnknownTime) {
-      at::Tensor v = md.tower->EncodeHistory(history.Build(md.config.history_features(), torch::kCPU))[0].contiguous();
-      q.vector.assign(v.data_ptr<float>(), v.data_ptr<float>() + m.dim);
-      out.user_vector = q.vector;
-    }
-    hits = index_->Search(q.vector.data(), req.k, q.exclude);
-    if (req.explain) {
-      const auto start = std::chrono::steady_clock::now();
-      std::vector<int64_t> ids;
-      for (const Hit& h : hits) ids.push_back(h.id);
-      because = TopReasons(HistoryContributions(*md.tower, tail, tail_ts, ids, req.at), req.reasons);
-      out.explain_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      out.explained = true;
-      out.explained_events = keep;
-    }
-  } else {
-    hits = index_->Search(q.vector.data(), req.k, q.exclude);
   }
-  for (size_t i = 0; i < hits.size(); ++i) {
-    Recommendation r{.id = hits[i].id, .item = item_id(hits[i].id), .title = item_title(hits[i].id),
-                     .score = hits[i].score};
-    if (i < because.size()) {
-      for (const auto& [event, c] : because[i]) {
-        r.because.push_back({.item = item_id(tail[event]), .title = item_title(tail[event]), .contribution = c});
+  torch::NoGradGuard no_grad;
+  const at::Tensor v = md.tower->EncodeHistory(history.Build(md.config.history_features(), torch::kCPU)).contiguous();
+  CHECK_EQ(v.size(0), static_cast<int64_t>(rows.size()));
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const float* row = v.data_ptr<float>() + static_cast<int64_t>(r) * m.dim;
+    queries[rows[r]].vector.assign(row, row + m.dim);
+    out[rows[r]].response.user_vector = queries[rows[r]].vector;
+  }
+}
+
+std::vector<RecommendResult> Recommender::Answer(const std::vector<const RecommendRequest*>& requests, int threads,
+                                                 std::vector<Query>& queries) const {
+  const size_t n = requests.size();
+  std::vector<RecommendResult> out(n);
+  queries.assign(n, Query());
+  std::vector<size_t> encode[2];               // requests the user tower encodes: without, with timestamps
+  std::map<int64_t, std::vector<size_t>> by_k;  // requests to search, by k
+  for (size_t i = 0; i < n; ++i) {
+    const RecommendRequest& req = *requests[i];
+    try {
+      Resolve(req, queries[i], out[i].response);
+    } catch (const UserError& e) {
+      out[i].error = e.what();
+      continue;
+    }
+    if (queries[i].items.empty() && !req.history.empty()) continue;  // no known item: an empty answer
+    if (!req.history.empty() || req.at != kUnknownTime) encode[queries[i].stamps.empty() ? 0 : 1].push_back(i);
+    by_k[req.k].push_back(i);
+  }
+  try {
+    for (const auto& rows : encode) Encode(requests, rows, queries, out);
+  } catch (const UserError& e) {  // no model configuration, or the model cannot be built
+    for (const auto& rows : encode) {
+      for (size_t i : rows) out[i].error = e.what();
+    }
+  }
+  const int64_t dim = manifest_.dim;
+  for (auto& [k, rows] : by_k) {
+    std::erase_if(rows, [&](size_t i) { return !out[i].error.empty(); });
+    std::vector<float> matrix(rows.size() * static_cast<size_t>(dim));
+    std::vector<std::unordered_set<int64_t>> exclude(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::copy_n(queries[rows[r]].vector.begin(), dim, matrix.begin() + static_cast<int64_t>(r) * dim);
+      exclude[r] = std::move(queries[rows[r]].exclude);
+    }
+    const std::vector<std::vector<Hit>> hits = index_->SearchMany(matrix.data(), static_cast<int64_t>(rows.size()), k, exclude, threads);
+    for (size_t r = 0; r < rows.size(); ++r) {
+      for (const Hit& h : hits[r]) {
+        out[rows[r]].response.items.push_back({.id = h.id, .item = item_id(h.id), .title = item_title(h.id), .score = h.score});
       }
     }
-    out.items.push_back(std::move(r));
+  }
+  return out;
+}
+
+std::vector<RecommendResult> Recommender::RecommendMany(const std::vector<const RecommendRequest*>& requests, int threads) const {
+  std::vector<Query> queries;
+  return Answer(requests, threads, queries);
+}
+
+RecommendResponse Recommender::Recommend(const RecommendRequest& req) const {
+  std::vector<Query> queries;
+  std::vector<RecommendResult> answer = Answer({&req}, /*threads=*/1, queries);
+  if (!answer[0].error.empty()) throw UserError(answer[0].error);
+  RecommendResponse out = std::move(answer[0].response);
+  const Query& q = queries[0];
+  if (!req.explain || q.items.empty()) return out;
+  // The explanation: the exported model's leave-one-out contributions of the last max_len events.
+  std::lock_guard<std::mutex> lock(lock_->mu);
+  Model& md = ExportedModel();
+  HistoryBuilder history(md.config.max_len, !q.stamps.empty());
+  const int64_t keep = history.Add(q.items, q.stamps, req.at);
+  const std::vector<int64_t> tail(q.items.end() - keep, q.items.end());
+  const std::vector<int64_t> tail_ts = q.stamps.empty() ? q.stamps : std::vector<int64_t>(q.stamps.end() - keep, q.stamps.end());
+  torch::NoGradGuard no_grad;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<int64_t> ids;
+  for (const Recommendation& r : out.items) ids.push_back(r.id);
+  const auto because = TopReasons(HistoryContributions(*md.tower, tail, tail_ts, ids, req.at), req.reasons);
+  out.explain_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  out.explained = true;
+  out.explained_events = keep;
+  for (size_t i = 0; i < out.items.size() && i < because.size(); ++i) {
+    for (const auto& [event, c] : because[i]) {
+      out.items[i].because.push_back({.item = item_id(tail[event]), .title = item_title(tail[event]), .contribution = c});
+    }
   }
   return out;
 }
@@ -361,6 +446,11 @@ std::string RecommendResponseJson(const RecommendResponse& r, bool with_user_vec
   }
   JsonObject o;
   o.Add("version", r.version).Add("query", r.query).Add("search", r.search).AddRaw("items", arr + "]");
+  if (!r.ignored.empty()) {
+    std::string ignored = "[";
+    for (size_t i = 0; i < r.ignored.size(); ++i) ignored += (i ? ", " : "") + JsonEscape(r.ignored[i]);
+    o.AddRaw("ignored", ignored + "]");
+  }
   if (r.explained) o.Add("explain_ms", r.explain_ms);
   if (with_user_vector) {
     std::string vec = "[";
@@ -398,23 +488,6 @@ std::string RecommendResponseText(const RecommendResponse& r, int64_t k) {
     out += "      because: " + (why_line.empty() ? std::string("(no single event raises its score)") : why_line) + "\n";
   }
   return out;
-}
-
-void ParseHistoryList(const std::string& text, const std::string& field, RecommendRequest& q) {
-  for (auto raw : text.empty() ? std::vector<std::string_view>() : SplitText(text, ",")) {
-    const std::string entry(Trim(raw));
-    const size_t at = entry.find('@');
-    if (!q.history.empty() && (at != std::string::npos) != !q.timestamps.empty()) {
-      Fail(field, ": give a timestamp for every item (RAW_ID@SECONDS) or for none; ", Quote(entry), " differs");
-    }
-    if (at != std::string::npos) {
-      auto ts = ParseInt64(entry.substr(at + 1));
-      if (!ts) Fail(field, ": ", Quote(entry), ": expected RAW_ID@UNIX_SECONDS");
-      q.timestamps.push_back(*ts);
-    }
-    q.history.push_back(entry.substr(0, at));
-  }
-  if (!text.empty() && q.history.empty()) Fail(field, ": no items given");
 }
 
 }  // namespace shardrec

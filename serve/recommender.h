@@ -14,14 +14,18 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "model/history.h"
 #include "model/two_tower.h"
 #include "io/export_format.h"
+#include "io/recommend_request.h"
 #include "retrieval/sharded_index.h"
 
 namespace shardrec {
@@ -40,16 +44,6 @@ struct RecommenderOptions {
   // then read no file of the version but the dataset of histories, whose handle stays open, so a
   // long-lived reader (the server) keeps answering from a version removed under it.
   bool in_memory = false;
-};
-
-struct RecommendRequest {
-  std::string user;                   // a raw user id of the export, or "" with `history`
-  std::vector<std::string> history;   // raw item ids, oldest first (when `user` is "")
-  std::vector<int64_t> timestamps;    // unix seconds per history item, or empty
-  int64_t at = kUnknownTime;          // the request time (unix seconds), or kUnknownTime
-  int64_t k = 10;                     // items to return, >= 1
-  bool explain = false;
-  size_t reasons = 3;                 // with explain: at most this many events per item
 };
 
 struct Reason {
@@ -76,7 +70,14 @@ struct RecommendResponse {
   bool explained = false;
   int64_t explained_events = 0;  // with explain: the last max_len events the explanation covers
   double explain_ms = 0;
+  std::vector<std::string> ignored;  // history items the export does not know (left out of the query)
   std::string warning;  // something the caller should hear about ("" when none)
+};
+
+// One answer of RecommendMany: the response, or the UserError's message that refused the request.
+struct RecommendResult {
+  RecommendResponse response;
+  std::string error;  // "" when answered
 };
 
 class Recommender {
@@ -87,9 +88,15 @@ class Recommender {
   static std::unique_ptr<Recommender> Open(RecommenderOptions options);
   ~Recommender();
 
-  // A UserError names the field at fault: an unknown user or item id, timestamps for some items
-  // only, a request time before the history's last event or without timestamps, k < 1.
+  // A UserError names the field at fault: an unknown user id, timestamps for some items only, a
+  // request time before the history's last event or without timestamps, k < 1. History items the
+  // export does not know are left out and listed in `ignored` (none known: an empty answer).
   RecommendResponse Recommend(const RecommendRequest& request) const;
+  // Many requests at once (the server's batches), answer i exactly Recommend(*requests[i])'s
+  // without explanations: the histories to encode go through the user tower in one pass (one per
+  // kind: with timestamps, without), the searches through one SearchMany per k on `threads`
+  // threads. A refused request does not stop the others.
+  std::vector<RecommendResult> RecommendMany(const std::vector<const RecommendRequest*>& requests, int threads = 1) const;
 
   const ShardedIndex& index() const { return *index_; }
   const ExportManifest& manifest() const { return manifest_; }
@@ -97,6 +104,11 @@ class Recommender {
   // Raw id and title ("" when unknown) of a dense item id in [0, num_items).
   const std::string& item_id(int64_t item) const { return catalogue_.raw_ids[static_cast<size_t>(item)]; }
   const std::string& item_title(int64_t item) const;
+  // The names of an item's categories (empty when the data has none).
+  std::vector<std::string> item_categories(int64_t item) const;
+  // Whether the exported model has a trained id row for the item (false: served from its content
+  // and categories, an item added since training); nullopt when no model was given.
+  std::optional<bool> item_trained(int64_t item) const;
   // Dense id of a raw item id, or -1.
   int64_t FindItem(const std::string& raw) const;
   // Dense id of a raw user id, or -1.
@@ -122,6 +134,11 @@ class Recommender {
   void LoadUsers() const;
   // The request's user or history, resolved to ids and checked; `out` gets its description.
   void Resolve(const RecommendRequest& request, Query& q, RecommendResponse& out) const;
+  // RecommendMany, keeping each request's resolved query (explanations need its history).
+  std::vector<RecommendResult> Answer(const std::vector<const RecommendRequest*>& requests, int threads, std::vector<Query>& queries) const;
+  // Encodes the histories of requests `rows` (all with timestamps, or all without) in one pass.
+  void Encode(const std::vector<const RecommendRequest*>& requests, const std::vector<size_t>& rows, std::vector<Query>& queries,
+              std::vector<RecommendResult>& out) const;
 
   RecommenderOptions options_;
   std::string dir_;
@@ -133,10 +150,14 @@ class Recommender {
   mutable std::vector<std::string> user_raw_;                       // by dense id
   mutable std::unordered_map<std::string_view, int64_t> user_ids_;  // raw -> dense (views of user_raw_)
   mutable std::unique_ptr<Model> model_;
+  mutable std::vector<bool> trained_;  // by dense item id, once the model is built
+  std::vector<std::string> category_names_;  // by dense category id (empty when the data has none)
   std::vector<float> user_vectors_;  // [num_users x dim] with in_memory, else empty
   struct Lock;
   std::unique_ptr<Lock> lock_;
 };
+
+static_assert(std::numeric_limits<int64_t>::min() == kUnknownTime, "RecommendRequest::at's default is kUnknownTime");
 
 // Runs `read` on the export version `export_dir` names (through ROOT/LATEST, or a version itself).
 // A version retired while `read` runs (removed by `publish --keep`, or its index generation replaced
@@ -151,9 +172,5 @@ std::string RecommendResponseJson(const RecommendResponse& response, bool with_u
 // The response as `shardrec query` prints it: a header line, then one line per item (and its
 // reasons when explained), for a list asked with `k`.
 std::string RecommendResponseText(const RecommendResponse& response, int64_t k);
-
-// "RAW_ID[@UNIX_SECONDS],..." (oldest first) into a request's history and timestamps: a timestamp on
-// every item or on none; a UserError names `field` and the entry at fault.
-void ParseHistoryList(const std::string& text, const std::string& field, RecommendRequest& request);
 
 }  // namespace shardrec

@@ -5,10 +5,12 @@
 #include <glog/logging.h>
 
 #include <array>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -17,6 +19,7 @@
 #include "common/json.h"
 #include "common/strings.h"
 #include "io/export_format.h"
+#include "serve/console.h"
 
 namespace shardrec {
 namespace {
@@ -49,6 +52,13 @@ class Metrics {
     ++h.count;
   }
   void Reload(bool ok) { (ok ? reloads_ok_ : reloads_refused_).fetch_add(1); }
+  void Batch(size_t size) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t b = 0; b < kBatchBuckets.size(); ++b) batches_.counts[b] += static_cast<double>(size) <= kBatchBuckets[b];
+    batches_.sum += static_cast<double>(size);
+    ++batches_.count;
+  }
+  static constexpr std::array<double, 9> kBatchBuckets = {1, 2, 4, 8, 16, 32, 64, 128, 256};
   std::atomic<int64_t> in_flight{0};
 
   std::string Text(const Served& served) const {
@@ -72,6 +82,13 @@ class Metrics {
       Appendf(out, "shardrec_request_seconds_sum{endpoint=\"%s\"} %.9g\n", endpoint.c_str(), h.sum);
       Appendf(out, "shardrec_request_seconds_count{endpoint=\"%s\"} %lld\n", endpoint.c_str(), static_cast<long long>(h.count));
     }
+    out += "# HELP shardrec_batch_size Requests answered together by one user-tower pass and one search.\n"
+           "# TYPE shardrec_batch_size histogram\n";
+    for (size_t b = 0; b < kBatchBuckets.size(); ++b) {
+      Appendf(out, "shardrec_batch_size_bucket{le=\"%g\"} %lld\n", kBatchBuckets[b], static_cast<long long>(batches_.counts[b]));
+    }
+    Appendf(out, "shardrec_batch_size_bucket{le=\"+Inf\"} %lld\nshardrec_batch_size_sum %.0f\nshardrec_batch_size_count %lld\n",
+            static_cast<long long>(batches_.count), batches_.sum, static_cast<long long>(batches_.count));
     Appendf(out, "# HELP shardrec_requests_in_flight Requests being answered now.\n# TYPE shardrec_requests_in_flight gauge\n"
                  "shardrec_requests_in_flight %lld\n", static_cast<long long>(in_flight.load()));
     Appendf(out, "# HELP shardrec_served_version_info The export version answering requests.\n"
@@ -88,11 +105,14 @@ class Metrics {
   }
 
  private:
-  struct Histogram {
-    std::array<int64_t, kBuckets.size()> counts{};
+  template <size_t N>
+  struct Buckets {
+    std::array<int64_t, N> counts{};
     double sum = 0;
     int64_t count = 0;
   };
+  using Histogram = Buckets<kBuckets.size()>;
+  Buckets<kBatchBuckets.size()> batches_;
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, Histogram> latency_;
@@ -110,49 +130,134 @@ int StatusOf(const std::string& message) {
   return message.find("unknown user id") != std::string::npos || message.find("unknown item id") != std::string::npos ? 404 : 400;
 }
 
-}  // namespace
+// Gathers concurrent requests into batches for one thread: each batch is the requests of one served
+// version that queued while the last batch ran (or, with a delay, arrived within it of the first),
+// at most `max` of them, answered by one Recommender::RecommendMany.
+class Batcher {
+ public:
+  Batcher(int max, double delay_ms, Metrics& metrics)
+      : max_(static_cast<size_t>(max)), delay_(delay_ms), metrics_(metrics), worker_([this] { Run(); }) {}
+  ~Batcher() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    work_.notify_all();
+    worker_.join();
+  }
 
-RecommendRequest ParseRecommendBody(const std::string& body, int64_t max_k) {
-  const JsonValue j = JsonValue::Parse(body, "request body");
-  if (j.type != JsonValue::kObject) Fail("request body: expected a JSON object");
-  RecommendRequest q;
-  for (const auto& [key, v] : j.object) {
-    if (key == "user") {
-      if (v.type != JsonValue::kString || v.string.empty()) Fail("user: expected a raw user id (a non-empty string)");
-      q.user = v.string;
-    } else if (key == "history") {
-      if (v.type != JsonValue::kArray) Fail("history: expected an array of {\"item\": RAW_ID, \"ts\": UNIX_SECONDS}");
-      for (size_t i = 0; i < v.array.size(); ++i) {
-        const JsonValue& e = v.array[i];
-        const std::string where = "history[" + std::to_string(i) + "]";
-        if (e.type == JsonValue::kString) {
-          q.history.push_back(e.string);
-          continue;
-        }
-        if (e.type != JsonValue::kObject || !e.has("item") || e.at("item").type != JsonValue::kString) {
-          Fail(where, ": expected {\"item\": RAW_ID, \"ts\": UNIX_SECONDS} or a raw item id");
-        }
-        q.history.push_back(e.at("item").string);
-        if (e.has("ts")) q.timestamps.push_back(e.at("ts").integer());
+  // Blocks until the request's batch is answered.
+  RecommendResult Submit(const RecommendRequest& request, std::shared_ptr<const Served> served) {
+    Pending p{.request = &request, .served = std::move(served), .arrived = Clock::now()};
+    std::unique_lock<std::mutex> lock(mu_);
+    queue_.push_back(&p);
+    work_.notify_one();
+    done_.wait(lock, [&] { return p.done; });
+    return std::move(p.result);
+  }
+
+ private:
+  struct Pending {
+    const RecommendRequest* request;
+    std::shared_ptr<const Served> served;
+    Clock::time_point arrived;
+    RecommendResult result;
+    bool done = false;
+  };
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and every request answered
+      if (delay_.count() > 0 && queue_.size() < max_) {
+        work_.wait_until(lock, queue_.front()->arrived + std::chrono::duration_cast<Clock::duration>(delay_),
+                         [&] { return stopping_ || queue_.size() >= max_; });
       }
-      if (!q.timestamps.empty() && q.timestamps.size() != q.history.size()) {
-        Fail("history: give \"ts\" for every item or for none (", q.timestamps.size(), " of ", q.history.size(), ")");
+      // The batch: the first `max` requests on the first one's version; the others wait their turn.
+      std::vector<Pending*> batch;
+      const Served* version = queue_.front()->served.get();
+      for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_;) {
+        if ((*it)->served.get() == version) {
+          batch.push_back(*it);
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
       }
-    } else if (key == "at") {
-      q.at = v.integer();
-    } else if (key == "k") {
-      q.k = v.integer();
-      if (q.k < 1 || q.k > max_k) Fail("k: expected 1 to ", max_k, ", got ", q.k);
-    } else if (key == "explain") {
-      if (v.type != JsonValue::kBool) Fail("explain: expected true or false");
-      q.explain = v.boolean;
-    } else {
-      Fail("request body: unknown field ", Quote(key), " (user, history, at, k, explain)");
+      lock.unlock();
+      std::vector<const RecommendRequest*> requests;
+      for (const Pending* p : batch) requests.push_back(p->request);
+      std::vector<RecommendResult> results;
+      try {
+        results = batch.front()->served->rec->RecommendMany(requests, /*threads=*/0);
+      } catch (const std::exception& e) {  // not a request's fault: every request of the batch hears it
+        LOG(ERROR) << "batch of " << batch.size() << ": " << e.what();
+        results.assign(batch.size(), RecommendResult{.error = std::string("internal error: ") + e.what()});
+      }
+      metrics_.Batch(batch.size());
+      lock.lock();
+      for (size_t i = 0; i < batch.size(); ++i) {
+        batch[i]->result = std::move(results[i]);
+        batch[i]->done = true;
+      }
+      done_.notify_all();
     }
   }
-  if (q.user.empty() == q.history.empty()) Fail("request body: give exactly one of \"user\" and a non-empty \"history\"");
-  return q;
+
+  const size_t max_;
+  const std::chrono::duration<double, std::milli> delay_;
+  Metrics& metrics_;
+  std::mutex mu_;
+  std::condition_variable work_, done_;
+  std::deque<Pending*> queue_;
+  bool stopping_ = false;
+  std::thread worker_;  // last: starts once the members above exist
+};
+
+// httplib's task queue with a bound: a connection arriving while `threads` are busy and `max_queued`
+// wait is handed to a small overflow pool that answers its requests 503 at once (Overloaded()).
+thread_local bool overloaded = false;
+bool Overloaded() { return overloaded; }
+
+class BoundedQueue : public httplib::TaskQueue {
+ public:
+  BoundedQueue(size_t threads, size_t max_queued) : limit_(threads + max_queued), pool_(threads), overflow_(2) {}
+  void enqueue(std::function<void()> fn) override {
+    if (pending_.fetch_add(1) >= limit_) {
+      pending_.fetch_sub(1);
+      overflow_.enqueue([fn = std::move(fn)] {
+        overloaded = true;
+        fn();
+        overloaded = false;
+      });
+      return;
+    }
+    pool_.enqueue([this, fn = std::move(fn)] {
+      fn();
+      pending_.fetch_sub(1);
+    });
+  }
+  void shutdown() override {
+    pool_.shutdown();
+    overflow_.shutdown();
+  }
+
+ private:
+  const size_t limit_;
+  std::atomic<size_t> pending_{0};
+  httplib::ThreadPool pool_, overflow_;
+};
+
+// The endpoint a path belongs to, for /metrics.
+std::string EndpointOf(const std::string& path) {
+  if (path == "/v1/recommend") return "recommend";
+  if (path.rfind("/v1/items/", 0) == 0) return "items";
+  if (path == "/healthz" || path == "/metrics") return path.substr(1);
+  return path == "/" ? "console" : "other";
 }
+
+}  // namespace
 
 struct RecommendServer::Impl {
   ServerOptions o;
@@ -165,6 +270,7 @@ struct RecommendServer::Impl {
   bool stopping = false;
   std::condition_variable wake;
   int port = 0;
+  std::unique_ptr<Batcher> batcher;  // null with batch_max 1
 
   std::shared_ptr<const Served> Current() const {
     std::lock_guard<std::mutex> lock(mu);
@@ -222,13 +328,14 @@ struct RecommendServer::Impl {
     }
   }
 
-  void Answer(const std::string& endpoint, httplib::Response& res, const std::function<std::string(const Served&)>& answer) {
+  void Answer(const std::string& endpoint, httplib::Response& res,
+              const std::function<std::string(const std::shared_ptr<const Served>&)>& answer) {
     const auto start = Clock::now();
     metrics.in_flight.fetch_add(1);
     const std::shared_ptr<const Served> v = Current();
     int status = 200;
     try {
-      std::string body = answer(*v);
+      std::string body = answer(v);
       if (endpoint == "recommend") {  // query --json's answer, and the server's time
         body.pop_back();
         Appendf(body, ", \"server_ms\": %.3f}", std::chrono::duration<double, std::milli>(Clock::now() - start).count());
@@ -247,26 +354,72 @@ struct RecommendServer::Impl {
     metrics.Record(endpoint, status, std::chrono::duration<double>(Clock::now() - start).count());
   }
 
+  // A request on its own (explanations; batching off), or in the batcher's next batch.
+  RecommendResponse Recommend(const RecommendRequest& request, const std::shared_ptr<const Served>& v) {
+    if (!batcher || request.explain) return v->rec->Recommend(request);
+    RecommendResult r = batcher->Submit(request, v);
+    if (!r.error.empty()) throw UserError(r.error);
+    return std::move(r.response);
+  }
+
+  // The item's record in the served version.
+  static std::string ItemJson(const Served& v, const std::string& raw) {
+    const int64_t id = v.rec->FindItem(raw);
+    if (id < 0) Fail("unknown item id ", Quote(raw), " (not in export ", v.version, ")");
+    std::string categories = "[";
+    for (const std::string& c : v.rec->item_categories(id)) categories += (categories.size() > 1 ? ", " : "") + JsonEscape(c);
+    JsonObject out;
+    out.Add("item", raw).Add("title", v.rec->item_title(id)).AddRaw("categories", categories + "]").Add("version", v.version);
+    const std::optional<bool> trained = v.rec->item_trained(id);
+    if (trained) out.Add("trained", *trained);
+    return out.str();
+  }
+
+  // Items whose raw id is `q` or whose title holds it (ignoring case), at most `limit`, in id order.
+  static std::string ItemSearchJson(const Served& v, const std::string& q, const std::string& limit_text) {
+    const std::optional<int64_t> limit = limit_text.empty() ? std::optional<int64_t>(20) : ParseInt64(limit_text);
+    if (!limit || *limit < 1 || *limit > 1000) Fail("limit: expected 1 to 1000, got ", Quote(limit_text));
+    if (q.empty() || q.size() > 200) Fail("q: expected 1 to 200 characters of a title or an item id");
+    auto lower = [](std::string s) {
+      for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      return s;
+    };
+    const std::string needle = lower(q);
+    std::string arr = "[";
+    int64_t found = 0;
+    const int64_t exact = v.rec->FindItem(q);
+    auto add = [&](int64_t id) {
+      JsonObject o;
+      o.Add("item", v.rec->item_id(id)).Add("title", v.rec->item_title(id));
+      arr += (found++ ? ", " : "") + o.str();
+    };
+    if (exact >= 0) add(exact);
+    for (int64_t id = 0; id < v.rec->manifest().num_items && found < *limit; ++id) {
+      if (id != exact && lower(v.rec->item_title(id)).find(needle) != std::string::npos) add(id);
+    }
+    JsonObject out;
+    out.Add("version", v.version).AddRaw("items", arr + "]");
+    return out.str();
+  }
+
   void Routes() {
     http.Post("/v1/recommend", [this](const httplib::Request& req, httplib::Response& res) {
-      Answer("recommend", res, [&](const Served& v) {
-        return RecommendResponseJson(v.rec->Recommend(ParseRecommendBody(req.body, o.max_k)), /*with_user_vector=*/false);
+      Answer("recommend", res, [&](const std::shared_ptr<const Served>& v) {
+        return RecommendResponseJson(Recommend(ParseRecommendBody(req.body, o.limits), v), /*with_user_vector=*/false);
       });
     });
     http.Get(R"(/v1/items/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
-      Answer("items", res, [&](const Served& v) {
-        const std::string raw = req.matches[1];
-        const int64_t id = v.rec->FindItem(raw);
-        if (id < 0) Fail("unknown item id ", Quote(raw), " (not in export ", v.version, ")");
-        JsonObject out;
-        out.Add("item", raw).Add("title", v.rec->item_title(id)).Add("version", v.version).Add("trained", true);
-        return out.str();
+      Answer("items", res, [&](const std::shared_ptr<const Served>& v) { return ItemJson(*v, req.matches[1]); });
+    });
+    http.Get("/v1/items", [this](const httplib::Request& req, httplib::Response& res) {
+      Answer("items", res, [&](const std::shared_ptr<const Served>& v) {
+        return ItemSearchJson(*v, req.get_param_value("q"), req.get_param_value("limit"));
       });
     });
     http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-      Answer("healthz", res, [](const Served& v) {
+      Answer("healthz", res, [](const std::shared_ptr<const Served>& v) {
         JsonObject out;
-        out.Add("status", "ok").Add("version", v.version);
+        out.Add("status", "ok").Add("version", v->version);
         return out.str();
       });
     });
@@ -274,12 +427,44 @@ struct RecommendServer::Impl {
       const std::shared_ptr<const Served> v = Current();
       res.set_content(metrics.Text(*v), "text/plain; version=0.0.4");
     });
+    http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(std::string(ConsolePage()), "text/html; charset=utf-8");
+      metrics.Record("console", 200, 0);
+    });
+    // A connection over the queue's bound: 503 before any routing, and the connection closed.
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (!Overloaded()) return httplib::Server::HandlerResponse::Unhandled;
+      res.status = 503;
+      res.set_header("Connection", "close");
+      res.set_header("Retry-After", "1");
+      res.set_content(ErrorJson("server busy: every request thread is taken and " + std::to_string(o.max_queued) +
+                                " connections wait; retry"), "application/json");
+      metrics.Record(EndpointOf(req.path), 503, 0);
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    // What httplib refuses itself (a body over the limit, an unknown path or method, a malformed
+    // request): a one-line JSON reason, counted.
+    http.set_error_handler(httplib::Server::HandlerWithResponse([this](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;  // ours, counted already
+      std::string reason = "bad request (HTTP " + std::to_string(res.status) + ")";
+      if (res.status == 413) reason = "request body over " + std::to_string(o.max_body_bytes) + " bytes";
+      if (res.status == 404) reason = "no such endpoint: " + Printable(req.method + " " + req.path, 200) +
+                                      " (POST /v1/recommend, GET /v1/items/ID, /healthz, /metrics, /)";
+      res.set_content(ErrorJson(reason), "application/json");
+      metrics.Record(EndpointOf(req.path), res.status, 0);
+      return httplib::Server::HandlerResponse::Handled;
+    }));
   }
 };
 
 std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
+  if (o.export_root.empty()) Fail("--export-root is required (the export root whose LATEST is served)");
   if (o.threads < 1 || o.threads > 1024) Fail("--threads: expected 1 to 1024, got ", o.threads);
   if (o.port < 0 || o.port > 65535) Fail("--port: expected 0 (any free port) to 65535, got ", o.port);
+  if (o.max_queued < 0 || o.max_queued > 1 << 20) Fail("--max-queued: expected 0 to 1048576, got ", o.max_queued);
+  if (o.read_timeout_s < 1 || o.read_timeout_s > 3600) Fail("--read-timeout: expected 1 to 3600 seconds, got ", o.read_timeout_s);
+  if (o.batch_max < 1 || o.batch_max > 4096) Fail("--batch-max: expected 1 to 4096, got ", o.batch_max);
+  if (!(o.batch_delay_ms >= 0 && o.batch_delay_ms <= 1000)) Fail("--batch-delay-ms: expected 0 to 1000, got ", o.batch_delay_ms);
   const std::string latest = ReadLatest(o.export_root);
   if (latest.empty()) Fail(o.export_root, ": no LATEST; publish a version first (shardrec publish)");
   std::unique_ptr<RecommendServer> s(new RecommendServer());
@@ -287,8 +472,12 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
   Impl& m = *s->impl_;
   m.o = std::move(o);
   m.served = m.Open(latest);
-  m.http.new_task_queue = [n = m.o.threads] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
+  m.http.new_task_queue = [&o = m.o] { return new BoundedQueue(static_cast<size_t>(o.threads), static_cast<size_t>(o.max_queued)); };
   m.http.set_payload_max_length(m.o.max_body_bytes);
+  m.http.set_read_timeout(m.o.read_timeout_s, 0);
+  m.http.set_tcp_nodelay(true);  // answers are small: no waiting for the client's ACK
+  m.http.set_keep_alive_max_count(100);  // requests per connection before it is closed (reconnects cost)
+  if (m.o.batch_max > 1) m.batcher = std::make_unique<Batcher>(m.o.batch_max, m.o.batch_delay_ms, m.metrics);
   m.Routes();
   m.port = m.o.port == 0 ? m.http.bind_to_any_port(m.o.host) : (m.http.bind_to_port(m.o.host, m.o.port) ? m.o.port : -1);
   if (m.port < 0) Fail(m.o.host, ":", m.o.port, ": cannot listen there (in use, or not an address of this machine)");
@@ -313,6 +502,7 @@ void RecommendServer::Stop() {
   impl_->http.stop();  // the thread pool finishes the requests it has
   if (impl_->listener.joinable()) impl_->listener.join();
   if (impl_->watcher.joinable()) impl_->watcher.join();
+  impl_->batcher.reset();  // every request answered: the listener's threads are gone
 }
 
 }  // namespace shardrec

@@ -2,12 +2,13 @@
 // an export root serves, swapped without a pause when ROOT/LATEST moves.
 //
 //   POST /v1/recommend   {"user": RAW_ID} or {"history": [{"item": RAW_ID, "ts": UNIX_S}, ...]},
-//                        optional "at", "k", "explain": `shardrec query --json`'s answer for the same
-//                        request, plus "server_ms"
-//   GET  /v1/items/ID    the item's title and whether the served version has it
+//                        optional "at", "k", "exclude_history", "explain" (io/recommend_request.h):
+//                        `shardrec query --json`'s answer for the same request, plus "server_ms"
+//   GET  /v1/items/ID    the item's title, categories and whether the model trained a row for it
 //   GET  /healthz        {"status": "ok", "version": V}
 //   GET  /metrics        Prometheus text: requests by endpoint and code, latency histogram,
-//                        requests in flight, the served version and when it was loaded
+//                        requests in flight, batch sizes, the served version and when it was loaded
+//   GET  /               the console: a page to query the server from a browser
 //
 // Hot reload: a watcher polls ROOT/LATEST; a new version is opened beside the served one (in memory:
 // Recommender's in_memory) and swapped in atomically; requests in flight finish on the version they
@@ -28,18 +29,23 @@ struct ServerOptions {
   std::string export_root;        // ROOT (its LATEST is served)
   std::string host = "127.0.0.1";
   int port = 8080;                // 0: any free port (port() says which)
-  int threads = 8;                // request threads
+  int threads = 32;               // connection threads (a keep-alive connection holds one)
+  int max_queued = 1024;          // connections waiting for a thread; more are answered 503
+  int read_timeout_s = 5;         // a client silent this long mid-request is cut off
   double reload_poll_seconds = 0.2;
   size_t max_body_bytes = 1 << 20;
-  int64_t max_k = 10000;          // k above it is a 400
+  RequestLimits limits;           // k and history length (else 400)
+  // Batching: requests (without `explain`) that arrive together are answered by one user-tower
+  // pass and one batched search, at most batch_max at a time; a batch waits up to batch_delay_ms
+  // for more after its first request (0: only the requests that arrived while the last batch ran).
+  // batch_max 1: every request on its own thread.
+  int batch_max = 64;
+  double batch_delay_ms = 0;
   bool exact = false;             // exact search even where the export has an index
   uint64_t seed = 7;
   // The model configuration of an export's source run (for histories, `at` and explanations).
   std::function<ModelConfig(const std::string& model_dir)> model_config;
 };
-
-// A parsed POST /v1/recommend body; UserError naming the field at fault (the caller answers 400).
-RecommendRequest ParseRecommendBody(const std::string& body, int64_t max_k);
 
 class RecommendServer {
  public:

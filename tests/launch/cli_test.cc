@@ -498,9 +498,15 @@ TEST(Cli, ExportIndexQueryEndToEnd) {
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user nobody");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("user: unknown user id 'nobody'"), std::string::npos) << r.output;
-  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,99999");
-  EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("history: unknown item id '99999'"), std::string::npos) << r.output;
+  // An item the export does not know is left out of the history, listed, and warned about.
+  r = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5,99999 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("history: 1 item(s) not in export"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\"ignored\": [\"99999\"]"), std::string::npos) << r.output;
+  const auto known = RunCommand(kBin + " query --export " + dir.File("exp") + " --history 5 --json");
+  ASSERT_EQ(known.exit_code, 0) << known.output;
+  EXPECT_EQ(JsonValue::Parse(r.output.substr(r.output.find('{'), r.output.rfind('}') + 1 - r.output.find('{')), "ignored").at("items").array.size(),
+            JsonValue::Parse(known.output, "known").at("items").array.size());
   // k near INT64_MAX (k + the user's events overflowed to an empty answer): the same list as k =
   // the catalogue's 300 items, every item the user has not seen.
   r = RunCommand(kBin + " query --export " + dir.File("exp") + " --user 17 --k 9223372036854775807 --json");

@@ -7,18 +7,23 @@
 2. The server (--port 0: any free port, read from its first line) answers 50 requests (known users,
    histories with and without timestamps, `at`, `explain`) exactly as `shardrec query --json` does:
    the same version, the same items in the same order, scores within 1e-6.
-3. Bad requests get a 4xx with a one-line reason, counted in /metrics, and the server keeps serving.
+   The same 50 sent at once by 16 clients (batched together) get the same answers.
+3. Bad requests get a 4xx with a one-line reason, counted in /metrics, and the server keeps serving;
+   unknown history items are left out and listed; a stalled client is cut off after --read-timeout
+   and connections beyond --threads + --max-queued are answered 503 (a second, one-thread server).
 4. Hot reload under load: while a client thread sends requests without pause, v2 is published, then
    rolled back: each move of LATEST is served within 2 s, and no request fails.
 5. SIGTERM: the server drains and exits 0.
 Every request goes to 127.0.0.1 and every loop is bounded in count and time.
 """
+import concurrent.futures
 import json
 import os
 import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -82,15 +87,11 @@ def main():
             "--max-len", "10", "--log-every", "0", "--seed", seed)
     run("publish", "--run-dir", "a", "--export-root", "S", "--export-version", "v1", "--force", "--factory", "Flat")
 
-    server = subprocess.Popen([BIN, "serve", "--export-root", "S", "--port", "0", "--threads", "4"], cwd=WORK,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server, port = start_server("--threads", "20", "--max-history", "100")
     try:
-        first = server.stdout.readline()
-        m = re.search(r"http://127\.0\.0\.1:(\d+)", first)
-        assert m, f"no address in {first!r}: {server.stderr.read() if server.poll() is not None else ''}"
-        port = int(m.group(1))
         check_against_query(port)
         check_bad_requests(port)
+        check_overload()
         check_reload(port)
         server.send_signal(signal.SIGTERM)
         rc = server.wait(timeout=30)
@@ -99,6 +100,17 @@ def main():
         if server.poll() is None:
             server.kill()
     print("serve check: OK")
+
+
+def start_server(*flags):
+    server = subprocess.Popen([BIN, "serve", "--export-root", "S", "--port", "0", *flags], cwd=WORK,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = server.stdout.readline()
+    m = re.search(r"http://127\.0\.0\.1:(\d+)", first)
+    if not m:
+        server.kill()
+        sys.exit(f"FAIL: no address in {first!r}: {server.stderr.read()[-2000:]}")
+    return server, int(m.group(1))
 
 
 def check_against_query(port):
@@ -116,7 +128,12 @@ def check_against_query(port):
         cases.append(({"user": str(u), "k": 10, "at": 2000000000}, ["--user", str(u), "--k", "10", "--at", "2000000000"]))
     for n in range(10):
         h = rng.sample(items, 1 + n % 4)
-        cases.append(({"history": h, "k": 10}, ["--history", ",".join(h), "--k", "10"]))
+        if n % 3 == 1:  # an item the export does not know: left out, and listed
+            h.insert(n % len(h), "not-an-item")
+        body, args = {"history": h, "k": 10}, ["--history", ",".join(h), "--k", "10"]
+        if n % 4 == 2:  # the history's items may come back
+            body["exclude_history"], args = False, args + ["--include-history"]
+        cases.append((body, args))
     for n in range(10):
         h = rng.sample(items, 2 + n % 3)
         ts = sorted(rng.randrange(1_000_000_000, 1_100_000_000) for _ in h)
@@ -127,13 +144,28 @@ def check_against_query(port):
             args += ["--at", str(ts[-1] + 3600)]
         cases.append((body, args))
     assert len(cases) == 50
+    answers = []
     for body, args in cases:
         status, served = post(port, body)
         assert status == 200, (body, served)
         assert "server_ms" in served, served
         query = json.loads(run("query", "--export", "S", "--json", *args).stdout)
         same_answer(served, query, body)
+        assert served.get("ignored") == query.get("ignored"), (body, served, query)
+        if "not-an-item" in body.get("history", []):
+            assert served["ignored"] == ["not-an-item"], served
+        answers.append(served)
     print(f"{len(cases)} requests: the server's answers are `shardrec query --json`'s")
+    # All at once from 16 clients, three rounds: batched together, each answer as it was alone.
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        for _ in range(3):
+            for (body, _), alone, (status, together) in zip(cases, answers, pool.map(lambda c: post(port, c[0]), cases)):
+                assert status == 200, (body, together)
+                same_answer(together, alone, ("batched", body))
+    sizes = re.search(r"shardrec_batch_size_sum (\d+)\nshardrec_batch_size_count (\d+)", get(port, "/metrics")[1])
+    assert sizes and int(sizes.group(2)) > 0, "no batch counted"
+    print(f"the same 50 from 16 clients at once, 3 times: the same answers "
+          f"({sizes.group(1)} requests in {sizes.group(2)} batches so far)")
 
 
 def check_bad_requests(port):
@@ -141,25 +173,99 @@ def check_bad_requests(port):
         (None, b"{not json", 400, "invalid JSON"),
         (None, b"[1, 2]", 400, "expected a JSON object"),
         ({"user": "no-such-user"}, None, 404, "unknown user id"),
-        ({"history": ["no-such-item"]}, None, 404, "unknown item id"),
         ({"user": "1", "k": 0}, None, 400, "k: expected 1 to"),
         ({"user": "1", "k": 10 ** 18}, None, 400, "k: expected 1 to"),
+        ({"user": "1", "k": "ten"}, None, 400, "k: expected an integer"),
         ({"user": "1", "bogus": 1}, None, 400, "unknown field"),
         ({"user": "1", "history": ["1"]}, None, 400, "exactly one of"),
+        ({"history": []}, None, 400, "at least one item"),
         ({"history": [{"item": "1", "ts": 5}, {"item": "2"}]}, None, 400, "for every item or for none"),
+        ({"history": [str(i) for i in range(101)]}, None, 400, "over this server's limit of 100"),
+        ({"user": "1", "at": 1}, None, 400, "before the history's last event"),
     ]
     for body, raw, code, fragment in bad:
         status, answer = post(port, body, raw)
         assert status == code and fragment in answer.get("error", ""), (body, raw, status, answer)
-    status, _ = post(port, None, b"{\"user\": \"" + b"x" * (2 << 20) + b"\"}")
-    assert status == 413, status
+        assert "\n" not in answer["error"], answer
+    status, answer = post(port, None, b"{\"user\": \"" + b"x" * (2 << 20) + b"\"}")
+    assert status == 413 and "over 1048576 bytes" in answer.get("error", ""), (status, answer)
+    status, text = get(port, "/v1/nothing-here")
+    assert status == 404 and "no such endpoint" in json.loads(text)["error"], (status, text)
+    # Unknown history items only: an empty answer, not an error; k over the catalogue: every item.
+    status, answer = post(port, {"history": ["no-such-item"]})
+    assert status == 200 and answer["items"] == [] and answer["ignored"] == ["no-such-item"], answer
+    status, answer = post(port, {"user": "1", "k": 5000})
+    assert status == 200 and 0 < len(answer["items"]) <= 200, answer
     status, text = get(port, "/metrics")
-    assert status == 200 and 'shardrec_requests_total{endpoint="recommend",code="400"} 7' in text, text
-    assert 'shardrec_requests_total{endpoint="recommend",code="404"} 2' in text, text
+    assert status == 200 and 'shardrec_requests_total{endpoint="recommend",code="400"} 11' in text, text
+    assert 'shardrec_requests_total{endpoint="recommend",code="404"} 1' in text, text
+    assert 'shardrec_requests_total{endpoint="recommend",code="413"} 1' in text, text
+    assert 'shardrec_requests_total{endpoint="other",code="404"} 1' in text, text
     assert post(port, {"user": "1"})[0] == 200, "the server stopped serving after bad requests"
     status, item = get(port, "/v1/items/1")
-    assert status == 200 and json.loads(item)["item"] == "1", item
-    print(f"{len(bad) + 1} bad requests: 4xx each with a reason, counted; still serving")
+    item = json.loads(item)
+    assert status == 200 and item["item"] == "1" and item["trained"] is True and item["categories"], item
+    status, found = get(port, "/v1/items?q=" + urllib.request.quote(item["title"][:6]))
+    assert status == 200 and "1" in [i["item"] for i in json.loads(found)["items"]], found
+    status, page = get(port, "/")
+    assert status == 200 and "ShardRec console" in page, page[:200]
+    print(f"{len(bad) + 4} bad requests: 4xx each with a one-line reason, counted; unknown items left out; "
+          f"items with categories; still serving")
+
+
+def raw_request(port, data, timeout=10):
+    """Sends `data` on a fresh connection; returns (status or None when closed unanswered, seconds)."""
+    start = time.time()
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        reply = b""
+        try:
+            while b"\r\n" not in reply:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+        except socket.timeout:
+            return "timeout", time.time() - start
+    m = re.match(rb"HTTP/1\.1 (\d+)", reply)
+    return (int(m.group(1)) if m else None), time.time() - start
+
+
+def check_overload():
+    """A one-thread server with one waiting place: a stalled client holds the thread until
+    --read-timeout cuts it off, a second connection waits, a third is answered 503 at once."""
+    server, port = start_server("--threads", "1", "--max-queued", "1", "--read-timeout", "2")
+    body = b'{"user": "1"}'
+    request = (b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    try:
+        results = {}
+        stalled = threading.Thread(target=lambda: results.update(stalled=raw_request(port, request[:30])))
+        stalled.start()
+        time.sleep(0.3)  # the stalled client holds the only thread
+        waiting = threading.Thread(target=lambda: results.update(waiting=raw_request(port, request)))
+        waiting.start()
+        time.sleep(0.3)  # the second connection takes the waiting place
+        busy, seconds = raw_request(port, request)
+        assert busy == 503 and seconds < 1.0, (busy, seconds)
+        stalled.join(timeout=15)
+        waiting.join(timeout=15)
+        assert results["stalled"][0] in (None, 400, 408) and 1.5 <= results["stalled"][1] <= 6, results
+        assert results["waiting"][0] == 200, results
+        # A body that stops short of its Content-Length: cut off after the timeout too.
+        short = request.replace(b"Content-Length: %d" % len(body), b"Content-Length: %d" % (len(body) + 50))
+        status, seconds = raw_request(port, short)
+        assert status in (None, 400, 408) and seconds >= 1.5, (status, seconds)
+        assert post(port, {"user": "1"})[0] == 200, "the one-thread server stopped serving"
+        text = get(port, "/metrics")[1]
+        assert 'shardrec_requests_total{endpoint="recommend",code="503"} 1' in text, text
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+    print(f"overload: a stalled client cut off after {results['stalled'][1]:.1f} s, the connection over the "
+          f"queue answered 503 in {seconds:.2f} s, the one waiting answered; still serving")
 
 
 def check_reload(port):
