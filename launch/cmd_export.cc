@@ -150,7 +150,6 @@ int RunPublish(const std::vector<std::string>& pos) {
   return 0;
 }
 
-
 // --history RAW_ID[@UNIX_SECONDS],... and --at into a request (the ids are the Recommender's to
 // check).
 RecommendRequest QueryRequestFromFlags() {
@@ -172,11 +171,7 @@ int RunQuery(const std::vector<std::string>&) {
   if (FLAGS_export_dir.empty()) Fail("--export is required");
   if (FLAGS_user.empty() == FLAGS_history.empty()) Fail("give exactly one of --user RAW_ID and --history RAW_ID,...");
   const RecommendRequest request = QueryRequestFromFlags();
-  RecommenderOptions o;
-  o.export_dir = FLAGS_export_dir;
-  o.exact = FLAGS_exact;
-  o.seed = FLAGS_seed;
-  o.model_config = RunModelConfig;
+  RecommenderOptions o{.export_dir = FLAGS_export_dir, .exact = FLAGS_exact, .model_config = RunModelConfig, .seed = FLAGS_seed};
   RecommendResponse r;  // on the version served now, read again if it is retired meanwhile
   ReadServedVersion(FLAGS_export_dir, [&](const std::string& dir) { o.export_dir = dir, r = Recommender::Open(o)->Recommend(request); });
   if (!r.warning.empty()) std::fprintf(stderr, "shardrec: warning: %s\n", r.warning.c_str());
@@ -233,6 +228,7 @@ int RunServe(const std::vector<std::string>&) {
                   .max_queued = FLAGS_max_queued, .read_timeout_s = FLAGS_read_timeout, .limits = {.max_k = FLAGS_max_k, .max_history = FLAGS_max_history},
                   .batch_max = FLAGS_batch_max, .batch_delay_ms = FLAGS_batch_delay_ms, .exact = FLAGS_exact, .seed = FLAGS_seed,
                   .model_config = RunModelConfig};
+  ParseServeTopology(FLAGS_shards, FLAGS_route, o);
   auto server = RecommendServer::Start(o);
   std::printf("serving %s/%s on http://%s:%d (console at /; POST /v1/recommend, GET /v1/items/ID, /healthz, /metrics)\n",
               FLAGS_export_root.c_str(), server->version().c_str(), FLAGS_host.c_str(), server->port());
@@ -296,9 +292,10 @@ Registrar index_cmd({
 Registrar serve_cmd({
     .name = "serve",
     .summary = "an HTTP/1.1 JSON recommendation server of an export root, swapping versions as LATEST moves",
-    .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 32 --batch-max 64 --batch-delay-ms 0 --exact]",
+    .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 32 --batch-max 64 --batch-delay-ms 0 --exact] "
+             "[--shards I,J | --route HOST:PORT,...]",
     .flags = {"export_root", "port", "host", "threads", "exact", "seed", "max_queued", "read_timeout", "max_k", "max_history", "batch_max",
-              "batch_delay_ms"},
+              "batch_delay_ms", "shards", "route"},
     .positional = 0,
     .run = RunServe,
 });

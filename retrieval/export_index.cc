@@ -72,10 +72,12 @@ IndexManifest ReadIndexManifest(const std::string& dir) {
 
 namespace {
 
-std::unique_ptr<ShardedIndex> OpenExact(const std::string& dir, const ExportManifest& m) {
+std::unique_ptr<ShardedIndex> OpenExact(const std::string& dir, const ExportManifest& m, const std::vector<bool>& wanted) {
   std::vector<std::unique_ptr<VectorIndex>> shards;
   std::vector<int64_t> begin;
-  for (const ExportShard& sh : m.item_shards) {  // consecutive id ranges (ReadExportManifest)
+  for (size_t s = 0; s < m.item_shards.size(); ++s) {  // consecutive id ranges (ReadExportManifest)
+    if (!wanted[s]) continue;
+    const ExportShard& sh = m.item_shards[s];
     // The vectors only: raw ids and titles are the catalogue's (ReadExportedItems), read by whoever needs them.
     std::vector<float> v = ReadShardVectors(dir + "/" + sh.file, 0, sh.end - sh.begin);
     if (static_cast<int64_t>(v.size()) != (sh.end - sh.begin) * m.dim) {
@@ -87,7 +89,7 @@ std::unique_ptr<ShardedIndex> OpenExact(const std::string& dir, const ExportMani
   return std::make_unique<ShardedIndex>(std::move(shards), std::move(begin));
 }
 
-std::unique_ptr<ShardedIndex> OpenGeneration(const std::string& dir, const ExportManifest& m) {
+std::unique_ptr<ShardedIndex> OpenGeneration(const std::string& dir, const ExportManifest& m, const std::vector<bool>& wanted) {
   const std::string gen = dir + "/" + m.index_dir;
   const IndexManifest ix = ReadIndexManifest(gen);
   if (ix.dim != m.dim || ix.shards.size() != m.item_shards.size()) {
@@ -97,6 +99,7 @@ std::unique_ptr<ShardedIndex> OpenGeneration(const std::string& dir, const Expor
   std::vector<std::unique_ptr<VectorIndex>> shards;
   std::vector<int64_t> begin;
   for (size_t s = 0; s < ix.shards.size(); ++s) {
+    if (!wanted[s]) continue;
     const ExportShard& sh = ix.shards[s];
     const std::string f = gen + "/" + sh.file;
     if (sh.begin != m.item_shards[s].begin || sh.end != m.item_shards[s].end) {
@@ -113,7 +116,15 @@ std::unique_ptr<ShardedIndex> OpenGeneration(const std::string& dir, const Expor
 
 }  // namespace
 
-std::unique_ptr<ShardedIndex> OpenExportIndex(const std::string& dir, const ExportManifest& m, bool exact) {
+std::unique_ptr<ShardedIndex> OpenExportIndex(const std::string& dir, const ExportManifest& m, bool exact,
+                                              const std::vector<int64_t>& only) {
+  const int64_t count = static_cast<int64_t>(m.item_shards.size());
+  std::vector<bool> wanted(m.item_shards.size(), only.empty());
+  for (const int64_t s : only) {
+    if (s < 0 || s >= count) Fail("shards: shard ", s, " out of range (export ", m.version, " has ", count, " item shards, 0 to ", count - 1, ")");
+    if (wanted[static_cast<size_t>(s)]) Fail("shards: shard ", s, " named twice");
+    wanted[static_cast<size_t>(s)] = true;
+  }
   // Single queries: FAISS parallelises over queries, and an OpenMP team per query costs far more
   // than it saves (measured: HNSW 85 vs 9000 queries/s with a busy second process).
   omp_set_num_threads(1);
@@ -121,8 +132,8 @@ std::unique_ptr<ShardedIndex> OpenExportIndex(const std::string& dir, const Expo
     LOG(WARNING) << dir << ": its index was built by an older ShardRec (export format 1); searching exactly "
                  << "(run `shardrec index --export " << dir << "` to rebuild it)";
   }
-  if (exact || m.index_dir.empty()) return OpenExact(dir, m);
-  return OpenGeneration(dir, m);
+  if (exact || m.index_dir.empty()) return OpenExact(dir, m, wanted);
+  return OpenGeneration(dir, m, wanted);
 }
 
 }  // namespace shardrec

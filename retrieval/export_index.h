@@ -48,6 +48,10 @@ IndexManifest ReadIndexManifest(const std::string& dir);
 // The items of export version `version_dir` (manifest `m`) as one sharded search: the index
 // generation the manifest names unless `exact` or there is none, else exact search over the item
 // shards' vectors. A damaged or mismatched file is a UserError naming it.
-std::unique_ptr<ShardedIndex> OpenExportIndex(const std::string& version_dir, const ExportManifest& m, bool exact = false);
+// `only`: the item shards to open (their ids keep their place), e.g. one server's part of a
+// catalogue spread over several (`shardrec serve --shards`); empty: all. A shard out of range or
+// named twice is a UserError.
+std::unique_ptr<ShardedIndex> OpenExportIndex(const std::string& version_dir, const ExportManifest& m, bool exact = false,
+                                              const std::vector<int64_t>& only = {});
 
 }  // namespace shardrec

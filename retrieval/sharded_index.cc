@@ -52,14 +52,17 @@ std::vector<std::vector<Hit>> ShardedIndex::SearchMany(const float* queries, int
   // in the last bit between the two). Threads take blocks of queries in turn.
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int t = static_cast<int>(std::clamp<int64_t>(threads > 0 ? threads : cores, 1, std::max<int64_t>(1, n)));
+  // Blocks of up to 16 queries, small enough that a small batch (a server's) still spreads over
+  // every thread.
+  const int64_t block = std::clamp<int64_t>(n / (4 * t), 1, 16);
   std::atomic<int64_t> next{0};
   std::exception_ptr failure;
   std::mutex failure_mu;
   auto work = [&] {
     omp_set_num_threads(1);  // per thread in OpenMP: FAISS's regions inside stay on this thread
     try {
-      for (int64_t b; (b = next.fetch_add(16)) < n;) {
-        for (int64_t i = b; i < std::min(n, b + 16); ++i) out[i] = Search(queries + i * dim_, k, exclude[i]);
+      for (int64_t b; (b = next.fetch_add(block)) < n;) {
+        for (int64_t i = b; i < std::min(n, b + block); ++i) out[i] = Search(queries + i * dim_, k, exclude[i]);
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(failure_mu);

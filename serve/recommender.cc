@@ -110,7 +110,7 @@ std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
   r->dir_ = ResolveExport(r->options_.export_dir);
   r->manifest_ = ReadExportManifest(r->dir_);
   const ExportManifest& m = r->manifest_;
-  r->index_ = OpenExportIndex(r->dir_, m, r->options_.exact);
+  if (!r->options_.search) r->index_ = OpenExportIndex(r->dir_, m, r->options_.exact, r->options_.item_shards);
   r->catalogue_ = ReadExportedItems(r->dir_, m);
   r->items_.reserve(static_cast<size_t>(m.num_items));
   for (int64_t i = 0; i < m.num_items; ++i) r->items_.emplace(r->catalogue_.raw_ids[static_cast<size_t>(i)], i);
@@ -129,6 +129,11 @@ std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
 }
 
 Recommender::~Recommender() = default;
+
+const ShardedIndex& Recommender::index() const {
+  CHECK(index_) << "a Recommender searching through RecommenderOptions::search has no index";
+  return *index_;
+}
 
 const std::string& Recommender::item_title(int64_t item) const {
   static const std::string none;
@@ -216,6 +221,7 @@ void Recommender::UserHistory(int64_t user, std::vector<int64_t>* items, std::ve
 
 std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int64_t>& users, int64_t k, int threads) const {
   const ExportManifest& m = manifest_;
+  const ShardedIndex& search = index();
   const int64_t n = static_cast<int64_t>(users.size());
   std::vector<float> queries(static_cast<size_t>(n * m.dim));
   std::vector<std::unordered_set<int64_t>> exclude(static_cast<size_t>(n));
@@ -250,7 +256,7 @@ std::vector<std::vector<Hit>> Recommender::RecommendUsers(const std::vector<int6
       for (int32_t it : data_->ReadItems(offsets[users[i]], offsets[users[i] + 1])) exclude[i].insert(it);
     }
   }
-  return index_->SearchMany(queries.data(), n, k, exclude, threads);
+  return search.SearchMany(queries.data(), n, k, exclude, threads);
 }
 
 Recommender::Model& Recommender::ExportedModel() const {
@@ -281,7 +287,7 @@ void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendRespon
   if (req.k < 1) Fail("k must be >= 1, got ", req.k);
   if (req.user.empty() == req.history.empty()) Fail("give exactly one of a user id and a history of item ids");
   out.version = m.version;
-  out.search = index_->name();
+  out.search = options_.search ? options_.search->name(m.version) : index_->name();
   if (!req.user.empty()) {
     const int64_t u = FindUser(req.user);
     if (u < 0) Fail("user: unknown user id ", Quote(req.user), " (not in export ", m.version, ")");
@@ -381,7 +387,15 @@ std::vector<RecommendResult> Recommender::Answer(const std::vector<const Recomme
       std::copy_n(queries[rows[r]].vector.begin(), dim, matrix.begin() + static_cast<int64_t>(r) * dim);
       exclude[r] = std::move(queries[rows[r]].exclude);
     }
-    const std::vector<std::vector<Hit>> hits = index_->SearchMany(matrix.data(), static_cast<int64_t>(rows.size()), k, exclude, threads);
+    const int64_t n = static_cast<int64_t>(rows.size());
+    std::vector<std::vector<Hit>> hits;
+    try {
+      hits = options_.search ? options_.search->SearchMany(manifest_.version, dim, matrix.data(), n, k, exclude)
+                             : index_->SearchMany(matrix.data(), n, k, exclude, threads);
+    } catch (const UserError& e) {  // a search elsewhere failed (a shard server down): these requests hear it
+      for (size_t i : rows) out[i].error = e.what();
+      continue;
+    }
     for (size_t r = 0; r < rows.size(); ++r) {
       for (const Hit& h : hits[r]) {
         out[rows[r]].response.items.push_back({.id = h.id, .item = item_id(h.id), .title = item_title(h.id), .score = h.score});

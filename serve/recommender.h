@@ -20,6 +20,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "model/history.h"
@@ -31,6 +32,18 @@
 namespace shardrec {
 
 class Dataset;
+
+// Where a Recommender's item searches go instead of an index of its own: the router of `shardrec
+// serve --route`, whose items are searched by shard servers.
+class ItemSearch {
+ public:
+  virtual ~ItemSearch() = default;
+  virtual std::string name(const std::string& version) const = 0;  // the index's name (ShardedIndex::name) in `version`
+  // ShardedIndex::SearchMany's answers over every item of export `version`.
+  // queries: [n x dim].
+  virtual std::vector<std::vector<Hit>> SearchMany(const std::string& version, int64_t dim, const float* queries, int64_t n,
+                                                   int64_t k, const std::vector<std::unordered_set<int64_t>>& exclude) const = 0;
+};
 
 struct RecommenderOptions {
   std::string export_dir;  // an export root (its LATEST, read once) or a version directory
@@ -44,6 +57,8 @@ struct RecommenderOptions {
   // then read no file of the version but the dataset of histories, whose handle stays open, so a
   // long-lived reader (the server) keeps answering from a version removed under it.
   bool in_memory = false;
+  std::vector<int64_t> item_shards;      // only these item shards are searched (OpenExportIndex's `only`)
+  std::shared_ptr<const ItemSearch> search;  // set: searches go there, and no index is opened
 };
 
 struct Reason {
@@ -98,7 +113,7 @@ class Recommender {
   // threads. A refused request does not stop the others.
   std::vector<RecommendResult> RecommendMany(const std::vector<const RecommendRequest*>& requests, int threads = 1) const;
 
-  const ShardedIndex& index() const { return *index_; }
+  const ShardedIndex& index() const;  // the index opened (none with RecommenderOptions::search)
   const ExportManifest& manifest() const { return manifest_; }
   const std::string& dir() const { return dir_; }
   // Raw id and title ("" when unknown) of a dense item id in [0, num_items).

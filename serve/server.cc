@@ -4,6 +4,7 @@
 
 #include <glog/logging.h>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <atomic>
@@ -12,6 +13,8 @@
 #include <cstdio>
 #include <deque>
 #include <map>
+#include <optional>
+#include <unordered_set>
 #include <mutex>
 #include <thread>
 
@@ -126,8 +129,177 @@ std::string ErrorJson(const std::string& message) {
 }
 
 // 404 for an id the served version does not know, 400 for any other mistake in the request.
+// 409 for a search of a version not served here (a router ahead of a shard server), 502 for a
+// shard server that failed the router.
 int StatusOf(const std::string& message) {
+  if (message.rfind("shard server ", 0) == 0) return 502;
+  if (message.find("is not served here") != std::string::npos) return 409;
   return message.find("unknown user id") != std::string::npos || message.find("unknown item id") != std::string::npos ? 404 : 400;
+}
+
+// Hits as the router reads them: {"id": ID, "score": S} with S printed to round-trip a float.
+void AppendHits(std::string& out, const std::vector<Hit>& hits) {
+  out += '[';
+  for (size_t i = 0; i < hits.size(); ++i) {
+    Appendf(out, "%s{\"id\": %lld, \"score\": %.9g}", i ? ", " : "", static_cast<long long>(hits[i].id), static_cast<double>(hits[i].score));
+  }
+  out += ']';
+}
+
+struct Peer {
+  std::string host;
+  int port = 0;
+  std::string name;  // HOST:PORT
+  std::vector<int64_t> shards;
+};
+
+// A shard server's GET /healthz: {"version", "search", "shards", ...}.
+JsonValue Health(const Peer& peer, int timeout_s) {
+  httplib::Client cli(peer.host, peer.port);
+  cli.set_connection_timeout(2, 0);
+  cli.set_read_timeout(timeout_s, 0);
+  auto res = cli.Get("/healthz");
+  if (!res) Fail("shard server ", peer.name, ": unreachable (", httplib::to_string(res.error()), ")");
+  if (res->status != 200) Fail("shard server ", peer.name, ": HTTP ", res->status, " at /healthz");
+  JsonValue j = JsonValue::Parse(res->body, peer.name + "/healthz");
+  if (j.type != JsonValue::kObject || !j.has("shards") || !j.has("search") || !j.has("version")) {
+    Fail("shard server ", peer.name, ": not a shard server (its /healthz names no shards)");
+  }
+  return j;
+}
+
+// The router's searches: each shard server searches its item shards and the lists are merged by
+// score (ties: the lower id first), as ShardedIndex merges its shards' lists, so a router over
+// shard servers answers what one server with every shard answers.
+class RemoteSearch : public ItemSearch {
+ public:
+  RemoteSearch(std::vector<Peer> peers, int timeout_s) : peers_(std::move(peers)), timeout_s_(timeout_s) {}
+  // The first shard server's index name once it serves `version` (asked once per version).
+  std::string name(const std::string& version) const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = names_.find(version);
+    if (it != names_.end()) return it->second;
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    for (;;) {
+      const JsonValue h = Health(peers_[0], timeout_s_);
+      if (h.at("version").str() == version || Clock::now() >= deadline) return names_[version] = h.at("search").str();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  const std::vector<Peer>& peers() const { return peers_; }
+
+  std::vector<std::vector<Hit>> SearchMany(const std::string& version, int64_t dim, const float* queries, int64_t n, int64_t k,
+                                           const std::vector<std::unordered_set<int64_t>>& exclude) const override {
+    std::string body = "{\"version\": " + JsonEscape(version) + ", \"k\": " + std::to_string(k) + ", \"queries\": [";
+    for (int64_t i = 0; i < n; ++i) {
+      body += i ? ", {\"vector\": [" : "{\"vector\": [";
+      for (int64_t d = 0; d < dim; ++d) Appendf(body, "%s%.9g", d ? ", " : "", static_cast<double>(queries[i * dim + d]));
+      body += "], \"exclude\": [";
+      size_t e = 0;
+      for (const int64_t id : exclude[static_cast<size_t>(i)]) Appendf(body, "%s%lld", e++ ? ", " : "", static_cast<long long>(id));
+      body += "]}";
+    }
+    body += "]}";
+    std::vector<std::vector<std::vector<Hit>>> lists(peers_.size());
+    std::vector<std::string> errors(peers_.size());
+    std::vector<std::thread> asks;
+    for (size_t p = 0; p < peers_.size(); ++p) {
+      asks.emplace_back([&, p] {
+        try {
+          lists[p] = Ask(peers_[p], body, version, n);
+        } catch (const std::exception& e) {
+          errors[p] = e.what();
+        }
+      });
+    }
+    for (auto& t : asks) t.join();
+    for (const std::string& e : errors) {
+      if (!e.empty()) throw UserError(e);
+    }
+    std::vector<std::vector<Hit>> out(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      std::vector<Hit>& merged = out[static_cast<size_t>(i)];
+      for (const auto& l : lists) merged.insert(merged.end(), l[static_cast<size_t>(i)].begin(), l[static_cast<size_t>(i)].end());
+      std::sort(merged.begin(), merged.end(), [](const Hit& a, const Hit& b) { return a.score > b.score || (a.score == b.score && a.id < b.id); });
+      if (static_cast<int64_t>(merged.size()) > k) merged.resize(static_cast<size_t>(k));
+    }
+    return out;
+  }
+
+ private:
+  // One shard server's lists; a server still on another version is asked again for up to 2 s.
+  std::vector<std::vector<Hit>> Ask(const Peer& peer, const std::string& body, const std::string& version, int64_t n) const {
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    for (;;) {
+      httplib::Client cli(peer.host, peer.port);
+      cli.set_connection_timeout(2, 0);
+      cli.set_read_timeout(timeout_s_, 0);
+      auto res = cli.Post("/v1/search", body, "application/json");
+      if (!res) Fail("shard server ", peer.name, ": unreachable (", httplib::to_string(res.error()), ")");
+      if (res->status == 409 && Clock::now() < deadline) {  // not on `version` yet (or any more)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        continue;
+      }
+      if (res->status != 200) Fail("shard server ", peer.name, ": HTTP ", res->status, ": ", Printable(res->body, 300));
+      const JsonValue j = JsonValue::Parse(res->body, "shard server " + peer.name);
+      if (j.at("version").str() != version || j.at("hits").type != JsonValue::kArray ||
+          static_cast<int64_t>(j.at("hits").array.size()) != n) {
+        Fail("shard server ", peer.name, ": answered for version ", Quote(j.at("version").str()), " with ", j.at("hits").array.size(),
+             " lists; asked ", Quote(version), " for ", n);
+      }
+      std::vector<std::vector<Hit>> lists;
+      for (const JsonValue& l : j.at("hits").array) {
+        auto& hits = lists.emplace_back();
+        for (const JsonValue& h : l.array) hits.push_back({.id = h.at("id").integer(), .score = static_cast<float>(h.at("score").num())});
+      }
+      return lists;
+    }
+  }
+
+  std::vector<Peer> peers_;
+  int timeout_s_;
+  mutable std::mutex mu_;
+  mutable std::map<std::string, std::string> names_;  // version -> index name
+};
+
+// The shard servers of --route, each asked /healthz: what it serves and which shards.
+std::shared_ptr<RemoteSearch> ConnectRoute(const std::vector<std::string>& route, int timeout_s) {
+  std::vector<Peer> peers;
+  std::string name;
+  for (const std::string& spec : route) {
+    const size_t colon = spec.rfind(':');
+    const auto port = colon == std::string::npos ? std::nullopt : ParseInt64(spec.substr(colon + 1));
+    if (!port || *port < 1 || *port > 65535 || colon == 0) Fail("--route: expected HOST:PORT,..., got ", Quote(spec));
+    Peer peer{.host = spec.substr(0, colon), .port = static_cast<int>(*port), .name = spec};
+    JsonValue j;
+    try {
+      j = Health(peer, timeout_s);
+    } catch (const UserError& e) {
+      Fail("--route ", Quote(spec), ": no shard server answers there (", e.what(), "); start the shard servers (shardrec serve --shards ...) first");
+    }
+    for (const JsonValue& s : j.at("shards").array) peer.shards.push_back(s.integer());
+    if (!name.empty() && j.at("search").str() != name) {
+      Fail("--route: ", spec, " searches with ", j.at("search").str(), ", another shard server with ", name, " (index them alike)");
+    }
+    name = j.at("search").str();
+    peers.push_back(std::move(peer));
+  }
+  return std::make_shared<RemoteSearch>(std::move(peers), timeout_s);
+}
+
+// The shard servers must hold every item shard of the export once.
+void CheckCoverage(const RemoteSearch& search, const ExportManifest& m) {
+  std::vector<std::string> holder(m.item_shards.size());
+  for (const auto& peer : search.peers()) {
+    for (const int64_t s : peer.shards) {
+      if (s < 0 || s >= static_cast<int64_t>(holder.size())) Fail("--route: ", peer.name, " holds shard ", s, "; export ", m.version, " has ", holder.size());
+      if (!holder[static_cast<size_t>(s)].empty()) Fail("--route: item shard ", s, " is held by both ", holder[static_cast<size_t>(s)], " and ", peer.name);
+      holder[static_cast<size_t>(s)] = peer.name;
+    }
+  }
+  for (size_t s = 0; s < holder.size(); ++s) {
+    if (holder[s].empty()) Fail("--route: no shard server holds item shard ", s, " of export ", m.version, " (", holder.size(), " shards)");
+  }
 }
 
 // Gathers concurrent requests into batches for one thread: each batch is the requests of one served
@@ -252,7 +424,8 @@ class BoundedQueue : public httplib::TaskQueue {
 // The endpoint a path belongs to, for /metrics.
 std::string EndpointOf(const std::string& path) {
   if (path == "/v1/recommend") return "recommend";
-  if (path.rfind("/v1/items/", 0) == 0) return "items";
+  if (path == "/v1/items" || path.rfind("/v1/items/", 0) == 0) return "items";
+  if (path == "/v1/search") return "search";
   if (path == "/healthz" || path == "/metrics") return path.substr(1);
   return path == "/" ? "console" : "other";
 }
@@ -271,6 +444,7 @@ struct RecommendServer::Impl {
   std::condition_variable wake;
   int port = 0;
   std::unique_ptr<Batcher> batcher;  // null with batch_max 1
+  std::shared_ptr<RemoteSearch> remote;  // a router's shard servers
 
   std::shared_ptr<const Served> Current() const {
     std::lock_guard<std::mutex> lock(mu);
@@ -284,6 +458,8 @@ struct RecommendServer::Impl {
     ro.seed = o.seed;
     ro.model_config = o.model_config;
     ro.in_memory = true;
+    ro.item_shards = o.shards;
+    ro.search = remote;
     auto s = std::make_shared<Served>();
     s->rec = Recommender::Open(ro);
     s->version = s->rec->manifest().version;
@@ -375,6 +551,34 @@ struct RecommendServer::Impl {
     return out.str();
   }
 
+  // POST /v1/search: a router's queries over this server's shards.
+  std::string SearchJson(const Served& v, const std::string& body) const {
+    if (remote) Fail("this server is a router (--route): it has no index to search");
+    const JsonValue j = JsonValue::Parse(body, "search body");
+    const std::string& version = j.at("version").str();
+    if (version != v.version) Fail("version ", Quote(version), " is not served here (", v.version, " is)");
+    const int64_t k = j.at("k").integer(), dim = v.rec->manifest().dim;
+    if (k < 1 || k > o.limits.max_k) Fail("k: expected 1 to ", o.limits.max_k, ", got ", k);
+    const std::vector<JsonValue>& queries = j.at("queries").array;
+    if (queries.empty() || queries.size() > 4096) Fail("queries: expected 1 to 4096, got ", queries.size());
+    std::vector<float> matrix;
+    std::vector<std::unordered_set<int64_t>> exclude;
+    for (const JsonValue& q : queries) {
+      const std::vector<JsonValue>& vec = q.at("vector").array;
+      if (static_cast<int64_t>(vec.size()) != dim) Fail("queries: a vector of ", vec.size(), " values; export ", v.version, " has ", dim);
+      for (const JsonValue& x : vec) matrix.push_back(static_cast<float>(x.num()));
+      auto& ex = exclude.emplace_back();
+      for (const JsonValue& id : q.at("exclude").array) ex.insert(id.integer());
+    }
+    const auto hits = v.rec->index().SearchMany(matrix.data(), static_cast<int64_t>(queries.size()), k, exclude, /*threads=*/0);
+    std::string out = "{\"version\": " + JsonEscape(v.version) + ", \"search\": " + JsonEscape(v.rec->index().name()) + ", \"hits\": [";
+    for (size_t i = 0; i < hits.size(); ++i) {
+      if (i) out += ", ";
+      AppendHits(out, hits[i]);
+    }
+    return out + "]}";
+  }
+
   // Items whose raw id is `q` or whose title holds it (ignoring case), at most `limit`, in id order.
   static std::string ItemSearchJson(const Served& v, const std::string& q, const std::string& limit_text) {
     const std::optional<int64_t> limit = limit_text.empty() ? std::optional<int64_t>(20) : ParseInt64(limit_text);
@@ -416,10 +620,21 @@ struct RecommendServer::Impl {
         return ItemSearchJson(*v, req.get_param_value("q"), req.get_param_value("limit"));
       });
     });
+    http.Post("/v1/search", [this](const httplib::Request& req, httplib::Response& res) {
+      Answer("search", res, [&](const std::shared_ptr<const Served>& v) { return SearchJson(*v, req.body); });
+    });
     http.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-      Answer("healthz", res, [](const std::shared_ptr<const Served>& v) {
+      Answer("healthz", res, [this](const std::shared_ptr<const Served>& v) {
+        const int64_t count = static_cast<int64_t>(v->rec->manifest().item_shards.size());
+        std::string shards = "[";
+        for (int64_t i = 0; i < count; ++i) {
+          if (o.shards.empty() || std::find(o.shards.begin(), o.shards.end(), i) != o.shards.end()) {
+            shards += (shards.size() > 1 ? ", " : "") + std::to_string(i);
+          }
+        }
         JsonObject out;
         out.Add("status", "ok").Add("version", v->version);
+        if (!remote) out.Add("search", v->rec->index().name()).AddRaw("shards", shards + "]").Add("item_shards", count);
         return out.str();
       });
     });
@@ -457,8 +672,18 @@ struct RecommendServer::Impl {
   }
 };
 
+void ParseServeTopology(const std::string& shards, const std::string& route, ServerOptions& o) {
+  for (const auto part : shards.empty() ? std::vector<std::string_view>() : SplitText(shards, ",")) {
+    const auto s = ParseInt64(Trim(part));
+    if (!s || *s < 0) Fail("--shards: expected item shard numbers I,J,..., got ", Quote(shards));
+    o.shards.push_back(*s);
+  }
+  for (const auto part : route.empty() ? std::vector<std::string_view>() : SplitText(route, ",")) o.route.emplace_back(Trim(part));
+}
+
 std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
   if (o.export_root.empty()) Fail("--export-root is required (the export root whose LATEST is served)");
+  if (!o.route.empty() && !o.shards.empty()) Fail("--route and --shards: a router holds no shards (give one or the other)");
   if (o.threads < 1 || o.threads > 1024) Fail("--threads: expected 1 to 1024, got ", o.threads);
   if (o.port < 0 || o.port > 65535) Fail("--port: expected 0 (any free port) to 65535, got ", o.port);
   if (o.max_queued < 0 || o.max_queued > 1 << 20) Fail("--max-queued: expected 0 to 1048576, got ", o.max_queued);
@@ -471,7 +696,9 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
   s->impl_ = std::make_unique<Impl>();
   Impl& m = *s->impl_;
   m.o = std::move(o);
+  if (!m.o.route.empty()) m.remote = ConnectRoute(m.o.route, m.o.route_timeout_s);
   m.served = m.Open(latest);
+  if (m.remote) CheckCoverage(*m.remote, m.served->rec->manifest());
   m.http.new_task_queue = [&o = m.o] { return new BoundedQueue(static_cast<size_t>(o.threads), static_cast<size_t>(o.max_queued)); };
   m.http.set_payload_max_length(m.o.max_body_bytes);
   m.http.set_read_timeout(m.o.read_timeout_s, 0);

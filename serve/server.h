@@ -9,6 +9,9 @@
 //   GET  /metrics        Prometheus text: requests by endpoint and code, latency histogram,
 //                        requests in flight, batch sizes, the served version and when it was loaded
 //   GET  /               the console: a page to query the server from a browser
+//   POST /v1/search      (for a router) {"version", "k", "queries": [{"vector", "exclude"}]}: the
+//                        top k of each query over this server's shards, {"version", "search",
+//                        "hits": [[{"id", "score"}]]}; 409 when another version is served
 //
 // Hot reload: a watcher polls ROOT/LATEST; a new version is opened beside the served one (in memory:
 // Recommender's in_memory) and swapped in atomically; requests in flight finish on the version they
@@ -42,10 +45,19 @@ struct ServerOptions {
   int batch_max = 64;
   double batch_delay_ms = 0;
   bool exact = false;             // exact search even where the export has an index
+  // More than one machine (docs/serving.md): a shard server loads only these item shards of the
+  // export (empty: all) and answers over them; a router (`route`: the shard servers' HOST:PORT)
+  // loads no index, runs the user tower and merges the shard servers' top k (POST /v1/search).
+  std::vector<int64_t> shards;
+  std::vector<std::string> route;
+  int route_timeout_s = 10;       // a shard server's answer to the router
   uint64_t seed = 7;
   // The model configuration of an export's source run (for histories, `at` and explanations).
   std::function<ModelConfig(const std::string& model_dir)> model_config;
 };
+
+// --shards "I,J,..." and --route "HOST:PORT,..." into `o` (a UserError names the flag at fault).
+void ParseServeTopology(const std::string& shards, const std::string& route, ServerOptions& o);
 
 class RecommendServer {
  public:
