@@ -1,7 +1,8 @@
 // `shardrec serve` under load on loopback: requests/s and p50 / p99 / p99.9 latency for 1 and 16
 // concurrent clients (keep-alive connections), with batching on and off, and during hot reloads;
 // beside them, in the same run, the floor: the same requests answered in-process by the same
-// Recommender (the user tower plus the index search, no HTTP), so the server's cost is a ratio.
+// Recommender (the user tower plus the index search, no HTTP), with torch's default threads and
+// with one (as the server runs it), so the server's cost is a ratio.
 //
 //   serve_bench --export-root ROOT [--requests 4000 --clients 1,16 --history 20 --k 10
 //               --reload-to VERSION --reloads 10 --json OUT]
@@ -13,6 +14,8 @@
 // must answer within 2 s, and no request may fail (exit 1 otherwise). bench/serve_bench.sh makes
 // the exports (100k and 1M items; Flat, IVF, HNSW) and runs this on each.
 #include <httplib.h>
+
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <atomic>
@@ -157,6 +160,7 @@ Result Load(const std::string& name, int port, int64_t clients, const std::vecto
     threads.emplace_back([&, c] {
       httplib::Client cli("127.0.0.1", port);
       cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);  // a request is written in two parts: no waiting for the first one's ACK
       cli.set_read_timeout(30, 0);
       for (size_t i = static_cast<size_t>(c); until ? !until->load() : i < bodies.size(); i += static_cast<size_t>(clients)) {
         const auto t = Clock::now();
@@ -214,7 +218,7 @@ Result DuringReloads(ServerOptions so, const Options& o, const std::vector<std::
 int Run(const Options& o) {
   RecommenderOptions ro{.export_dir = o.root, .model_config = cli::RunModelConfig, .in_memory = true};
   std::unique_ptr<Recommender> rec = Recommender::Open(ro);
-  const ExportManifest& m = rec->manifest();
+  const ExportManifest m = rec->manifest();  // a copy: the Recommender goes before the servers start
   std::printf("export %s: %lld items, %lld dims, search %s; requests: histories of %lld items, k %lld\n", m.version.c_str(),
               static_cast<long long>(m.num_items), static_cast<long long>(m.dim), rec->index().name().c_str(),
               static_cast<long long>(o.history), static_cast<long long>(o.k));
@@ -222,8 +226,17 @@ int Run(const Options& o) {
   std::vector<std::string> bodies;
   for (const auto& q : requests) bodies.push_back(Body(q));
   std::vector<Result> results;
-  results.push_back(Floor(*rec, std::vector<RecommendRequest>(requests.begin(), requests.begin() + std::min<int64_t>(o.requests, 2000))));
+  const std::vector<RecommendRequest> floor_requests(requests.begin(), requests.begin() + std::min<int64_t>(o.requests, 2000));
+  results.push_back(Floor(*rec, floor_requests));
   Print(results.back());
+  // The server runs the user tower on one thread per batch (serve/server.cc): the same computation
+  // in-process, its floor for the ratio.
+  const int torch_threads = at::get_num_threads();
+  at::set_num_threads(1);
+  results.push_back(Floor(*rec, floor_requests));
+  results.back().name = "in-process floor, 1 torch thread";
+  Print(results.back());
+  at::set_num_threads(torch_threads);
   const double floor_p50 = results.back().p50;
   rec.reset();
   for (int batch : {64, 1}) {
@@ -248,7 +261,7 @@ int Run(const Options& o) {
   }
   for (const Result& r : results) {
     if (r.clients == 1 && r.name == "server, batching on") {
-      std::printf("server / floor at one client (p50): %.2fx\n", r.p50 / floor_p50);
+      std::printf("server / floor (1 torch thread) at one client (p50): %.2fx\n", r.p50 / floor_p50);
     }
   }
   if (!o.json_out.empty()) {

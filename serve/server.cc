@@ -1,6 +1,12 @@
 #include "serve/server.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <ATen/Parallel.h>
 
 #include <glog/logging.h>
 
@@ -302,29 +308,29 @@ void CheckCoverage(const RemoteSearch& search, const ExportManifest& m) {
   }
 }
 
-// Gathers concurrent requests into batches for one thread: each batch is the requests of one served
-// version that queued while the last batch ran (or, with a delay, arrived within it of the first),
-// at most `max` of them, answered by one Recommender::RecommendMany.
+// Gathers concurrent requests into batches, run by the requests' own threads: a request that finds
+// fewer than `runners` batches running takes the queue's oldest requests of one served version (at
+// most `max`, its own among them or older ones; with a delay, after waiting up to it from the first
+// one's arrival for the batch to fill) and answers them with one Recommender::RecommendMany; the
+// others wait for their answers or for a free runner's place. No thread hand-off: one client's
+// request runs on its own thread, as without batching.
 class Batcher {
  public:
-  Batcher(int max, double delay_ms, Metrics& metrics)
-      : max_(static_cast<size_t>(max)), delay_(delay_ms), metrics_(metrics), worker_([this] { Run(); }) {}
-  ~Batcher() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    work_.notify_all();
-    worker_.join();
-  }
+  Batcher(int max, double delay_ms, int runners, Metrics& metrics)
+      : max_(static_cast<size_t>(max)), runners_(runners), delay_(delay_ms), metrics_(metrics) {}
 
-  // Blocks until the request's batch is answered.
   RecommendResult Submit(const RecommendRequest& request, std::shared_ptr<const Served> served) {
     Pending p{.request = &request, .served = std::move(served), .arrived = Clock::now()};
     std::unique_lock<std::mutex> lock(mu_);
     queue_.push_back(&p);
-    work_.notify_one();
-    done_.wait(lock, [&] { return p.done; });
+    filled_.notify_all();
+    while (!p.done) {
+      if (running_ < runners_ && !queue_.empty()) {
+        Run(lock);
+      } else {
+        changed_.wait(lock);  // a batch ended: answers, or a runner's place
+      }
+    }
     return std::move(p.result);
   }
 
@@ -337,17 +343,15 @@ class Batcher {
     bool done = false;
   };
 
-  void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      work_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and every request answered
-      if (delay_.count() > 0 && queue_.size() < max_) {
-        work_.wait_until(lock, queue_.front()->arrived + std::chrono::duration_cast<Clock::duration>(delay_),
-                         [&] { return stopping_ || queue_.size() >= max_; });
-      }
-      // The batch: the first `max` requests on the first one's version; the others wait their turn.
-      std::vector<Pending*> batch;
+  // One batch, run by the calling request's thread (`lock` held on entry and exit).
+  void Run(std::unique_lock<std::mutex>& lock) {
+    ++running_;
+    if (delay_.count() > 0 && queue_.size() < max_) {
+      filled_.wait_until(lock, queue_.front()->arrived + std::chrono::duration_cast<Clock::duration>(delay_),
+                         [&] { return queue_.size() >= max_; });
+    }
+    std::vector<Pending*> batch;
+    if (!queue_.empty()) {  // another runner may have taken them while this one waited
       const Served* version = queue_.front()->served.get();
       for (auto it = queue_.begin(); it != queue_.end() && batch.size() < max_;) {
         if ((*it)->served.get() == version) {
@@ -357,34 +361,37 @@ class Batcher {
           ++it;
         }
       }
-      lock.unlock();
+    }
+    lock.unlock();
+    std::vector<RecommendResult> results;
+    if (!batch.empty()) {
       std::vector<const RecommendRequest*> requests;
       for (const Pending* p : batch) requests.push_back(p->request);
-      std::vector<RecommendResult> results;
       try {
-        results = batch.front()->served->rec->RecommendMany(requests, /*threads=*/0);
+        results = batch.front()->served->rec->RecommendMany(requests, /*threads=*/1);
       } catch (const std::exception& e) {  // not a request's fault: every request of the batch hears it
         LOG(ERROR) << "batch of " << batch.size() << ": " << e.what();
         results.assign(batch.size(), RecommendResult{.error = std::string("internal error: ") + e.what()});
       }
       metrics_.Batch(batch.size());
-      lock.lock();
-      for (size_t i = 0; i < batch.size(); ++i) {
-        batch[i]->result = std::move(results[i]);
-        batch[i]->done = true;
-      }
-      done_.notify_all();
     }
+    lock.lock();
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->result = std::move(results[i]);
+      batch[i]->done = true;
+    }
+    --running_;
+    changed_.notify_all();
   }
 
   const size_t max_;
+  const int runners_;
   const std::chrono::duration<double, std::milli> delay_;
   Metrics& metrics_;
   std::mutex mu_;
-  std::condition_variable work_, done_;
+  std::condition_variable filled_, changed_;
   std::deque<Pending*> queue_;
-  bool stopping_ = false;
-  std::thread worker_;  // last: starts once the members above exist
+  int running_ = 0;
 };
 
 // httplib's task queue with a bound: a connection arriving while `threads` are busy and `max_queued`
@@ -420,6 +427,32 @@ class BoundedQueue : public httplib::TaskQueue {
   std::atomic<size_t> pending_{0};
   httplib::ThreadPool pool_, overflow_;
 };
+
+// httplib listens with a backlog of 5 connections: a burst of new connections (clients without
+// keep-alive, a reconnecting pool) overflows it while the accepting thread waits for a core, and the
+// kernel drops them (seconds of retransmission, or a reset). The listening socket of `port` gets
+// the system's maximum instead (listen() again on a listening socket sets its backlog).
+void RaiseBacklog(int port) {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return;
+  while (const dirent* e = ::readdir(dir)) {
+    const auto fd = ParseInt64(e->d_name);
+    if (!fd) continue;
+    int listening = 0;
+    socklen_t len = sizeof(listening);
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof(addr);
+    if (::getsockopt(static_cast<int>(*fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+        ::getsockname(static_cast<int>(*fd), reinterpret_cast<sockaddr*>(&addr), &addr_len) != 0) {
+      continue;
+    }
+    const int bound = addr.ss_family == AF_INET    ? ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port)
+                      : addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port)
+                                                   : -1;
+    if (bound == port && ::listen(static_cast<int>(*fd), SOMAXCONN) != 0) PLOG(WARNING) << "listen backlog of port " << port;
+  }
+  ::closedir(dir);
+}
 
 // The endpoint a path belongs to, for /metrics.
 std::string EndpointOf(const std::string& path) {
@@ -703,11 +736,20 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
   m.http.set_payload_max_length(m.o.max_body_bytes);
   m.http.set_read_timeout(m.o.read_timeout_s, 0);
   m.http.set_tcp_nodelay(true);  // answers are small: no waiting for the client's ACK
-  m.http.set_keep_alive_max_count(100);  // requests per connection before it is closed (reconnects cost)
-  if (m.o.batch_max > 1) m.batcher = std::make_unique<Batcher>(m.o.batch_max, m.o.batch_delay_ms, m.metrics);
+  m.http.set_keep_alive_max_count(10000);  // requests per connection before it is closed (reconnects cost)
+  if (m.o.batch_max > 1) {
+    // As many batches at once as cores: one encodes (the user tower takes one batch at a time)
+    // while another searches.
+    const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    m.batcher = std::make_unique<Batcher>(m.o.batch_max, m.o.batch_delay_ms, cores, m.metrics);
+    // The server's parallelism is its batches; a torch thread team per batch on top of them only
+    // contends for the same cores.
+    at::set_num_threads(1);
+  }
   m.Routes();
   m.port = m.o.port == 0 ? m.http.bind_to_any_port(m.o.host) : (m.http.bind_to_port(m.o.host, m.o.port) ? m.o.port : -1);
   if (m.port < 0) Fail(m.o.host, ":", m.o.port, ": cannot listen there (in use, or not an address of this machine)");
+  RaiseBacklog(m.port);
   m.listener = std::thread([&m] { m.http.listen_after_bind(); });
   m.watcher = std::thread([&m] { m.Watch(); });
   return s;
@@ -729,7 +771,7 @@ void RecommendServer::Stop() {
   impl_->http.stop();  // the thread pool finishes the requests it has
   if (impl_->listener.joinable()) impl_->listener.join();
   if (impl_->watcher.joinable()) impl_->watcher.join();
-  impl_->batcher.reset();  // every request answered: the listener's threads are gone
+  impl_->batcher.reset();  // every request answered: the listener's threads are gone (their batches with them)
 }
 
 }  // namespace shardrec
