@@ -112,6 +112,7 @@ case "$cmd" in
     "$BUILD/embedding_bench" --world 2 | tail -n +5
     "$ROOT/launch/mpirun.sh" -np 2 "$BUILD/embedding_bench" --backend mpi | tail -n +5
     # One BLAS thread: FAISS parallelises with OpenMP itself (BLAS threads on top thrash 2 cores).
-    OPENBLAS_NUM_THREADS=1 "$BUILD/index_bench" 2>/dev/null ;;
+    OPENBLAS_NUM_THREADS=1 "$BUILD/index_bench" 2>/dev/null
+    SHARDREC_BUILD_DIR="$BUILD" bash "$ROOT/bench/serve_bench.sh" ;;
   *) echo "usage: tools/bootstrap.sh setup|debs|build|demo|test|bench" >&2; exit 2 ;;
 esac
