@@ -54,9 +54,19 @@ def browser():
 
 
 def table(driver):
-    rows = driver.find_elements("css selector", "#results tr.hit")
-    return [(r.find_element("css selector", "td.item").text, float(r.find_element("css selector", "td.score").text),
-             r.find_element("css selector", "td.because").text) for r in rows]
+    """The results table read in one script (the page may redraw it between element lookups)."""
+    return [(item, float(score), because) for item, score, because in driver.execute_script(
+        "return Array.from(document.querySelectorAll('#results tr.hit')).map(r => ["
+        "r.querySelector('td.item').textContent, r.querySelector('td.score').textContent,"
+        "r.querySelector('td.because').textContent]);")]
+
+
+def pick(driver, item):
+    """Clicks the search list's entry of `item` if it is shown (read and clicked in one script, as the
+    list is redrawn on every keystroke's answer); whether it was."""
+    return driver.execute_script(
+        "const li = Array.from(document.querySelectorAll('#matches li')).find(l => l.dataset.item === arguments[0]);"
+        "if (!li) return false; li.click(); return true;", item)
 
 
 def same(page, answer, what):
@@ -101,11 +111,9 @@ def main():
             box = driver.find_element("id", "search")
             box.clear()
             box.send_keys(it["title"])
-            wait.until(lambda d: any(li.get_attribute("data-item") == it["item"]
-                                     for li in d.find_elements("css selector", "#matches li")))
-            next(li for li in driver.find_elements("css selector", "#matches li")
-                 if li.get_attribute("data-item") == it["item"]).click()
-        picked = [li.text.split()[0] for li in driver.find_elements("css selector", "#history li")]
+            wait.until(lambda d: pick(d, it["item"]))
+        picked = driver.execute_script(
+            "return Array.from(document.querySelectorAll('#history li')).map(li => li.textContent.split(/\\s+/)[0]);")
         assert picked == [it["item"] for it in first], picked
         driver.find_element("id", "explain").click()
         before = driver.find_element("id", "status").text
