@@ -338,8 +338,10 @@ void Recommender::Encode(const std::vector<const RecommendRequest*>& requests, c
   for (size_t i : rows) {
     history.Add(queries[i].items, queries[i].stamps, requests[i]->at);
     if (requests[i]->at != kUnknownTime && !md.config.context) {
-      out[i].response.warning = "at: the model of export " + m.version + " has no context (trained with --context=false, on "
-                                "data without timestamps, or before context existed); the request time changes nothing";
+      // Beside what Resolve may have said (history items left out).
+      std::string& warning = out[i].response.warning;
+      warning += std::string(warning.empty() ? "" : "; ") + "at: the model of export " + m.version + " has no context (trained with "
+                 "--context=false, on data without timestamps, or before context existed); the request time changes nothing";
     }
   }
   torch::NoGradGuard no_grad;

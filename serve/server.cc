@@ -588,20 +588,32 @@ struct RecommendServer::Impl {
   std::string SearchJson(const Served& v, const std::string& body) const {
     if (remote) Fail("this server is a router (--route): it has no index to search");
     const JsonValue j = JsonValue::Parse(body, "search body");
-    const std::string& version = j.at("version").str();
+    // A member of the body of the given type, else a UserError naming it.
+    auto member = [](const JsonValue& obj, const std::string& field, JsonValue::Type type, const char* what) -> const JsonValue& {
+      if (obj.type != JsonValue::kObject || !obj.has(field) || obj.at(field).type != type) Fail(field, ": expected ", what);
+      return obj.at(field);
+    };
+    const std::string& version = member(j, "version", JsonValue::kString, "the export version (a string)").string;
     if (version != v.version) Fail("version ", Quote(version), " is not served here (", v.version, " is)");
-    const int64_t k = j.at("k").integer(), dim = v.rec->manifest().dim;
-    if (k < 1 || k > o.limits.max_k) Fail("k: expected 1 to ", o.limits.max_k, ", got ", k);
-    const std::vector<JsonValue>& queries = j.at("queries").array;
+    const JsonValue& k_value = member(j, "k", JsonValue::kNumber, "an integer");
+    const int64_t k = k_value.is_integer ? k_value.exact : 0, dim = v.rec->manifest().dim;
+    if (k < 1 || k > o.limits.max_k) Fail("k: expected 1 to ", o.limits.max_k);
+    const std::vector<JsonValue>& queries = member(j, "queries", JsonValue::kArray, "an array of {vector, exclude}").array;
     if (queries.empty() || queries.size() > 4096) Fail("queries: expected 1 to 4096, got ", queries.size());
     std::vector<float> matrix;
     std::vector<std::unordered_set<int64_t>> exclude;
     for (const JsonValue& q : queries) {
-      const std::vector<JsonValue>& vec = q.at("vector").array;
+      const std::vector<JsonValue>& vec = member(q, "vector", JsonValue::kArray, "an array of numbers").array;
       if (static_cast<int64_t>(vec.size()) != dim) Fail("queries: a vector of ", vec.size(), " values; export ", v.version, " has ", dim);
-      for (const JsonValue& x : vec) matrix.push_back(static_cast<float>(x.num()));
+      for (const JsonValue& x : vec) {
+        if (x.type != JsonValue::kNumber) Fail("vector: expected numbers");
+        matrix.push_back(static_cast<float>(x.number));
+      }
       auto& ex = exclude.emplace_back();
-      for (const JsonValue& id : q.at("exclude").array) ex.insert(id.integer());
+      for (const JsonValue& id : member(q, "exclude", JsonValue::kArray, "an array of item ids").array) {
+        if (!id.is_integer) Fail("exclude: expected integer item ids");
+        ex.insert(id.exact);
+      }
     }
     const auto hits = v.rec->index().SearchMany(matrix.data(), static_cast<int64_t>(queries.size()), k, exclude, /*threads=*/0);
     std::string out = "{\"version\": " + JsonEscape(v.version) + ", \"search\": " + JsonEscape(v.rec->index().name()) + ", \"hits\": [";
@@ -617,11 +629,9 @@ struct RecommendServer::Impl {
     const std::optional<int64_t> limit = limit_text.empty() ? std::optional<int64_t>(20) : ParseInt64(limit_text);
     if (!limit || *limit < 1 || *limit > 1000) Fail("limit: expected 1 to 1000, got ", Quote(limit_text));
     if (q.empty() || q.size() > 200) Fail("q: expected 1 to 200 characters of a title or an item id");
-    auto lower = [](std::string s) {
-      for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      return s;
-    };
-    const std::string needle = lower(q);
+    // Compared in place, case folded byte by byte: no copy of each of the catalogue's titles.
+    auto same = [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b)); };
+    auto holds = [&](const std::string& title) { return std::search(title.begin(), title.end(), q.begin(), q.end(), same) != title.end(); };
     std::string arr = "[";
     int64_t found = 0;
     const int64_t exact = v.rec->FindItem(q);
@@ -632,7 +642,7 @@ struct RecommendServer::Impl {
     };
     if (exact >= 0) add(exact);
     for (int64_t id = 0; id < v.rec->manifest().num_items && found < *limit; ++id) {
-      if (id != exact && lower(v.rec->item_title(id)).find(needle) != std::string::npos) add(id);
+      if (id != exact && holds(v.rec->item_title(id))) add(id);
     }
     JsonObject out;
     out.Add("version", v.version).AddRaw("items", arr + "]");

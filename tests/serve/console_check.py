@@ -14,12 +14,13 @@ Every request goes to 127.0.0.1; every wait is bounded.
 """
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
+
+from serve_util import fresh_runs, start_server
 
 BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 
@@ -77,19 +78,11 @@ def same(page, answer, what):
 
 
 def main():
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-    run("data", "synth", "--output", "s.h5", "--users", "200", "--items", "150", "--events", "4000")
-    run("train", "--data", "s.h5", "--run-dir", "a", "--max-steps", "20", "--dim", "16", "--blocks", "1",
-        "--max-len", "10", "--log-every", "0")
+    fresh_runs(run, WORK, users=200, items=150, events=4000, runs=(("a", "7"),))
     run("publish", "--run-dir", "a", "--export-root", "S", "--export-version", "v1", "--force", "--factory", "Flat")
-    server = subprocess.Popen([BIN, "serve", "--export-root", "S", "--port", "0"], cwd=WORK,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server, port = start_server(BIN, WORK)
     driver = None
     try:
-        m = re.search(r"http://127\.0\.0\.1:(\d+)", server.stdout.readline())
-        assert m, "the server printed no address"
-        port = int(m.group(1))
         from selenium.webdriver.support.ui import WebDriverWait
         driver = browser()
         wait = WebDriverWait(driver, 20)

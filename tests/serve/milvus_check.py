@@ -13,12 +13,13 @@
 """
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import urllib.request
+
+from serve_util import fresh_runs, start_server
 
 BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 PY = sys.executable
@@ -48,12 +49,7 @@ def user_vectors(version_dir):
 
 
 def main():
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-    run("data", "synth", "--output", "s.h5", "--users", "200", "--items", "300", "--events", "4000")
-    for r, seed in (("a", "1"), ("b", "2")):
-        run("train", "--data", "s.h5", "--run-dir", r, "--max-steps", "20", "--dim", "16", "--blocks", "1",
-            "--max-len", "10", "--log-every", "0", "--seed", seed)
+    fresh_runs(run, WORK, users=200, items=300, events=4000)
     run("publish", "--run-dir", "a", "--export-root", "S", "--export-version", "v1", "--force", "--factory", "Flat")
     db = os.path.join(WORK, "recall.db")
     p = loader("--export", "S", "--uri", db)
@@ -87,10 +83,8 @@ def main():
     print("v1 again: refused without --replace, reloaded with it; v2 loaded beside it, the alias moved to v2; "
           "a copied version and a damaged manifest refused, nothing created")
     vectors = user_vectors(os.path.join(WORK, "S", "v2"))
-    server = subprocess.Popen([BIN, "serve", "--export-root", "S", "--port", "0"], cwd=WORK,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server, port = start_server(BIN, WORK)
     try:
-        port = int(re.search(r"http://127\.0\.0\.1:(\d+)", server.stdout.readline()).group(1))
         client = MilvusClient(uri=db)
         client.load_collection("shardrec_v2")  # milvus-lite: each process loads what it searches
         users = [str(u) for u in range(1, 200, 10)]

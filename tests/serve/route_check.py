@@ -18,14 +18,14 @@ Every request goes to 127.0.0.1; every loop is bounded.
 import json
 import os
 import random
-import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+
+from serve_util import fresh_runs, start_server
 
 BIN, WORK, MPIRUN = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2]), os.path.abspath(sys.argv[3])
 servers = []
@@ -40,13 +40,9 @@ def run(*args, mpi=False):
 
 
 def serve(*flags):
-    p = subprocess.Popen([BIN, "serve", "--export-root", "S", "--port", "0", *flags], cwd=WORK,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p, port = start_server(BIN, WORK, *flags)
     servers.append(p)
-    m = re.search(r"http://127\.0\.0\.1:(\d+)", p.stdout.readline())
-    if not m:
-        sys.exit(f"FAIL: serve {' '.join(flags)}: {p.stderr.read()[-2000:]}")
-    return p, int(m.group(1))
+    return p, port
 
 
 def post(port, body, path="/v1/recommend"):
@@ -99,12 +95,7 @@ def cases(items, rng):
 
 
 def main():
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-    run("data", "synth", "--output", "s.h5", "--users", "300", "--items", "400", "--events", "6000")
-    for r, seed in (("a", "1"), ("b", "2")):
-        run("train", "--data", "s.h5", "--run-dir", r, "--max-steps", "20", "--dim", "16", "--blocks", "1",
-            "--max-len", "10", "--log-every", "0", "--seed", seed)
+    fresh_runs(run, WORK, users=300, items=400, events=6000)
     run("publish", "--run-dir", "a", "--export-root", "S", "--export-version", "v1", "--force", "--factory", "Flat",
         mpi=True)
     manifest = json.load(open(os.path.join(WORK, "S", "v1", "manifest.json")))
@@ -143,6 +134,13 @@ def check(manifest):
     assert status == 200 and all(h["id"] < begin1 for h in answer["hits"][0]), answer
     status, answer = post(port_a, {"version": "v0", "k": 5, "queries": [{"vector": [0.25] * 16, "exclude": []}]}, "/v1/search")
     assert status == 409 and "is not served here" in answer["error"], answer
+    # A malformed search body names the field at fault.
+    for body, field in (({"k": 5, "queries": []}, "version"), ({"version": "v1", "k": "5", "queries": []}, "k"),
+                        ({"version": "v1", "k": 5, "queries": [{"vector": [0.25] * 16}]}, "exclude"),
+                        ({"version": "v1", "k": 5, "queries": [{"vector": ["x"] * 16, "exclude": []}]}, "vector"),
+                        ({"version": "v1", "k": 5, "queries": [{"vector": [0.25] * 16, "exclude": [1.5]}]}, "exclude")):
+        status, answer = post(port_a, body, "/v1/search")
+        assert status == 400 and answer["error"].startswith(field + ":"), (body, status, answer)
     print("each shard server answers over its own shard; merged, the full server's answer")
 
     # v2 on 2 shards with HNSW: everyone follows LATEST; the router still equals the full server.

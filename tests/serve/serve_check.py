@@ -32,6 +32,8 @@ import time
 import urllib.error
 import urllib.request
 
+from serve_util import fresh_runs, start_server
+
 BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 
 
@@ -80,15 +82,10 @@ def same_answer(served, query, what):
 
 
 def main():
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-    run("data", "synth", "--output", "s.h5", "--users", "300", "--items", "200", "--events", "6000")
-    for r, seed in (("a", "1"), ("b", "2")):
-        run("train", "--data", "s.h5", "--run-dir", r, "--max-steps", "20", "--dim", "16", "--blocks", "1",
-            "--max-len", "10", "--log-every", "0", "--seed", seed)
+    fresh_runs(run, WORK, users=300, items=200, events=6000)
     run("publish", "--run-dir", "a", "--export-root", "S", "--export-version", "v1", "--force", "--factory", "Flat")
 
-    server, port = start_server("--threads", "20", "--max-history", "100")
+    server, port = start_server(BIN, WORK, "--threads", "20", "--max-history", "100")
     try:
         check_against_query(port)
         check_bad_requests(port)
@@ -101,17 +98,6 @@ def main():
         if server.poll() is None:
             server.kill()
     print("serve check: OK")
-
-
-def start_server(*flags):
-    server = subprocess.Popen([BIN, "serve", "--export-root", "S", "--port", "0", *flags], cwd=WORK,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = server.stdout.readline()
-    m = re.search(r"http://127\.0\.0\.1:(\d+)", first)
-    if not m:
-        server.kill()
-        sys.exit(f"FAIL: no address in {first!r}: {server.stderr.read()[-2000:]}")
-    return server, int(m.group(1))
 
 
 def check_against_query(port):
@@ -235,7 +221,7 @@ def raw_request(port, data, timeout=10):
 def check_overload():
     """A one-thread server with one waiting place: a stalled client holds the thread until
     --read-timeout cuts it off, a second connection waits, a third is answered 503 at once."""
-    server, port = start_server("--threads", "1", "--max-queued", "1", "--read-timeout", "2")
+    server, port = start_server(BIN, WORK, "--threads", "1", "--max-queued", "1", "--read-timeout", "2")
     body = b'{"user": "1"}'
     request = (b"POST /v1/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
