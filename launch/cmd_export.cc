@@ -226,7 +226,7 @@ int RunServe(const std::vector<std::string>&) {
   InstallStopHandlers(/*announce=*/false);
   ServerOptions o{.export_root = FLAGS_export_root, .host = FLAGS_host, .port = FLAGS_port, .threads = FLAGS_threads > 0 ? FLAGS_threads : 32,
                   .max_queued = FLAGS_max_queued, .read_timeout_s = FLAGS_read_timeout, .limits = {.max_k = FLAGS_max_k, .max_history = FLAGS_max_history},
-                  .batch_max = FLAGS_batch_max, .batch_delay_ms = FLAGS_batch_delay_ms, .exact = FLAGS_exact, .seed = FLAGS_seed,
+                  .batch_max = FLAGS_batch_max, .batch_delay_ms = FLAGS_batch_delay_ms, .standby = FLAGS_standby, .exact = FLAGS_exact, .seed = FLAGS_seed,
                   .model_config = RunModelConfig};
   ParseServeTopology(FLAGS_shards, FLAGS_route, o);
   auto server = RecommendServer::Start(o);
@@ -292,10 +292,10 @@ Registrar index_cmd({
 Registrar serve_cmd({
     .name = "serve",
     .summary = "an HTTP/1.1 JSON recommendation server of an export root, swapping versions as LATEST moves",
-    .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 32 --batch-max 64 --batch-delay-ms 0 --exact] "
+    .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 32 --batch-max 64 --batch-delay-ms 0 --standby --exact] "
              "[--shards I,J | --route HOST:PORT,...]",
     .flags = {"export_root", "port", "host", "threads", "exact", "seed", "max_queued", "read_timeout", "max_k", "max_history", "batch_max",
-              "batch_delay_ms", "shards", "route"},
+              "batch_delay_ms", "standby", "shards", "route"},
     .positional = 0,
     .run = RunServe,
 });

@@ -126,14 +126,13 @@ bool ResumeInterrupted(const PublishOptions& o, PublishResult& r, Communicator& 
   return true;
 }
 
-// COLLECTIVE. Steps 3.-6. of a publish on rank 0: the index of the exported `dir`, the gate, the
-// lineage in its manifest, LATEST, pruning; every rank learns the outcome (a failure removes the
-// unserved version).
+// COLLECTIVE. The last steps of a publish on rank 0, once `dir` is exported and indexed and both
+// evaluations are in: the gate, the lineage in its manifest, LATEST, pruning; every rank learns the
+// outcome (a failure removes the unserved version).
 void GateAndServe(const PublishOptions& o, const std::string& dir, const Dataset& ds, PublishResult& r, Communicator& comm) {
   const ExportOptions& e = o.export_options;
   RunAgreed(comm, [&] {
     if (comm.rank() != 0) return;
-    r.recall10 = BuildExportIndex(dir, o.index).recall10;
     r.reason = Gate(o, r);
     r.decision = r.reason.empty() ? "published" : o.force ? "forced" : "refused";
     ExportManifest m = ReadExportManifest(dir);
@@ -183,26 +182,39 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     if (comm.rank() == 0) r.parent = ReadLatest(e.root);
   });
   r.parent = BroadcastString(comm, r.parent, 0);
-  // 1. Both evaluations on the candidate's holdout.
   auto ds = Dataset::Open(e.data);
-  const Holdout holdout{LoadItemCatalog(*ds), TrainItemCounts(*ds, comm)};
-  r.candidate = EvaluateDir(o, holdout, RunDir(e.run_dir).model(), /*remap=*/false, comm);
+  std::string served_source;
   if (!r.parent.empty()) {
-    const ExportManifest served = ReadExportManifest(e.root + "/" + r.parent);
-    if (!PathExists(served.source + "/manifest.json")) {
-      Fail(e.root, "/", r.parent, ": its model ", served.source, " is gone; the gate needs it to score the served version");
+    served_source = ReadExportManifest(e.root + "/" + r.parent).source;
+    if (!PathExists(served_source + "/manifest.json")) {
+      Fail(e.root, "/", r.parent, ": its model ", served_source, " is gone; the gate needs it to score the served version");
     }
-    if (SameFile(served.source, RunDir(e.run_dir).model())) {
-      Fail("the served version ", r.parent, " came from ", served.source, ", the candidate's own model directory (the run "
+    if (SameFile(served_source, RunDir(e.run_dir).model())) {
+      Fail("the served version ", r.parent, " came from ", served_source, ", the candidate's own model directory (the run "
            "directory was reused): give each night's run its own --run-dir");
     }
-    r.served = EvaluateDir(o, holdout, served.source, /*remap=*/true, comm);
   }
-  // 2. The export, complete but not served.
+  // 1. The export and its index, complete but not served: servers keeping a standby load it
+  // while the gate evaluates (docs/serving.md), so LATEST moving to it swaps at once.
   ExportOptions eo = e;
   eo.move_latest = false;
   const std::string dir = ExportEmbeddings(eo, comm);
   r.version = Basename(dir);
+  auto unpublished = [&] {
+    if (comm.rank() == 0 && ReadLatest(e.root) != r.version) RemoveAll(dir);
+  };
+  RunAgreed(comm, [&] {
+    if (comm.rank() == 0) r.recall10 = BuildExportIndex(dir, o.index).recall10;
+  }, unpublished);
+  // 2. Both evaluations on the candidate's holdout (their errors are agreed on every rank).
+  try {
+    const Holdout holdout{LoadItemCatalog(*ds), TrainItemCounts(*ds, comm)};
+    r.candidate = EvaluateDir(o, holdout, RunDir(e.run_dir).model(), /*remap=*/false, comm);
+    if (!r.parent.empty()) r.served = EvaluateDir(o, holdout, served_source, /*remap=*/true, comm);
+  } catch (const UserError&) {
+    unpublished();
+    throw;
+  }
   GateAndServe(o, dir, *ds, r, comm);
   return r;
 }

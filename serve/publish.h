@@ -2,11 +2,12 @@
 // than what is served now (the gate); retention and rollback of served versions.
 //
 // Order, so that exactly one complete version is served throughout:
-//   1. evaluate the candidate (RUN/model) and the served version (ROOT/LATEST's model, loaded into
+//   1. export the candidate to ROOT/<version> (complete, not served);
+//   2. build its index and measure recall@10 against exact search (from here a server keeping a
+//      standby loads the version while the gate evaluates: docs/serving.md);
+//   3. evaluate the candidate (RUN/model) and the served version (ROOT/LATEST's model, loaded into
 //      the candidate's catalogue by raw id; items it never saw cannot be recalled by it) on the same
 //      holdout: the test split of the candidate's data, full ranking;
-//   2. export the candidate to ROOT/<version> (complete, not served);
-//   3. build its index and measure recall@10 against exact search;
 //   4. record the lineage (parent, data fingerprint, both evaluations, decision) in its manifest;
 //   5. only if NDCG@10 >= served x (1 - tolerance) and recall@10 >= min_recall (or when forced),
 //      point ROOT/LATEST at it (atomic rename); otherwise LATEST is left as it was;

@@ -5,6 +5,7 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <ATen/Parallel.h>
 
@@ -25,10 +26,12 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/file_util.h"
 #include "common/json.h"
 #include "common/strings.h"
 #include "io/export_format.h"
 #include "serve/console.h"
+#include "serve/export_root.h"
 
 namespace shardrec {
 namespace {
@@ -44,8 +47,33 @@ double UnixNow() {
 struct Served {
   std::shared_ptr<const Recommender> rec;
   std::string version;
-  double loaded_unix = 0;
+  double loaded_unix = 0;  // when it began answering
+  std::string key;         // ContentKey of its manifest as read ("" if it changed while read)
 };
+
+// What decides a version's content: its name, dataset, files (sizes, CRCs) and index generation,
+// from its manifest as it stands ("" when unreadable). Publish's last rewrite (lineage, the gate)
+// keeps it; a re-index or a re-export under the same name changes it.
+std::string ContentKey(const std::string& version_dir) {
+  try {
+    const JsonValue m = JsonValue::Parse(ReadFileToString(version_dir + "/manifest.json"), version_dir);
+    std::string key = m.at("version").str() + "\n" + m.at("data").str() + "\n";
+    for (const auto& [name, digest] : m.at("files").object) {
+      key += name + " " + std::to_string(digest.at("bytes").integer()) + " " + std::to_string(digest.at("crc32c").integer()) + "\n";
+    }
+    if (m.has("index") && m.at("index").has("dir")) key += m.at("index").at("dir").str();
+    return key;
+  } catch (const UserError&) {
+    return "";
+  }
+}
+
+// A version's manifest's modification time (0 when it has none).
+double ManifestTime(const std::string& version_dir) {
+  struct stat st;
+  if (::stat((version_dir + "/manifest.json").c_str(), &st) != 0) return 0;
+  return static_cast<double>(st.st_mtim.tv_sec) + 1e-9 * static_cast<double>(st.st_mtim.tv_nsec);
+}
 
 // Requests and latencies by endpoint and status, in the Prometheus text format.
 class Metrics {
@@ -60,7 +88,11 @@ class Metrics {
     h.sum += seconds;
     ++h.count;
   }
-  void Reload(bool ok) { (ok ? reloads_ok_ : reloads_refused_).fetch_add(1); }
+  enum class Loaded { kCold, kStandby, kRefused };
+  void Reload(Loaded how) {
+    (how == Loaded::kCold ? reloads_ok_ : how == Loaded::kStandby ? reloads_standby_ : reloads_refused_).fetch_add(1);
+  }
+  void StandbyLoad(bool ok) { (ok ? standby_ok_ : standby_refused_).fetch_add(1); }
   void Batch(size_t size) {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t b = 0; b < kBatchBuckets.size(); ++b) batches_.counts[b] += static_cast<double>(size) <= kBatchBuckets[b];
@@ -106,10 +138,16 @@ class Metrics {
     Appendf(out, "# HELP shardrec_served_version_loaded_seconds When the served version was loaded (unix time).\n"
                  "# TYPE shardrec_served_version_loaded_seconds gauge\nshardrec_served_version_loaded_seconds %.3f\n",
             served.loaded_unix);
-    Appendf(out, "# HELP shardrec_reloads_total Versions LATEST moved to: loaded, or refused (the served one stayed).\n"
-                 "# TYPE shardrec_reloads_total counter\nshardrec_reloads_total{outcome=\"loaded\"} %lld\n"
+    Appendf(out, "# HELP shardrec_reloads_total Versions LATEST moved to: loaded then, swapped in from the standby, or "
+                 "refused (the served one stayed).\n# TYPE shardrec_reloads_total counter\n"
+                 "shardrec_reloads_total{outcome=\"loaded\"} %lld\nshardrec_reloads_total{outcome=\"standby\"} %lld\n"
                  "shardrec_reloads_total{outcome=\"refused\"} %lld\n",
-            static_cast<long long>(reloads_ok_.load()), static_cast<long long>(reloads_refused_.load()));
+            static_cast<long long>(reloads_ok_.load()), static_cast<long long>(reloads_standby_.load()),
+            static_cast<long long>(reloads_refused_.load()));
+    Appendf(out, "# HELP shardrec_standby_loads_total Versions newer than the served one loaded ahead of LATEST, or "
+                 "refused.\n# TYPE shardrec_standby_loads_total counter\nshardrec_standby_loads_total{outcome=\"loaded\"} %lld\n"
+                 "shardrec_standby_loads_total{outcome=\"refused\"} %lld\n",
+            static_cast<long long>(standby_ok_.load()), static_cast<long long>(standby_refused_.load()));
     return out;
   }
 
@@ -125,7 +163,7 @@ class Metrics {
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, int64_t> requests_;
   std::map<std::string, Histogram> latency_;
-  std::atomic<int64_t> reloads_ok_{0}, reloads_refused_{0};
+  std::atomic<int64_t> reloads_ok_{0}, reloads_standby_{0}, reloads_refused_{0}, standby_ok_{0}, standby_refused_{0};
 };
 
 std::string ErrorJson(const std::string& message) {
@@ -494,10 +532,58 @@ struct RecommendServer::Impl {
     ro.item_shards = o.shards;
     ro.search = remote;
     auto s = std::make_shared<Served>();
+    const std::string key = ContentKey(ro.export_dir);
     s->rec = Recommender::Open(ro);
     s->version = s->rec->manifest().version;
     s->loaded_unix = UnixNow();
+    if (ContentKey(ro.export_dir) == key) s->key = key;
     return s;
+  }
+
+  // The standby (o.standby): a second loaded version beside the served one, for a swap without a
+  // load: the version served before the last swap (a rollback's target), replaced by a version
+  // newer than the served one as soon as its directory is complete (a publish's, before LATEST
+  // moves to it). It is used only while its manifest's ContentKey is the one it was loaded with.
+  // Touched by the watcher alone.
+  std::shared_ptr<const Served> standby;
+  std::string standby_refused;  // the ContentKey of a version that failed to load ahead (not tried again)
+
+  // The standby for LATEST = `latest` (null if it holds another version, or it changed since).
+  std::shared_ptr<const Served> TakeStandby(const std::string& latest) {
+    if (!standby || standby->version != latest || standby->key.empty() ||
+        ContentKey(o.export_root + "/" + latest) != standby->key) {
+      return nullptr;
+    }
+    auto s = std::make_shared<Served>(*standby);
+    s->loaded_unix = UnixNow();
+    standby.reset();
+    return s;
+  }
+
+  // Loads the newest version whose manifest is newer than the served one's into the standby.
+  void LoadAhead(const std::string& current) {
+    if (standby && ManifestTime(o.export_root + "/" + standby->version) == 0) standby.reset();  // retired
+    std::string best;
+    double newest = ManifestTime(o.export_root + "/" + current);
+    for (const std::string& v : ListVersions(o.export_root)) {
+      const double t = v == current ? 0 : ManifestTime(o.export_root + "/" + v);
+      if (t > newest) best = v, newest = t;
+    }
+    if (best.empty()) return;
+    const std::string key = ContentKey(o.export_root + "/" + best);
+    if (key.empty() || key == standby_refused || (standby && standby->key == key)) return;
+    standby.reset();  // two versions at most: the served one and the one loading
+    try {
+      std::shared_ptr<const Served> next = Open(best);
+      if (next->key != key) return;  // rewritten while it was read: the next poll tries again
+      standby = std::move(next);
+      metrics.StandbyLoad(true);
+      LOG(INFO) << "standby: " << o.export_root << "/" << best << " loaded ahead of LATEST";
+    } catch (const UserError& e) {
+      standby_refused = key;
+      metrics.StandbyLoad(false);
+      LOG(WARNING) << "standby: " << o.export_root << "/" << best << " not loaded ahead: " << e.what();
+    }
   }
 
   // The watcher: a new LATEST is opened beside the served version, then swapped in.
@@ -516,23 +602,42 @@ struct RecommendServer::Impl {
       }
       std::shared_ptr<const Served> next;
       if (!latest.empty() && latest != current && latest != last_refused) {
+        if ((next = TakeStandby(latest))) {
+          metrics.Reload(Metrics::Loaded::kStandby);
+          LOG(INFO) << "serving " << o.export_root << "/" << latest << " from the standby (was " << current << ")";
+        } else {
+          try {
+            next = Open(latest);
+            metrics.Reload(Metrics::Loaded::kCold);
+            LOG(INFO) << "serving " << o.export_root << "/" << latest << " (was " << current << ")";
+          } catch (const UserError& e) {
+            metrics.Reload(Metrics::Loaded::kRefused);
+            LOG(ERROR) << "not serving " << o.export_root << "/" << latest << ": " << e.what() << "; " << current << " stays";
+          }
+        }
+      } else if (o.standby && latest == current) {
         try {
-          next = Open(latest);
-          metrics.Reload(true);
-          LOG(INFO) << "serving " << o.export_root << "/" << latest << " (was " << current << ")";
-        } catch (const UserError& e) {
-          metrics.Reload(false);
-          LOG(ERROR) << "not serving " << o.export_root << "/" << latest << ": " << e.what() << "; " << current << " stays";
+          LoadAhead(current);
+        } catch (const UserError& e) {  // the root unreadable for a moment, say
+          LOG_EVERY_N(WARNING, 50) << "standby: " << e.what();
         }
       }
       lock.lock();
       if (next) {
-        served = next;
+        // The old version is let go outside the lock (freeing a large one takes a while), by the
+        // last request still on it or here.
+        next.swap(served);
         refused.clear();
       } else if (latest == current) {
         refused.clear();  // LATEST came back: a refused version is tried again when it is named again
       } else if (!latest.empty()) {
         refused = latest;
+      }
+      if (next) {  // the version served until now
+        lock.unlock();
+        if (o.standby) standby = std::move(next);  // a rollback's target (the one it replaces goes here)
+        next.reset();
+        lock.lock();
       }
     }
   }

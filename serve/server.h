@@ -44,6 +44,10 @@ struct ServerOptions {
   // batch_max 1: every request on its own thread.
   int batch_max = 64;
   double batch_delay_ms = 0;
+  // A second version kept loaded beside the served one (docs/serving.md): the one served before the
+  // last swap, or a newer one loaded as soon as its directory is complete, so that LATEST moving to
+  // it swaps without a load. Twice the memory of one version at all times (false: only during a load).
+  bool standby = true;
   bool exact = false;             // exact search even where the export has an index
   // More than one machine (docs/serving.md): a shard server loads only these item shards of the
   // export (empty: all) and answers over them; a router (`route`: the shard servers' HOST:PORT)

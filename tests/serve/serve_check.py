@@ -310,6 +310,7 @@ def check_reload(port):
     assert not failures, failures[:3]
     print(f"{answered[0]} requests from 16 clients during 10 publishes and 2 rollbacks, none failed; each new "
           f"version answered within {slowest:.2f} s of LATEST moving")
+    check_standby(port)
     # A version that does not verify (a copy under another name: its manifest names another) is refused,
     # the served one stays; named again after LATEST came back, it is tried (and refused) again.
     root = os.path.join(WORK, "S")
@@ -324,6 +325,39 @@ def check_reload(port):
         time.sleep(1.0)
     assert post(port, {"user": "1"})[0] == 200
     print("a version that does not verify: refused twice (named, unnamed, named again), the served one stayed")
+
+
+def metric(port, name):
+    for line in get(port, "/metrics")[1].splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def check_standby(port):
+    """Each rollback swapped in the version served before (the standby) without loading it; a version
+    re-indexed after it was loaded ahead is loaded again, and its new index is what answers."""
+    assert metric(port, 'shardrec_reloads_total{outcome="standby"}') >= 2, get(port, "/metrics")[1]
+    root = os.path.join(WORK, "S")
+    served = open(os.path.join(root, "LATEST")).read().strip()
+    run("publish", "--rollback", "--export-root", "S")  # the standby is now the version just left
+    back = open(os.path.join(root, "LATEST")).read().strip()
+    deadline = time.time() + 10
+    while time.time() < deadline and json.loads(get(port, "/healthz")[1])["version"] != back:
+        time.sleep(0.02)
+    assert post(port, {"user": "1"})[1]["version"] == back
+    before = metric(port, 'shardrec_reloads_total{outcome="loaded"}') + metric(port, 'shardrec_reloads_total{outcome="standby"}')
+    run("index", "--export", os.path.join("S", served), "--factory", "HNSW16")  # the standby's manifest moves on
+    time.sleep(1.0)
+    set_latest(root, served + "\n")
+    deadline = time.time() + 10
+    while time.time() < deadline and json.loads(get(port, "/healthz")[1])["version"] != served:
+        time.sleep(0.02)
+    answer = post(port, {"user": "1"})[1]
+    assert answer["version"] == served and "HNSW16" in answer["search"], answer
+    after = metric(port, 'shardrec_reloads_total{outcome="loaded"}') + metric(port, 'shardrec_reloads_total{outcome="standby"}')
+    assert after == before + 1, (before, after)
+    print(f"rollbacks served from the standby; a re-indexed version was loaded again ({answer['search']} answers)")
 
 
 if __name__ == "__main__":
