@@ -249,7 +249,9 @@ int Run(const Options& o) {
   const double floor_p50 = results.back().p50;
   rec.reset();
   for (int batch : {64, 1}) {
-    ServerOptions so{.export_root = o.root, .port = 0, .threads = 64, .batch_max = batch, .model_config = cli::RunModelConfig};
+    // No standby: loading one ahead would compete with the load being measured.
+    ServerOptions so{.export_root = o.root, .port = 0, .threads = 64, .batch_max = batch, .standby = false,
+                     .model_config = cli::RunModelConfig};
     auto server = RecommendServer::Start(so);
     Load("warm-up", server->port(), 4, std::vector<std::string>(bodies.begin(), bodies.begin() + 200));
     for (int64_t c : o.clients) {

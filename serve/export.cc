@@ -154,7 +154,7 @@ void WriteManifest(const ExportOptions& o, const std::string& data, const Datase
   ExportManifest m;
   m.version = version;
   m.source = RealPath(RunDir(o.run_dir).model());  // absolute: publish reloads it from anywhere
-  m.data = data;
+  m.data = RealPath(data);  // absolute too: a server reads titles and histories from it, from its own directory
   m.dim = o.model.dim;
   m.normalization = o.model.cosine ? "l2" : "none";  // --score dot: raw vectors, scores are inner products
   m.num_items = info.num_items;
