@@ -1,5 +1,6 @@
 #include "common/crc32c.h"
 
+#include <bit>
 #include <cstring>
 
 #if defined(__x86_64__)
@@ -8,6 +9,8 @@
 
 namespace shardrec {
 namespace {
+
+static_assert(std::endian::native == std::endian::little, "the CRC-32C tables fold words in little-endian byte order");
 
 // Eight tables: table[k][b] is the CRC of byte b followed by k zero bytes, so eight bytes are
 // folded per step (slicing-by-8) where the CPU has no CRC-32C instruction.
@@ -37,7 +40,7 @@ uint32_t ExtendSoftware(uint32_t crc, const unsigned char* p, size_t n) {
     uint32_t lo, hi;
     std::memcpy(&lo, p, 4);
     std::memcpy(&hi, p + 4, 4);
-    lo ^= crc;  // little-endian byte order, as every platform this builds on
+    lo ^= crc;  // little-endian (asserted above)
     crc = t.t[7][lo & 0xFF] ^ t.t[6][(lo >> 8) & 0xFF] ^ t.t[5][(lo >> 16) & 0xFF] ^ t.t[4][lo >> 24] ^
           t.t[3][hi & 0xFF] ^ t.t[2][(hi >> 8) & 0xFF] ^ t.t[1][(hi >> 16) & 0xFF] ^ t.t[0][hi >> 24];
     p += 8;

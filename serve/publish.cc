@@ -211,7 +211,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
     const Holdout holdout{LoadItemCatalog(*ds), TrainItemCounts(*ds, comm)};
     r.candidate = EvaluateDir(o, holdout, RunDir(e.run_dir).model(), /*remap=*/false, comm);
     if (!r.parent.empty()) r.served = EvaluateDir(o, holdout, served_source, /*remap=*/true, comm);
-  } catch (const UserError&) {
+  } catch (...) {  // a mistake, or memory running out: the unserved version goes either way
     unpublished();
     throw;
   }

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/crc32c.h"
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
@@ -57,14 +58,31 @@ struct Served {
 std::string ContentKey(const std::string& version_dir) {
   try {
     const JsonValue m = JsonValue::Parse(ReadFileToString(version_dir + "/manifest.json"), version_dir);
-    std::string key = m.at("version").str() + "\n" + m.at("data").str() + "\n";
+    std::string key = m.at("version").str() + "\n" + m.at("source").str() + "\n" + m.at("data").str() + "\n";
     for (const auto& [name, digest] : m.at("files").object) {
       key += name + " " + std::to_string(digest.at("bytes").integer()) + " " + std::to_string(digest.at("crc32c").integer()) + "\n";
     }
-    if (m.has("index") && m.at("index").has("dir")) key += m.at("index").at("dir").str();
+    if (m.has("index") && m.at("index").has("dir")) {
+      // The index's own manifest holds its files' sizes and CRCs: a version exported again under
+      // its name restarts at index.g1, perhaps with another factory.
+      const std::string dir = m.at("index").at("dir").str();
+      const std::string index_manifest = ReadFileToString(version_dir + "/" + dir + "/manifest.json");
+      key += dir + " " + std::to_string(Crc32c(index_manifest.data(), index_manifest.size()));
+    }
     return key;
   } catch (const UserError&) {
     return "";
+  }
+}
+
+// Whether publish's gate refused the version (kept on disk for `publish --force`, never served
+// unless LATEST names it).
+bool GateRefused(const std::string& version_dir) {
+  try {
+    const JsonValue m = JsonValue::Parse(ReadFileToString(version_dir + "/manifest.json"), version_dir);
+    return m.has("lineage") && m.at("lineage").has("decision") && m.at("lineage").at("decision").str() == "refused";
+  } catch (const UserError&) {
+    return false;
   }
 }
 
@@ -569,7 +587,7 @@ struct RecommendServer::Impl {
       const double t = v == current ? 0 : ManifestTime(o.export_root + "/" + v);
       if (t > newest) best = v, newest = t;
     }
-    if (best.empty()) return;
+    if (best.empty() || GateRefused(o.export_root + "/" + best)) return;
     const std::string key = ContentKey(o.export_root + "/" + best);
     if (key.empty() || key == standby_refused || (standby && standby->key == key)) return;
     standby.reset();  // two versions at most: the served one and the one loading
@@ -579,7 +597,7 @@ struct RecommendServer::Impl {
       standby = std::move(next);
       metrics.StandbyLoad(true);
       LOG(INFO) << "standby: " << o.export_root << "/" << best << " loaded ahead of LATEST";
-    } catch (const UserError& e) {
+    } catch (const std::exception& e) {  // a damaged version, or one too large for the memory left
       standby_refused = key;
       metrics.StandbyLoad(false);
       LOG(WARNING) << "standby: " << o.export_root << "/" << best << " not loaded ahead: " << e.what();
@@ -606,11 +624,12 @@ struct RecommendServer::Impl {
           metrics.Reload(Metrics::Loaded::kStandby);
           LOG(INFO) << "serving " << o.export_root << "/" << latest << " from the standby (was " << current << ")";
         } else {
+          standby.reset();  // two versions at most: the served one and the one loading
           try {
             next = Open(latest);
             metrics.Reload(Metrics::Loaded::kCold);
             LOG(INFO) << "serving " << o.export_root << "/" << latest << " (was " << current << ")";
-          } catch (const UserError& e) {
+          } catch (const std::exception& e) {  // a damaged version, or one too large for the memory left
             metrics.Reload(Metrics::Loaded::kRefused);
             LOG(ERROR) << "not serving " << o.export_root << "/" << latest << ": " << e.what() << "; " << current << " stays";
           }
@@ -618,7 +637,7 @@ struct RecommendServer::Impl {
       } else if (o.standby && latest == current) {
         try {
           LoadAhead(current);
-        } catch (const UserError& e) {  // the root unreadable for a moment, say
+        } catch (const std::exception& e) {  // the root unreadable for a moment, say
           LOG_EVERY_N(WARNING, 50) << "standby: " << e.what();
         }
       }
