@@ -206,7 +206,7 @@ PublishResult Publish(const PublishOptions& o, Communicator& comm) {
   RunAgreed(comm, [&] {
     if (comm.rank() == 0) r.recall10 = BuildExportIndex(dir, o.index).recall10;
   }, unpublished);
-  // 2. Both evaluations on the candidate's holdout (their errors are agreed on every rank).
+  // 2. Both evaluations on the candidate's holdout; whatever ends them removes the unserved version.
   try {
     const Holdout holdout{LoadItemCatalog(*ds), TrainItemCounts(*ds, comm)};
     r.candidate = EvaluateDir(o, holdout, RunDir(e.run_dir).model(), /*remap=*/false, comm);

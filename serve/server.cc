@@ -49,13 +49,21 @@ struct Served {
   std::shared_ptr<const Recommender> rec;
   std::string version;
   double loaded_unix = 0;  // when it began answering
-  std::string key;         // ContentKey of its manifest as read ("" if it changed while read)
+  std::string key;         // ReadFacts(...).key as read ("" if it changed while read)
 };
 
-// What decides a version's content: its name, dataset, files (sizes, CRCs) and index generation,
-// from its manifest as it stands ("" when unreadable). Publish's last rewrite (lineage, the gate)
-// keeps it; a re-index or a re-export under the same name changes it.
-std::string ContentKey(const std::string& version_dir) {
+// What a version's manifest says of it, read once. `key` decides its content: name, source,
+// dataset, files (sizes, CRCs) and index generation with its own manifest's CRC ("" when
+// unreadable); publish's last rewrite (lineage, the gate) keeps it, a re-index or a re-export under
+// the same name changes it. `refused`: publish's gate refused it (kept on disk for `publish
+// --force`, served only if LATEST names it).
+struct VersionFacts {
+  std::string key;
+  bool refused = false;
+};
+
+VersionFacts ReadFacts(const std::string& version_dir) {
+  VersionFacts f;
   try {
     const JsonValue m = JsonValue::Parse(ReadFileToString(version_dir + "/manifest.json"), version_dir);
     std::string key = m.at("version").str() + "\n" + m.at("source").str() + "\n" + m.at("data").str() + "\n";
@@ -63,27 +71,16 @@ std::string ContentKey(const std::string& version_dir) {
       key += name + " " + std::to_string(digest.at("bytes").integer()) + " " + std::to_string(digest.at("crc32c").integer()) + "\n";
     }
     if (m.has("index") && m.at("index").has("dir")) {
-      // The index's own manifest holds its files' sizes and CRCs: a version exported again under
-      // its name restarts at index.g1, perhaps with another factory.
+      // A version exported again under its name restarts at index.g1, perhaps with another factory.
       const std::string dir = m.at("index").at("dir").str();
       const std::string index_manifest = ReadFileToString(version_dir + "/" + dir + "/manifest.json");
       key += dir + " " + std::to_string(Crc32c(index_manifest.data(), index_manifest.size()));
     }
-    return key;
+    f.key = std::move(key);
+    f.refused = m.has("lineage") && m.at("lineage").has("decision") && m.at("lineage").at("decision").str() == "refused";
   } catch (const UserError&) {
-    return "";
   }
-}
-
-// Whether publish's gate refused the version (kept on disk for `publish --force`, never served
-// unless LATEST names it).
-bool GateRefused(const std::string& version_dir) {
-  try {
-    const JsonValue m = JsonValue::Parse(ReadFileToString(version_dir + "/manifest.json"), version_dir);
-    return m.has("lineage") && m.at("lineage").has("decision") && m.at("lineage").at("decision").str() == "refused";
-  } catch (const UserError&) {
-    return false;
-  }
+  return f;
 }
 
 // A version's manifest's modification time (0 when it has none).
@@ -550,26 +547,26 @@ struct RecommendServer::Impl {
     ro.item_shards = o.shards;
     ro.search = remote;
     auto s = std::make_shared<Served>();
-    const std::string key = ContentKey(ro.export_dir);
+    const std::string key = ReadFacts(ro.export_dir).key;
     s->rec = Recommender::Open(ro);
     s->version = s->rec->manifest().version;
     s->loaded_unix = UnixNow();
-    if (ContentKey(ro.export_dir) == key) s->key = key;
+    if (ReadFacts(ro.export_dir).key == key) s->key = key;
     return s;
   }
 
   // The standby (o.standby): a second loaded version beside the served one, for a swap without a
   // load: the version served before the last swap (a rollback's target), replaced by a version
   // newer than the served one as soon as its directory is complete (a publish's, before LATEST
-  // moves to it). It is used only while its manifest's ContentKey is the one it was loaded with.
+  // moves to it). It is used only while its manifest's key (ReadFacts) is the one it was loaded with.
   // Touched by the watcher alone.
   std::shared_ptr<const Served> standby;
-  std::string standby_refused;  // the ContentKey of a version that failed to load ahead (not tried again)
+  std::string standby_refused;  // the key of a version that failed to load ahead (not tried again)
 
   // The standby for LATEST = `latest` (null if it holds another version, or it changed since).
   std::shared_ptr<const Served> TakeStandby(const std::string& latest) {
     if (!standby || standby->version != latest || standby->key.empty() ||
-        ContentKey(o.export_root + "/" + latest) != standby->key) {
+        ReadFacts(o.export_root + "/" + latest).key != standby->key) {
       return nullptr;
     }
     auto s = std::make_shared<Served>(*standby);
@@ -587,9 +584,10 @@ struct RecommendServer::Impl {
       const double t = v == current ? 0 : ManifestTime(o.export_root + "/" + v);
       if (t > newest) best = v, newest = t;
     }
-    if (best.empty() || GateRefused(o.export_root + "/" + best)) return;
-    const std::string key = ContentKey(o.export_root + "/" + best);
-    if (key.empty() || key == standby_refused || (standby && standby->key == key)) return;
+    if (best.empty()) return;
+    const VersionFacts facts = ReadFacts(o.export_root + "/" + best);
+    const std::string& key = facts.key;
+    if (facts.refused || key.empty() || key == standby_refused || (standby && standby->key == key)) return;
     standby.reset();  // two versions at most: the served one and the one loading
     try {
       std::shared_ptr<const Served> next = Open(best);
