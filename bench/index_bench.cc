@@ -4,6 +4,9 @@
 // at 100k and 1M items, with 1 and 2 threads. Vectors: L2-normalised mixture of 256 Gaussian
 // clusters in `dim` dimensions (embedding-like); queries: held-out points of the same mixture.
 //   index_bench [--items 100000,1000000 --dim 64 --queries 1000]
+// With --kernels 1, instead: single-query search (the path of `shardrec query` and `serve`) of the
+// same Flat, IVF-Flat and HNSW32 index on FAISS's own inner product and on ShardRec's
+// (retrieval/inner_product.h), one thread, queries/s of each and whether the top 10 agree.
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
@@ -24,6 +27,7 @@
 #include <vector>
 
 #include "common/rng.h"
+#include "retrieval/inner_product.h"
 
 namespace {
 
@@ -79,16 +83,53 @@ int64_t IndexBytes(faiss::Index* ix) {
   return static_cast<int64_t>(w.data.size());
 }
 
+// The --kernels table for one size (see the top of the file).
+void KernelTable(int64_t n, int64_t dim, int64_t nq, const std::vector<float>& base, const std::vector<float>& queries) {
+  const int k = 10, nlist = static_cast<int>(4 * std::sqrt(static_cast<double>(n)));
+  for (const std::string factory : {std::string("Flat"), "IVF" + std::to_string(nlist) + ",Flat", std::string("HNSW32")}) {
+    omp_set_num_threads(2);
+    std::unique_ptr<faiss::Index> plain(faiss::index_factory(static_cast<int>(dim), factory.c_str(), faiss::METRIC_INNER_PRODUCT));
+    if (!plain->is_trained) plain->train(std::min<int64_t>(n, 100000), base.data());
+    plain->add(n, base.data());
+    if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(plain.get())) ivf->nprobe = 32;
+    if (auto* h = dynamic_cast<faiss::IndexHNSW*>(plain.get())) h->hnsw.efSearch = 128;
+    faiss::VectorIOWriter w;  // the same index, a second copy, on ShardRec's kernels
+    faiss::write_index(plain.get(), &w);
+    faiss::VectorIOReader r;
+    r.data = std::move(w.data);
+    std::unique_ptr<faiss::Index> ours(faiss::read_index(&r));
+    shardrec::UseInnerProductKernels(ours);
+    if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(ours.get())) ivf->nprobe = 32;
+    if (auto* h = dynamic_cast<faiss::IndexHNSW*>(ours.get())) h->hnsw.efSearch = 128;
+    omp_set_num_threads(1);
+    double qps[2];
+    std::vector<faiss::Index::idx_t> got[2];
+    std::vector<float> dist(k);
+    for (int which = 0; which < 2; ++which) {
+      const faiss::Index* ix = which == 0 ? plain.get() : ours.get();
+      got[which].resize(static_cast<size_t>(nq * k));
+      const auto t = Clock::now();
+      for (int64_t q = 0; q < nq; ++q) ix->search(1, queries.data() + q * dim, k, dist.data(), got[which].data() + q * k);
+      qps[which] = nq / Since(t);
+    }
+    std::printf("| %lld | %s | %.0f | %.0f | %.2fx | %.4f |\n", static_cast<long long>(n), factory.c_str(), qps[0], qps[1],
+                qps[1] / qps[0], Recall(got[1], got[0], nq, k));
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 20);  // large blocks are mapped and unmapped, not kept in the heap
   std::vector<int64_t> sizes = {100000, 1000000};
   int64_t dim = 64, nq = 1000;
+  bool kernels = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--dim") dim = std::stoll(v);
     if (k == "--queries") nq = std::stoll(v);
+    if (k == "--kernels") kernels = std::stoll(v) != 0;
     if (k == "--items") {
       sizes.clear();
       for (size_t p = 0; p < v.size();) {
@@ -97,6 +138,12 @@ int main(int argc, char** argv) {
         p = q == std::string::npos ? v.size() : q + 1;
       }
     }
+  }
+  if (kernels) {
+    std::printf("| items | index | FAISS's kernel, queries/s | ShardRec's, queries/s | speed-up | same top 10 |\n"
+                "|---|---|---|---|---|---|\n");
+    for (int64_t n : sizes) KernelTable(n, dim, nq, MakeVectors(n, dim, 1), MakeVectors(nq, dim, 2));
+    return 0;
   }
   const int k = 10;
   std::printf("| items | index | build s | index MiB | RSS +MiB | threads | queries/s | x exact | recall@10 |\n"

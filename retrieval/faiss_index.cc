@@ -16,6 +16,7 @@
 #include "common/file_util.h"
 #include "common/rng.h"
 #include "common/strings.h"
+#include "retrieval/inner_product.h"
 
 namespace shardrec {
 namespace {
@@ -83,6 +84,7 @@ void CheckSearchKnobs(const SearchKnobs& k, const std::string& where) {
 
 FaissIndex::FaissIndex(std::unique_ptr<faiss::Index> index, std::string factory, const SearchKnobs& knobs)
     : index_(std::move(index)), factory_(std::move(factory)), knobs_(knobs) {
+  UseInnerProductKernels(index_);
   SetKnobs(index_.get(), knobs_);
 }
 

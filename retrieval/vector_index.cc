@@ -1,11 +1,12 @@
 #include "retrieval/vector_index.h"
 
-#include <faiss/utils/distances.h>
 #include <glog/logging.h>
 
 #include <algorithm>
 #include <cmath>
 #include <unordered_set>
+
+#include "retrieval/inner_product.h"
 
 namespace shardrec {
 namespace {
@@ -25,8 +26,7 @@ class ExactIndex : public VectorIndex {
     if (n <= 0) return {};
     std::vector<float> d(static_cast<size_t>(n));
     std::vector<int64_t> l(static_cast<size_t>(n));
-    faiss::knn_inner_product(q, vectors_.data(), static_cast<size_t>(dim_), 1, static_cast<size_t>(size()),
-                             static_cast<size_t>(n), d.data(), l.data());
+    TopKInnerProduct(q, vectors_.data(), size(), dim_, n, d.data(), l.data());
     std::vector<Hit> hits;
     for (int64_t i = 0; i < n; ++i) {
       if (l[i] >= 0) hits.push_back({l[i], d[i]});

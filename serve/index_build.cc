@@ -16,6 +16,7 @@
 #include "distributed/staged_dir.h"
 #include "io/export_format.h"
 #include "retrieval/export_index.h"
+#include "retrieval/inner_product.h"
 
 namespace shardrec {
 namespace {
@@ -86,8 +87,7 @@ class RecallMeasure {
       const float* qv = queries_.data() + q * dim_;
       if (q < kExactTimedQueries && k10 > 0) {  // exact search of one query, on the shard's own vectors
         const auto t0 = Clock::now();
-        faiss::knn_inner_product(qv, vectors.data(), static_cast<size_t>(dim_), 1, static_cast<size_t>(n),
-                                 static_cast<size_t>(k10), d.data(), l.data());
+        TopKInnerProduct(qv, vectors.data(), n, dim_, k10, d.data(), l.data());
         t_exact_ += std::chrono::duration<double>(Clock::now() - t0).count();
       }
       auto t1 = Clock::now();
