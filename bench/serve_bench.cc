@@ -2,7 +2,8 @@
 // concurrent clients (keep-alive connections), with batching on and off, and during hot reloads;
 // beside them, in the same run, the floor: the same requests answered in-process by the same
 // Recommender (the user tower plus the index search, no HTTP), with torch's default threads and
-// with one (as the server runs it), so the server's cost is a ratio.
+// with one (as the server runs it), so the server's cost is a ratio; and the ratio again from the
+// floor and one client measured in turns (drift on a shared machine cancels).
 //
 //   serve_bench --export-root ROOT [--requests 4000 --clients 1,16 --history 20 --k 10
 //               --reload-to VERSION --reloads 10 --json OUT]
@@ -26,6 +27,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -179,6 +181,57 @@ Result Load(const std::string& name, int port, int64_t clients, const std::vecto
   return Summarize(name, clients, all, Ms(Clock::now() - start) / 1000, failed.load());
 }
 
+// The ratio's two sides in turns: blocks of 50 requests answered in-process, then the same 50 sent
+// to the server by one client, `total` requests each side; a machine whose speed drifts during
+// the run (it does, by ±20%, on a shared 2-core machine) moves both sides alike; and 50 GET
+// /healthz after each block, the HTTP round trip on its own (and each answer's server_ms, the
+// handler's own time).
+struct Sides {
+  Result floor, server, server_side, healthz;
+};
+Sides Interleaved(const Recommender& rec, int port, const std::vector<RecommendRequest>& requests,
+                                      const std::vector<std::string>& bodies, int64_t total) {
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_keep_alive(true);
+  cli.set_tcp_nodelay(true);
+  cli.set_read_timeout(30, 0);
+  std::vector<double> floor_ms, server_ms, server_side_ms, healthz_ms;
+  double floor_s = 0, server_s = 0, healthz_s = 0;
+  int64_t failed = 0;
+  constexpr int64_t kBlock = 50;
+  for (int64_t b = 0; b < total; b += kBlock) {
+    const auto t0 = Clock::now();
+    for (int64_t i = b; i < std::min(total, b + kBlock); ++i) {
+      const auto t = Clock::now();
+      rec.Recommend(requests[static_cast<size_t>(i) % requests.size()]);
+      floor_ms.push_back(Ms(Clock::now() - t));
+    }
+    const auto t1 = Clock::now();
+    for (int64_t i = b; i < std::min(total, b + kBlock); ++i) {
+      const auto t = Clock::now();
+      auto res = cli.Post("/v1/recommend", bodies[static_cast<size_t>(i) % bodies.size()], "application/json");
+      server_ms.push_back(Ms(Clock::now() - t));
+      failed += !res || res->status != 200;
+      const size_t at = res ? res->body.rfind("\"server_ms\": ") : std::string::npos;
+      if (at != std::string::npos) server_side_ms.push_back(std::atof(res->body.c_str() + at + 13));
+    }
+    const auto t2 = Clock::now();
+    for (int64_t i = b; i < std::min(total, b + kBlock); ++i) {  // the HTTP round trip alone
+      const auto t = Clock::now();
+      auto res = cli.Get("/healthz");
+      healthz_ms.push_back(Ms(Clock::now() - t));
+      failed += !res || res->status != 200;
+    }
+    floor_s += Ms(t1 - t0) / 1000;
+    server_s += Ms(t2 - t1) / 1000;
+    healthz_s += Ms(Clock::now() - t2) / 1000;
+  }
+  return {Summarize("floor, interleaved, 1 torch thread", 1, floor_ms, floor_s, 0),
+          Summarize("server, interleaved (batching on)", 1, server_ms, server_s, failed),
+          Summarize("  its server_ms (handler's own time)", 1, server_side_ms, server_s, 0),
+          Summarize("GET /healthz, interleaved", 1, healthz_ms, healthz_s, 0)};
+}
+
 double MetricValue(int port, const std::string& name) {
   httplib::Client cli("127.0.0.1", port);
   auto res = cli.Get("/metrics");
@@ -247,13 +300,22 @@ int Run(const Options& o) {
   Print(results.back());
   at::set_num_threads(torch_threads);
   const double floor_p50 = results.back().p50;
-  rec.reset();
+  double interleaved_ratio = 0;
   for (int batch : {64, 1}) {
     // No standby: loading one ahead would compete with the load being measured.
     ServerOptions so{.export_root = o.root, .port = 0, .threads = 64, .batch_max = batch, .standby = false,
                      .model_config = cli::RunModelConfig};
     auto server = RecommendServer::Start(so);
     Load("warm-up", server->port(), 4, std::vector<std::string>(bodies.begin(), bodies.begin() + 200));
+    if (rec) {  // the batching server (torch on one thread from here on, as the server sets it)
+      Sides sides = Interleaved(*rec, server->port(), requests, bodies, static_cast<int64_t>(floor_requests.size()));
+      interleaved_ratio = sides.server.p50 / sides.floor.p50;
+      for (Result* r : {&sides.floor, &sides.server, &sides.server_side, &sides.healthz}) {
+        results.push_back(*r);
+        Print(results.back());
+      }
+      rec.reset();  // one version in memory beside the server's from here on
+    }
     for (int64_t c : o.clients) {
       const double batches = MetricValue(server->port(), "shardrec_batch_size_count");
       const double batched = MetricValue(server->port(), "shardrec_batch_size_sum");
@@ -275,9 +337,10 @@ int Run(const Options& o) {
   }
   for (const Result& r : results) {
     if (r.clients == 1 && r.name == "server, batching on") {
-      std::printf("server / floor (1 torch thread) at one client (p50): %.2fx\n", r.p50 / floor_p50);
+      std::printf("server / floor (1 torch thread) at one client (p50), measured apart: %.2fx\n", r.p50 / floor_p50);
     }
   }
+  std::printf("server / floor at one client (p50), interleaved: %.2fx\n", interleaved_ratio);
   if (!o.json_out.empty()) {
     std::string arr = "[";
     for (const Result& r : results) {
@@ -287,7 +350,7 @@ int Run(const Options& o) {
       arr += (arr.size() > 1 ? ", " : "") + j.str();
     }
     JsonObject out;
-    out.Add("version", m.version).Add("items", m.num_items).Add("dim", m.dim).Add("slowest_swap_loaded_s", slowest_loaded).Add("slowest_swap_standby_s", slowest_standby).AddRaw("results", arr + "]");
+    out.Add("version", m.version).Add("items", m.num_items).Add("dim", m.dim).Add("slowest_swap_loaded_s", slowest_loaded).Add("slowest_swap_standby_s", slowest_standby).Add("ratio_interleaved", interleaved_ratio).AddRaw("results", arr + "]");
     WriteFileAtomically(o.json_out, out.str() + "\n");
   }
   for (const Result& r : results) {
