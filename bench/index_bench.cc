@@ -86,7 +86,7 @@ int64_t IndexBytes(faiss::Index* ix) {
 // The --kernels table for one size (see the top of the file).
 void KernelTable(int64_t n, int64_t dim, int64_t nq, const std::vector<float>& base, const std::vector<float>& queries) {
   const int k = 10, nlist = static_cast<int>(4 * std::sqrt(static_cast<double>(n)));
-  for (const std::string factory : {std::string("Flat"), "IVF" + std::to_string(nlist) + ",Flat", std::string("HNSW32")}) {
+  for (const std::string& factory : {std::string("Flat"), "IVF" + std::to_string(nlist) + ",Flat", std::string("HNSW32")}) {
     omp_set_num_threads(2);
     std::unique_ptr<faiss::Index> plain(faiss::index_factory(static_cast<int>(dim), factory.c_str(), faiss::METRIC_INNER_PRODUCT));
     if (!plain->is_trained) plain->train(std::min<int64_t>(n, 100000), base.data());

@@ -195,7 +195,7 @@ void TopKInnerProduct(const float* query, const float* base, int64_t n, int64_t 
   const float* row = base;
   for (int64_t r = 0; r < n && k > 0; ++r, row += dim) {
     const Row x{InnerProduct(query, row, dim), r};
-    if (std::isnan(x.score)) continue;
+    if (!(x.score > -FLT_MAX)) continue;  // NaN, -inf and -FLT_MAX never count (nor do they in FAISS)
     if (static_cast<int64_t>(heap.size()) < k) {
       heap.push_back(x);
       std::push_heap(heap.begin(), heap.end(), better);

@@ -28,7 +28,7 @@ class VectorIndex {
   virtual std::string name() const = 0;
 };
 
-// Exact search over `vectors` [n x dim] (owned): a scan of every row per query (FAISS's knn_inner_product).
+// Exact search over `vectors` [n x dim] (owned): a scan of every row per query (TopKInnerProduct, retrieval/inner_product.h).
 std::unique_ptr<VectorIndex> NewExactIndex(std::vector<float> vectors, int64_t dim);
 
 // Orders hits best first: higher score, then lower id (the order every merge uses).
