@@ -1,4 +1,5 @@
 #include "io/convert.h"
+#include "io/event_log.h"
 
 #include <glog/logging.h>
 
@@ -536,6 +537,45 @@ void ParseCsv(const std::string& path, const ConvertOptions& opt, RawData* raw) 
   }
 }
 
+// ---- event log ---------------------------------------------------------------------------------
+
+// Every complete segment of the event log `dir` (io/event_log.h), in log order. An event's title and
+// categories describe its item: the last given in log order wins, over the --items catalogue too.
+void ParseEventLog(const std::string& dir, RawData* raw) {
+  if (!IsDirectory(dir)) Fail(dir, ": --format events reads an event log directory");
+  const std::vector<std::string> segments = ListSegments(dir);
+  if (segments.empty()) Fail(dir, ": no segment in the event log (files named <16 digits>-<producer>.jsonl)");
+  Interner categories;
+  for (const std::string& c : raw->category_names) categories.Get(c);  // --items's, read first
+  auto intern = [](Interner& in, const std::string& v) {
+    auto n = ParseInt64(v);
+    return n ? in.GetInt(*n) : in.Get(v);
+  };
+  raw->has_timestamps = true;
+  for (const std::string& name : segments) {
+    for (LogEvent& le : ReadSegment(dir + "/" + name)) {
+      Event e{.user = intern(raw->users, le.user), .item = intern(raw->items, le.item), .ts = le.ts,
+              .order = static_cast<int64_t>(raw->events.size()), .rating = 0.f};
+      raw->events.push_back(e);
+      if (!le.title && !le.categories) continue;
+      ItemMeta& m = raw->meta[raw->items.names()[e.item]];
+      if (le.title) {
+        m.title = std::move(*le.title);
+        raw->has_titles = true;
+      }
+      if (le.categories) {
+        raw->has_categories = true;
+        m.categories.clear();
+        for (const std::string& c : *le.categories) m.categories.push_back(categories.Get(c));
+        std::sort(m.categories.begin(), m.categories.end());
+        m.categories.erase(std::unique(m.categories.begin(), m.categories.end()), m.categories.end());
+      }
+    }
+  }
+  raw->category_names = categories.names();
+  raw->detected = "event log (" + std::to_string(segments.size()) + " segments)" + raw->detected;
+}
+
 // ---- item catalogue (--items) --------------------------------------------------------------------
 
 void ParseItemsFile(const std::string& path, RawData* raw) {
@@ -622,13 +662,14 @@ void ParseInput(const std::string& input, const std::string& output, const Conve
     ParseSeq(input, opt.seq_layout, &raw);
   } else if (opt.format == "csv") {
     ParseCsv(input, opt, &raw);
-  } else {
-    Fail("--format: unknown format ", Quote(opt.format), "; expected movielens, seq or csv");
+  } else if (opt.format != "events") {
+    Fail("--format: unknown format ", Quote(opt.format), "; expected movielens, seq, csv or events");
   }
   if (!opt.items_file.empty()) {
     if (SameFile(output, opt.items_file)) Fail("--output ", output, " is the --items file; write the dataset elsewhere");
     ParseItemsFile(opt.items_file, &raw);
   }
+  if (opt.format == "events") ParseEventLog(input, &raw);  // after --items: the log's titles win
 }
 
 // Keeps the first event of each (user, item) of `ev` (sorted by user, then time).

@@ -21,6 +21,8 @@ struct ConvertOptions {
   // "seq":       "user item1 item2 ..." per line (S3-Rec/ICLRec) or "user item" pairs per line in
   //              time order (SASRec); see seq_layout.
   // "csv":       header line naming the columns; delimiter ',', ';' or tab (detected).
+  // "events":    an event log directory (io/event_log.h): every complete segment in log order; the
+  //              items' titles and categories from the events (the last given wins, over --items).
   std::string format;
   std::string seq_layout = "auto";  // auto | lines | pairs
   // csv: "user=NAME,item=NAME,timestamp=NAME,rating=NAME" (any subset) to map other column names.

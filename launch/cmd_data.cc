@@ -103,8 +103,8 @@ int RunSynth(const std::vector<std::string>&) {
 
 Registrar convert_cmd({
     .name = "data convert",
-    .summary = "convert MovieLens, sequence or CSV files into a ShardRec dataset (HDF5)",
-    .usage = "shardrec data convert --format movielens|seq|csv --input PATH --output FILE.h5 [flags]",
+    .summary = "convert MovieLens, sequence or CSV files, or an event log, into a ShardRec dataset (HDF5)",
+    .usage = "shardrec data convert --format movielens|seq|csv|events --input PATH --output FILE.h5 [flags]",
     .flags = {"format", "input", "output", "seq_layout", "columns", "delimiter", "min_rating",
               "min_user_events", "min_item_events", "dedup", "since", "until", "items"},
     .positional = 0,

@@ -226,12 +226,14 @@ int RunServe(const std::vector<std::string>&) {
   InstallStopHandlers(/*announce=*/false);
   ServerOptions o{.export_root = FLAGS_export_root, .host = FLAGS_host, .port = FLAGS_port, .threads = FLAGS_threads > 0 ? FLAGS_threads : 32,
                   .max_queued = FLAGS_max_queued, .read_timeout_s = FLAGS_read_timeout, .limits = {.max_k = FLAGS_max_k, .max_history = FLAGS_max_history},
-                  .batch_max = FLAGS_batch_max, .batch_delay_ms = FLAGS_batch_delay_ms, .standby = FLAGS_standby, .exact = FLAGS_exact, .seed = FLAGS_seed,
-                  .model_config = RunModelConfig};
+                  .batch_max = FLAGS_batch_max, .batch_delay_ms = FLAGS_batch_delay_ms, .standby = FLAGS_standby, .exact = FLAGS_exact,
+                  .events_dir = FLAGS_event_log, .events_producer = FLAGS_event_producer, .events_roll_seconds = FLAGS_event_roll_seconds,
+                  .seed = FLAGS_seed, .model_config = RunModelConfig};
   ParseServeTopology(FLAGS_shards, FLAGS_route, o);
   auto server = RecommendServer::Start(o);
-  std::printf("serving %s/%s on http://%s:%d (console at /; POST /v1/recommend, GET /v1/items/ID, /healthz, /metrics)\n",
-              FLAGS_export_root.c_str(), server->version().c_str(), FLAGS_host.c_str(), server->port());
+  std::printf("serving %s/%s on http://%s:%d (console at /; POST /v1/recommend%s, GET /v1/items/ID, /healthz, /metrics)\n",
+              FLAGS_export_root.c_str(), server->version().c_str(), FLAGS_host.c_str(), server->port(),
+              FLAGS_event_log.empty() ? "" : (", POST /v1/events into " + FLAGS_event_log).c_str());
   std::fflush(stdout);
   while (StopSignal().load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server->Stop();  // requests in flight finish first
@@ -293,9 +295,9 @@ Registrar serve_cmd({
     .name = "serve",
     .summary = "an HTTP/1.1 JSON recommendation server of an export root, swapping versions as LATEST moves",
     .usage = "shardrec serve --export-root ROOT [--port 8080 --host 127.0.0.1 --threads 32 --batch-max 64 --batch-delay-ms 0 --standby --exact] "
-             "[--shards I,J | --route HOST:PORT,...]",
+             "[--shards I,J | --route HOST:PORT,...] [--event-log DIR --event-producer serve --event-roll-seconds 2]",
     .flags = {"export_root", "port", "host", "threads", "exact", "seed", "max_queued", "read_timeout", "max_k", "max_history", "batch_max",
-              "batch_delay_ms", "standby", "shards", "route"},
+              "batch_delay_ms", "standby", "shards", "route", "event_log", "event_producer", "event_roll_seconds"},
     .positional = 0,
     .run = RunServe,
 });

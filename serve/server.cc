@@ -30,6 +30,7 @@
 #include "common/file_util.h"
 #include "common/json.h"
 #include "common/strings.h"
+#include "io/event_log.h"
 #include "io/export_format.h"
 #include "serve/console.h"
 #include "serve/export_root.h"
@@ -512,6 +513,7 @@ std::string EndpointOf(const std::string& path) {
   if (path == "/v1/recommend") return "recommend";
   if (path == "/v1/items" || path.rfind("/v1/items/", 0) == 0) return "items";
   if (path == "/v1/search") return "search";
+  if (path == "/v1/events") return "events";
   if (path == "/healthz" || path == "/metrics") return path.substr(1);
   return path == "/" ? "console" : "other";
 }
@@ -521,8 +523,9 @@ std::string EndpointOf(const std::string& path) {
 struct RecommendServer::Impl {
   ServerOptions o;
   httplib::Server http;
-  std::thread listener, watcher;
+  std::thread listener, watcher, roller;
   Metrics metrics;
+  std::unique_ptr<EventLogWriter> events;  // with o.events_dir
   mutable std::mutex mu;  // served, refused, stopping
   std::shared_ptr<const Served> served;
   std::string refused;  // the last version that failed to open (not tried again until LATEST moves)
@@ -771,7 +774,54 @@ struct RecommendServer::Impl {
     return out.str();
   }
 
+  // POST /v1/events: appended to the event log, answered once on disk.
+  void AppendEvents(const httplib::Request& req, httplib::Response& res) {
+    const auto start = Clock::now();
+    metrics.in_flight.fetch_add(1);
+    int status = 200;
+    std::string body;
+    try {
+      if (!events) {
+        status = 404;
+        Fail("this server takes no events: start it with --event-log DIR");
+      }
+      const std::vector<LogEvent> got = ParseEventsBody(req.body, o.max_events_per_request);
+      try {
+        events->Append(got);
+      } catch (const UserError& e) {  // the disk, not the request: retry later
+        status = 503;
+        LOG(ERROR) << "POST /v1/events: " << e.what();
+        Fail("the event log cannot take events now: ", e.what());
+      }
+      body = JsonObject().Add("appended", static_cast<int64_t>(got.size())).str();
+    } catch (const UserError& e) {
+      if (status == 200) status = 400;
+      body = ErrorJson(e.what());
+    }
+    res.status = status;
+    res.set_content(body, "application/json");
+    metrics.in_flight.fetch_sub(1);
+    metrics.Record("events", status, std::chrono::duration<double>(Clock::now() - start).count());
+  }
+
+  // Publishes the event log's open segment once it is events_roll_seconds old.
+  void Roll() {
+    std::unique_lock<std::mutex> lock(mu);
+    const double poll = std::min(0.2, o.events_roll_seconds / 4);
+    while (!stopping) {
+      wake.wait_for(lock, std::chrono::duration<double>(poll));
+      lock.unlock();
+      try {
+        events->MaybeRoll();
+      } catch (const std::exception& e) {
+        LOG_EVERY_N(ERROR, 50) << "event log " << o.events_dir << ": " << e.what();
+      }
+      lock.lock();
+    }
+  }
+
   void Routes() {
+    http.Post("/v1/events", [this](const httplib::Request& req, httplib::Response& res) { AppendEvents(req, res); });
     http.Post("/v1/recommend", [this](const httplib::Request& req, httplib::Response& res) {
       Answer("recommend", res, [&](const std::shared_ptr<const Served>& v) {
         return RecommendResponseJson(Recommend(ParseRecommendBody(req.body, o.limits), v), /*with_user_vector=*/false);
@@ -805,7 +855,15 @@ struct RecommendServer::Impl {
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       const std::shared_ptr<const Served> v = Current();
-      res.set_content(metrics.Text(*v), "text/plain; version=0.0.4");
+      std::string text = metrics.Text(*v);
+      if (events) {
+        Appendf(text, "# HELP shardrec_events_appended_total Events appended to the event log.\n"
+                      "# TYPE shardrec_events_appended_total counter\nshardrec_events_appended_total %lld\n"
+                      "# HELP shardrec_event_segments_total Event log segments published.\n"
+                      "# TYPE shardrec_event_segments_total counter\nshardrec_event_segments_total %lld\n",
+                static_cast<long long>(events->events()), static_cast<long long>(events->segments()));
+      }
+      res.set_content(text, "text/plain; version=0.0.4");
     });
     http.Get("/", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(std::string(ConsolePage()), "text/html; charset=utf-8");
@@ -855,6 +913,9 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
   if (o.read_timeout_s < 1 || o.read_timeout_s > 3600) Fail("--read-timeout: expected 1 to 3600 seconds, got ", o.read_timeout_s);
   if (o.batch_max < 1 || o.batch_max > 4096) Fail("--batch-max: expected 1 to 4096, got ", o.batch_max);
   if (!(o.batch_delay_ms >= 0 && o.batch_delay_ms <= 1000)) Fail("--batch-delay-ms: expected 0 to 1000, got ", o.batch_delay_ms);
+  if (!(o.events_roll_seconds > 0 && o.events_roll_seconds <= 3600)) {
+    Fail("--events-roll-seconds: expected more than 0 and at most 3600, got ", o.events_roll_seconds);
+  }
   const std::string latest = ReadLatest(o.export_root);
   if (latest.empty()) Fail(o.export_root, ": no LATEST; publish a version first (shardrec publish)");
   std::unique_ptr<RecommendServer> s(new RecommendServer());
@@ -878,12 +939,17 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
     // contends for the same cores.
     at::set_num_threads(1);
   }
+  if (!m.o.events_dir.empty()) {
+    m.events = std::make_unique<EventLogWriter>(m.o.events_dir, m.o.events_producer,
+                                                EventLogWriter::Options{.roll_seconds = m.o.events_roll_seconds});
+  }
   m.Routes();
   m.port = m.o.port == 0 ? m.http.bind_to_any_port(m.o.host) : (m.http.bind_to_port(m.o.host, m.o.port) ? m.o.port : -1);
   if (m.port < 0) Fail(m.o.host, ":", m.o.port, ": cannot listen there (in use, or not an address of this machine)");
   RaiseBacklog(m.port);
   m.listener = std::thread([&m] { m.http.listen_after_bind(); });
   m.watcher = std::thread([&m] { m.Watch(); });
+  if (m.events) m.roller = std::thread([&m] { m.Roll(); });
   return s;
 }
 
@@ -903,6 +969,8 @@ void RecommendServer::Stop() {
   impl_->http.stop();  // the thread pool finishes the requests it has
   if (impl_->listener.joinable()) impl_->listener.join();
   if (impl_->watcher.joinable()) impl_->watcher.join();
+  if (impl_->roller.joinable()) impl_->roller.join();
+  impl_->events.reset();  // the open segment published
   impl_->batcher.reset();  // every request answered: the listener's threads are gone (their batches with them)
 }
 

@@ -55,6 +55,13 @@ struct ServerOptions {
   std::vector<int64_t> shards;
   std::vector<std::string> route;
   int route_timeout_s = 10;       // a shard server's answer to the router
+  // The event log (io/event_log.h): with a directory, POST /v1/events appends to it as producer
+  // `events_producer`, each answer sent once its events are on disk; the open segment is published
+  // every `events_roll_seconds` (and at 64 MiB). Empty: POST /v1/events is 404.
+  std::string events_dir;
+  std::string events_producer = "serve";
+  double events_roll_seconds = 2;
+  size_t max_events_per_request = 10000;
   uint64_t seed = 7;
   // The model configuration of an export's source run (for histories, `at` and explanations).
   std::function<ModelConfig(const std::string& model_dir)> model_config;

@@ -1,10 +1,13 @@
 // libFuzzer harness of the server's request parser (io/recommend_request.h): a POST /v1/recommend
 // body from anyone on the network must parse to a request within the limits or be refused with a
 // bounded, printable UserError (the server answers 400), never crash, hang or take memory out of
-// proportion to the body. `shardrec query --history`'s list parser gets the same bytes.
+// proportion to the body. `shardrec query --history`'s list parser gets the same bytes, and so do
+// the event log's parsers (a POST /v1/events body, one segment line): every event they accept
+// writes back to a line that parses to the same event.
 #include <string>
 
 #include "common/error.h"
+#include "io/event_log.h"
 #include "io/recommend_request.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -35,6 +38,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       RecommendRequest q;
       ParseHistoryList(text, "--history", q);
       if (!q.timestamps.empty() && q.timestamps.size() != q.history.size()) std::abort();
+    } catch (const UserError& e) {
+      bounded(e);
+    }
+  });
+  auto round_trips = [](const LogEvent& e) {
+    if (ParseLogEvent(LogEventJson(e), "written") != e) std::abort();
+  };
+  fuzz::ExpectOnlyUserErrors([&] {
+    try {
+      const std::vector<LogEvent> events = ParseEventsBody(text, 100);
+      if (events.empty() || events.size() > 100) std::abort();
+      for (const LogEvent& e : events) round_trips(e);
+    } catch (const UserError& e) {
+      bounded(e);
+    }
+  });
+  fuzz::ExpectOnlyUserErrors([&] {
+    try {
+      round_trips(ParseLogEvent(text, "line"));
     } catch (const UserError& e) {
       bounded(e);
     }
