@@ -183,7 +183,7 @@ struct EventLogWriter::Batch {
 
 EventLogWriter::EventLogWriter(std::string dir, std::string producer, Options options)
     : dir_(std::move(dir)), producer_(std::move(producer)), options_(options) {
-  if (!ValidProducer(producer_)) Fail("event producer ", Quote(producer_), ": expected 1 to 64 letters, digits or '_'");
+  if (!ValidProducer(producer_)) Fail("event producer name ", Quote(producer_), ": expected 1 to 64 letters, digits or '_'");
   if (options_.roll_bytes < 1 || !(options_.roll_seconds > 0)) Fail("event log: roll bytes and seconds must be > 0");
   MakeDirs(dir_);
   const std::string lock = dir_ + "/." + producer_ + ".lock";
@@ -208,9 +208,9 @@ EventLogWriter::~EventLogWriter() {
   try {
     std::unique_lock<std::mutex> lock(mu_);
     done_.wait(lock, [&] { return !writing_; });
-    if (fd_ >= 0) Publish();
+    Publish();
   } catch (const std::exception& e) {
-    LOG(ERROR) << "event log " << dir_ << ": " << e.what();
+    LOG(ERROR) << "event log " << dir_ << ": " << e.what() << " (the next writer as " << producer_ << " publishes it)";
   }
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
@@ -227,46 +227,80 @@ void EventLogWriter::Recover() {
     if (!IsSegmentName(final_name, &producer) || producer != producer_) continue;
     const std::string path = dir_ + "/" + name;
     const std::string text = ReadFileToString(path);
-    const size_t keep = text.rfind('\n') == std::string::npos ? 0 : text.rfind('\n') + 1;  // a torn last line goes
+    // Whole events only: what follows the first line that is not one (a torn write, or what a power
+    // loss left after the last fdatasync) was never acknowledged.
+    size_t keep = 0;
+    for (size_t end; (end = text.find('\n', keep)) != std::string::npos; keep = end + 1) {
+      try {
+        ParseLogEvent(std::string_view(text).substr(keep, end - keep), path);
+      } catch (const UserError&) {
+        break;
+      }
+    }
     if (keep == 0) {
       if (::unlink(path.c_str()) != 0) Fail(path, ": cannot remove: ", std::strerror(errno));
       continue;
     }
     if (::truncate(path.c_str(), static_cast<off_t>(keep)) != 0) Fail(path, ": cannot truncate: ", std::strerror(errno));
     SyncPath(path);
-    if (::rename(path.c_str(), (dir_ + "/" + final_name).c_str()) != 0) Fail(path, ": cannot publish: ", std::strerror(errno));
+    // Under its own name if that still comes after this producer's last segment, else under the next
+    // name: a consumer past that segment must still find these events.
+    std::string to = final_name;
+    if (NameMicros(final_name) < last_us_) to = SegmentName(++last_us_);
+    if (::rename(path.c_str(), (dir_ + "/" + to).c_str()) != 0) Fail(path, ": cannot publish: ", std::strerror(errno));
     SyncPath(dir_);
-    last_us_ = std::max(last_us_, NameMicros(final_name));
+    last_us_ = std::max(last_us_, NameMicros(to));
     ++segments_;
-    LOG(INFO) << "event log " << dir_ << ": published " << final_name << ", left open by an earlier writer (" << keep << " bytes)";
+    LOG(INFO) << "event log " << dir_ << ": published " << to << ", left open by an earlier writer (" << keep << " of "
+              << text.size() << " bytes)";
   }
 }
 
-void EventLogWriter::Open(int64_t now_us) {
-  last_us_ = std::max(now_us, last_us_ + 1);  // names only grow, whatever the clock does
-  char micros[32];
-  std::snprintf(micros, sizeof micros, "%016lld", static_cast<long long>(last_us_));
-  open_name_ = std::string(micros) + "-" + producer_ + ".jsonl";
-  const std::string temp = dir_ + "/." + open_name_ + ".open";
-  fd_ = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd_ < 0) Fail(temp, ": cannot create: ", std::strerror(errno));
-  SyncPath(dir_);  // the file itself survives a crash: Recover finds it
+std::string EventLogWriter::SegmentName(int64_t micros) const {
+  char digits[32];
+  std::snprintf(digits, sizeof digits, "%016lld", static_cast<long long>(micros));
+  return std::string(digits) + "-" + producer_ + ".jsonl";
+}
+
+void EventLogWriter::Open() {
+  Publish();  // one this writer closed but could not rename comes first: names stay in order
+  last_us_ = std::max(NowMicros(), last_us_ + 1);  // names only grow, whatever the clock does
+  open_name_ = SegmentName(last_us_);
   open_bytes_ = 0;
-  opened_us_ = now_us;
+  opened_ = std::chrono::steady_clock::now();
+  const std::string temp = dir_ + "/." + open_name_ + ".open";
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) Fail(temp, ": cannot create: ", std::strerror(errno));
+  try {
+    SyncPath(dir_);  // the file itself survives a crash: the next writer's Recover finds it
+  } catch (...) {
+    ::close(fd);
+    ::unlink(temp.c_str());
+    throw;
+  }
+  fd_ = fd;
 }
 
 void EventLogWriter::Publish() {
-  const std::string temp = dir_ + "/." + open_name_ + ".open";
-  const int fd = fd_;
-  fd_ = -1;
-  if (::fsync(fd) != 0 || ::close(fd) != 0) Fail("cannot write ", temp, ": ", std::strerror(errno));
-  if (open_bytes_ == 0) {
-    ::unlink(temp.c_str());
-    return;
+  if (fd_ >= 0) {  // close the open segment; it waits in closed_ until renamed
+    const int fd = fd_;
+    fd_ = -1;
+    closed_ = open_name_;
+    closed_bytes_ = open_bytes_;
+    const bool synced = ::fsync(fd) == 0;
+    const int err = errno;
+    if (::close(fd) != 0 || !synced) Fail("cannot write ", dir_, "/.", closed_, ".open: ", std::strerror(synced ? errno : err));
   }
-  if (::rename(temp.c_str(), (dir_ + "/" + open_name_).c_str()) != 0) Fail(temp, ": cannot publish: ", std::strerror(errno));
-  SyncPath(dir_);
-  ++segments_;
+  if (closed_.empty()) return;
+  const std::string temp = dir_ + "/." + closed_ + ".open";
+  if (closed_bytes_ == 0) {
+    if (::unlink(temp.c_str()) != 0 && errno != ENOENT) Fail(temp, ": cannot remove: ", std::strerror(errno));
+  } else {
+    if (::rename(temp.c_str(), (dir_ + "/" + closed_).c_str()) != 0) Fail(temp, ": cannot publish: ", std::strerror(errno));
+    SyncPath(dir_);
+    ++segments_;
+  }
+  closed_.clear();
 }
 
 void EventLogWriter::Append(const std::vector<LogEvent>& events) {
@@ -286,36 +320,10 @@ void EventLogWriter::Append(const std::vector<LogEvent>& events) {
     std::vector<Batch*> batches;
     batches.swap(pending_);
     std::exception_ptr error;
-    std::string text;
-    int64_t n = 0;
-    for (const Batch* b : batches) {
-      text += b->text;
-      n += b->events;
-    }
     try {
-      if (fd_ < 0) Open(NowMicros());
-      const int fd = fd_;
-      const std::string temp = dir_ + "/." + open_name_ + ".open";
-      lock.unlock();
-      try {
-        WriteAll(fd, text, temp);
-        if (::fdatasync(fd) != 0) Fail("cannot write ", temp, ": ", std::strerror(errno));
-      } catch (...) {
-        error = std::current_exception();
-      }
-      lock.lock();
-      ++syncs_;
-      if (error) {
-        // What this write left is not in the log: cut it off, and publish what was.
-        if (::ftruncate(fd_, static_cast<off_t>(open_bytes_)) != 0) LOG(ERROR) << temp << ": cannot truncate: " << std::strerror(errno);
-        Publish();
-      } else {
-        open_bytes_ += static_cast<int64_t>(text.size());
-        events_ += n;
-        if (open_bytes_ >= options_.roll_bytes) Publish();
-      }
+      WriteBatches(batches, lock);
     } catch (...) {
-      if (!error) error = std::current_exception();
+      error = std::current_exception();
     }
     writing_ = false;
     for (Batch* b : batches) {
@@ -327,11 +335,62 @@ void EventLogWriter::Append(const std::vector<LogEvent>& events) {
   if (mine.error) std::rethrow_exception(mine.error);
 }
 
+// Writes `batches` to the open segment with one fdatasync, `lock` (on mu_) released meanwhile.
+// Throws if they are not in the log; returns once they are durable.
+void EventLogWriter::WriteBatches(const std::vector<Batch*>& batches, std::unique_lock<std::mutex>& lock) {
+  if (!broken_.empty()) Fail(broken_);
+  std::string text;
+  int64_t n = 0;
+  for (const Batch* b : batches) {
+    text += b->text;
+    n += b->events;
+  }
+  if (fd_ < 0) Open();
+  const int fd = fd_;
+  const std::string temp = dir_ + "/." + open_name_ + ".open";
+  std::exception_ptr failed;
+  lock.unlock();
+  try {
+    WriteAll(fd, text, temp);
+    if (::fdatasync(fd) != 0) Fail("cannot write ", temp, ": ", std::strerror(errno));
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  lock.lock();
+  ++syncs_;
+  if (failed) {
+    // What this write left is not in the log: cut it off and publish what was acknowledged. If even
+    // that fails the segment is left as it is for the next writer's Recover, and this one stops.
+    if (::ftruncate(fd_, static_cast<off_t>(open_bytes_)) != 0) {
+      broken_ = "event log " + dir_ + ": a failed write could not be undone (" + std::strerror(errno) + "); restart the writer";
+      ::close(fd_);
+      fd_ = -1;
+    } else {
+      try {
+        Publish();
+      } catch (const std::exception& e) {
+        LOG(ERROR) << e.what();
+      }
+    }
+    std::rethrow_exception(failed);
+  }
+  open_bytes_ += static_cast<int64_t>(text.size());
+  events_ += n;
+  if (open_bytes_ >= options_.roll_bytes) {
+    try {
+      Publish();  // these events are durable already: a failed rename is retried before the next segment
+    } catch (const std::exception& e) {
+      LOG(ERROR) << e.what();
+    }
+  }
+}
+
 void EventLogWriter::MaybeRoll(bool force) {
   std::unique_lock<std::mutex> lock(mu_);
   if (force) done_.wait(lock, [&] { return !writing_; });
-  if (writing_ || fd_ < 0) return;
-  if (force || NowMicros() - opened_us_ >= static_cast<int64_t>(options_.roll_seconds * 1e6)) Publish();
+  if (writing_) return;
+  const bool old = fd_ >= 0 && std::chrono::steady_clock::now() - opened_ >= std::chrono::duration<double>(options_.roll_seconds);
+  if (force || old || !closed_.empty()) Publish();
 }
 
 int64_t EventLogWriter::events() const {

@@ -11,6 +11,7 @@
 // Readers take segments in name order.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -74,10 +75,13 @@ class EventLogWriter {
   const std::string& dir() const { return dir_; }
 
  private:
-  void Open(int64_t now_us);  // mu_ held
-  void Publish();             // mu_ held
-  void Recover();
   struct Batch;
+  // These run with mu_ held.
+  void Open();     // a new open segment (publishing a closed one first)
+  void Publish();  // closes the open segment and renames it (and any closed one) into the log
+  void WriteBatches(const std::vector<Batch*>& batches, std::unique_lock<std::mutex>& lock);
+  void Recover();
+  std::string SegmentName(int64_t micros) const;
 
   const std::string dir_, producer_;
   const Options options_;
@@ -86,9 +90,13 @@ class EventLogWriter {
   std::condition_variable done_;
   std::vector<Batch*> pending_;
   bool writing_ = false;
-  int fd_ = -1;                 // the open segment, or -1
-  std::string open_name_;       // its final name
-  int64_t open_bytes_ = 0, opened_us_ = 0, last_us_ = 0;
+  int fd_ = -1;            // the open segment, or -1
+  std::string open_name_;  // its final name
+  int64_t open_bytes_ = 0, last_us_ = 0;
+  std::chrono::steady_clock::time_point opened_;  // for its age (the wall clock may step)
+  std::string closed_;     // a segment closed whose rename failed: retried before any other
+  int64_t closed_bytes_ = 0;
+  std::string broken_;     // why this writer takes no more events, if it does not
   int64_t events_ = 0, segments_ = 0, syncs_ = 0;
 };
 

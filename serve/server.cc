@@ -797,6 +797,10 @@ struct RecommendServer::Impl {
     } catch (const UserError& e) {
       if (status == 200) status = 400;
       body = ErrorJson(e.what());
+    } catch (const std::exception& e) {
+      status = 500;
+      LOG(ERROR) << "POST /v1/events: " << e.what();
+      body = ErrorJson(std::string("internal error: ") + e.what());
     }
     res.status = status;
     res.set_content(body, "application/json");
@@ -914,7 +918,7 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
   if (o.batch_max < 1 || o.batch_max > 4096) Fail("--batch-max: expected 1 to 4096, got ", o.batch_max);
   if (!(o.batch_delay_ms >= 0 && o.batch_delay_ms <= 1000)) Fail("--batch-delay-ms: expected 0 to 1000, got ", o.batch_delay_ms);
   if (!(o.events_roll_seconds > 0 && o.events_roll_seconds <= 3600)) {
-    Fail("--events-roll-seconds: expected more than 0 and at most 3600, got ", o.events_roll_seconds);
+    Fail("--event-roll-seconds: expected more than 0 and at most 3600, got ", o.events_roll_seconds);
   }
   const std::string latest = ReadLatest(o.export_root);
   if (latest.empty()) Fail(o.export_root, ": no LATEST; publish a version first (shardrec publish)");
@@ -940,8 +944,12 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
     at::set_num_threads(1);
   }
   if (!m.o.events_dir.empty()) {
-    m.events = std::make_unique<EventLogWriter>(m.o.events_dir, m.o.events_producer,
-                                                EventLogWriter::Options{.roll_seconds = m.o.events_roll_seconds});
+    try {
+      m.events = std::make_unique<EventLogWriter>(m.o.events_dir, m.o.events_producer,
+                                                  EventLogWriter::Options{.roll_seconds = m.o.events_roll_seconds});
+    } catch (const UserError& e) {
+      Fail("--event-log ", m.o.events_dir, " --event-producer ", m.o.events_producer, ": ", e.what());
+    }
   }
   m.Routes();
   m.port = m.o.port == 0 ? m.http.bind_to_any_port(m.o.host) : (m.http.bind_to_port(m.o.host, m.o.port) ? m.o.port : -1);

@@ -45,8 +45,10 @@ TEST(EventLog, AppendedEventsReadBackInOrderFromSegmentsRolledBySizeAndTime) {
       if (i % 10 == 0) e.categories = std::vector<std::string>{"Drama", "Comedy"};
       sent.push_back(e);
       w.Append({e});
-      // Nothing is visible until a segment rolls; what is visible is whole segments.
-      EXPECT_LE(ReadAll(log).size(), sent.size());
+      // What is visible is whole segments: a prefix of what was sent.
+      const auto visible = ReadAll(log);
+      ASSERT_LE(visible.size(), sent.size());
+      EXPECT_TRUE(std::equal(visible.begin(), visible.end(), sent.begin()));
     }
     EXPECT_GT(w.segments(), 3);  // rolled by size
     EXPECT_EQ(w.events(), 40);
@@ -110,20 +112,36 @@ TEST(EventLog, AKilledWritersAcknowledgedEventsArePublishedAndATornLineIsNot) {
   testing::TempDir dir;
   const std::string log = dir.File("log");
   MakeDirs(log);
-  // What a writer killed mid-line leaves: a hidden open segment, two whole lines and half a third.
+  // What a writer killed mid-line leaves: a hidden open segment, two whole lines, bytes a power loss
+  // left after the last sync (a line that is not an event, then a whole one), and half a line.
   const std::string name = "1700000000000000-srv.jsonl";
-  testing::WriteText(log + "/." + name + ".open",
-            LogEventJson(Ev("a", "1", 1)) + "\n" + LogEventJson(Ev("b", "2", 2)) + "\n{\"user\": \"c\", \"it");
+  testing::WriteText(log + "/." + name + ".open", LogEventJson(Ev("a", "1", 1)) + "\n" + LogEventJson(Ev("b", "2", 2)) +
+                                                       "\n" + std::string("\0\0garbage", 9) + "\n" + LogEventJson(Ev("x", "3", 3)) +
+                                                       "\n{\"user\": \"c\", \"it");
   testing::WriteText(log + "/.1700000000000001-other.jsonl.open", LogEventJson(Ev("z", "9", 9)) + "\n");  // not this producer's
+  // A newer segment of the same producer is published already (its writer went on after this one):
+  // the recovered events must come after it, or a consumer past it would never read them.
+  testing::WriteText(log + "/1700000000000005-srv.jsonl", LogEventJson(Ev("n", "5", 5)) + "\n");
+  {
+    EventLogWriter w(log, "srv", {});
+    EXPECT_EQ(w.segments(), 1);
+    EXPECT_EQ(ListSegments(log), (std::vector<std::string>{"1700000000000005-srv.jsonl", "1700000000000006-srv.jsonl"}));
+    EXPECT_EQ(ReadSegment(log + "/1700000000000006-srv.jsonl"), (std::vector<LogEvent>{Ev("a", "1", 1), Ev("b", "2", 2)}));
+    EXPECT_TRUE(PathExists(log + "/.1700000000000001-other.jsonl.open"));
+  }
+  // A recovered name later than the clock: the next segment's name still comes after it.
+  const std::string future = "9000000000000000-srv.jsonl";
+  testing::WriteText(log + "/." + future + ".open", LogEventJson(Ev("f", "7", 7)) + "\n");
   EventLogWriter w(log, "srv", {});
-  EXPECT_EQ(w.segments(), 1);
-  EXPECT_EQ(ListSegments(log), std::vector<std::string>{name});
-  EXPECT_EQ(ReadSegment(log + "/" + name), (std::vector<LogEvent>{Ev("a", "1", 1), Ev("b", "2", 2)}));
-  EXPECT_TRUE(PathExists(log + "/.1700000000000001-other.jsonl.open"));
-  // The next segment's name comes after the recovered one even if the clock says otherwise.
+  EXPECT_EQ(ListSegments(log).back(), future);
   w.Append({Ev("d", "4", 4)});
   w.MaybeRoll(true);
-  EXPECT_GT(ListSegments(log).back(), name);
+  EXPECT_EQ(ListSegments(log).back(), "9000000000000001-srv.jsonl");
+  // An open segment with nothing whole in it is removed, not published.
+  testing::WriteText(log + "/.9100000000000000-srv2.jsonl.open", "{\"user\"");
+  EventLogWriter w2(log, "srv2", {});
+  EXPECT_FALSE(PathExists(log + "/.9100000000000000-srv2.jsonl.open"));
+  EXPECT_EQ(w2.segments(), 0);
 }
 
 TEST(EventLog, OneWriterPerProducerAndMistakesNameTheirPlace) {
@@ -132,7 +150,7 @@ TEST(EventLog, OneWriterPerProducerAndMistakesNameTheirPlace) {
   EventLogWriter a(log, "srv", {});
   testing::ExpectUserError([&] { EventLogWriter b(log, "srv", {}); }, {"producer", "srv", "in use"});
   EventLogWriter c(log, "srv2", {});  // another name is fine
-  testing::ExpectUserError([&] { EventLogWriter d(log, "no-dash", {}); }, {"event producer", "no-dash"});
+  testing::ExpectUserError([&] { EventLogWriter d(log, "no-dash", {}); }, {"event producer name", "no-dash"});
   // POST /v1/events bodies.
   EXPECT_EQ(ParseEventsBody(R"({"events": [{"user": 7, "item": "B00X", "ts": 12}]})", 10),
             (std::vector<LogEvent>{Ev("7", "B00X", 12)}));
@@ -211,7 +229,9 @@ TEST(EventLog, ConvertGivesTheDatasetTheCsvConverterGivesForTheSameEvents) {
     EXPECT_EQ(na, nb) << "item " << i;
   }
   EXPECT_EQ(a->ReadItemTitles(0, n).back(), "Brand New");
-  testing::ExpectUserError([&] { ConvertToDataset(dir.File("empty"), dir.File("x.h5"), {.format = "events"}); }, {"empty"});
+  MakeDirs(dir.File("empty"));
+  testing::ExpectUserError([&] { ConvertToDataset(dir.File("empty"), dir.File("x.h5"), {.format = "events"}); }, {"empty", "no segment"});
+  testing::ExpectUserError([&] { ConvertToDataset(dir.File("none"), dir.File("x.h5"), {.format = "events"}); }, {"none", "event log directory"});
 }
 
 }  // namespace
