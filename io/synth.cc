@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <limits>
 #include <numeric>
 #include <unordered_set>
 
@@ -23,6 +25,7 @@ enum Stream : uint64_t {
   kItemMeta = 6,
   kLengths = 7,
   kTopicWords = 8,
+  kShift = 9,
 };
 
 const char* const kThemeWords[] = {
@@ -48,7 +51,7 @@ struct Mix {
 
 class Generator {
  public:
-  explicit Generator(const SynthOptions& o) : o_(o) {}
+  explicit Generator(const SynthOptions& o) : o_(o), fresh_topics_(o.drift > 0 ? std::max(1, o.topics / 8) : 0) {}
 
   void BuildItems() {
     const int64_t n = o_.items;
@@ -83,6 +86,7 @@ class Generator {
     }
   }
 
+  const std::vector<int32_t>& topics() const { return topic_; }
   double Weight(int32_t item) const { return std::pow(double(rank_[item]) + 1.0, -o_.zipf); }
   double TopicTotal(int t) const {
     return topic_off_[t + 1] > topic_off_[t] ? topic_cum_[topic_off_[t + 1] - 1] : 0.0;
@@ -109,11 +113,18 @@ class Generator {
     return out;
   }
 
-  Mix DrawMix(Rng& rng) const {
+  // Topics [0, OldTopics()) exist from the start; the rest (with --drift) only after the shift.
+  int OldTopics() const { return o_.topics - fresh_topics_; }
+  bool Fresh(int32_t item) const { return topic_[item] >= OldTopics(); }
+  void SetShiftTime(int64_t t) { shift_time_ = t; }
+
+  // A preference mix over the old topics, or over the fresh ones.
+  Mix DrawMix(Rng& rng, bool fresh = false) const {
     Mix m;
-    int k = std::min(o_.topics_per_user, o_.topics);
+    const int first = fresh ? OldTopics() : 0, count = fresh ? fresh_topics_ : OldTopics();
+    int k = std::min(o_.topics_per_user, count);
     while (int(m.topics.size()) < k) {
-      int t = static_cast<int>(rng.Below(o_.topics));
+      int t = first + static_cast<int>(rng.Below(count));
       if (std::find(m.topics.begin(), m.topics.end(), t) == m.topics.end()) m.topics.push_back(t);
     }
     double total = 0;
@@ -191,6 +202,7 @@ class Generator {
     double oracle_ndcg = 0;
     bool pop_hit = false;
     double pop_ndcg = 0;
+    bool moved = false;  // --drift: moved to fresh topics at the shift
   };
 
   // Generates user u's sequence and scores the oracle and the popularity ranker on its last event.
@@ -198,7 +210,10 @@ class Generator {
                           std::vector<int64_t>* times) const {
     Rng rng(HashKeys({o_.seed, kUser, uint64_t(u)}));
     Mix start = DrawMix(rng);
-    Mix end = rng.Bernoulli(o_.drift) ? DrawMix(rng) : start;
+    Mix end = rng.Bernoulli(o_.mix_drift) ? DrawMix(rng) : start;
+    // --drift: whether this user moves at the shift (its own stream: the events before are the same).
+    Rng shift_rng(HashKeys({o_.seed, kShift, uint64_t(u)}));
+    const bool shifts = fresh_topics_ > 0 && shift_rng.Uniform() < o_.drift;
     std::unordered_set<int32_t> hist;
     hist.reserve(n * 2);
     items->clear();
@@ -209,7 +224,13 @@ class Generator {
       const double lambda = n > 1 ? double(k) / double(n - 1) : 0.0;
       int32_t next = -1;
       bool switched = false;
-      if (k > 0) {
+      const bool move = shifts && !res.moved && k > 0 && t > shift_time_;
+      if (move) {  // the first event after the shift: from a fresh mix, and so on from then
+        res.moved = true;
+        start = end = DrawMix(shift_rng, /*fresh=*/true);
+        next = DrawNew(DrawTopic(start, rng), hist, rng);
+        switched = true;
+      } else if (k > 0) {
         const int32_t prev = items->back();
         std::vector<int32_t> succ = AvailableSuccessors(prev, hist);
         if (!succ.empty() && rng.Bernoulli(o_.transition)) {
@@ -224,8 +245,9 @@ class Generator {
         next = DrawNew(DrawTopic(start, rng), hist, rng);
       }
       for (int tries = 0; next < 0; ++tries) {  // topic exhausted: any topic, then any item
-        next = tries < 16 ? DrawNew(static_cast<int>(rng.Below(o_.topics)), hist, rng)
-                          : FirstUnseen(hist);
+        next = tries < 16 ? DrawNew(res.moved ? OldTopics() + static_cast<int>(rng.Below(fresh_topics_))
+                                              : static_cast<int>(rng.Below(OldTopics())), hist, rng)
+                          : FirstUnseen(hist, res.moved);
       }
       t += 1 + static_cast<int64_t>(rng.Exponential(switched ? 7 * 86400.0 : 86400.0));
       items->push_back(next);
@@ -246,7 +268,11 @@ class Generator {
     return succ;
   }
 
-  int32_t FirstUnseen(const std::unordered_set<int32_t>& hist) const {
+  // The most popular item not in `hist` (of the fresh topics only with `fresh`, else of the old).
+  int32_t FirstUnseen(const std::unordered_set<int32_t>& hist, bool fresh) const {
+    for (int32_t it : by_rank_) {
+      if (!hist.count(it) && Fresh(it) == fresh) return it;
+    }
     for (int32_t it : by_rank_) {
       if (!hist.count(it)) return it;
     }
@@ -385,6 +411,8 @@ class Generator {
   std::vector<int64_t> topic_off_;
   std::vector<int32_t> topic_items_;
   std::vector<double> topic_cum_;
+  const int fresh_topics_;                             // --drift: the last topics, fresh at the shift
+  int64_t shift_time_ = std::numeric_limits<int64_t>::max();
 };
 
 }  // namespace
@@ -404,10 +432,11 @@ void CheckSynthOptions(const SynthOptions& in) {
   if (o.categories < 0 || o.categories > (1 << 20)) Fail("--categories: expected 0 to 1048576, got ", o.categories);
   if (o.content_dim < 0 || o.content_dim > 4096) Fail("--content-dim: expected 0 to 4096, got ", o.content_dim);
   if (o.successors < 0 || o.successors > 1024) Fail("--successors: expected 0 to 1024, got ", o.successors);
-  for (auto [name, p] : {std::pair{"--stay", o.stay}, {"--transition", o.transition}, {"--drift", o.drift}}) {
+  for (auto [name, p] : {std::pair{"--stay", o.stay}, {"--transition", o.transition}, {"--drift", o.drift}, {"mix drift", o.mix_drift}}) {
     if (!(p >= 0 && p <= 1)) Fail(name, ": must be a probability in [0, 1], got ", p);
   }
   if (o.topics_per_user < 1) Fail("--topics-per-user: must be >= 1");
+  if (o.drift > 0 && o.topics < 2) Fail("--drift: needs at least 2 topics (fresh ones to move to), got --topics ", o.topics);
 }
 
 SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in) {
@@ -424,17 +453,35 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
   wo.source = "shardrec data synth --users " + std::to_string(o.users) + " --items " +
               std::to_string(o.items) + " --events " + std::to_string(o.events) + " --seed " +
               std::to_string(o.seed) + " --topics " + std::to_string(o.topics);
-  auto writer = DatasetWriter::Create(output, wo);
   std::vector<int32_t> lengths = gen.Lengths();
   std::vector<int32_t> items;
   std::vector<int64_t> times;
   SynthReport rep;
+  if (o.drift > 0) {
+    // The shift time: when 80% of the events have happened, from a first pass without it (the
+    // events before the shift are the same in both passes: whether a user moves is drawn apart).
+    std::vector<int64_t> all;
+    all.reserve(static_cast<size_t>(o.events));
+    for (int64_t u = 0; u < o.users; ++u) {
+      gen.GenerateUser(u, lengths[u], &items, &times);
+      all.insert(all.end(), times.begin(), times.end());
+    }
+    auto at = all.begin() + static_cast<int64_t>(0.8 * static_cast<double>(all.size() - 1));
+    std::nth_element(all.begin(), at, all.end());
+    rep.drift_time = *at;
+    gen.SetShiftTime(rep.drift_time);
+    char share[32];
+    std::snprintf(share, sizeof share, "%g", o.drift);
+    wo.source += std::string(" --drift ") + share;
+  }
+  auto writer = DatasetWriter::Create(output, wo);
   double ohr = 0, ondcg = 0, phr = 0, pndcg = 0;
   int64_t events_done = 0;
   for (int64_t u = 0; u < o.users; ++u) {
     if (o.progress && u % 4096 == 0) o.progress(u, events_done);
     events_done += lengths[u];
     auto r = gen.GenerateUser(u, lengths[u], &items, &times);
+    rep.drifted_users += r.moved;
     ohr += r.oracle_hit;
     ondcg += r.oracle_ndcg;
     phr += r.pop_hit;
@@ -461,8 +508,20 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
                        std::string("leave-one-out: each user's last event, ranked against all items with "
                                    "the user's earlier items excluded; oracle = the generator's own "
                                    "predictive distribution; popularity = true global popularity"));
+  if (o.drift > 0) {
+    writer->SetAttribute("/drift", "share", o.drift);
+    writer->SetAttribute("/drift", "time", static_cast<double>(rep.drift_time));
+    writer->SetAttribute("/drift", "fresh_topics", static_cast<double>(std::max(1, o.topics / 8)));
+    writer->SetAttribute("/drift", "moved_users", static_cast<double>(rep.drifted_users));
+  }
   rep.info = writer->Finish();
   return rep;
+}
+
+std::vector<int32_t> SyntheticItemTopics(const SynthOptions& o) {
+  Generator gen(o);
+  gen.BuildItems();
+  return gen.topics();
 }
 
 std::vector<std::vector<int32_t>> SyntheticSuccessors(const SynthOptions& o) {

@@ -37,7 +37,11 @@ struct SynthOptions {
   double transition = 0.3;   // P(next item is a successor of the previous item)
   int successors = 4;        // successors per item (same topic)
   int topics_per_user = 3;   // size of a user's preference mix
-  double drift = 0.5;        // P(a user's end mix differs from its start mix)
+  double mix_drift = 0.5;    // P(a user's end mix differs from its start mix)
+  // `--drift R`: at the shift time (when 80% of the events have happened), a share R of users move to fresh
+  // topics (the last max(1, topics / 8), whose items nobody has seen before): drift in event time
+  // that a model frozen before it cannot know (docs/formats.md, "Synthetic data").
+  double drift = 0;
   int content_dim = 16;      // 0 = no content vectors
   bool titles = true;
   // Called every few thousand users with (users done, events done); may be empty.
@@ -46,6 +50,8 @@ struct SynthOptions {
 
 struct SynthReport {
   DatasetInfo info;
+  int64_t drift_time = 0;   // with drift: the shift time (unix seconds)
+  int64_t drifted_users = 0;  // users who moved (had an event after the shift)
   double oracle_hr10 = 0, oracle_ndcg10 = 0;          // generator's own predictive distribution
   double popularity_hr10 = 0, popularity_ndcg10 = 0;  // true global popularity
   int64_t test_users = 0;
@@ -59,6 +65,9 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& opt
 // The planted successors of every item (item i is the one with raw id i + 1), as the generator
 // with these options draws them: for tests that check what a model learned.
 std::vector<std::vector<int32_t>> SyntheticSuccessors(const SynthOptions& options);
+// Every item's topic (item i has raw id i + 1); with drift the fresh topics are the last
+// max(1, topics / 8). For tests.
+std::vector<int32_t> SyntheticItemTopics(const SynthOptions& options);
 
 }  // namespace shardrec
 

@@ -98,6 +98,7 @@ int RunSynth(const std::vector<std::string>&) {
               static_cast<long long>(r.info.num_items), static_cast<long long>(r.info.num_events), secs,
               r.info.num_events / std::max(secs, 1e-9));
   std::printf("%s\n", OracleLine(r).c_str());
+  if (o.drift > 0) std::printf("drift: %lld users moved to fresh topics at %lld\n", static_cast<long long>(r.drifted_users), static_cast<long long>(r.drift_time));
   return 0;
 }
 
@@ -124,7 +125,7 @@ Registrar synth_cmd({
     .usage = "shardrec data synth --output FILE.h5 [--users N --items N --events N --seed S ...]\n"
              "       shardrec data synth --output DIR --days D [--new-items P --retired-items P --first-day-share S ...]",
     .flags = {"output", "users", "items", "events", "seed", "topics", "categories", "content_dim",
-              "zipf", "stay", "transition", "successors", "titles", "days", "first_day_share", "new_items",
+              "zipf", "stay", "transition", "successors", "titles", "drift", "days", "first_day_share", "new_items",
               "retired_items"},
     .positional = 0,
     .run = RunSynth,
@@ -146,14 +147,9 @@ SynthOptions SynthOptionsFromFlags() {
   }
   o.events = FLAGS_events;
   o.seed = FLAGS_seed;
-  o.topics = FLAGS_topics;
-  o.categories = FLAGS_categories;
-  o.content_dim = FLAGS_content_dim;
-  o.zipf = FLAGS_zipf;
-  o.stay = FLAGS_stay;
-  o.transition = FLAGS_transition;
-  o.successors = FLAGS_successors;
-  o.titles = FLAGS_titles;
+  o.topics = FLAGS_topics, o.categories = FLAGS_categories, o.content_dim = FLAGS_content_dim, o.zipf = FLAGS_zipf;
+  o.stay = FLAGS_stay, o.transition = FLAGS_transition, o.successors = FLAGS_successors, o.titles = FLAGS_titles;
+  o.drift = FLAGS_drift;
   auto meter = std::make_shared<ProgressMeter>("synth", "users", "events", /*every_seconds=*/2.0);
   o.progress = [meter, total = o.users](int64_t users, int64_t events) { meter->Update(users, total, events); };
   return o;

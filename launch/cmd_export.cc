@@ -59,10 +59,7 @@ int RunExport(const std::vector<std::string>&) {
   if (FLAGS_data.empty()) Fail("--data is required");
   Job job = StartJob();
   ExportOptions o;
-  o.run_dir = FLAGS_run_dir;
-  o.data = FLAGS_data;
-  o.root = FLAGS_out;
-  o.version = FLAGS_export_version;
+  o.run_dir = FLAGS_run_dir, o.data = FLAGS_data, o.root = FLAGS_out, o.version = FLAGS_export_version;
   o.model = ModelConfigFromFlags();
   o.seed = FLAGS_seed;
   o.add_items = FLAGS_add_items;
@@ -89,12 +86,8 @@ int RunExport(const std::vector<std::string>&) {
 
 IndexOptions IndexOptionsFromFlags() {
   IndexOptions o;
-  o.factory = FLAGS_factory;
-  o.queries = FLAGS_queries;
-  o.knobs.ef_search = FLAGS_ef_search;
-  o.knobs.nprobe = FLAGS_nprobe;
-  o.knobs.refine = FLAGS_refine;
-  o.train_vectors = FLAGS_train_vectors;
+  o.factory = FLAGS_factory, o.queries = FLAGS_queries, o.train_vectors = FLAGS_train_vectors;
+  o.knobs = {.ef_search = FLAGS_ef_search, .nprobe = FLAGS_nprobe, .refine = FLAGS_refine};
   CheckIndexOptions(o);
   return o;
 }
@@ -232,8 +225,7 @@ int RunServe(const std::vector<std::string>&) {
   ParseServeTopology(FLAGS_shards, FLAGS_route, o);
   auto server = RecommendServer::Start(o);
   std::printf("serving %s/%s on http://%s:%d (console at /; POST /v1/recommend%s, GET /v1/items/ID, /healthz, /metrics)\n",
-              FLAGS_export_root.c_str(), server->version().c_str(), FLAGS_host.c_str(), server->port(),
-              FLAGS_event_log.empty() ? "" : (", POST /v1/events into " + FLAGS_event_log).c_str());
+              FLAGS_export_root.c_str(), server->version().c_str(), FLAGS_host.c_str(), server->port(), FLAGS_event_log.empty() ? "" : ", /v1/events");
   std::fflush(stdout);
   while (StopSignal().load() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   server->Stop();  // requests in flight finish first

@@ -329,7 +329,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"csv_latin1_id", "csv", "e.csv", "user,item\nm\xfcller,2\n", "",
                 {"e.csv:2:", "user id in column user is not UTF-8", "iconv"}},
         BadCase{"unknown_format", "parquet", "e.csv", "user,item\n", "",
-                {"unknown format 'parquet'", "movielens, seq or csv"}}),
+                {"unknown format 'parquet'", "movielens, seq, csv or events"}}),
     [](const ::testing::TestParamInfo<BadCase>& i) { return i.param.name; });
 
 TEST(ConvertBadInput, MissingFile) {

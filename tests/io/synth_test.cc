@@ -126,6 +126,66 @@ TEST(Synth, ContentCarriesTopicSignal) {
   EXPECT_GT(consecutive / n, random / n + 0.3);
 }
 
+// --drift: by the items' topics (the generator's own, an oracle the data does not show), no event
+// before the shift time is of a fresh topic, the users with a fresh-topic event are exactly those it
+// reports as moved, about the share asked of those with events after the shift, and each moves at
+// its first event after the shift; without --drift there is no /drift group.
+TEST(Synth, DriftMovesAShareOfUsersToFreshTopicsAfterTheShiftOnly) {
+  TempDir dir;
+  SynthOptions o = Small();
+  o.topics = 16;
+  o.drift = 0.4;
+  const SynthReport r = GenerateSynthetic(dir.File("d.h5"), o);
+  const std::vector<int32_t> topic = SyntheticItemTopics(o);
+  const int fresh_from = 16 - 2;
+  auto ds = Dataset::Open(dir.File("d.h5"));
+  const auto attrs = ds->NumericAttributes("/drift");
+  EXPECT_EQ(attrs.at("share"), 0.4);
+  EXPECT_EQ(static_cast<int64_t>(attrs.at("time")), r.drift_time);
+  const auto raw = ds->ReadItemRawIds(0, r.info.num_items);
+  for (int64_t i = 0; i < r.info.num_items; ++i) ASSERT_EQ(raw[i], std::to_string(i + 1));  // dense i is item i
+  int64_t with_fresh = 0, eligible = 0, fresh_after = 0, events_after = 0;
+  for (int64_t u = 0; u < r.info.num_users; ++u) {
+    const int64_t b = ds->user_offsets()[u], e = ds->user_offsets()[u + 1];
+    const auto items = ds->ReadItems(b, e);
+    const auto ts = ds->ReadTimestamps(b, e);
+    bool any_fresh = false, later = false;
+    for (size_t k = 0; k < items.size(); ++k) {
+      const bool fresh = topic[items[k]] >= fresh_from;
+      if (ts[k] <= r.drift_time) {
+        ASSERT_FALSE(fresh) << "user " << u << " event " << k << " before the shift";
+      }
+      if (k > 0 && ts[k - 1] > r.drift_time) later = true;
+      if (fresh) {
+        // Its first fresh event is its first event after the shift (the one whose previous event is past it).
+        if (!any_fresh) {
+          ASSERT_TRUE(k > 0 && ts[k - 1] > r.drift_time && (k < 2 || ts[k - 2] <= r.drift_time)) << "user " << u;
+        }
+        any_fresh = true;
+      }
+      if (ts[k] > r.drift_time) {
+        ++events_after;
+        fresh_after += fresh;
+      }
+    }
+    with_fresh += any_fresh;
+    eligible += later;
+  }
+  EXPECT_EQ(with_fresh, r.drifted_users);
+  ASSERT_GT(eligible, 100);
+  const double share = static_cast<double>(with_fresh) / static_cast<double>(eligible);
+  EXPECT_NEAR(share, 0.4, 4 * std::sqrt(0.4 * 0.6 / static_cast<double>(eligible)));
+  EXPECT_GT(fresh_after, events_after / 5);  // the shift shows in the events after it
+  std::printf("drift 0.4: %lld of %lld users with events after the shift moved; %lld of %lld events after it fresh\n",
+              static_cast<long long>(with_fresh), static_cast<long long>(eligible), static_cast<long long>(fresh_after),
+              static_cast<long long>(events_after));
+  // Without drift: no /drift group.
+  SynthOptions none = Small();
+  none.topics = 16;
+  GenerateSynthetic(dir.File("n.h5"), none);
+  EXPECT_TRUE(Dataset::Open(dir.File("n.h5"))->NumericAttributes("/drift").empty());
+}
+
 TEST(Synth, BadOptionsAreUserErrors) {
   TempDir dir;
   SynthOptions o = Small();
