@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <numeric>
 #include <unordered_set>
 
@@ -77,6 +78,9 @@ class Generator {
       int32_t it = by_rank_[r];
       topic_items_[fill[topic_[it]]++] = it;
     }
+    for (int t = OldTopics(); t < o_.topics; ++t) {
+      if (topic_off_[t + 1] > topic_off_[t]) fresh_with_items_.push_back(t);
+    }
     for (int t = 0; t < o_.topics; ++t) {
       double acc = 0;
       for (int64_t k = topic_off_[t]; k < topic_off_[t + 1]; ++k) {
@@ -87,6 +91,14 @@ class Generator {
   }
 
   const std::vector<int32_t>& topics() const { return topic_; }
+  // --drift: a UserError unless the fresh topics have items and the old ones enough for the longest
+  // sequence (no user reaches a fresh item early).
+  void CheckDriftTopics() const {
+    if (fresh_topics_ == 0) return;
+    if (fresh_with_items_.empty()) Fail("--drift: no item fell in the ", fresh_topics_, " fresh topic(s); raise --items or lower --topics");
+    const int64_t old_items = topic_off_[OldTopics()], longest = std::max<int64_t>(3, o_.items / 2);
+    if (old_items <= longest) Fail("--drift: the old topics hold ", old_items, " items, not more than a sequence may need (", longest, "); raise --topics or --items");
+  }
   double Weight(int32_t item) const { return std::pow(double(rank_[item]) + 1.0, -o_.zipf); }
   double TopicTotal(int t) const {
     return topic_off_[t + 1] > topic_off_[t] ? topic_cum_[topic_off_[t + 1] - 1] : 0.0;
@@ -121,10 +133,11 @@ class Generator {
   // A preference mix over the old topics, or over the fresh ones.
   Mix DrawMix(Rng& rng, bool fresh = false) const {
     Mix m;
-    const int first = fresh ? OldTopics() : 0, count = fresh ? fresh_topics_ : OldTopics();
+    const int count = fresh ? static_cast<int>(fresh_with_items_.size()) : OldTopics();
     int k = std::min(o_.topics_per_user, count);
     while (int(m.topics.size()) < k) {
-      int t = first + static_cast<int>(rng.Below(count));
+      const int pick = static_cast<int>(rng.Below(count));
+      int t = fresh ? fresh_with_items_[pick] : pick;
       if (std::find(m.topics.begin(), m.topics.end(), t) == m.topics.end()) m.topics.push_back(t);
     }
     double total = 0;
@@ -220,11 +233,13 @@ class Generator {
     times->clear();
     int64_t t = 1600000000 + static_cast<int64_t>(rng.Below(10000000));
     UserResult res;
+    bool moved_last = false;  // the last event was the move
     for (int32_t k = 0; k < n; ++k) {
       const double lambda = n > 1 ? double(k) / double(n - 1) : 0.0;
       int32_t next = -1;
       bool switched = false;
       const bool move = shifts && !res.moved && k > 0 && t > shift_time_;
+      moved_last = move;
       if (move) {  // the first event after the shift: from a fresh mix, and so on from then
         res.moved = true;
         start = end = DrawMix(shift_rng, /*fresh=*/true);
@@ -245,7 +260,7 @@ class Generator {
         next = DrawNew(DrawTopic(start, rng), hist, rng);
       }
       for (int tries = 0; next < 0; ++tries) {  // topic exhausted: any topic, then any item
-        next = tries < 16 ? DrawNew(res.moved ? OldTopics() + static_cast<int>(rng.Below(fresh_topics_))
+        next = tries < 16 ? DrawNew(res.moved ? fresh_with_items_[rng.Below(fresh_with_items_.size())]
                                               : static_cast<int>(rng.Below(OldTopics())), hist, rng)
                           : FirstUnseen(hist, res.moved);
       }
@@ -256,7 +271,7 @@ class Generator {
     }
     // Score the real target now that it is known.
     hist.erase(items->back());
-    Score((*items)[n - 2], start, end, 1.0, hist, items->back(), &res);
+    Score((*items)[n - 2], start, end, 1.0, hist, items->back(), /*mix_only=*/moved_last, &res);
     return res;
   }
 
@@ -273,19 +288,20 @@ class Generator {
     for (int32_t it : by_rank_) {
       if (!hist.count(it) && Fresh(it) == fresh) return it;
     }
-    for (int32_t it : by_rank_) {
-      if (!hist.count(it)) return it;
+    for (int32_t it : by_rank_) {  // a moved user may go back to the old items; nobody goes early to fresh ones
+      if (!hist.count(it) && fresh) return it;
     }
     LOG(FATAL) << "user has seen every item";
   }
 
   // Ranks items by the generator's predictive distribution of the event after `prev` (history
   // `hist` excluded) and records HR@10/NDCG@10 of `target`, and the same for true popularity.
-  void Score(int32_t prev, const Mix& start, const Mix& end, double lambda,
-             const std::unordered_set<int32_t>& hist, int32_t target, UserResult* res) const {
+  // `mix_only`: the event was drawn from the mix alone (a --drift move), no transition or stay.
+  void Score(int32_t prev, const Mix& start, const Mix& end, double lambda, const std::unordered_set<int32_t>& hist,
+             int32_t target, bool mix_only, UserResult* res) const {
     constexpr int kTop = 10;
     std::vector<int32_t> succ = AvailableSuccessors(prev, hist);
-    const double tr = succ.empty() ? 0.0 : o_.transition;
+    const double tr = succ.empty() || mix_only ? 0.0 : o_.transition, stay = mix_only ? 0.0 : o_.stay;
     // Topic weights of the next draw.
     std::vector<std::pair<int, double>> tw;
     auto add = [&](int topic, double w) {
@@ -297,9 +313,9 @@ class Generator {
       }
       tw.emplace_back(topic, w);
     };
-    add(topic_[prev], o_.stay);
-    for (size_t i = 0; i < start.topics.size(); ++i) add(start.topics[i], (1 - o_.stay) * (1 - lambda) * start.weights[i]);
-    for (size_t i = 0; i < end.topics.size(); ++i) add(end.topics[i], (1 - o_.stay) * lambda * end.weights[i]);
+    add(topic_[prev], stay);
+    for (size_t i = 0; i < start.topics.size(); ++i) add(start.topics[i], (1 - stay) * (1 - lambda) * start.weights[i]);
+    for (size_t i = 0; i < end.topics.size(); ++i) add(end.topics[i], (1 - stay) * lambda * end.weights[i]);
     // Remaining (non-history) mass per topic.
     std::vector<double> remaining(tw.size());
     for (size_t j = 0; j < tw.size(); ++j) {
@@ -412,6 +428,7 @@ class Generator {
   std::vector<int32_t> topic_items_;
   std::vector<double> topic_cum_;
   const int fresh_topics_;                             // --drift: the last topics, fresh at the shift
+  std::vector<int> fresh_with_items_;                  // those of them that have items
   int64_t shift_time_ = std::numeric_limits<int64_t>::max();
 };
 
@@ -445,6 +462,7 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
   if (o.events == 0) o.events = 20 * o.users;
   Generator gen(o);
   gen.BuildItems();
+  gen.CheckDriftTopics();
   DatasetWriterOptions wo;
   wo.timestamps = true;
   wo.titles = o.titles;
@@ -460,15 +478,21 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
   if (o.drift > 0) {
     // The shift time: when 80% of the events have happened, from a first pass without it (the
     // events before the shift are the same in both passes: whether a user moves is drawn apart).
-    std::vector<int64_t> all;
-    all.reserve(static_cast<size_t>(o.events));
+    std::map<int64_t, int64_t> per_hour;  // O(hours) memory, not O(events)
+    int64_t total = 0;
     for (int64_t u = 0; u < o.users; ++u) {
       gen.GenerateUser(u, lengths[u], &items, &times);
-      all.insert(all.end(), times.begin(), times.end());
+      for (int64_t ts : times) ++per_hour[ts / 3600];
+      total += static_cast<int64_t>(times.size());
     }
-    auto at = all.begin() + static_cast<int64_t>(0.8 * static_cast<double>(all.size() - 1));
-    std::nth_element(all.begin(), at, all.end());
-    rep.drift_time = *at;
+    int64_t seen = 0;
+    for (const auto& [hour, n] : per_hour) {  // the end of the hour in which the 80% is reached
+      seen += n;
+      if (seen >= static_cast<int64_t>(0.8 * static_cast<double>(total))) {
+        rep.drift_time = hour * 3600 + 3599;
+        break;
+      }
+    }
     gen.SetShiftTime(rep.drift_time);
     char share[32];
     std::snprintf(share, sizeof share, "%g", o.drift);

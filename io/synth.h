@@ -38,9 +38,10 @@ struct SynthOptions {
   int successors = 4;        // successors per item (same topic)
   int topics_per_user = 3;   // size of a user's preference mix
   double mix_drift = 0.5;    // P(a user's end mix differs from its start mix)
-  // `--drift R`: at the shift time (when 80% of the events have happened), a share R of users move to fresh
-  // topics (the last max(1, topics / 8), whose items nobody has seen before): drift in event time
-  // that a model frozen before it cannot know (docs/formats.md, "Synthetic data").
+  // `--drift R`: after the shift time (the hour in which 80% of the events have happened), a share R
+  // of users move to fresh topics (the last max(1, topics / 8), whose items nobody has seen before),
+  // from their first event that follows one past the shift: drift in event time that a model frozen
+  // before it cannot know (docs/formats.md, "Synthetic data"). Not with --days.
   double drift = 0;
   int content_dim = 16;      // 0 = no content vectors
   bool titles = true;
@@ -51,7 +52,7 @@ struct SynthOptions {
 struct SynthReport {
   DatasetInfo info;
   int64_t drift_time = 0;   // with drift: the shift time (unix seconds)
-  int64_t drifted_users = 0;  // users who moved (had an event after the shift)
+  int64_t drifted_users = 0;  // users who moved (had an event following one past the shift)
   double oracle_hr10 = 0, oracle_ndcg10 = 0;          // generator's own predictive distribution
   double popularity_hr10 = 0, popularity_ndcg10 = 0;  // true global popularity
   int64_t test_users = 0;

@@ -198,6 +198,7 @@ std::vector<SynthDay> GenerateSyntheticDays(const std::string& dir, const SynthO
   const std::string world = dir + "/.world.h5";
   if (PathExists(dir) && !IsDirectory(dir)) Fail("--output ", dir, ": with --days it names a directory, and this is a file");
   CheckSynthOptions(synth);  // before anything is made
+  if (synth.drift > 0) Fail("--drift with --days: not supported (the days would lose the shift's record); generate one file");
   CheckSynthDaysOptions(d);
   const bool made = !PathExists(dir);
   MakeDirs(dir);

@@ -172,10 +172,20 @@ TEST(Synth, DriftMovesAShareOfUsersToFreshTopicsAfterTheShiftOnly) {
     eligible += later;
   }
   EXPECT_EQ(with_fresh, r.drifted_users);
+  EXPECT_EQ(attrs.at("moved_users"), static_cast<double>(r.drifted_users));
+  EXPECT_EQ(attrs.at("fresh_topics"), 2.0);
+  int64_t before = 0;  // the shift closes the hour in which 80% of the events had happened
+  for (int64_t t : ds->ReadTimestamps(0, r.info.num_events)) before += t <= r.drift_time;
+  EXPECT_GE(before, r.info.num_events * 8 / 10);
+  EXPECT_LE(before, r.info.num_events * 8 / 10 + r.info.num_events / 50);
   ASSERT_GT(eligible, 100);
   const double share = static_cast<double>(with_fresh) / static_cast<double>(eligible);
   EXPECT_NEAR(share, 0.4, 4 * std::sqrt(0.4 * 0.6 / static_cast<double>(eligible)));
   EXPECT_GT(fresh_after, events_after / 5);  // the shift shows in the events after it
+  // Options the drift cannot honour are refused (here: old topics too small for the longest sequence).
+  SynthOptions bare = Small();
+  bare.items = 10, bare.topics = 2, bare.users = 3, bare.events = 9, bare.drift = 0.5;
+  testing::ExpectUserError([&] { GenerateSynthetic(dir.File("x.h5"), bare); }, {"--drift", "old topics hold"});
   std::printf("drift 0.4: %lld of %lld users with events after the shift moved; %lld of %lld events after it fresh\n",
               static_cast<long long>(with_fresh), static_cast<long long>(eligible), static_cast<long long>(fresh_after),
               static_cast<long long>(events_after));
