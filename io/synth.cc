@@ -432,6 +432,27 @@ class Generator {
   int64_t shift_time_ = std::numeric_limits<int64_t>::max();
 };
 
+// --drift's shift time: the end of the hour in which 80% of the events have happened, from a pass
+// over the users without the shift (the events before it are the same with it: whether a user moves
+// is drawn apart). Memory O(hours), not O(events).
+int64_t ShiftTime(const Generator& gen, const std::vector<int32_t>& lengths, int64_t users) {
+  std::vector<int32_t> items;
+  std::vector<int64_t> times;
+  std::map<int64_t, int64_t> per_hour;
+  int64_t total = 0;
+  for (int64_t u = 0; u < users; ++u) {
+    gen.GenerateUser(u, lengths[u], &items, &times);
+    for (int64_t ts : times) ++per_hour[ts / 3600];
+    total += static_cast<int64_t>(times.size());
+  }
+  int64_t seen = 0;
+  for (const auto& [hour, n] : per_hour) {
+    seen += n;
+    if (seen >= static_cast<int64_t>(0.8 * static_cast<double>(total))) return hour * 3600 + 3599;
+  }
+  return per_hour.empty() ? 0 : per_hour.rbegin()->first * 3600 + 3599;
+}
+
 }  // namespace
 
 void CheckSynthOptions(const SynthOptions& in) {
@@ -476,23 +497,7 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
   std::vector<int64_t> times;
   SynthReport rep;
   if (o.drift > 0) {
-    // The shift time: when 80% of the events have happened, from a first pass without it (the
-    // events before the shift are the same in both passes: whether a user moves is drawn apart).
-    std::map<int64_t, int64_t> per_hour;  // O(hours) memory, not O(events)
-    int64_t total = 0;
-    for (int64_t u = 0; u < o.users; ++u) {
-      gen.GenerateUser(u, lengths[u], &items, &times);
-      for (int64_t ts : times) ++per_hour[ts / 3600];
-      total += static_cast<int64_t>(times.size());
-    }
-    int64_t seen = 0;
-    for (const auto& [hour, n] : per_hour) {  // the end of the hour in which the 80% is reached
-      seen += n;
-      if (seen >= static_cast<int64_t>(0.8 * static_cast<double>(total))) {
-        rep.drift_time = hour * 3600 + 3599;
-        break;
-      }
-    }
+    rep.drift_time = ShiftTime(gen, lengths, o.users);
     gen.SetShiftTime(rep.drift_time);
     char share[32];
     std::snprintf(share, sizeof share, "%g", o.drift);
