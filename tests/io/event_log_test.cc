@@ -5,15 +5,18 @@
 #include "io/event_log.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <thread>
 
+#include "common/error.h"
 #include "common/file_util.h"
 #include "io/convert.h"
 #include "io/dataset.h"
@@ -142,6 +145,44 @@ TEST(EventLog, AKilledWritersAcknowledgedEventsArePublishedAndATornLineIsNot) {
   EventLogWriter w2(log, "srv2", {});
   EXPECT_FALSE(PathExists(log + "/.9100000000000000-srv2.jsonl.open"));
   EXPECT_EQ(w2.segments(), 0);
+}
+
+// A write the file system refuses (here: past RLIMIT_FSIZE, as a full disk would): the Append that
+// hit it fails naming the file and the reason, the segment is cut back to the events acknowledged
+// before and published, and the writer goes on.
+TEST(EventLog, AFailedWriteIsCutBackToWhatWasAcknowledged) {
+  testing::TempDir dir;
+  const std::string log = dir.File("log");
+  EventLogWriter w(log, "p", {.roll_bytes = 1 << 20, .roll_seconds = 3600});
+  struct rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  struct rlimit small = old;
+  small.rlim_cur = 2000;
+  auto* const old_handler = std::signal(SIGXFSZ, SIG_IGN);  // write(2) then fails with EFBIG
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::vector<LogEvent> acked;
+  std::string failure;
+  for (int i = 0; i < 200 && failure.empty(); ++i) {
+    LogEvent e = Ev("u", std::to_string(i), i);
+    e.title = std::string(100, 'x');
+    try {
+      w.Append({e});
+      acked.push_back(e);
+    } catch (const UserError& err) {
+      failure = err.what();
+    }
+  }
+  setrlimit(RLIMIT_FSIZE, &old);
+  std::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failure.empty()) << "no write failed";
+  EXPECT_NE(failure.find("cannot write"), std::string::npos) << failure;
+  EXPECT_NE(failure.find(".open"), std::string::npos) << failure;
+  ASSERT_GT(acked.size(), 3u);
+  EXPECT_EQ(ReadAll(log), acked);  // published, and not one byte of the failed write
+  w.Append({Ev("after", "1", 1)});
+  w.MaybeRoll(true);
+  EXPECT_EQ(ReadAll(log).back(), Ev("after", "1", 1));
+  EXPECT_EQ(ReadAll(log).size(), acked.size() + 1);
 }
 
 TEST(EventLog, OneWriterPerProducerAndMistakesNameTheirPlace) {
