@@ -153,6 +153,14 @@ Result Floor(const Recommender& rec, const std::vector<RecommendRequest>& reques
   return Summarize("in-process floor (tower + search)", 1, ms, Ms(Clock::now() - start) / 1000, 0);
 }
 
+// A client as the load sends from: one keep-alive connection, TCP_NODELAY (a request is written in
+// two parts: no waiting for the first one's ACK), 30 s to read an answer.
+void KeepAlive(httplib::Client& cli) {
+  cli.set_keep_alive(true);
+  cli.set_tcp_nodelay(true);
+  cli.set_read_timeout(30, 0);
+}
+
 // `clients` threads, each a keep-alive connection sending its share of `bodies` in turn.
 Result Load(const std::string& name, int port, int64_t clients, const std::vector<std::string>& bodies, const std::atomic<bool>* until = nullptr) {
   std::vector<std::vector<double>> ms(static_cast<size_t>(clients));
@@ -162,9 +170,7 @@ Result Load(const std::string& name, int port, int64_t clients, const std::vecto
   for (int64_t c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
       httplib::Client cli("127.0.0.1", port);
-      cli.set_keep_alive(true);
-      cli.set_tcp_nodelay(true);  // a request is written in two parts: no waiting for the first one's ACK
-      cli.set_read_timeout(30, 0);
+      KeepAlive(cli);
       for (size_t i = static_cast<size_t>(c); until ? !until->load() : i < bodies.size(); i += static_cast<size_t>(clients)) {
         const auto t = Clock::now();
         auto res = cli.Post("/v1/recommend", bodies[i % bodies.size()], "application/json");
@@ -192,9 +198,7 @@ struct Sides {
 Sides Interleaved(const Recommender& rec, int port, const std::vector<RecommendRequest>& requests,
                                       const std::vector<std::string>& bodies, int64_t total) {
   httplib::Client cli("127.0.0.1", port);
-  cli.set_keep_alive(true);
-  cli.set_tcp_nodelay(true);
-  cli.set_read_timeout(30, 0);
+  KeepAlive(cli);
   std::vector<double> floor_ms, server_ms, server_side_ms, healthz_ms;
   double floor_s = 0, server_s = 0, healthz_s = 0;
   int64_t failed = 0;

@@ -184,7 +184,9 @@ struct EventLogWriter::Batch {
 EventLogWriter::EventLogWriter(std::string dir, std::string producer, Options options)
     : dir_(std::move(dir)), producer_(std::move(producer)), options_(options) {
   if (!ValidProducer(producer_)) Fail("event producer name ", Quote(producer_), ": expected 1 to 64 letters, digits or '_'");
-  if (options_.roll_bytes < 1 || !(options_.roll_seconds > 0)) Fail("event log: roll bytes and seconds must be > 0");
+  if (options_.roll_bytes < 1 || !(options_.roll_seconds > 0)) {
+    Fail("event log ", dir_, ": roll_bytes (", options_.roll_bytes, ") and roll_seconds (", options_.roll_seconds, ") must be > 0");
+  }
   MakeDirs(dir_);
   const std::string lock = dir_ + "/." + producer_ + ".lock";
   lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -216,11 +218,12 @@ EventLogWriter::~EventLogWriter() {
 }
 
 void EventLogWriter::Recover() {
-  for (const std::string& name : ListDirectory(dir_)) {
+  const std::vector<std::string> names = ListDirectory(dir_);
+  for (const std::string& name : names) {
     std::string producer;
     if (IsSegmentName(name, &producer) && producer == producer_) last_us_ = std::max(last_us_, NameMicros(name));
   }
-  for (const std::string& name : ListDirectory(dir_)) {
+  for (const std::string& name : names) {
     std::string producer;
     if (!name.starts_with(".") || !name.ends_with(".open")) continue;
     const std::string final_name = name.substr(1, name.size() - 1 - 5);

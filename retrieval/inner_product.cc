@@ -65,16 +65,17 @@ class IpComputer : public faiss::FlatCodesDistanceComputer {
  public:
   IpComputer(const float* base, int64_t dim)
       : faiss::FlatCodesDistanceComputer(reinterpret_cast<const uint8_t*>(base), static_cast<size_t>(dim) * sizeof(float)),
-        base_(base),
         dim_(dim) {}
   void set_query(const float* x) override { query_ = x; }
   float distance_to_code(const uint8_t* code) override {
     return InnerProduct(query_, reinterpret_cast<const float*>(code), dim_);
   }
-  float symmetric_dis(idx_t i, idx_t j) override { return InnerProduct(base_ + j * dim_, base_ + i * dim_, dim_); }
+  float symmetric_dis(idx_t i, idx_t j) override {
+    const float* base = reinterpret_cast<const float*>(codes);
+    return InnerProduct(base + j * dim_, base + i * dim_, dim_);
+  }
 
  private:
-  const float* base_;
   const float* query_ = nullptr;
   int64_t dim_;
 };

@@ -191,6 +191,12 @@ std::string ErrorJson(const std::string& message) {
 // 404 for an id the served version does not know, 400 for any other mistake in the request.
 // 409 for a search of a version not served here (a router ahead of a shard server), 502 for a
 // shard server that failed the router.
+// A user's error whose HTTP status is known where it is raised (Answer sends it as given).
+struct HttpError : UserError {
+  HttpError(int status, const std::string& message) : UserError(message), status(status) {}
+  int status;
+};
+
 int StatusOf(const std::string& message) {
   if (message.rfind("shard server ", 0) == 0) return 502;
   if (message.find("is not served here") != std::string::npos) return 409;
@@ -675,6 +681,9 @@ struct RecommendServer::Impl {
         Appendf(body, ", \"server_ms\": %.3f}", std::chrono::duration<double, std::milli>(Clock::now() - start).count());
       }
       res.set_content(body, "application/json");
+    } catch (const HttpError& e) {
+      status = e.status;
+      res.set_content(ErrorJson(e.what()), "application/json");
     } catch (const UserError& e) {
       status = StatusOf(e.what());
       res.set_content(ErrorJson(e.what()), "application/json");
@@ -775,37 +784,16 @@ struct RecommendServer::Impl {
   }
 
   // POST /v1/events: appended to the event log, answered once on disk.
-  void AppendEvents(const httplib::Request& req, httplib::Response& res) {
-    const auto start = Clock::now();
-    metrics.in_flight.fetch_add(1);
-    int status = 200;
-    std::string body;
+  std::string AppendEvents(const std::string& body) {
+    if (!events) throw HttpError(404, "this server takes no events: start it with --event-log DIR");
+    const std::vector<LogEvent> got = ParseEventsBody(body, o.max_events_per_request);
     try {
-      if (!events) {
-        status = 404;
-        Fail("this server takes no events: start it with --event-log DIR");
-      }
-      const std::vector<LogEvent> got = ParseEventsBody(req.body, o.max_events_per_request);
-      try {
-        events->Append(got);
-      } catch (const UserError& e) {  // the disk, not the request: retry later
-        status = 503;
-        LOG(ERROR) << "POST /v1/events: " << e.what();
-        Fail("the event log cannot take events now: ", e.what());
-      }
-      body = JsonObject().Add("appended", static_cast<int64_t>(got.size())).str();
-    } catch (const UserError& e) {
-      if (status == 200) status = 400;
-      body = ErrorJson(e.what());
-    } catch (const std::exception& e) {
-      status = 500;
+      events->Append(got);
+    } catch (const UserError& e) {  // the disk, not the request: retry later
       LOG(ERROR) << "POST /v1/events: " << e.what();
-      body = ErrorJson(std::string("internal error: ") + e.what());
+      throw HttpError(503, std::string("the event log cannot take events now: ") + e.what());
     }
-    res.status = status;
-    res.set_content(body, "application/json");
-    metrics.in_flight.fetch_sub(1);
-    metrics.Record("events", status, std::chrono::duration<double>(Clock::now() - start).count());
+    return JsonObject().Add("appended", static_cast<int64_t>(got.size())).str();
   }
 
   // Publishes the event log's open segment once it is events_roll_seconds old.
@@ -825,7 +813,9 @@ struct RecommendServer::Impl {
   }
 
   void Routes() {
-    http.Post("/v1/events", [this](const httplib::Request& req, httplib::Response& res) { AppendEvents(req, res); });
+    http.Post("/v1/events", [this](const httplib::Request& req, httplib::Response& res) {
+      Answer("events", res, [&](const std::shared_ptr<const Served>&) { return AppendEvents(req.body); });
+    });
     http.Post("/v1/recommend", [this](const httplib::Request& req, httplib::Response& res) {
       Answer("recommend", res, [&](const std::shared_ptr<const Served>& v) {
         return RecommendResponseJson(Recommend(ParseRecommendBody(req.body, o.limits), v), /*with_user_vector=*/false);
