@@ -16,19 +16,6 @@ namespace {
 
 constexpr uint64_t kColdStream = 0x434F4C44ULL;  // "COLD"
 
-// Calls fn(first user, end user, items, timestamps) for blocks of users of about a million events.
-template <typename Fn>
-void ForEachUserBlock(const Dataset& ds, Fn&& fn) {
-  const auto& off = ds.user_offsets();
-  const int64_t users = ds.info().num_users;
-  for (int64_t u = 0; u < users;) {
-    int64_t v = u + 1;
-    while (v < users && off[v + 1] - off[u] < (1 << 20)) ++v;
-    fn(u, v, ds.ReadItems(off[u], off[v]), ds.ReadTimestamps(off[u], off[v]));
-    u = v;
-  }
-}
-
 }  // namespace
 
 ColdItems ChooseColdItems(const Dataset& source, double fraction, uint64_t seed) {
@@ -93,23 +80,7 @@ ColdStartReport WriteColdStartDataset(const Dataset& source, const ColdItems& co
     }
   });
   if (report.users == 0) Fail("--cold-items ", cold.fraction, ": every user of ", source.path(), " would be left without a training event");
-  // The catalogue, unchanged.
-  if (info.has_categories) writer->SetCategoryNames(source.ReadCategoryNames());
-  const int64_t block = 65536;
-  for (int64_t i = 0; i < info.num_items; i += block) {
-    const int64_t j = std::min(info.num_items, i + block);
-    const std::vector<std::string> raw = source.ReadItemRawIds(i, j);
-    const std::vector<std::string> titles = info.has_titles ? source.ReadItemTitles(i, j) : std::vector<std::string>();
-    const Dataset::Categories cats = info.has_categories ? source.ReadItemCategories(i, j) : Dataset::Categories();
-    const std::vector<float> content = info.content_dim > 0 ? source.ReadItemContent(i, j) : std::vector<float>();
-    for (int64_t k = 0; k < j - i; ++k) {
-      std::span<const int32_t> c;
-      if (info.has_categories) c = std::span<const int32_t>(cats.values.data() + cats.offsets[k], cats.offsets[k + 1] - cats.offsets[k]);
-      std::span<const float> v;
-      if (info.content_dim > 0) v = std::span<const float>(content.data() + k * info.content_dim, info.content_dim);
-      writer->AddItem(raw[k], info.has_titles ? std::string_view(titles[k]) : std::string_view(), c, v);
-    }
-  }
+  CopyItemCatalogue(source, *writer);  // unchanged
   writer->SetAttribute("/cold_start", "fraction", cold.fraction);
   writer->SetAttribute("/cold_start", "seed", std::to_string(cold.seed));
   writer->SetAttribute("/cold_start", "cold_items", static_cast<double>(cold.num_cold));

@@ -477,4 +477,36 @@ std::optional<std::string> Dataset::StringAttribute(const std::string& group, co
   return file_.GetStringAttr(group, name);
 }
 
+void ForEachUserBlock(const Dataset& ds, const std::function<void(int64_t, int64_t, const std::vector<int32_t>&,
+                                                                   const std::vector<int64_t>&)>& fn) {
+  const auto& off = ds.user_offsets();
+  const int64_t users = ds.info().num_users;
+  for (int64_t u = 0; u < users;) {
+    int64_t v = u + 1;
+    while (v < users && off[v + 1] - off[u] < (1 << 20)) ++v;
+    fn(u, v, ds.ReadItems(off[u], off[v]), ds.ReadTimestamps(off[u], off[v]));
+    u = v;
+  }
+}
+
+void CopyItemCatalogue(const Dataset& source, DatasetWriter& writer) {
+  const DatasetInfo& info = source.info();
+  if (info.has_categories) writer.SetCategoryNames(source.ReadCategoryNames());
+  const int64_t block = 65536;
+  for (int64_t i = 0; i < info.num_items; i += block) {
+    const int64_t j = std::min(info.num_items, i + block);
+    const std::vector<std::string> raw = source.ReadItemRawIds(i, j);
+    const std::vector<std::string> titles = info.has_titles ? source.ReadItemTitles(i, j) : std::vector<std::string>();
+    const Dataset::Categories cats = info.has_categories ? source.ReadItemCategories(i, j) : Dataset::Categories();
+    const std::vector<float> content = info.content_dim > 0 ? source.ReadItemContent(i, j) : std::vector<float>();
+    for (int64_t k = 0; k < j - i; ++k) {
+      std::span<const int32_t> c;
+      if (info.has_categories) c = std::span<const int32_t>(cats.values.data() + cats.offsets[k], cats.offsets[k + 1] - cats.offsets[k]);
+      std::span<const float> v;
+      if (info.content_dim > 0) v = std::span<const float>(content.data() + k * info.content_dim, info.content_dim);
+      writer.AddItem(raw[k], info.has_titles ? std::string_view(titles[k]) : std::string_view(), c, v);
+    }
+  }
+}
+
 }  // namespace shardrec

@@ -167,4 +167,12 @@ class Dataset {
   mutable BlockCache<int64_t> timestamp_blocks_;
 };
 
+// Calls fn(first user, end user, items, timestamps) for the users of `ds` in blocks of about a
+// million events (one read per block, not per user); timestamps empty if the file has none.
+void ForEachUserBlock(const Dataset& ds, const std::function<void(int64_t, int64_t, const std::vector<int32_t>&,
+                                                                   const std::vector<int64_t>&)>& fn);
+// Adds every item of `source` to `writer` as it is (raw ids, titles, categories and their names,
+// content), in blocks: a derived dataset keeps the source's id space.
+void CopyItemCatalogue(const Dataset& source, DatasetWriter& writer);
+
 }  // namespace shardrec

@@ -66,6 +66,10 @@ struct Batch {
   std::vector<int64_t> items;       // [rows x width]
   std::vector<int64_t> timestamps;  // [rows x width]; empty if the dataset has none (0 = padding)
   std::vector<int32_t> lengths;     // [rows]
+  // Train, optional ([rows], empty = 1 everywhere): row i predicts only its positions
+  // first_targets[i] .. lengths[i]-1 (the events before are input only), as a stream trains its new
+  // events once; global_positions counts only those.
+  std::vector<int32_t> first_targets;
   std::vector<int64_t> targets;     // [rows]; valid/test only
   std::vector<int64_t> target_timestamps;  // [rows]; valid/test with timestamps only
   // With ReaderOptions::full_history: row i's whole input (not cut to max_len) is

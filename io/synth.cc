@@ -231,7 +231,7 @@ class Generator {
     hist.reserve(n * 2);
     items->clear();
     times->clear();
-    int64_t t = 1600000000 + static_cast<int64_t>(rng.Below(10000000));
+    int64_t t = 1600000000 + static_cast<int64_t>(rng.Below(static_cast<uint64_t>(std::llround(1e7 / o_.time_scale))));
     UserResult res;
     bool moved_last = false;  // the last event was the move
     for (int32_t k = 0; k < n; ++k) {
@@ -264,7 +264,7 @@ class Generator {
                                               : static_cast<int>(rng.Below(OldTopics())), hist, rng)
                           : FirstUnseen(hist, res.moved);
       }
-      t += 1 + static_cast<int64_t>(rng.Exponential(switched ? 7 * 86400.0 : 86400.0));
+      t += 1 + static_cast<int64_t>(rng.Exponential((switched ? 7 * 86400.0 : 86400.0) / o_.time_scale));
       items->push_back(next);
       times->push_back(t);
       hist.insert(next);
@@ -474,6 +474,7 @@ void CheckSynthOptions(const SynthOptions& in) {
     if (!(p >= 0 && p <= 1)) Fail(name, ": must be a probability in [0, 1], got ", p);
   }
   if (o.topics_per_user < 1) Fail("--topics-per-user: must be >= 1");
+  if (!(o.time_scale >= 1 && o.time_scale <= 86400)) Fail("--time-scale: expected 1 to 86400, got ", o.time_scale);
   if (o.drift > 0 && o.topics < 2) Fail("--drift: needs at least 2 topics (fresh ones to move to), got --topics ", o.topics);
 }
 
@@ -502,6 +503,11 @@ SynthReport GenerateSynthetic(const std::string& output, const SynthOptions& in)
     char share[32];
     std::snprintf(share, sizeof share, "%g", o.drift);
     wo.source += std::string(" --drift ") + share;
+  }
+  if (o.time_scale != 1) {
+    char scale[32];
+    std::snprintf(scale, sizeof scale, "%g", o.time_scale);
+    wo.source += std::string(" --time-scale ") + scale;
   }
   auto writer = DatasetWriter::Create(output, wo);
   double ohr = 0, ondcg = 0, phr = 0, pndcg = 0;

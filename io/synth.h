@@ -43,6 +43,10 @@ struct SynthOptions {
   // from their first event that follows one past the shift: drift in event time that a model frozen
   // before it cannot know (docs/formats.md, "Synthetic data"). Not with --days.
   double drift = 0;
+  // Event times compressed by this factor: users start within 116 days / scale and their events
+  // come a day / scale apart on average (24: a user's day of activity becomes an hour, a stream
+  // dense enough for minute-level freshness to matter).
+  double time_scale = 1;
   int content_dim = 16;      // 0 = no content vectors
   bool titles = true;
   // Called every few thousand users with (users done, events done); may be empty.

@@ -32,27 +32,20 @@ int RunConvert(const std::vector<std::string>&) {
   if (FLAGS_input.empty()) Fail("--input is required");
   if (FLAGS_output.empty()) Fail("--output is required");
   ConvertOptions o;
-  o.format = FLAGS_format;
-  o.seq_layout = FLAGS_seq_layout;
-  o.columns = FLAGS_columns;
+  o.format = FLAGS_format, o.seq_layout = FLAGS_seq_layout, o.columns = FLAGS_columns;
   if (!FLAGS_delimiter.empty()) {
-    if (FLAGS_delimiter == "tab" || FLAGS_delimiter == "\\t") {
-      o.delimiter = '\t';
-    } else if (FLAGS_delimiter.size() == 1) {
-      o.delimiter = FLAGS_delimiter[0];
-    } else {
+    if (FLAGS_delimiter.size() != 1 && FLAGS_delimiter != "tab" && FLAGS_delimiter != "\\t") {
       Fail("--delimiter: expected one character or 'tab', got ", Quote(FLAGS_delimiter));
     }
+    o.delimiter = FLAGS_delimiter.size() == 1 ? FLAGS_delimiter[0] : '\t';
   }
   if (!FLAGS_min_rating.empty()) {
     auto r = ParseDouble(FLAGS_min_rating);
     if (!r) Fail("--min-rating: expected a number, got ", Quote(FLAGS_min_rating));
     o.min_rating = *r;
   }
-  o.min_user_events = FLAGS_min_user_events;
-  o.min_item_events = FLAGS_min_item_events;
-  o.dedup = FLAGS_dedup;
-  o.items_file = FLAGS_items;
+  o.min_user_events = FLAGS_min_user_events, o.min_item_events = FLAGS_min_item_events;
+  o.dedup = FLAGS_dedup, o.items_file = FLAGS_items;
   for (auto [flag, value, out] : {std::tuple{"since", &FLAGS_since, &o.since}, std::tuple{"until", &FLAGS_until, &o.until}}) {
     if (value->empty()) continue;
     *out = ParseInt64(*value);
@@ -125,7 +118,7 @@ Registrar synth_cmd({
     .usage = "shardrec data synth --output FILE.h5 [--users N --items N --events N --seed S ...]\n"
              "       shardrec data synth --output DIR --days D [--new-items P --retired-items P --first-day-share S ...]",
     .flags = {"output", "users", "items", "events", "seed", "topics", "categories", "content_dim",
-              "zipf", "stay", "transition", "successors", "titles", "drift", "days", "first_day_share", "new_items",
+              "zipf", "stay", "transition", "successors", "titles", "drift", "time_scale", "days", "first_day_share", "new_items",
               "retired_items"},
     .positional = 0,
     .run = RunSynth,
@@ -149,7 +142,7 @@ SynthOptions SynthOptionsFromFlags() {
   o.seed = FLAGS_seed;
   o.topics = FLAGS_topics, o.categories = FLAGS_categories, o.content_dim = FLAGS_content_dim, o.zipf = FLAGS_zipf;
   o.stay = FLAGS_stay, o.transition = FLAGS_transition, o.successors = FLAGS_successors, o.titles = FLAGS_titles;
-  o.drift = FLAGS_drift;
+  o.drift = FLAGS_drift, o.time_scale = FLAGS_time_scale;
   auto meter = std::make_shared<ProgressMeter>("synth", "users", "events", /*every_seconds=*/2.0);
   o.progress = [meter, total = o.users](int64_t users, int64_t events) { meter->Update(users, total, events); };
   return o;

@@ -194,15 +194,7 @@ int RunRecall(const std::vector<std::string>&) {
   Job job = StartJob();
   o.threads = FLAGS_threads > 0 ? FLAGS_threads
                                 : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, job.env.local_world_size));
-  auto last = std::make_shared<double>(0.0);
-  o.progress = [last](int64_t done, int64_t total, double seconds) {
-    if (seconds - *last < 10.0 || done == total) return;
-    *last = seconds;
-    const double rate = done / std::max(seconds, 1e-9);
-    std::printf("recall: %lld / %lld users of rank 0, %.0f users/s, ETA %.0f s\n", static_cast<long long>(done),
-                static_cast<long long>(total), rate, (total - done) / std::max(rate, 1e-9));
-    std::fflush(stdout);
-  };
+  if (job.is_root()) o.progress = [p = ProgressCallback("recall", "users of rank 0", "users")](int64_t done, int64_t total, double) { p(done, total, done); };
   const RecallReport r = WriteRecallLists(o, *job.comm);
   if (job.is_root()) {
     std::printf("recall lists: %lld users x top %lld from export %s (%s search, %d rank%s x %d thread%s) -> %s in %.2f s: "

@@ -22,6 +22,7 @@
 #include "train/run_dir.h"
 #include "train/trainer.h"
 #include "train/evaluate_run.h"
+#include "train/stream_eval.h"
 
 namespace shardrec::cli {
 
@@ -151,43 +152,21 @@ std::string ApplyConfigAndDerive() {
 
 TrainOptions TrainOptionsFromFlags() {
   TrainOptions o;
-  o.data = FLAGS_data;
-  o.run_dir = FLAGS_run_dir;
-  o.cold_items = FLAGS_cold_items;
-  o.cold_seed = FLAGS_cold_seed;
-  o.epochs = FLAGS_epochs;
-  o.max_steps = FLAGS_max_steps;
-  o.time_budget_seconds = FLAGS_time_budget;
-  o.batch_size = FLAGS_batch_size;
-  o.seed = FLAGS_seed;
-  o.step.lr = FLAGS_lr;
-  o.weight_decay = FLAGS_weight_decay;
-  o.step.warmup_steps = FLAGS_warmup_steps;
+  o.data = FLAGS_data, o.run_dir = FLAGS_run_dir, o.cold_items = FLAGS_cold_items;
+  o.cold_seed = FLAGS_cold_seed, o.epochs = FLAGS_epochs, o.max_steps = FLAGS_max_steps;
+  o.time_budget_seconds = FLAGS_time_budget, o.batch_size = FLAGS_batch_size, o.seed = FLAGS_seed;
+  o.step.lr = FLAGS_lr, o.weight_decay = FLAGS_weight_decay, o.step.warmup_steps = FLAGS_warmup_steps;
   o.step.cosine = FlagSays("lr-schedule", FLAGS_lr_schedule, "constant", "cosine");
   o.init_from = FLAGS_init_from;
   o.keep_retired = FlagSays("retired", FLAGS_retired, "drop", "keep");
   if (o.keep_retired && o.init_from.empty()) Fail("--retired keep goes with --init-from (a warm start)");
-  o.step.min_lr_ratio = FLAGS_min_lr_ratio;
-  o.step.exclude_history = FLAGS_exclude_history;
-  o.step.content_loss = FLAGS_content_loss;
-  o.step.clip_norm = FLAGS_clip_norm;
-  o.loss = FLAGS_loss;
-  o.step.bfloat16 = IsBfloat16(FLAGS_precision);
-  o.negatives = FLAGS_negatives;
-  o.full_softmax_max_items = FLAGS_full_softmax_max_items;
-  o.temperature = FLAGS_temperature;
-  o.logq = FLAGS_logq;
-  o.eval_every = FLAGS_eval_every;
-  o.patience = FLAGS_patience;
-  o.eval_batch_size = FLAGS_eval_batch_size;
-  o.log_every_seconds = FLAGS_log_every;
-  o.checkpoint_every = FLAGS_checkpoint_every;
-  o.keep_checkpoints = FLAGS_keep_checkpoints;
-  o.bucket_batches = FLAGS_bucket_batches;
-  o.step.length_groups = FLAGS_length_groups;
-  o.overwrite = FLAGS_overwrite;
-  o.model = ModelConfigFromFlags();
-  o.planner = PlannerOptionsFromFlags();
+  o.step.min_lr_ratio = FLAGS_min_lr_ratio, o.step.exclude_history = FLAGS_exclude_history, o.step.content_loss = FLAGS_content_loss;
+  o.step.clip_norm = FLAGS_clip_norm, o.loss = FLAGS_loss, o.step.bfloat16 = IsBfloat16(FLAGS_precision);
+  o.negatives = FLAGS_negatives, o.full_softmax_max_items = FLAGS_full_softmax_max_items, o.temperature = FLAGS_temperature;
+  o.logq = FLAGS_logq, o.eval_every = FLAGS_eval_every, o.patience = FLAGS_patience;
+  o.eval_batch_size = FLAGS_eval_batch_size, o.log_every_seconds = FLAGS_log_every, o.checkpoint_every = FLAGS_checkpoint_every;
+  o.keep_checkpoints = FLAGS_keep_checkpoints, o.bucket_batches = FLAGS_bucket_batches, o.step.length_groups = FLAGS_length_groups;
+  o.overwrite = FLAGS_overwrite, o.model = ModelConfigFromFlags(), o.planner = PlannerOptionsFromFlags();
   o.config_text = EffectiveConfig(TrainKeys());
   return o;
 }
@@ -240,7 +219,37 @@ int RunTrain(const std::vector<std::string>&) {
   return 0;
 }
 
+// eval --stream (train/stream_eval.h) -> RUN/stream-eval.json.
+int RunEvalStream() {
+  if (FLAGS_data.empty() || FLAGS_run_dir.empty()) Fail("eval --stream needs --data (the whole dataset) and --run-dir");
+  if (PathExists(RunDir(FLAGS_run_dir).config())) ApplyRunConfigFile(RunDir(FLAGS_run_dir).config(), TrainKeys());
+  StreamEvalOptions o;
+  const std::string derived = ApplyConfigAndDerive();
+  o.train = TrainOptionsFromFlags();
+  o.train.derived = derived;
+  o.cut = FLAGS_stream_cut, o.stream_lr = FLAGS_stream_lr, o.nightly_epochs = FLAGS_nightly_epochs;
+  o.modes.clear();
+  for (auto m : SplitText(FLAGS_stream_modes, ",")) o.modes.emplace_back(m);
+  o.learner.batch_events = FLAGS_stream_batch, o.learner.replay = FLAGS_replay, o.rank_batch = FLAGS_eval_batch_size;
+  Job job = StartJob();
+  if (job.is_root()) {
+    auto meters = std::make_shared<std::map<std::string, std::function<void(int64_t, int64_t, int64_t)>>>();
+    o.progress = [meters](const std::string& mode, int64_t done, int64_t total) {
+      auto& m = (*meters)[mode];
+      if (!m) m = ProgressCallback("replay " + mode, "events", "events");
+      m(done, total, done);
+    };
+  }
+  std::unique_ptr<TrainingSink> sink = MakeConsoleSink();
+  const StreamEvalReport r = RunStreamEval(o, *job.comm, sink.get());
+  if (!job.is_root()) return 0;
+  std::printf("%s", StreamEvalTable(r).c_str());
+  WriteFileAtomically(FLAGS_run_dir + "/stream-eval.json", StreamEvalJson(r) + "\n");
+  return 0;
+}
+
 int RunEval(const std::vector<std::string>&) {
+  if (FLAGS_stream) return RunEvalStream();
   const bool baseline = !FLAGS_baseline.empty();
   if (!baseline && FLAGS_run_dir.empty()) Fail("--run-dir is required (or --baseline pop|cooc with --data)");
   // A run's own configuration rebuilds its model; flags given here still win.
@@ -297,8 +306,12 @@ Registrar train_cmd({
 // the data, the protocol, and the job; training keys (--lr, --config) are not its flags.
 std::vector<std::string> EvalKeys() {
   std::vector<std::string> k = {"data", "run_dir", "seed", "eval_batch_size", "cold_items", "cold_seed", "split",
-                                "baseline", "out", "ann", "export_dir", "eval_users", "eval_scoring"};
-  k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
+                                "baseline", "out", "ann", "export_dir", "eval_users", "eval_scoring", "stream", "stream_cut",
+                                "stream_modes", "stream_batch", "replay", "stream_lr", "nightly_epochs"};
+  // eval --stream trains (the run before the cut, and the stream): the training keys too.
+  for (const auto& t : WithConfig(TrainKeys())) {
+    if (std::find(k.begin(), k.end(), t) == k.end()) k.push_back(t);
+  }
   k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
   return k;
 }

@@ -149,9 +149,15 @@ RetrievalLoss::RetrievalLoss(const RetrievalLossOptions& options, const std::vec
   if (!(options_.temperature > 0)) Fail("--temperature must be > 0, got ", options_.temperature);
   if (!options_.full && options_.negatives < 0) Fail("--negatives must be >= 0, got ", options_.negatives);
   CHECK_GE(num_items_, 1) << "an empty catalogue (the model rejects it first)";
+  device_ = device;
+  SetItemCounts(item_counts);
+}
+
+void RetrievalLoss::SetItemCounts(const std::vector<int64_t>& item_counts) {
+  CHECK_EQ(static_cast<int64_t>(item_counts.size()), num_items_) << "one count per item";
   at::Tensor c = at::tensor(item_counts, at::kLong).to(at::kFloat);
-  popularity_ = (c / c.sum().clamp_min(1)).to(device);
-  if (options_.mask_unseen && c.eq(0).any().item<bool>()) unseen_ = c.eq(0).to(device);
+  popularity_ = (c / c.sum().clamp_min(1)).to(device_);
+  unseen_ = options_.mask_unseen && c.eq(0).any().item<bool>() ? c.eq(0).to(device_) : at::Tensor();
 }
 
 Candidates RetrievalLoss::MakeCandidates(const at::Tensor& targets, int64_t global_positions, int64_t step,

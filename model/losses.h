@@ -91,6 +91,9 @@ class RetrievalLoss {
   RetrievalLoss(const RetrievalLossOptions& options, const std::vector<int64_t>& item_counts,
                 const c10::Device& device);
 
+  // Replaces the counts (a stream's items gain events, new items their first): popularity and,
+  // under mask_unseen, the items masked. Not thread-safe against a step.
+  void SetItemCounts(const std::vector<int64_t>& item_counts);
   bool full() const { return options_.full; }
   int64_t num_items() const { return num_items_; }
   // COLLECTIVE when sampled (every rank's targets join the candidates; no host round trip).
@@ -112,6 +115,7 @@ class RetrievalLoss {
   int64_t num_items_;
   at::Tensor popularity_;  // [I] share of training events
   at::Tensor unseen_;      // [I] bool: items masked out of every softmax (mask_unseen), or undefined
+  c10::Device device_ = c10::Device(c10::kCPU);
 };
 
 }  // namespace shardrec

@@ -52,6 +52,7 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
       for (int64_t k = 0; k < len; ++k) {
         items[r * l + k] = b.items[row * b.width + k];
         if (gaps) stamps[r * l + k] = b.timestamps[row * b.width + k];
+        if (!b.first_targets.empty() && k + 1 < b.first_targets[row]) continue;  // input only
         pos.push_back(r * l + k);
         const int64_t target = b.items[row * b.width + k + 1];
         if (options_.exclude_history) {

@@ -78,15 +78,7 @@ using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 RetrievalLossOptions LossOptions(const TrainOptions& o, const DatasetInfo& info, int world_size) {
-  RetrievalLossOptions l;
-  l.full = UsesFullSoftmax(o.loss, info.num_items, o.full_softmax_max_items);
-  l.negatives = o.negatives;
-  l.temperature = o.temperature != 0 ? o.temperature : (o.model.cosine ? 0.05 : 1.0);
-  l.logq = o.logq;
-  l.seed = o.seed;
-  // A rank's piece holds at most ceil(batch / world) rows of at most max_len positions.
-  l.max_positions_per_rank = (o.batch_size + world_size - 1) / world_size * o.model.max_len;
-  return l;
+  return TrainLossOptions(o, info.num_items, world_size);
 }
 
 // One line on the loss the run uses and, under `auto`, why (printed with the plan, in plan.txt).
@@ -183,7 +175,7 @@ class TrainingRun {
   // Progress window (rank 0).
   Clock::time_point start_ = Clock::now(), window_start_ = Clock::now(), line_start_ = Clock::now();
   double window_loss_ = 0;
-  int64_t window_steps_ = 0, window_sequences_ = 0, sequences_ = 0;
+  int64_t window_steps_ = 0, window_sequences_ = 0, sequences_ = 0, positions_ = 0;
 };
 
 TrainingRun::TrainingRun(const TrainOptions& o, Communicator& comm, TrainingSink* sink)
@@ -435,6 +427,7 @@ bool TrainingRun::RunEpoch() {
     pending_.push_back(step_fn_->Run(*batch, ++res_.steps));
     pending_positions_.push_back(std::max<int64_t>(1, batch->global_positions));
     sequences_ += batch->global_rows;
+    positions_ += batch->global_positions;
     window_sequences_ += batch->global_rows;
     const bool checkpoint = o_.checkpoint_every > 0 && res_.steps % o_.checkpoint_every == 0;
     ReadLosses(/*force=*/checkpoint || res_.steps == total_);
@@ -513,6 +506,7 @@ TrainResult TrainingRun::Run() {
   ReadLosses(/*force=*/true);
   res_.seconds = Since(start_);
   res_.examples_per_second = sequences_ / std::max(1e-9, res_.seconds);
+  res_.positions_per_second = static_cast<double>(positions_) / std::max(1e-9, res_.seconds);
   res_.stop_signal = stop_signal_;
   // A run stopped by a signal saves only its checkpoint (the model follows when it is resumed).
   if (o_.save_model && stop_signal_ == 0 && (o_.eval_every == 0 || res_.best_epoch < 0)) {
@@ -530,6 +524,18 @@ TrainResult TrainingRun::Run() {
 }
 
 }  // namespace
+
+RetrievalLossOptions TrainLossOptions(const TrainOptions& o, int64_t num_items, int world_size) {
+  RetrievalLossOptions l;
+  l.full = UsesFullSoftmax(o.loss, num_items, o.full_softmax_max_items);
+  l.negatives = o.negatives;
+  l.temperature = o.temperature != 0 ? o.temperature : (o.model.cosine ? 0.05 : 1.0);
+  l.logq = o.logq;
+  l.seed = o.seed;
+  // A rank's piece holds at most ceil(batch / world) rows of at most max_len positions.
+  l.max_positions_per_rank = (o.batch_size + world_size - 1) / world_size * o.model.max_len;
+  return l;
+}
 
 MaxLenChoice ChooseMaxLen(const std::string& data, const std::string& init_from, int64_t dim) {
   if (!init_from.empty()) {

@@ -102,6 +102,7 @@ struct TrainResult {
   int64_t best_epoch = -1;
   double seconds = 0;              // the training loop (validations included; final saves not)
   double examples_per_second = 0;  // sequences per second over all ranks
+  double positions_per_second = 0;  // predicted positions (events learnt as targets) per second
   int stop_signal = 0;             // the signal that stopped the run early (0: it ran to its end)
   bool out_of_time = false;        // stopped before an epoch that would have passed time_budget_seconds
   std::string last_checkpoint;     // the run's newest checkpoint directory ("" if none was written)
@@ -113,6 +114,10 @@ struct TrainResult {
 
 // Throws UserError naming the option (as its flag) for a value out of range. Train calls it first.
 void CheckTrainOptions(const TrainOptions& options);
+
+// The loss a run with `options` trains with on `num_items` items at `world_size` ranks (--loss,
+// --negatives, --temperature, --logq, the seed; mask_unseen is the caller's).
+RetrievalLossOptions TrainLossOptions(const TrainOptions& options, int64_t num_items, int world_size);
 
 // `--max-len 0` (auto): the history length a run keeps, from the data. A fresh run takes the 90th
 // percentile of the training sequence lengths, rounded up to a multiple of 10, within [50, 200]
