@@ -54,18 +54,6 @@ void PrintHelp(const Command& c) {
   }
 }
 
-// Flags given on the command line that the command does not read are a mistake, not a no-op.
-void RejectForeignFlags(const Command& c) {
-  std::set<std::string> mine(c.flags.begin(), c.flags.end());
-  std::vector<gflags::CommandLineFlagInfo> all;
-  gflags::GetAllFlags(&all);
-  for (const auto& info : all) {
-    if (info.is_default || mine.count(info.name)) continue;
-    if (info.filename.find("launch/") == std::string::npos) continue;  // glog's etc.
-    Fail("--", Dashed(info.name), " is not a flag of 'shardrec ", c.name, "' (see shardrec ", c.name,
-         " --help)");
-  }
-}
 
 // gflags reports an unknown flag or a bad value on its own and exits 1. The command line is checked
 // here first, with gflags' own rules (--name=value, --name value, --bool, --nobool; "--" ends the
@@ -108,6 +96,18 @@ void CheckFlagSyntax(const std::vector<std::string>& args) {
 }
 
 }  // namespace
+
+void RejectForeignFlags(const Command& c) {
+  std::set<std::string> mine(c.flags.begin(), c.flags.end());
+  std::vector<gflags::CommandLineFlagInfo> all;
+  gflags::GetAllFlags(&all);
+  for (const auto& info : all) {
+    if (info.is_default || mine.count(info.name)) continue;
+    if (info.filename.find("launch/") == std::string::npos) continue;  // glog's etc.
+    Fail("--", Dashed(info.name), " is not a flag of 'shardrec ", c.name, "' (see shardrec ", c.name,
+         " --help)");
+  }
+}
 
 namespace {
 

@@ -20,6 +20,9 @@ struct Command {
   std::function<int(const std::vector<std::string>& positional)> run;
 };
 
+// Flags given on the command line that `c` does not read are a mistake, not a no-op: a UserError.
+void RejectForeignFlags(const Command& c);
+
 // Registered by each cmd_*.cc through a static Registrar.
 std::vector<Command>& Registry();
 struct Registrar {

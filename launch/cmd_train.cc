@@ -219,37 +219,29 @@ int RunTrain(const std::vector<std::string>&) {
   return 0;
 }
 
+std::vector<std::string> EvalKeys(bool stream);
+
 // eval --stream (train/stream_eval.h) -> RUN/stream-eval.json.
 int RunEvalStream() {
   if (FLAGS_data.empty() || FLAGS_run_dir.empty()) Fail("eval --stream needs --data (the whole dataset) and --run-dir");
   if (PathExists(RunDir(FLAGS_run_dir).config())) ApplyRunConfigFile(RunDir(FLAGS_run_dir).config(), TrainKeys());
-  StreamEvalOptions o;
-  const std::string derived = ApplyConfigAndDerive();
-  o.train = TrainOptionsFromFlags();
-  o.train.derived = derived;
+  const std::string derived = ApplyConfigAndDerive(), whole = FLAGS_data;
+  gflags::SetCommandLineOption("data", StreamEvalBeforeCutData(FLAGS_run_dir).c_str());  // what RUN/config.yaml names
+  StreamEvalOptions o{.train = TrainOptionsFromFlags()};
+  o.train.data = whole, o.train.derived = derived;
   o.cut = FLAGS_stream_cut, o.stream_lr = FLAGS_stream_lr, o.nightly_epochs = FLAGS_nightly_epochs;
-  o.modes.clear();
-  for (auto m : SplitText(FLAGS_stream_modes, ",")) o.modes.emplace_back(m);
+  o.modes = FLAGS_stream_modes;
   o.learner.batch_events = FLAGS_stream_batch, o.learner.replay = FLAGS_replay, o.rank_batch = FLAGS_eval_batch_size;
   Job job = StartJob();
-  if (job.is_root()) {
-    auto meters = std::make_shared<std::map<std::string, std::function<void(int64_t, int64_t, int64_t)>>>();
-    o.progress = [meters](const std::string& mode, int64_t done, int64_t total) {
-      auto& m = (*meters)[mode];
-      if (!m) m = ProgressCallback("replay " + mode, "events", "events");
-      m(done, total, done);
-    };
-  }
-  std::unique_ptr<TrainingSink> sink = MakeConsoleSink();
-  const StreamEvalReport r = RunStreamEval(o, *job.comm, sink.get());
-  if (!job.is_root()) return 0;
-  std::printf("%s", StreamEvalTable(r).c_str());
-  WriteFileAtomically(FLAGS_run_dir + "/stream-eval.json", StreamEvalJson(r) + "\n");
+  o.progress = job.is_root();
+  const StreamEvalReport r = RunStreamEval(o, *job.comm, MakeConsoleSink().get());  // rank 0: RUN/stream-eval.json
+  if (job.is_root()) std::printf("%s", StreamEvalTable(r).c_str());
   return 0;
 }
 
 int RunEval(const std::vector<std::string>&) {
   if (FLAGS_stream) return RunEvalStream();
+  RejectForeignFlags({.name = "eval", .flags = EvalKeys(/*stream=*/false)});  // training keys go with --stream alone
   const bool baseline = !FLAGS_baseline.empty();
   if (!baseline && FLAGS_run_dir.empty()) Fail("--run-dir is required (or --baseline pop|cooc with --data)");
   // A run's own configuration rebuilds its model; flags given here still win.
@@ -303,24 +295,26 @@ Registrar train_cmd({
 });
 
 // What eval reads: the run's model (from its config.yaml, which command-line model flags override),
-// the data, the protocol, and the job; training keys (--lr, --config) are not its flags.
-std::vector<std::string> EvalKeys() {
+// the data, the protocol, and the job; with `stream` also the training keys (eval --stream trains).
+std::vector<std::string> EvalKeys(bool stream) {
   std::vector<std::string> k = {"data", "run_dir", "seed", "eval_batch_size", "cold_items", "cold_seed", "split",
-                                "baseline", "out", "ann", "export_dir", "eval_users", "eval_scoring", "stream", "stream_cut",
-                                "stream_modes", "stream_batch", "replay", "stream_lr", "nightly_epochs"};
-  // eval --stream trains (the run before the cut, and the stream): the training keys too.
+                                "baseline", "out", "ann", "export_dir", "eval_users", "eval_scoring", "stream"};
+  k.insert(k.end(), ModelFlags().begin(), ModelFlags().end());
+  k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
+  if (!stream) return k;
   for (const auto& t : WithConfig(TrainKeys())) {
     if (std::find(k.begin(), k.end(), t) == k.end()) k.push_back(t);
   }
-  k.insert(k.end(), kJobFlags.begin(), kJobFlags.end());
+  for (const char* t : {"stream_cut", "stream_modes", "stream_batch", "replay", "stream_lr", "nightly_epochs"}) k.push_back(t);
   return k;
 }
 
 Registrar eval_cmd({
     .name = "eval",
     .summary = "full-ranking metrics of a trained run (or a baseline) -> RUN/eval.json",
-    .usage = "shardrec eval --run-dir RUN [--split test|valid]   |   shardrec eval --baseline pop|cooc --data D.h5 [--run-dir RUN]",
-    .flags = EvalKeys(),
+    .usage = "shardrec eval --run-dir RUN [--split test|valid]   |   shardrec eval --baseline pop|cooc --data D.h5 [--run-dir RUN]   |   "
+             "shardrec eval --stream --data D.h5 --run-dir RUN [training flags] [--stream-modes ...]",
+    .flags = EvalKeys(/*stream=*/true),
     .positional = 0,
     .run = RunEval,
 });

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <limits>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -101,6 +102,7 @@ struct Recommender::Query {
   std::vector<float> vector;  // the exported user's, until the model encodes one
   std::unordered_set<int64_t> exclude;
   std::vector<int64_t> items, stamps;  // the history, oldest first
+  int64_t recent = 0;                   // events of it from RecommenderOptions::recent
 };
 
 std::unique_ptr<Recommender> Recommender::Open(RecommenderOptions options) {
@@ -290,9 +292,24 @@ void Recommender::Resolve(const RecommendRequest& req, Query& q, RecommendRespon
   out.search = options_.search ? options_.search->name(m.version) : index_->name();
   if (!req.user.empty()) {
     const int64_t u = FindUser(req.user);
-    if (u < 0) Fail("user: unknown user id ", Quote(req.user), " (not in export ", m.version, ")");
-    q.vector = UserVector(u);
-    UserHistory(u, &q.items, &q.stamps);
+    const auto recent = options_.recent ? options_.recent->Of(req.user) : std::vector<std::pair<std::string, int64_t>>();
+    if (u < 0 && recent.empty()) Fail("user: unknown user id ", Quote(req.user), " (not in export ", m.version, ")");
+    if (u >= 0) q.vector = UserVector(u), UserHistory(u, &q.items, &q.stamps);
+    // Events the data has are not taken twice: only those after its last one (by time; data
+    // without timestamps takes them all, as items alone).
+    const bool stamped = !q.stamps.empty() || q.items.empty();
+    const int64_t last = q.stamps.empty() ? std::numeric_limits<int64_t>::min() : q.stamps.back();
+    for (const auto& [item, ts] : recent) {
+      const int64_t id = FindItem(item);
+      if (id < 0 || ts <= last) continue;
+      q.items.push_back(id);
+      if (stamped) q.stamps.push_back(ts);
+      ++q.recent;
+    }
+    if (u < 0 && q.recent == 0) {
+      Fail("user: unknown user id ", Quote(req.user), " (not in export ", m.version, "; the events taken for them are of items it does not know)");
+    }
+    out.recent_events = q.recent;
     out.query = "user " + req.user;
   } else {
     if (!req.timestamps.empty() && req.timestamps.size() != req.history.size()) {
@@ -370,7 +387,7 @@ std::vector<RecommendResult> Recommender::Answer(const std::vector<const Recomme
       continue;
     }
     if (queries[i].items.empty() && !req.history.empty()) continue;  // no known item: an empty answer
-    if (!req.history.empty() || req.at != kUnknownTime) encode[queries[i].stamps.empty() ? 0 : 1].push_back(i);
+    if (!req.history.empty() || req.at != kUnknownTime || queries[i].recent > 0) encode[queries[i].stamps.empty() ? 0 : 1].push_back(i);
     by_k[req.k].push_back(i);
   }
   try {
@@ -468,6 +485,7 @@ std::string RecommendResponseJson(const RecommendResponse& r, bool with_user_vec
     o.AddRaw("ignored", ignored + "]");
   }
   if (r.explained) o.Add("explain_ms", r.explain_ms);
+  if (r.recent_events > 0) o.Add("recent_events", r.recent_events);
   if (with_user_vector) {
     std::string vec = "[";
     char buf[32];

@@ -28,6 +28,7 @@
 #include "io/export_format.h"
 #include "io/recommend_request.h"
 #include "retrieval/sharded_index.h"
+#include "serve/recent_events.h"
 
 namespace shardrec {
 
@@ -59,6 +60,11 @@ struct RecommenderOptions {
   bool in_memory = false;
   std::vector<int64_t> item_shards;      // only these item shards are searched (OpenExportIndex's `only`)
   std::shared_ptr<const ItemSearch> search;  // set: searches go there, and no index is opened
+  // Events taken since the version's data (serve/recent_events.h), read by every request that names
+  // a user: those later than the user's last event in the data (all of them for a user the version
+  // does not know) and of items the version knows join the history, which the user tower then
+  // encodes. Not owned by one version: the server's, shared by every version it loads.
+  std::shared_ptr<const RecentEvents> recent;
 };
 
 struct Reason {
@@ -80,6 +86,7 @@ struct RecommendResponse {
   std::string search;   // "exact" or the index's factory string
   std::string query;    // "user <id>" or "history of <n> items"
   int64_t events = 0;   // history events of the query
+  int64_t recent_events = 0;  // of them, events taken since the version's data (RecommenderOptions::recent)
   std::vector<Recommendation> items;  // best first, at most k
   std::vector<float> user_vector;     // when the model encoded the query (a history or `at`)
   bool explained = false;

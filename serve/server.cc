@@ -532,6 +532,7 @@ struct RecommendServer::Impl {
   std::thread listener, watcher, roller;
   Metrics metrics;
   std::unique_ptr<EventLogWriter> events;  // with o.events_dir
+  std::shared_ptr<RecentEvents> recent;    // with o.events_dir: what it took, read by every version
   mutable std::mutex mu;  // served, refused, stopping
   std::shared_ptr<const Served> served;
   std::string refused;  // the last version that failed to open (not tried again until LATEST moves)
@@ -555,6 +556,7 @@ struct RecommendServer::Impl {
     ro.in_memory = true;
     ro.item_shards = o.shards;
     ro.search = remote;
+    ro.recent = recent;
     auto s = std::make_shared<Served>();
     const std::string key = ReadFacts(ro.export_dir).key;
     s->rec = Recommender::Open(ro);
@@ -793,6 +795,7 @@ struct RecommendServer::Impl {
       LOG(ERROR) << "POST /v1/events: " << e.what();
       throw HttpError(503, std::string("the event log cannot take events now: ") + e.what());
     }
+    recent->Add(got);  // durable first: an answer never reads an event the log lost
     return JsonObject().Add("appended", static_cast<int64_t>(got.size())).str();
   }
 
@@ -856,6 +859,9 @@ struct RecommendServer::Impl {
                       "# HELP shardrec_event_segments_total Event log segments published.\n"
                       "# TYPE shardrec_event_segments_total counter\nshardrec_event_segments_total %lld\n",
                 static_cast<long long>(events->events()), static_cast<long long>(events->segments()));
+        Appendf(text, "# HELP shardrec_recent_events Events held for the histories of the next answers.\n"
+                      "# TYPE shardrec_recent_events gauge\nshardrec_recent_events %lld\n",
+                static_cast<long long>(recent->events()));
       }
       res.set_content(text, "text/plain; version=0.0.4");
     });
@@ -917,6 +923,7 @@ std::unique_ptr<RecommendServer> RecommendServer::Start(ServerOptions o) {
   Impl& m = *s->impl_;
   m.o = std::move(o);
   if (!m.o.route.empty()) m.remote = ConnectRoute(m.o.route, m.o.route_timeout_s);
+  if (!m.o.events_dir.empty()) m.recent = std::make_shared<RecentEvents>(RecentEvents::Options{});
   m.served = m.Open(latest);
   if (m.remote) CheckCoverage(*m.remote, m.served->rec->manifest());
   m.http.new_task_queue = [&o = m.o] { return new BoundedQueue(static_cast<size_t>(o.threads), static_cast<size_t>(o.max_queued)); };

@@ -66,6 +66,9 @@ class TrainStep {
   // per-position losses as a 0-dim float tensor on the device (the global mean is the sum over
   // ranks / batch.global_positions).
   at::Tensor Run(const Batch& batch, int64_t step);
+  // The dense rate from the next step on (StepOptions::lr), as a stream scales it by its step's size.
+  void SetLr(double lr) { options_.lr = lr; }
+  double lr() const { return options_.lr; }
 
  private:
   struct Inputs;

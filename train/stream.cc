@@ -49,15 +49,18 @@ StreamLearner::StreamLearner(TwoTowerModel& model, RetrievalLoss& loss, TrainSte
                              int64_t first_step)
     : model_(model), loss_(loss), step_(step), histories_(histories), counts_(std::move(item_counts)), comm_(comm),
       options_(options), next_step_(first_step) {
-  RequireFlag(options.batch_events >= 1 && options.batch_events <= (int64_t{1} << 24), "stream-batch", "1 to 2^24 events",
-              options.batch_events);
-  RequireFlag(std::isfinite(options.replay) && options.replay >= 0 && options.replay <= 64, "replay",
-              "0 to 64 replay rows per fresh row", options.replay);
+  CheckOptions(options);
   CHECK_EQ(static_cast<int64_t>(counts_.size()), loss.num_items());
   is_replayable_.assign(static_cast<size_t>(histories.users()), false);
   for (int64_t u = 0; u < histories.users(); ++u) {
     if (histories.length(u) >= 2) replayable_.push_back(u), is_replayable_[u] = true;
   }
+}
+
+void StreamLearner::CheckOptions(const StreamLearnerOptions& o) {
+  RequireFlag(o.batch_events >= 1 && o.batch_events <= (int64_t{1} << 24), "stream-batch", "1 to 2^24 events", o.batch_events);
+  RequireFlag(std::isfinite(o.replay) && o.replay >= 0 && o.replay <= 64, "replay", "0 to 64 replay rows per fresh row", o.replay);
+  RequireFlag(std::isfinite(o.lr) && o.lr > 0, "stream-lr", "a finite rate > 0", o.lr);
 }
 
 int64_t StreamLearner::MaxPositions(const StreamLearnerOptions& o, int64_t max_len, int64_t batch_rows) {
@@ -77,6 +80,7 @@ void StreamLearner::Append(const StreamEvent& e) {
 }
 
 void StreamLearner::Observe(std::span<const StreamEvent> events) {
+  CHECK(pending_.empty()) << "Observe with events waiting to be learnt: Flush first";
   for (const StreamEvent& e : events) Append(e);
 }
 
@@ -113,11 +117,14 @@ void StreamLearner::Flush() {
   const int64_t fresh = static_cast<int64_t>(rows.size());
   const int64_t replay = replayable_.empty() ? 0 : std::llround(options_.replay * static_cast<double>(fresh));
   Rng rng(HashKeys({options_.seed, 0x5245504CULL, static_cast<uint64_t>(next_step_)}));
+  std::vector<int64_t> fresh_users;
+  for (int64_t i = 0; i < fresh; ++i) fresh_users.push_back(rows[i].user);  // ascending (map order)
   for (int64_t i = 0; i < replay; ++i) {
     const int64_t u = replayable_[rng.Below(replayable_.size())];
+    if (std::binary_search(fresh_users.begin(), fresh_users.end(), u)) continue;  // its new events are not replayed
     rows.push_back({u, histories_.length(u), std::min(histories_.length(u), max_len + 1), 1});
   }
-  replay_rows_ += replay;
+  replay_rows_ += static_cast<int64_t>(rows.size()) - fresh;
   if (!rows.empty()) Step(std::move(rows));
 }
 
@@ -171,6 +178,8 @@ void StreamLearner::Step(std::vector<Row> rows) {
     b.lengths.push_back(static_cast<int32_t>(r.length));
     b.first_targets.push_back(static_cast<int32_t>(r.first_target));
   }
+  const double share = options_.full_rows > 0 ? std::min(1.0, static_cast<double>(global) / static_cast<double>(options_.full_rows)) : 1.0;
+  step_.SetLr(options_.lr * share);
   at::Tensor sum = step_.Run(b, next_step_).to(at::kFloat).reshape({1});
   comm_.AllReduce(sum, ReduceOp::kSum);
   last_loss_ = static_cast<double>(sum.cpu().item<float>()) / static_cast<double>(std::max<int64_t>(1, b.global_positions));

@@ -44,10 +44,16 @@ struct StreamLearnerOptions {
   // A step is taken once this many events wait to be learnt (and at Flush).
   int64_t batch_events = 256;
   // Replay rows per fresh row: users drawn uniformly (from seed and step) among those with at least
-  // two events, each trained on the last max_len + 1 events of their history. 0 = none.
+  // two events and no new event in the step, each trained on the last max_len + 1 events of their
+  // history (a draw that falls on a user of the step is not replaced). 0 = none.
   double replay = 1.0;
   uint64_t seed = 1;
   bool timestamps = true;  // the rows bring their events' times (the data has them)
+  // The dense rate of a step is `lr` x min(1, its rows / full_rows): a step of a few users' events
+  // moves the towers as little as its share of a full batch (the linear scaling rule); 0 = `lr`
+  // whatever the size.
+  double lr = 1e-3;
+  int64_t full_rows = 0;
   // The loss's counts are refreshed this often (steps) besides whenever an item gets its first event.
   int64_t counts_every = 100;
 };
@@ -64,6 +70,8 @@ class StreamLearner {
                 std::vector<int64_t> item_counts, Communicator& comm, const StreamLearnerOptions& options,
                 int64_t first_step = 1);
 
+  // A UserError naming the flag of a value out of range (--stream-batch, --replay, --stream-lr).
+  static void CheckOptions(const StreamLearnerOptions& options);
   // The most target positions one step of a learner with `options` can hold, over all ranks
   // (RetrievalLossOptions::max_positions_per_rank must be at least this under sampled softmax), with
   // Epoch's `batch_rows` rows at most.
@@ -73,7 +81,8 @@ class StreamLearner {
   // batch_events events wait to be learnt.
   void Add(std::span<const StreamEvent> events);
   // Appends `events` to the histories and the counts without learning them (a refresh that
-  // retrains later, as a nightly job does, takes them through Epoch). Local.
+  // retrains later, as a nightly job does, takes them through Epoch). Local; nothing may be
+  // waiting to be learnt (Flush first).
   void Observe(std::span<const StreamEvent> events);
   // COLLECTIVE. A step on every event not learnt yet (nothing when there is none).
   void Flush();

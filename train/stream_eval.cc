@@ -11,7 +11,9 @@
 #include "common/error.h"
 #include "common/file_util.h"
 #include "common/json.h"
+#include "common/progress.h"
 #include "common/rng.h"
+#include "common/strings.h"
 #include "eval/evaluate.h"
 #include "io/dataset.h"
 #include "io/time_cut.h"
@@ -36,6 +38,8 @@ int64_t StreamModeInterval(const std::string& mode) {
   Fail("--stream-modes: expected frozen, nightly, hourly, 5min or <N>s (a refresh every N seconds of event time), got '",
        mode, "'");
 }
+
+std::string StreamEvalBeforeCutData(const std::string& run_dir) { return run_dir + "/before-cut.h5"; }
 
 namespace {
 
@@ -147,7 +151,9 @@ void RankEvents(TwoTowerModel& served, const ItemVectors& vectors, const UserHis
   const at::Tensor tgt = at::tensor(targets, at::kLong).to(dev);
   const at::Tensor own = scores.gather(1, tgt.unsqueeze(1));
   const at::Tensor ids = at::arange(scores.size(1), tgt.options()).unsqueeze(0);
-  const at::Tensor rank = (scores.gt(own).sum(1) + (scores.eq(own) & ids.lt(tgt.unsqueeze(1))).sum(1)).cpu();
+  // A target scored NaN is a miss (its rank the catalogue's size).
+  const at::Tensor rank = at::where(own.squeeze(1).isnan(), at::full_like(tgt, scores.size(1)),
+                                    scores.gt(own).sum(1) + (scores.eq(own) & ids.lt(tgt.unsqueeze(1))).sum(1)).cpu();
   for (int64_t i = 0; i < rank.size(0); ++i) {
     const int64_t r = rank.data_ptr<int64_t>()[i];
     ++t.n;
@@ -170,6 +176,8 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
   StreamLearnerOptions lo = o.learner;
   lo.seed = o.train.seed;
   lo.timestamps = timestamps;
+  lo.lr = o.stream_lr > 0 ? o.stream_lr : o.train.step.lr;
+  if (o.scale_lr) lo.full_rows = o.train.batch_size;
   StreamLearner learner(*l.model, *l.loss, *l.step, h, counts, comm, lo, l.next_step);
   // The served model: the learner itself when nothing is learnt (frozen), else a copy refreshed.
   std::unique_ptr<TwoTowerModel> copy;
@@ -185,6 +193,7 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
   int64_t bucket = s.after.empty() || period == 0 ? 0 : s.after.front().ts / period;
   Tally t;
   const int64_t n = static_cast<int64_t>(s.after.size());
+  const auto meter = o.progress ? ProgressCallback("replay " + mode, "events", "events") : nullptr;
   for (int64_t i = 0; i < n;) {
     if (period > 0 && s.after[i].ts / period != bucket) {  // a refresh
       bucket = s.after[i].ts / period;
@@ -211,7 +220,7 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
     }
     m.learn_seconds += Since(learn);
     i = j;
-    if (o.progress) o.progress(mode, i, n);
+    if (meter) meter(i, n, i);
   }
   const Clock::time_point learn = Clock::now();
   if (m.interval > 0) learner.Flush();  // the events after the last refresh (metrics do not change)
@@ -227,7 +236,7 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
 
 // RUN/before-cut.h5 and the run on it: reused when RUN already holds a run trained on that file.
 void PrepareRunBeforeCut(const StreamEvalOptions& o, StreamEvalReport& r, Communicator& comm, TrainingSink* sink) {
-  const std::string before = o.train.run_dir + "/before-cut.h5";
+  const std::string before = StreamEvalBeforeCutData(o.train.run_dir);
   r.before_data = before;
   RunAgreed(comm, [&] {
     if (comm.rank() != 0) return;
@@ -250,6 +259,8 @@ void PrepareRunBeforeCut(const StreamEvalOptions& o, StreamEvalReport& r, Commun
   if (ListCheckpoints(o.train.run_dir).empty()) {
     TrainOptions t = o.train;
     t.data = before;
+    // A run that started and left no checkpoint (interrupted) is trained again from the start.
+    t.overwrite = PathExists(RunDir(o.train.run_dir).config());
     const TrainResult tr = Train(t, comm, sink);
     r.trained = true;
     r.batch_positions_per_second = tr.positions_per_second;
@@ -260,7 +271,15 @@ void PrepareRunBeforeCut(const StreamEvalOptions& o, StreamEvalReport& r, Commun
 
 StreamEvalReport RunStreamEval(const StreamEvalOptions& o, Communicator& comm, TrainingSink* sink) {
   if (comm.world_size() != 1) Fail("eval --stream runs in one process (", comm.world_size(), " ranks given)");
-  for (const auto& m : o.modes) StreamModeInterval(m);
+  // Every option before the run before the cut trains (which may take hours).
+  CheckTrainOptions(o.train);
+  StreamLearner::CheckOptions(o.learner);
+  RequireFlag(std::isfinite(o.stream_lr) && o.stream_lr >= 0, "stream-lr", "a finite rate >= 0 (0: --lr)", o.stream_lr);
+  std::vector<std::string> modes;
+  for (auto m : SplitText(o.modes, ",")) {
+    StreamModeInterval(std::string(m));  // a UserError for a bad one, before anything trains
+    modes.emplace_back(m);
+  }
   RequireFlag(o.nightly_epochs >= 1, "nightly-epochs", "at least 1", o.nightly_epochs);
   RequireFlag(o.rank_batch >= 1, "eval-batch-size", "at least 1", o.rank_batch);
   StreamEvalReport r;
@@ -279,9 +298,11 @@ StreamEvalReport RunStreamEval(const StreamEvalOptions& o, Communicator& comm, T
   s.catalog = LoadItemCatalog(*s.ds);
   s.plan = PlanItemTables(o.train.model, s.catalog, comm, o.train.planner);
   s.after = EventsAfter(*s.ds, r.cut);
+  if (s.after.empty()) Fail(o.train.data, ": no event at or after the cut ", r.cut, "; nothing to replay");
   r.events_after = static_cast<int64_t>(s.after.size());
   r.events_before = s.ds->info().num_events - r.events_after;
-  for (const auto& m : o.modes) r.modes.push_back(ReplayMode(o, s, m, comm));
+  for (const auto& m : modes) r.modes.push_back(ReplayMode(o, s, m, comm));
+  if (comm.rank() == 0) WriteFileAtomically(o.train.run_dir + "/stream-eval.json", StreamEvalJson(r) + "\n");
   return r;
 }
 

@@ -29,13 +29,14 @@ struct StreamEvalOptions {
   // run's model, loss and seed.
   TrainOptions train;
   int64_t cut = 0;  // event time; 0: io/time_cut.h ChooseTimeCut
-  std::vector<std::string> modes = {"frozen", "nightly", "hourly", "5min"};
+  std::string modes = "frozen,nightly,hourly,5min";  // comma-separated
   StreamLearnerOptions learner;
   double stream_lr = 0;  // the stream's dense rate; 0: train.step.lr
+  bool scale_lr = true;  // scaled by each step's rows / train.batch_size (StreamLearnerOptions::full_rows)
   int64_t nightly_epochs = 1;
   int64_t rank_batch = 256;  // events ranked together (never across a refresh)
-  // Rank 0, after each chunk of events: the mode, events replayed so far, events in all.
-  std::function<void(const std::string& mode, int64_t done, int64_t total)> progress;
+  // A line of progress per replay mode (events replayed, events/s, ETA) on stderr every 10 s.
+  bool progress = false;
 };
 
 struct StreamEvalMode {
@@ -56,11 +57,15 @@ struct StreamEvalReport {
   std::vector<StreamEvalMode> modes;
 };
 
+// RUN/before-cut.h5: the events before the cut, which the run in RUN is trained on.
+std::string StreamEvalBeforeCutData(const std::string& run_dir);
+
 // Parses a mode name; a UserError naming --stream-modes for another. Returns the interval (0:
 // frozen, -1: nightly).
 int64_t StreamModeInterval(const std::string& mode);
 
-// Runs the protocol (one process: a UserError at another world size). Rank 0 reports to `sink`.
+// Runs the protocol (one process: a UserError at another world size). Rank 0 reports to `sink`
+// and writes RUN/stream-eval.json (StreamEvalJson).
 StreamEvalReport RunStreamEval(const StreamEvalOptions& options, Communicator& comm, TrainingSink* sink);
 std::string StreamEvalJson(const StreamEvalReport& report);
 // The report for people: the cut, then one line per mode.

@@ -13,6 +13,9 @@
 5. kill -9 right after events were acknowledged, before their segment rolled: a restarted server
    publishes them (nothing acknowledged is lost), then SIGTERM publishes the open segment and exits 0.
 6. `shardrec data convert --format events` reads the log into a dataset with every event.
+7. Fresh events reach the next answer: a user the export does not know, once their events are
+   taken, is answered exactly as a request bringing those events as its history; a known user's
+   next answer reads the new event (counted in "recent_events", its item no longer recommended).
 Every request goes to 127.0.0.1 and every loop is bounded in count and time.
 """
 import concurrent.futures
@@ -112,6 +115,35 @@ def check_bad_bodies(port):
     assert status == 200, (status, body)
 
 
+def recommend(port, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recommend", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def check_recent_events(port):
+    status, body = recommend(port, {"user": "newcomer", "k": 10})
+    assert status == 404 and "unknown user" in body.get("error", ""), (status, body)
+    history = [{"item": "5", "ts": 2000000000}, {"item": "17", "ts": 2000000060}]
+    assert post_events(port, {"events": [dict(user="newcomer", **e) for e in history]})[0] == 200
+    status, fresh = recommend(port, {"user": "newcomer", "k": 10})
+    status2, same = recommend(port, {"history": history, "k": 10})
+    assert status == 200 and status2 == 200 and fresh["recent_events"] == 2, (status, fresh, status2, same)
+    assert [(i["item"], i["score"]) for i in fresh["items"]] == [(i["item"], i["score"]) for i in same["items"]], (fresh, same)
+    status, before = recommend(port, {"user": "3", "k": 10})
+    assert status == 200 and "recent_events" not in before, before
+    top = before["items"][0]["item"]
+    assert post_events(port, {"events": [{"user": "3", "item": top, "ts": 2000000000}]})[0] == 200
+    status, after = recommend(port, {"user": "3", "k": 10})
+    assert status == 200 and after["recent_events"] == 1, after
+    assert top not in [i["item"] for i in after["items"]], (top, after)
+    return len(history) + 1
+
+
 def main():
     fresh_runs(run, WORK, users=200, items=60, events=3000, runs=(("a", "1"),))
     run("publish", "--run-dir", "a", "--export-root", "S", "--export-version", "v1", "--force", "--factory", "Flat")
@@ -120,6 +152,7 @@ def main():
         sent = check_concurrent_appends(port)
         check_bad_bodies(port)
         sent += 1
+        sent += check_recent_events(port)
         wait_for("the last event published", lambda: len(read_log()) == sent)
         second = run("serve", "--export-root", "S", "--port", "0", "--event-log", LOG, check=False)
         assert second.returncode != 0 and "in use" in second.stderr, second.stderr[-1000:]

@@ -27,7 +27,7 @@ StreamEvalOptions SmallProtocol(const std::string& data, const std::string& run_
   o.train.model.heads = 2;
   o.train.model.max_len = 10;
   o.train.model.dropout = 0;
-  o.modes = {"frozen", "nightly", "3600s", "5min"};
+  o.modes = "frozen,nightly,3600s,5min";
   o.learner.batch_events = 32;
   o.rank_batch = 50;
   return o;
@@ -88,7 +88,7 @@ TEST(StreamEval, CountsAgreeWithTheData) {
   EXPECT_GE(r.modes[3].steps, r.modes[2].steps);
 
   StreamEvalOptions again = o;
-  again.modes = {"frozen"};
+  again.modes = "frozen";
   StreamEvalReport r2;
   RunRanks(1, [&](Communicator& comm) { r2 = RunStreamEval(again, comm, nullptr); });
   EXPECT_FALSE(r2.trained);

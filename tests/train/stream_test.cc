@@ -72,6 +72,7 @@ Trained Stream(int world, const std::vector<StreamEvent>& events, const std::str
     so.batch_events = 16;
     so.replay = 0.5;
     so.seed = 9;
+    so.lr = 3e-3;
     RetrievalLossOptions lo;
     lo.full = loss_kind == "full";
     lo.negatives = 8;
