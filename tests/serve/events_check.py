@@ -42,14 +42,22 @@ def run(*args, check=True):
     return p
 
 
-def post_events(port, body, raw=None):
+def call(port, path, body, raw=None):
     data = raw if raw is not None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/events", data=data, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")
+
+
+def post_events(port, body, raw=None):
+    return call(port, "/v1/events", body, raw)
+
+
+def recommend(port, body):
+    return call(port, "/v1/recommend", body)
 
 
 def read_log():
@@ -113,16 +121,6 @@ def check_bad_bodies(port):
         assert status == 400 and fragment in body.get("error", ""), (raw, status, body)
     status, body = post_events(port, {"events": [{"user": "after", "item": "1", "ts": 1}]})
     assert status == 200, (status, body)
-
-
-def recommend(port, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recommend", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def check_recent_events(port):
