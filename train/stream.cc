@@ -15,26 +15,17 @@
 namespace shardrec {
 
 UserHistories UserHistories::FromDataset(const Dataset& ds, int64_t until) {
-  const std::vector<int64_t>& off = ds.user_offsets();
-  const int64_t users = static_cast<int64_t>(off.size()) - 1;
-  UserHistories h(users);
-  const bool times = ds.info().has_timestamps;
-  // Blocks of about a million events, not one read per user.
-  for (int64_t u = 0; u < users;) {
-    int64_t v = u + 1;
-    while (v < users && off[v + 1] - off[u] <= (int64_t{1} << 20)) ++v;
-    const std::vector<int32_t> items = ds.ReadItems(off[u], off[v]);
-    const std::vector<int64_t> ts = times ? ds.ReadTimestamps(off[u], off[v]) : std::vector<int64_t>();
+  UserHistories h(ds.info().num_users);
+  ForEachUserBlock(ds, [&](int64_t u, int64_t v, const std::vector<int32_t>& items, const std::vector<int64_t>& ts) {
+    const auto& off = ds.user_offsets();
     for (int64_t w = u; w < v; ++w) {
       for (int64_t e = off[w] - off[u]; e < off[w + 1] - off[u]; ++e) {
-        const int64_t t = times ? ts[e] : 0;
-        if (times && t >= until) break;  // a user's events are in time order
+        if (!ts.empty() && ts[e] >= until) break;  // a user's events are in time order
         h.items_[w].push_back(items[e]);
-        h.times_[w].push_back(t);
+        h.times_[w].push_back(ts.empty() ? 0 : ts[e]);
       }
     }
-    u = v;
-  }
+  });
   return h;
 }
 

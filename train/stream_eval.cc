@@ -119,11 +119,11 @@ struct Tally {
 // Ranks each event's item against the catalogue for its user's history so far (the events before
 // it), with the served model: full ranking, the history's items excluded (the target never), ties
 // by lower id. Events of users without an earlier event are not ranked.
-void RankEvents(TwoTowerModel& served, const ItemVectors& vectors, const UserHistories& h, bool timestamps,
-                std::span<const StreamEvent> chunk, Tally& t) {
+void RankEvents(TwoTowerModel& served, const ItemVectors& vectors, const UserHistories& h, std::span<const StreamEvent> chunk,
+                Tally& t) {
   torch::NoGradGuard no_grad;
   const ModelConfig& cfg = served.config();
-  HistoryBuilder hb(cfg.max_len, timestamps);
+  HistoryBuilder hb(cfg.max_len, /*timestamps=*/true);  // a time cut needs them
   std::vector<int64_t> targets, ex_rows, ex_cols;
   // Earlier events of the same chunk are part of a later event's history: histories are taken as
   // they stand plus the chunk's events before it.
@@ -135,8 +135,7 @@ void RankEvents(TwoTowerModel& served, const ItemVectors& vectors, const UserHis
     extra.emplace_back(e.item, e.ts);
     if (items.empty()) continue;
     const int64_t row = hb.rows();
-    hb.Add(std::span<const int64_t>(items), timestamps ? std::span<const int64_t>(times) : std::span<const int64_t>(),
-           timestamps ? e.ts : kUnknownTime);
+    hb.Add(std::span<const int64_t>(items), std::span<const int64_t>(times), e.ts);
     for (int64_t it : items) {
       if (it != e.item) ex_rows.push_back(row), ex_cols.push_back(it);
     }
@@ -166,7 +165,6 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
   m.mode = mode;
   m.interval = StreamModeInterval(mode);
   const Clock::time_point start = Clock::now();
-  const bool timestamps = true;
   UserHistories h = UserHistories::FromDataset(*s.ds, s.after.empty() ? 0 : s.after.front().ts);
   std::vector<int64_t> counts(static_cast<size_t>(s.catalog.num_items), 0);
   for (int64_t u = 0; u < h.users(); ++u) {
@@ -175,7 +173,7 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
   Learner l = LoadLearner(o, s, counts, comm);
   StreamLearnerOptions lo = o.learner;
   lo.seed = o.train.seed;
-  lo.timestamps = timestamps;
+  lo.timestamps = true;
   lo.lr = o.stream_lr > 0 ? o.stream_lr : o.train.step.lr;
   if (o.scale_lr) lo.full_rows = o.train.batch_size;
   StreamLearner learner(*l.model, *l.loss, *l.step, h, counts, comm, lo, l.next_step);
@@ -211,7 +209,7 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
     int64_t j = i + 1;
     while (j < n && j - i < o.rank_batch && (period == 0 || s.after[j].ts / period == bucket)) ++j;
     const std::span<const StreamEvent> chunk(s.after.data() + i, static_cast<size_t>(j - i));
-    RankEvents(served, vectors, h, timestamps, chunk, t);
+    RankEvents(served, vectors, h, chunk, t);
     const Clock::time_point learn = Clock::now();
     if (m.interval > 0) {
       learner.Add(chunk);
@@ -235,25 +233,25 @@ StreamEvalMode ReplayMode(const StreamEvalOptions& o, const Start& s, const std:
 }
 
 // RUN/before-cut.h5 and the run on it: reused when RUN already holds a run trained on that file.
-void PrepareRunBeforeCut(const StreamEvalOptions& o, StreamEvalReport& r, Communicator& comm, TrainingSink* sink) {
+void PrepareRunBeforeCut(const StreamEvalOptions& o, const Dataset& src, StreamEvalReport& r, Communicator& comm,
+                         TrainingSink* sink) {
   const std::string before = StreamEvalBeforeCutData(o.train.run_dir);
   r.before_data = before;
   RunAgreed(comm, [&] {
     if (comm.rank() != 0) return;
     MakeDirs(o.train.run_dir);
-    auto src = Dataset::Open(o.train.data);
     bool same = false;
     if (PathExists(before)) {
       auto ds = Dataset::Open(before);
       same = ds->NumericAttributes("/time_cut").count("time") && ds->NumericAttributes("/time_cut").at("time") == static_cast<double>(r.cut) &&
-             ds->StringAttribute("/time_cut", "source_fingerprint") == src->DataFingerprint();
+             ds->StringAttribute("/time_cut", "source_fingerprint") == src.DataFingerprint();
     }
     if (!same) {
       if (PathExists(RunDir(o.train.run_dir).checkpoints()) || PathExists(RunDir(o.train.run_dir).model())) {
         Fail(o.train.run_dir, " holds a run that was not trained on the events before the cut ", r.cut, " of ", o.train.data,
              "; give another --run-dir");
       }
-      WriteEventsBefore(*src, r.cut, before);
+      WriteEventsBefore(src, r.cut, before);
     }
   });
   if (ListCheckpoints(o.train.run_dir).empty()) {
@@ -288,7 +286,7 @@ StreamEvalReport RunStreamEval(const StreamEvalOptions& o, Communicator& comm, T
   const TimeCut cut = ChooseTimeCut(*s.ds, o.cut);
   r.cut = cut.time;
   r.cut_reason = cut.reason;
-  PrepareRunBeforeCut(o, r, comm, sink);
+  PrepareRunBeforeCut(o, *s.ds, r, comm, sink);
   const PreviousModel prev = ResolvePreviousModel(o.train.run_dir, &comm);
   if (prev.dir.find("/checkpoints/") == std::string::npos) {
     Fail(o.train.run_dir, ": no checkpoint (a stream continues the optimizer's state as well as the model)");
