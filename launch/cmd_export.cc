@@ -1,4 +1,4 @@
-// shardrec export | index | query
+// shardrec export | index | publish | stream | recall | serve | query
 #include <gflags/gflags.h>
 
 #include <chrono>
@@ -7,7 +7,6 @@
 #include <memory>
 #include <optional>
 #include <thread>
-#include <unordered_set>
 
 #include "common/error.h"
 #include "common/file_util.h"
@@ -28,6 +27,7 @@
 #include "model/catalogue.h"
 #include "serve/recommender.h"
 #include "serve/server.h"
+#include "serve/stream_job.h"
 #include "train/trainer.h"
 #include "train/run_dir.h"
 
@@ -58,12 +58,8 @@ int RunExport(const std::vector<std::string>&) {
   ApplyRunConfig(FLAGS_run_dir);
   if (FLAGS_data.empty()) Fail("--data is required");
   Job job = StartJob();
-  ExportOptions o;
-  o.run_dir = FLAGS_run_dir, o.data = FLAGS_data, o.root = FLAGS_out, o.version = FLAGS_export_version;
-  o.model = ModelConfigFromFlags();
-  o.seed = FLAGS_seed;
-  o.add_items = FLAGS_add_items;
-  o.lock_wait = FLAGS_lock_wait;
+  ExportOptions o{.run_dir = FLAGS_run_dir, .data = FLAGS_data, .add_items = FLAGS_add_items, .root = FLAGS_out,
+                  .version = FLAGS_export_version, .model = ModelConfigFromFlags(), .seed = FLAGS_seed, .lock_wait = FLAGS_lock_wait};
   if (job.is_root()) {
     // Each pass's clock starts with the pass (its first chunk's time is not counted).
     auto meter = std::make_shared<std::pair<std::string, std::unique_ptr<ProgressMeter>>>();
@@ -118,19 +114,11 @@ int RunPublish(const std::vector<std::string>& pos) {
   ApplyRunConfig(FLAGS_run_dir);
   if (FLAGS_data.empty()) Fail("--data is required");
   PublishOptions o;
-  o.export_options.run_dir = FLAGS_run_dir;
-  o.export_options.data = FLAGS_data;
-  o.export_options.root = FLAGS_export_root;
-  o.export_options.version = FLAGS_export_version;
-  o.export_options.model = ModelConfigFromFlags();
-  o.export_options.seed = FLAGS_seed;
+  o.export_options = {.run_dir = FLAGS_run_dir, .data = FLAGS_data, .root = FLAGS_export_root, .version = FLAGS_export_version,
+                      .model = ModelConfigFromFlags(), .seed = FLAGS_seed};
   o.index = IndexOptionsFromFlags();
-  o.tolerance = FLAGS_tolerance;
-  o.min_recall = FLAGS_min_recall;
-  o.force = FLAGS_force;
-  o.keep = FLAGS_keep;
-  o.lock_wait = FLAGS_lock_wait;
-  o.eval_batch_size = FLAGS_eval_batch_size;
+  o.tolerance = FLAGS_tolerance, o.min_recall = FLAGS_min_recall, o.force = FLAGS_force;
+  o.keep = FLAGS_keep, o.lock_wait = FLAGS_lock_wait, o.eval_batch_size = FLAGS_eval_batch_size;
   Job job = StartJob();
   const PublishResult r = Publish(o, *job.comm);
   if (!job.is_root()) return r.decision == "refused" ? 1 : 0;
@@ -141,6 +129,22 @@ int RunPublish(const std::vector<std::string>& pos) {
     return 1;
   }
   return 0;
+}
+
+int RunStream(const std::vector<std::string>&) {
+  if (FLAGS_run_dir.empty() || FLAGS_event_log.empty() || FLAGS_export_root.empty()) Fail("stream needs --run-dir, --event-log and --export-root");
+  ApplyRunConfigFile(StreamConfigFile(FLAGS_run_dir, FLAGS_export_root), TrainKeys());
+  StreamJobOptions o{.train = TrainOptionsFromFlags(), .event_log = FLAGS_event_log, .root = FLAGS_export_root};
+  o.train.run_dir = FLAGS_run_dir, o.config_text = EffectiveConfig(TrainKeys());
+  o.publish_every = FLAGS_publish_every, o.max_seconds = FLAGS_stream_seconds, o.idle_seconds = FLAGS_idle_seconds;
+  o.learner.batch_events = FLAGS_stream_batch, o.learner.replay = FLAGS_replay, o.stream_lr = FLAGS_stream_lr;
+  o.index = IndexOptionsFromFlags(), o.min_recall = FLAGS_min_recall, o.keep = FLAGS_keep, o.lock_wait = FLAGS_lock_wait;
+  Job job = StartJob();
+  InstallStopHandlers(job.is_root());
+  o.train.stop_signal = &StopSignal(), o.progress = job.is_root();
+  const StreamJobReport r = RunStreamJob(o, *job.comm, nullptr);
+  if (job.is_root()) std::printf("%s\n", StreamJobSummary(r).c_str());
+  return r.stop_signal != 0 ? kExitStopped : 0;
 }
 
 // --history RAW_ID[@UNIX_SECONDS],... and --at into a request (the ids are the Recommender's to
@@ -188,9 +192,7 @@ int RunRecall(const std::vector<std::string>&) {
   RecallOptions o;
   o.export_dir = FLAGS_export_dir;
   o.users = FLAGS_users.empty() ? "all" : FLAGS_users;
-  o.k = FLAGS_k;
-  o.out = FLAGS_out;
-  o.exact = FLAGS_exact;
+  o.k = FLAGS_k, o.out = FLAGS_out, o.exact = FLAGS_exact;
   Job job = StartJob();
   o.threads = FLAGS_threads > 0 ? FLAGS_threads
                                 : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / std::max(1, job.env.local_world_size));
@@ -274,6 +276,17 @@ Registrar index_cmd({
     .flags = {"export_dir", "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors", "lock_wait"},
     .positional = 0,
     .run = RunIndex,
+});
+Registrar stream_cmd({
+    .name = "stream",
+    .summary = "learn from an event log as it grows and publish the model every few seconds (docs/training.md)",
+    .usage = "[launch/mpirun.sh -np N] shardrec stream --run-dir R --event-log DIR --export-root ROOT [--publish-every 60 "
+             "--stream-seconds 0 --idle-seconds 0 --stream-batch 256 --replay 1 --keep 0]",
+    .flags = {"run_dir", "event_log", "export_root", "publish_every", "stream_seconds", "idle_seconds", "stream_batch", "replay", "stream_lr",
+              "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors", "min_recall", "keep", "lock_wait", "backend", "device",
+              "comm_timeout"},
+    .positional = 0,
+    .run = RunStream,
 });
 Registrar serve_cmd({
     .name = "serve",

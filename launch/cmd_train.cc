@@ -157,8 +157,7 @@ TrainOptions TrainOptionsFromFlags() {
   o.time_budget_seconds = FLAGS_time_budget, o.batch_size = FLAGS_batch_size, o.seed = FLAGS_seed;
   o.step.lr = FLAGS_lr, o.weight_decay = FLAGS_weight_decay, o.step.warmup_steps = FLAGS_warmup_steps;
   o.step.cosine = FlagSays("lr-schedule", FLAGS_lr_schedule, "constant", "cosine");
-  o.init_from = FLAGS_init_from;
-  o.keep_retired = FlagSays("retired", FLAGS_retired, "drop", "keep");
+  o.init_from = FLAGS_init_from, o.keep_retired = FlagSays("retired", FLAGS_retired, "drop", "keep");
   if (o.keep_retired && o.init_from.empty()) Fail("--retired keep goes with --init-from (a warm start)");
   o.step.min_lr_ratio = FLAGS_min_lr_ratio, o.step.exclude_history = FLAGS_exclude_history, o.step.content_loss = FLAGS_content_loss;
   o.step.clip_norm = FLAGS_clip_norm, o.loss = FLAGS_loss, o.step.bfloat16 = IsBfloat16(FLAGS_precision);
@@ -166,8 +165,7 @@ TrainOptions TrainOptionsFromFlags() {
   o.logq = FLAGS_logq, o.eval_every = FLAGS_eval_every, o.patience = FLAGS_patience;
   o.eval_batch_size = FLAGS_eval_batch_size, o.log_every_seconds = FLAGS_log_every, o.checkpoint_every = FLAGS_checkpoint_every;
   o.keep_checkpoints = FLAGS_keep_checkpoints, o.bucket_batches = FLAGS_bucket_batches, o.step.length_groups = FLAGS_length_groups;
-  o.overwrite = FLAGS_overwrite, o.model = ModelConfigFromFlags(), o.planner = PlannerOptionsFromFlags();
-  o.config_text = EffectiveConfig(TrainKeys());
+  o.overwrite = FLAGS_overwrite, o.model = ModelConfigFromFlags(), o.planner = PlannerOptionsFromFlags(), o.config_text = EffectiveConfig(TrainKeys());
   return o;
 }
 
@@ -196,14 +194,12 @@ int RunTrain(const std::vector<std::string>&) {
   const std::string resume_policy = ApplyResumeFlags();
   const std::string derived = ApplyConfigAndDerive();
   TrainOptions o = TrainOptionsFromFlags();
-  o.derived = derived;
-  o.resume = !FLAGS_resume.empty();
-  o.resume_from = resume_policy;
+  o.derived = derived, o.resume = !FLAGS_resume.empty(), o.resume_from = resume_policy;
   CheckTrainOptions(o);  // before the job starts: a bad flag is reported once, by every process alike
   Job job = StartJob();
   InstallStopHandlers(job.is_root());
   o.stop_signal = &StopSignal();
-  std::unique_ptr<TrainingSink> out = MakeConsoleSink();
+  const std::unique_ptr<TrainingSink> out = MakeConsoleSink();
   TrainResult r = Train(o, *job.comm, out.get());
   if (r.stop_signal != 0) {
     if (job.is_root()) {
@@ -229,8 +225,7 @@ int RunEvalStream() {
   gflags::SetCommandLineOption("data", StreamEvalBeforeCutData(FLAGS_run_dir).c_str());  // what RUN/config.yaml names
   StreamEvalOptions o{.train = TrainOptionsFromFlags()};
   o.train.data = whole, o.train.derived = derived;
-  o.cut = FLAGS_stream_cut, o.stream_lr = FLAGS_stream_lr, o.nightly_epochs = FLAGS_nightly_epochs;
-  o.modes = FLAGS_stream_modes;
+  o.cut = FLAGS_stream_cut, o.stream_lr = FLAGS_stream_lr, o.nightly_epochs = FLAGS_nightly_epochs, o.modes = FLAGS_stream_modes;
   o.learner.batch_events = FLAGS_stream_batch, o.learner.replay = FLAGS_replay, o.rank_batch = FLAGS_eval_batch_size;
   Job job = StartJob();
   o.progress = job.is_root();
@@ -246,26 +241,18 @@ int RunEval(const std::vector<std::string>&) {
   if (!baseline && FLAGS_run_dir.empty()) Fail("--run-dir is required (or --baseline pop|cooc with --data)");
   // A run's own configuration rebuilds its model; flags given here still win.
   if (!FLAGS_run_dir.empty() && PathExists(RunDir(FLAGS_run_dir).config())) {
-    std::vector<std::string> keys = TrainKeys();
-    ApplyRunConfigFile(RunDir(FLAGS_run_dir).config(), keys);
+    ApplyRunConfigFile(RunDir(FLAGS_run_dir).config(), TrainKeys());
   } else if (!baseline) {
     Fail(FLAGS_run_dir, ": no config.yaml; is this a run directory of `shardrec train`?");
   }
   if (FLAGS_data.empty()) Fail("--data is required");
   Job job = StartJob();
   EvalOptions o;
-  o.data = FLAGS_data;
-  o.run_dir = FLAGS_run_dir;
-  o.split = FLAGS_split;
-  o.baseline = FLAGS_baseline;
-  o.batch_size = FLAGS_eval_batch_size;
-  o.model = ModelConfigFromFlags();
-  o.seed = FLAGS_seed;
-  o.cold_items = FLAGS_cold_items;
-  o.cold_seed = FLAGS_cold_seed;
+  o.data = FLAGS_data, o.run_dir = FLAGS_run_dir, o.split = FLAGS_split;
+  o.baseline = FLAGS_baseline, o.batch_size = FLAGS_eval_batch_size, o.model = ModelConfigFromFlags();
+  o.seed = FLAGS_seed, o.cold_items = FLAGS_cold_items, o.cold_seed = FLAGS_cold_seed;
   if (FLAGS_eval_users < 0) Fail("--eval-users must be >= 0 (0 = every user), got ", FLAGS_eval_users);
-  o.sample_users = FLAGS_eval_users;
-  o.scoring = ParseEvalScoring(FLAGS_eval_scoring);
+  o.sample_users = FLAGS_eval_users, o.scoring = ParseEvalScoring(FLAGS_eval_scoring);
   if (FLAGS_ann) {
     if (FLAGS_export_dir.empty()) Fail("--ann needs --export ROOT (an export of this run with `shardrec index`)");
     o.ann_export = FLAGS_export_dir;

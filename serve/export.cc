@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
 #include <ctime>
 #include <functional>
 #include <numeric>
@@ -30,6 +31,13 @@ constexpr int64_t kTrimEveryChunks = 64;
 std::vector<float> Floats(const at::Tensor& t) {
   at::Tensor c = t.detach().to(torch::kCPU, torch::kFloat).contiguous();
   return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+// A vector with a NaN or infinity is never published (a diverged model): the first one's id.
+void RequireFinite(const std::vector<float>& f, int64_t dim, int64_t first_id, const char* kind) {
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (!std::isfinite(f[i])) Fail("export: ", kind, " ", first_id + static_cast<int64_t>(i) / dim, " has a non-finite vector (the model diverged)");
+  }
 }
 
 std::string DefaultVersion() {
@@ -100,6 +108,7 @@ void ExportItems(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
     const int64_t b = std::min(ie, ib + c * o.chunk), e = std::min(ie, b + o.chunk);
     const auto f = Floats(model.EncodeDistinctItems(torch::arange(b, e, torch::TensorOptions().dtype(torch::kLong).device(dev))));
     out.Try([&] {
+      RequireFinite(f, o.model.dim, b, "item");
       std::vector<int64_t> ids(static_cast<size_t>(e - b));
       std::iota(ids.begin(), ids.end(), b);
       out.writer().Append(ids, ds.ReadItemRawIds(b, e), ds.info().has_titles ? ds.ReadItemTitles(b, e) : std::vector<std::string>(),
@@ -125,18 +134,23 @@ void ExportUsers(TwoTowerModel& model, const Dataset& ds, const ExportOptions& o
     const int64_t b = std::min(ue, ub + c * per_call), e = std::min(ue, b + per_call);
     const int64_t n = e - b;
     // One read for the chunk's events (its users' events are contiguous).
-    const std::vector<int32_t> items_read = n ? ds.ReadItems(off[b], off[e]) : std::vector<int32_t>();
-    const std::vector<int64_t> ts_read = n && info.has_timestamps ? ds.ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
-    HistoryBuilder histories(o.model.max_len, !ts_read.empty());
-    for (int64_t u = b; u < e; ++u) {
-      const size_t at = static_cast<size_t>(off[u] - off[b]), len = static_cast<size_t>(off[u + 1] - off[u]);
-      histories.Add(std::span<const int32_t>(items_read).subspan(at, len),
-                    ts_read.empty() ? std::span<const int64_t>() : std::span<const int64_t>(ts_read).subspan(at, len));
+    HistoryBuilder histories(o.model.max_len, info.has_timestamps);
+    if (o.histories != nullptr) {
+      for (int64_t u = b; u < e; ++u) histories.Add(o.histories->items(u), info.has_timestamps ? o.histories->times(u) : std::span<const int64_t>());
+    } else {
+      const std::vector<int32_t> items_read = n ? ds.ReadItems(off[b], off[e]) : std::vector<int32_t>();
+      const std::vector<int64_t> ts_read = n && info.has_timestamps ? ds.ReadTimestamps(off[b], off[e]) : std::vector<int64_t>();
+      for (int64_t u = b; u < e; ++u) {
+        const size_t at = static_cast<size_t>(off[u] - off[b]), len = static_cast<size_t>(off[u + 1] - off[u]);
+        histories.Add(std::span<const int32_t>(items_read).subspan(at, len),
+                      ts_read.empty() ? std::span<const int64_t>() : std::span<const int64_t>(ts_read).subspan(at, len));
+      }
     }
     at::Tensor last = model.EncodeHistory(histories.Build(o.model.history_features(), dev));  // collective, even when n == 0
     if (n > 0) {
       const auto f = Floats(last);
       out.Try([&] {
+        RequireFinite(f, o.model.dim, b, "user");
         std::vector<int64_t> ids(static_cast<size_t>(n));
         std::iota(ids.begin(), ids.end(), b);
         out.writer().Append(ids, ds.ReadUserRawIds(b, e), {}, f.data());
@@ -153,7 +167,7 @@ void WriteManifest(const ExportOptions& o, const std::string& data, const Datase
                    int w, const std::string& dir) {
   ExportManifest m;
   m.version = version;
-  m.source = RealPath(RunDir(o.run_dir).model());  // absolute: publish reloads it from anywhere
+  m.source = RealPath(o.model_dir.empty() ? RunDir(o.run_dir).model() : o.model_dir);  // absolute: publish reloads it from anywhere
   m.data = RealPath(data);  // absolute too: a server reads titles and histories from it, from its own directory
   m.dim = o.model.dim;
   m.normalization = o.model.cosine ? "l2" : "none";  // --score dot: raw vectors, scores are inner products
@@ -195,7 +209,7 @@ std::string ExportEmbeddings(const ExportOptions& o, Communicator& comm, int64_t
     }
   }
   const ItemCatalog catalog = LoadItemCatalog(*ds);
-  OpenedModel opened = OpenModel(RunDir(o.run_dir).model(), o.model, catalog,
+  OpenedModel opened = OpenModel(o.model_dir.empty() ? RunDir(o.run_dir).model() : o.model_dir, o.model, catalog,
                                  o.add_items.empty() ? LoadMode::kSameData : LoadMode::kCatalogue, o.seed, comm);
   TwoTowerModel& model = *opened.model;
   if (added) *added = opened.added;

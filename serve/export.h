@@ -8,17 +8,23 @@
 
 #include "distributed/communicator.h"
 #include "model/two_tower.h"
+#include "train/stream.h"
 
 namespace shardrec {
 
 struct ExportOptions {
   std::string run_dir;   // the trained model: run_dir/model
+  std::string model_dir;  // the model, when not run_dir/model (a stream's published model)
   std::string data;      // the dataset it was trained on
   // A dataset whose catalogue holds items new since training (its own users and events are the
   // ones exported): the model's rows move to its ids by raw id and each new item is embedded from
   // its content and categories by the trained item tower (LoadModelForCatalogue). The export's
   // `data` is then this file. "" = export `data` as trained.
   std::string add_items;
+  // The users' histories, when not the dataset's: user u's vector encodes histories->items(u)
+  // (a stream's histories: the data's events and the stream's since; users beyond the dataset's
+  // are not exported).
+  const UserHistories* histories = nullptr;
   std::string root;      // ROOT: versions live in ROOT/<version>
   std::string version;   // "" = v<UTC time>
   ModelConfig model;

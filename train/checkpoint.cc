@@ -223,7 +223,8 @@ RetiredRows ReadRetired(const std::string& path) {
 }  // namespace
 
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
-                    const TrainerState* state, Communicator& comm, const RetiredRows* retired, int64_t step) {
+                    const TrainerState* state, Communicator& comm, const RetiredRows* retired, int64_t step,
+                    const std::function<void(const std::string& staging)>& extra) {
   // Every write is checked, up to each file's close; a failure on any rank (a full disk) ends the
   // save on every rank with that rank's message, and nothing partial stays behind. An older
   // directory of the same name disappears only once the new one is in place.
@@ -238,6 +239,7 @@ void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::
     WriteDense(tmp + "/dense.h5", model, adam, state);
     if (!model.catalog().data.empty()) WriteIds(tmp + "/" + kIdsFile, model.catalog());
     if (retired != nullptr && !retired->empty()) WriteRetired(tmp + "/" + kRetiredFile, *retired);
+    if (extra) extra(tmp);
   });
   out.Commit([&] { WriteManifest(tmp, comm.world_size(), state ? state->step : step); });
 }

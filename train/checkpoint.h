@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -49,9 +50,12 @@ struct RetiredRows {
 // `adam` and `state` may be null (a model without training state); `retired` too (none kept).
 // `step`: the training step recorded in the manifest when `state` is null (a model saved during
 // training), so a warm start can find the checkpoint of the same step.
+// `extra` (optional) runs on rank 0 with the staging directory: files of the caller's own (such as
+// a stream's consumed offsets, serve/stream_job.h) committed with the model, atomically; its .h5
+// files are listed and verified as the others are.
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                     const TrainerState* state, Communicator& comm, const RetiredRows* retired = nullptr,
-                    int64_t step = 0);
+                    int64_t step = 0, const std::function<void(const std::string& staging)>& extra = {});
 // The training step a checkpoint or model directory's manifest records (0: unknown).
 int64_t SavedStep(const std::string& dir);
 // The history length (max-len) the model in a checkpoint or model directory was built with, from

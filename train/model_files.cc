@@ -76,7 +76,10 @@ PreviousModel ResolvePreviousModel(const std::string& prev, Communicator* comm) 
     // same rows and dense parameters, with the AdamW state too).
     const std::string model = ReadExportManifest(ResolveExport(prev)).source;
     const int64_t step = PathExists(model + "/manifest.json") ? SavedStep(model) : 0;
-    const std::string same = CheckpointDir(Dirname(model), step);
+    // The run is the model's directory's parent (RUN/model), or two up for a stream's published
+    // models (RUN/published/<version>, serve/stream_job.h).
+    const std::string parent = Dirname(model), run = Basename(parent) == "published" ? Dirname(parent) : parent;
+    const std::string same = CheckpointDir(run, step);
     if (step > 0 && PathExists(same + "/manifest.json") && SavedStep(same) == step) return {same};
     return {model};
   }

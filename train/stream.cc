@@ -64,6 +64,7 @@ void StreamLearner::Append(const StreamEvent& e) {
   CHECK(e.item >= 0 && e.item < items) << "item " << e.item << " of " << items;
   histories_.Append(e);
   if (counts_[e.item]++ == 0) counts_dirty_ = true;
+  if (e.user >= static_cast<int64_t>(is_replayable_.size())) is_replayable_.resize(static_cast<size_t>(histories_.users()), false);
   if (histories_.length(e.user) == 2 && !is_replayable_[e.user]) {
     replayable_.push_back(e.user);
     is_replayable_[e.user] = true;

@@ -31,6 +31,11 @@ class UserHistories {
 
   // Appends `e` to its user's history (the user must be < users()).
   void Append(const StreamEvent& e);
+  // A new user with an empty history; returns its id (the old users()).
+  int64_t AddUser() {
+    items_.emplace_back(), times_.emplace_back();
+    return users() - 1;
+  }
   int64_t users() const { return static_cast<int64_t>(items_.size()); }
   int64_t length(int64_t user) const { return static_cast<int64_t>(items_[user].size()); }
   std::span<const int64_t> items(int64_t user) const { return items_[user]; }
@@ -86,6 +91,9 @@ class StreamLearner {
   void Observe(std::span<const StreamEvent> events);
   // COLLECTIVE. A step on every event not learnt yet (nothing when there is none).
   void Flush();
+  // Gives the loss the counts as they stand now (a checkpoint does, so that a run resumed from it
+  // takes the steps the uninterrupted run takes).
+  void SyncCounts() { RefreshCounts(true); }
   // COLLECTIVE. One pass over every history with at least two events (their last max_len + 1
   // events, every position a target) in a seeded shuffle, `batch_rows` rows a step, no replay: a
   // warm-started epoch, as a nightly retraining takes. Flushes first.

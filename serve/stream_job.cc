@@ -1,0 +1,450 @@
+#include "serve/stream_job.h"
+
+#include <torch/torch.h>
+
+#include <glog/logging.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <limits>
+#include <thread>
+#include <unordered_map>
+
+#include "common/error.h"
+#include "common/file_util.h"
+#include "common/json.h"
+#include "common/strings.h"
+#include "io/dataset.h"
+#include "io/event_log.h"
+#include "io/export_format.h"
+#include "io/h5.h"
+#include "model/catalogue.h"
+#include "serve/export.h"
+#include "serve/export_root.h"
+#include "train/checkpoint.h"
+#include "train/model_files.h"
+#include "train/run_dir.h"
+#include "train/step.h"
+
+namespace shardrec {
+
+void WriteStreamState(const std::string& path, const StreamState& s) {
+  JsonObject offsets;
+  for (const auto& [p, seg] : s.offsets) offsets.Add(p, seg);
+  std::string consumed = "[";
+  for (size_t i = 0; i < s.consumed.size(); ++i) consumed += (i ? "," : "") + JsonEscape(s.consumed[i]);
+  JsonObject j;
+  j.Add("base_version", s.base_version).Add("base_data", s.base_data).Add("offsets", offsets).AddRaw("consumed", consumed + "]");
+  j.Add("segments", s.segments).Add("events", s.events).Add("unknown_items", s.unknown_items).Add("new_users", s.new_users);
+  j.Add("publishes", s.publishes);
+  const std::string text = j.str();
+  h5::File f = h5::File::Create(path);
+  f.Write<uint8_t>("/state_json", std::vector<uint8_t>(text.begin(), text.end()));
+  f.Write<int64_t>("/item_events", s.item_events);
+  f.SetAttr("/", "format", std::string("shardrec.stream"));
+  f.SetAttr("/", "format_version", int64_t{1});
+  f.Close();
+}
+
+StreamState ReadStreamState(const std::string& path) {
+  h5::File f = h5::File::Open(path);
+  if (f.GetStringAttr("/", "format").value_or("") != "shardrec.stream") Fail(path, ": not a stream state (format shardrec.stream)");
+  const std::vector<uint8_t> bytes = f.ReadAll<uint8_t>("/state_json");
+  const JsonValue j = JsonValue::Parse(std::string(bytes.begin(), bytes.end()), path);
+  StreamState s;
+  s.base_version = j.at("base_version").str();
+  s.base_data = j.at("base_data").str();
+  for (const auto& [p, seg] : j.at("offsets").object) s.offsets[p] = seg.str();
+  for (const JsonValue& c : j.at("consumed").array) s.consumed.push_back(c.str());
+  s.segments = j.at("segments").integer();
+  s.events = j.at("events").integer();
+  s.unknown_items = j.at("unknown_items").integer();
+  s.new_users = j.at("new_users").integer();
+  s.publishes = j.at("publishes").integer();
+  s.item_events = f.ReadAll<int64_t>("/item_events");
+  return s;
+}
+
+std::vector<std::string> SegmentsAfter(const std::vector<std::string>& segments, const std::map<std::string, std::string>& offsets) {
+  std::vector<std::string> out;
+  for (const std::string& name : segments) {
+    std::string producer;
+    if (!IsSegmentName(name, &producer)) continue;
+    const auto it = offsets.find(producer);
+    if (it == offsets.end() || name > it->second) out.push_back(name);
+  }
+  return out;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string UtcStamp() {
+  std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y%m%d-%H%M%S", std::gmtime(&now));
+  return buf;
+}
+
+class StreamJob {
+ public:
+  StreamJob(const StreamJobOptions& o, Communicator& comm, TrainingSink* sink) : o_(o), comm_(comm), sink_(sink) {}
+  StreamJobReport Run();
+
+ private:
+  void Start();
+  void LoadModel(const std::string& dir, bool checkpoint, bool verified);
+  // A segment's events in the base's ids (new users get ids); events of unknown items counted.
+  std::vector<StreamEvent> Map(const std::string& segment);
+  void Consume(const std::string& segment, bool learn);
+  // Rank 0's decision for the next round, the same on every rank: "stop", "publish" or "poll",
+  // then the segments to consume, one per line.
+  std::vector<std::string> NextRound(bool* stop, bool* publish);
+  void Checkpoint();
+  void Publish();
+  void Report(const std::string& version, double recall10, double seconds);
+  // Whether ROOT/<version> came from this stream (and, with `unserved`, was never gated: a kill
+  // came between its export and the move of LATEST). A damaged version is not this stream's.
+  bool FromThisStream(const std::string& version, bool unserved = false) const;
+
+  const StreamJobOptions& o_;
+  Communicator& comm_;
+  TrainingSink* sink_;
+  StreamJobReport r_;
+  StreamState& s_ = r_.state;
+  std::unique_ptr<Dataset> base_;
+  ItemCatalog catalog_;
+  std::unique_ptr<TwoTowerModel> model_;
+  std::unique_ptr<torch::optim::AdamW> adam_;
+  std::unique_ptr<RetrievalLoss> loss_;
+  std::unique_ptr<TrainStep> step_;
+  std::unique_ptr<StreamLearner> learner_;
+  UserHistories histories_;
+  std::unordered_map<std::string, int64_t> users_, items_;
+  int64_t first_step_ = 1;
+  int64_t unpublished_ = 0;
+  Clock::time_point started_ = Clock::now(), last_segment_ = Clock::now(), last_publish_ = Clock::now();
+};
+
+// Where to start: the newest checkpoint of RUN that verifies (a restart), else LATEST's model.
+void StreamJob::Start() {
+  const RunDir run(o_.train.run_dir);
+  const bool resume = !ListCheckpoints(run.path()).empty();
+  std::string dir;
+  bool verified = false, checkpoint = true;
+  if (resume) {
+    const PickedCheckpoint picked = PickCheckpoint(run.path(), "latest-valid", comm_);
+    for (const std::string& s : picked.skipped) {
+      if (sink_) sink_->OnWarning(s);
+    }
+    dir = picked.dir;
+    verified = true;
+    if (!PathExists(dir + "/" + kStreamStateFile)) Fail(dir, ": no ", kStreamStateFile, "; ", run.path(), " is not a stream's run directory");
+    s_ = ReadStreamState(dir + "/" + kStreamStateFile);
+    r_.resumed = true;
+  } else {
+    std::string latest;
+    RunAgreed(comm_, [&] {
+      if (comm_.rank() == 0) latest = ReadLatest(o_.root);
+    });
+    latest = BroadcastString(comm_, latest, 0);
+    if (latest.empty()) Fail(o_.root, ": nothing is served (no LATEST); publish a trained run first (`shardrec publish`)");
+    s_.base_version = latest;
+    s_.base_data = ReadExportManifest(o_.root + "/" + latest).data;
+    const PreviousModel prev = ResolvePreviousModel(o_.root + "/" + latest, &comm_);
+    dir = prev.dir;
+    verified = prev.verified;
+    checkpoint = dir.find("/checkpoints/") != std::string::npos;
+  }
+  base_ = Dataset::Open(s_.base_data);
+  catalog_ = LoadItemCatalog(*base_);
+  LoadModel(dir, checkpoint, verified);
+  histories_ = UserHistories::FromDataset(*base_, std::numeric_limits<int64_t>::max());
+  const DatasetInfo& info = base_->info();
+  {
+    const std::vector<std::string> raw = base_->ReadUserRawIds(0, info.num_users);
+    for (int64_t u = 0; u < info.num_users; ++u) users_.emplace(raw[u], u);
+    const std::vector<std::string> items = base_->ReadItemRawIds(0, info.num_items);
+    for (int64_t i = 0; i < info.num_items; ++i) items_.emplace(items[i], i);
+  }
+  std::vector<int64_t> counts(static_cast<size_t>(info.num_items), 0);
+  for (int64_t u = 0; u < histories_.users(); ++u) {
+    for (int64_t it : histories_.items(u)) ++counts[it];
+  }
+  StreamLearnerOptions lo = o_.learner;
+  lo.seed = o_.train.seed;
+  lo.timestamps = info.has_timestamps;
+  lo.lr = o_.stream_lr > 0 ? o_.stream_lr : o_.train.step.lr;
+  lo.full_rows = o_.scale_lr ? o_.train.batch_size : 0;
+  learner_ = std::make_unique<StreamLearner>(*model_, *loss_, *step_, histories_, counts, comm_, lo, first_step_);
+  if (!resume) s_.item_events.assign(static_cast<size_t>(info.num_items), 0);
+  if (static_cast<int64_t>(s_.item_events.size()) != info.num_items) Fail(dir, "/", kStreamStateFile, ": /item_events does not match ", s_.base_data);
+  // The histories as they were at the checkpoint: the segments it consumed, in the order it did.
+  const std::vector<std::string> consumed = std::move(s_.consumed);
+  const StreamState saved = s_;
+  s_.consumed.clear();
+  for (const std::string& seg : consumed) Consume(seg, /*learn=*/false);
+  s_ = saved;
+  s_.consumed = consumed;
+  learner_->SyncCounts();
+  if (resume) {  // killed between its checkpoint and the move of LATEST: that model is published again
+    std::string served_step;
+    RunAgreed(comm_, [&] {
+      if (comm_.rank() != 0) return;
+      const std::string latest = ReadLatest(o_.root);
+      if (!FromThisStream(latest)) return;
+      const ExportManifest m = ReadExportManifest(o_.root + "/" + latest);
+      const auto it = m.gate_candidate.find("stream_step");
+      if (it != m.gate_candidate.end()) served_step = std::to_string(static_cast<int64_t>(it->second));
+    });
+    if (BroadcastString(comm_, served_step, 0) != std::to_string(first_step_ - 1)) unpublished_ = 1;
+  }
+}
+
+void StreamJob::LoadModel(const std::string& dir, bool checkpoint, bool verified) {
+  const TrainOptions& t = o_.train;
+  const ShardingPlan plan = PlanItemTables(t.model, catalog_, comm_, t.planner);
+  model_ = std::make_unique<TwoTowerModel>(t.model, catalog_, plan, &comm_, t.seed);
+  adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(), torch::optim::AdamWOptions(t.step.lr).weight_decay(t.weight_decay));
+  TrainerState state;
+  LoadCheckpoint(dir, *model_, adam_.get(), checkpoint ? &state : nullptr, comm_, {.verified = verified});
+  first_step_ = (checkpoint ? state.step : SavedStep(dir)) + 1;
+  model_->train(true);
+  RetrievalLossOptions lo = TrainLossOptions(t, catalog_.num_items, comm_.world_size());
+  lo.mask_unseen = model_->has_content_path();
+  lo.max_positions_per_rank = StreamLearner::MaxPositions(o_.learner, t.model.max_len, t.batch_size);
+  loss_ = std::make_unique<RetrievalLoss>(lo, std::vector<int64_t>(static_cast<size_t>(catalog_.num_items), 1), c10::Device(comm_.device()));
+  StepOptions so = t.step;
+  so.lr = o_.stream_lr > 0 ? o_.stream_lr : t.step.lr;
+  so.warmup_steps = 0;
+  so.cosine = false;
+  so.seed = t.seed;
+  step_ = std::make_unique<TrainStep>(*model_, *loss_, *adam_, comm_, so);
+}
+
+std::vector<StreamEvent> StreamJob::Map(const std::string& segment) {
+  const std::vector<LogEvent> events = ReadSegment(o_.event_log + "/" + segment);
+  std::vector<StreamEvent> out;
+  out.reserve(events.size());
+  for (const LogEvent& e : events) {
+    const auto item = items_.find(e.item);
+    if (item == items_.end()) {
+      ++s_.unknown_items;
+      continue;
+    }
+    auto [user, fresh] = users_.emplace(e.user, histories_.users());
+    if (fresh) {
+      histories_.AddUser();
+      ++s_.new_users;
+    }
+    out.push_back({user->second, item->second, e.ts});
+    ++s_.item_events[item->second];
+  }
+  s_.events += static_cast<int64_t>(events.size());
+  return out;
+}
+
+void StreamJob::Consume(const std::string& segment, bool learn) {
+  const std::vector<StreamEvent> events = Map(segment);
+  if (learn) {
+    learner_->Add(events);
+    learner_->Flush();  // a batch never spans segments: a restart resumes at a step boundary
+    learner_->SyncCounts();  // ... with the loss's counts as they are there
+    ++unpublished_;
+  } else {
+    learner_->Observe(events);
+  }
+  std::string producer;
+  CHECK(IsSegmentName(segment, &producer)) << segment;
+  s_.offsets[producer] = segment;
+  s_.consumed.push_back(segment);
+  ++s_.segments;
+}
+
+std::vector<std::string> StreamJob::NextRound(bool* stop, bool* publish) {
+  std::string plan;
+  RunAgreed(comm_, [&] {
+    if (comm_.rank() != 0) return;
+    const std::vector<std::string> fresh = SegmentsAfter(ListSegments(o_.event_log), s_.offsets);
+    const bool timed_out = o_.max_seconds > 0 && Since(started_) >= o_.max_seconds;
+    const bool idle = fresh.empty() && o_.idle_seconds > 0 && Since(last_segment_) >= o_.idle_seconds;
+    const int signal = o_.train.stop_signal != nullptr ? o_.train.stop_signal->load() : 0;
+    const bool due = o_.publish_every > 0 && Since(last_publish_) >= o_.publish_every && unpublished_ > 0;
+    plan = signal != 0 ? "stop " + std::to_string(signal) : timed_out || idle ? "stop 0" : due ? "publish" : "poll";
+    for (const std::string& f : fresh) plan += "\n" + f;
+  });
+  plan = BroadcastString(comm_, plan, 0);
+  std::vector<std::string> lines;
+  for (auto l : SplitText(plan, "\n")) lines.emplace_back(l);
+  *stop = lines.front().rfind("stop ", 0) == 0;
+  if (*stop) r_.stop_signal = std::stoi(lines.front().substr(5));
+  *publish = lines.front() == "publish";
+  lines.erase(lines.begin());
+  return lines;
+}
+
+void StreamJob::Checkpoint() {
+  TrainerState state;
+  state.step = learner_->next_step() - 1;
+  SaveCheckpoint(CheckpointDir(o_.train.run_dir, state.step), *model_, adam_.get(), &state, comm_, nullptr, 0,
+                 [&](const std::string& staging) { WriteStreamState(staging + "/" + kStreamStateFile, s_); });
+  if (comm_.rank() == 0) PruneCheckpoints(o_.train.run_dir, o_.train.keep_checkpoints);
+  learner_->SyncCounts();
+}
+
+// A version of the root from the model as it stands: saved to RUN/published/<version>, exported
+// with the histories so far, indexed, gated (finite vectors, the index's recall) and served.
+void StreamJob::Publish() {
+  const Clock::time_point t0 = Clock::now();
+  ++s_.publishes;
+  Checkpoint();
+  char tail[48];  // the step, and the publish's number: unique even within one second
+  std::snprintf(tail, sizeof(tail), "-s%09lld-%06lld", static_cast<long long>(learner_->next_step() - 1), static_cast<long long>(s_.publishes));
+  const std::string version = BroadcastString(comm_, "v" + UtcStamp() + tail, 0);
+  const std::string model_dir = o_.train.run_dir + "/published/" + version;
+  SaveModel(*model_, model_dir, comm_, nullptr, learner_->next_step() - 1);
+  ExportOptions eo;
+  eo.run_dir = o_.train.run_dir;
+  eo.model_dir = model_dir;
+  eo.data = s_.base_data;
+  eo.histories = &histories_;
+  eo.root = o_.root;
+  eo.version = version;
+  eo.model = o_.train.model;
+  eo.seed = o_.train.seed;
+  eo.move_latest = false;
+  const std::string dir = ExportEmbeddings(eo, comm_);
+  double recall10 = 0;
+  std::string parent;
+  RunAgreed(comm_, [&] {
+    if (comm_.rank() != 0) return;
+    recall10 = BuildExportIndex(dir, o_.index).recall10;
+    if (recall10 < o_.min_recall) {
+      Fail("stream: version ", version, " refused: its index's recall@10 ", recall10, " is below --min-recall ", o_.min_recall);
+    }
+    const auto lock = LockExportRoot(o_.root, "a stream publish", o_.lock_wait);
+    parent = ReadLatest(o_.root);
+    if (parent != s_.base_version && !FromThisStream(parent)) {
+      Fail(o_.root, "/LATEST names ", parent, ", which this stream neither started from (", s_.base_version,
+           ") nor published (a nightly publish or a rollback since?); start a new stream from it, with a new --run-dir");
+    }
+    ExportManifest m = ReadExportManifest(dir);
+    m.has_lineage = true;
+    m.parent = parent;
+    m.data_fingerprint = base_->DataFingerprint();
+    m.gate_candidate = {{"index_recall@10", recall10}, {"stream_events", static_cast<double>(s_.events)},
+                        {"stream_step", static_cast<double>(learner_->next_step() - 1)}};
+    m.gate_decision = "published";
+    WriteExportManifest(dir, m);
+    SetLatest(o_.root, version);
+    PruneVersions(o_.root, o_.keep, version);
+    // Versions of this stream that a kill left unserved and ungated go; so do the models of
+    // versions no longer under the root.
+    for (const std::string& v : ListVersions(o_.root)) {
+      if (v != version && v != parent && FromThisStream(v, /*unserved=*/true)) RemoveAll(o_.root + "/" + v);
+    }
+    for (const std::string& v : ListDirectory(o_.train.run_dir + "/published")) {
+      if (v != version && !PathExists(o_.root + "/" + v + "/manifest.json")) RemoveAll(o_.train.run_dir + "/published/" + v);
+    }
+  }, [&] {
+    if (comm_.rank() == 0 && ReadLatest(o_.root) != version) RemoveAll(dir);
+  });
+  r_.versions.push_back(version);
+  unpublished_ = 0;
+  last_publish_ = Clock::now();
+  const double seconds = Since(t0);
+  r_.publish_seconds += seconds;
+  Report(version, recall10, seconds);
+}
+
+bool StreamJob::FromThisStream(const std::string& version, bool unserved) const {
+  try {
+    const ExportManifest m = ReadExportManifest(o_.root + "/" + version);
+    return SameFile(Dirname(m.source), o_.train.run_dir + "/published") && (!unserved || !m.has_lineage);
+  } catch (const UserError&) {
+    return false;
+  }
+}
+
+void StreamJob::Report(const std::string& version, double recall10, double seconds) {
+  if (comm_.rank() != 0) return;
+  const double total = Since(started_);
+  JsonObject j;
+  j.Add("seconds", total).Add("version", version).Add("step", learner_->next_step() - 1).Add("segments", s_.segments);
+  j.Add("events", s_.events).Add("unknown_items", s_.unknown_items).Add("new_users", s_.new_users);
+  j.Add("learnt", learner_->events_learnt()).Add("loss", learner_->last_loss()).Add("index_recall@10", recall10);
+  j.Add("publish_seconds", seconds).Add("learn_seconds", r_.learn_seconds);
+  std::ofstream f(o_.train.run_dir + "/stream-metrics.jsonl", std::ios::app);
+  f << j.str() << "\n";
+  f.flush();
+  if (!f) Fail(o_.train.run_dir, "/stream-metrics.jsonl: cannot be written");
+  if (o_.progress) {
+    std::fprintf(stderr, "stream: %s  step %lld  events %lld (%.0f/s learning)  loss %.4f  recall@10 %.3f  publish %.1f s\n",
+                 version.c_str(), static_cast<long long>(learner_->next_step() - 1), static_cast<long long>(s_.events),
+                 r_.learn_seconds > 0 ? static_cast<double>(learner_->events_learnt()) / r_.learn_seconds : 0.0,
+                 learner_->last_loss(), recall10, seconds);
+  }
+}
+
+StreamJobReport StreamJob::Run() {
+  RequireFlag(std::isfinite(o_.publish_every) && o_.publish_every >= 0, "publish-every", "seconds >= 0", o_.publish_every);
+  RequireFlag(std::isfinite(o_.max_seconds) && o_.max_seconds >= 0, "stream-seconds", "seconds >= 0", o_.max_seconds);
+  RequireFlag(std::isfinite(o_.idle_seconds) && o_.idle_seconds >= 0, "idle-seconds", "seconds >= 0", o_.idle_seconds);
+  RequireFlag(std::isfinite(o_.stream_lr) && o_.stream_lr >= 0, "stream-lr", "a finite rate >= 0 (0: --lr)", o_.stream_lr);
+  RequireFlag(o_.min_recall >= 0 && o_.min_recall <= 1, "min-recall", "a value in [0, 1]", o_.min_recall);
+  RequireFlag(o_.keep >= 0, "keep", "0 (all) or more versions", o_.keep);
+  StreamLearner::CheckOptions(o_.learner);
+  CheckIndexOptions(o_.index);
+  if (!IsDirectory(o_.event_log)) Fail("--event-log ", o_.event_log, ": no such directory");
+  RunAgreed(comm_, [&] {
+    if (comm_.rank() != 0) return;
+    for (const std::string& dir : {o_.train.run_dir, o_.train.run_dir + "/published"}) {
+      MakeDirs(dir);
+      if (!PathExists(dir + "/config.yaml") && !o_.config_text.empty()) WriteFileAtomically(dir + "/config.yaml", o_.config_text);
+    }
+  });
+  Start();
+  while (true) {
+    bool stop = false, publish = false;
+    const std::vector<std::string> fresh = NextRound(&stop, &publish);
+    if (stop) break;
+    if (publish) Publish();
+    for (const std::string& seg : fresh) {
+      const Clock::time_point t = Clock::now();
+      Consume(seg, /*learn=*/true);
+      r_.learn_seconds += Since(t);
+      last_segment_ = Clock::now();
+    }
+    if (fresh.empty() && !publish) std::this_thread::sleep_for(std::chrono::duration<double>(o_.poll_seconds));
+  }
+  if (unpublished_ > 0) Publish();
+  r_.steps = learner_->steps();
+  r_.seconds = Since(started_);
+  return r_;
+}
+
+}  // namespace
+
+std::string StreamConfigFile(const std::string& run_dir, const std::string& root) {
+  if (PathExists(RunDir(run_dir).config())) return RunDir(run_dir).config();
+  return Dirname(ReadExportManifest(ResolveExport(root)).source) + "/config.yaml";  // RUN/model or RUN/published/V
+}
+
+std::string StreamJobSummary(const StreamJobReport& r) {
+  const StreamState& s = r.state;
+  std::string out = "stream: " + std::to_string(s.segments) + " segments, " + std::to_string(s.events) + " events (" +
+                    std::to_string(s.unknown_items) + " of items the catalogue lacks, " + std::to_string(s.new_users) + " new users), " +
+                    std::to_string(r.steps) + " steps, " + std::to_string(r.versions.size()) + " versions published";
+  return r.versions.empty() ? out : out + ", the last " + r.versions.back();
+}
+
+StreamJobReport RunStreamJob(const StreamJobOptions& options, Communicator& comm, TrainingSink* sink) {
+  return StreamJob(options, comm, sink).Run();
+}
+
+}  // namespace shardrec
