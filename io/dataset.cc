@@ -509,4 +509,33 @@ void CopyItemCatalogue(const Dataset& source, DatasetWriter& writer) {
   }
 }
 
+void WriteExtendedCatalogue(const Dataset& source, const std::string& path,
+                            const std::vector<std::pair<std::string, std::string>>& added, int64_t placeholders) {
+  const DatasetInfo& info = source.info();
+  bool titles = info.has_titles;
+  for (const auto& a : added) titles = titles || !a.second.empty();
+  auto w = DatasetWriter::Create(path, {.timestamps = info.has_timestamps, .titles = titles, .categories = info.has_categories,
+                                        .content_dim = info.content_dim, .source = "the catalogue of " + source.path() + ", extended"});
+  CopyItemCatalogue(source, *w);
+  const std::vector<float> zeros(static_cast<size_t>(info.content_dim), 0.0f);
+  for (const auto& [raw, title] : added) w->AddItem(raw, title, {}, zeros);
+  for (int64_t k = 0; k < placeholders; ++k) w->AddItem("~new-" + std::to_string(k), "", {}, zeros);
+  const auto& off = source.user_offsets();
+  ForEachUserBlock(source, [&](int64_t u, int64_t v, const std::vector<int32_t>& items, const std::vector<int64_t>& ts) {
+    const std::vector<std::string> raw = source.ReadUserRawIds(u, v);
+    for (int64_t x = u; x < v; ++x) {
+      const size_t at = static_cast<size_t>(off[x] - off[u]), n = static_cast<size_t>(off[x + 1] - off[x]);
+      w->AddUser(raw[x - u], std::span<const int32_t>(items).subspan(at, n),
+                 ts.empty() ? std::span<const int64_t>() : std::span<const int64_t>(ts).subspan(at, n));
+    }
+  });
+  w->Finish();
+}
+
+std::string ItemIdsFingerprintOf(const std::vector<std::string>& raw_ids, const std::vector<std::string>& category_names) {
+  Fingerprint items;
+  for (const auto& id : raw_ids) items.Add(id);
+  return FinishIdsFingerprint(items, static_cast<int64_t>(category_names.size()), category_names);
+}
+
 }  // namespace shardrec

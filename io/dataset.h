@@ -175,4 +175,14 @@ void ForEachUserBlock(const Dataset& ds, const std::function<void(int64_t, int64
 // content), in blocks: a derived dataset keeps the source's id space.
 void CopyItemCatalogue(const Dataset& source, DatasetWriter& writer);
 
+// Writes `path`: `source`'s users and events as they are, and its catalogue followed by
+// `added` items (raw id, title; no categories, zero content vectors), then `placeholders` items
+// named "~new-<k>" (rows held for items yet to come: serve/stream_job.h). The new raw ids must
+// not be in `source`.
+void WriteExtendedCatalogue(const Dataset& source, const std::string& path,
+                            const std::vector<std::pair<std::string, std::string>>& added, int64_t placeholders);
+// The item-id fingerprint a dataset with these raw item ids and category names would carry
+// (Dataset::ItemIdsFingerprint).
+std::string ItemIdsFingerprintOf(const std::vector<std::string>& raw_ids, const std::vector<std::string>& category_names);
+
 }  // namespace shardrec

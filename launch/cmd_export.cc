@@ -137,11 +137,10 @@ int RunStream(const std::vector<std::string>&) {
   StreamJobOptions o{.train = TrainOptionsFromFlags(), .event_log = FLAGS_event_log, .root = FLAGS_export_root};
   o.train.run_dir = FLAGS_run_dir, o.config_text = EffectiveConfig(TrainKeys());
   o.publish_every = FLAGS_publish_every, o.max_seconds = FLAGS_stream_seconds, o.idle_seconds = FLAGS_idle_seconds;
-  o.learner.batch_events = FLAGS_stream_batch, o.learner.replay = FLAGS_replay, o.stream_lr = FLAGS_stream_lr;
+  o.learner.batch_events = FLAGS_stream_batch, o.learner.replay = FLAGS_replay, o.stream_lr = FLAGS_stream_lr, o.new_items = FLAGS_new_item_rows;
   o.index = IndexOptionsFromFlags(), o.min_recall = FLAGS_min_recall, o.keep = FLAGS_keep, o.lock_wait = FLAGS_lock_wait;
   Job job = StartJob();
-  InstallStopHandlers(job.is_root());
-  o.train.stop_signal = &StopSignal(), o.progress = job.is_root();
+  InstallStopHandlers(job.is_root()), o.train.stop_signal = &StopSignal(), o.progress = job.is_root();
   const StreamJobReport r = RunStreamJob(o, *job.comm, nullptr);
   if (job.is_root()) std::printf("%s\n", StreamJobSummary(r).c_str());
   return r.stop_signal != 0 ? kExitStopped : 0;
@@ -281,8 +280,8 @@ Registrar stream_cmd({
     .name = "stream",
     .summary = "learn from an event log as it grows and publish the model every few seconds (docs/training.md)",
     .usage = "[launch/mpirun.sh -np N] shardrec stream --run-dir R --event-log DIR --export-root ROOT [--publish-every 60 "
-             "--stream-seconds 0 --idle-seconds 0 --stream-batch 256 --replay 1 --keep 0]",
-    .flags = {"run_dir", "event_log", "export_root", "publish_every", "stream_seconds", "idle_seconds", "stream_batch", "replay", "stream_lr",
+             "--stream-seconds 0 --idle-seconds 0 --stream-batch 256 --replay 1 --new-item-rows 1024 --keep 0]",
+    .flags = {"run_dir", "event_log", "export_root", "publish_every", "stream_seconds", "idle_seconds", "stream_batch", "replay", "stream_lr", "new_item_rows",
               "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors", "min_recall", "keep", "lock_wait", "backend", "device",
               "comm_timeout"},
     .positional = 0,

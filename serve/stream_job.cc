@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <set>
 #include <fstream>
 #include <limits>
 #include <thread>
@@ -37,9 +38,9 @@ void WriteStreamState(const std::string& path, const StreamState& s) {
   std::string consumed = "[";
   for (size_t i = 0; i < s.consumed.size(); ++i) consumed += (i ? "," : "") + JsonEscape(s.consumed[i]);
   JsonObject j;
-  j.Add("base_version", s.base_version).Add("base_data", s.base_data).Add("offsets", offsets).AddRaw("consumed", consumed + "]");
+  j.Add("base_version", s.base_version).Add("base_data", s.base_data).Add("catalogue", s.catalogue).Add("offsets", offsets).AddRaw("consumed", consumed + "]");
   j.Add("segments", s.segments).Add("events", s.events).Add("unknown_items", s.unknown_items).Add("new_users", s.new_users);
-  j.Add("publishes", s.publishes);
+  j.Add("new_items", s.new_items).Add("publishes", s.publishes);
   const std::string text = j.str();
   h5::File f = h5::File::Create(path);
   f.Write<uint8_t>("/state_json", std::vector<uint8_t>(text.begin(), text.end()));
@@ -57,12 +58,14 @@ StreamState ReadStreamState(const std::string& path) {
   StreamState s;
   s.base_version = j.at("base_version").str();
   s.base_data = j.at("base_data").str();
+  s.catalogue = j.at("catalogue").str();
   for (const auto& [p, seg] : j.at("offsets").object) s.offsets[p] = seg.str();
   for (const JsonValue& c : j.at("consumed").array) s.consumed.push_back(c.str());
   s.segments = j.at("segments").integer();
   s.events = j.at("events").integer();
   s.unknown_items = j.at("unknown_items").integer();
   s.new_users = j.at("new_users").integer();
+  s.new_items = j.at("new_items").integer();
   s.publishes = j.at("publishes").integer();
   s.item_events = f.ReadAll<int64_t>("/item_events");
   return s;
@@ -98,7 +101,12 @@ class StreamJob {
 
  private:
   void Start();
-  void LoadModel(const std::string& dir, bool checkpoint, bool verified);
+  // `fresh`: from the served model (rows by raw id, the held rows zero), not the stream's own.
+  void LoadModel(const std::string& dir, bool checkpoint, bool verified, bool fresh);
+  // COLLECTIVE. The dataset a version is exported with: the base with the new items so far.
+  std::string VersionData();
+  // COLLECTIVE. Saves the model for a version: its rows named by raw id (the new items' too).
+  void SavePublishedModel(const std::string& dir);
   // A segment's events in the base's ids (new users get ids); events of unknown items counted.
   std::vector<StreamEvent> Map(const std::string& segment);
   void Consume(const std::string& segment, bool learn);
@@ -126,6 +134,9 @@ class StreamJob {
   std::unique_ptr<StreamLearner> learner_;
   UserHistories histories_;
   std::unordered_map<std::string, int64_t> users_, items_;
+  std::vector<std::string> item_raw_;  // raw id of each catalogue row (the held ones as named so far)
+  std::vector<std::string> added_titles_;  // of the new items, in order
+  int64_t base_items_ = 0;
   int64_t first_step_ = 1;
   int64_t unpublished_ = 0;
   Clock::time_point started_ = Clock::now(), last_segment_ = Clock::now(), last_publish_ = Clock::now();
@@ -162,17 +173,24 @@ void StreamJob::Start() {
     checkpoint = dir.find("/checkpoints/") != std::string::npos;
   }
   base_ = Dataset::Open(s_.base_data);
-  catalog_ = LoadItemCatalog(*base_);
-  LoadModel(dir, checkpoint, verified);
+  if (!resume) {  // the model's catalogue: the base's items and the rows held for new ones
+    s_.catalogue = o_.new_items > 0 ? run.path() + "/catalogue.h5" : s_.base_data;
+    RunAgreed(comm_, [&] {
+      if (comm_.rank() == 0 && o_.new_items > 0) WriteExtendedCatalogue(*base_, s_.catalogue, {}, o_.new_items);
+    });
+  }
+  catalog_ = LoadItemCatalog(*Dataset::Open(s_.catalogue));
+  LoadModel(dir, checkpoint, verified, !resume);
   histories_ = UserHistories::FromDataset(*base_, std::numeric_limits<int64_t>::max());
   const DatasetInfo& info = base_->info();
+  base_items_ = info.num_items;
   {
     const std::vector<std::string> raw = base_->ReadUserRawIds(0, info.num_users);
     for (int64_t u = 0; u < info.num_users; ++u) users_.emplace(raw[u], u);
-    const std::vector<std::string> items = base_->ReadItemRawIds(0, info.num_items);
-    for (int64_t i = 0; i < info.num_items; ++i) items_.emplace(items[i], i);
+    item_raw_ = base_->ReadItemRawIds(0, info.num_items);
+    for (int64_t i = 0; i < info.num_items; ++i) items_.emplace(item_raw_[i], i);
   }
-  std::vector<int64_t> counts(static_cast<size_t>(info.num_items), 0);
+  std::vector<int64_t> counts(static_cast<size_t>(catalog_.num_items), 0);
   for (int64_t u = 0; u < histories_.users(); ++u) {
     for (int64_t it : histories_.items(u)) ++counts[it];
   }
@@ -182,8 +200,8 @@ void StreamJob::Start() {
   lo.lr = o_.stream_lr > 0 ? o_.stream_lr : o_.train.step.lr;
   lo.full_rows = o_.scale_lr ? o_.train.batch_size : 0;
   learner_ = std::make_unique<StreamLearner>(*model_, *loss_, *step_, histories_, counts, comm_, lo, first_step_);
-  if (!resume) s_.item_events.assign(static_cast<size_t>(info.num_items), 0);
-  if (static_cast<int64_t>(s_.item_events.size()) != info.num_items) Fail(dir, "/", kStreamStateFile, ": /item_events does not match ", s_.base_data);
+  if (!resume) s_.item_events.assign(static_cast<size_t>(catalog_.num_items), 0);
+  if (static_cast<int64_t>(s_.item_events.size()) != catalog_.num_items) Fail(dir, "/", kStreamStateFile, ": /item_events does not match ", s_.catalogue);
   // The histories as they were at the checkpoint: the segments it consumed, in the order it did.
   const std::vector<std::string> consumed = std::move(s_.consumed);
   const StreamState saved = s_;
@@ -206,17 +224,21 @@ void StreamJob::Start() {
   }
 }
 
-void StreamJob::LoadModel(const std::string& dir, bool checkpoint, bool verified) {
+void StreamJob::LoadModel(const std::string& dir, bool checkpoint, bool verified, bool fresh) {
   const TrainOptions& t = o_.train;
   const ShardingPlan plan = PlanItemTables(t.model, catalog_, comm_, t.planner);
   model_ = std::make_unique<TwoTowerModel>(t.model, catalog_, plan, &comm_, t.seed);
   adam_ = std::make_unique<torch::optim::AdamW>(model_->dense_parameters(), torch::optim::AdamWOptions(t.step.lr).weight_decay(t.weight_decay));
   TrainerState state;
-  LoadCheckpoint(dir, *model_, adam_.get(), checkpoint ? &state : nullptr, comm_, {.verified = verified});
+  const bool remap = fresh && s_.catalogue != s_.base_data;  // the served model's rows go by raw id
+  if (remap) model_->ZeroIdRows(std::vector<int64_t>(static_cast<size_t>(catalog_.num_items), 0));  // what it lacks stays zero
+  const LoadReport lr = LoadCheckpoint(dir, *model_, adam_.get(), checkpoint ? &state : nullptr, comm_, {.verified = verified, .remap_by_raw_id = remap});
+  if (lr.remapped) model_->ZeroUnknownCategoryRows(lr.categories_known);
   first_step_ = (checkpoint ? state.step : SavedStep(dir)) + 1;
   model_->train(true);
   RetrievalLossOptions lo = TrainLossOptions(t, catalog_.num_items, comm_.world_size());
-  lo.mask_unseen = model_->has_content_path();
+  // Items without an event yet (the held rows among them) are no candidates.
+  lo.mask_unseen = model_->has_content_path() || catalog_.num_items > base_->info().num_items;
   lo.max_positions_per_rank = StreamLearner::MaxPositions(o_.learner, t.model.max_len, t.batch_size);
   loss_ = std::make_unique<RetrievalLoss>(lo, std::vector<int64_t>(static_cast<size_t>(catalog_.num_items), 1), c10::Device(comm_.device()));
   StepOptions so = t.step;
@@ -232,7 +254,13 @@ std::vector<StreamEvent> StreamJob::Map(const std::string& segment) {
   std::vector<StreamEvent> out;
   out.reserve(events.size());
   for (const LogEvent& e : events) {
-    const auto item = items_.find(e.item);
+    auto item = items_.find(e.item);
+    if (item == items_.end() && static_cast<int64_t>(item_raw_.size()) < catalog_.num_items) {  // a held row
+      item = items_.emplace(e.item, static_cast<int64_t>(item_raw_.size())).first;
+      item_raw_.push_back(e.item);
+      added_titles_.push_back(e.title.value_or(""));
+      ++s_.new_items;
+    }
     if (item == items_.end()) {
       ++s_.unknown_items;
       continue;
@@ -307,11 +335,12 @@ void StreamJob::Publish() {
   std::snprintf(tail, sizeof(tail), "-s%09lld-%06lld", static_cast<long long>(learner_->next_step() - 1), static_cast<long long>(s_.publishes));
   const std::string version = BroadcastString(comm_, "v" + UtcStamp() + tail, 0);
   const std::string model_dir = o_.train.run_dir + "/published/" + version;
-  SaveModel(*model_, model_dir, comm_, nullptr, learner_->next_step() - 1);
+  SavePublishedModel(model_dir);
   ExportOptions eo;
   eo.run_dir = o_.train.run_dir;
   eo.model_dir = model_dir;
-  eo.data = s_.base_data;
+  eo.data = s_.catalogue;
+  if (s_.catalogue != s_.base_data) eo.add_items = VersionData();  // rows by raw id, the new items' included
   eo.histories = &histories_;
   eo.root = o_.root;
   eo.version = version;
@@ -343,13 +372,21 @@ void StreamJob::Publish() {
     WriteExportManifest(dir, m);
     SetLatest(o_.root, version);
     PruneVersions(o_.root, o_.keep, version);
-    // Versions of this stream that a kill left unserved and ungated go; so do the models of
-    // versions no longer under the root.
+    // Versions of this stream that a kill left unserved and ungated go; so do the models and
+    // datasets of versions no longer under the root.
     for (const std::string& v : ListVersions(o_.root)) {
       if (v != version && v != parent && FromThisStream(v, /*unserved=*/true)) RemoveAll(o_.root + "/" + v);
     }
     for (const std::string& v : ListDirectory(o_.train.run_dir + "/published")) {
-      if (v != version && !PathExists(o_.root + "/" + v + "/manifest.json")) RemoveAll(o_.train.run_dir + "/published/" + v);
+      if (v != version && v != "config.yaml" && !PathExists(o_.root + "/" + v + "/manifest.json")) RemoveAll(o_.train.run_dir + "/published/" + v);
+    }
+    std::set<std::string> used = {eo.add_items};
+    for (const std::string& v : ListVersions(o_.root)) {
+      if (FromThisStream(v)) used.insert(ReadExportManifest(o_.root + "/" + v).data);
+    }
+    const std::string catalogues = o_.train.run_dir + "/catalogues";
+    for (const std::string& f : IsDirectory(catalogues) ? ListDirectory(catalogues) : std::vector<std::string>()) {
+      if (!used.count(catalogues + "/" + f) && !used.count(RealPath(catalogues + "/" + f))) RemoveAll(catalogues + "/" + f);
     }
   }, [&] {
     if (comm_.rank() == 0 && ReadLatest(o_.root) != version) RemoveAll(dir);
@@ -360,6 +397,37 @@ void StreamJob::Publish() {
   const double seconds = Since(t0);
   r_.publish_seconds += seconds;
   Report(version, recall10, seconds);
+}
+
+std::string StreamJob::VersionData() {
+  const int64_t added = static_cast<int64_t>(item_raw_.size()) - base_items_;
+  if (added == 0) return s_.base_data;
+  char name[32];
+  std::snprintf(name, sizeof(name), "/items-%09lld.h5", static_cast<long long>(added));
+  const std::string path = o_.train.run_dir + "/catalogues" + name;  // the same for the same new items
+  RunAgreed(comm_, [&] {
+    if (comm_.rank() != 0 || PathExists(path)) return;
+    MakeDirs(o_.train.run_dir + "/catalogues");
+    std::vector<std::pair<std::string, std::string>> items;
+    for (int64_t i = 0; i < added; ++i) items.emplace_back(item_raw_[base_items_ + i], added_titles_[i]);
+    WriteExtendedCatalogue(*base_, path, items, 0);
+  });
+  return path;
+}
+
+void StreamJob::SavePublishedModel(const std::string& dir) {
+  const int64_t step = learner_->next_step() - 1;
+  if (s_.catalogue == s_.base_data) return SaveModel(*model_, dir, comm_, nullptr, step);
+  // Its rows named as they are now: the base's items, the new ones, then the held rows left.
+  SaveCheckpoint(dir, *model_, nullptr, nullptr, comm_, nullptr, step, [&](const std::string& staging) {
+    SavedIds ids{.data = s_.catalogue, .data_fingerprint = base_->DataFingerprint(), .raw_ids = item_raw_,
+                 .category_names = base_->ReadCategoryNames()};
+    for (int64_t k = static_cast<int64_t>(item_raw_.size()) - base_items_; k < catalog_.num_items - base_items_; ++k) {
+      ids.raw_ids.push_back("~new-" + std::to_string(k));
+    }
+    ids.item_ids_fingerprint = ItemIdsFingerprintOf(ids.raw_ids, ids.category_names);
+    WriteIdsFile(staging + "/" + kIdsFile, ids);
+  });
 }
 
 bool StreamJob::FromThisStream(const std::string& version, bool unserved) const {
@@ -398,6 +466,7 @@ StreamJobReport StreamJob::Run() {
   RequireFlag(std::isfinite(o_.stream_lr) && o_.stream_lr >= 0, "stream-lr", "a finite rate >= 0 (0: --lr)", o_.stream_lr);
   RequireFlag(o_.min_recall >= 0 && o_.min_recall <= 1, "min-recall", "a value in [0, 1]", o_.min_recall);
   RequireFlag(o_.keep >= 0, "keep", "0 (all) or more versions", o_.keep);
+  RequireFlag(o_.new_items >= 0 && o_.new_items <= (int64_t{1} << 30), "new-item-rows", "0 to 2^30 rows", o_.new_items);
   StreamLearner::CheckOptions(o_.learner);
   CheckIndexOptions(o_.index);
   if (!IsDirectory(o_.event_log)) Fail("--event-log ", o_.event_log, ": no such directory");
@@ -438,7 +507,8 @@ std::string StreamConfigFile(const std::string& run_dir, const std::string& root
 std::string StreamJobSummary(const StreamJobReport& r) {
   const StreamState& s = r.state;
   std::string out = "stream: " + std::to_string(s.segments) + " segments, " + std::to_string(s.events) + " events (" +
-                    std::to_string(s.unknown_items) + " of items the catalogue lacks, " + std::to_string(s.new_users) + " new users), " +
+                    std::to_string(s.new_items) + " new items, " + std::to_string(s.unknown_items) + " of items without a row, " +
+                    std::to_string(s.new_users) + " new users), " +
                     std::to_string(r.steps) + " steps, " + std::to_string(r.versions.size()) + " versions published";
   return r.versions.empty() ? out : out + ", the last " + r.versions.back();
 }

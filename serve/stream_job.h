@@ -7,13 +7,14 @@
 //     catalogue and every user's history.
 //   - Segments (io/event_log.h) are taken in name order; one segment is one unit of work: its events
 //     (raw ids mapped to the base's ids; a user the base does not know gets a new id, in order of
-//     arrival) join the histories and are learnt by a StreamLearner (train/stream.h), the segment's
-//     last step flushed, before the next segment is read. Events of items the base catalogue lacks
-//     are counted and not learnt (new items get rows at the next nightly run).
+//     arrival; an item it does not know gets one of the rows held for new items, new_items) join
+//     the histories and are learnt by a StreamLearner (train/stream.h), the segment's last step
+//     flushed, before the next segment is read.
 //   - Every `publish_every` seconds: a checkpoint in RUN/checkpoints/ whose stream.h5 commits, with
 //     the model and optimizer, the newest segment consumed per producer (the offsets) and what was
-//     learnt; then a version of the export root (the items, every base user's vector from the
-//     histories so far, the index), served only through a light gate: every vector finite (export)
+//     learnt; then a version of the export root (the base's items and the new ones, every base
+//     user's vector from the histories so far, the index; its dataset is the base's with the new
+//     items in its catalogue), served only through a light gate: every vector finite (export)
 //     and the index's recall@10 against exact search at least `min_recall`.
 //   - Exactly once: a restart (after kill -9 at any moment) loads the newest checkpoint that
 //     verifies, re-reads the histories from the base and the segments up to its offsets, and goes on
@@ -50,6 +51,11 @@ struct StreamJobOptions {
   StreamLearnerOptions learner;   // batch_events, replay, seed; lr and full_rows are set from these:
   double stream_lr = 0;           // the dense rate of stream steps (0: train.step.lr)
   bool scale_lr = true;           // scaled by a step's rows / train.batch_size
+  // Rows held for items the base catalogue lacks (RUN/catalogue.h5: the base's items, then this
+  // many placeholders): an item's first event gives it the next one, from a zero id row (its
+  // vector starts where an item added without training starts), trained from then on. Once they
+  // are used up, such events are counted and not learnt. 0: none held.
+  int64_t new_items = 1024;
   IndexOptions index;
   double min_recall = 0.95;       // the gate's floor on the index's recall@10
   int64_t keep = 0;               // versions kept under the root (PruneVersions); 0: all
@@ -67,13 +73,15 @@ std::string StreamConfigFile(const std::string& run_dir, const std::string& root
 // What a stream has consumed and learnt, committed with each checkpoint (stream.h5).
 struct StreamState {
   std::string base_version, base_data;   // the version it started from and its dataset
+  std::string catalogue;                 // the model's catalogue: RUN/catalogue.h5, or base_data without new_items
   std::map<std::string, std::string> offsets;  // producer -> newest segment consumed
   std::vector<std::string> consumed;     // every segment consumed, in the order it was (histories)
   int64_t segments = 0, events = 0;      // consumed
-  int64_t unknown_items = 0;             // events of items the base catalogue lacks (not learnt)
+  int64_t unknown_items = 0;             // events of items without a row (not learnt)
+  int64_t new_items = 0;                 // items given a held row
   int64_t new_users = 0;                 // users the base does not know
   int64_t publishes = 0;
-  std::vector<int64_t> item_events;      // [num_items] consumed events per item (learnt or input)
+  std::vector<int64_t> item_events;      // [catalogue items] consumed events per item (learnt or input)
 };
 void WriteStreamState(const std::string& path, const StreamState& state);
 StreamState ReadStreamState(const std::string& path);

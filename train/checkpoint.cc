@@ -25,7 +25,6 @@ namespace shardrec {
 namespace {
 
 constexpr const char* kManifest = "manifest.json";
-constexpr const char* kIdsFile = "ids.h5";
 constexpr const char* kRetiredFile = "retired.h5";
 
 std::vector<float> ToFloats(const at::Tensor& t) {
@@ -154,26 +153,11 @@ void WriteIds(const std::string& path, const ItemCatalog& c) {
   if (ds->ItemIdsFingerprint() != c.item_ids_fingerprint) {
     Fail(c.data, ": the dataset was replaced while the run used it (other item ids now); the checkpoint cannot name its rows");
   }
-  h5::File f = h5::File::Create(path);
-  f.SetAttr("/", "format", std::string("shardrec.ids"));
-  f.SetAttr("/", "format_version", int64_t{1});
-  f.SetAttr("/", "data", c.data);
-  f.SetAttr("/", "item_ids_fingerprint", c.item_ids_fingerprint);
-  f.SetAttr("/", "data_fingerprint", ds->DataFingerprint());
-  f.SetAttr("/", "num_items", ds->info().num_items);
-  f.SetAttr("/", "num_categories", ds->info().has_categories ? ds->info().num_categories : int64_t{0});
-  {
-    h5::StringAppender items(&f, "/items/raw_ids");
-    ds->ForEachItemRawId([&](const std::string& id) { items.Append(id); });
-    items.Flush();
-  }
-  const std::vector<std::string> names = ds->ReadCategoryNames();
-  if (!names.empty()) {
-    h5::StringAppender out(&f, "/categories/names");
-    for (const auto& name : names) out.Append(name);
-    out.Flush();
-  }
-  f.Close();
+  SavedIds ids{.data = c.data, .item_ids_fingerprint = c.item_ids_fingerprint, .data_fingerprint = ds->DataFingerprint()};
+  ids.raw_ids.reserve(static_cast<size_t>(ds->info().num_items));
+  ds->ForEachItemRawId([&](const std::string& id) { ids.raw_ids.push_back(id); });
+  ids.category_names = ds->ReadCategoryNames();
+  WriteIdsFile(path, ids);
 }
 
 void WriteRetired(const std::string& path, const RetiredRows& r) {
@@ -221,6 +205,28 @@ RetiredRows ReadRetired(const std::string& path) {
 }
 
 }  // namespace
+
+void WriteIdsFile(const std::string& path, const SavedIds& ids) {
+  h5::File f = h5::File::Create(path);
+  f.SetAttr("/", "format", std::string("shardrec.ids"));
+  f.SetAttr("/", "format_version", int64_t{1});
+  f.SetAttr("/", "data", ids.data);
+  f.SetAttr("/", "item_ids_fingerprint", ids.item_ids_fingerprint);
+  f.SetAttr("/", "data_fingerprint", ids.data_fingerprint);
+  f.SetAttr("/", "num_items", static_cast<int64_t>(ids.raw_ids.size()));
+  f.SetAttr("/", "num_categories", static_cast<int64_t>(ids.category_names.size()));
+  {
+    h5::StringAppender items(&f, "/items/raw_ids");
+    for (const auto& id : ids.raw_ids) items.Append(id);
+    items.Flush();
+  }
+  if (!ids.category_names.empty()) {
+    h5::StringAppender out(&f, "/categories/names");
+    for (const auto& name : ids.category_names) out.Append(name);
+    out.Flush();
+  }
+  f.Close();
+}
 
 void SaveCheckpoint(const std::string& dir, TwoTowerModel& model, torch::optim::AdamW* adam,
                     const TrainerState* state, Communicator& comm, const RetiredRows* retired, int64_t step,

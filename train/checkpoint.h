@@ -50,6 +50,16 @@ struct RetiredRows {
 // `adam` and `state` may be null (a model without training state); `retired` too (none kept).
 // `step`: the training step recorded in the manifest when `state` is null (a model saved during
 // training), so a warm start can find the checkpoint of the same step.
+// ids.h5 (docs/formats.md): the raw item id of every row and the category names, and the dataset
+// they came from. WriteIdsFile writes one as given (a stream names rows its dataset does not have
+// yet, serve/stream_job.h); a checkpoint's own is written from its catalogue's dataset.
+struct SavedIds {
+  std::string data, item_ids_fingerprint, data_fingerprint;
+  std::vector<std::string> raw_ids, category_names;
+};
+void WriteIdsFile(const std::string& path, const SavedIds& ids);
+inline constexpr const char* kIdsFile = "ids.h5";
+
 // `extra` (optional) runs on rank 0 with the staging directory: files of the caller's own (such as
 // a stream's consumed offsets, serve/stream_job.h) committed with the model, atomically; its .h5
 // files are listed and verified as the others are.

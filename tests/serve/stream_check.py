@@ -12,6 +12,8 @@
    (`shardrec query` answers from it). Once it ends: every event counted exactly once (per item,
    as in the log) and the model equal, bitwise, to the uninterrupted run's (batches never span
    segments, and a restart resumes at a segment boundary).
+5. A new item arriving through POST /v1/events on a server is recommended by /v1/recommend once the
+   stream has published (the server swaps the version in), and was not before.
 4. With --np2: the same stream on 2 ranks under mpirun: the same counts, and a model within float
    rounding of the 1-rank one (dropout 0: masks are drawn per rank).
 Every loop is bounded in count and time.
@@ -25,11 +27,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import h5py
 import numpy as np
 
-from serve_util import fresh_runs
+from serve_util import fresh_runs, start_server
 
 BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 KILLS = int(sys.argv[sys.argv.index("--kills") + 1]) if "--kills" in sys.argv else 3
@@ -91,19 +94,26 @@ def newest_checkpoint(run_dir):
     return os.path.join(d, sorted(n for n in os.listdir(d) if n.startswith("step-"))[-1])
 
 
-def check_counts(run_dir, want, items):
+def check_counts(run_dir, want, items, segments):
+    """stream.h5 of the newest checkpoint: every event of the log counted once, on the row of its item
+    (items the catalogue lacks on the rows held for them, in order of their first event)."""
     with h5py.File(os.path.join(newest_checkpoint(run_dir), "stream.h5"), "r") as f:
         got = f["/item_events"][:]
         state = json.loads(f["/state_json"][:].tobytes())
-    expected = np.array([want.get(raw, 0) for raw in items])
+    new = []
+    for _, text in segments:
+        for line in text.splitlines():
+            item = json.loads(line)["item"]
+            if item not in items and item not in new:
+                new.append(item)
+    rows = items + new
+    expected = np.zeros(len(got), dtype=np.int64)
+    expected[:len(rows)] = [want.get(raw, 0) for raw in rows]
     if not np.array_equal(got, expected):
         bad = np.nonzero(got != expected)[0][:5]
-        sys.exit(f"FAIL: {run_dir}: events per item differ from the log's at {[(items[i], got[i], expected[i]) for i in bad]}")
-    total = sum(want.values())
-    unknown = sum(n for raw, n in want.items() if raw.startswith("unknown-"))
-    if state["events"] != total or state["unknown_items"] != unknown or state["segments"] != SEGMENTS:
-        sys.exit(f"FAIL: {run_dir}: state {state['events']} events, {state['unknown_items']} unknown, {state['segments']} segments; "
-                 f"the log has {total}, {unknown}, {SEGMENTS}")
+        sys.exit(f"FAIL: {run_dir}: events per item differ from the log's at {[(rows[i] if i < len(rows) else i, got[i], expected[i]) for i in bad]}")
+    if state["events"] != sum(want.values()) or state["unknown_items"] != 0 or state["new_items"] != len(new) or state["segments"] != SEGMENTS:
+        sys.exit(f"FAIL: {run_dir}: state {state}; the log has {sum(want.values())} events, {len(new)} new items, {SEGMENTS} segments")
     return state
 
 
@@ -137,7 +147,55 @@ def check_served(root):
     with h5py.File(os.path.join(WORK, root, latest, "users-0.h5"), "r") as f:
         user = strings(f, "/raw_ids")[0]
     run("query", "--export", root, "--user", user, "--k", "3")
+    with h5py.File(os.path.join(WORK, root, latest, "items-0.h5"), "r") as f:
+        item = strings(f, "/raw_ids")[-1]  # a new item once the stream has published one
+    run("query", "--export", root, "--history", item, "--k", "3")  # the model of the version encodes it
     return latest
+
+
+def call(port, path, body):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def check_new_item_served(want):
+    """5. A server with an event log on root S: an item it has never seen arrives through POST
+    /v1/events (200 users who take a popular item X, then it); it is not recommended before, and once
+    the stream has learnt the log and published, /v1/recommend for a history [X] recommends it."""
+    server, port = start_server(BIN, WORK, "--event-log", "logs", "--event-roll-seconds", "0.2")
+    try:
+        x = max((raw for raw in want if not raw.startswith("unknown-")), key=lambda r: want[r])
+        with h5py.File(os.path.join(WORK, "s.h5"), "r") as f:
+            users = strings(f, "/users/raw_ids")[:200]
+        events = []
+        for i, u in enumerate(users):
+            events += [{"user": u, "item": x, "ts": 2_000_000_000 + 2 * i},
+                       {"user": u, "item": "NEW-1", "ts": 2_000_000_001 + 2 * i, "title": "A new title"}]
+        for b in range(0, len(events), 100):
+            assert call(port, "/v1/events", {"events": events[b:b + 100]}) == {"appended": len(events[b:b + 100])}
+        before = call(port, "/v1/recommend", {"history": [x], "k": 10})
+        assert "NEW-1" not in [r["item"] for r in before["items"]], before
+        deadline = time.time() + 20  # every event in a published segment
+        while sum(1 for n in os.listdir(os.path.join(WORK, "logs")) if n.endswith(".jsonl") and not n.startswith(".")) == 0 \
+                or any(n.endswith(".open") for n in os.listdir(os.path.join(WORK, "logs"))):
+            assert time.time() < deadline, "the server's segment was not published"
+            time.sleep(0.1)
+        p = run("stream", "--run-dir", "sn", "--event-log", "logs", "--export-root", "S", "--publish-every", "0", "--idle-seconds", "1",
+                "--stream-batch", "64", "--min-recall", "0")
+        version = open(os.path.join(WORK, "S", "LATEST")).read().strip()
+        deadline = time.time() + 20
+        while (after := call(port, "/v1/recommend", {"history": [x], "k": 10}))["version"] != version:
+            assert time.time() < deadline, f"the server did not swap in {version}"
+            time.sleep(0.1)
+        got = [r["item"] for r in after["items"]]
+        if "NEW-1" not in got:
+            sys.exit(f"FAIL: after the stream's publish ({p.stdout.strip()}), [{x}] is answered with {got}, not the new item")
+        print(f"new item: recommended for [{x}] at rank {got.index('NEW-1') + 1} by {version}, unknown before")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def main():
@@ -160,7 +218,7 @@ def main():
         m = json.load(f)
     if m["lineage"]["candidate"].get("stream_step") is None or m["lineage"]["parent"] != open(os.path.join(WORK, "S", "LATEST")).read().strip():
         sys.exit(f"FAIL: the stream's version records no stream lineage: {json.dumps(m)[:600]}")
-    check_counts("sa", want, items)
+    check_counts("sa", want, items, segments)
     print(f"uninterrupted ({time.time() - start:.1f} s):", p.stdout.strip().splitlines()[-1])
 
     # 3. The kill -9 walk, while a producer adds the segments one by one.
@@ -185,7 +243,7 @@ def main():
         sys.exit(f"FAIL: {kills} kills within the time allowed, {KILLS} asked")
     p = run(*stream_args("sb", "B", 0.3, "logb"))
     check_served("B")
-    check_counts("sb", want, items)
+    check_counts("sb", want, items, segments)
     a, b = model_arrays("sa"), model_arrays("sb")
     if a.keys() != b.keys() or any(not np.array_equal(a[k], b[k]) for k in a):
         diff = {k: float(np.abs(a[k] - b[k]).max()) for k in a if k in b and a[k].shape == b[k].shape}
@@ -197,12 +255,13 @@ def main():
     if MPIRUN:
         run(*stream_args("sc", "C", 0), prefix=(MPIRUN, "-np", "2"))
         check_served("C")
-        check_counts("sc", want, items)
+        check_counts("sc", want, items, segments)
         c = model_arrays("sc")
         worst = max(float(np.abs(a[k] - c[k]).max()) for k in a)
         if a.keys() != c.keys() or worst > 1e-3:
             sys.exit(f"FAIL: 2 ranks differ from 1 by {worst}")
         print(f"2 ranks: every event once, the model within {worst:.2e} of 1 rank's")
+    check_new_item_served(want)
     print("stream check: OK")
 
 
