@@ -3,9 +3,12 @@
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
 #include <faiss/IndexRefine.h>
+#include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_factory.h>
 #include <faiss/index_io.h>
+
+#include <glog/logging.h>
 
 #include <algorithm>
 #include <exception>
@@ -143,6 +146,26 @@ std::unique_ptr<FaissIndex> FaissIndex::Read(const std::string& path, const std:
   }
   raw = owned.release();
   return std::unique_ptr<FaissIndex>(new FaissIndex(std::unique_ptr<faiss::Index>(raw), factory, knobs));
+}
+
+bool FaissIndex::Update(const std::vector<int64_t>& ids, const std::vector<float>& vectors) {
+  auto* ivf = dynamic_cast<faiss::IndexIVF*>(index_.get());
+  if (ivf == nullptr) return false;
+  CHECK_EQ(static_cast<int64_t>(vectors.size()), static_cast<int64_t>(ids.size()) * dim());
+  std::vector<faiss::Index::idx_t> present;
+  for (int64_t id : ids) {
+    CHECK_GE(id, 0);
+    if (id < size()) present.push_back(id);
+  }
+  const int64_t total = size() + static_cast<int64_t>(ids.size() - present.size());
+  for (int64_t id : ids) CHECK_LT(id, total) << "rows added past the end must follow it";
+  if (!present.empty()) {
+    const faiss::IDSelectorBatch gone(present.size(), present.data());
+    CHECK_EQ(static_cast<int64_t>(ivf->remove_ids(gone)), static_cast<int64_t>(present.size()));
+  }
+  std::vector<faiss::Index::idx_t> labels(ids.begin(), ids.end());
+  ivf->add_with_ids(static_cast<faiss::Index::idx_t>(ids.size()), vectors.data(), labels.data());
+  return true;
 }
 
 void FaissIndex::Write(const std::string& path) const {

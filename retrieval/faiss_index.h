@@ -39,6 +39,13 @@ class FaissIndex : public VectorIndex {
   static std::unique_ptr<FaissIndex> Read(const std::string& path, const std::string& factory, const SearchKnobs& knobs);
   ~FaissIndex() override;
 
+  // Replaces the vectors of rows `ids` (each < size(), or == size() + k for the k-th row added) by
+  // `vectors` [ids x dim], in place: the trained quantizer and codebooks are kept, only those rows
+  // are removed and encoded again (an IVF index, with or without PQ). False, and the index
+  // unchanged, for a kind whose rows cannot be replaced (Flat renumbers on removal, HNSW cannot
+  // remove, RFlat's refinement keeps rows by position): the caller builds it anew.
+  bool Update(const std::vector<int64_t>& ids, const std::vector<float>& vectors);
+
   // Writes the index to `path`: every write checked, the file complete or absent.
   void Write(const std::string& path) const;
 

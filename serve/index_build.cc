@@ -164,6 +164,34 @@ void RemoveOldGenerations(const std::string& dir, const std::string& keep, const
   }
 }
 
+// The parent version's index of shard `s` with the rows whose vectors differ from the parent's, and
+// the rows added, replaced in place (IndexOptions::parent); null where that cannot be done.
+std::unique_ptr<FaissIndex> UpdateParentShard(const std::string& parent, size_t s, const ExportShard& sh,
+                                              const std::vector<float>& vectors, IndexReport& rep) {
+  if (parent.empty()) return nullptr;
+  const ExportManifest pm = ReadExportManifest(parent);
+  if (pm.index_dir.empty() || s >= pm.item_shards.size() || pm.dim * (sh.end - sh.begin) != static_cast<int64_t>(vectors.size())) return nullptr;
+  const IndexManifest pix = ReadIndexManifest(parent + "/" + pm.index_dir);
+  const ExportShard& ps = pm.item_shards[s];
+  if (pix.factory != rep.factory || s >= pix.shards.size() || ps.begin != sh.begin || ps.end > sh.end) return nullptr;
+  std::unique_ptr<FaissIndex> ix = FaissIndex::Read(parent + "/" + pm.index_dir + "/" + pix.shards[s].file, pix.factory, pix.knobs);
+  const VectorShard old = ReadVectorShard(parent + "/" + ps.file);
+  const int64_t dim = pm.dim, n = sh.end - sh.begin, kept = ps.end - ps.begin;
+  if (static_cast<int64_t>(old.vectors.size()) != kept * dim || ix->size() != kept) return nullptr;
+  std::vector<int64_t> ids;
+  std::vector<float> changed;
+  for (int64_t i = 0; i < n; ++i) {
+    const float* row = vectors.data() + i * dim;
+    if (i < kept && std::equal(row, row + dim, old.vectors.data() + i * dim)) continue;
+    ids.push_back(i);
+    changed.insert(changed.end(), row, row + dim);
+  }
+  if (!ix->Update(ids, changed)) return nullptr;
+  ++rep.updated_shards;
+  rep.updated_rows += static_cast<int64_t>(ids.size());
+  return ix;
+}
+
 // Each shard in turn: read, build, write, and search for every query (exact and through the
 // index), then freed: the build holds one shard, never the catalogue.
 IndexManifest BuildShards(const std::string& dir, const ExportManifest& m, const IndexOptions& o,
@@ -179,9 +207,9 @@ IndexManifest BuildShards(const std::string& dir, const ExportManifest& m, const
     if (v.dim != m.dim || static_cast<int64_t>(v.vectors.size()) != (sh.end - sh.begin) * m.dim) {
       Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
     }
-    std::unique_ptr<FaissIndex> one;
+    std::unique_ptr<FaissIndex> one = UpdateParentShard(o.parent, s, sh, v.vectors, rep);
     try {
-      one = FaissIndex::Build(rep.factory, o.knobs, v.vectors, m.dim, o.train_vectors, /*seed=*/s);
+      if (!one) one = FaissIndex::Build(rep.factory, o.knobs, v.vectors, m.dim, o.train_vectors, /*seed=*/s);
     } catch (const UserError& e) {
       Fail(dir, "/", sh.file, " (item shard ", s, "): ", e.what());
     }

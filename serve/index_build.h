@@ -17,6 +17,11 @@ struct IndexOptions {
   // Vectors that train an index needing training (IVF k-means, PQ codebooks), a uniform sample of
   // the shard; 0: max(100000, 64 x IVF lists). k-means cost grows with it, recall barely.
   int64_t train_vectors = 0;
+  // A version this one derives from (a stream's previous version): a shard whose index kind can
+  // replace rows (IVF, serve/../retrieval/faiss_index.h) and whose id range starts where the
+  // parent's did and covers it is its index updated in place (the rows whose vectors changed and
+  // the rows added, no k-means); any other shard is built anew. "" = build every shard.
+  std::string parent;
 };
 
 struct IndexReport {
@@ -27,6 +32,7 @@ struct IndexReport {
   int64_t train_vectors = 0;  // over all shards (0: the index needs no training)
   double build_seconds = 0;
   double exact_qps = 0, index_qps = 0;  // single queries, one thread
+  int64_t updated_shards = 0, updated_rows = 0;  // with a parent: shards updated in place, their rows replaced or added
 };
 
 // UserError naming the flag of a knob below 1 or a negative --train-vectors.

@@ -115,7 +115,7 @@ class StreamJob {
   std::vector<std::string> NextRound(bool* stop, bool* publish);
   void Checkpoint();
   void Publish();
-  void Report(const std::string& version, double recall10, double seconds);
+  void Report(const std::string& version, const IndexReport& index, double seconds);
   // Whether ROOT/<version> came from this stream (and, with `unserved`, was never gated: a kill
   // came between its export and the move of LATEST). A damaged version is not this stream's.
   bool FromThisStream(const std::string& version, bool unserved = false) const;
@@ -350,9 +350,13 @@ void StreamJob::Publish() {
   const std::string dir = ExportEmbeddings(eo, comm_);
   double recall10 = 0;
   std::string parent;
+  IndexReport ir;
   RunAgreed(comm_, [&] {
     if (comm_.rank() != 0) return;
-    recall10 = BuildExportIndex(dir, o_.index).recall10;
+    IndexOptions io = o_.index;
+    io.parent = o_.root + "/" + ReadLatest(o_.root);  // its index updated in place where it can be
+    ir = BuildExportIndex(dir, io);
+    recall10 = ir.recall10;
     if (recall10 < o_.min_recall) {
       Fail("stream: version ", version, " refused: its index's recall@10 ", recall10, " is below --min-recall ", o_.min_recall);
     }
@@ -396,7 +400,7 @@ void StreamJob::Publish() {
   last_publish_ = Clock::now();
   const double seconds = Since(t0);
   r_.publish_seconds += seconds;
-  Report(version, recall10, seconds);
+  Report(version, ir, seconds);
 }
 
 std::string StreamJob::VersionData() {
@@ -439,13 +443,15 @@ bool StreamJob::FromThisStream(const std::string& version, bool unserved) const 
   }
 }
 
-void StreamJob::Report(const std::string& version, double recall10, double seconds) {
+void StreamJob::Report(const std::string& version, const IndexReport& index, double seconds) {
+  const double recall10 = index.recall10;
   if (comm_.rank() != 0) return;
   const double total = Since(started_);
   JsonObject j;
   j.Add("seconds", total).Add("version", version).Add("step", learner_->next_step() - 1).Add("segments", s_.segments);
   j.Add("events", s_.events).Add("unknown_items", s_.unknown_items).Add("new_users", s_.new_users);
   j.Add("learnt", learner_->events_learnt()).Add("loss", learner_->last_loss()).Add("index_recall@10", recall10);
+  j.Add("index_build_seconds", index.build_seconds).Add("index_updated_shards", index.updated_shards).Add("index_updated_rows", index.updated_rows);
   j.Add("publish_seconds", seconds).Add("learn_seconds", r_.learn_seconds);
   std::ofstream f(o_.train.run_dir + "/stream-metrics.jsonl", std::ios::app);
   f << j.str() << "\n";

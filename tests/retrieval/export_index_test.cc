@@ -3,9 +3,12 @@
 
 #include <algorithm>
 #include <limits>
+#include <numeric>
 
 #include "common/crc32c.h"
 #include "common/file_util.h"
+#include "retrieval/faiss_index.h"
+#include "common/rng.h"
 #include "distributed/inprocess.h"
 #include "io/export_format.h"
 #include "io/synth.h"
@@ -196,6 +199,41 @@ TEST_F(ExportTest, IndexSearchMatchesBruteForceAndRecallIsRecorded) {
       EXPECT_NEAR(hits[r].score, -all[r].first, 1e-5);
     }
   }
+}
+
+// Rows replaced and added in place keep the trained quantizer: with every list probed, the updated
+// IVF index answers exactly as brute force over the new vectors; kinds that cannot replace rows say
+// so and stay as they were.
+TEST(FaissIndex, UpdateReplacesAndAddsRowsInPlace) {
+  const int64_t n = 400, dim = 8;
+  Rng rng(3);
+  std::vector<float> v(static_cast<size_t>(n * dim));
+  for (float& x : v) x = static_cast<float>(rng.Uniform() - 0.5);
+  auto ivf = FaissIndex::Build("IVF8,Flat", {.nprobe = 8}, v, dim, 0, 1);
+  std::vector<int64_t> ids;
+  std::vector<float> changed;
+  for (int64_t i = 0; i < n + 20; ++i) {  // every 7th row moves, 20 rows are added
+    if (i < n && i % 7 != 0) continue;
+    ids.push_back(i);
+    for (int64_t k = 0; k < dim; ++k) changed.push_back(static_cast<float>(rng.Uniform() - 0.5));
+  }
+  std::vector<float> now = v;
+  now.resize(static_cast<size_t>((n + 20) * dim));
+  for (size_t j = 0; j < ids.size(); ++j) std::copy_n(changed.begin() + j * dim, dim, now.begin() + ids[j] * dim);
+  ASSERT_TRUE(ivf->Update(ids, changed));
+  EXPECT_EQ(ivf->size(), n + 20);
+  for (int q = 0; q < 30; ++q) {
+    const float* qv = now.data() + (q * 13) * dim;
+    std::vector<std::pair<float, int64_t>> all;
+    for (int64_t i = 0; i < n + 20; ++i) all.push_back({-std::inner_product(qv, qv + dim, now.data() + i * dim, 0.0f), i});
+    std::sort(all.begin(), all.end());
+    const std::vector<Hit> hits = ivf->Search(qv, 5);
+    ASSERT_EQ(hits.size(), 5u);
+    for (int r = 0; r < 5; ++r) EXPECT_EQ(hits[r].id, all[r].second) << "query " << q << " rank " << r;
+  }
+  auto flat = FaissIndex::Build("Flat", {}, v, dim, 0, 1);
+  EXPECT_FALSE(flat->Update(ids, changed));
+  EXPECT_EQ(flat->size(), n);
 }
 
 TEST(IndexDirName, RoundTripsAndRejectsOtherNames) {

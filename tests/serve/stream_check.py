@@ -3,7 +3,8 @@
 
   stream_check.py SHARDREC WORKDIR [--kills N] [--np2 MPIRUN]
 
-1. A tiny run published as the served version of root S; an event log of 12 segments from two
+1. A tiny run published as the served version of root S (streams index with IVF4,Flat, every list
+   probed: a publish updates its parent's index in place); an event log of 12 segments from two
    producers (known users, new users, and some events of items the catalogue lacks).
 2. Uninterrupted: `stream --idle-seconds 1` learns every segment once and publishes a version that
    LATEST names, whose lineage records the stream; stream.h5's per-item counts equal the log's.
@@ -86,7 +87,7 @@ def write_segments(log, segments, interval=0.0):
 
 def stream_args(run_dir, root, every, log="log"):
     return ["stream", "--run-dir", run_dir, "--event-log", log, "--export-root", root, "--publish-every", str(every),
-            "--idle-seconds", "1", "--stream-batch", "64", "--min-recall", "0"]
+            "--idle-seconds", "1", "--stream-batch", "64", "--min-recall", "0", "--factory", "IVF4,Flat", "--nprobe", "4"]
 
 
 def newest_checkpoint(run_dir):
@@ -212,7 +213,7 @@ def main():
 
     # 2. Uninterrupted.
     start = time.time()
-    p = run(*stream_args("sa", "A", 0))
+    p = run(*stream_args("sa", "A", 0.2))  # publishes do not change what is learnt
     served = check_served("A")
     with open(os.path.join(WORK, "A", served, "manifest.json")) as f:
         m = json.load(f)
@@ -222,14 +223,14 @@ def main():
     print(f"uninterrupted ({time.time() - start:.1f} s):", p.stdout.strip().splitlines()[-1])
 
     # 3. The kill -9 walk, while a producer adds the segments one by one.
-    feeder = threading.Thread(target=write_segments, args=(os.path.join(WORK, "logb"), segments, 1.6 * KILLS / SEGMENTS))
+    feeder = threading.Thread(target=write_segments, args=(os.path.join(WORK, "logb"), segments, 2.5 * KILLS / SEGMENTS))
     feeder.start()
     rng = random.Random(KILLS)
     kills, versions = 0, set()
     deadline = time.time() + 60 * max(5, KILLS)
     while (kills < KILLS or feeder.is_alive()) and time.time() < deadline:
         proc = subprocess.Popen([BIN, *stream_args("sb", "B", 0.3, "logb")], cwd=WORK, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.3, 3.0))
+        time.sleep(rng.uniform(0.5, 5.0))
         if proc.poll() is not None:  # idle before the producer's next segment: started again
             if proc.returncode != 0:
                 sys.exit(f"FAIL: stream exited {proc.returncode}: {proc.stderr.read().decode()[-2000:]}")
@@ -248,8 +249,15 @@ def main():
     if a.keys() != b.keys() or any(not np.array_equal(a[k], b[k]) for k in a):
         diff = {k: float(np.abs(a[k] - b[k]).max()) for k in a if k in b and a[k].shape == b[k].shape}
         sys.exit(f"FAIL: the model after {kills} kills differs from the uninterrupted one: {diff}")
+    publishes = []
+    for d in ("sa", "sb"):
+        with open(os.path.join(WORK, d, "stream-metrics.jsonl")) as f:
+            publishes += [json.loads(line) for line in f]
+    in_place = [p for p in publishes if p["index_updated_shards"] > 0]
+    if not in_place or any(p["index_recall@10"] != 1.0 for p in publishes):
+        sys.exit(f"FAIL: no publish updated its parent's IVF index in place, or recall@10 < 1 with every list probed: {publishes}")
     print(f"walk: {kills} kills ({len(versions)} versions served between them), every event once, "
-          f"the model bitwise the uninterrupted one")
+          f"the model bitwise the uninterrupted one; {len(in_place)} of {len(publishes)} publishes updated the index in place")
 
     # 4. Two ranks.
     if MPIRUN:
