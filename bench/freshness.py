@@ -11,6 +11,13 @@ them (so a reflected event is recognisable); for each trial a user the export do
 one event on such an item, and the bench polls its recommendations (every 5 ms, for at most 60 s)
 until the successor is among the top 10. Prints the median, the 90th percentile and the worst, and
 the one-request round trip measured the same way as the floor. Talks to 127.0.0.1 only.
+
+  freshness.py --shardrec build/shardrec --model-path [--trials 5] [--publish-every S]
+
+The model path instead: `shardrec stream` runs beside the server on its event log at its defaults
+(or --publish-every S); each trial sends one event on an item nobody has seen, and the bench polls
+(every 50 ms, for at most 180 s) until the served version knows the item (a history of it is no
+longer ignored): the event's segment rolled, learnt, published, gated and swapped in.
 """
 import argparse
 import collections
@@ -55,11 +62,44 @@ def top_successors(path):
     return {raw_ids[a]: raw_ids[c.most_common(1)[0][0]] for a, c in follow.items() if c}
 
 
+def model_path(binary, a, port):
+    """Event -> a served version that has learnt it, through `shardrec stream`."""
+    every = ["--publish-every", a.publish_every] if a.publish_every else []
+    stream = subprocess.Popen([binary, "stream", "--run-dir", "stream", "--event-log", "log", "--export-root", "S", *every],
+                              cwd=a.work, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    waits = []
+    try:
+        for t in range(a.trials):
+            item = f"fresh-item-{t}"
+            start = time.perf_counter()
+            status, _ = call(port, "/v1/events", {"events": [{"user": f"fresh-{t}", "item": item, "ts": 1900000000 + t}]})
+            assert status == 200, status
+            while True:
+                status, r = call(port, "/v1/recommend", {"history": [item], "k": 10})
+                if status == 200 and not r.get("ignored"):
+                    waits.append(time.perf_counter() - start)
+                    break
+                if time.perf_counter() > start + 180 or stream.poll() is not None:
+                    waits.append(float("inf"))
+                    break
+                time.sleep(0.05)
+    finally:
+        stream.terminate()
+        err = stream.communicate(timeout=120)[1]
+    waits.sort()
+    print(f"model-path freshness over {len(waits)} events (POST /v1/events -> the served version knows the new item), "
+          f"stream {' '.join(every) or 'at its defaults'}: median {statistics.median(waits):.1f} s, worst {waits[-1]:.1f} s")
+    print("stream:", err.strip().splitlines()[-1] if err.strip() else "")
+    return 0 if waits[-1] <= 60 else 1
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shardrec", required=True)
     ap.add_argument("--work", default="freshness-work")
     ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--model-path", action="store_true")
+    ap.add_argument("--publish-every", default="")
     a = ap.parse_args()
     binary = os.path.abspath(a.shardrec)
     shutil.rmtree(a.work, ignore_errors=True)
@@ -81,6 +121,8 @@ def main():
         if not m:
             sys.exit("serve printed no address: " + server.stderr.read()[-2000:])
         port = int(m.group(1))
+        if a.model_path:
+            return model_path(binary, a, port)
         succ = top_successors(os.path.join(a.work, "s.h5"))
         usable = []
         for item, nxt in sorted(succ.items(), key=lambda kv: int(kv[0])):

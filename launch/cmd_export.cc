@@ -279,7 +279,7 @@ Registrar index_cmd({
 Registrar stream_cmd({
     .name = "stream",
     .summary = "learn from an event log as it grows and publish the model every few seconds (docs/training.md)",
-    .usage = "[launch/mpirun.sh -np N] shardrec stream --run-dir R --event-log DIR --export-root ROOT [--publish-every 60 "
+    .usage = "[launch/mpirun.sh -np N] shardrec stream --run-dir R --event-log DIR --export-root ROOT [--publish-every 30 "
              "--stream-seconds 0 --idle-seconds 0 --stream-batch 256 --replay 1 --new-item-rows 1024 --keep 0]",
     .flags = {"run_dir", "event_log", "export_root", "publish_every", "stream_seconds", "idle_seconds", "stream_batch", "replay", "stream_lr", "new_item_rows",
               "factory", "queries", "ef_search", "nprobe", "refine", "train_vectors", "min_recall", "keep", "lock_wait", "backend", "device",

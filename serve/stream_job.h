@@ -44,7 +44,7 @@ struct StreamJobOptions {
   TrainOptions train;
   std::string event_log;          // the log directory (segments)
   std::string root;               // the export root: its LATEST is the start, its versions the output
-  double publish_every = 60;      // wall seconds between checkpoint + publish (0: only at the end)
+  double publish_every = 30;      // wall seconds between checkpoint + publish (0: only at the end)
   double max_seconds = 0;         // stop (after a last publish) after this long; 0: until a stop signal
   double idle_seconds = 0;        // stop once no new segment came for this long; 0: never
   double poll_seconds = 0.2;      // how often the log is listed while it has nothing new
