@@ -138,7 +138,7 @@ int RunStream(const std::vector<std::string>&) {
   o.train.run_dir = FLAGS_run_dir, o.config_text = EffectiveConfig(TrainKeys());
   o.publish_every = FLAGS_publish_every, o.max_seconds = FLAGS_stream_seconds, o.idle_seconds = FLAGS_idle_seconds;
   o.learner.batch_events = FLAGS_stream_batch, o.learner.replay = FLAGS_replay, o.stream_lr = FLAGS_stream_lr, o.new_items = FLAGS_new_item_rows;
-  o.index = IndexOptionsFromFlags(), o.min_recall = FLAGS_min_recall, o.keep = FLAGS_keep, o.lock_wait = FLAGS_lock_wait;
+  o.index = IndexOptionsFromFlags(), o.min_recall = FLAGS_min_recall, o.keep = FLAGS_keep > 0 ? FLAGS_keep : o.keep, o.lock_wait = FLAGS_lock_wait;
   Job job = StartJob();
   InstallStopHandlers(job.is_root()), o.train.stop_signal = &StopSignal(), o.progress = job.is_root();
   const StreamJobReport r = RunStreamJob(o, *job.comm, nullptr);

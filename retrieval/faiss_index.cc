@@ -2,6 +2,10 @@
 
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
+#include <faiss/IndexIVFPQFastScan.h>
+#include <faiss/IndexScalarQuantizer.h>
 #include <faiss/IndexRefine.h>
 #include <faiss/impl/IDSelector.h>
 #include <faiss/impl/io.h>
@@ -149,8 +153,11 @@ std::unique_ptr<FaissIndex> FaissIndex::Read(const std::string& path, const std:
 }
 
 bool FaissIndex::Update(const std::vector<int64_t>& ids, const std::vector<float>& vectors) {
+  // Kinds whose inverted lists take removals (FAISS's fast-scan lists, for one, do not).
   auto* ivf = dynamic_cast<faiss::IndexIVF*>(index_.get());
-  if (ivf == nullptr) return false;
+  const bool replaceable = dynamic_cast<faiss::IndexIVFFlat*>(ivf) || dynamic_cast<faiss::IndexIVFPQ*>(ivf) ||
+                           dynamic_cast<faiss::IndexIVFScalarQuantizer*>(ivf);
+  if (!replaceable || dynamic_cast<faiss::IndexIVFPQFastScan*>(ivf)) return false;
   CHECK_EQ(static_cast<int64_t>(vectors.size()), static_cast<int64_t>(ids.size()) * dim());
   std::vector<faiss::Index::idx_t> present;
   for (int64_t id : ids) {

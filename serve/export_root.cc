@@ -78,6 +78,12 @@ std::unique_ptr<DirectoryLock> LockExportRoot(const std::string& root, const std
   return lock;
 }
 
+void RetireVersion(const std::string& root, const std::string& v) {
+  const std::string retired = root + "/." + v + ".retired-" + std::to_string(::getpid());
+  if (std::rename((root + "/" + v).c_str(), retired.c_str()) != 0) Fail(root, "/", v, ": cannot retire: ", std::strerror(errno));
+  RemoveAll(retired);
+}
+
 std::vector<std::string> PruneVersions(const std::string& root, int64_t keep, const std::string& candidate) {
   std::vector<std::string> removed;
   if (keep <= 0) return removed;
@@ -93,9 +99,7 @@ std::vector<std::string> PruneVersions(const std::string& root, int64_t keep, co
   for (const auto& v : versions) {
     if (excess <= 0) break;
     if (v == served || v == candidate || v == served_parent) continue;
-    const std::string retired = root + "/." + v + ".retired-" + std::to_string(::getpid());
-    if (std::rename((root + "/" + v).c_str(), retired.c_str()) != 0) Fail(root, "/", v, ": cannot retire: ", std::strerror(errno));
-    RemoveAll(retired);
+    RetireVersion(root, v);
     removed.push_back(v);
     --excess;
   }

@@ -31,6 +31,9 @@ std::vector<std::string> CleanExportRoot(const std::string& root);
 // of sight (".V.retired-PID": readers see it whole or gone, never half removed), then removed. Call
 // with the root's lock held.
 std::vector<std::string> PruneVersions(const std::string& root, int64_t keep, const std::string& candidate);
+// Removes ROOT/<v> as PruneVersions does: renamed out of sight first, then removed. Call with the
+// root's lock held.
+void RetireVersion(const std::string& root, const std::string& v);
 
 // `shardrec index`: BuildExportIndex on the version `export_dir` names (through ROOT/LATEST, or a
 // version itself), under its root's lock when it belongs to one; `version_dir` gets its directory.

@@ -3,6 +3,8 @@
 #include <faiss/utils/distances.h>
 #include <omp.h>
 
+#include <glog/logging.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -166,15 +168,27 @@ void RemoveOldGenerations(const std::string& dir, const std::string& keep, const
 
 // The parent version's index of shard `s` with the rows whose vectors differ from the parent's, and
 // the rows added, replaced in place (IndexOptions::parent); null where that cannot be done.
-std::unique_ptr<FaissIndex> UpdateParentShard(const std::string& parent, size_t s, const ExportShard& sh,
+std::unique_ptr<FaissIndex> UpdateParentShardOrThrow(const std::string& parent, size_t s, const ExportShard& sh, const SearchKnobs& knobs,
+                                                     const std::vector<float>& vectors, IndexReport& rep);
+std::unique_ptr<FaissIndex> UpdateParentShard(const std::string& parent, size_t s, const ExportShard& sh, const SearchKnobs& knobs,
                                               const std::vector<float>& vectors, IndexReport& rep) {
   if (parent.empty()) return nullptr;
+  try {
+    return UpdateParentShardOrThrow(parent, s, sh, knobs, vectors, rep);
+  } catch (const UserError& e) {  // the parent retired or damaged meanwhile: built anew
+    LOG(WARNING) << "index: shard " << s << " built anew, not from " << parent << ": " << e.what();
+    return nullptr;
+  }
+}
+
+std::unique_ptr<FaissIndex> UpdateParentShardOrThrow(const std::string& parent, size_t s, const ExportShard& sh, const SearchKnobs& knobs,
+                                                     const std::vector<float>& vectors, IndexReport& rep) {
   const ExportManifest pm = ReadExportManifest(parent);
   if (pm.index_dir.empty() || s >= pm.item_shards.size() || pm.dim * (sh.end - sh.begin) != static_cast<int64_t>(vectors.size())) return nullptr;
   const IndexManifest pix = ReadIndexManifest(parent + "/" + pm.index_dir);
   const ExportShard& ps = pm.item_shards[s];
   if (pix.factory != rep.factory || s >= pix.shards.size() || ps.begin != sh.begin || ps.end > sh.end) return nullptr;
-  std::unique_ptr<FaissIndex> ix = FaissIndex::Read(parent + "/" + pm.index_dir + "/" + pix.shards[s].file, pix.factory, pix.knobs);
+  std::unique_ptr<FaissIndex> ix = FaissIndex::Read(parent + "/" + pm.index_dir + "/" + pix.shards[s].file, pix.factory, knobs);
   const VectorShard old = ReadVectorShard(parent + "/" + ps.file);
   const int64_t dim = pm.dim, n = sh.end - sh.begin, kept = ps.end - ps.begin;
   if (static_cast<int64_t>(old.vectors.size()) != kept * dim || ix->size() != kept) return nullptr;
@@ -207,7 +221,7 @@ IndexManifest BuildShards(const std::string& dir, const ExportManifest& m, const
     if (v.dim != m.dim || static_cast<int64_t>(v.vectors.size()) != (sh.end - sh.begin) * m.dim) {
       Fail(dir, "/", sh.file, ": holds ", v.ids.size(), " x ", v.dim, ", the manifest says ", sh.end - sh.begin, " x ", m.dim);
     }
-    std::unique_ptr<FaissIndex> one = UpdateParentShard(o.parent, s, sh, v.vectors, rep);
+    std::unique_ptr<FaissIndex> one = UpdateParentShard(o.parent, s, sh, o.knobs, v.vectors, rep);
     try {
       if (!one) one = FaissIndex::Build(rep.factory, o.knobs, v.vectors, m.dim, o.train_vectors, /*seed=*/s);
     } catch (const UserError& e) {

@@ -40,7 +40,8 @@ void WriteStreamState(const std::string& path, const StreamState& s) {
   JsonObject j;
   j.Add("base_version", s.base_version).Add("base_data", s.base_data).Add("catalogue", s.catalogue).Add("offsets", offsets).AddRaw("consumed", consumed + "]");
   j.Add("segments", s.segments).Add("events", s.events).Add("unknown_items", s.unknown_items).Add("new_users", s.new_users);
-  j.Add("new_items", s.new_items).Add("publishes", s.publishes);
+  j.Add("new_items", s.new_items).Add("publishes", s.publishes).Add("since", s.since).Add("before_base", s.before_base);
+  j.Add("watermark", s.watermark).Add("publishing", s.publishing).Add("expected", s.expected);
   const std::string text = j.str();
   h5::File f = h5::File::Create(path);
   f.Write<uint8_t>("/state_json", std::vector<uint8_t>(text.begin(), text.end()));
@@ -66,6 +67,11 @@ StreamState ReadStreamState(const std::string& path) {
   s.unknown_items = j.at("unknown_items").integer();
   s.new_users = j.at("new_users").integer();
   s.new_items = j.at("new_items").integer();
+  s.since = j.at("since").integer();
+  s.before_base = j.at("before_base").integer();
+  s.watermark = j.at("watermark").integer();
+  s.publishing = j.at("publishing").str();
+  s.expected = j.at("expected").str();
   s.publishes = j.at("publishes").integer();
   s.item_events = f.ReadAll<int64_t>("/item_events");
   return s;
@@ -116,6 +122,7 @@ class StreamJob {
   void Checkpoint();
   void Publish();
   void Report(const std::string& version, const IndexReport& index, double seconds);
+  void Prune(const std::string& version, const std::string& parent, const std::string& data);
   // Whether ROOT/<version> came from this stream (and, with `unserved`, was never gated: a kill
   // came between its export and the move of LATEST). A damaged version is not this stream's.
   bool FromThisStream(const std::string& version, bool unserved = false) const;
@@ -139,13 +146,18 @@ class StreamJob {
   int64_t base_items_ = 0;
   int64_t first_step_ = 1;
   int64_t unpublished_ = 0;
+  std::string expected_;  // what LATEST must name at a publish: this stream's last version, or its base
   Clock::time_point started_ = Clock::now(), last_segment_ = Clock::now(), last_publish_ = Clock::now();
 };
 
 // Where to start: the newest checkpoint of RUN that verifies (a restart), else LATEST's model.
 void StreamJob::Start() {
   const RunDir run(o_.train.run_dir);
-  const bool resume = !ListCheckpoints(run.path()).empty();
+  std::string listed;  // rank 0's listing decides
+  RunAgreed(comm_, [&] {
+    if (comm_.rank() == 0) listed = ListCheckpoints(run.path()).empty() ? "fresh" : "resume";
+  });
+  const bool resume = BroadcastString(comm_, listed, 0) == "resume";
   std::string dir;
   bool verified = false, checkpoint = true;
   if (resume) {
@@ -166,7 +178,10 @@ void StreamJob::Start() {
     latest = BroadcastString(comm_, latest, 0);
     if (latest.empty()) Fail(o_.root, ": nothing is served (no LATEST); publish a trained run first (`shardrec publish`)");
     s_.base_version = latest;
-    s_.base_data = ReadExportManifest(o_.root + "/" + latest).data;
+    const ExportManifest base = ReadExportManifest(o_.root + "/" + latest);
+    s_.base_data = base.data;
+    const auto mark = base.gate_candidate.find("stream_watermark");  // a stream's version: where it stopped
+    s_.since = mark != base.gate_candidate.end() ? static_cast<int64_t>(mark->second) + 1 : -1;
     const PreviousModel prev = ResolvePreviousModel(o_.root + "/" + latest, &comm_);
     dir = prev.dir;
     verified = prev.verified;
@@ -174,7 +189,7 @@ void StreamJob::Start() {
   }
   base_ = Dataset::Open(s_.base_data);
   if (!resume) {  // the model's catalogue: the base's items and the rows held for new ones
-    s_.catalogue = o_.new_items > 0 ? run.path() + "/catalogue.h5" : s_.base_data;
+    s_.catalogue = o_.new_items > 0 ? RealPath(run.path()) + "/catalogue.h5" : s_.base_data;
     RunAgreed(comm_, [&] {
       if (comm_.rank() == 0 && o_.new_items > 0) WriteExtendedCatalogue(*base_, s_.catalogue, {}, o_.new_items);
     });
@@ -191,9 +206,12 @@ void StreamJob::Start() {
     for (int64_t i = 0; i < info.num_items; ++i) items_.emplace(item_raw_[i], i);
   }
   std::vector<int64_t> counts(static_cast<size_t>(catalog_.num_items), 0);
+  int64_t newest = -1;
   for (int64_t u = 0; u < histories_.users(); ++u) {
     for (int64_t it : histories_.items(u)) ++counts[it];
+    if (histories_.length(u) > 0) newest = std::max(newest, histories_.times(u).back());
   }
+  if (!resume && s_.since < 0) s_.since = info.has_timestamps ? newest + 1 : 0;  // after the base's data
   StreamLearnerOptions lo = o_.learner;
   lo.seed = o_.train.seed;
   lo.timestamps = info.has_timestamps;
@@ -210,17 +228,21 @@ void StreamJob::Start() {
   s_ = saved;
   s_.consumed = consumed;
   learner_->SyncCounts();
-  if (resume) {  // killed between its checkpoint and the move of LATEST: that model is published again
-    std::string served_step;
+  // A publish expects LATEST where this stream left it. On a restart: at the version this
+  // checkpoint was published as, or (a kill came before LATEST moved) at what it named before, and
+  // then the checkpoint is published again.
+  expected_ = s_.base_version;
+  if (resume) {
+    std::string latest, gated;
     RunAgreed(comm_, [&] {
       if (comm_.rank() != 0) return;
-      const std::string latest = ReadLatest(o_.root);
-      if (!FromThisStream(latest)) return;
-      const ExportManifest m = ReadExportManifest(o_.root + "/" + latest);
-      const auto it = m.gate_candidate.find("stream_step");
-      if (it != m.gate_candidate.end()) served_step = std::to_string(static_cast<int64_t>(it->second));
+      latest = ReadLatest(o_.root);
+      // Gated and then not served: LATEST moved away from it since (a rollback), never to it.
+      gated = FromThisStream(s_.publishing) && !FromThisStream(s_.publishing, /*unserved=*/true) ? "1" : "";
     });
-    if (BroadcastString(comm_, served_step, 0) != std::to_string(first_step_ - 1)) unpublished_ = 1;
+    latest = BroadcastString(comm_, latest, 0);
+    expected_ = latest == s_.publishing || !BroadcastString(comm_, gated, 0).empty() ? s_.publishing : s_.expected;
+    if (latest != s_.publishing) unpublished_ = 1;
   }
 }
 
@@ -250,12 +272,19 @@ void StreamJob::LoadModel(const std::string& dir, bool checkpoint, bool verified
 }
 
 std::vector<StreamEvent> StreamJob::Map(const std::string& segment) {
-  const std::vector<LogEvent> events = ReadSegment(o_.event_log + "/" + segment);
+  std::vector<LogEvent> events;  // every rank reads it: one failure ends every rank alike
+  RunAgreed(comm_, [&] { events = ReadSegment(o_.event_log + "/" + segment); });
   std::vector<StreamEvent> out;
   out.reserve(events.size());
   for (const LogEvent& e : events) {
+    if (e.ts < s_.since) {
+      ++s_.before_base;
+      continue;
+    }
+    s_.watermark = std::max(s_.watermark, e.ts);
     auto item = items_.find(e.item);
-    if (item == items_.end() && static_cast<int64_t>(item_raw_.size()) < catalog_.num_items) {  // a held row
+    const bool held_name = e.item.rfind("~new-", 0) == 0;  // the placeholders' names: never a new item's
+    if (item == items_.end() && !held_name && static_cast<int64_t>(item_raw_.size()) < catalog_.num_items) {  // a held row
       item = items_.emplace(e.item, static_cast<int64_t>(item_raw_.size())).first;
       item_raw_.push_back(e.item);
       added_titles_.push_back(e.title.value_or(""));
@@ -330,12 +359,27 @@ void StreamJob::Checkpoint() {
 void StreamJob::Publish() {
   const Clock::time_point t0 = Clock::now();
   ++s_.publishes;
-  Checkpoint();
   char tail[48];  // the step, and the publish's number: unique even within one second
   std::snprintf(tail, sizeof(tail), "-s%09lld-%06lld", static_cast<long long>(learner_->next_step() - 1), static_cast<long long>(s_.publishes));
   const std::string version = BroadcastString(comm_, "v" + UtcStamp() + tail, 0);
+  s_.publishing = version;
+  s_.expected = expected_;
+  Checkpoint();
   const std::string model_dir = o_.train.run_dir + "/published/" + version;
   SavePublishedModel(model_dir);
+  // The root's lock from the export to the move of LATEST: no other writer removes what is staged.
+  std::unique_ptr<DirectoryLock> lock;
+  std::string parent;
+  RunAgreed(comm_, [&] {
+    if (comm_.rank() != 0) return;
+    lock = LockExportRoot(o_.root, "a stream publish", o_.lock_wait);
+    parent = ReadLatest(o_.root);
+    if (parent != expected_) {
+      Fail(o_.root, "/LATEST names ", parent.empty() ? "nothing" : parent, ", not ", expected_, ", the version this stream ",
+           expected_ == s_.base_version ? "started from" : "published last",
+           " (a nightly publish or a rollback since?); start a new stream from what is served, with a new --run-dir");
+    }
+  });
   ExportOptions eo;
   eo.run_dir = o_.train.run_dir;
   eo.model_dir = model_dir;
@@ -348,59 +392,68 @@ void StreamJob::Publish() {
   eo.seed = o_.train.seed;
   eo.move_latest = false;
   const std::string dir = ExportEmbeddings(eo, comm_);
-  double recall10 = 0;
-  std::string parent;
   IndexReport ir;
   RunAgreed(comm_, [&] {
     if (comm_.rank() != 0) return;
     IndexOptions io = o_.index;
-    io.parent = o_.root + "/" + ReadLatest(o_.root);  // its index updated in place where it can be
+    io.parent = o_.root + "/" + parent;  // its index updated in place where it can be
     ir = BuildExportIndex(dir, io);
-    recall10 = ir.recall10;
-    if (recall10 < o_.min_recall) {
-      Fail("stream: version ", version, " refused: its index's recall@10 ", recall10, " is below --min-recall ", o_.min_recall);
-    }
-    const auto lock = LockExportRoot(o_.root, "a stream publish", o_.lock_wait);
-    parent = ReadLatest(o_.root);
-    if (parent != s_.base_version && !FromThisStream(parent)) {
-      Fail(o_.root, "/LATEST names ", parent, ", which this stream neither started from (", s_.base_version,
-           ") nor published (a nightly publish or a rollback since?); start a new stream from it, with a new --run-dir");
+    if (ir.recall10 < o_.min_recall) {
+      Fail("stream: version ", version, " refused: its index's recall@10 ", ir.recall10, " is below --min-recall ", o_.min_recall);
     }
     ExportManifest m = ReadExportManifest(dir);
     m.has_lineage = true;
     m.parent = parent;
     m.data_fingerprint = base_->DataFingerprint();
-    m.gate_candidate = {{"index_recall@10", recall10}, {"stream_events", static_cast<double>(s_.events)},
-                        {"stream_step", static_cast<double>(learner_->next_step() - 1)}};
+    m.gate_candidate = {{"index_recall@10", ir.recall10}, {"stream_events", static_cast<double>(s_.events)},
+                        {"stream_step", static_cast<double>(learner_->next_step() - 1)},
+                        {"stream_watermark", static_cast<double>(s_.watermark)}};
     m.gate_decision = "published";
     WriteExportManifest(dir, m);
     SetLatest(o_.root, version);
-    PruneVersions(o_.root, o_.keep, version);
-    // Versions of this stream that a kill left unserved and ungated go; so do the models and
-    // datasets of versions no longer under the root.
-    for (const std::string& v : ListVersions(o_.root)) {
-      if (v != version && v != parent && FromThisStream(v, /*unserved=*/true)) RemoveAll(o_.root + "/" + v);
-    }
-    for (const std::string& v : ListDirectory(o_.train.run_dir + "/published")) {
-      if (v != version && v != "config.yaml" && !PathExists(o_.root + "/" + v + "/manifest.json")) RemoveAll(o_.train.run_dir + "/published/" + v);
-    }
-    std::set<std::string> used = {eo.add_items};
-    for (const std::string& v : ListVersions(o_.root)) {
-      if (FromThisStream(v)) used.insert(ReadExportManifest(o_.root + "/" + v).data);
-    }
-    const std::string catalogues = o_.train.run_dir + "/catalogues";
-    for (const std::string& f : IsDirectory(catalogues) ? ListDirectory(catalogues) : std::vector<std::string>()) {
-      if (!used.count(catalogues + "/" + f) && !used.count(RealPath(catalogues + "/" + f))) RemoveAll(catalogues + "/" + f);
-    }
+    Prune(version, parent, eo.add_items);
   }, [&] {
     if (comm_.rank() == 0 && ReadLatest(o_.root) != version) RemoveAll(dir);
   });
+  expected_ = version;
   r_.versions.push_back(version);
   unpublished_ = 0;
   last_publish_ = Clock::now();
   const double seconds = Since(t0);
   r_.publish_seconds += seconds;
   Report(version, ir, seconds);
+}
+
+// With the root's lock, after `version` is served: this stream's versions beyond --keep (never the
+// served one or its parent) and those a kill left unserved; then the models and datasets of
+// versions no longer under the root (none while some version's manifest cannot be read).
+void StreamJob::Prune(const std::string& version, const std::string& parent, const std::string& data) {
+  std::vector<std::string> mine;
+  for (const std::string& v : ListVersions(o_.root)) {
+    if (v != version && v != parent && FromThisStream(v)) mine.push_back(v);
+  }
+  const int64_t excess = static_cast<int64_t>(mine.size()) + 1 - o_.keep;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    if (static_cast<int64_t>(i) < excess || FromThisStream(mine[i], /*unserved=*/true)) RetireVersion(o_.root, mine[i]);
+  }
+  std::set<std::string> used = {data};
+  for (const std::string& v : ListVersions(o_.root)) {
+    try {
+      const ExportManifest m = ReadExportManifest(o_.root + "/" + v);
+      used.insert(m.data);
+      used.insert(m.source);
+    } catch (const UserError& e) {
+      LOG(WARNING) << "stream: not cleaning " << o_.train.run_dir << ": " << e.what();
+      return;
+    }
+  }
+  for (const std::string& sub : {std::string("/published"), std::string("/catalogues")}) {
+    const std::string d = o_.train.run_dir + sub;
+    for (const std::string& f : IsDirectory(d) ? ListDirectory(d) : std::vector<std::string>()) {
+      const std::string path = RealPath(d) + "/" + f;
+      if (f != "config.yaml" && f != version && !used.count(path)) RemoveAll(path);
+    }
+  }
 }
 
 std::string StreamJob::VersionData() {
@@ -476,10 +529,15 @@ StreamJobReport StreamJob::Run() {
   StreamLearner::CheckOptions(o_.learner);
   CheckIndexOptions(o_.index);
   if (!IsDirectory(o_.event_log)) Fail("--event-log ", o_.event_log, ": no such directory");
-  RunAgreed(comm_, [&] {
+  RunAgreed(comm_, [&] {  // everything checked before the run directory is written to
     if (comm_.rank() != 0) return;
+    const std::string marker = o_.train.run_dir + "/STREAM";
+    const bool empty = !IsDirectory(o_.train.run_dir) || ListDirectory(o_.train.run_dir).empty();
+    if (!empty && !PathExists(marker)) Fail("--run-dir ", o_.train.run_dir, ": holds files and is not a stream's run directory; give a new one");
+    if (ReadLatest(o_.root).empty()) Fail(o_.root, ": nothing is served (no LATEST); publish a trained run first (`shardrec publish`)");
+    MakeDirs(o_.train.run_dir + "/published");
+    if (empty) WriteFileAtomically(marker, "shardrec stream\n");
     for (const std::string& dir : {o_.train.run_dir, o_.train.run_dir + "/published"}) {
-      MakeDirs(dir);
       if (!PathExists(dir + "/config.yaml") && !o_.config_text.empty()) WriteFileAtomically(dir + "/config.yaml", o_.config_text);
     }
   });

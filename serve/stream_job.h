@@ -58,7 +58,7 @@ struct StreamJobOptions {
   int64_t new_items = 1024;
   IndexOptions index;
   double min_recall = 0.95;       // the gate's floor on the index's recall@10
-  int64_t keep = 0;               // versions kept under the root (PruneVersions); 0: all
+  int64_t keep = 10;              // this stream's versions kept under the root (the served one and its parent always)
   double lock_wait = 60;          // seconds to wait for the root's lock (a nightly publish holds it)
   bool progress = false;          // a line per publish on stderr
   // The run's configuration (config.yaml text), written to RUN/config.yaml and beside the published
@@ -79,6 +79,14 @@ struct StreamState {
   int64_t segments = 0, events = 0;      // consumed
   int64_t unknown_items = 0;             // events of items without a row (not learnt)
   int64_t new_items = 0;                 // items given a held row
+  // Events before `since` are the base's (its data was cut there) and are skipped: the base's
+  // newest event + 1, or, for a base published by a stream, that stream's watermark + 1.
+  int64_t since = 0, before_base = 0;
+  int64_t watermark = 0;                 // the newest event learnt
+  // The publish this checkpoint was taken for: the version it is published as, and what LATEST
+  // named before (this stream's previous version, or its base). A restart finding LATEST at neither
+  // knows that someone else moved it.
+  std::string publishing, expected;
   int64_t new_users = 0;                 // users the base does not know
   int64_t publishes = 0;
   std::vector<int64_t> item_events;      // [catalogue items] consumed events per item (learnt or input)

@@ -1,5 +1,7 @@
 #include "train/model_files.h"
 
+#include "io/h5.h"
+
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -61,6 +63,13 @@ OpenedModel OpenModel(const std::string& dir, const ModelConfig& config, const I
   return out;
 }
 
+namespace {
+std::string SavedIdsFingerprint(const std::string& dir) {
+  if (!PathExists(dir + "/" + kIdsFile)) return "";
+  return h5::File::Open(dir + "/" + kIdsFile).GetStringAttr("/", "item_ids_fingerprint").value_or("");
+}
+}  // namespace
+
 PreviousModel ResolvePreviousModel(const std::string& prev, Communicator* comm) {
   if (PathExists(prev + "/dense.h5")) return {prev};  // a checkpoint or model directory
   const RunDir run(prev);
@@ -80,7 +89,11 @@ PreviousModel ResolvePreviousModel(const std::string& prev, Communicator* comm) 
     // models (RUN/published/<version>, serve/stream_job.h).
     const std::string parent = Dirname(model), run = Basename(parent) == "published" ? Dirname(parent) : parent;
     const std::string same = CheckpointDir(run, step);
-    if (step > 0 && PathExists(same + "/manifest.json") && SavedStep(same) == step) return {same};
+    // Only if it names its rows as the model does (a stream's checkpoints name the rows held for
+    // new items by placeholder, its published models by the items' raw ids).
+    if (step > 0 && PathExists(same + "/manifest.json") && SavedStep(same) == step && SavedIdsFingerprint(same) == SavedIdsFingerprint(model)) {
+      return {same};
+    }
     return {model};
   }
   Fail("--init-from ", prev, ": not a run directory, checkpoint, model or export");

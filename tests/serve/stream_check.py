@@ -6,8 +6,10 @@
 1. A tiny run published as the served version of root S (streams index with IVF4,Flat, every list
    probed: a publish updates its parent's index in place); an event log of 12 segments from two
    producers (known users, new users, and some events of items the catalogue lacks).
-2. Uninterrupted: `stream --idle-seconds 1` learns every segment once and publishes a version that
-   LATEST names, whose lineage records the stream; stream.h5's per-item counts equal the log's.
+2. Uninterrupted: `stream --idle-seconds 1` learns every segment once (events older than the base's
+   data skipped) and publishes a version that LATEST names, whose lineage records the stream;
+   stream.h5's per-item counts equal the log's. After a rollback its next publish refuses; a
+   training run's directory is refused as a stream's.
 3. The walk: another copy of S, the stream killed (SIGKILL) at N random moments while it learns and
    publishes every 0.3 s, each time restarted; after each kill LATEST names a complete version
    (`shardrec query` answers from it). Once it ends: every event counted exactly once (per item,
@@ -53,7 +55,8 @@ def strings(f, name):
     return [data[off[i]:off[i + 1]].decode() for i in range(len(off) - 1)]
 
 
-SEGMENTS = 30
+SEGMENTS = 30 + 1  # and one of events before the base's data
+OLD_EVENTS = 10
 
 
 def make_log():
@@ -63,8 +66,11 @@ def make_log():
         users, items = strings(f, "/users/raw_ids"), strings(f, "/items/raw_ids")
     rng = random.Random(11)
     counts, segments = {}, []
+    # Events older than the base's newest are the base's own (its data was cut after them): skipped.
+    old = [json.dumps({"user": users[i], "item": items[i], "ts": 1000 + i}) for i in range(OLD_EVENTS)]
+    segments.append((f"{1000 * 1_000_000:016d}-a.jsonl", "\n".join(old) + "\n"))
     t0 = 1_900_000_000
-    for s in range(SEGMENTS):
+    for s in range(SEGMENTS - 1):
         lines = []
         for i in range(rng.randrange(20, 80)):
             user = rng.choice(users) if rng.random() < 0.8 else f"new-{rng.randrange(30)}"
@@ -104,6 +110,8 @@ def check_counts(run_dir, want, items, segments):
     new = []
     for _, text in segments:
         for line in text.splitlines():
+            if json.loads(line)["ts"] < 1_000_000_000:
+                continue
             item = json.loads(line)["item"]
             if item not in items and item not in new:
                 new.append(item)
@@ -113,8 +121,10 @@ def check_counts(run_dir, want, items, segments):
     if not np.array_equal(got, expected):
         bad = np.nonzero(got != expected)[0][:5]
         sys.exit(f"FAIL: {run_dir}: events per item differ from the log's at {[(rows[i] if i < len(rows) else i, got[i], expected[i]) for i in bad]}")
-    if state["events"] != sum(want.values()) or state["unknown_items"] != 0 or state["new_items"] != len(new) or state["segments"] != SEGMENTS:
-        sys.exit(f"FAIL: {run_dir}: state {state}; the log has {sum(want.values())} events, {len(new)} new items, {SEGMENTS} segments")
+    if state["events"] != sum(want.values()) + OLD_EVENTS or state["before_base"] != OLD_EVENTS or state["unknown_items"] != 0 \
+            or state["new_items"] != len(new) or state["segments"] != SEGMENTS:
+        sys.exit(f"FAIL: {run_dir}: state {state}; the log has {sum(want.values())} events after the base's and {OLD_EVENTS} "
+                 f"before, {len(new)} new items, {SEGMENTS} segments")
     return state
 
 
@@ -221,6 +231,20 @@ def main():
         sys.exit(f"FAIL: the stream's version records no stream lineage: {json.dumps(m)[:600]}")
     check_counts("sa", want, items, segments)
     print(f"uninterrupted ({time.time() - start:.1f} s):", p.stdout.strip().splitlines()[-1])
+
+    # A rollback (or the next night) moves LATEST away from the stream: its next publish refuses.
+    run("publish", "--rollback", "--export-root", "A")
+    with open(os.path.join(LOG, f"{1_950_000_000 * 1_000_000:016d}-a.jsonl"), "w") as out:
+        out.write(json.dumps({"user": "late", "item": items[0], "ts": 1_950_000_000}) + "\n")
+    p = run(*stream_args("sa", "A", 0), check=False)
+    if p.returncode == 0 or "LATEST names" not in p.stderr:
+        sys.exit(f"FAIL: a stream published over a rollback: exit {p.returncode}: {p.stderr[-1500:]}")
+    os.remove(os.path.join(LOG, f"{1_950_000_000 * 1_000_000:016d}-a.jsonl"))
+    # A run directory that is not a stream's is refused, and nothing is written to it.
+    before = sorted(os.listdir(os.path.join(WORK, "run")))
+    p = run(*stream_args("run", "A", 0), check=False)
+    if p.returncode == 0 or "not a stream's run directory" not in p.stderr or sorted(os.listdir(os.path.join(WORK, "run"))) != before:
+        sys.exit(f"FAIL: stream took a training run's directory: exit {p.returncode}: {p.stderr[-1500:]}")
 
     # 3. The kill -9 walk, while a producer adds the segments one by one.
     feeder = threading.Thread(target=write_segments, args=(os.path.join(WORK, "logb"), segments, 2.5 * KILLS / SEGMENTS))
