@@ -107,6 +107,7 @@ class StreamJob {
 
  private:
   void Start();
+  bool PickStart(std::string* dir, bool* checkpoint, bool* verified);
   // `fresh`: from the served model (rows by raw id, the held rows zero), not the stream's own.
   void LoadModel(const std::string& dir, bool checkpoint, bool verified, bool fresh);
   // COLLECTIVE. The dataset a version is exported with: the base with the new items so far.
@@ -150,43 +151,46 @@ class StreamJob {
   Clock::time_point started_ = Clock::now(), last_segment_ = Clock::now(), last_publish_ = Clock::now();
 };
 
-// Where to start: the newest checkpoint of RUN that verifies (a restart), else LATEST's model.
-void StreamJob::Start() {
+// Where to start: the newest checkpoint of RUN that verifies (a restart: its state read into s_),
+// else LATEST's model (the base). Returns whether it is a restart.
+bool StreamJob::PickStart(std::string* dir, bool* checkpoint, bool* verified) {
   const RunDir run(o_.train.run_dir);
   std::string listed;  // rank 0's listing decides
   RunAgreed(comm_, [&] {
     if (comm_.rank() == 0) listed = ListCheckpoints(run.path()).empty() ? "fresh" : "resume";
   });
-  const bool resume = BroadcastString(comm_, listed, 0) == "resume";
-  std::string dir;
-  bool verified = false, checkpoint = true;
-  if (resume) {
+  if (BroadcastString(comm_, listed, 0) == "resume") {
     const PickedCheckpoint picked = PickCheckpoint(run.path(), "latest-valid", comm_);
     for (const std::string& s : picked.skipped) {
       if (sink_) sink_->OnWarning(s);
     }
-    dir = picked.dir;
-    verified = true;
-    if (!PathExists(dir + "/" + kStreamStateFile)) Fail(dir, ": no ", kStreamStateFile, "; ", run.path(), " is not a stream's run directory");
-    s_ = ReadStreamState(dir + "/" + kStreamStateFile);
-    r_.resumed = true;
-  } else {
-    std::string latest;
-    RunAgreed(comm_, [&] {
-      if (comm_.rank() == 0) latest = ReadLatest(o_.root);
-    });
-    latest = BroadcastString(comm_, latest, 0);
-    if (latest.empty()) Fail(o_.root, ": nothing is served (no LATEST); publish a trained run first (`shardrec publish`)");
-    s_.base_version = latest;
-    const ExportManifest base = ReadExportManifest(o_.root + "/" + latest);
-    s_.base_data = base.data;
-    const auto mark = base.gate_candidate.find("stream_watermark");  // a stream's version: where it stopped
-    s_.since = mark != base.gate_candidate.end() ? static_cast<int64_t>(mark->second) + 1 : -1;
-    const PreviousModel prev = ResolvePreviousModel(o_.root + "/" + latest, &comm_);
-    dir = prev.dir;
-    verified = prev.verified;
-    checkpoint = dir.find("/checkpoints/") != std::string::npos;
+    *dir = picked.dir, *verified = true, *checkpoint = true;
+    if (!PathExists(*dir + "/" + kStreamStateFile)) Fail(*dir, ": no ", kStreamStateFile, "; ", run.path(), " is not a stream's run directory");
+    s_ = ReadStreamState(*dir + "/" + kStreamStateFile);
+    return r_.resumed = true;
   }
+  std::string latest;
+  RunAgreed(comm_, [&] {
+    if (comm_.rank() == 0) latest = ReadLatest(o_.root);
+  });
+  latest = BroadcastString(comm_, latest, 0);
+  if (latest.empty()) Fail(o_.root, ": nothing is served (no LATEST); publish a trained run first (`shardrec publish`)");
+  s_.base_version = latest;
+  const ExportManifest base = ReadExportManifest(o_.root + "/" + latest);
+  s_.base_data = base.data;
+  const auto mark = base.gate_candidate.find("stream_watermark");  // a stream's version: where it stopped
+  s_.since = mark != base.gate_candidate.end() ? static_cast<int64_t>(mark->second) + 1 : -1;
+  const PreviousModel prev = ResolvePreviousModel(o_.root + "/" + latest, &comm_);
+  *dir = prev.dir, *verified = prev.verified;
+  *checkpoint = dir->find("/checkpoints/") != std::string::npos;
+  return false;
+}
+
+void StreamJob::Start() {
+  const RunDir run(o_.train.run_dir);
+  std::string dir;
+  bool checkpoint = true, verified = false;
+  const bool resume = PickStart(&dir, &checkpoint, &verified);
   base_ = Dataset::Open(s_.base_data);
   if (!resume) {  // the model's catalogue: the base's items and the rows held for new ones
     s_.catalogue = o_.new_items > 0 ? RealPath(run.path()) + "/catalogue.h5" : s_.base_data;
