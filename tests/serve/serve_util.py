@@ -1,10 +1,13 @@
 """What the server checks (tests/serve/*_check.py) share: a fresh work directory holding a synthetic
 dataset and short training runs of it, and `shardrec serve` started on a free loopback port."""
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 
 def fresh_runs(run, work, users, items, events, runs=(("a", "1"), ("b", "2"))):
@@ -28,3 +31,14 @@ def start_server(binary, work, *flags):
         server.kill()
         sys.exit(f"FAIL: serve {' '.join(flags)}: no address in {first!r}: {server.stderr.read()[-2000:]}")
     return server, int(m.group(1))
+
+
+def post_json(port, path, body, timeout=30):
+    """POST `body` as JSON to 127.0.0.1:`port` `path`: (status, the decoded JSON answer)."""
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")

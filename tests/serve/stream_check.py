@@ -4,7 +4,8 @@
   stream_check.py SHARDREC WORKDIR [--kills N] [--np2 MPIRUN]
 
 1. A tiny run published as the served version of root S (streams index with IVF4,Flat, every list
-   probed: a publish updates its parent's index in place); an event log of 12 segments from two
+   probed: the uninterrupted stream runs twice, over the log half written then whole, so its second
+   publish updates the first one's index in place); an event log of 12 segments from two
    producers (known users, new users, and some events of items the catalogue lacks).
 2. Uninterrupted: `stream --idle-seconds 1` learns every segment once (events older than the base's
    data skipped) and publishes a version that LATEST names, whose lineage records the stream;
@@ -30,12 +31,11 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import h5py
 import numpy as np
 
-from serve_util import fresh_runs, start_server
+from serve_util import fresh_runs, post_json, start_server
 
 BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 KILLS = int(sys.argv[sys.argv.index("--kills") + 1]) if "--kills" in sys.argv else 3
@@ -165,10 +165,9 @@ def check_served(root):
 
 
 def call(port, path, body):
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
+    status, answer = post_json(port, path, body)
+    assert status == 200, (path, status, answer)
+    return answer
 
 
 def check_new_item_served(want):
@@ -217,17 +216,22 @@ def main():
         "--log-every", "0", "--dropout", "0")
     run("publish", "--run-dir", "run", "--export-root", "S", "--min-recall", "0")
     segments, want, items = make_log()
-    write_segments(LOG, segments)
     for root in ("A", "B", "C"):
         shutil.copytree(os.path.join(WORK, "S"), os.path.join(WORK, root), symlinks=True)
 
     # 2. Uninterrupted.
     start = time.time()
-    p = run(*stream_args("sa", "A", 0.2))  # publishes do not change what is learnt
+    # In two runs (the log half written, then whole): the second publish updates the first's IVF
+    # index in place; publishes and restarts do not change what is learnt.
+    write_segments(LOG, segments[:SEGMENTS // 2])
+    run(*stream_args("sa", "A", 0))
+    first = open(os.path.join(WORK, "A", "LATEST")).read().strip()
+    write_segments(LOG, segments[SEGMENTS // 2:])
+    p = run(*stream_args("sa", "A", 0))
     served = check_served("A")
     with open(os.path.join(WORK, "A", served, "manifest.json")) as f:
         m = json.load(f)
-    if m["lineage"]["candidate"].get("stream_step") is None or m["lineage"]["parent"] != open(os.path.join(WORK, "S", "LATEST")).read().strip():
+    if m["lineage"]["candidate"].get("stream_step") is None or m["lineage"]["parent"] != first:
         sys.exit(f"FAIL: the stream's version records no stream lineage: {json.dumps(m)[:600]}")
     check_counts("sa", want, items, segments)
     print(f"uninterrupted ({time.time() - start:.1f} s):", p.stdout.strip().splitlines()[-1])
