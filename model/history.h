@@ -52,6 +52,9 @@ struct HistoryBatch {
   at::Tensor lengths;  // int64 [rows]
   at::Tensor gaps;     // int64 [rows x width] gap buckets (0 at the first event and padding), or undefined
   at::Tensor context;  // int64 [rows x width x ContextRows::kPerPosition], or undefined
+  // int64 [rows] on the host, training only: each row's key for its dropout masks (its place in the
+  // global batch, model/keyed_mask.h); undefined = 0 .. rows - 1.
+  at::Tensor keys;
 
   // The same histories with each item replaced by its row in `sorted_ids` (sorted, distinct, and
   // holding every item of the histories); padding stays -1.

@@ -5,37 +5,50 @@
 
 #include <cmath>
 #include <limits>
-#include <mutex>
 
 #include <glog/logging.h>
 
 #include "common/error.h"
+#include "model/keyed_mask.h"
 #include "sharding/lookup_function.h"
 
 namespace shardrec {
 namespace {
 
-// Inverted dropout drawing its mask from `gen`: the model's own generator, so that ranks sharing a
-// process (the in-process backend) draw independent, reproducible masks.
-at::Tensor Dropout(const at::Tensor& x, double p, bool training, const at::Generator& gen) {
+// What keys a training step's dropout masks (model/keyed_mask.h): the step's seed, each row's key
+// in the global batch, and the full extent of a history (max_len) that numbers its positions.
+struct MaskKeys {
+  uint64_t seed = 0;
+  at::Tensor rows;  // int64 [B] on the host
+  int64_t max_len = 1;
+};
+
+// Dropout sites: the input, then three per block (attention weights, projection, feed-forward).
+constexpr uint64_t kInputSite = 0, kIdDropoutSite = 0x1D;
+uint64_t BlockSite(int64_t block, int64_t part) { return 1 + 3 * static_cast<uint64_t>(block) + static_cast<uint64_t>(part); }
+
+// Inverted dropout of x [B x W x dim] (or [B x heads x W x W] attention weights, full_heads > 0).
+at::Tensor Dropout(const at::Tensor& x, double p, bool training, const MaskKeys& keys, uint64_t site, int64_t full_heads = 0) {
   if (!training || p <= 0.0) return x;
-  at::Tensor keep = at::empty_like(x).bernoulli_(1.0 - p, gen);
-  return x * keep * (1.0 / (1.0 - p));
+  const std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  const std::vector<int64_t> full = full_heads > 0 ? std::vector<int64_t>{full_heads, keys.max_len, keys.max_len}
+                                                   : std::vector<int64_t>{keys.max_len, x.size(2)};
+  const at::Tensor scale = KeyedDropoutScale(shape, full, keys.rows, keys.seed, site, p);
+  return x * scale.to(x.device(), x.scalar_type());
 }
 
-// Causal attention over [B x heads x L x d] parts. With attention dropout on a CPU the product is
-// written out (what SDPA's CPU path does with dropout too) so the mask comes from `gen`; on a GPU,
-// SDPA's fused kernels draw from the device's default generator, which is also `gen`.
+// Causal attention over [B x heads x L x d] parts. With attention dropout the product is written
+// out (as SDPA's CPU path does with dropout too) so that the mask is the keyed one.
 at::Tensor CausalAttention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double dropout,
-                           const at::Generator& gen) {
-  if (dropout <= 0.0 || q.is_cuda()) return at::scaled_dot_product_attention(q, k, v, {}, dropout, /*is_causal=*/true);
+                           const MaskKeys& keys, uint64_t site) {
+  if (dropout <= 0.0) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
   const int64_t b = q.size(0), h = q.size(1), l = q.size(2), d = q.size(3);
   const at::Tensor future = at::zeros({l, l}, q.options()).masked_fill(
       at::ones({l, l}, q.options().dtype(at::kBool)).triu(1), -std::numeric_limits<float>::infinity());
   at::Tensor scores = at::baddbmm(future.expand({b * h, l, l}), (q * (1.0 / std::sqrt(static_cast<double>(d)))).reshape({b * h, l, d}),
                                   k.reshape({b * h, l, d}).transpose(1, 2));
   at::Tensor weights = at::softmax(scores, -1).view({b, h, l, l});
-  return at::matmul(Dropout(weights, dropout, true, gen), v);
+  return at::matmul(Dropout(weights, dropout, true, keys, site, h), v);
 }
 
 // Pre-norm causal self-attention block.
@@ -50,13 +63,13 @@ struct BlockImpl : torch::nn::Module {
         ff1(register_module("ff1", torch::nn::Linear(dim, 4 * dim))),
         ff2(register_module("ff2", torch::nn::Linear(4 * dim, dim))) {}
 
-  torch::Tensor forward(const torch::Tensor& x, const at::Generator& gen) {
+  torch::Tensor forward(const torch::Tensor& x, const MaskKeys& keys, int64_t index) {
     const int64_t b = x.size(0), l = x.size(1), d = x.size(2);
     const bool on = is_training();
     auto parts = qkv(ln1(x)).view({b, l, 3, heads, d / heads}).permute({2, 0, 3, 1, 4});
-    auto att = CausalAttention(parts[0], parts[1], parts[2], on ? dropout : 0.0, gen);
-    auto h = x + Dropout(proj(att.transpose(1, 2).reshape({b, l, d})), dropout, on, gen);
-    return h + Dropout(ff2(torch::gelu(ff1(ln2(h)))), dropout, on, gen);
+    auto att = CausalAttention(parts[0], parts[1], parts[2], on ? dropout : 0.0, keys, BlockSite(index, 0));
+    auto h = x + Dropout(proj(att.transpose(1, 2).reshape({b, l, d})), dropout, on, keys, BlockSite(index, 1));
+    return h + Dropout(ff2(torch::gelu(ff1(ln2(h)))), dropout, on, keys, BlockSite(index, 2));
   }
 
   int64_t heads;
@@ -155,7 +168,7 @@ struct TwoTowerModel::Impl {
   std::unique_ptr<ShardedEmbeddingCollection> embeddings;
   Dense dense{nullptr};
   at::Tensor content;  // on device
-  at::Generator dropout_gen;  // CPU: the model's own; GPU: the device's default generator
+  uint64_t dropout_seed = 0;  // the step's (SeedDropout)
   // The catalogue's categories as tensors (CPU): CSR offsets [I+1] and values.
   at::Tensor category_offsets, category_values;
 
@@ -232,8 +245,7 @@ TwoTowerModel::TwoTowerModel(const ModelConfig& config, const ItemCatalog& catal
   m.dense = Dense(config, content_dim);
   InitDense(*m.dense, seed);
   m.dense->to(m.device);
-  m.dropout_gen = m.device.is_cuda() ? at::globalContext().defaultGenerator(m.device)
-                                     : at::make_generator<at::CPUGeneratorImpl>(seed);
+  m.dropout_seed = seed;
   if (m.catalog.content.defined()) m.content = m.catalog.content.to(m.device, at::kFloat);
   // Identical dense parameters everywhere, whatever each rank's generator did.
   torch::NoGradGuard no_grad;
@@ -280,7 +292,8 @@ ItemVectors TwoTowerModel::EncodeItemVectors(const at::Tensor& output_ids, const
   };
   // Id dropout: one draw per distinct item of the call, shared by its output and input vectors.
   if (shared.defined() && m.config.id_dropout > 0 && m.dense->is_training() && all.numel() > 0) {
-    const at::Tensor keep = at::empty({all.numel(), 1}, shared.options()).bernoulli_(1.0 - m.config.id_dropout, m.dropout_gen);
+    const at::Tensor keep =
+        KeyedKeep(all, m.dropout_seed, kIdDropoutSite, m.config.id_dropout).to(shared.device(), shared.scalar_type()).view({-1, 1});
     looked_up["item_id"] = looked_up["item_id"] * rows_of(keep, m.config.separate_input_vectors ? out_ids : all);
     if (m.config.separate_input_vectors) looked_up["item_input_id"] = looked_up["item_input_id"] * rows_of(keep, in_ids);
   }
@@ -318,9 +331,11 @@ at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor&
   x = x + m.dense->positions(pos);
   if (m.dense->gaps && h.gaps.defined() && h.width > 0) x = x + m.dense->gaps(h.gaps);
   if (m.dense->context && h.context.defined() && h.width > 0) x = x + m.dense->context(h.context).sum(2);
-  x = Dropout(x, m.config.dropout, m.dense->is_training(), m.dropout_gen);
+  MaskKeys keys{.seed = m.dropout_seed, .rows = h.keys, .max_len = m.config.max_len};
+  if (m.dense->is_training() && m.config.dropout > 0 && !keys.rows.defined()) keys.rows = torch::arange(b, torch::kLong);
+  x = Dropout(x, m.config.dropout, m.dense->is_training(), keys, kInputSite);
   // Left-aligned histories under causal attention: positions < length never see padding.
-  for (auto& block : m.dense->blocks) x = block->forward(x, m.dropout_gen);
+  for (size_t i = 0; i < m.dense->blocks.size(); ++i) x = m.dense->blocks[i]->forward(x, keys, static_cast<int64_t>(i));
   at::Tensor out = m.dense->ln_final(x);
   if (m.config.cosine) out = Normalize(out);
   if (all_positions) return out;
@@ -458,10 +473,7 @@ std::vector<std::pair<std::string, at::Tensor>> TwoTowerModel::named_dense_param
 
 void TwoTowerModel::train(bool on) { impl_->dense->train(on); }
 bool TwoTowerModel::is_training() const { return impl_->dense->is_training(); }
-void TwoTowerModel::SeedDropout(uint64_t seed) {
-  std::lock_guard<std::mutex> lock(impl_->dropout_gen.mutex());
-  impl_->dropout_gen.set_current_seed(seed);
-}
+void TwoTowerModel::SeedDropout(uint64_t seed) { impl_->dropout_seed = seed; }
 const ModelConfig& TwoTowerModel::config() const { return impl_->config; }
 
 const ItemCatalog& TwoTowerModel::catalog() const { return impl_->catalog; }

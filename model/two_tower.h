@@ -152,7 +152,8 @@ class TwoTowerModel {
   std::vector<std::pair<std::string, at::Tensor>> named_dense_parameters();
   void train(bool on);
   bool is_training() const;
-  // Restarts the generator dropout draws from (this rank's; on a GPU the device's default one).
+  // The seed of the step's dropout and id-dropout masks (model/keyed_mask.h): with the rows' keys
+  // (HistoryBatch::keys) and the item ids it decides every mask, the same on every rank.
   void SeedDropout(uint64_t seed);
   const ModelConfig& config() const;
   // The catalogue the model was built for (categories and content as the config uses them).

@@ -43,10 +43,11 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
     int64_t width = 0;
     for (int64_t r = first; r < last; ++r) width = std::max<int64_t>(width, b.lengths[order[r]]);
     const int64_t n = last - first, l = std::max<int64_t>(0, width - 1);
-    std::vector<int64_t> items(static_cast<size_t>(n * l), -1), stamps(gaps ? items.size() : 0, 0), lengths, pos, requests;
+    std::vector<int64_t> items(static_cast<size_t>(n * l), -1), stamps(gaps ? items.size() : 0, 0), lengths, pos, requests, keys;
     for (int64_t r = 0; r < n; ++r) {
       const int64_t row = order[first + r], len = b.lengths[row] - 1;
       lengths.push_back(len);
+      keys.push_back(b.row_offset + row);
       // The last input's request is the time of the row's last event, the one it predicts.
       if (gaps) requests.push_back(len >= 0 ? b.timestamps[row * b.width + len] : kUnknownTime);
       for (int64_t k = 0; k < len; ++k) {
@@ -67,6 +68,7 @@ TrainStep::Inputs TrainStep::Prepare(const Batch& b) const {
       }
     }
     in.groups.push_back(MakeHistoryBatch(n, l, items, stamps, lengths, requests, model_.config().history_features(), dev));
+    in.groups.back().keys = at::tensor(keys, at::kLong);
     in.positions.push_back(at::tensor(pos, at::kLong).to(dev));
   }
   in.targets = at::tensor(targets, at::kLong).to(dev);
@@ -121,10 +123,10 @@ void TrainStep::Update(int64_t step) {
 
 at::Tensor TrainStep::Run(const Batch& batch, int64_t step) {
   comm_.SetStep(step);
-  // Dropout masks are a function of (seed, step, rank): a run is reproducible from its seed at one
-  // world size and thread count, and a resumed run draws the masks of an uninterrupted one.
-  model_.SeedDropout(HashKeys({options_.seed, 0x44524F50ULL, static_cast<uint64_t>(step),
-                               static_cast<uint64_t>(comm_.rank())}));
+  // Dropout masks are a function of (seed, step) and each row's place in the global batch (each
+  // item's id under id dropout), never of the rank: 1, 2 and 4 ranks draw the same masks, and a
+  // resumed run draws those of an uninterrupted one.
+  model_.SeedDropout(HashKeys({options_.seed, 0x44524F50ULL, static_cast<uint64_t>(step)}));
   const Inputs in = Prepare(batch);
   at::Tensor sum = LossSum(in, step);
   // The embedding rows are updated inside this call (the lookup's backward).

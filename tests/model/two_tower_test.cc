@@ -237,6 +237,41 @@ TEST(TwoTowerColdStart, UntrainedRowsAreZeroAndIdDropoutLeavesTheContentPath) {
   });
 }
 
+// Keyed masks (model/keyed_mask.h): a row's training output depends on its key and the step's
+// seed, not on the rows beside it or the width its batch is padded to.
+TEST(TwoTowerDropout, ARowsOutputDependsOnItsKeyNotOnItsBatch) {
+  ItemCatalog catalog;
+  catalog.num_items = 30;
+  ModelConfig c;
+  c.dim = 8;
+  c.blocks = 2;
+  c.heads = 2;
+  c.max_len = 6;
+  c.dropout = 0.4;
+  c.time_buckets = 0;
+  const auto batch = [](int64_t rows, int64_t width, const std::vector<int64_t>& items, const std::vector<int64_t>& lengths,
+                        const std::vector<int64_t>& keys) {
+    HistoryBatch h = MakeHistoryBatch(rows, width, items, {}, lengths, {}, {}, c10::Device(at::kCPU));
+    h.keys = at::tensor(keys, at::kLong);
+    return h;
+  };
+  RunRanks(1, [&](Communicator& comm) {
+    TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/3);
+    c10::InferenceMode no_grad;
+    model.train(true);
+    model.SeedDropout(5);
+    const at::Tensor both = model.EncodeHistory(batch(2, 4, {2, 4, 7, 9, 1, 0, 3, -1}, {4, 3}, {10, 11}));
+    const at::Tensor alone = model.EncodeHistory(batch(1, 3, {1, 0, 3}, {3}, {11}));
+    const at::Tensor wider = model.EncodeHistory(batch(1, 6, {1, 0, 3, -1, -1, -1}, {3}, {11}));
+    EXPECT_TRUE(at::allclose(both[1], alone[0], 1e-5, 1e-6));
+    EXPECT_TRUE(at::allclose(both[1], wider[0], 1e-5, 1e-6));
+    const at::Tensor other_key = model.EncodeHistory(batch(1, 3, {1, 0, 3}, {3}, {12}));
+    EXPECT_FALSE(at::allclose(other_key[0], alone[0], 1e-3, 1e-4));
+    model.SeedDropout(6);
+    EXPECT_FALSE(at::allclose(model.EncodeHistory(batch(1, 3, {1, 0, 3}, {3}, {11}))[0], alone[0], 1e-3, 1e-4));
+  });
+}
+
 // Imputation: an untrained (all-zero) id row becomes the mean direction of the id rows of the
 // trained items whose content-path vectors are nearest, at their mean length; checked against a brute-force search over the content
 // projection computed by hand.

@@ -1,5 +1,5 @@
 // World-size invariance of training: N ranks on the same global batches train the same model as one
-// rank (dropout off: each rank draws its own dropout masks, from (seed, step, rank)).
+// rank, dropout on (masks keyed by row and step, never by rank: model/keyed_mask.h).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -31,7 +31,7 @@ inline TrainOptions InvarianceOptions(const std::string& data, const std::string
   o.model.blocks = 1;
   o.model.heads = 2;
   o.model.max_len = 10;
-  o.model.dropout = 0.0;
+  o.model.dropout = 0.5;  // the generic config's rate
   return o;
 }
 

@@ -20,12 +20,14 @@ void SmallDataset(const std::string& path, int64_t content_dim) {
 
 // Parameter: the loss ("full" or "sampled"), optionally followed by "/variant": separate input
 // vectors, dot-product scores, positions from the newest event, earlier items out of each
-// position's softmax, a cosine learning-rate schedule and the content loss.
+// position's softmax, a cosine learning-rate schedule and the content loss. Dropout is on at the
+// generic config's rate (0.5), and id dropout too: their masks are keyed by row and item, not rank.
 class Invariance : public ::testing::TestWithParam<std::string> {
  protected:
   TrainOptions Options(const std::string& data, const std::string& run) const {
     const std::string p = GetParam();
     TrainOptions o = testing::InvarianceOptions(data, run, p.substr(0, p.find('/')));
+    o.model.id_dropout = 0.3;
     if (p.find("/variant") != std::string::npos) {
       o.model.separate_input_vectors = true;
       o.model.cosine = false;
