@@ -19,7 +19,7 @@ uint32_t KeepBelow(double p) {
 
 }  // namespace
 
-at::Tensor KeyedDropoutScale(const std::vector<int64_t>& shape, const std::vector<int64_t>& full, const at::Tensor& row_keys,
+at::Tensor KeyedKeepMask(const std::vector<int64_t>& shape, const std::vector<int64_t>& full, const at::Tensor& row_keys,
                              uint64_t seed, uint64_t site, double p) {
   CHECK_GE(shape.size(), 2u);
   CHECK_EQ(full.size() + 1, shape.size());
@@ -40,7 +40,6 @@ at::Tensor KeyedDropoutScale(const std::vector<int64_t>& shape, const std::vecto
   for (int64_t& s : starts) s *= full.back();
   const uint64_t key = HashKeys({seed, site});
   const uint32_t below = KeepBelow(p);
-  const float kept = static_cast<float>(1.0 / (1.0 - p));
   at::Tensor out = at::empty(shape, at::kFloat);
   float* o = out.data_ptr<float>();
   const int64_t* keys = row_keys.const_data_ptr<int64_t>();
@@ -53,7 +52,7 @@ at::Tensor KeyedDropoutScale(const std::vector<int64_t>& shape, const std::vecto
         at::philox_engine gen(key, static_cast<uint64_t>(keys[r]), at / 4);
         for (uint64_t skip = at % 4; skip > 0; --skip) gen();
         float* dst = row + static_cast<int64_t>(run) * inner;
-        for (int64_t j = 0; j < inner; ++j) dst[j] = (gen() >> 8) < below ? kept : 0.0f;
+        for (int64_t j = 0; j < inner; ++j) dst[j] = (gen() >> 8) < below ? 1.0f : 0.0f;
       }
     }
   });

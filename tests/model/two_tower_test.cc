@@ -89,7 +89,7 @@ INSTANTIATE_TEST_SUITE_P(Variants, TwoTowerOracle,
                                   (v.cosine ? "Cosine" : "Dot");
                          });
 
-// Dropout draws from the model's own generator: the same seed gives the same masks, and the masks
+// Dropout masks follow the step's seed (SeedDropout): the same seed gives the same masks, and the masks
 // are real (training differs from evaluation). With a vanishing rate every mask keeps everything,
 // so training mode, which then writes out the causal attention on a CPU, must equal evaluation
 // mode, which runs the fused kernel.
