@@ -74,14 +74,14 @@ NodeName=$host NodeAddr=127.0.0.1 NodeHostname=$host CPUs=$cpus RealMemory=$mem 
 PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
   export SLURM_CONF=$d/slurm.conf
-  local i
-  for i in $(seq 50); do [ -S "$d/munge/munge.socket" ] && break; sleep 0.1; done
+
+  for _ in $(seq 50); do [ -S "$d/munge/munge.socket" ] && break; sleep 0.1; done
   slurmctld -D -i -f "$SLURM_CONF" > "$d/log/slurmctld.out" 2>&1 &
   echo "$! slurmctld" >> "$d/pids"
   slurmd -D -f "$SLURM_CONF" -N "$host" > "$d/log/slurmd.out" 2>&1 &
   echo "$! slurmd" >> "$d/pids"
   # Up when the node takes jobs.
-  for i in $(seq 120); do
+  for _ in $(seq 120); do
     if sinfo -h -N -o '%T' 2> /dev/null | grep -qE '^(idle|mixed|allocated)'; then return 0; fi
     sleep 0.5
   done
@@ -92,7 +92,7 @@ CONF
 
 slurm_stop() {
   [ -n "${SLURM_DIR:-}" ] && [ -f "$SLURM_DIR/pids" ] || return 0
-  local pid name
+  local pid
   # Jobs first, waiting until none is left (their steps run under slurmstepd, which slurmd detaches),
   # then the services, newest first.
   scancel --full --quiet --user=root 2> /dev/null
@@ -100,13 +100,13 @@ slurm_stop() {
     [ -z "$(squeue -h -o %i 2> /dev/null)" ] && break
     sleep 0.5
   done
-  tac "$SLURM_DIR/pids" | while read -r pid name; do kill "$pid" 2> /dev/null; done
+  tac "$SLURM_DIR/pids" | while read -r pid _; do kill "$pid" 2> /dev/null; done
   for _ in $(seq 50); do
     local alive=0
-    while read -r pid name; do kill -0 "$pid" 2> /dev/null && alive=1; done < "$SLURM_DIR/pids"
+    while read -r pid _; do kill -0 "$pid" 2> /dev/null && alive=1; done < "$SLURM_DIR/pids"
     [ "$alive" = 0 ] && break
     sleep 0.2
   done
-  while read -r pid name; do kill -9 "$pid" 2> /dev/null; done < "$SLURM_DIR/pids"
+  while read -r pid _; do kill -9 "$pid" 2> /dev/null; done < "$SLURM_DIR/pids"
   : > "$SLURM_DIR/pids"
 }
