@@ -331,8 +331,8 @@ at::Tensor TwoTowerModel::EncodeHistory(const HistoryBatch& h, const at::Tensor&
   x = x + m.dense->positions(pos);
   if (m.dense->gaps && h.gaps.defined() && h.width > 0) x = x + m.dense->gaps(h.gaps);
   if (m.dense->context && h.context.defined() && h.width > 0) x = x + m.dense->context(h.context).sum(2);
-  MaskKeys keys{.seed = m.dropout_seed, .rows = h.keys, .max_len = m.config.max_len};
-  if (m.dense->is_training() && m.config.dropout > 0 && !keys.rows.defined()) keys.rows = torch::arange(b, torch::kLong);
+  const MaskKeys keys{.seed = m.dropout_seed, .rows = h.keys.defined() ? h.keys : torch::arange(b, torch::kLong),
+                      .max_len = m.config.max_len};
   x = Dropout(x, m.config.dropout, m.dense->is_training(), keys, kInputSite);
   // Left-aligned histories under causal attention: positions < length never see padding.
   for (size_t i = 0; i < m.dense->blocks.size(); ++i) x = m.dense->blocks[i]->forward(x, keys, static_cast<int64_t>(i));

@@ -28,31 +28,17 @@ train=(train --data d.h5 --dim 32 --blocks 2 --max-len 50 --batch-size 128 --epo
 alloc=(--ntasks-per-node=2 --cpus-per-task=1 --gpus-per-task=0 --mem=0)
 
 same_model() {  # same_model RUN_A RUN_B: every dense parameter and embedding row equal
-  "$py" - "$1/model" "$2/model" <<'PY'
-import glob, os, sys
-import h5py, numpy as np
-a, b = sys.argv[1], sys.argv[2]
-def values(d):
-    out = {}
-    with h5py.File(os.path.join(d, "dense.h5")) as f:
-        f["/dense"].visititems(lambda n, o: out.__setitem__("dense/" + n, o[()]) if isinstance(o, h5py.Dataset) else None)
-    for p in sorted(glob.glob(os.path.join(d, "embeddings-rank*.h5"))):
-        with h5py.File(p) as f:
-            for t in (f["/tables"] if "tables" in f else []):
-                rows = f["/tables/%s/rows" % t][()]
-                out["%s@%s" % (t, os.path.basename(p))] = (rows, f["/tables/%s/vectors" % t][()])
-    return out
-va, vb = values(a), values(b)
-assert va.keys() == vb.keys(), (sorted(va), sorted(vb))
-worst = 0.0
-for k in va:
-    x, y = va[k], vb[k]
-    if isinstance(x, tuple):
-        assert np.array_equal(x[0], y[0]), k
-        x, y = x[1], y[1]
-    worst = max(worst, float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)))) if np.size(x) else 0.0)
-print("models %s and %s: %d arrays, largest difference %.3g" % (a, b, len(va), worst))
-assert worst == 0.0, "the models differ"
+  "$py" - "$repo/tests/serve" "$1/model" "$2/model" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from serve_util import model_arrays
+a, b = model_arrays(sys.argv[2]), model_arrays(sys.argv[3])
+assert a.keys() == b.keys(), (sorted(a), sorted(b))
+differ = [k for k in a if not np.array_equal(a[k], b[k], equal_nan=True)]
+worst = max((float(np.nanmax(np.abs(a[k].astype(np.float64) - b[k]))) for k in differ), default=0.0)
+print("models %s and %s: %d arrays, largest difference %.3g" % (sys.argv[2], sys.argv[3], len(a), worst))
+assert not differ, "the models differ in " + ", ".join(differ)
 PY
 }
 

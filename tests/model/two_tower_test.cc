@@ -89,6 +89,18 @@ INSTANTIATE_TEST_SUITE_P(Variants, TwoTowerOracle,
                                   (v.cosine ? "Cosine" : "Dot");
                          });
 
+// The dropout tests' model: 2 blocks of 2 heads, dim 8, histories of up to 6 events.
+ModelConfig DropoutConfig(double rate) {
+  ModelConfig c;
+  c.dim = 8;
+  c.blocks = 2;
+  c.heads = 2;
+  c.max_len = 6;
+  c.dropout = rate;
+  c.time_buckets = 0;
+  return c;
+}
+
 // Dropout masks follow the step's seed (SeedDropout): the same seed gives the same masks, and the masks
 // are real (training differs from evaluation). With a vanishing rate every mask keeps everything,
 // so training mode, which then writes out the causal attention on a CPU, must equal evaluation
@@ -99,13 +111,7 @@ TEST(TwoTowerDropout, MasksFollowTheSeedAndTheAttentionMatchesTheFusedKernel) {
   const std::vector<int64_t> hist = {2, 4, 7, 9, 1, 0, 3, -1}, lengths = {4, 3};
   const HistoryBatch h = MakeHistoryBatch(2, 4, hist, {}, lengths, {}, {}, c10::Device(at::kCPU));
   for (const double rate : {0.3, 1e-12}) {
-    ModelConfig c;
-    c.dim = 8;
-    c.blocks = 2;
-    c.heads = 2;
-    c.max_len = 6;
-    c.dropout = rate;
-    c.time_buckets = 0;
+    const ModelConfig c = DropoutConfig(rate);
     RunRanks(1, [&](Communicator& comm) {
       TwoTowerModel model(c, catalog, PlanItemTables(c, catalog, comm), &comm, /*seed=*/3);
       c10::InferenceMode no_grad;
@@ -242,13 +248,7 @@ TEST(TwoTowerColdStart, UntrainedRowsAreZeroAndIdDropoutLeavesTheContentPath) {
 TEST(TwoTowerDropout, ARowsOutputDependsOnItsKeyNotOnItsBatch) {
   ItemCatalog catalog;
   catalog.num_items = 30;
-  ModelConfig c;
-  c.dim = 8;
-  c.blocks = 2;
-  c.heads = 2;
-  c.max_len = 6;
-  c.dropout = 0.4;
-  c.time_buckets = 0;
+  const ModelConfig c = DropoutConfig(0.4);
   const auto batch = [](int64_t rows, int64_t width, const std::vector<int64_t>& items, const std::vector<int64_t>& lengths,
                         const std::vector<int64_t>& keys) {
     HistoryBatch h = MakeHistoryBatch(rows, width, items, {}, lengths, {}, {}, c10::Device(at::kCPU));

@@ -32,7 +32,7 @@ import time
 import urllib.error
 import urllib.request
 
-from serve_util import fresh_runs, start_server
+from serve_util import fresh_runs, post_json, start_server
 
 BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 
@@ -45,14 +45,7 @@ def run(*args, check=True):
 
 
 def post(port, body, raw=None, timeout=30):
-    data = raw if raw is not None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recommend", data=data,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
+    return post_json(port, "/v1/recommend", body, timeout, raw)
 
 
 def get(port, path, timeout=30):

@@ -35,7 +35,7 @@ import time
 import h5py
 import numpy as np
 
-from serve_util import fresh_runs, post_json, start_server
+from serve_util import fresh_runs, model_arrays, post_json, start_server
 
 BIN, WORK = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 KILLS = int(sys.argv[sys.argv.index("--kills") + 1]) if "--kills" in sys.argv else 3
@@ -126,28 +126,6 @@ def check_counts(run_dir, want, items, segments):
         sys.exit(f"FAIL: {run_dir}: state {state}; the log has {sum(want.values())} events after the base's and {OLD_EVENTS} "
                  f"before, {len(new)} new items, {SEGMENTS} segments")
     return state
-
-
-def model_arrays(run_dir):
-    """Every dense parameter and embedding row of the newest checkpoint, by name (rows by id)."""
-    ck, out = newest_checkpoint(run_dir), {}
-    with h5py.File(os.path.join(ck, "dense.h5"), "r") as f:
-        f["/dense"].visititems(lambda n, d: out.__setitem__("dense/" + n, d[:]) if isinstance(d, h5py.Dataset) else None)
-    parts = {}
-    for name in sorted(os.listdir(ck)):
-        if name.startswith("embeddings-rank"):
-            with h5py.File(os.path.join(ck, name), "r") as f:
-                for t in f.get("/tables", {}):
-                    g = f[f"/tables/{t}"]
-                    parts.setdefault(t, []).append((g["rows"][:], g["vectors"][:], int(g.attrs.get("col_begin", 0))))
-    for t, pieces in parts.items():  # every rank's shard into one [rows x width] table
-        n = max(int(r.max()) + 1 for r, _, _ in pieces if len(r))
-        width = max(c + v.shape[1] for _, v, c in pieces)
-        table = np.full((n, width), np.nan, dtype=np.float32)
-        for rows, vec, col in pieces:
-            table[rows, col:col + vec.shape[1]] = vec
-        out["table/" + t] = table
-    return out
 
 
 def check_served(root):
@@ -272,7 +250,7 @@ def main():
     p = run(*stream_args("sb", "B", 0.3, "logb"))
     check_served("B")
     check_counts("sb", want, items, segments)
-    a, b = model_arrays("sa"), model_arrays("sb")
+    a, b = model_arrays(newest_checkpoint("sa")), model_arrays(newest_checkpoint("sb"))
     if a.keys() != b.keys() or any(not np.array_equal(a[k], b[k]) for k in a):
         diff = {k: float(np.abs(a[k] - b[k]).max()) for k in a if k in b and a[k].shape == b[k].shape}
         sys.exit(f"FAIL: the model after {kills} kills differs from the uninterrupted one: {diff}")
@@ -291,7 +269,7 @@ def main():
         run(*stream_args("sc", "C", 0), prefix=(MPIRUN, "-np", "2"))
         check_served("C")
         check_counts("sc", want, items, segments)
-        c = model_arrays("sc")
+        c = model_arrays(newest_checkpoint("sc"))
         worst = max(float(np.abs(a[k] - c[k]).max()) for k in a)
         if a.keys() != c.keys() or worst > 1e-3:
             sys.exit(f"FAIL: 2 ranks differ from 1 by {worst}")
